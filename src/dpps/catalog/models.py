@@ -1,0 +1,192 @@
+"""ORM models: the archive's tables.
+
+Queried metadata keys are real, indexed columns; everything else lives in the ``meta`` JSON
+column. Nothing is hard-deleted: a removed DID keeps its row with ``deleted_at`` set, and every
+state change appends a row to ``events`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class DIDRow(Base):
+    """A file, dataset or container. Files carry size, checksums and metadata."""
+
+    __tablename__ = "dids"
+    __table_args__ = (
+        UniqueConstraint("scope", "name", "version"),
+        Index("ix_dids_scope_name_latest", "scope", "name", "is_latest"),
+        Index("ix_dids_obs_tel", "obs_id", "tel_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(30))
+    name: Mapped[str] = mapped_column(String(1024))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+    did_type: Mapped[str] = mapped_column(String(10), index=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    adler32: Mapped[str | None] = mapped_column(String(8))
+    blake3: Mapped[str | None] = mapped_column(String(64))
+    checksums: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data_level: Mapped[str | None] = mapped_column(String(16), index=True)
+    category: Mapped[str | None] = mapped_column(String(8), index=True)
+    obs_id: Mapped[int | None] = mapped_column(BigInteger)
+    tel_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    observing_night: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    time_start: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    time_end: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    product_type: Mapped[str | None] = mapped_column(String(64), index=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AttachmentRow(Base):
+    """Membership of a DID in a dataset or container."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("parent_id", "child_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RSERow(Base):
+    """A storage element as the catalog knows it; synchronised from the configuration."""
+
+    __tablename__ = "rses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    onsite: Mapped[bool] = mapped_column(Boolean, default=False)
+    url: Mapped[str] = mapped_column(Text)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReplicaRow(Base):
+    """One copy of one file on one RSE."""
+
+    __tablename__ = "replicas"
+    __table_args__ = (
+        UniqueConstraint("did_id", "rse_id"),
+        Index("ix_replicas_rse_state", "rse_id", "state"),
+        Index("ix_replicas_last_verified", "last_verified_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
+    rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    lock_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    last_verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    tombstone_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class RuleRow(Base):
+    """A replication rule: keep ``copies`` replicas of a DID on RSEs matching an expression."""
+
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    rse_expression: Mapped[str] = mapped_column(Text)
+    source_expression: Mapped[str | None] = mapped_column(Text)
+    copies: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, default=3)
+    activity: Mapped[str] = mapped_column(String(64), default="default")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+
+
+class AccountRow(Base):
+    """Who acts on the archive; roles and tokens come with the operations subsystem."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(256))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class EventRow(Base):
+    """Append-only preservation record: who did what, when and why."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    did_id: Mapped[int | None] = mapped_column(ForeignKey("dids.id"), index=True)
+    rse_id: Mapped[int | None] = mapped_column(ForeignKey("rses.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+__all__ = [
+    "AccountRow",
+    "AttachmentRow",
+    "Base",
+    "DIDRow",
+    "EventRow",
+    "RSERow",
+    "ReplicaRow",
+    "RuleRow",
+    "utcnow",
+]

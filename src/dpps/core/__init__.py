@@ -1,0 +1,1 @@
+"""Core: identifiers, states, errors, configuration. Depends on nothing else in dpps."""
