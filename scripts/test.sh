@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The test command: ruff, mypy --strict and pytest (SQLite and a throwaway PostgreSQL), then the
+# use-case verification report. Arguments go to pytest. Reports land in reports/.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+mkdir -p reports
+
+pg_found() { python -c 'import sys, dpps.testing.postgres as p; sys.exit(not p.postgres_available())'; }
+
+# PostgreSQL server binaries: install them if missing and we may (root with apt-get).
+if ! pg_found && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "PostgreSQL not found; installing it with apt-get" >&2
+    apt-get update -q && { apt-get install -y -q postgresql-15 || apt-get install -y -q postgresql; }
+fi
+if ! pg_found; then
+    echo "error: PostgreSQL server binaries (initdb, pg_ctl) not found. Install PostgreSQL" >&2
+    echo "  (apt-get install postgresql-15) or set DPPS_PG_BIN to its bin directory." >&2
+    exit 1
+fi
+# PostgreSQL refuses to run as root: the test server runs as the 'postgres' OS user.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres \
+        || { echo "error: could not create the 'postgres' OS user" >&2; exit 1; }
+fi
+export DPPS_REQUIRE_POSTGRES=1  # the PostgreSQL tests fail, never skip, if the server is missing
+
+status=0
+echo "== ruff"
+lint_dirs=(src tests)
+[ -d benchmarks ] && lint_dirs+=(benchmarks)
+ruff check --output-format json "${lint_dirs[@]}" >reports/ruff.json
+ruff check "${lint_dirs[@]}" | tee reports/ruff.txt
+ruff_rc=${PIPESTATUS[0]}
+echo "== mypy"
+mypy | tee reports/mypy.txt
+mypy_rc=${PIPESTATUS[0]}
+echo "== pytest"
+pytest -n 2 --junitxml=reports/junit.xml --cov=dpps --cov-report=xml:reports/coverage.xml \
+    --cov-report=term:skip-covered "$@"
+pytest_rc=$?  # exit code 5 (no tests collected) counts as a failure too
+
+echo "== verification"
+if dpps verify --help >/dev/null 2>&1; then
+    dpps verify reports/junit.xml --coverage reports/coverage.xml --format markdown \
+        >reports/verification.md && cat reports/verification.md \
+        || { echo "error: dpps verify failed" >&2; status=1; }
+else
+    echo "warning: 'dpps verify' is not available; no verification report" >&2
+fi
+
+echo "== summary: ruff exit $ruff_rc, mypy exit $mypy_rc, pytest exit $pytest_rc"
+[ "$pytest_rc" = 5 ] && echo "error: pytest collected no tests" >&2
+for rc in "$ruff_rc" "$mypy_rc" "$pytest_rc"; do
+    [ "$rc" = 0 ] || status=1
+done
+exit "$status"

@@ -1,0 +1,1 @@
+"""BDMS: the bulk archive."""

@@ -1,0 +1,275 @@
+"""`Archive`: the one Python entry point to the bulk archive.
+
+The CLI and the REST API are thin layers over this class. It wires configuration, catalog and
+storage together and owns transactions; the domain logic lives in the modules it calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import yaml
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms import ingest as ingest_mod
+from dpps.bdms import metadata_ops, retrieve
+from dpps.bdms.types import (
+    BulkReport,
+    EventInfo,
+    FileDetails,
+    FileInfo,
+    Location,
+    MetaChange,
+    RefreshReport,
+    RSEInfo,
+)
+from dpps.catalog import dids as did_repo
+from dpps.catalog import events as event_repo
+from dpps.catalog import rses as rse_repo
+from dpps.catalog.engine import (
+    current_revision,
+    head_revision,
+    make_engine,
+    make_sessionmaker,
+    transaction,
+    upgrade,
+)
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.catalog.query import select_dids
+from dpps.catalog.replicas import replicas_of
+from dpps.core.config import Config, load_config
+from dpps.core.defaults import default_config
+from dpps.core.errors import Conflict, InvalidInput, NotFound
+from dpps.core.identifiers import DID, parse_did
+from dpps.core.states import DIDType, ReplicaState
+from dpps.core.workspace import CONFIG_NAME, find_workspace
+from dpps.storage.rse import StorageElement
+
+Progress = Callable[[int], None]
+
+
+def file_info(row: DIDRow) -> FileInfo:
+    return FileInfo(
+        did=retrieve.did_label(row),
+        scope=row.scope,
+        name=row.name,
+        version=row.version,
+        bytes=row.bytes,
+        adler32=row.adler32,
+        blake3=row.blake3,
+        data_level=row.data_level,
+        category=row.category,
+        obs_id=row.obs_id,
+        tel_id=row.tel_id,
+        observing_night=row.observing_night,
+        time_start=row.time_start,
+        time_end=row.time_end,
+        product_type=row.product_type,
+        created_at=row.created_at,
+        meta=dict(row.meta or {}),
+        checksums=dict(row.checksums or {}),
+        did_type=row.did_type,
+        is_latest=row.is_latest,
+    )
+
+
+class Archive:
+    """The bulk archive of one deployment (one configuration, one catalog)."""
+
+    def __init__(self, config: Config, *, account: str = "root", engine: Engine | None = None):
+        self.config = config
+        self.account = account
+        self.engine = engine or make_engine(
+            config.catalog_url(), config.catalog.busy_timeout_s, config.catalog.echo
+        )
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls, directory: Path, *, catalog_url: str | None = None, force: bool = False,
+        account: str = "root",
+    ) -> Self:
+        """Create a workspace with the reference topology and an empty, migrated catalog."""
+        directory = directory.expanduser().resolve()
+        config_path = directory / CONFIG_NAME
+        if config_path.exists() and not force:
+            raise Conflict(f"{config_path} exists already (use --force to overwrite it)")
+        directory.mkdir(parents=True, exist_ok=True)
+        data = default_config()
+        if catalog_url is not None:
+            data["catalog"]["url"] = catalog_url
+        config_path.write_text(
+            "# dpps workspace configuration; see docs/configuration.md\n"
+            + yaml.safe_dump(data, sort_keys=False),
+            encoding="utf-8",
+        )
+        archive = cls.open(directory, account=account)
+        for name in archive.config.rses:
+            storage = StorageElement.from_config(name, archive.config)
+            storage.fs.makedirs(storage.root, exist_ok=True)
+        return archive
+
+    @classmethod
+    def open(cls, workspace: str | Path | None = None, *, account: str = "root") -> Self:
+        """Open the workspace found like git finds its repository; migrate the catalog."""
+        config = load_config(find_workspace(workspace))
+        archive = cls(config, account=account)
+        archive.prepare_catalog()
+        return archive
+
+    def prepare_catalog(self) -> None:
+        if current_revision(self.engine) != head_revision(self.engine):
+            upgrade(self.engine)
+        with transaction(self.sessions) as session:
+            rse_repo.sync_rses(session, self.config, self.account)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType | None) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def did(self, text: str) -> DID:
+        return parse_did(text, self.config.default_scope)
+
+    def storage(self, rse: str) -> StorageElement:
+        if rse not in self.config.rses:
+            known = ", ".join(sorted(self.config.rses))
+            raise NotFound(f"unknown RSE {rse!r} (known: {known})")
+        return StorageElement.from_config(rse, self.config)
+
+    # -- ingest and registration -------------------------------------------------------------
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        rse: str,
+        *,
+        scope: str | None = None,
+        lfn: str | None = None,
+        lfn_prefix: str | None = None,
+        dataset: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        recursive: bool = False,
+        new_version: bool = False,
+        progress: Progress | None = None,
+    ) -> BulkReport:
+        storage = self.storage(rse)
+        with self.sessions() as session:
+            rse_id = rse_repo.get_rse(session, rse).id
+        opts = ingest_mod.IngestOptions(
+            rse=rse, scope=scope or self.config.default_scope, lfn=lfn, lfn_prefix=lfn_prefix,
+            dataset=dataset, meta=meta, recursive=recursive, new_version=new_version,
+        )
+        return ingest_mod.ingest(
+            self.sessions, storage, rse_id, paths, opts, account=self.account,
+            algorithms=self.config.checksums, workers=self.config.ingest.workers,
+            chunk_size=self.config.ingest.chunk_size, progress=progress,
+        )
+
+    def plan_size(self, paths: Sequence[Path], recursive: bool = False) -> int:
+        """How many files an ingest of ``paths`` will handle (for progress bars)."""
+        total = 0
+        for p in paths:
+            if p.is_dir() and recursive:
+                total += sum(1 for q in p.rglob("*") if q.is_file() and not q.is_symlink())
+            else:
+                total += 1
+        return total
+
+    def register(self, files: Sequence[did_repo.NewFile]) -> list[did_repo.Outcome]:
+        """Catalog-only registration of files whose bytes are already on an RSE."""
+        with transaction(self.sessions) as session:
+            return did_repo.register_files(session, files, account=self.account)
+
+    def rse_id(self, name: str) -> int:
+        with self.sessions() as session:
+            return rse_repo.get_rse(session, name).id
+
+    # -- query -----------------------------------------------------------------------------
+    def list_files(
+        self, filter_text: str = "", *, limit: int | None = 100, offset: int = 0,
+        all_versions: bool = False, did_type: str | None = DIDType.FILE.value,
+    ) -> list[FileInfo]:
+        stmt = select_dids(filter_text, did_type=did_type, include_all_versions=all_versions,
+                           limit=limit, offset=offset)
+        with self.sessions() as session:
+            return [file_info(row) for row in session.scalars(stmt)]
+
+    def count(self, filter_text: str = "", *, all_versions: bool = False) -> int:
+        stmt = select_dids(filter_text, include_all_versions=all_versions, limit=None)
+        counted = select(func.count()).select_from(stmt.order_by(None).subquery())
+        with self.sessions() as session:
+            return int(session.scalar(counted) or 0)
+
+    def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails:
+        parsed = did if isinstance(did, DID) else self.did(did)
+        with self.sessions() as session:
+            row = did_repo.get_did(session, parsed)
+            pairs = replicas_of(session, row.id)
+            rse_names = {r.id: r.name for r in rse_repo.list_rses(session)}
+            evs = [
+                EventInfo(e.ts, e.account, e.action, rse_names.get(e.rse_id or -1), e.reason,
+                          dict(e.details or {}))
+                for e in event_repo.events_for(session, row.id, events_limit)
+            ]
+            versions = [v.version for v in did_repo.versions_of(session, row.scope, row.name)]
+            return FileDetails(
+                file=file_info(row),
+                replicas=[retrieve.replica_info(self.config, rep, rse) for rep, rse in pairs],
+                events=evs,
+                versions=versions,
+                parents=[retrieve.did_label(p) for p in did_repo.parents_of(session, row.id)],
+                children=[retrieve.did_label(c) for c in did_repo.children_of(session, row.id)],
+            )
+
+    # -- retrieval -------------------------------------------------------------------------
+    def locate(self, did: str | DID) -> Location:
+        parsed = did if isinstance(did, DID) else self.did(did)
+        with self.sessions() as session:
+            return retrieve.locate(session, self.config, parsed)
+
+    def get(self, dids: Sequence[str | DID], dest: Path, *, overwrite: bool = False,
+            progress: Progress | None = None) -> BulkReport:
+        if not dids:
+            raise InvalidInput("nothing to retrieve: give at least one DID")
+        parsed = [d if isinstance(d, DID) else self.did(d) for d in dids]
+        return retrieve.get(self.sessions, self.config, parsed, dest, account=self.account,
+                            overwrite=overwrite, progress=progress)
+
+    # -- metadata care ---------------------------------------------------------------------
+    def set_meta(self, did: str | DID, pairs: Mapping[str, str], *,
+                 reason: str | None = None) -> list[MetaChange]:
+        parsed = did if isinstance(did, DID) else self.did(did)
+        return metadata_ops.set_meta(self.sessions, parsed, pairs, account=self.account,
+                                     reason=reason)
+
+    def refresh_meta(self, filter_text: str, *, progress: Progress | None = None,
+                     dry_run: bool = False) -> RefreshReport:
+        return metadata_ops.refresh_meta(self.sessions, self.config, filter_text,
+                                         account=self.account, progress=progress,
+                                         dry_run=dry_run)
+
+    # -- storage elements ------------------------------------------------------------------
+    def rses(self) -> list[RSEInfo]:
+        stmt = (
+            select(ReplicaRow.rse_id, func.count(), func.coalesce(func.sum(ReplicaRow.bytes), 0))
+            .where(ReplicaRow.state == ReplicaState.AVAILABLE.value)
+            .group_by(ReplicaRow.rse_id)
+        )
+        with self.sessions() as session:
+            usage = {rse_id: (int(n), int(b)) for rse_id, n, b in session.execute(stmt)}
+            rows: Sequence[RSERow] = rse_repo.list_rses(session)
+            return [
+                RSEInfo(r.name, r.site, r.kind, r.onsite, r.url, r.available, dict(r.attributes),
+                        *usage.get(r.id, (0, 0)))
+                for r in rows
+            ]

@@ -1,0 +1,335 @@
+"""Ingest: bring files into the archive's care (UC-110-1.1.3).
+
+Each file is checked (FITS checksums, metadata extraction), copied into the RSE with a checksum
+computed during the copy and verified on the written bytes (or registered in place when it
+already lies under the RSE root), then registered - file, replica, dataset attachment and event
+- in one short transaction per chunk. The I/O runs in a thread pool; only the main thread
+writes to the catalog, so SQLite's single writer is never contended by our own workers.
+
+Nothing partial is left behind: a file that fails any step is not registered, and a copy made
+for a file that then fails registration is removed again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms.metadata import convert_indexed, extract_metadata, validate_meta_key, INDEXED_KEYS
+from dpps.bdms.types import BulkReport, FileResult
+from dpps.catalog import dids as did_repo
+from dpps.catalog.engine import transaction
+from dpps.core.errors import Conflict, DppsError, InvalidInput, NotFound
+from dpps.core.identifiers import parse_did, validate_lfn, validate_scope
+from dpps.core.states import DIDType
+from dpps.storage.checksums import checksum_file, compare
+from dpps.storage.rse import StorageElement
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    rse: str
+    scope: str
+    lfn: str | None = None
+    lfn_prefix: str | None = None
+    dataset: str | None = None
+    meta: Mapping[str, str] | None = None
+    recursive: bool = False
+    new_version: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    source: Path
+    lfn: str | None
+    error: DppsError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    item: _Item
+    lfn: str
+    columns: dict[str, Any]
+    meta: dict[str, Any]
+    in_place_path: str | None
+    size: int
+
+
+def parse_user_meta(pairs: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``--meta key=value`` pairs into typed indexed columns and free metadata."""
+    columns: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for key, raw in pairs.items():
+        validate_meta_key(key)
+        if key in INDEXED_KEYS:
+            columns[key] = convert_indexed(key, raw)
+        else:
+            meta[key] = _scalar(raw)
+    return columns, meta
+
+
+def _scalar(raw: str) -> Any:
+    """Free metadata keeps numbers and booleans typed so queries can compare them."""
+    low = raw.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _display(path: Path) -> str:
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def plan(paths: Sequence[Path], opts: IngestOptions, rse: StorageElement) -> list[_Item]:
+    """Turn the command's paths into (file, LFN) items; problems become failed items."""
+    if opts.lfn is not None and opts.lfn_prefix is not None:
+        raise InvalidInput("give either --lfn or --lfn-prefix, not both")
+    if opts.lfn is not None:
+        validate_lfn(opts.lfn)
+        if len(paths) != 1 or Path(paths[0]).is_dir():
+            raise InvalidInput("--lfn names exactly one file; use --lfn-prefix for several")
+    prefix = None
+    if opts.lfn_prefix is not None:
+        prefix = "/" + opts.lfn_prefix.strip("/")
+        validate_lfn(prefix)
+    items: list[_Item] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            if not opts.recursive:
+                items.append(_Item(path, None, InvalidInput(
+                    f"{_display(path)} is a directory (use --recursive to ingest its files)")))
+                continue
+            for sub in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
+                rel = sub.relative_to(path).as_posix()
+                items.append(_item_for(sub, rel, prefix, opts, rse))
+        else:
+            items.append(_item_for(path, path.name, prefix, opts, rse))
+    return items
+
+
+def _item_for(path: Path, rel: str, prefix: str | None, opts: IngestOptions,
+              rse: StorageElement) -> _Item:
+    try:
+        if opts.lfn is not None:
+            return _Item(path, opts.lfn)
+        if prefix is not None:
+            return _Item(path, validate_lfn(f"{prefix}/{rel}"))
+        in_place = rse.relative_path_of(path) if path.exists() else None
+        if in_place is not None:
+            return _Item(path, validate_lfn("/" + in_place.lstrip("/")))
+        raise InvalidInput(
+            f"{_display(path)}: no LFN: give --lfn or --lfn-prefix, or place the file under "
+            f"the RSE root to register it in place"
+        )
+    except DppsError as exc:
+        return _Item(path, None, exc)
+
+
+def _failed(item: _Item, exc: DppsError, scope: str) -> FileResult:
+    return FileResult(
+        source=_display(item.source),
+        did=f"{scope}:{item.lfn}" if item.lfn else None,
+        status="failed",
+        error=str(exc),
+        error_type=type(exc).__name__,
+        exit_code=exc.exit_code,
+    )
+
+
+def _prepare(item: _Item, opts: IngestOptions, user_columns: Mapping[str, Any],
+             user_meta: Mapping[str, Any], rse: StorageElement) -> _Prepared:
+    assert item.lfn is not None
+    path = item.source
+    if not path.exists():
+        raise NotFound(f"{_display(path)}: no such file")
+    if not path.is_file():
+        raise InvalidInput(f"{_display(path)} is not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidInput(f"{_display(path)} is empty: refusing to archive a 0-byte file")
+    extracted = extract_metadata(path)
+    columns = {**extracted.columns, **user_columns}
+    meta = {**extracted.meta, **user_meta, "format": extracted.format}
+    if extracted.warnings:
+        meta["extraction_warnings"] = list(extracted.warnings)
+    return _Prepared(item, item.lfn, columns, meta, rse.relative_path_of(path), size)
+
+
+def ingest(
+    factory: sessionmaker[Session],
+    rse: StorageElement,
+    rse_id: int,
+    paths: Sequence[Path],
+    opts: IngestOptions,
+    *,
+    account: str,
+    algorithms: Sequence[str],
+    workers: int,
+    chunk_size: int,
+    progress: Progress | None = None,
+) -> BulkReport:
+    started = time.perf_counter()
+    validate_scope(opts.scope)
+    user_columns, user_meta = parse_user_meta(opts.meta or {})
+    dataset = parse_did(opts.dataset, opts.scope) if opts.dataset else None
+    items = plan(paths, opts, rse)
+    results: list[FileResult] = []
+    tick = progress or (lambda _n: None)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        for chunk in _chunks(items, chunk_size):
+            results.extend(
+                _ingest_chunk(factory, pool, rse, rse_id, chunk, opts, dataset, user_columns,
+                              user_meta, account, algorithms)
+            )
+            tick(len(chunk))
+    return BulkReport(results, time.perf_counter() - started)
+
+
+def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ingest_chunk(
+    factory: sessionmaker[Session],
+    pool: ThreadPoolExecutor,
+    rse: StorageElement,
+    rse_id: int,
+    chunk: Sequence[_Item],
+    opts: IngestOptions,
+    dataset: Any,
+    user_columns: Mapping[str, Any],
+    user_meta: Mapping[str, Any],
+    account: str,
+    algorithms: Sequence[str],
+) -> list[FileResult]:
+    scope = opts.scope
+    failed: dict[int, FileResult] = {}
+    prepared: dict[int, _Prepared] = {}
+
+    def prep(i: int, item: _Item) -> None:
+        if item.error is not None:
+            failed[i] = _failed(item, item.error, scope)
+            return
+        try:
+            prepared[i] = _prepare(item, opts, user_columns, user_meta, rse)
+        except DppsError as exc:
+            failed[i] = _failed(item, exc, scope)
+
+    list(pool.map(lambda a: prep(*a), enumerate(chunk)))
+
+    # Which names exist already decides, per file, between copy, skip and conflict.
+    with factory() as session:
+        existing = did_repo.latest_by_name(session, scope, sorted({p.lfn for p in prepared.values()}))
+        prev = {name: (row.version, row.bytes, row.adler32, row.blake3)
+                for name, row in existing.items() if row.did_type == DIDType.FILE}
+
+    created: dict[int, str] = {}
+    new_files: dict[int, did_repo.NewFile] = {}
+
+    def store(i: int, p: _Prepared) -> None:
+        try:
+            new_files[i], made = _store(p, prev.get(p.lfn), opts, rse, rse_id, algorithms)
+            if made:
+                created[i] = new_files[i].path
+        except DppsError as exc:
+            failed[i] = _failed(p.item, exc, scope)
+
+    list(pool.map(lambda a: store(*a), prepared.items()))
+
+    order = sorted(new_files)
+    outcomes: list[did_repo.Outcome] = []
+    if order:
+        try:
+            with transaction(factory) as session:
+                dataset_id = None
+                if dataset is not None:
+                    dataset_id = did_repo.get_or_create_collection(
+                        session, dataset.scope, dataset.name, DIDType.DATASET, account=account
+                    ).id
+                outcomes = did_repo.register_files(
+                    session, [new_files[i] for i in order], account=account,
+                    dataset_id=dataset_id,
+                )
+        except BaseException:
+            for path in created.values():
+                rse.remove(path)
+            raise
+    results: dict[int, FileResult] = dict(failed)
+    for i, outcome in zip(order, outcomes, strict=True):
+        f = new_files[i]
+        p = prepared[i]
+        if outcome.status == "conflict":
+            if i in created:
+                rse.remove(created[i])
+            results[i] = _failed(p.item, Conflict(outcome.message), scope)
+            continue
+        results[i] = FileResult(
+            source=_display(p.item.source),
+            did=f"{scope}:{f.name}" + ("" if outcome.version == 1 else f"@v{outcome.version}"),
+            status="registered" if outcome.status == "registered" else "present",
+            version=outcome.version,
+            bytes=f.bytes,
+            rse=rse.name,
+            path=f.path,
+        )
+    return [results[i] for i in sorted(results)]
+
+
+def _store(
+    p: _Prepared,
+    prev: tuple[int, int | None, str | None, str | None] | None,
+    opts: IngestOptions,
+    rse: StorageElement,
+    rse_id: int,
+    algorithms: Sequence[str],
+) -> tuple[did_repo.NewFile, bool]:
+    """Put the bytes in place (or find them there); returns the NewFile and whether we copied."""
+    base = did_repo.NewFile(
+        scope=opts.scope, name=p.lfn, bytes=p.size, checksums={}, rse_id=rse_id, path="",
+        columns=p.columns, meta=p.meta, new_version=opts.new_version,
+    )
+    if p.in_place_path is not None:
+        size, sums = checksum_file(p.item.source, algorithms)
+        return replace(base, bytes=size, checksums=sums, path=p.in_place_path), False
+    version = 1
+    if prev is not None:
+        size, sums = checksum_file(p.item.source, algorithms)
+        same = prev[1] == size and not compare({"adler32": prev[2] or "", "blake3": prev[3] or ""}
+                                               if prev[3] else {"adler32": prev[2] or ""}, sums)
+        if same or not opts.new_version:
+            # Let registration report "present" or the conflict; nothing to copy.
+            return replace(base, bytes=size, checksums=sums,
+                           path=rse.path_for(opts.scope, p.lfn, prev[0])), False
+        version = prev[0] + 1
+    rel = rse.path_for(opts.scope, p.lfn, version)
+    try:
+        size, sums = rse.upload(p.item.source, rel, algorithms)
+        made = True
+    except Conflict:
+        # A copy at the deterministic path but no catalog entry: left by an interrupted
+        # ingest. Adopt it only if it holds exactly these bytes.
+        size, sums = checksum_file(p.item.source, algorithms)
+        _, theirs = rse.checksum(rel, algorithms)
+        if compare(sums, theirs):
+            raise Conflict(
+                f"{rse.name}:{rel} already holds other, unregistered content; "
+                "an operator must inspect it"
+            ) from None
+        made = False
+    return replace(base, bytes=size, checksums=sums, path=rel), made

@@ -1,0 +1,535 @@
+"""Metadata extraction at ingest: integrity first, then the keywords the catalog indexes.
+
+A file enters the archive only if its bytes are whole: FITS CHECKSUM/DATASUM are verified and
+truncation is detected here, before any copy is made, because a corrupt file archived twice is
+still corrupt. The FITS checksums are computed by this module in a streaming pass over the raw
+bytes (the FITS one's-complement sum), not through astropy: astropy only *warns* on a mismatch,
+stops at a damaged header with a warning, and loads whole HDUs into memory to verify them.
+
+The indexed columns (see ``INDEXED_KEYS``) come from CTAO header keywords or HDF5 root
+attributes, then a JSON sidecar may override them. Values that cannot be converted from a file
+header do not stop the ingest: the column stays empty, the raw value is kept in ``meta`` under
+``<column>_raw`` and a warning is returned. Values given by a person (sidecar, CLI) are strict:
+a bad one is an ``InvalidInput`` naming the key. Free metadata never uses an indexed key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import h5py
+import numpy as np
+from astropy.io import fits
+
+from dpps.core.errors import IntegrityFailure, InvalidInput, NotFound
+from dpps.core.states import Category, DataLevel
+
+__all__ = ["INDEXED_KEYS", "META_KEY_RE", "ExtractedMetadata", "convert_indexed",
+           "extract_metadata", "validate_meta_key"]  # fmt: skip
+
+INDEXED_KEYS = (
+    "data_level", "category", "obs_id", "tel_id", "observing_night", "time_start", "time_end",
+    "product_type",
+)  # fmt: skip
+META_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+FITS_MAGIC = b"SIMPLE  ="
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_FITS_SUFFIXES = {".fits", ".fit", ".fts", ".fz"}
+_HDF5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".he5"}
+_BLOCK = 2880
+_CHUNK = _BLOCK * 4096  # ~11 MiB per read: a multiple of 4 bytes, memory stays flat
+MAX_META_KEYS = 200
+MAX_STRING_BYTES = 1024
+_MAX_ITEMS = 100  # HDUs / HDF5 items listed, elements kept of a list value
+
+#: Header keyword / attribute names (normalised: lower case, non-alphanumerics -> "_") per
+#: column, in groups: a later group is consulted only if no header has any name of an earlier
+#: one (HDUCLAS1 is a product type only when nothing better is there).
+_ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "data_level": (("datalevl", "data_level", "cta_product_data_levels"),),
+    "category": (("datacat", "category", "data_category"),),
+    "obs_id": (("obs_id", "obsid"),),
+    "tel_id": (("tel_id", "ae_id", "telid"),),
+    "observing_night": (("obsnight", "observing_night"),),
+    "time_start": (("date_obs", "date_beg", "time_start"),),
+    "time_end": (("date_end", "time_end"),),
+    "product_type": (("datatype", "prodtype", "product_type"), ("hduclas1",)),
+}
+#: Keywords that describe the file's layout, not its content: never free metadata.
+_STRUCTURAL = re.compile(
+    r"^(SIMPLE|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|TFIELDS|XTENSION|THEAP|CHECKSUM|DATASUM"
+    r"|COMMENT|HISTORY|END|T(TYPE|FORM|UNIT|DIM|NULL|SCAL|ZERO|DISP)\d+"
+    r"|Z(TENSION|BITPIX|NAXIS\d*|TILE\d+|CMPTYPE|NAME\d+|VAL\d+|FORM\d+|CTYP\d+|IMAGE|TABLE"
+    r"|SIMPLE|EXTEND|PCOUNT|GCOUNT|HECKSUM|DATASUM|QUANTIZ|DITHER0|BLOCKED|THEAP))$"
+)
+#: Fixed offsets to UTC (seconds) for the time scales FITS allows in TIMESYS. A simplification:
+#: TAI-UTC is 37 s since 2017 and no leap second has been announced since; the archive indexes
+#: times to find files, not to time photons.
+_TIMESYS_OFFSET = {"UTC": 0.0, "UT": 0.0, "TAI": 37.0, "TT": 69.184, "GPS": 18.0}
+
+
+@dataclass(frozen=True)
+class ExtractedMetadata:
+    """What ingest learns from a file: typed indexed columns and JSON-safe free metadata."""
+
+    format: str  # "fits" | "hdf5" | "other"
+    columns: dict[str, Any]
+    meta: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def validate_meta_key(key: str) -> str:
+    """Free metadata keys are lower-case identifiers so they work in queries and JSON paths."""
+    if not isinstance(key, str) or not META_KEY_RE.match(key):
+        raise InvalidInput(
+            f"invalid metadata key {key!r}: use a lower-case letter then up to 63 of [a-z0-9_]"
+        )
+    return key
+
+
+def _count(value: Any, upper: int, *, prefixed: bool = False) -> int:
+    """Non-negative integer from int, integral float or digit string (``TEL001`` if prefixed)."""
+    bad = ValueError(f"expected a non-negative integer, got {value!r}")
+    if isinstance(value, np.integer | int) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, float | np.floating) and float(value).is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        runs = re.findall(r"\d+", text) if prefixed else [text]
+        if len(runs) != 1 or not runs[0].isdigit() or not text.endswith(runs[0]):
+            raise bad
+        number = int(runs[0])
+    else:
+        raise bad
+    if not 0 <= number <= upper:
+        raise ValueError(f"{number} is out of range 0..{upper}")
+    return number
+
+
+def _enum_value(value: Any, members: Sequence[str], aliases: Mapping[str, str], what: str) -> str:
+    text = value.strip().upper() if isinstance(value, str) else ""
+    text = aliases.get(text, text)
+    if text not in members:
+        raise ValueError(f"unknown {what} {value!r} (expected one of {', '.join(members)})")
+    return text
+
+
+def _night(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        with contextlib.suppress(ValueError):
+            if re.fullmatch(r"\d{8}", text):
+                return dt.datetime.strptime(text, "%Y%m%d").date()
+            return dt.datetime.fromisoformat(text).date() if "T" in text else dt.date.fromisoformat(text)  # fmt: skip
+    raise ValueError(f"expected a date YYYY-MM-DD or YYYYMMDD, got {value!r}")
+
+
+def _time(value: Any) -> dt.datetime:
+    """Naive UTC: aware datetimes are converted, naive ones are taken to be UTC already."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    raise ValueError(f"expected an ISO 8601 date-time, got {value!r}")
+
+
+def _product_type(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 64:
+        raise ValueError(f"expected a non-empty text of at most 64 characters, got {value!r}")
+    return value.strip()
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "data_level": lambda v: _enum_value(v, [m.value for m in DataLevel], {}, "data level"),
+    "category": lambda v: _enum_value(
+        v, [m.value for m in Category], {"SIMULATION": "SIM", "SIMULATED": "SIM"}, "category"
+    ),
+    "obs_id": lambda v: _count(v, 2**63 - 1),
+    "tel_id": lambda v: _count(v, 2**31 - 1, prefixed=True),
+    "observing_night": _night,
+    "time_start": _time,
+    "time_end": _time,
+    "product_type": _product_type,
+}
+
+
+def convert_indexed(key: str, value: Any) -> Any:
+    """Convert a user-given value (CLI strings, JSON values) to the type of column ``key``.
+
+    ``None`` means "no value" and is returned as is; everything else is converted or rejected
+    with an ``InvalidInput`` naming the key and the expected form.
+    """
+    if key not in INDEXED_KEYS:
+        raise InvalidInput(f"{key!r} is not an indexed metadata key ({', '.join(INDEXED_KEYS)})")
+    if value is None:
+        return None
+    try:
+        return _CONVERTERS[key](value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"metadata {key}: {exc}") from None
+
+
+def _norm_key(raw: str) -> str | None:
+    """``DATE-OBS`` -> ``date_obs``, ``CTA PRODUCT ID`` -> ``cta_product_id``; None if hopeless."""
+    key = re.sub(r"[^a-z0-9]+", "_", str(raw).lower()).strip("_")
+    if key and not key[0].isalpha():
+        key = f"k_{key}"
+    return key[:64] or None
+
+
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """Header and attribute values made JSON-safe: numpy scalars unwrapped, NaN/inf as text,
+    strings capped at 1 KiB, lists at 100 elements, nesting at 3 levels."""
+    if isinstance(value, np.ndarray):
+        if value.size > _MAX_ITEMS:
+            return f"<array shape={list(value.shape)} dtype={value.dtype}>"
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, dt.date | dt.time):
+        value = value.isoformat()
+    if isinstance(value, list | tuple) and depth < 3:
+        return [_json_value(v, depth + 1) for v in value[:_MAX_ITEMS]]
+    if isinstance(value, Mapping) and depth < 3:
+        return {str(k): _json_value(v, depth + 1) for k, v in list(value.items())[:_MAX_ITEMS]}
+    if isinstance(value, fits.card.Undefined):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    encoded = text.encode("utf-8")
+    if len(encoded) > MAX_STRING_BYTES:
+        text = encoded[:MAX_STRING_BYTES].decode("utf-8", errors="ignore")
+    return text
+
+
+KeyMap = dict[str, Any]  # normalised keyword -> value, in header order
+
+
+def _lenient(column: str, raw: Any) -> Any:
+    """Header values are messier than user input: ``DL1_IMAGES,DL1_PARAMETERS`` is DL1."""
+    if column == "data_level" and isinstance(raw, str):
+        match = re.match(r"^\s*(R[01]|DL[0-5])(?:[_ ,;].*)?$", raw.upper())
+        raw = match.group(1) if match else raw
+    return convert_indexed(column, raw)
+
+
+def _timesys_shift(value: dt.datetime, source: KeyMap, notes: list[str]) -> dt.datetime:
+    scale = str(source.get("timesys", "UTC")).strip().upper()
+    if scale not in _TIMESYS_OFFSET:
+        notes.append(f"TIMESYS={scale!r} is not supported: times taken as UTC")
+        return value
+    return value - dt.timedelta(seconds=_TIMESYS_OFFSET[scale])
+
+
+def _map_columns(
+    sources: Sequence[KeyMap], meta: dict[str, Any], notes: list[str]
+) -> tuple[dict[str, Any], list[set[str]]]:
+    """Fill the columns from the first source that has each keyword (primary header first);
+    return them with the keywords consumed from each source, which are left out of meta."""
+    columns: dict[str, Any] = {}
+    used: list[set[str]] = [set() for _ in sources]
+    for column, groups in _ALIASES.items():
+        found = next(
+            ((i, alias) for group in groups for i, src in enumerate(sources)
+             for alias in group if alias in src),
+            None,
+        )  # fmt: skip
+        if found is None:
+            continue
+        index, alias = found
+        source, raw = sources[index], sources[index][alias]
+        if alias == "date_obs" and "time_obs" in source and len(str(raw).strip()) == 10:
+            raw = f"{str(raw).strip()}T{str(source['time_obs']).strip()}"  # old two-keyword form
+            used[index].add("time_obs")
+        try:
+            value = _lenient(column, raw)
+        except InvalidInput as exc:
+            notes.append(f"{alias.upper()} ignored: {exc}")
+            meta[f"{column}_raw"] = _json_value(raw)
+            continue
+        if column in ("time_start", "time_end"):
+            value = _timesys_shift(value, source, notes)
+        columns[column] = value
+        used[index].add(alias)
+    return columns, used
+
+
+def _free_meta(source: KeyMap, used: set[str], notes: list[str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    keys = [k for k in source if k not in used and k not in INDEXED_KEYS]
+    for key in keys[:MAX_META_KEYS]:
+        meta[key] = _json_value(source[key])
+    if len(keys) > MAX_META_KEYS:
+        notes.append(f"{len(keys) - MAX_META_KEYS} header keywords not kept in meta (limit)")
+    return meta
+
+
+def _fits_keymap(header: fits.Header) -> KeyMap:
+    keymap: KeyMap = {}
+    for card in header.cards:
+        keyword = card.keyword
+        if not keyword or _STRUCTURAL.match(keyword):
+            continue
+        key = _norm_key(keyword)
+        if key is not None and key not in keymap:
+            keymap[key] = card.value
+    return keymap
+
+
+def _hdu_summary(index: int, hdu: Any) -> dict[str, Any]:
+    """Layout from the header only: listing an HDU never reads or decompresses its data."""
+    header = hdu.header
+    z = "Z" if header.get("ZIMAGE") or header.get("ZTABLE") else ""  # tile-compressed
+    entry: dict[str, Any] = {"index": index, "name": hdu.name, "compressed": bool(z)}
+    if header.get("ZIMAGE"):
+        entry["type"] = "CompImageHDU"
+    elif header.get("XTENSION") in ("BINTABLE", "TABLE"):
+        entry["type"] = "BinTableHDU" if header["XTENSION"] == "BINTABLE" else "TableHDU"
+        entry["rows"] = header.get(f"{z}NAXIS2")
+        return entry
+    else:
+        entry["type"] = type(hdu).__name__
+    naxis = int(header.get(f"{z}NAXIS", 0))
+    entry["shape"] = [header.get(f"{z}NAXIS{i}") for i in range(naxis, 0, -1)]
+    return entry
+
+
+def _ones_sum(fh: BinaryIO, start: int, length: int) -> int:
+    """32-bit one's-complement sum of big-endian words: the FITS checksum, read in chunks."""
+    fh.seek(start)
+    total, remaining = 0, length
+    while remaining > 0:
+        chunk = fh.read(min(_CHUNK, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        if len(chunk) % 4:
+            chunk += b"\0" * (4 - len(chunk) % 4)
+        total = _fold(total + int(np.frombuffer(chunk, dtype=">u4").sum(dtype=np.uint64)))
+    return total
+
+
+def _fold(total: int) -> int:
+    """End-around carry: what makes the sum one's-complement."""
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def _verify_hdu(fh: BinaryIO, index: int, hdu: Any, info: Mapping[str, Any]) -> None:
+    header = hdu.header
+    label = f"HDU {index} {hdu.name!r}"
+    data_sum = _ones_sum(fh, info["datLoc"], info["datSpan"])
+    if "DATASUM" in header:
+        try:
+            expected = int(str(header["DATASUM"]).strip())
+        except ValueError:
+            raise IntegrityFailure(
+                f"unreadable DATASUM {header['DATASUM']!r} in {label}"
+            ) from None
+        if expected != data_sum:
+            raise IntegrityFailure(
+                f"DATASUM mismatch in {label}: data are corrupt (header says {expected}, "
+                f"bytes give {data_sum})"
+            )
+    if "CHECKSUM" in header:
+        header_sum = _ones_sum(fh, info["hdrLoc"], info["datLoc"] - info["hdrLoc"])
+        if _fold(header_sum + data_sum) != 0xFFFFFFFF:  # the whole HDU must sum to -0
+            raise IntegrityFailure(f"CHECKSUM mismatch in {label}: header or data are corrupt")
+
+
+def _read_fits(
+    path: Path, size: int, verify: bool, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=False,
+                           disable_image_compression=True, do_not_scale_image_data=True,
+                           checksum=False) as hdul:  # fmt: skip
+                hdus = list(hdul)
+                infos = [hdu.fileinfo() for hdu in hdus]
+                keymaps = [_fits_keymap(hdu.header) for hdu in hdus]
+                summaries = [_hdu_summary(i, hdu) for i, hdu in enumerate(hdus[:_MAX_ITEMS])]
+                end = infos[-1]["datLoc"] + infos[-1]["datSpan"]
+                if end > size:
+                    raise IntegrityFailure(
+                        f"truncated FITS file: {size} bytes, its headers announce {end}"
+                    )
+                if end < size:
+                    detail = [ln.strip() for w in caught for ln in str(w.message).splitlines()]
+                    reason = next((ln for ln in detail if ln.startswith("Header")), "")
+                    raise IntegrityFailure(
+                        f"truncated FITS file: {size - end} bytes after HDU {len(hdus) - 1} "
+                        f"are not a complete header ({reason or 'unreadable'})"
+                    )
+                if verify:
+                    with open(path, "rb") as fh:
+                        for index, (hdu, info) in enumerate(zip(hdus, infos, strict=True)):
+                            if "CHECKSUM" in hdu.header or "DATASUM" in hdu.header:
+                                _verify_hdu(fh, index, hdu, info)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, fits.VerifyError) as exc:
+        kind = "truncated FITS file" if size % _BLOCK else "corrupt FITS file"
+        raise IntegrityFailure(f"{kind}: astropy cannot read it: {exc}") from None
+    for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+        notes.append(f"astropy: {message}"[:200])
+    meta: dict[str, Any] = {}
+    columns, used = _map_columns(keymaps, meta, notes)
+    # A .fits.fz primary header is often empty: then the first extension describes the product.
+    pick = 0 if set(keymaps[0]) - used[0] or len(keymaps) == 1 else 1
+    meta.update(_free_meta(keymaps[pick], used[pick], notes))
+    meta["hdus"] = summaries
+    return columns, meta
+
+
+def _read_hdf5(path: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        with h5py.File(path, "r") as f:
+            attrs: KeyMap = {}
+            for name in f.attrs:
+                key = _norm_key(name)
+                try:
+                    value = f.attrs[name]
+                except (TypeError, OSError) as exc:
+                    notes.append(f"HDF5 attribute {name!r} unreadable: {exc}")
+                    continue
+                if key is not None and key not in attrs:
+                    attrs[key] = _json_value(value)
+            items: list[dict[str, Any]] = []
+            for name in list(f.keys())[:_MAX_ITEMS]:
+                obj = f.get(name)
+                if isinstance(obj, h5py.Dataset):
+                    items.append({"name": name, "type": "dataset", "shape": list(obj.shape),
+                                  "dtype": str(obj.dtype)[:200]})  # fmt: skip
+                elif isinstance(obj, h5py.Group):
+                    items.append({"name": name, "type": "group", "members": len(obj)})
+                else:
+                    items.append({"name": name, "type": "link"})
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise IntegrityFailure(f"corrupt or truncated HDF5 file: {exc}") from None
+    meta: dict[str, Any] = {}
+    columns, used = _map_columns([attrs], meta, notes)
+    meta.update(_free_meta(attrs, used[0], notes))
+    meta["hdf5_items"] = items
+    return columns, meta
+
+
+def _detect(path: Path, size: int) -> str:
+    """Magic bytes decide; an extension that promises another format is an integrity failure."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(FITS_MAGIC))
+        fmt = "fits" if head == FITS_MAGIC else "other"
+        offset = 0
+        while fmt == "other" and offset <= min(size, 2**20):  # HDF5 may follow a user block
+            fh.seek(offset)
+            if fh.read(8) == HDF5_MAGIC:
+                fmt = "hdf5"
+            offset = 512 if offset == 0 else offset * 2
+    suffix = path.suffix.lower()
+    claimed = "fits" if suffix in _FITS_SUFFIXES else "hdf5" if suffix in _HDF5_SUFFIXES else None
+    if claimed is not None and claimed != fmt:
+        raise IntegrityFailure(f"{path.name} is named like {claimed.upper()} but is not one")
+    return fmt
+
+
+def _load_sidecar(path: Path, sidecar: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    candidate = sidecar if sidecar is not None else path.with_name(path.name + ".json")
+    if sidecar is None and not candidate.is_file():
+        return None
+    try:
+        text = candidate.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read metadata sidecar {candidate}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata sidecar {candidate} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"metadata sidecar {candidate} must hold a JSON object")
+    return candidate, data
+
+
+def _apply_sidecar(
+    source: Path, data: Mapping[str, Any], columns: dict[str, Any], meta: dict[str, Any]
+) -> None:
+    """The sidecar is what a person asserts about the file: it wins, and is validated strictly."""
+    for key, value in data.items():
+        try:
+            if key in INDEXED_KEYS:
+                converted = convert_indexed(key, value)
+                if converted is None:
+                    columns.pop(key, None)
+                else:
+                    columns[key] = converted
+                meta.pop(f"{key}_raw", None)
+            else:
+                meta[validate_meta_key(key)] = _json_value(value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"metadata sidecar {source.name}, key {key!r}: {exc}") from None
+
+
+def extract_metadata(
+    path: Path, *, verify_checksums: bool = True, sidecar: Path | None = None
+) -> ExtractedMetadata:
+    """Check a file's integrity and extract its metadata (see the module docstring).
+
+    Raises ``IntegrityFailure`` for corrupt, truncated or checksum-mismatching files,
+    ``InvalidInput`` for a directory or a bad sidecar, ``NotFound`` if the path is missing.
+    An empty file is returned as format ``"other"`` with a warning: ingest decides.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory, not a data product")
+    if not path.exists():
+        raise NotFound(f"{path}: no such file")
+    size = path.stat().st_size
+    notes: list[str] = []
+    columns: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    fmt = "other"
+    if size == 0:
+        notes.append("empty file: no metadata extracted")
+    else:
+        fmt = _detect(path, size)
+        if fmt == "fits":
+            columns, meta = _read_fits(path, size, verify_checksums, notes)
+        elif fmt == "hdf5":
+            columns, meta = _read_hdf5(path, notes)
+    loaded = _load_sidecar(path, sidecar)
+    if loaded is not None:
+        _apply_sidecar(*loaded, columns, meta)
+    if "observing_night" not in columns and "time_start" in columns:
+        # Simplification: the night is named after the evening it starts, with the day
+        # boundary at 12:00 UTC. Right for both CTAO sites (UTC-1..UTC-4), where local noon
+        # falls between 12:00 and 17:00 UTC and no observation spans 12:00 UTC.
+        columns["observing_night"] = (columns["time_start"] - dt.timedelta(hours=12)).date()
+    start, end = columns.get("time_start"), columns.get("time_end")
+    if start is not None and end is not None and end < start:
+        notes.append("time_end is before time_start")
+    ordered = {k: columns[k] for k in INDEXED_KEYS if k in columns}
+    return ExtractedMetadata(fmt, ordered, meta, tuple(notes))

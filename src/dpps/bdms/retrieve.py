@@ -1,0 +1,166 @@
+"""Locate and retrieve files by identifier (UC-110-1.3.1).
+
+The best replica is an AVAILABLE one on disk before tape, then the one with the lowest
+estimated time (latency + size / bandwidth + staging delay, from the RSE configuration). What
+is written is verified against the catalog's checksums before it appears under its final name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms.types import BulkReport, FileResult, Location, ReplicaInfo
+from dpps.catalog import dids as did_repo
+from dpps.catalog import events
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.catalog.replicas import replicas_of
+from dpps.core.config import Config
+from dpps.core.errors import Conflict, DppsError, IntegrityFailure, InvalidInput, Unavailable
+from dpps.core.identifiers import DID
+from dpps.core.states import DIDType, ReplicaState, RSEKind
+from dpps.storage.rse import StorageElement
+
+
+def estimate_seconds(config: Config, rse: RSERow, size: int) -> float:
+    """Expected time to have the file locally, from the RSE's configured figures."""
+    cfg = config.rses.get(rse.name)
+    if cfg is None:
+        return float("inf")
+    seconds = cfg.latency_ms / 1000.0 + size / (cfg.bandwidth_mb_s * 1e6)
+    if cfg.kind == RSEKind.TAPE:
+        seconds += cfg.staging_delay_s
+    return seconds
+
+
+def replica_info(config: Config, rep: ReplicaRow, rse: RSERow) -> ReplicaInfo:
+    return ReplicaInfo(
+        rse=rse.name,
+        site=rse.site,
+        kind=rse.kind,
+        state=rep.state,
+        path=rep.path,
+        bytes=rep.bytes,
+        last_verified_at=rep.last_verified_at,
+        estimated_seconds=round(estimate_seconds(config, rse, rep.bytes), 6),
+    )
+
+
+def ranked(config: Config, pairs: Sequence[tuple[ReplicaRow, RSERow]]) -> list[ReplicaInfo]:
+    """Readable replicas, best first: disk before tape, then by estimated time."""
+    usable = [
+        replica_info(config, rep, rse)
+        for rep, rse in pairs
+        if rep.state == ReplicaState.AVAILABLE and rse.available and rse.name in config.rses
+    ]
+    return sorted(
+        usable, key=lambda r: (r.kind == RSEKind.TAPE.value, r.estimated_seconds, r.rse)
+    )
+
+
+def did_label(row: DIDRow) -> str:
+    return f"{row.scope}:{row.name}" + ("" if row.is_latest else f"@v{row.version}")
+
+
+def locate(session: Session, config: Config, did: DID) -> Location:
+    row = did_repo.get_did(session, did, DIDType.FILE)
+    pairs = replicas_of(session, row.id)
+    best = ranked(config, pairs)
+    return Location(
+        did=did_label(row),
+        available=bool(best),
+        bytes=row.bytes,
+        replicas=[replica_info(config, rep, rse) for rep, rse in pairs],
+        best_rse=best[0].rse if best else None,
+        estimated_seconds=best[0].estimated_seconds if best else None,
+    )
+
+
+def _target(dest: Path, name: str, many: bool) -> Path:
+    if many or dest.is_dir() or str(dest).endswith("/"):
+        return dest / Path(name).name
+    return dest
+
+
+def get(
+    factory: sessionmaker[Session],
+    config: Config,
+    dids: Sequence[DID],
+    dest: Path,
+    *,
+    account: str,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> BulkReport:
+    started = time.perf_counter()
+    many = len(dids) > 1
+    if many:
+        dest.mkdir(parents=True, exist_ok=True)
+    targets: dict[Path, str] = {}
+    results: list[FileResult] = []
+    for did in dids:
+        try:
+            results.append(_get_one(factory, config, did, dest, many, targets, account, overwrite))
+        except DppsError as exc:
+            results.append(FileResult(source=str(did), did=str(did), status="failed",
+                                      error=str(exc), error_type=type(exc).__name__,
+                                      exit_code=exc.exit_code))
+        if progress is not None:
+            progress(1)
+    return BulkReport(results, time.perf_counter() - started)
+
+
+def _get_one(
+    factory: sessionmaker[Session],
+    config: Config,
+    did: DID,
+    dest: Path,
+    many: bool,
+    targets: dict[Path, str],
+    account: str,
+    overwrite: bool,
+) -> FileResult:
+    with factory() as session:
+        row = did_repo.get_did(session, did, DIDType.FILE)
+        candidates = ranked(config, replicas_of(session, row.id))
+        expected = {"adler32": row.adler32 or ""} | ({"blake3": row.blake3} if row.blake3 else {})
+        label, did_id, size = did_label(row), row.id, row.bytes
+    target = _target(dest, did.name, many)
+    if target in targets:
+        raise InvalidInput(f"{label} and {targets[target]} would both be written to {target}")
+    targets[target] = label
+    if target.exists() and not overwrite:
+        raise Conflict(f"{target} exists (use --overwrite to replace it)")
+    if not candidates:
+        raise Unavailable(f"{label} has no AVAILABLE replica")
+    problems: list[str] = []
+    for rep in candidates:
+        storage = StorageElement.from_config(rep.rse, config)
+        try:
+            storage.download(rep.path, target, tuple(expected), expected=expected,
+                             overwrite=overwrite)
+        except IntegrityFailure as exc:
+            _declare_bad(factory, did_id, rep.rse, account, str(exc))
+            problems.append(f"{rep.rse}: {exc}")
+            continue
+        except DppsError as exc:
+            problems.append(f"{rep.rse}: {exc}")
+            continue
+        return FileResult(source=f"{rep.rse}:{rep.path}", did=label, status="retrieved",
+                          bytes=size, rse=rep.rse, path=str(target))
+    raise Unavailable(f"{label}: no replica could be read ({'; '.join(problems)})")
+
+
+def _declare_bad(factory: sessionmaker[Session], did_id: int, rse_name: str, account: str,
+                 reason: str) -> None:
+    """A replica whose bytes do not match is BAD; the auditor and rules repair it later."""
+    with transaction(factory) as session:
+        for rep, rse in replicas_of(session, did_id):
+            if rse.name == rse_name and rep.state == ReplicaState.AVAILABLE:
+                rep.state = ReplicaState.BAD.value
+                events.record(session, account=account, action="replica.bad", did_id=did_id,
+                              rse_id=rse.id, reason=f"checksum mismatch on read: {reason}")

@@ -1,0 +1,157 @@
+"""What the archive's Python API returns: plain, frozen records, separate from the ORM rows.
+
+The CLI renders them, the REST API converts them to its schemas; neither sees SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, dates and tuples to JSON-ready structures (for --json output)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    did: str
+    scope: str
+    name: str
+    version: int
+    bytes: int | None
+    adler32: str | None
+    blake3: str | None
+    data_level: str | None
+    category: str | None
+    obs_id: int | None
+    tel_id: int | None
+    observing_night: dt.date | None
+    time_start: dt.datetime | None
+    time_end: dt.datetime | None
+    product_type: str | None
+    created_at: dt.datetime
+    meta: dict[str, Any] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    did_type: str = "FILE"
+    is_latest: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    rse: str
+    site: str
+    kind: str
+    state: str
+    path: str
+    bytes: int
+    last_verified_at: dt.datetime | None
+    estimated_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    ts: dt.datetime
+    account: str
+    action: str
+    rse: str | None
+    reason: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FileDetails:
+    file: FileInfo
+    replicas: list[ReplicaInfo]
+    events: list[EventInfo]
+    versions: list[int]
+    parents: list[str]
+    children: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a file can be read from now, best first, with the time it would take."""
+
+    did: str
+    available: bool
+    bytes: int | None
+    replicas: list[ReplicaInfo]
+    best_rse: str | None
+    estimated_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """The outcome of one file in a bulk operation (ingest, get)."""
+
+    source: str
+    did: str | None
+    status: Literal["registered", "present", "retrieved", "failed"]
+    version: int | None = None
+    bytes: int | None = None
+    rse: str | None = None
+    path: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    exit_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BulkReport:
+    """Per-file results of a bulk operation and its totals."""
+
+    results: list[FileResult]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes or 0 for r in self.results if r.status != "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class MetaChange:
+    did: str
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshReport:
+    examined: int
+    changed: int
+    failed: list[FileResult]
+    changes: list[MetaChange]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RSEInfo:
+    name: str
+    site: str
+    kind: str
+    onsite: bool
+    url: str
+    available: bool
+    attributes: dict[str, Any]
+    files: int = 0
+    bytes: int = 0

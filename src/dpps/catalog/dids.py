@@ -1,0 +1,286 @@
+"""Files, datasets and containers: lookup, bulk registration, attachment and versions.
+
+Registration is the archive's hot path (an observing night is hundreds of thousands of files),
+so it works on chunks: one query finds what already exists, a few multi-row INSERTs write the
+rest. Callers own the transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from dpps.catalog import events
+from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, utcnow
+from dpps.core.errors import Conflict, NotFound
+from dpps.core.identifiers import DID
+from dpps.core.states import DIDType, ReplicaState
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """A file to register: its identity, content, one replica and its metadata."""
+
+    scope: str
+    name: str
+    bytes: int
+    checksums: Mapping[str, str]
+    rse_id: int
+    path: str
+    columns: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    new_version: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What registration did with one NewFile."""
+
+    status: Literal["registered", "present", "conflict"]
+    did_id: int | None
+    version: int | None
+    message: str = ""
+
+
+def same_content(row: DIDRow | Any, bytes_: int, checksums: Mapping[str, str]) -> bool:
+    """Two contents are the same when size and every checksum both sides know agree."""
+    if row.bytes != bytes_ or row.adler32 != checksums.get("adler32"):
+        return False
+    theirs = row.blake3
+    mine = checksums.get("blake3")
+    return theirs is None or mine is None or theirs == mine
+
+
+def latest_by_name(session: Session, scope: str, names: Sequence[str]) -> dict[str, DIDRow]:
+    rows = session.scalars(
+        select(DIDRow).where(
+            DIDRow.scope == scope, DIDRow.name.in_(names), DIDRow.is_latest.is_(True)
+        )
+    )
+    return {row.name: row for row in rows}
+
+
+def register_files(
+    session: Session,
+    files: Sequence[NewFile],
+    *,
+    account: str,
+    dataset_id: int | None = None,
+) -> list[Outcome]:
+    """Register a chunk of files with one replica each; returns one Outcome per input.
+
+    Same name and same content is reported as present and changes nothing; same name and
+    other content is a conflict unless the file asks for a new version, which then becomes
+    the latest. Conflicts do not abort the chunk: the caller decides what to report.
+    """
+    by_scope: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        by_scope[f.scope].append(f.name)
+    existing: dict[tuple[str, str], Any] = {}
+    for scope, names in by_scope.items():
+        for name, row in latest_by_name(session, scope, sorted(set(names))).items():
+            existing[(scope, name)] = row
+
+    outcomes: list[Outcome | None] = [None] * len(files)
+    to_insert: list[tuple[int, NewFile, int]] = []
+    superseded: list[int] = []
+    now = utcnow()
+    for i, f in enumerate(files):
+        key = (f.scope, f.name)
+        prev = existing.get(key)
+        if prev is None:
+            version = 1
+        elif prev.did_type != DIDType.FILE:
+            outcomes[i] = Outcome("conflict", prev.id, None, f"{f.scope}:{f.name} is a {prev.did_type}")
+            continue
+        elif same_content(prev, f.bytes, f.checksums):
+            outcomes[i] = Outcome("present", prev.id, prev.version, "already registered")
+            continue
+        elif f.new_version:
+            version = prev.version + 1
+            if prev.id is not None:
+                superseded.append(prev.id)
+        else:
+            outcomes[i] = Outcome(
+                "conflict",
+                prev.id,
+                prev.version,
+                f"{f.scope}:{f.name} is already registered with other content "
+                f"(adler32 {prev.adler32}, {prev.bytes} bytes); ingest it as a new version",
+            )
+            continue
+        # Later duplicates inside the chunk compare against this one.
+        existing[key] = _Pending(f.bytes, f.checksums.get("adler32"), f.checksums.get("blake3"),
+                                 version)
+        to_insert.append((i, f, version))
+
+    if superseded:
+        session.execute(
+            update(DIDRow).where(DIDRow.id.in_(superseded)).values(is_latest=False, updated_at=now)
+        )
+    if to_insert:
+        rows = [_did_values(f, version, now) for _, f, version in to_insert]
+        ids = session.scalars(
+            insert(DIDRow).returning(DIDRow.id, sort_by_parameter_order=True), rows
+        ).all()
+        session.execute(
+            insert(ReplicaRow),
+            [
+                {
+                    "did_id": did_id,
+                    "rse_id": f.rse_id,
+                    "state": ReplicaState.AVAILABLE.value,
+                    "path": f.path,
+                    "bytes": f.bytes,
+                    "lock_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "last_verified_at": now,
+                }
+                for did_id, (_, f, _v) in zip(ids, to_insert, strict=True)
+            ],
+        )
+        if dataset_id is not None:
+            attach(session, dataset_id, ids)
+        events.record_many(
+            session,
+            (
+                {
+                    "account": account,
+                    "action": "file.register",
+                    "did_id": did_id,
+                    "rse_id": f.rse_id,
+                    "details": {"version": v, "bytes": f.bytes, "path": f.path,
+                                **{k: f.checksums[k] for k in sorted(f.checksums)}},
+                }
+                for did_id, (_, f, v) in zip(ids, to_insert, strict=True)
+            ),
+        )
+        for did_id, (i, _f, version) in zip(ids, to_insert, strict=True):
+            outcomes[i] = Outcome("registered", did_id, version)
+    return [o for o in outcomes if o is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    bytes: int
+    adler32: str | None
+    blake3: str | None
+    version: int
+    id: int | None = None
+    did_type: str = DIDType.FILE.value
+
+
+def _did_values(f: NewFile, version: int, now: Any) -> dict[str, Any]:
+    extra = {k: v for k, v in f.checksums.items() if k not in ("adler32", "blake3")}
+    return {
+        "scope": f.scope,
+        "name": f.name,
+        "version": version,
+        "is_latest": True,
+        "did_type": DIDType.FILE.value,
+        "bytes": f.bytes,
+        "adler32": f.checksums["adler32"],
+        "blake3": f.checksums.get("blake3"),
+        "checksums": extra,
+        "data_level": f.columns.get("data_level"),
+        "category": f.columns.get("category"),
+        "obs_id": f.columns.get("obs_id"),
+        "tel_id": f.columns.get("tel_id"),
+        "observing_night": f.columns.get("observing_night"),
+        "time_start": f.columns.get("time_start"),
+        "time_end": f.columns.get("time_end"),
+        "product_type": f.columns.get("product_type"),
+        "meta": dict(f.meta),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def get_did(session: Session, did: DID, did_type: DIDType | None = None) -> DIDRow:
+    """The DID's row: the requested version, else the latest. Raises NotFound."""
+    stmt = select(DIDRow).where(DIDRow.scope == did.scope, DIDRow.name == did.name)
+    if did.version is None:
+        stmt = stmt.where(DIDRow.is_latest.is_(True))
+    else:
+        stmt = stmt.where(DIDRow.version == did.version)
+    if did_type is not None:
+        stmt = stmt.where(DIDRow.did_type == did_type.value)
+    row = session.scalars(stmt).one_or_none()
+    if row is None:
+        raise NotFound(f"no such DID {did}")
+    return row
+
+
+def versions_of(session: Session, scope: str, name: str) -> Sequence[DIDRow]:
+    stmt = (
+        select(DIDRow)
+        .where(DIDRow.scope == scope, DIDRow.name == name)
+        .order_by(DIDRow.version)
+    )
+    return session.scalars(stmt).all()
+
+
+def get_or_create_collection(
+    session: Session, scope: str, name: str, did_type: DIDType, *, account: str
+) -> DIDRow:
+    """A dataset or container, created on first use (ingest --dataset)."""
+    row = session.scalars(
+        select(DIDRow).where(DIDRow.scope == scope, DIDRow.name == name, DIDRow.version == 1)
+    ).one_or_none()
+    if row is not None:
+        if row.did_type != did_type.value:
+            raise Conflict(f"{scope}:{name} exists as a {row.did_type}, not a {did_type.value}")
+        return row
+    row = DIDRow(scope=scope, name=name, version=1, is_latest=True, did_type=did_type.value,
+                 checksums={}, meta={})
+    session.add(row)
+    session.flush()
+    events.record(session, account=account, action=f"{did_type.value.lower()}.create",
+                  did_id=row.id)
+    return row
+
+
+def attach(session: Session, parent_id: int, child_ids: Sequence[int]) -> None:
+    """Attach children to a collection; attaching twice is harmless."""
+    if not child_ids:
+        return
+    present = set(
+        session.scalars(
+            select(AttachmentRow.child_id).where(
+                AttachmentRow.parent_id == parent_id, AttachmentRow.child_id.in_(child_ids)
+            )
+        )
+    )
+    new = [c for c in dict.fromkeys(child_ids) if c not in present]
+    if new:
+        now = utcnow()
+        session.execute(
+            insert(AttachmentRow),
+            [{"parent_id": parent_id, "child_id": c, "created_at": now} for c in new],
+        )
+
+
+def parents_of(session: Session, did_id: int) -> Sequence[DIDRow]:
+    stmt = (
+        select(DIDRow)
+        .join(AttachmentRow, AttachmentRow.parent_id == DIDRow.id)
+        .where(AttachmentRow.child_id == did_id)
+        .order_by(DIDRow.name)
+    )
+    return session.scalars(stmt).all()
+
+
+def children_of(session: Session, did_id: int) -> Sequence[DIDRow]:
+    stmt = (
+        select(DIDRow)
+        .join(AttachmentRow, AttachmentRow.child_id == DIDRow.id)
+        .where(AttachmentRow.parent_id == did_id)
+        .order_by(DIDRow.name, DIDRow.version)
+    )
+    return session.scalars(stmt).all()

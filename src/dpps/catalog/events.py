@@ -1,0 +1,65 @@
+"""The preservation record: every state change appends an event in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from dpps.catalog.models import EventRow, utcnow
+
+
+def record(
+    session: Session,
+    *,
+    account: str,
+    action: str,
+    did_id: int | None = None,
+    rse_id: int | None = None,
+    reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    record_many(
+        session,
+        [
+            {
+                "account": account,
+                "action": action,
+                "did_id": did_id,
+                "rse_id": rse_id,
+                "reason": reason,
+                "details": dict(details or {}),
+            }
+        ],
+    )
+
+
+def record_many(session: Session, events: Iterable[Mapping[str, Any]]) -> None:
+    """Append events in one statement; the hot path of bulk registration."""
+    now = utcnow()
+    rows = [
+        {
+            "ts": now,
+            "account": e["account"],
+            "action": e["action"],
+            "did_id": e.get("did_id"),
+            "rse_id": e.get("rse_id"),
+            "reason": e.get("reason"),
+            "details": dict(e.get("details") or {}),
+        }
+        for e in events
+    ]
+    if rows:
+        session.execute(insert(EventRow), rows)
+
+
+def events_for(session: Session, did_id: int, limit: int = 100) -> Sequence[EventRow]:
+    stmt = (
+        select(EventRow)
+        .where(EventRow.did_id == did_id)
+        .order_by(EventRow.ts.desc(), EventRow.id.desc())
+        .limit(limit)
+    )
+    return session.scalars(stmt).all()

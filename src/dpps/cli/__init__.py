@@ -1,0 +1,1 @@
+"""The ``dpps`` command line: parses, calls :class:`dpps.Archive`, formats. Nothing else."""

@@ -1,0 +1,213 @@
+"""Archive commands: ingest, ls, show, locate, get, rse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dpps.bdms.types import BulkReport, FileInfo
+from dpps.cli.common import command, JsonOpt, open_archive, parse_pairs
+from dpps.cli.output import console, emit_json, err_console, human_bytes, progress_bar, table
+from dpps.core.errors import EXIT_CODES
+
+PARTIAL_EXIT = 10
+assert PARTIAL_EXIT in EXIT_CODES
+
+
+def report_exit(report: BulkReport) -> None:
+    """Exit code of a bulk command: the error's own code when one item failed alone."""
+    failed = report.failed
+    if not failed:
+        return
+    for item in failed:
+        err_console.print(f"[red]failed:[/red] {item.source}: {item.error}")
+    code = failed[0].exit_code if len(report.results) == 1 else PARTIAL_EXIT
+    raise typer.Exit(code)
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files (or directories with -r) to ingest.")],
+    rse: Annotated[str, typer.Option("--rse", help="Storage element that receives the files.")],
+    scope: Annotated[str | None, typer.Option(help="Scope of the new DIDs.")] = None,
+    lfn: Annotated[str | None, typer.Option(help="Logical file name (one file only).")] = None,
+    lfn_prefix: Annotated[
+        str | None, typer.Option(help="LFN directory; each file keeps its (relative) name.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Attach the files to this dataset.")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Metadata key=value (repeatable).")
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Ingest the files under directories.")
+    ] = False,
+    new_version: Annotated[
+        bool, typer.Option(help="Same LFN with other content becomes the next version.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Ingest data products: verify, extract metadata, copy into an RSE and register them.
+
+    A file already under the RSE's root is registered in place. Same LFN and same content is
+    reported as present; other content is a conflict unless --new-version is given.
+    """
+    archive = open_archive(ctx)
+    total = archive.plan_size(paths, recursive)
+    with progress_bar(total, "ingest", enabled=not json_) as advance:
+        report = archive.ingest(
+            paths, rse, scope=scope, lfn=lfn, lfn_prefix=lfn_prefix, dataset=dataset,
+            meta=parse_pairs(meta or []), recursive=recursive, new_version=new_version,
+            progress=advance,
+        )
+    if json_:
+        emit_json(report)
+    else:
+        rows = [[r.did or r.source, r.status, r.version, human_bytes(r.bytes), r.error or ""]
+                for r in report.results]
+        if len(rows) <= 50:
+            console.print(table(None, ["DID", "status", "version", "size", "error"], rows))
+        console.print(
+            f"{report.count('registered')} registered, {report.count('present')} already present, "
+            f"{len(report.failed)} failed; {human_bytes(report.bytes)} in {report.seconds:.2f} s"
+        )
+    report_exit(report)
+
+
+def _file_rows(files: list[FileInfo]) -> list[list[object]]:
+    return [
+        [f.did, f.data_level, f.category, f.obs_id, f.tel_id, f.observing_night,
+         human_bytes(f.bytes)]
+        for f in files
+    ]
+
+
+def ls(
+    ctx: typer.Context,
+    filter_text: Annotated[
+        str, typer.Argument(metavar="FILTER", help="Filter, e.g. 'obs_id>=100 and data_level=DL0'"
+                            " (see docs/query-language.md). Empty: everything.")
+    ] = "",
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many rows.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many rows (paging).")] = 0,
+    all_versions: Annotated[bool, typer.Option(help="List every version, not the latest.")] = False,
+    did_type: Annotated[
+        str, typer.Option("--type", help="FILE, DATASET or CONTAINER.")
+    ] = "FILE",
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Query data products by metadata or LFN."""
+    archive = open_archive(ctx)
+    if count:
+        n = archive.count(filter_text, all_versions=all_versions)
+        emit_json({"count": n}) if json_ else console.print(n)
+        return
+    files = archive.list_files(filter_text, limit=limit, offset=offset,
+                               all_versions=all_versions, did_type=did_type.upper())
+    if json_:
+        emit_json(files)
+        return
+    console.print(table(None, ["DID", "level", "cat", "obs", "tel", "night", "size"],
+                        _file_rows(files)))
+    if len(files) == limit:
+        err_console.print(f"(first {limit} rows; use --offset {offset + limit} for more)")
+
+
+def show(
+    ctx: typer.Context,
+    did: Annotated[str, typer.Argument(help="scope:/lfn[@vN] (scope optional).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Show a data product: metadata, checksums, replicas with states, versions, events."""
+    details = open_archive(ctx).show(did)
+    if json_:
+        emit_json(details)
+        return
+    f = details.file
+    fields = [
+        ["DID", f.did], ["type", f.did_type], ["version", f"{f.version} of {details.versions}"],
+        ["size", f"{f.bytes} ({human_bytes(f.bytes)})"], ["adler32", f.adler32],
+        ["blake3", f.blake3], ["data level", f.data_level], ["category", f.category],
+        ["obs_id", f.obs_id], ["tel_id", f.tel_id], ["observing night", f.observing_night],
+        ["time", f"{f.time_start} .. {f.time_end}"], ["product type", f.product_type],
+        ["datasets", ", ".join(details.parents)], ["created", f.created_at],
+    ]
+    fields += [[f"meta.{k}", v] for k, v in sorted(f.meta.items())]
+    console.print(table(None, ["field", "value"], fields))
+    console.print(table("replicas", ["RSE", "site", "kind", "state", "path", "verified"],
+                        [[r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at]
+                         for r in details.replicas]))
+    console.print(table("events", ["when", "account", "action", "RSE", "reason"],
+                        [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events]))
+
+
+def locate(
+    ctx: typer.Context,
+    did: Annotated[str, typer.Argument(help="scope:/lfn[@vN] (scope optional).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Confirm a product is available and estimate how long retrieving it takes."""
+    loc = open_archive(ctx).locate(did)
+    if json_:
+        emit_json(loc)
+    else:
+        state = "available" if loc.available else "NOT available"
+        est = f"{loc.estimated_seconds:.3f} s from {loc.best_rse}" if loc.available else "-"
+        console.print(f"{loc.did}: {state}; estimated retrieval {est}")
+        console.print(table(None, ["RSE", "kind", "state", "estimate (s)"],
+                            [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas]))
+    if not loc.available:
+        raise typer.Exit(9)
+
+
+def get(
+    ctx: typer.Context,
+    args: Annotated[list[str], typer.Argument(metavar="DID... DEST",
+                                              help="DIDs to retrieve, then the destination.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace existing local files.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Retrieve data products from the best replica, verifying checksums.
+
+    DEST is a directory (created for several DIDs) or, for one DID, a file name.
+    """
+    if len(args) < 2:
+        raise typer.BadParameter("give at least one DID and a destination")
+    *dids, dest = args
+    archive = open_archive(ctx)
+    with progress_bar(len(dids), "get", enabled=not json_) as advance:
+        report = archive.get(dids, Path(dest), overwrite=overwrite, progress=advance)
+    if json_:
+        emit_json(report)
+    else:
+        for r in report.results:
+            if r.status == "retrieved":
+                console.print(f"{r.did} -> {r.path} ({human_bytes(r.bytes)} from {r.rse})")
+    report_exit(report)
+
+
+def rse_list(
+    ctx: typer.Context,
+    json_: JsonOpt = False,
+) -> None:
+    """List storage elements with their site, kind and usage."""
+    infos = open_archive(ctx).rses()
+    if json_:
+        emit_json(infos)
+        return
+    console.print(table(None, ["RSE", "site", "kind", "onsite", "files", "bytes", "URL"],
+                        [[i.name, i.site, i.kind, i.onsite, i.files, human_bytes(i.bytes), i.url]
+                         for i in infos]))
+
+
+def register(app: typer.Typer) -> None:
+    command(app, ingest)
+    command(app, ls)
+    command(app, show)
+    command(app, locate)
+    command(app, get)
+    rse_app = typer.Typer(help="Storage elements (RSEs).", no_args_is_help=True)
+    command(rse_app, rse_list, "list")
+    app.add_typer(rse_app, name="rse")

@@ -1,0 +1,74 @@
+"""Options and helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from dpps.bdms.archive import Archive
+from dpps.cli.output import err_console
+from dpps.core.errors import DppsError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def open_archive(ctx: typer.Context) -> Archive:
+    workspace = (ctx.obj or {}).get("workspace") if ctx is not None else None
+    return Archive.open(workspace)
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, str]:
+    """``key=value`` arguments to a dict; a pair without '=' is a usage error."""
+    from dpps.core.errors import InvalidInput
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"expected key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn dpps errors into one clear line on stderr and the documented exit code.
+
+    This is the one place that maps the exception hierarchy to exit codes; a traceback is
+    shown only for bugs, and only with DPPS_DEBUG=1.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DppsError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as exc:
+            if os.environ.get("DPPS_DEBUG"):
+                raise
+            err_console.print(
+                f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
+                "(a bug: rerun with DPPS_DEBUG=1 for the traceback and please report it)",
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -> None:
+    """Register ``fn`` as a command of ``app`` with the shared error handling."""
+    app.command(name)(handle_errors(fn))

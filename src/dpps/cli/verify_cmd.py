@@ -1,0 +1,144 @@
+"""``dpps verify``: turn JUnit XML from a test run into the use-case verification report.
+
+The command only parses options, calls :mod:`dpps.verify` and writes the rendering; errors are
+dpps exceptions (:class:`~dpps.core.errors.NotFound` for a missing file,
+:class:`~dpps.core.errors.InvalidInput` for a malformed one) that the main CLI maps to exit
+codes. ``--fail-under-full`` makes it a CI gate.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dpps.core.errors import InvalidInput
+from dpps.verify.qa import collect_qa
+from dpps.verify.registry import load_registry
+from dpps.verify.render import (
+    render_html,
+    render_json,
+    render_markdown,
+    render_text,
+    rich_report,
+)
+from dpps.verify.report import (
+    Status,
+    VerificationReport,
+    build_report,
+    parse_junit,
+    totals_line,
+)
+
+#: Exit code of ``--fail-under-full`` when a use case is not fully verified.
+EXIT_NOT_FULL = 1
+
+
+class ReportFormat(StrEnum):
+    """Output formats of the report."""
+
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    HTML = "html"
+    JSON = "json"
+
+
+def _render(report_format: ReportFormat, report: VerificationReport) -> str:
+    renderers = {
+        ReportFormat.TABLE: render_text,
+        ReportFormat.MARKDOWN: render_markdown,
+        ReportFormat.HTML: render_html,
+        ReportFormat.JSON: render_json,
+    }
+    return renderers[report_format](report)
+
+
+def verify(
+    junit: Annotated[
+        list[Path],
+        typer.Argument(
+            help="JUnit XML file(s) written by pytest --junitxml; several files (runs) are "
+            "merged, a test failing in any of them counts as failed.",
+            show_default=False,
+        ),
+    ],
+    report_format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format: table (terminal), markdown, html (self-contained page) or json.",
+            case_sensitive=False,
+        ),
+    ] = ReportFormat.TABLE,
+    coverage: Annotated[
+        Path | None,
+        typer.Option(help="Cobertura coverage.xml (pytest --cov-report=xml) to add coverage."),
+    ] = None,
+    ruff: Annotated[
+        Path | None,
+        typer.Option(help="Output of 'ruff check --output-format json' to add lint findings."),
+    ] = None,
+    mypy: Annotated[
+        Path | None,
+        typer.Option(help="Text output of mypy to add the type-error count."),
+    ] = None,
+    dependencies: Annotated[
+        bool,
+        typer.Option(
+            "--dependencies/--no-dependencies",
+            help="List installed dependencies of dpps with version and license.",
+        ),
+    ] = True,
+    registry: Annotated[
+        Path | None,
+        typer.Option(help="Use-case registry YAML to report against (default: the packaged one)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Same as --format json: machine-readable output.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--fail-under-full",
+            help=f"Exit with code {EXIT_NOT_FULL} unless every use case is fully verified "
+            "(after writing the report).",
+        ),
+    ] = False,
+) -> None:
+    """Report, per registered use case, the tests that verify it and full/partial/none."""
+    if json_:
+        report_format = ReportFormat.JSON
+    usecases = load_registry(registry)
+    cases = parse_junit(junit)
+    qa = collect_qa(coverage=coverage, ruff=ruff, mypy=mypy, dependencies=dependencies)
+    report = build_report(usecases, cases, qa=qa, sources=junit)
+
+    if output is not None:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(_render(report_format, report), encoding="utf-8")
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            raise InvalidInput(f"cannot write the report to {output}: {exc.strerror}") from exc
+        typer.echo(f"{totals_line(report)}; report written to {output}", err=True)
+    elif report_format is ReportFormat.TABLE:
+        Console(highlight=False).print(rich_report(report))
+    else:
+        typer.echo(_render(report_format, report), nl=False)
+
+    if strict and any(row.status is not Status.FULL for row in report.usecases):
+        not_full = [row.usecase.id for row in report.usecases if row.status is not Status.FULL]
+        typer.echo(f"not fully verified ({len(not_full)}): {', '.join(not_full)}", err=True)
+        raise typer.Exit(EXIT_NOT_FULL)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``verify`` to the main ``dpps`` application."""
+    app.command("verify")(verify)

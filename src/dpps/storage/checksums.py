@@ -1,0 +1,240 @@
+"""Checksums computed in the same pass that moves the bytes.
+
+Every byte that enters or leaves the archive is hashed exactly once per copy: reading a
+multi-GB file twice (once to copy, once to hash) would halve ingest and transfer throughput.
+adler32 is what grid storage and transfer tools compare; BLAKE3 is the strong one. Computing
+both serially costs more than a plain copy, so the per-chunk work is overlapped in threads:
+zlib, hashlib and blake3 release the GIL on large buffers, so while the algorithms digest chunk
+N (each on its own thread), the caller's thread reads chunk N+1 into a second buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import BinaryIO, Protocol
+
+import blake3 as _blake3
+
+from dpps.core.errors import InvalidInput
+
+SUPPORTED: tuple[str, ...] = ("adler32", "blake3", "sha256", "md5")
+
+#: Measured with a 1 GiB file in page cache on a 2-core VM: 1 MiB chunks reach only ~60% of
+#: the adler32+blake3 throughput of 2-16 MiB chunks (thread hand-off dominates); 8-16 MiB is
+#: best. Two buffers of this size are allocated per stream.
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+
+#: Below this size a chunk is hashed inline: handing it to a thread costs more than it saves.
+_THREAD_MIN_BYTES = 256 * 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+class _Hash(Protocol):
+    def update(self, data: Buffer, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _Adler32:
+    """zlib.adler32 behind the hashlib interface (8 lowercase hex digits, zero-padded)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 1
+
+    def update(self, data: Buffer, /) -> None:
+        self._value = zlib.adler32(data, self._value)
+
+    def hexdigest(self) -> str:
+        return f"{self._value:08x}"
+
+
+def _new_hash(name: str) -> _Hash:
+    if name == "adler32":
+        return _Adler32()
+    if name == "blake3":
+        hasher: _Hash = _blake3.blake3()
+        return hasher
+    if name in ("sha256", "md5"):
+        return hashlib.new(name)
+    raise InvalidInput(f"unknown checksum algorithm {name!r}; use one of {', '.join(SUPPORTED)}")
+
+
+class _Pool:
+    """One process-wide thread pool, rebuilt after fork (a forked child inherits no threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._executor: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        pid = os.getpid()
+        if self._executor is None or self._pid != pid:
+            with self._lock:
+                if self._executor is None or self._pid != pid:
+                    workers = max(len(SUPPORTED) + 1, os.cpu_count() or 1)
+                    self._executor = ThreadPoolExecutor(workers, thread_name_prefix="dpps-hash")
+                    self._pid = pid
+        return self._executor
+
+
+_POOL = _Pool()
+
+
+class MultiHasher:
+    """Several checksum algorithms fed from one stream of chunks."""
+
+    def __init__(self, algorithms: Sequence[str]) -> None:
+        if isinstance(algorithms, str):
+            raise InvalidInput(f"algorithms must be a sequence of names, not {algorithms!r}")
+        names = list(dict.fromkeys(algorithms))
+        if not names:
+            raise InvalidInput("at least one checksum algorithm is required")
+        self._hashes: dict[str, _Hash] = {name: _new_hash(name) for name in names}
+        self.nbytes = 0
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(self._hashes)
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        """Feed one chunk to every algorithm; returns once all have consumed it."""
+        _wait_all(self._start(chunk))
+
+    def _start(
+        self, chunk: Buffer, extra: Callable[[], object] | None = None
+    ) -> list[Future[object]]:
+        """Start digesting ``chunk`` (and run ``extra``) without waiting for large chunks.
+
+        The caller must not modify ``chunk`` until every returned future is done.
+        """
+        self.nbytes += len(chunk)
+        if len(chunk) < _THREAD_MIN_BYTES:
+            for h in self._hashes.values():
+                h.update(chunk)
+            if extra is not None:
+                extra()
+            return []
+        pool = _POOL.get()
+        futures: list[Future[object]] = [
+            pool.submit(h.update, chunk) for h in self._hashes.values()
+        ]
+        if extra is not None:
+            futures.append(pool.submit(extra))
+        return futures
+
+    def hexdigests(self) -> dict[str, str]:
+        return {name: h.hexdigest() for name, h in self._hashes.items()}
+
+
+def _wait_all(futures: list[Future[object]]) -> None:
+    if not futures:
+        return
+    wait(futures)
+    for future in futures:
+        future.result()  # re-raise the first failure
+
+
+def _reader(stream: BinaryIO) -> Callable[[bytearray], memoryview | bytes]:
+    """A function that fills a buffer from ``stream``; empty result means end of stream."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+
+        def read_copy(buf: bytearray) -> bytes:
+            data = stream.read(len(buf))
+            return data if data is not None else b""
+
+        return read_copy
+
+    def read_into(buf: bytearray) -> memoryview:
+        view = memoryview(buf)
+        n = readinto(view)
+        return view[: n or 0]
+
+    return read_into
+
+
+def _write_all(dst: BinaryIO, data: Buffer) -> None:
+    view = memoryview(data)
+    while view:
+        n = dst.write(view)
+        if n is None or n >= len(view):  # buffered writers write everything or raise
+            return
+        view = view[n:]
+
+
+def _pump(
+    stream: BinaryIO,
+    algorithms: Sequence[str],
+    chunk_size: int,
+    sink: Callable[[Buffer], None] | None,
+) -> tuple[int, dict[str, str]]:
+    """Read ``stream`` once, double-buffered: hash (and sink) chunk N while reading N+1."""
+    if chunk_size <= 0:
+        raise InvalidInput(f"chunk_size must be positive, got {chunk_size}")
+    hasher = MultiHasher(algorithms)
+    read = _reader(stream)
+    buffers = (bytearray(chunk_size), bytearray(chunk_size))
+    pending: list[Future[object]] = []
+    index = 0
+    try:
+        while True:
+            chunk = read(buffers[index])
+            _wait_all(pending)  # the other buffer is free again once these are done
+            pending = []
+            if not chunk:
+                break
+            extra = None if sink is None else (lambda c=chunk: sink(c))
+            pending = hasher._start(chunk, extra)
+            index ^= 1
+    finally:
+        if pending:
+            wait(pending)  # never return while a thread still touches our buffers
+    return hasher.nbytes, hasher.hexdigests()
+
+
+def checksum_stream(
+    stream: BinaryIO, algorithms: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[int, dict[str, str]]:
+    """Read ``stream`` to its end once; return (size in bytes, {algorithm: hex digest})."""
+    return _pump(stream, algorithms, chunk_size, None)
+
+
+def checksum_file(
+    path: str | os.PathLike[str], algorithms: Sequence[str]
+) -> tuple[int, dict[str, str]]:
+    """Checksum a local file (unbuffered reads straight into the hashing buffers)."""
+    MultiHasher(algorithms)  # validate names before touching the file
+    with open(path, "rb", buffering=0) as stream:
+        return checksum_stream(stream, algorithms)
+
+
+def copy_with_checksums(
+    src: BinaryIO,
+    dst: BinaryIO,
+    algorithms: Sequence[str],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[int, dict[str, str]]:
+    """Copy ``src`` to ``dst`` and hash the bytes in the same single read.
+
+    ``dst.write`` must not keep a reference to the buffer it is given after it returns (true
+    of Python's io files and of fsspec files), because buffers are reused.
+    """
+    return _pump(src, algorithms, chunk_size, lambda chunk: _write_all(dst, chunk))
+
+
+def compare(expected: Mapping[str, str], actual: Mapping[str, str]) -> list[str]:
+    """Names of the algorithms present in both mappings whose digests differ."""
+    return [
+        name
+        for name in expected
+        if name in actual and expected[name].strip().lower() != actual[name].strip().lower()
+    ]

@@ -1,0 +1,391 @@
+"""A storage element (RSE): one root directory on any fsspec filesystem.
+
+The archive's promises about bytes live here. A file appears under its final name only whole
+and verified (written to a hidden temporary name beside it, hashed in the same pass, renamed
+last), is never overwritten (files are immutable: new content is a new version, a new path),
+and no path handed to an RSE can reach outside its root. The same code serves local POSIX
+directories, memory:// in tests and object stores such as s3:// later, so only the checks that
+make sense on a local disk (symlinks, fsync, hard-link publication) touch ``os``, and only when
+the filesystem is a LocalFileSystem.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import fsspec
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from dpps.core.config import Config
+from dpps.core.errors import (
+    Conflict,
+    DppsError,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from dpps.core.identifiers import validate_lfn, validate_scope
+from dpps.core.states import RSEKind
+from dpps.storage.checksums import (
+    MultiHasher,
+    checksum_file,
+    checksum_stream,
+    compare,
+    copy_with_checksums,
+)
+
+PathArg = str | os.PathLike[str]
+
+#: The checksum re-computed from the written bytes before a file is published.
+VERIFY_ALGORITHM = "adler32"
+
+
+class StorageElement:
+    """Files of one RSE, addressed by paths relative to its root."""
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        kind: RSEKind | str = RSEKind.DISK,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        filesystem: AbstractFileSystem | None = None,
+    ) -> None:
+        """``root`` is an fsspec URL or a local path; ``filesystem`` (rarely needed) supplies
+        an already built filesystem, ``root`` then being a path inside it."""
+        try:
+            self.kind = RSEKind(kind)
+        except ValueError:
+            raise InvalidInput(
+                f"RSE {name!r}: kind must be 'disk' or 'tape', not {kind!r}"
+            ) from None
+        self.name = name
+        self.url = root
+        if filesystem is None:
+            fs, path = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+        else:
+            fs, path = filesystem, filesystem._strip_protocol(root)
+        self.fs: AbstractFileSystem = fs
+        self.is_local = isinstance(fs, LocalFileSystem)
+        self.root: str = path.rstrip("/") if path != "/" else path
+        if not self.root:
+            raise InvalidInput(f"RSE {name!r}: empty root {root!r}")
+
+    @classmethod
+    def from_config(cls, name: str, config: Config) -> StorageElement:
+        rse = config.rses.get(name)
+        if rse is None:
+            raise NotFound(f"no RSE named {name!r} in the configuration")
+        return cls(name, config.rse_url(name), rse.kind, rse.storage_options)
+
+    def __repr__(self) -> str:
+        return f"StorageElement({self.name!r}, {self.url!r}, kind={self.kind.value!r})"
+
+    # -- paths ---------------------------------------------------------------------------
+
+    @staticmethod
+    def path_for(scope: str, lfn: str, version: int = 1) -> str:
+        """The deterministic relative path of a file ('@' never occurs in an LFN)."""
+        validate_scope(scope)
+        validate_lfn(lfn)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput(f"invalid version {version!r}: must be an integer >= 1")
+        return f"{scope}{lfn}" if version == 1 else f"{scope}{lfn}@v{version}"
+
+    def resolve(self, relpath: str) -> str:
+        """The filesystem path of ``relpath`` under the root; PermissionDenied if it escapes."""
+        if not isinstance(relpath, str):
+            raise InvalidInput(f"RSE path must be a string, not {type(relpath).__name__}")
+        if "\x00" in relpath:
+            raise PermissionDenied(f"RSE {self.name}: path {relpath!r} contains a NUL byte")
+        if relpath.startswith(("/", "\\")) or "://" in relpath:
+            raise PermissionDenied(
+                f"RSE {self.name}: path {relpath!r} is absolute; only paths relative to the "
+                "RSE root are accepted"
+            )
+        parts = relpath.split("/")
+        if any(p == "" for p in parts):
+            raise PermissionDenied(f"RSE {self.name}: path {relpath!r} has an empty component")
+        if any(p in (".", "..") for p in parts):
+            raise PermissionDenied(
+                f"RSE {self.name}: path {relpath!r} has a '.' or '..' component"
+            )
+        full = f"{self.root}/{relpath}" if self.root != "/" else f"/{relpath}"
+        if self.is_local:
+            # realpath follows every symlink of the longest existing prefix (dangling links
+            # included); the not-yet-existing rest has no '..' so it cannot climb back out.
+            real_root = os.path.realpath(self.root)
+            real = os.path.realpath(full)
+            if not _is_within(real, real_root):
+                raise PermissionDenied(
+                    f"RSE {self.name}: path {relpath!r} resolves to {real}, outside the RSE "
+                    f"root {real_root} (symbolic link?)"
+                )
+        return full
+
+    def relative_path_of(self, local_path: PathArg) -> str | None:
+        """The RSE-relative path of a local file inside this root, else None (register in
+        place)."""
+        if not self.is_local:
+            return None
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(os.fspath(local_path))
+        if real == real_root or not _is_within(real, real_root):
+            return None
+        rel = Path(os.path.relpath(real, real_root)).as_posix()
+        try:
+            self.resolve(rel)
+        except PermissionDenied:
+            return None
+        return rel
+
+    # -- reading -------------------------------------------------------------------------
+
+    def exists(self, rel: str) -> bool:
+        path = self.resolve(rel)
+        with self._errors("check", rel):
+            return bool(self.fs.exists(path))
+
+    def size(self, rel: str) -> int:
+        path = self.resolve(rel)
+        with self._errors("stat", rel):
+            return int(self.fs.size(path))
+
+    def open_read(self, rel: str) -> BinaryIO:
+        """An open binary file (also a context manager); the caller closes it."""
+        path = self.resolve(rel)
+        with self._errors("open", rel):
+            return cast(BinaryIO, self.fs.open(path, "rb"))
+
+    def checksum(self, rel: str, algorithms: Sequence[str]) -> tuple[int, dict[str, str]]:
+        path = self.resolve(rel)
+        MultiHasher(algorithms)
+        with self._errors("checksum", rel):
+            if self.is_local:
+                return checksum_file(path, algorithms)
+            with self.fs.open(path, "rb") as stream:
+                return checksum_stream(stream, algorithms)
+
+    def usage(self) -> int:
+        """Bytes stored under the root (temporary files included: they occupy space too)."""
+        with self._errors("walk", "."):
+            if not self.fs.exists(self.root):
+                return 0
+            found = self.fs.find(self.root, detail=True)
+        return sum(int(info.get("size") or 0) for info in found.values())
+
+    # -- writing -------------------------------------------------------------------------
+
+    def upload(
+        self,
+        local_src: PathArg,
+        rel: str,
+        algorithms: Sequence[str],
+        expected: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str]]:
+        """Copy a local file to ``rel`` atomically, hashing it in the same pass.
+
+        Returns the size and the digests of ``algorithms`` plus any algorithm named in
+        ``expected`` (all of which are checked). The bytes written are re-read and their
+        adler32 compared before the file is published under its final name.
+        """
+        final = self.resolve(rel)
+        names = _algorithms(algorithms, expected, VERIFY_ALGORITHM)
+        with self._errors("check", rel):
+            if self.fs.exists(final):
+                raise Conflict(f"RSE {self.name}: {rel} already exists; files are immutable")
+        parent, _, base = final.rpartition("/")
+        temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
+        try:
+            with self._errors("upload", rel):
+                self.fs.makedirs(parent, exist_ok=True)
+                self.resolve(rel)  # the parent chain now exists: re-check it stayed inside
+                with _open_local_source(local_src) as src, self.fs.open(temp, "wb") as dst:
+                    size, digests = copy_with_checksums(src, dst, names)
+                    if self.is_local:
+                        dst.flush()
+                        os.fsync(dst.fileno())
+            _check_expected(expected, digests, f"upload of {os.fspath(local_src)} to {rel}")
+            with self._errors("verify", rel), self.fs.open(temp, "rb") as written:
+                wsize, wdigests = checksum_stream(written, [VERIFY_ALGORITHM])
+            if wsize != size or compare(digests, wdigests):
+                raise IntegrityFailure(
+                    f"RSE {self.name}: {rel} reads back differently from what was written "
+                    f"({wsize} bytes, adler32 {wdigests[VERIFY_ALGORITHM]}; expected {size} "
+                    f"bytes, adler32 {digests[VERIFY_ALGORITHM]})"
+                )
+            with self._errors("publish", rel):
+                self._publish(temp, final, rel, size)
+        except BaseException:
+            self._discard(temp)
+            raise
+        return size, digests
+
+    def remove(self, rel: str) -> None:
+        """Delete a file; a file that is already gone is not an error."""
+        path = self.resolve(rel)
+        with suppress(NotFound), self._errors("remove", rel):
+            self.fs.rm(path)
+
+    def download(
+        self,
+        rel: str,
+        local_dest: PathArg,
+        algorithms: Sequence[str],
+        expected: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+    ) -> tuple[int, dict[str, str]]:
+        """Copy ``rel`` to a local file atomically, hashing it in the same pass."""
+        source = self.resolve(rel)
+        names = _algorithms(algorithms, expected, None)
+        dest = Path(local_dest)
+        if dest.is_dir():
+            raise Conflict(f"{dest} is a directory")
+        if not overwrite and os.path.lexists(dest):
+            raise Conflict(f"{dest} already exists (pass overwrite=True to replace it)")
+        temp = dest.parent / f".{dest.name}.part-{uuid.uuid4().hex}"
+        try:
+            with self._errors("download", rel):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with self.fs.open(source, "rb") as src, open(temp, "xb") as dst:
+                    size, digests = copy_with_checksums(src, dst, names)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            _check_expected(expected, digests, f"download of {rel} from RSE {self.name}")
+            with self._errors("publish", str(dest)):
+                if overwrite:
+                    os.replace(temp, dest)
+                    _fsync_dir(str(dest.parent))
+                else:
+                    _link_no_replace(str(temp), str(dest))
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        return size, digests
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _publish(self, temp: str, final: str, rel: str, size: int) -> None:
+        if self.is_local:
+            _link_no_replace(temp, final)  # same inode: what was verified is what is published
+            return
+        if self.fs.exists(final):  # object stores have no atomic no-replace rename
+            raise Conflict(f"RSE {self.name}: {rel} already exists; files are immutable")
+        self.fs.mv(temp, final)  # a server-side copy on object stores: check what arrived
+        published = int(self.fs.size(final))
+        if published != size:
+            self._discard(final)
+            raise IntegrityFailure(
+                f"RSE {self.name}: {rel} has {published} bytes after publication, not {size}"
+            )
+
+    def _discard(self, temp: str) -> None:
+        with suppress(Exception):
+            self.fs.rm(temp)
+
+    @contextmanager
+    def _errors(self, action: str, rel: str) -> Iterator[None]:
+        """Translate filesystem errors into the dpps hierarchy, naming the RSE and path."""
+        try:
+            yield
+        except DppsError:
+            raise
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFound(f"RSE {self.name}: {action} {rel}: {_reason(exc)}") from exc
+        except PermissionError as exc:
+            raise PermissionDenied(f"RSE {self.name}: {action} {rel}: {_reason(exc)}") from exc
+        except FileExistsError as exc:
+            raise Conflict(f"RSE {self.name}: {action} {rel}: {_reason(exc)}") from exc
+        except IsADirectoryError as exc:
+            raise InvalidInput(
+                f"RSE {self.name}: {action} {rel}: is a directory, not a file"
+            ) from exc
+        except OSError as exc:  # ENOSPC, EIO, connection refused, timeouts ...
+            raise Unavailable(
+                f"RSE {self.name} unavailable: {action} {rel}: {_reason(exc)}"
+            ) from exc
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _reason(exc: OSError) -> str:
+    if exc.strerror:
+        return f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+    return str(exc) or type(exc).__name__
+
+
+def _algorithms(
+    algorithms: Sequence[str], expected: Mapping[str, str] | None, required: str | None
+) -> list[str]:
+    if isinstance(algorithms, str):
+        raise InvalidInput(f"algorithms must be a sequence of names, not {algorithms!r}")
+    names = list(
+        dict.fromkeys([*algorithms, *(expected or {}), *([required] if required else [])])
+    )
+    MultiHasher(names)  # unknown names -> InvalidInput before any byte moves
+    return names
+
+
+def _check_expected(
+    expected: Mapping[str, str] | None, actual: Mapping[str, str], what: str
+) -> None:
+    if not expected:
+        return
+    bad = compare(expected, actual)
+    if bad:
+        detail = ", ".join(f"{n} expected {expected[n]} got {actual[n]}" for n in bad)
+        raise IntegrityFailure(f"checksum mismatch in {what}: {detail}")
+
+
+@contextmanager
+def _open_local_source(path: PathArg) -> Iterator[BinaryIO]:
+    try:
+        stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise NotFound(f"local file {os.fspath(path)} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{os.fspath(path)} is a directory, not a file") from None
+    except PermissionError:
+        raise PermissionDenied(f"cannot read local file {os.fspath(path)}") from None
+    with stream:
+        yield cast(BinaryIO, stream)
+
+
+def _link_no_replace(temp: str, final: str) -> None:
+    """Publish ``temp`` as ``final`` atomically, failing if ``final`` appeared meanwhile."""
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise Conflict(f"{final} already exists; files are immutable") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        # No hard links on this filesystem: a plain rename, with a (racy) existence check.
+        if os.path.lexists(final):
+            raise Conflict(f"{final} already exists; files are immutable") from None
+        os.rename(temp, final)
+    else:
+        os.unlink(temp)
+    _fsync_dir(os.path.dirname(final))
+
+
+def _fsync_dir(directory: str) -> None:
+    with suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
