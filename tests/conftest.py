@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dpps.bdms.archive import Archive
 from dpps.testing.postgres import TemporaryPostgres, postgres_available
 
 pytest_plugins = ["dpps.verify.pytest_plugin"]
@@ -31,3 +32,10 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'catalog.db'}"
     server: TemporaryPostgres = request.getfixturevalue("postgres_server")
     return server.create_database()
+
+
+@pytest.fixture
+def archive(tmp_path: Path, catalog_url: str) -> Iterator[Archive]:
+    """A fresh workspace with the reference topology, on each catalog backend."""
+    with Archive.init(tmp_path / "ws", catalog_url=catalog_url) as arch:
+        yield arch

@@ -7,6 +7,7 @@ import io
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -150,6 +151,25 @@ def test_copy_propagates_write_errors() -> None:
 
     with pytest.raises(OSError, match="No space"):
         copy_with_checksums(io.BytesIO(os.urandom(2 << 20)), Broken(), ["adler32"])  # type: ignore[arg-type]
+
+
+def test_read_error_mid_stream_propagates() -> None:
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            self.calls += 1
+            if self.calls > 3:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            b[:] = bytes(len(b))
+            return len(b)
+
+    with pytest.raises(ConnectionResetError):
+        checksum_stream(Failing(), SUPPORTED, 300_000)  # type: ignore[arg-type]
 
 
 def test_compare() -> None:

@@ -52,9 +52,8 @@ MAX_META_KEYS = 200
 MAX_STRING_BYTES = 1024
 _MAX_ITEMS = 100  # HDUs / HDF5 items listed, elements kept of a list value
 
-#: Header keyword / attribute names (normalised: lower case, non-alphanumerics -> "_") per
-#: column, in groups: a later group is consulted only if no header has any name of an earlier
-#: one (HDUCLAS1 is a product type only when nothing better is there).
+#: Normalised keyword / attribute names per column, in groups: a later group counts only if no
+#: header has a name of an earlier one (HDUCLAS1 is a product type only if nothing better is).
 _ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
     "data_level": (("datalevl", "data_level", "cta_product_data_levels"),),
     "category": (("datacat", "category", "data_category"),),
@@ -72,9 +71,8 @@ _STRUCTURAL = re.compile(
     r"|Z(TENSION|BITPIX|NAXIS\d*|TILE\d+|CMPTYPE|NAME\d+|VAL\d+|FORM\d+|CTYP\d+|IMAGE|TABLE"
     r"|SIMPLE|EXTEND|PCOUNT|GCOUNT|HECKSUM|DATASUM|QUANTIZ|DITHER0|BLOCKED|THEAP))$"
 )
-#: Fixed offsets to UTC (seconds) for the time scales FITS allows in TIMESYS. A simplification:
-#: TAI-UTC is 37 s since 2017 and no leap second has been announced since; the archive indexes
-#: times to find files, not to time photons.
+#: Offsets to UTC (s) per TIMESYS. Simplification: TAI-UTC has been 37 s since 2017 and the
+#: archive indexes times to find files, not to time photons.
 _TIMESYS_OFFSET = {"UTC": 0.0, "UT": 0.0, "TAI": 37.0, "TT": 69.184, "GPS": 18.0}
 
 
@@ -90,19 +88,16 @@ class ExtractedMetadata:
 
 def validate_meta_key(key: str) -> str:
     """Free metadata keys are lower-case identifiers so they work in queries and JSON paths."""
-    if not isinstance(key, str) or not META_KEY_RE.match(key):
-        raise InvalidInput(
-            f"invalid metadata key {key!r}: use a lower-case letter then up to 63 of [a-z0-9_]"
-        )
+    if not isinstance(key, str) or not META_KEY_RE.fullmatch(key):  # "$" would allow a "\n"
+        raise InvalidInput(f"invalid metadata key {key!r}: expected {META_KEY_RE.pattern}")
     return key
 
 
 def _count(value: Any, upper: int, *, prefixed: bool = False) -> int:
     """Non-negative integer from int, integral float or digit string (``TEL001`` if prefixed)."""
     bad = ValueError(f"expected a non-negative integer, got {value!r}")
-    if isinstance(value, np.integer | int) and not isinstance(value, bool):
-        number = int(value)
-    elif isinstance(value, float | np.floating) and float(value).is_integer():
+    integral = isinstance(value, float | np.floating) and float(value).is_integer()
+    if integral or (isinstance(value, np.integer | int) and not isinstance(value, bool)):
         number = int(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -117,25 +112,20 @@ def _count(value: Any, upper: int, *, prefixed: bool = False) -> int:
     return number
 
 
-def _enum_value(value: Any, members: Sequence[str], aliases: Mapping[str, str], what: str) -> str:
+def _enum(value: Any, members: type[DataLevel] | type[Category], what: str) -> str:
     text = value.strip().upper() if isinstance(value, str) else ""
-    text = aliases.get(text, text)
-    if text not in members:
-        raise ValueError(f"unknown {what} {value!r} (expected one of {', '.join(members)})")
+    text = {"SIMULATION": "SIM", "SIMULATED": "SIM"}.get(text, text)
+    if text not in members.__members__.values():
+        names = ", ".join(m.value for m in members)
+        raise ValueError(f"unknown {what} {value!r} (expected one of {names})")
     return text
 
 
 def _night(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
     if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        with contextlib.suppress(ValueError):
-            if re.fullmatch(r"\d{8}", text):
-                return dt.datetime.strptime(text, "%Y%m%d").date()
-            return dt.datetime.fromisoformat(text).date() if "T" in text else dt.date.fromisoformat(text)  # fmt: skip
+        return value.date() if isinstance(value, dt.datetime) else value
+    with contextlib.suppress(ValueError, AttributeError):  # Python 3.11+ also reads YYYYMMDD
+        return dt.datetime.fromisoformat(value.strip()).date()
     raise ValueError(f"expected a date YYYY-MM-DD or YYYYMMDD, got {value!r}")
 
 
@@ -160,10 +150,8 @@ def _product_type(value: Any) -> str:
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "data_level": lambda v: _enum_value(v, [m.value for m in DataLevel], {}, "data level"),
-    "category": lambda v: _enum_value(
-        v, [m.value for m in Category], {"SIMULATION": "SIM", "SIMULATED": "SIM"}, "category"
-    ),
+    "data_level": lambda v: _enum(v, DataLevel, "data level"),
+    "category": lambda v: _enum(v, Category, "category"),
     "obs_id": lambda v: _count(v, 2**63 - 1),
     "tel_id": lambda v: _count(v, 2**31 - 1, prefixed=True),
     "observing_night": _night,
@@ -174,11 +162,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 def convert_indexed(key: str, value: Any) -> Any:
-    """Convert a user-given value (CLI strings, JSON values) to the type of column ``key``.
-
-    ``None`` means "no value" and is returned as is; everything else is converted or rejected
-    with an ``InvalidInput`` naming the key and the expected form.
-    """
+    """Convert a user-given value (CLI string, JSON value) to the type of column ``key``, or
+    raise ``InvalidInput`` naming the key and the expected form. ``None`` means "no value"."""
     if key not in INDEXED_KEYS:
         raise InvalidInput(f"{key!r} is not an indexed metadata key ({', '.join(INDEXED_KEYS)})")
     if value is None:
@@ -189,61 +174,35 @@ def convert_indexed(key: str, value: Any) -> Any:
         raise InvalidInput(f"metadata {key}: {exc}") from None
 
 
-def _norm_key(raw: str) -> str | None:
-    """``DATE-OBS`` -> ``date_obs``, ``CTA PRODUCT ID`` -> ``cta_product_id``; None if hopeless."""
+def _norm_key(raw: str) -> str:
+    """``DATE-OBS`` -> ``date_obs``, ``CTA PRODUCT ID`` -> ``cta_product_id``: a valid meta key."""
     key = re.sub(r"[^a-z0-9]+", "_", str(raw).lower()).strip("_")
-    if key and not key[0].isalpha():
-        key = f"k_{key}"
-    return key[:64] or None
+    return key[:64] if key[:1].isalpha() else f"k_{key}"[:64]
 
 
 def _json_value(value: Any, depth: int = 0) -> Any:
     """Header and attribute values made JSON-safe: numpy scalars unwrapped, NaN/inf as text,
     strings capped at 1 KiB, lists at 100 elements, nesting at 3 levels."""
     if isinstance(value, np.ndarray):
-        if value.size > _MAX_ITEMS:
-            return f"<array shape={list(value.shape)} dtype={value.dtype}>"
-        value = value.tolist()
+        big = value.size > _MAX_ITEMS
+        value = f"<array shape={list(value.shape)} dtype={value.dtype}>" if big else value.tolist()
     elif isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, bool | int):
-        return value
+    if value is None or isinstance(value, bool | int | fits.card.Undefined):
+        return None if isinstance(value, fits.card.Undefined) else value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, dt.date | dt.time):
-        value = value.isoformat()
     if isinstance(value, list | tuple) and depth < 3:
         return [_json_value(v, depth + 1) for v in value[:_MAX_ITEMS]]
     if isinstance(value, Mapping) and depth < 3:
         return {str(k): _json_value(v, depth + 1) for k, v in list(value.items())[:_MAX_ITEMS]}
-    if isinstance(value, fits.card.Undefined):
-        return None
-    text = value if isinstance(value, str) else str(value)
-    encoded = text.encode("utf-8")
-    if len(encoded) > MAX_STRING_BYTES:
-        text = encoded[:MAX_STRING_BYTES].decode("utf-8", errors="ignore")
-    return text
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
+    return text.encode("utf-8")[:MAX_STRING_BYTES].decode("utf-8", errors="ignore")
 
 
 KeyMap = dict[str, Any]  # normalised keyword -> value, in header order
-
-
-def _lenient(column: str, raw: Any) -> Any:
-    """Header values are messier than user input: ``DL1_IMAGES,DL1_PARAMETERS`` is DL1."""
-    if column == "data_level" and isinstance(raw, str):
-        match = re.match(r"^\s*(R[01]|DL[0-5])(?:[_ ,;].*)?$", raw.upper())
-        raw = match.group(1) if match else raw
-    return convert_indexed(column, raw)
-
-
-def _timesys_shift(value: dt.datetime, source: KeyMap, notes: list[str]) -> dt.datetime:
-    scale = str(source.get("timesys", "UTC")).strip().upper()
-    if scale not in _TIMESYS_OFFSET:
-        notes.append(f"TIMESYS={scale!r} is not supported: times taken as UTC")
-        return value
-    return value - dt.timedelta(seconds=_TIMESYS_OFFSET[scale])
 
 
 def _map_columns(
@@ -266,38 +225,37 @@ def _map_columns(
         if alias == "date_obs" and "time_obs" in source and len(str(raw).strip()) == 10:
             raw = f"{str(raw).strip()}T{str(source['time_obs']).strip()}"  # old two-keyword form
             used[index].add("time_obs")
+        if column == "data_level" and isinstance(raw, str):  # "DL1_IMAGES,DL1_PARAMETERS"
+            level = re.match(r"^\s*(R[01]|DL[0-5])(?:[_ ,;].*)?$", raw.upper())
+            raw = level.group(1) if level else raw
         try:
-            value = _lenient(column, raw)
+            value = convert_indexed(column, raw)
         except InvalidInput as exc:
             notes.append(f"{alias.upper()} ignored: {exc}")
             meta[f"{column}_raw"] = _json_value(raw)
             continue
         if column in ("time_start", "time_end"):
-            value = _timesys_shift(value, source, notes)
+            scale = str(source.get("timesys", "UTC")).strip().upper()
+            if scale not in _TIMESYS_OFFSET:
+                notes.append(f"TIMESYS={scale!r} is not supported: times taken as UTC")
+            value -= dt.timedelta(seconds=_TIMESYS_OFFSET.get(scale, 0.0))
         columns[column] = value
         used[index].add(alias)
     return columns, used
 
 
 def _free_meta(source: KeyMap, used: set[str], notes: list[str]) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
     keys = [k for k in source if k not in used and k not in INDEXED_KEYS]
-    for key in keys[:MAX_META_KEYS]:
-        meta[key] = _json_value(source[key])
     if len(keys) > MAX_META_KEYS:
         notes.append(f"{len(keys) - MAX_META_KEYS} header keywords not kept in meta (limit)")
-    return meta
+    return {k: _json_value(source[k]) for k in keys[:MAX_META_KEYS]}
 
 
 def _fits_keymap(header: fits.Header) -> KeyMap:
     keymap: KeyMap = {}
     for card in header.cards:
-        keyword = card.keyword
-        if not keyword or _STRUCTURAL.match(keyword):
-            continue
-        key = _norm_key(keyword)
-        if key is not None and key not in keymap:
-            keymap[key] = card.value
+        if card.keyword and not _STRUCTURAL.match(card.keyword):
+            keymap.setdefault(_norm_key(card.keyword), card.value)
     return keymap
 
 
@@ -325,17 +283,13 @@ def _ones_sum(fh: BinaryIO, start: int, length: int) -> int:
     total, remaining = 0, length
     while remaining > 0:
         chunk = fh.read(min(_CHUNK, remaining))
-        if not chunk:
-            break
-        remaining -= len(chunk)
-        if len(chunk) % 4:
-            chunk += b"\0" * (4 - len(chunk) % 4)
+        remaining = remaining - len(chunk) if chunk else 0
+        chunk += b"\0" * (-len(chunk) % 4)  # FITS spans are whole words: only for safety
         total = _fold(total + int(np.frombuffer(chunk, dtype=">u4").sum(dtype=np.uint64)))
     return total
 
 
-def _fold(total: int) -> int:
-    """End-around carry: what makes the sum one's-complement."""
+def _fold(total: int) -> int:  # the end-around carry makes the sum one's-complement
     while total >> 32:
         total = (total & 0xFFFFFFFF) + (total >> 32)
     return total
@@ -346,17 +300,10 @@ def _verify_hdu(fh: BinaryIO, index: int, hdu: Any, info: Mapping[str, Any]) -> 
     label = f"HDU {index} {hdu.name!r}"
     data_sum = _ones_sum(fh, info["datLoc"], info["datSpan"])
     if "DATASUM" in header:
-        try:
-            expected = int(str(header["DATASUM"]).strip())
-        except ValueError:
-            raise IntegrityFailure(
-                f"unreadable DATASUM {header['DATASUM']!r} in {label}"
-            ) from None
-        if expected != data_sum:
-            raise IntegrityFailure(
-                f"DATASUM mismatch in {label}: data are corrupt (header says {expected}, "
-                f"bytes give {data_sum})"
-            )
+        expected = str(header["DATASUM"]).strip()
+        if expected != str(data_sum):
+            detail = f"header says {expected}, bytes give {data_sum}"
+            raise IntegrityFailure(f"DATASUM mismatch in {label}: data are corrupt ({detail})")
     if "CHECKSUM" in header:
         header_sum = _ones_sum(fh, info["hdrLoc"], info["datLoc"] - info["hdrLoc"])
         if _fold(header_sum + data_sum) != 0xFFFFFFFF:  # the whole HDU must sum to -0
@@ -381,12 +328,10 @@ def _read_fits(
                     raise IntegrityFailure(
                         f"truncated FITS file: {size} bytes, its headers announce {end}"
                     )
-                if end < size:
-                    detail = [ln.strip() for w in caught for ln in str(w.message).splitlines()]
-                    reason = next((ln for ln in detail if ln.startswith("Header")), "")
+                if end < size:  # astropy stops, with a mere warning, at a damaged header
                     raise IntegrityFailure(
                         f"truncated FITS file: {size - end} bytes after HDU {len(hdus) - 1} "
-                        f"are not a complete header ({reason or 'unreadable'})"
+                        "are not a complete header"
                     )
                 if verify:
                     with open(path, "rb") as fh:
@@ -396,8 +341,7 @@ def _read_fits(
     except (OSError, ValueError, TypeError, KeyError, IndexError, fits.VerifyError) as exc:
         kind = "truncated FITS file" if size % _BLOCK else "corrupt FITS file"
         raise IntegrityFailure(f"{kind}: astropy cannot read it: {exc}") from None
-    for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
-        notes.append(f"astropy: {message}"[:200])
+    notes.extend(f"astropy: {m}"[:200] for m in dict.fromkeys(str(w.message) for w in caught))
     meta: dict[str, Any] = {}
     columns, used = _map_columns(keymaps, meta, notes)
     # A .fits.fz primary header is often empty: then the first extension describes the product.
@@ -407,44 +351,37 @@ def _read_fits(
     return columns, meta
 
 
+def _hdf5_item(name: str, obj: Any) -> dict[str, Any]:
+    if isinstance(obj, h5py.Dataset):
+        return {"name": name, "type": "dataset", "shape": list(obj.shape), "dtype": str(obj.dtype)}
+    if isinstance(obj, h5py.Group):
+        return {"name": name, "type": "group", "members": len(obj)}
+    return {"name": name, "type": "link"}
+
+
 def _read_hdf5(path: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         with h5py.File(path, "r") as f:
             attrs: KeyMap = {}
             for name in f.attrs:
-                key = _norm_key(name)
                 try:
-                    value = f.attrs[name]
+                    attrs.setdefault(_norm_key(name), _json_value(f.attrs[name]))
                 except (TypeError, OSError) as exc:
                     notes.append(f"HDF5 attribute {name!r} unreadable: {exc}")
-                    continue
-                if key is not None and key not in attrs:
-                    attrs[key] = _json_value(value)
-            items: list[dict[str, Any]] = []
-            for name in list(f.keys())[:_MAX_ITEMS]:
-                obj = f.get(name)
-                if isinstance(obj, h5py.Dataset):
-                    items.append({"name": name, "type": "dataset", "shape": list(obj.shape),
-                                  "dtype": str(obj.dtype)[:200]})  # fmt: skip
-                elif isinstance(obj, h5py.Group):
-                    items.append({"name": name, "type": "group", "members": len(obj)})
-                else:
-                    items.append({"name": name, "type": "link"})
+            items = [_hdf5_item(name, f.get(name)) for name in list(f.keys())[:_MAX_ITEMS]]
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise IntegrityFailure(f"corrupt or truncated HDF5 file: {exc}") from None
     meta: dict[str, Any] = {}
     columns, used = _map_columns([attrs], meta, notes)
     meta.update(_free_meta(attrs, used[0], notes))
-    meta["hdf5_items"] = items
+    meta["hdf5_items"] = _json_value(items)
     return columns, meta
 
 
 def _detect(path: Path, size: int) -> str:
     """Magic bytes decide; an extension that promises another format is an integrity failure."""
     with open(path, "rb") as fh:
-        head = fh.read(len(FITS_MAGIC))
-        fmt = "fits" if head == FITS_MAGIC else "other"
-        offset = 0
+        fmt, offset = ("fits" if fh.read(len(FITS_MAGIC)) == FITS_MAGIC else "other"), 0
         while fmt == "other" and offset <= min(size, 2**20):  # HDF5 may follow a user block
             fh.seek(offset)
             if fh.read(8) == HDF5_MAGIC:
@@ -457,35 +394,20 @@ def _detect(path: Path, size: int) -> str:
     return fmt
 
 
-def _load_sidecar(path: Path, sidecar: Path | None) -> tuple[Path, dict[str, Any]] | None:
-    candidate = sidecar if sidecar is not None else path.with_name(path.name + ".json")
-    if sidecar is None and not candidate.is_file():
-        return None
-    try:
-        text = candidate.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read metadata sidecar {candidate}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"metadata sidecar {candidate} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput(f"metadata sidecar {candidate} must hold a JSON object")
-    return candidate, data
-
-
-def _apply_sidecar(
-    source: Path, data: Mapping[str, Any], columns: dict[str, Any], meta: dict[str, Any]
-) -> None:
+def _apply_sidecar(source: Path, columns: dict[str, Any], meta: dict[str, Any]) -> None:
     """The sidecar is what a person asserts about the file: it wins, and is validated strictly."""
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read metadata sidecar {source}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata sidecar {source} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"metadata sidecar {source} must hold a JSON object")
     for key, value in data.items():
         try:
             if key in INDEXED_KEYS:
-                converted = convert_indexed(key, value)
-                if converted is None:
-                    columns.pop(key, None)
-                else:
-                    columns[key] = converted
+                columns[key] = convert_indexed(key, value)  # null clears the column
                 meta.pop(f"{key}_raw", None)
             else:
                 meta[validate_meta_key(key)] = _json_value(value)
@@ -498,38 +420,30 @@ def extract_metadata(
 ) -> ExtractedMetadata:
     """Check a file's integrity and extract its metadata (see the module docstring).
 
-    Raises ``IntegrityFailure`` for corrupt, truncated or checksum-mismatching files,
-    ``InvalidInput`` for a directory or a bad sidecar, ``NotFound`` if the path is missing.
-    An empty file is returned as format ``"other"`` with a warning: ingest decides.
-    """
+    ``IntegrityFailure``: corrupt, truncated or checksum-mismatching file; ``InvalidInput``: a
+    directory or a bad sidecar; ``NotFound``: no such path. An empty file is format "other"
+    with a warning (ingest decides)."""
     path = Path(path)
     if path.is_dir():
         raise InvalidInput(f"{path} is a directory, not a data product")
     if not path.exists():
         raise NotFound(f"{path}: no such file")
     size = path.stat().st_size
-    notes: list[str] = []
-    columns: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
-    fmt = "other"
-    if size == 0:
-        notes.append("empty file: no metadata extracted")
-    else:
-        fmt = _detect(path, size)
-        if fmt == "fits":
-            columns, meta = _read_fits(path, size, verify_checksums, notes)
-        elif fmt == "hdf5":
-            columns, meta = _read_hdf5(path, notes)
-    loaded = _load_sidecar(path, sidecar)
-    if loaded is not None:
-        _apply_sidecar(*loaded, columns, meta)
-    if "observing_night" not in columns and "time_start" in columns:
-        # Simplification: the night is named after the evening it starts, with the day
-        # boundary at 12:00 UTC. Right for both CTAO sites (UTC-1..UTC-4), where local noon
-        # falls between 12:00 and 17:00 UTC and no observation spans 12:00 UTC.
+    notes = [] if size else ["empty file: no metadata extracted"]
+    fmt = _detect(path, size) if size else "other"
+    columns, meta = (
+        _read_fits(path, size, verify_checksums, notes) if fmt == "fits"
+        else _read_hdf5(path, notes) if fmt == "hdf5" else ({}, {})
+    )  # fmt: skip
+    implicit = path.with_name(path.name + ".json")
+    if sidecar is not None or implicit.is_file():
+        _apply_sidecar(sidecar or implicit, columns, meta)
+    if columns.get("observing_night") is None and columns.get("time_start") is not None:
+        # Simplification: a night is named after its evening, the day boundary is 12:00 UTC.
+        # Right at both CTAO sites (UTC-1..UTC-4): nobody observes across 12:00 UTC there.
         columns["observing_night"] = (columns["time_start"] - dt.timedelta(hours=12)).date()
     start, end = columns.get("time_start"), columns.get("time_end")
     if start is not None and end is not None and end < start:
         notes.append("time_end is before time_start")
-    ordered = {k: columns[k] for k in INDEXED_KEYS if k in columns}
+    ordered = {k: columns[k] for k in INDEXED_KEYS if columns.get(k) is not None}
     return ExtractedMetadata(fmt, ordered, meta, tuple(notes))

@@ -134,7 +134,7 @@ def _refresh_one(factory: sessionmaker[Session], config: Config, did_id: int, *,
             copy = Path(tmp) / Path(row.name).name
             storage.download(best.path, copy, ("adler32",), expected={"adler32": row.adler32 or ""})
             extracted = extract_metadata(copy)
-    with factory() as session:
+    with transaction(factory, commit=not dry_run) as session:
         row = session.get(DIDRow, did_id)
         assert row is not None
         keep = _manual_keys(session, did_id)
@@ -146,7 +146,5 @@ def _refresh_one(factory: sessionmaker[Session], config: Config, did_id: int, *,
             meta["extraction_warnings"] = list(extracted.warnings)
         found = apply_changes(session, row, columns, meta, account=account, action="meta.refresh",
                               reason="re-extracted from stored bytes", replace_meta=True)
-        if not dry_run:
-            session.commit()
         return found
 

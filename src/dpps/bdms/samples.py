@@ -125,8 +125,19 @@ def write_fits_product(
         # A pedestal-like int16 waveform block: realistic for RICE, which needs integers.
         waves = (400 + rng.normal(0.0, 5.0, (64, 128))).astype(np.int16)
         hdus.append(fits.CompImageHDU(data=waves, name="WAVEFORMS", compression_type="RICE_1"))
-    fits.HDUList(hdus).writeto(path, overwrite=True, checksum=checksum)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    if checksum:
+        _add_checksums(path)
     return path
+
+
+def _add_checksums(path: Path) -> None:
+    """CHECKSUM/DATASUM on every HDU as stored (raw compressed tables included), with a fixed
+    card comment: ``writeto(checksum=True)`` puts the wall-clock time there, which would make
+    two runs with the same seed differ in a few bytes."""
+    with fits.open(path, mode="update", disable_image_compression=True, memmap=False) as hdul:
+        for hdu in hdul:
+            hdu.add_checksum(when="dpps sample product")
 
 
 def write_hdf5_product(

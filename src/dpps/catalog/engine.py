@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.core.errors import Unavailable
 
+#: Execution option marking a connection whose transaction will write (see ``transaction``).
+WRITE_OPTION = "dpps_write"
+
 
 def make_engine(url: str, busy_timeout_s: float = 30.0, echo: bool = False) -> Engine:
     """Create an engine with the settings each backend needs for concurrent daemons."""
@@ -44,7 +47,10 @@ def make_engine(url: str, busy_timeout_s: float = 30.0, echo: bool = False) -> E
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front (and wait busy_timeout for it); readers use a
+            # deferred transaction so that, with WAL, they never wait for a writer.
+            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -81,7 +87,18 @@ def head_revision(engine: Engine) -> str | None:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    with factory() as session, session.begin():
-        yield session
+def transaction(factory: sessionmaker[Session], *, commit: bool = True) -> Iterator[Session]:
+    """One unit of work that writes: commit on success (unless ``commit`` is False, for dry
+    runs), roll back on any error. Reads need no transaction of their own: use ``factory()``.
+    """
+    with factory() as session:
+        session.connection(execution_options={WRITE_OPTION: True})
+        try:
+            yield session
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        except BaseException:
+            session.rollback()
+            raise

@@ -188,7 +188,7 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
-def _describe(tok: _Token) -> str:
+def _show(tok: _Token) -> str:
     if tok.kind == "end":
         return "end of filter"
     return repr(tok.text) if tok.kind != "string" else f"string {tok.text!r}"
@@ -218,7 +218,7 @@ class _Parser:
             return MatchAll()
         node = self.or_expr()
         if self.tok.kind != "end":
-            raise self.fail(self.tok, f"expected 'and', 'or' or end, got {_describe(self.tok)}")
+            raise self.fail(self.tok, f"expected 'and', 'or' or the end, not {_show(self.tok)}")
         return node
 
     def or_expr(self) -> Node:
@@ -229,7 +229,8 @@ class _Parser:
 
     def chain(self, word: str, operand: Callable[[], Node], cls: type[And | Or]) -> Node:
         items = [operand()]
-        while self.tok.is_keyword(word) and self.advance():
+        while self.tok.is_keyword(word):
+            self.advance()
             items.append(operand())
         return items[0] if len(items) == 1 else cls(tuple(items))
 
@@ -242,7 +243,7 @@ class _Parser:
             node = self.or_expr()
             if self.tok.kind != ")":
                 detail = f"expected ')' to close the '(' at position {opening.position}"
-                raise self.fail(self.tok, f"{detail}, got {_describe(self.tok)}")
+                raise self.fail(self.tok, f"{detail}, got {_show(self.tok)}")
             self.advance()
             return node
         return self.comparison()
@@ -250,15 +251,14 @@ class _Parser:
     def comparison(self) -> Node:
         ftok = self.tok
         if ftok.kind != "word" or ftok.text.lower() in _KEYWORDS:
-            raise self.fail(ftok, f"expected a field name, got {_describe(ftok)}")
+            raise self.fail(ftok, f"expected a field name, got {_show(ftok)}")
         self.advance()
         field, meta_key = self.resolve_field(ftok)
         optok = self.tok
         if optok.kind == "op":
             op = self.advance().text
         else:
-            negated = optok.is_keyword("not")
-            if negated:
+            if negated := optok.is_keyword("not"):
                 self.advance()
             if not (self.tok.is_keyword("in") or self.tok.is_keyword("like")):
                 expected = "'in' or 'like'" if negated else "an operator (= != < <= > >= like in)"
@@ -294,12 +294,12 @@ class _Parser:
     def value(self, op: str) -> _Token:
         tok = self.tok
         if tok.kind not in ("word", "string"):
-            raise self.fail(tok, f"expected a value after {op!r}, got {_describe(tok)}")
+            raise self.fail(tok, f"expected a value after {op!r}, got {_show(tok)}")
         return self.advance()
 
     def in_list(self, op: str) -> list[_Token]:
         if self.tok.kind != "(":
-            raise self.fail(self.tok, f"expected '(' after {op!r}, got {_describe(self.tok)}")
+            raise self.fail(self.tok, f"expected '(' after {op!r}, got {_show(self.tok)}")
         self.advance()
         if self.tok.kind == ")":
             raise self.fail(self.tok, f"{op!r} needs at least one value")
@@ -308,7 +308,7 @@ class _Parser:
             self.advance()
             items.append(self.value(op))
         if self.tok.kind != ")":
-            raise self.fail(self.tok, f"expected ',' or ')' in list, got {_describe(self.tok)}")
+            raise self.fail(self.tok, f"expected ',' or ')' in list, got {_show(self.tok)}")
         self.advance()
         return items
 
@@ -433,9 +433,9 @@ def _compile_comparison(node: Comparison) -> ColumnElement[bool]:
         column = _meta_column(node.field[len(META_PREFIX) :], node.meta_kind)
     if node.op in _OPS:
         return _OPS[node.op](column, node.values[0])  # type: ignore[no-any-return]
-    # Backslash escapes % and _ in 'like' so LFNs with underscores can be matched literally.
+    # ILIKE, as SQLite's LIKE ignores case and PostgreSQL's does not; \ escapes % and _.
     is_in = node.op.endswith("in")
-    clause = column.in_(node.values) if is_in else column.like(node.values[0], escape="\\")
+    clause = column.in_(node.values) if is_in else column.ilike(node.values[0], escape="\\")
     return not_(clause) if node.op.startswith("not") else clause  # type: ignore[no-any-return]
 
 

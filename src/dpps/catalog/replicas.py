@@ -17,4 +17,4 @@ def replicas_of(session: Session, did_id: int) -> Sequence[tuple[ReplicaRow, RSE
         .where(ReplicaRow.did_id == did_id)
         .order_by(RSERow.name)
     )
-    return [(r, s) for r, s in session.execute(stmt).tuples()]
+    return [(row[0], row[1]) for row in session.execute(stmt)]

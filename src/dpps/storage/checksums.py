@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import threading
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import BinaryIO, Protocol
 
 import blake3 as _blake3
@@ -28,6 +29,9 @@ SUPPORTED: tuple[str, ...] = ("adler32", "blake3", "sha256", "md5")
 #: the adler32+blake3 throughput of 2-16 MiB chunks (thread hand-off dominates); 8-16 MiB is
 #: best. Two buffers of this size are allocated per stream.
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+
+#: Buffers per stream: how far the reader may run ahead of the slowest algorithm.
+_RING = 4
 
 #: Below this size a chunk is hashed inline: handing it to a thread costs more than it saves.
 _THREAD_MIN_BYTES = 256 * 1024
@@ -106,41 +110,31 @@ class MultiHasher:
         return tuple(self._hashes)
 
     def update(self, chunk: bytes | memoryview) -> None:
-        """Feed one chunk to every algorithm; returns once all have consumed it."""
-        _wait_all(self._start(chunk))
+        """Feed one chunk to every algorithm; returns once all have consumed it.
 
-    def _start(
-        self, chunk: Buffer, extra: Callable[[], object] | None = None
-    ) -> list[Future[object]]:
-        """Start digesting ``chunk`` (and run ``extra``) without waiting for large chunks.
-
-        The caller must not modify ``chunk`` until every returned future is done.
+        With several algorithms and a large chunk, all but the first run on pool threads
+        while the calling thread runs the first.
         """
         self.nbytes += len(chunk)
-        if len(chunk) < _THREAD_MIN_BYTES:
-            for h in self._hashes.values():
+        hashes = list(self._hashes.values())
+        if len(hashes) == 1 or len(chunk) < _THREAD_MIN_BYTES:
+            for h in hashes:
                 h.update(chunk)
-            if extra is not None:
-                extra()
-            return []
+            return
         pool = _POOL.get()
-        futures: list[Future[object]] = [
-            pool.submit(h.update, chunk) for h in self._hashes.values()
-        ]
-        if extra is not None:
-            futures.append(pool.submit(extra))
-        return futures
+        futures = [pool.submit(h.update, chunk) for h in hashes[1:]]
+        try:
+            hashes[0].update(chunk)
+        finally:
+            wait(futures)  # never return while a thread still reads the caller's chunk
+        for future in futures:
+            future.result()
 
     def hexdigests(self) -> dict[str, str]:
         return {name: h.hexdigest() for name, h in self._hashes.items()}
 
-
-def _wait_all(futures: list[Future[object]]) -> None:
-    if not futures:
-        return
-    wait(futures)
-    for future in futures:
-        future.result()  # re-raise the first failure
+    def _consumers(self) -> list[Callable[[Buffer], object]]:
+        return [h.update for h in self._hashes.values()]
 
 
 def _reader(stream: BinaryIO) -> Callable[[bytearray], memoryview | bytes]:
@@ -171,33 +165,89 @@ def _write_all(dst: BinaryIO, data: Buffer) -> None:
         view = view[n:]
 
 
+class _Lane(threading.Thread):
+    """One consumer of the sequence of chunks (an algorithm, or the destination file).
+
+    Each lane runs at its own pace: a slow algorithm never makes a fast one wait for a
+    per-chunk barrier; only the ring of buffers bounds how far ahead the reader gets.
+    """
+
+    def __init__(self, consume: Callable[[Buffer], object], release: Callable[[int], None]):
+        super().__init__(name="dpps-hash-lane", daemon=True)
+        self.queue: queue.SimpleQueue[tuple[int, memoryview | bytes] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self._consume = consume
+        self._release = release
+
+    def run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            index, chunk = item
+            if self.error is None:  # after a failure, keep draining so the reader never blocks
+                try:
+                    self._consume(chunk)
+                except BaseException as exc:
+                    self.error = exc
+            self._release(index)
+
+
 def _pump(
     stream: BinaryIO,
     algorithms: Sequence[str],
     chunk_size: int,
     sink: Callable[[Buffer], None] | None,
 ) -> tuple[int, dict[str, str]]:
-    """Read ``stream`` once, double-buffered: hash (and sink) chunk N while reading N+1."""
+    """Read ``stream`` once into a ring of buffers consumed by one thread per algorithm."""
     if chunk_size <= 0:
         raise InvalidInput(f"chunk_size must be positive, got {chunk_size}")
     hasher = MultiHasher(algorithms)
     read = _reader(stream)
-    buffers = (bytearray(chunk_size), bytearray(chunk_size))
-    pending: list[Future[object]] = []
-    index = 0
+    consumers = hasher._consumers()
+    if sink is not None:
+        consumers.append(sink)
+    buffers = [bytearray(chunk_size)]
+    first = read(buffers[0])
+    if chunk_size < _THREAD_MIN_BYTES or len(first) < _THREAD_MIN_BYTES:  # threads cost more
+        chunk = first
+        while chunk:
+            hasher.nbytes += len(chunk)
+            for consume in consumers:
+                consume(chunk)
+            chunk = read(buffers[0])
+        return hasher.nbytes, hasher.hexdigests()
+    buffers += [bytearray(chunk_size) for _ in range(_RING - 1)]
+
+    free: queue.SimpleQueue[int] = queue.SimpleQueue()
+    users = [0] * _RING
+    lock = threading.Lock()
+
+    def release(index: int) -> None:
+        with lock:
+            users[index] -= 1
+            if users[index] == 0:
+                free.put(index)
+
+    lanes = [_Lane(consume, release) for consume in consumers]
+    for lane in lanes:
+        lane.start()
+    for index in range(1, _RING):
+        free.put(index)
+    chunk, index = first, 0
     try:
-        while True:
+        while chunk and not any(lane.error for lane in lanes):
+            hasher.nbytes += len(chunk)
+            users[index] = len(lanes)  # the buffer is free: no lane reads this slot now
+            for lane in lanes:
+                lane.queue.put((index, chunk))
+            index = free.get()
             chunk = read(buffers[index])
-            _wait_all(pending)  # the other buffer is free again once these are done
-            pending = []
-            if not chunk:
-                break
-            extra = None if sink is None else (lambda c=chunk: sink(c))
-            pending = hasher._start(chunk, extra)
-            index ^= 1
     finally:
-        if pending:
-            wait(pending)  # never return while a thread still touches our buffers
+        for lane in lanes:
+            lane.queue.put(None)
+        for lane in lanes:
+            lane.join()  # never return while a thread still touches our buffers
+    for lane in lanes:
+        if lane.error is not None:
+            raise lane.error
     return hasher.nbytes, hasher.hexdigests()
 
 
