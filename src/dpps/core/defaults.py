@@ -7,6 +7,7 @@ the workspace and tape is emulated with a staging delay.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 SITES: dict[str, dict[str, Any]] = {
@@ -54,11 +55,11 @@ RSES: dict[str, dict[str, Any]] = {
 
 def default_config() -> dict[str, Any]:
     """The configuration mapping written to a new workspace's dpps.yaml."""
-    return {
+    return copy.deepcopy({
         "default_scope": "ctao",
         "checksums": ["adler32", "blake3"],
         "catalog": {"url": "sqlite:///catalog.db", "busy_timeout_s": 30.0},
         "ingest": {"workers": 4, "chunk_size": 500},
         "sites": SITES,
         "rses": RSES,
-    }
+    })

@@ -406,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Started with '&' from a script, SIGINT is inherited as ignored: make Ctrl-C work anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.ExitStack() as stack:
         base = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dpps-")))
         server = stack.enter_context(TemporaryPostgres(base, port=args.port))

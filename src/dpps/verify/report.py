@@ -205,7 +205,7 @@ def build_report(
             by_usecase.setdefault(usecase_id, []).append(case)
     rows = []
     for usecase_id, usecase in registry.items():
-        linked = by_usecase.get(usecase_id, [])
+        linked = sorted(by_usecase.get(usecase_id, []), key=lambda c: c.id)
         counts = {outcome: sum(c.outcome is outcome for c in linked) for outcome in Outcome}
         rows.append(
             UseCaseResult(
