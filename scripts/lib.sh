@@ -26,7 +26,7 @@ dpps_find_python() {
     if command -v pyenv >/dev/null 2>&1; then
         roots="$(pyenv root 2>/dev/null || true)"
     fi
-    for root in $roots "$HOME/.pyenv"; do
+    for root in $roots "${HOME:-}/.pyenv"; do
         for cand in $(printf '%s\n' "$root"/versions/3.1[2-9]*/bin/python3 | sort -rV); do
             if dpps_python_ok "$cand"; then
                 echo "$cand"

@@ -384,10 +384,12 @@ EXAMPLES: list[Any] = [
     ),
     ("observing_night=2026-11-21", lambda r: g(r, "observing_night") == dt.date(2026, 11, 21)),
     ("tel_id in (1,2)", lambda r: g(r, "tel_id") in (1, 2)),
-    ("tel_id not in (1,2)", lambda r: g(r, "tel_id") is not None and g(r, "tel_id") not in (1, 2)),
+    # Negations (not, !=, not in, not like) also match rows where the value is missing.
+    ("tel_id not in (1,2)", lambda r: g(r, "tel_id") not in (1, 2)),
+    ("tel_id != 1 and tel_id in (1, 2, 3)", lambda r: g(r, "tel_id") in (2, 3)),
     (
         "not (category=B or category=C)",
-        lambda r: g(r, "category") is not None and g(r, "category") not in ("B", "C"),
+        lambda r: g(r, "category") not in ("B", "C"),
     ),
     (
         "time_start >= 2026-11-21T20:00:00",
@@ -398,7 +400,7 @@ EXAMPLES: list[Any] = [
     ("bytes > 1e6", lambda r: (g(r, "bytes") or 0) > 1_000_000),
     (
         'product_type != "event list"',
-        lambda r: g(r, "product_type") not in (None, "event list"),
+        lambda r: g(r, "product_type") != "event list",
     ),
     ("product_type = 'event list'", lambda r: g(r, "product_type") == "event list"),
     ("meta.run_type = calibration", lambda r: r["meta"].get("run_type") == "calibration"),
@@ -406,6 +408,10 @@ EXAMPLES: list[Any] = [
     ("meta.zenith < 30", lambda r: num(z := r["meta"].get("zenith")) and z < 30),
     ("meta.zenith >= 29.5", lambda r: num(z := r["meta"].get("zenith")) and z >= 29.5),
     ("meta.zenith = high", lambda r: r["meta"].get("zenith") == "high"),
+    ("not meta.zenith < 30", lambda r: not (num(z := r["meta"].get("zenith")) and z < 30)),
+    ("meta.zenith != 24", lambda r: r["meta"].get("zenith") != 24),
+    ("meta.good != true", lambda r: r["meta"].get("good") is not True),
+    ("not not tel_id = 2", lambda r: g(r, "tel_id") == 2),
     ("meta.good = true", lambda r: r["meta"].get("good") is True),
     ("meta.software like ctapipe-0.3%", lambda r: r["meta"].get("software") == "ctapipe-0.30"),
     (

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -96,9 +96,8 @@ FIELDS: Final[dict[str, Field]] = {f.name: f for f in _FIELD_LIST}
 
 def describe_fields() -> list[tuple[str, str, str]]:
     """(name, type, description) of every field, for ``dpps ls --help``, docs and the API."""
-    rows = [(f.name, f.kind, f.description) for f in FIELDS.values()]
-    rows.append(("meta.<key>", "json", "free metadata; numbers compare as numbers, else text"))
-    return rows
+    meta = ("meta.<key>", "json", "free metadata; numbers compare as numbers, else text")
+    return [*((f.name, f.kind, f.description) for f in FIELDS.values()), meta]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +197,7 @@ class _Parser:
     """Recursive descent over the token list; one method per grammar rule."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.i = 0
+        self.text, self.tokens, self.i = text, _tokenize(text), 0
 
     @property
     def tok(self) -> _Token:
@@ -378,13 +375,9 @@ def _to_enum(field: Field, text: str) -> str:
     return choices[text.lower()]
 
 
-_CONVERTERS: dict[str, Callable[[Field, str], Scalar]] = {
-    "int": _to_int,
-    "str": lambda _f, text: text,
-    "date": _to_date,
-    "datetime": _to_datetime,
-    "enum": _to_enum,
-}
+_CONVERTERS: dict[str, Callable[[Field, str], Scalar]] = dict(
+    int=_to_int, str=lambda _f, text: text, date=_to_date, datetime=_to_datetime, enum=_to_enum
+)
 
 
 def parse_filter(text: str) -> Node:
@@ -392,7 +385,7 @@ def parse_filter(text: str) -> Node:
     return _Parser(text).parse()
 
 
-_OPS: Final = {"=": op.eq, "!=": op.ne, "<": op.lt, "<=": op.le, ">": op.gt, ">=": op.ge}
+_OPS: Final = {"=": op.eq, "<": op.lt, "<=": op.le, ">": op.gt, ">=": op.ge}
 
 
 class _JSONType(FunctionElement[str]):
@@ -431,12 +424,20 @@ def _compile_comparison(node: Comparison) -> ColumnElement[bool]:
         column = FIELDS[node.field].column
     else:
         column = _meta_column(node.field[len(META_PREFIX) :], node.meta_kind)
-    if node.op in _OPS:
-        return _OPS[node.op](column, node.values[0])  # type: ignore[no-any-return]
-    # ILIKE, as SQLite's LIKE ignores case and PostgreSQL's does not; \ escapes % and _.
-    is_in = node.op.endswith("in")
-    clause = column.in_(node.values) if is_in else column.ilike(node.values[0], escape="\\")
-    return not_(clause) if node.op.startswith("not") else clause  # type: ignore[no-any-return]
+    op = "=" if node.op == "!=" else node.op.removeprefix("not ")
+    if op in _OPS:
+        clause = _OPS[op](column, node.values[0])
+    elif op == "in":
+        clause = column.in_(node.values)
+    else:  # ILIKE, as SQLite's LIKE ignores case and PostgreSQL's does not; \ escapes % and _
+        clause = column.ilike(node.values[0], escape="\\")
+    return clause if op == node.op else _negate(clause)
+
+
+def _negate(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Two-valued NOT: a comparison with a missing value is false, so its negation is true
+    (``not tel_id=1`` includes files without a tel_id; SQL's NOT would drop them too)."""
+    return not_(func.coalesce(clause, false()))
 
 
 def _compile(node: Node) -> ColumnElement[bool]:
@@ -445,15 +446,14 @@ def _compile(node: Node) -> ColumnElement[bool]:
     if isinstance(node, Comparison):
         return _compile_comparison(node)
     if isinstance(node, Not):
-        return not_(_compile(node.operand))
+        return _negate(_compile(node.operand))
     if isinstance(node, And):
         return and_(*(_compile(child) for child in node.operands))
     return or_(*(_compile(child) for child in node.operands))
 
 
 def compile_filter(text_or_node: str | Node) -> ColumnElement[bool]:
-    """A WHERE clause over ``DIDRow``. Comparisons follow SQL: a NULL (missing) value matches
-    neither ``x = v`` nor ``not x = v``; say so in docs rather than invent a third logic."""
+    """A WHERE clause over ``DIDRow``, with no defaults (all versions, types, deleted rows)."""
     node = parse_filter(text_or_node) if isinstance(text_or_node, str) else text_or_node
     return _compile(node)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dpps import __version__
-from dpps.cli import archive_cmds, meta_cmds, workspace_cmds
+from dpps.cli import archive_cmds, meta_cmds, verify_cmd, workspace_cmds
 from dpps.core.errors import EXIT_CODES
 
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
@@ -51,13 +51,7 @@ def _root(
 archive_cmds.register(app)
 meta_cmds.register(app)
 workspace_cmds.register(app)
-
-try:
-    from dpps.cli import verify_cmd
-except ImportError:  # pragma: no cover - only while the module is being written
-    verify_cmd = None  # type: ignore[assignment]
-if verify_cmd is not None:
-    verify_cmd.register(app)
+verify_cmd.register(app)
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from dpps.cli.common import command
 from rich.console import Console
 
 from dpps.core.errors import InvalidInput
@@ -34,7 +36,7 @@ from dpps.verify.report import (
 )
 
 #: Exit code of ``--fail-under-full`` when a use case is not fully verified.
-EXIT_NOT_FULL = 1
+EXIT_NOT_FULL = 10
 
 
 class ReportFormat(StrEnum):
@@ -141,4 +143,4 @@ def verify(
 
 def register(app: typer.Typer) -> None:
     """Add ``verify`` to the main ``dpps`` application."""
-    app.command("verify")(verify)
+    command(app, verify, "verify")
