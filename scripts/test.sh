@@ -42,8 +42,10 @@ pytest_rc=$?  # exit code 5 (no tests collected) counts as a failure too
 
 echo "== verification"
 if dpps verify --help >/dev/null 2>&1; then
-    dpps verify reports/junit.xml --coverage reports/coverage.xml --format markdown \
-        >reports/verification.md && cat reports/verification.md \
+    qa=(--coverage reports/coverage.xml --ruff reports/ruff.json --mypy reports/mypy.txt)
+    dpps verify reports/junit.xml "${qa[@]}" --format html -o reports/verification.html \
+        && dpps verify reports/junit.xml "${qa[@]}" --format markdown >reports/verification.md \
+        && cat reports/verification.md \
         || { echo "error: dpps verify failed" >&2; status=1; }
 else
     echo "warning: 'dpps verify' is not available; no verification report" >&2

@@ -15,16 +15,33 @@ NIGHT = dt.date(2026, 11, 21)
 START = dt.datetime(2026, 11, 21, 22, 0, 0)
 
 
-def make_fits(directory: Path, name: str = "obs.fits", *, obs_id: int = 100, tel_id: int = 1,
-              seed: int = 0, **kwargs: object) -> Path:
-    return write_fits_product(directory / name, obs_id=obs_id, tel_id=tel_id, night=NIGHT,
-                              start=START, n_events=200, seed=seed, **kwargs)  # type: ignore[arg-type]
+def make_fits(
+    directory: Path,
+    name: str = "obs.fits",
+    *,
+    obs_id: int = 100,
+    tel_id: int = 1,
+    seed: int = 0,
+    **kwargs: object,
+) -> Path:
+    return write_fits_product(
+        directory / name,
+        obs_id=obs_id,
+        tel_id=tel_id,
+        night=NIGHT,
+        start=START,
+        n_events=200,
+        seed=seed,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
-def make_hdf5(directory: Path, name: str = "obs.h5", *, obs_id: int = 100, tel_id: int = 1,
-              seed: int = 0) -> Path:
-    return write_hdf5_product(directory / name, obs_id=obs_id, tel_id=tel_id, night=NIGHT,
-                              n_rows=100, seed=seed)
+def make_hdf5(
+    directory: Path, name: str = "obs.h5", *, obs_id: int = 100, tel_id: int = 1, seed: int = 0
+) -> Path:
+    return write_hdf5_product(
+        directory / name, obs_id=obs_id, tel_id=tel_id, night=NIGHT, n_rows=100, seed=seed
+    )
 
 
 def snapshot(archive: Archive) -> dict[str, object]:

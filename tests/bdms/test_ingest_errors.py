@@ -35,8 +35,9 @@ def _single_failure(archive: Archive, path: Path, **kwargs: object) -> tuple[str
         ("non_utf8", InvalidInput, "not allowed"),
     ],
 )
-def test_bad_file_fails_cleanly(archive: Archive, tmp_path: Path, case: str,
-                                expected_type: type[DppsError], words: str) -> None:
+def test_bad_file_fails_cleanly(
+    archive: Archive, tmp_path: Path, case: str, expected_type: type[DppsError], words: str
+) -> None:
     src_dir = tmp_path / "in"
     src_dir.mkdir()
     if case == "missing":
@@ -77,10 +78,13 @@ def test_bad_file_fails_cleanly(archive: Archive, tmp_path: Path, case: str,
         ({"lfn_prefix": "/ctao", "scope": "Bad Scope"}, InvalidInput, "scope"),
     ],
 )
-def test_bad_request_is_refused_before_any_work(archive: Archive, tmp_path: Path,
-                                                kwargs: dict[str, object],
-                                                expected_type: type[DppsError],
-                                                words: str) -> None:
+def test_bad_request_is_refused_before_any_work(
+    archive: Archive,
+    tmp_path: Path,
+    kwargs: dict[str, object],
+    expected_type: type[DppsError],
+    words: str,
+) -> None:
     path = make_fits(tmp_path)
     before = snapshot(archive)
     kwargs = dict(kwargs)
@@ -97,7 +101,9 @@ def test_one_bad_file_does_not_stop_the_others(archive: Archive, tmp_path: Path)
     corrupt_bytes(bad)
     report = archive.ingest([good, bad], "CTAO-N", lfn_prefix="/mixed")
     assert {r.source.rsplit("/", 1)[-1]: r.status for r in report.results} == {
-        "good.fits": "registered", "bad.fits": "failed"}
+        "good.fits": "registered",
+        "bad.fits": "failed",
+    }
     assert [f.name for f in archive.list_files("name like /mixed/%")] == ["/mixed/good.fits"]
 
 

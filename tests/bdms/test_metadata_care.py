@@ -25,8 +25,10 @@ def stored(archive: Archive, tmp_path: Path) -> None:
 @pytest.mark.usefixtures("stored")
 def test_meta_set_records_old_values(archive: Archive) -> None:
     changes = archive.set_meta(LFN, {"category": "B", "quality": "good"}, reason="review")
-    assert {(c.key, c.old, c.new) for c in changes} == {("category", None, "B"),
-                                                       ("quality", None, "good")}
+    assert {(c.key, c.old, c.new) for c in changes} == {
+        ("category", None, "B"),
+        ("quality", None, "good"),
+    }
     assert [f.name for f in archive.list_files("category=B and meta.quality=good")] == [LFN]
     event = next(e for e in archive.show(LFN).events if e.action == "meta.set")
     assert event.reason == "review"
@@ -54,11 +56,16 @@ def test_refresh_restores_extracted_values_and_keeps_manual_ones(archive: Archiv
     with transaction(archive.sessions) as session:
         session.execute(update(DIDRow).where(DIDRow.name == LFN).values(obs_id=999, tel_id=None))
     dry = archive.refresh_meta(f"name={LFN}", dry_run=True)
-    assert dry.changed == 1 and archive.show(LFN).file.obs_id == 999
+    assert dry.changed == 1
+    assert archive.show(LFN).file.obs_id == 999
     report = archive.refresh_meta(f"name={LFN}")
-    assert report.examined == 1 and report.changed == 1 and not report.failed
-    assert {(c.key, c.old, c.new) for c in report.changes} >= {("obs_id", 999, 100),
-                                                               ("tel_id", None, 1)}
+    assert report.examined == 1
+    assert report.changed == 1
+    assert not report.failed
+    assert {(c.key, c.old, c.new) for c in report.changes} >= {
+        ("obs_id", 999, 100),
+        ("tel_id", None, 1),
+    }
     info = archive.show(LFN).file
     assert (info.obs_id, info.tel_id, info.meta["quality"]) == (100, 1, "good")
     assert archive.refresh_meta(f"name={LFN}").changed == 0

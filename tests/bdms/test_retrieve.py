@@ -29,9 +29,16 @@ def _replicate(archive: Archive, rse: str) -> None:
     rse_id = archive.rse_id(rse)
     with transaction(archive.sessions) as session:
         did_id = session.scalar(select(DIDRow.id).where(DIDRow.name == LFN))
-        session.execute(insert(ReplicaRow).values(
-            did_id=did_id, rse_id=rse_id, state="AVAILABLE",
-            path=f"ctao{LFN}", bytes=source.stat().st_size, lock_count=0))
+        session.execute(
+            insert(ReplicaRow).values(
+                did_id=did_id,
+                rse_id=rse_id,
+                state="AVAILABLE",
+                path=f"ctao{LFN}",
+                bytes=source.stat().st_size,
+                lock_count=0,
+            )
+        )
 
 
 @pytest.fixture
@@ -45,36 +52,44 @@ def stored(archive: Archive, tmp_path: Path) -> Path:
 def test_get_writes_verified_copy(archive: Archive, stored: Path, tmp_path: Path) -> None:
     report = archive.get([LFN], tmp_path / "out" / "copy.fits")
     [result] = report.results
-    assert result.status == "retrieved" and result.rse == "CTAO-N"
+    assert result.status == "retrieved"
+    assert result.rse == "CTAO-N"
     assert Path(result.path or "").read_bytes() == stored.read_bytes()
 
 
 @pytest.mark.verifies_usecase(UC)
 def test_get_many_into_directory(archive: Archive, tmp_path: Path) -> None:
     for i in range(3):
-        archive.ingest([make_fits(tmp_path / "src", f"f{i}.fits", seed=i)], "CTAO-N",
-                       lfn=f"/many/f{i}.fits")
+        archive.ingest(
+            [make_fits(tmp_path / "src", f"f{i}.fits", seed=i)], "CTAO-N", lfn=f"/many/f{i}.fits"
+        )
     report = archive.get([f"ctao:/many/f{i}.fits" for i in range(3)], tmp_path / "dest")
     assert report.count("retrieved") == 3
-    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["f0.fits", "f1.fits",
-                                                                    "f2.fits"]
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == [
+        "f0.fits",
+        "f1.fits",
+        "f2.fits",
+    ]
 
 
 @pytest.mark.verifies_usecase(UC)
 def test_locate_prefers_disk_and_estimates_time(archive: Archive, stored: Path) -> None:
     _replicate(archive, "PIC-TAPE")
     loc = archive.locate(LFN)
-    assert loc.available and loc.best_rse == "CTAO-N"
+    assert loc.available
+    assert loc.best_rse == "CTAO-N"
     by_rse = {r.rse: r for r in loc.replicas}
     assert set(by_rse) == {"CTAO-N", "PIC-TAPE"}
     tape = archive.config.rses["PIC-TAPE"]
     assert (by_rse["PIC-TAPE"].estimated_seconds or 0) >= tape.staging_delay_s
-    assert loc.estimated_seconds is not None and loc.estimated_seconds < 1.0
+    assert loc.estimated_seconds is not None
+    assert loc.estimated_seconds < 1.0
 
 
 @pytest.mark.verifies_usecase(UC)
-def test_corrupt_replica_is_declared_bad_and_another_is_used(archive: Archive, stored: Path,
-                                                              tmp_path: Path) -> None:
+def test_corrupt_replica_is_declared_bad_and_another_is_used(
+    archive: Archive, stored: Path, tmp_path: Path
+) -> None:
     _replicate(archive, "PIC")
     onsite = archive.config.workspace / "rse" / "CTAO-N" / f"ctao{LFN}"
     data = bytearray(onsite.read_bytes())
@@ -82,7 +97,8 @@ def test_corrupt_replica_is_declared_bad_and_another_is_used(archive: Archive, s
     onsite.write_bytes(bytes(data))
     report = archive.get([LFN], tmp_path / "out.fits")
     [result] = report.results
-    assert result.status == "retrieved" and result.rse == "PIC"
+    assert result.status == "retrieved"
+    assert result.rse == "PIC"
     assert (tmp_path / "out.fits").read_bytes() == stored.read_bytes()
     states = {r.rse: r.state for r in archive.show(LFN).replicas}
     assert states == {"CTAO-N": "BAD", "PIC": "AVAILABLE"}
@@ -90,25 +106,29 @@ def test_corrupt_replica_is_declared_bad_and_another_is_used(archive: Archive, s
 
 
 @pytest.mark.verifies_usecase(UC)
-def test_no_good_replica_leaves_no_partial_file(archive: Archive, stored: Path,
-                                                tmp_path: Path) -> None:
+def test_no_good_replica_leaves_no_partial_file(
+    archive: Archive, stored: Path, tmp_path: Path
+) -> None:
     onsite = archive.config.workspace / "rse" / "CTAO-N" / f"ctao{LFN}"
     onsite.write_bytes(onsite.read_bytes()[:-10] + b"0123456789")
     report = archive.get([LFN], tmp_path / "out.fits")
     [result] = report.results
-    assert result.status == "failed" and result.error_type == Unavailable.__name__
+    assert result.status == "failed"
+    assert result.error_type == Unavailable.__name__
     assert list(tmp_path.glob("*out.fits*")) == []
     loc = archive.locate(LFN)
     assert not loc.available
 
 
 @pytest.mark.verifies_usecase(UC)
-def test_get_refuses_to_overwrite_and_unknown_did(archive: Archive, stored: Path,
-                                                  tmp_path: Path) -> None:
+def test_get_refuses_to_overwrite_and_unknown_did(
+    archive: Archive, stored: Path, tmp_path: Path
+) -> None:
     existing = tmp_path / "exists.fits"
     existing.write_bytes(b"mine")
     [result] = archive.get([LFN], existing).results
-    assert result.error_type == Conflict.__name__ and existing.read_bytes() == b"mine"
+    assert result.error_type == Conflict.__name__
+    assert existing.read_bytes() == b"mine"
     [result] = archive.get(["/does/not/exist.fits"], tmp_path / "x.fits").results
     assert result.error_type == NotFound.__name__
     [result] = archive.get([LFN], existing, overwrite=True).results
@@ -119,8 +139,18 @@ def test_get_refuses_to_overwrite_and_unknown_did(archive: Archive, stored: Path
 @pytest.mark.verifies_usecase("UC-110-1.2.1")
 def test_register_api_and_lookup_by_lfn(archive: Archive) -> None:
     rse_id = archive.rse_id("CTAO-N")
-    files = [NewFile("ctao", f"/reg/f{i}.fits", 10 + i, {"adler32": f"{i:08x}"}, rse_id,
-                     f"ctao/reg/f{i}.fits", {"obs_id": i}) for i in range(5)]
+    files = [
+        NewFile(
+            "ctao",
+            f"/reg/f{i}.fits",
+            10 + i,
+            {"adler32": f"{i:08x}"},
+            rse_id,
+            f"ctao/reg/f{i}.fits",
+            {"obs_id": i},
+        )
+        for i in range(5)
+    ]
     outcomes = archive.register(files)
     assert [o.status for o in outcomes] == ["registered"] * 5
     assert [o.status for o in archive.register(files[:2])] == ["present"] * 2

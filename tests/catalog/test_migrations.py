@@ -17,8 +17,7 @@ def test_upgrade_creates_the_schema_and_matches_models(catalog_url: str) -> None
         upgrade(engine)
         assert current_revision(engine) == head_revision(engine)
         tables = set(inspect(engine).get_table_names())
-        assert {"dids", "replicas", "rses", "rules", "accounts", "events",
-                "attachments"} <= tables
+        assert {"dids", "replicas", "rses", "rules", "accounts", "events", "attachments"} <= tables
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []

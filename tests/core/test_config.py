@@ -20,8 +20,12 @@ def test_default_topology_is_the_reference_observatory(tmp_path: Path) -> None:
     tape = {n for n, r in cfg.rses.items() if r.kind == RSEKind.TAPE}
     assert onsite == {"CTAO-N", "CTAO-S"}
     assert tape == {"DESY-TAPE", "PIC-TAPE"}
-    assert {r.site for n, r in cfg.rses.items() if not r.onsite} == {"CSCS", "DESY", "FRASCATI",
-                                                                      "PIC"}
+    assert {r.site for n, r in cfg.rses.items() if not r.onsite} == {
+        "CSCS",
+        "DESY",
+        "FRASCATI",
+        "PIC",
+    }
     assert cfg.rse_url("PIC") == str(tmp_path / "rse" / "PIC")
     assert cfg.catalog_url() == f"sqlite:///{tmp_path / 'catalog.db'}"
 
@@ -42,8 +46,12 @@ def test_unknown_keys_are_errors(tmp_path: Path) -> None:
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
-    env = {"DPPS_CATALOG__URL": "postgresql+psycopg://db/dpps", "DPPS_INGEST__WORKERS": "8",
-           "DPPS_WORKSPACE": "/ignored", "HOME": "/root"}
+    env = {
+        "DPPS_CATALOG__URL": "postgresql+psycopg://db/dpps",
+        "DPPS_INGEST__WORKERS": "8",
+        "DPPS_WORKSPACE": "/ignored",
+        "HOME": "/root",
+    }
     cfg = config_from_dict(default_config(), tmp_path, environ=env)
     assert cfg.catalog_url() == "postgresql+psycopg://db/dpps"
     assert cfg.ingest.workers == 8

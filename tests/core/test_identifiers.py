@@ -14,8 +14,10 @@ from dpps.core.identifiers import DID, parse_did, validate_lfn
         ("ctao:/a/b.fits", DID("ctao", "/a/b.fits")),
         ("/a/b.fits", DID("ctao", "/a/b.fits")),
         ("user.jdoe:/x.h5@v3", DID("user.jdoe", "/x.h5", 3)),
-        ("ctao:/dl0/TEL001_SDH001_20261121T200000_SBID0000000001.fits.fz",
-         DID("ctao", "/dl0/TEL001_SDH001_20261121T200000_SBID0000000001.fits.fz")),
+        (
+            "ctao:/dl0/TEL001_SDH001_20261121T200000_SBID0000000001.fits.fz",
+            DID("ctao", "/dl0/TEL001_SDH001_20261121T200000_SBID0000000001.fits.fz"),
+        ),
     ],
 )
 def test_parse_did(text: str, expected: DID) -> None:

@@ -91,7 +91,11 @@ class Archive:
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
     def init(
-        cls, directory: Path, *, catalog_url: str | None = None, force: bool = False,
+        cls,
+        directory: Path,
+        *,
+        catalog_url: str | None = None,
+        force: bool = False,
         account: str = "root",
     ) -> Self:
         """Create a workspace with the reference topology and an empty, migrated catalog."""
@@ -166,13 +170,26 @@ class Archive:
         with self.sessions() as session:
             rse_id = rse_repo.get_rse(session, rse).id
         opts = ingest_mod.IngestOptions(
-            rse=rse, scope=scope or self.config.default_scope, lfn=lfn, lfn_prefix=lfn_prefix,
-            dataset=dataset, meta=meta, recursive=recursive, new_version=new_version,
+            rse=rse,
+            scope=scope or self.config.default_scope,
+            lfn=lfn,
+            lfn_prefix=lfn_prefix,
+            dataset=dataset,
+            meta=meta,
+            recursive=recursive,
+            new_version=new_version,
         )
         return ingest_mod.ingest(
-            self.sessions, storage, rse_id, paths, opts, account=self.account,
-            algorithms=self.config.checksums, workers=self.config.ingest.workers,
-            chunk_size=self.config.ingest.chunk_size, progress=progress,
+            self.sessions,
+            storage,
+            rse_id,
+            paths,
+            opts,
+            account=self.account,
+            algorithms=self.config.checksums,
+            workers=self.config.ingest.workers,
+            chunk_size=self.config.ingest.chunk_size,
+            progress=progress,
         )
 
     def plan_size(self, paths: Sequence[Path], recursive: bool = False) -> int:
@@ -196,11 +213,21 @@ class Archive:
 
     # -- query -----------------------------------------------------------------------------
     def list_files(
-        self, filter_text: str = "", *, limit: int | None = 100, offset: int = 0,
-        all_versions: bool = False, did_type: str | None = DIDType.FILE.value,
+        self,
+        filter_text: str = "",
+        *,
+        limit: int | None = 100,
+        offset: int = 0,
+        all_versions: bool = False,
+        did_type: str | None = DIDType.FILE.value,
     ) -> list[FileInfo]:
-        stmt = select_dids(filter_text, did_type=did_type, include_all_versions=all_versions,
-                           limit=limit, offset=offset)
+        stmt = select_dids(
+            filter_text,
+            did_type=did_type,
+            include_all_versions=all_versions,
+            limit=limit,
+            offset=offset,
+        )
         with self.sessions() as session:
             return [file_info(row) for row in session.scalars(stmt)]
 
@@ -217,8 +244,14 @@ class Archive:
             pairs = replicas_of(session, row.id)
             rse_names = {r.id: r.name for r in rse_repo.list_rses(session)}
             evs = [
-                EventInfo(e.ts, e.account, e.action, rse_names.get(e.rse_id or -1), e.reason,
-                          dict(e.details or {}))
+                EventInfo(
+                    e.ts,
+                    e.account,
+                    e.action,
+                    rse_names.get(e.rse_id or -1),
+                    e.reason,
+                    dict(e.details or {}),
+                )
                 for e in event_repo.events_for(session, row.id, events_limit)
             ]
             versions = [v.version for v in did_repo.versions_of(session, row.scope, row.name)]
@@ -237,26 +270,47 @@ class Archive:
         with self.sessions() as session:
             return retrieve.locate(session, self.config, parsed)
 
-    def get(self, dids: Sequence[str | DID], dest: Path, *, overwrite: bool = False,
-            progress: Progress | None = None) -> BulkReport:
+    def get(
+        self,
+        dids: Sequence[str | DID],
+        dest: Path,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> BulkReport:
         if not dids:
             raise InvalidInput("nothing to retrieve: give at least one DID")
         parsed = [d if isinstance(d, DID) else self.did(d) for d in dids]
-        return retrieve.get(self.sessions, self.config, parsed, dest, account=self.account,
-                            overwrite=overwrite, progress=progress)
+        return retrieve.get(
+            self.sessions,
+            self.config,
+            parsed,
+            dest,
+            account=self.account,
+            overwrite=overwrite,
+            progress=progress,
+        )
 
     # -- metadata care ---------------------------------------------------------------------
-    def set_meta(self, did: str | DID, pairs: Mapping[str, str], *,
-                 reason: str | None = None) -> list[MetaChange]:
+    def set_meta(
+        self, did: str | DID, pairs: Mapping[str, str], *, reason: str | None = None
+    ) -> list[MetaChange]:
         parsed = did if isinstance(did, DID) else self.did(did)
-        return metadata_ops.set_meta(self.sessions, parsed, pairs, account=self.account,
-                                     reason=reason)
+        return metadata_ops.set_meta(
+            self.sessions, parsed, pairs, account=self.account, reason=reason
+        )
 
-    def refresh_meta(self, filter_text: str, *, progress: Progress | None = None,
-                     dry_run: bool = False) -> RefreshReport:
-        return metadata_ops.refresh_meta(self.sessions, self.config, filter_text,
-                                         account=self.account, progress=progress,
-                                         dry_run=dry_run)
+    def refresh_meta(
+        self, filter_text: str, *, progress: Progress | None = None, dry_run: bool = False
+    ) -> RefreshReport:
+        return metadata_ops.refresh_meta(
+            self.sessions,
+            self.config,
+            filter_text,
+            account=self.account,
+            progress=progress,
+            dry_run=dry_run,
+        )
 
     # -- storage elements ------------------------------------------------------------------
     def rses(self) -> list[RSEInfo]:
@@ -269,7 +323,15 @@ class Archive:
             usage = {rse_id: (int(n), int(b)) for rse_id, n, b in session.execute(stmt)}
             rows: Sequence[RSERow] = rse_repo.list_rses(session)
             return [
-                RSEInfo(r.name, r.site, r.kind, r.onsite, r.url, r.available, dict(r.attributes),
-                        *usage.get(r.id, (0, 0)))
+                RSEInfo(
+                    r.name,
+                    r.site,
+                    r.kind,
+                    r.onsite,
+                    r.url,
+                    r.available,
+                    dict(r.attributes),
+                    *usage.get(r.id, (0, 0)),
+                )
                 for r in rows
             ]

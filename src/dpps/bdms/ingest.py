@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.metadata import convert_indexed, extract_metadata, validate_meta_key, INDEXED_KEYS
+from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, extract_metadata, validate_meta_key
 from dpps.bdms.types import BulkReport, FileResult
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
@@ -111,8 +111,16 @@ def plan(paths: Sequence[Path], opts: IngestOptions, rse: StorageElement) -> lis
         path = Path(raw)
         if path.is_dir():
             if not opts.recursive:
-                items.append(_Item(path, None, InvalidInput(
-                    f"{_display(path)} is a directory (use --recursive to ingest its files)")))
+                items.append(
+                    _Item(
+                        path,
+                        None,
+                        InvalidInput(
+                            f"{_display(path)} is a directory "
+                            "(use --recursive to ingest its files)"
+                        ),
+                    )
+                )
                 continue
             for sub in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
                 rel = sub.relative_to(path).as_posix()
@@ -122,8 +130,9 @@ def plan(paths: Sequence[Path], opts: IngestOptions, rse: StorageElement) -> lis
     return items
 
 
-def _item_for(path: Path, rel: str, prefix: str | None, opts: IngestOptions,
-              rse: StorageElement) -> _Item:
+def _item_for(
+    path: Path, rel: str, prefix: str | None, opts: IngestOptions, rse: StorageElement
+) -> _Item:
     try:
         if opts.lfn is not None:
             return _Item(path, opts.lfn)
@@ -151,8 +160,13 @@ def _failed(item: _Item, exc: DppsError, scope: str) -> FileResult:
     )
 
 
-def _prepare(item: _Item, opts: IngestOptions, user_columns: Mapping[str, Any],
-             user_meta: Mapping[str, Any], rse: StorageElement) -> _Prepared:
+def _prepare(
+    item: _Item,
+    opts: IngestOptions,
+    user_columns: Mapping[str, Any],
+    user_meta: Mapping[str, Any],
+    rse: StorageElement,
+) -> _Prepared:
     assert item.lfn is not None
     path = item.source
     if not path.exists():
@@ -193,8 +207,19 @@ def ingest(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         for chunk in _chunks(items, chunk_size):
             results.extend(
-                _ingest_chunk(factory, pool, rse, rse_id, chunk, opts, dataset, user_columns,
-                              user_meta, account, algorithms)
+                _ingest_chunk(
+                    factory,
+                    pool,
+                    rse,
+                    rse_id,
+                    chunk,
+                    opts,
+                    dataset,
+                    user_columns,
+                    user_meta,
+                    account,
+                    algorithms,
+                )
             )
             tick(len(chunk))
     return BulkReport(results, time.perf_counter() - started)
@@ -235,9 +260,14 @@ def _ingest_chunk(
 
     # Which names exist already decides, per file, between copy, skip and conflict.
     with factory() as session:
-        existing = did_repo.latest_by_name(session, scope, sorted({p.lfn for p in prepared.values()}))
-        prev = {name: (row.version, row.bytes, row.adler32, row.blake3)
-                for name, row in existing.items() if row.did_type == DIDType.FILE}
+        existing = did_repo.latest_by_name(
+            session, scope, sorted({p.lfn for p in prepared.values()})
+        )
+        prev = {
+            name: (row.version, row.bytes, row.adler32, row.blake3)
+            for name, row in existing.items()
+            if row.did_type == DIDType.FILE
+        }
 
     created: dict[int, str] = {}
     new_files: dict[int, did_repo.NewFile] = {}
@@ -263,7 +293,9 @@ def _ingest_chunk(
                         session, dataset.scope, dataset.name, DIDType.DATASET, account=account
                     ).id
                 outcomes = did_repo.register_files(
-                    session, [new_files[i] for i in order], account=account,
+                    session,
+                    [new_files[i] for i in order],
+                    account=account,
                     dataset_id=dataset_id,
                 )
         except BaseException:
@@ -301,8 +333,15 @@ def _store(
 ) -> tuple[did_repo.NewFile, bool]:
     """Put the bytes in place (or find them there); returns the NewFile and whether we copied."""
     base = did_repo.NewFile(
-        scope=opts.scope, name=p.lfn, bytes=p.size, checksums={}, rse_id=rse_id, path="",
-        columns=p.columns, meta=p.meta, new_version=opts.new_version,
+        scope=opts.scope,
+        name=p.lfn,
+        bytes=p.size,
+        checksums={},
+        rse_id=rse_id,
+        path="",
+        columns=p.columns,
+        meta=p.meta,
+        new_version=opts.new_version,
     )
     if p.in_place_path is not None:
         size, sums = checksum_file(p.item.source, algorithms)
@@ -310,12 +349,17 @@ def _store(
     version = 1
     if prev is not None:
         size, sums = checksum_file(p.item.source, algorithms)
-        same = prev[1] == size and not compare({"adler32": prev[2] or "", "blake3": prev[3] or ""}
-                                               if prev[3] else {"adler32": prev[2] or ""}, sums)
+        same = prev[1] == size and not compare(
+            {"adler32": prev[2] or "", "blake3": prev[3] or ""}
+            if prev[3]
+            else {"adler32": prev[2] or ""},
+            sums,
+        )
         if same or not opts.new_version:
             # Let registration report "present" or the conflict; nothing to copy.
-            return replace(base, bytes=size, checksums=sums,
-                           path=rse.path_for(opts.scope, p.lfn, prev[0])), False
+            return replace(
+                base, bytes=size, checksums=sums, path=rse.path_for(opts.scope, p.lfn, prev[0])
+            ), False
         version = prev[0] + 1
     rel = rse.path_for(opts.scope, p.lfn, version)
     try:

@@ -37,8 +37,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def apply_changes(
-    session: Session, row: DIDRow, columns: Mapping[str, Any], meta: Mapping[str, Any],
-    *, account: str, action: str, reason: str | None, replace_meta: bool = False,
+    session: Session,
+    row: DIDRow,
+    columns: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    *,
+    account: str,
+    action: str,
+    reason: str | None,
+    replace_meta: bool = False,
 ) -> list[MetaChange]:
     """Write changed values to ``row`` and one event listing old and new values."""
     changes: list[MetaChange] = []
@@ -57,14 +64,24 @@ def apply_changes(
         row.meta = updated
     if changes:
         events.record(
-            session, account=account, action=action, did_id=row.id, reason=reason,
+            session,
+            account=account,
+            action=action,
+            did_id=row.id,
+            reason=reason,
             details={"changes": [{"key": c.key, "old": c.old, "new": c.new} for c in changes]},
         )
     return changes
 
 
-def set_meta(factory: sessionmaker[Session], did: DID, pairs: Mapping[str, str], *,
-             account: str, reason: str | None = None) -> list[MetaChange]:
+def set_meta(
+    factory: sessionmaker[Session],
+    did: DID,
+    pairs: Mapping[str, str],
+    *,
+    account: str,
+    reason: str | None = None,
+) -> list[MetaChange]:
     if not pairs:
         raise InvalidInput("nothing to set: give key=value pairs")
     bad = sorted(set(pairs) & PROTECTED)
@@ -73,13 +90,19 @@ def set_meta(factory: sessionmaker[Session], did: DID, pairs: Mapping[str, str],
     columns, meta = parse_user_meta(pairs)
     with transaction(factory) as session:
         row = did_repo.get_did(session, did)
-        return apply_changes(session, row, columns, meta, account=account, action="meta.set",
-                             reason=reason)
+        return apply_changes(
+            session, row, columns, meta, account=account, action="meta.set", reason=reason
+        )
 
 
 def refresh_meta(
-    factory: sessionmaker[Session], config: Config, filter_text: str, *, account: str,
-    progress: Callable[[int], None] | None = None, dry_run: bool = False,
+    factory: sessionmaker[Session],
+    config: Config,
+    filter_text: str,
+    *,
+    account: str,
+    progress: Callable[[int], None] | None = None,
+    dry_run: bool = False,
 ) -> RefreshReport:
     """Re-extract metadata from the stored bytes of every matching file.
 
@@ -88,7 +111,9 @@ def refresh_meta(
     """
     started = time.perf_counter()
     with factory() as session:
-        ids = list(session.scalars(select_dids(filter_text, limit=None).with_only_columns(DIDRow.id)))
+        ids = list(
+            session.scalars(select_dids(filter_text, limit=None).with_only_columns(DIDRow.id))
+        )
     changes: list[MetaChange] = []
     failed: list[FileResult] = []
     changed_files = 0
@@ -96,9 +121,16 @@ def refresh_meta(
         try:
             found = _refresh_one(factory, config, did_id, account=account, dry_run=dry_run)
         except DppsError as exc:
-            failed.append(FileResult(source=str(did_id), did=None, status="failed",
-                                     error=str(exc), error_type=type(exc).__name__,
-                                     exit_code=exc.exit_code))
+            failed.append(
+                FileResult(
+                    source=str(did_id),
+                    did=None,
+                    status="failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    exit_code=exc.exit_code,
+                )
+            )
             found = []
         if found:
             changed_files += 1
@@ -116,8 +148,9 @@ def _manual_keys(session: Session, did_id: int) -> set[str]:
     return keys
 
 
-def _refresh_one(factory: sessionmaker[Session], config: Config, did_id: int, *, account: str,
-                 dry_run: bool) -> list[MetaChange]:
+def _refresh_one(
+    factory: sessionmaker[Session], config: Config, did_id: int, *, account: str, dry_run: bool
+) -> list[MetaChange]:
     with factory() as session:
         row = session.get(DIDRow, did_id)
         assert row is not None
@@ -132,19 +165,30 @@ def _refresh_one(factory: sessionmaker[Session], config: Config, did_id: int, *,
     else:
         with tempfile.TemporaryDirectory(prefix="dpps-refresh-") as tmp:
             copy = Path(tmp) / Path(row.name).name
-            storage.download(best.path, copy, ("adler32",), expected={"adler32": row.adler32 or ""})
+            storage.download(
+                best.path, copy, ("adler32",), expected={"adler32": row.adler32 or ""}
+            )
             extracted = extract_metadata(copy)
     with transaction(factory, commit=not dry_run) as session:
         row = session.get(DIDRow, did_id)
         assert row is not None
         keep = _manual_keys(session, did_id)
-        columns = {k: v for k, v in extracted.columns.items() if k in INDEXED_KEYS and k not in keep}
+        columns = {
+            k: v for k, v in extracted.columns.items() if k in INDEXED_KEYS and k not in keep
+        }
         meta = {k: v for k, v in (row.meta or {}).items() if k in keep}
         meta.update({k: v for k, v in extracted.meta.items() if k not in keep})
         meta["format"] = extracted.format
         if extracted.warnings:
             meta["extraction_warnings"] = list(extracted.warnings)
-        found = apply_changes(session, row, columns, meta, account=account, action="meta.refresh",
-                              reason="re-extracted from stored bytes", replace_meta=True)
+        found = apply_changes(
+            session,
+            row,
+            columns,
+            meta,
+            account=account,
+            action="meta.refresh",
+            reason="re-extracted from stored bytes",
+            replace_meta=True,
+        )
         return found
-

@@ -57,9 +57,7 @@ def ranked(config: Config, pairs: Sequence[tuple[ReplicaRow, RSERow]]) -> list[R
         for rep, rse in pairs
         if rep.state == ReplicaState.AVAILABLE and rse.available and rse.name in config.rses
     ]
-    return sorted(
-        usable, key=lambda r: (r.kind == RSEKind.TAPE.value, r.estimated_seconds, r.rse)
-    )
+    return sorted(usable, key=lambda r: (r.kind == RSEKind.TAPE.value, r.estimated_seconds, r.rse))
 
 
 def did_label(row: DIDRow) -> str:
@@ -106,9 +104,16 @@ def get(
         try:
             results.append(_get_one(factory, config, did, dest, many, targets, account, overwrite))
         except DppsError as exc:
-            results.append(FileResult(source=str(did), did=str(did), status="failed",
-                                      error=str(exc), error_type=type(exc).__name__,
-                                      exit_code=exc.exit_code))
+            results.append(
+                FileResult(
+                    source=str(did),
+                    did=str(did),
+                    status="failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    exit_code=exc.exit_code,
+                )
+            )
         if progress is not None:
             progress(1)
     return BulkReport(results, time.perf_counter() - started)
@@ -141,8 +146,9 @@ def _get_one(
     for rep in candidates:
         storage = StorageElement.from_config(rep.rse, config)
         try:
-            storage.download(rep.path, target, tuple(expected), expected=expected,
-                             overwrite=overwrite)
+            storage.download(
+                rep.path, target, tuple(expected), expected=expected, overwrite=overwrite
+            )
         except IntegrityFailure as exc:
             _declare_bad(factory, did_id, rep.rse, account, str(exc))
             problems.append(f"{rep.rse}: {exc}")
@@ -150,17 +156,30 @@ def _get_one(
         except DppsError as exc:
             problems.append(f"{rep.rse}: {exc}")
             continue
-        return FileResult(source=f"{rep.rse}:{rep.path}", did=label, status="retrieved",
-                          bytes=size, rse=rep.rse, path=str(target))
+        return FileResult(
+            source=f"{rep.rse}:{rep.path}",
+            did=label,
+            status="retrieved",
+            bytes=size,
+            rse=rep.rse,
+            path=str(target),
+        )
     raise Unavailable(f"{label}: no replica could be read ({'; '.join(problems)})")
 
 
-def _declare_bad(factory: sessionmaker[Session], did_id: int, rse_name: str, account: str,
-                 reason: str) -> None:
+def _declare_bad(
+    factory: sessionmaker[Session], did_id: int, rse_name: str, account: str, reason: str
+) -> None:
     """A replica whose bytes do not match is BAD; the auditor and rules repair it later."""
     with transaction(factory) as session:
         for rep, rse in replicas_of(session, did_id):
             if rse.name == rse_name and rep.state == ReplicaState.AVAILABLE:
                 rep.state = ReplicaState.BAD.value
-                events.record(session, account=account, action="replica.bad", did_id=did_id,
-                              rse_id=rse.id, reason=f"checksum mismatch on read: {reason}")
+                events.record(
+                    session,
+                    account=account,
+                    action="replica.bad",
+                    did_id=did_id,
+                    rse_id=rse.id,
+                    reason=f"checksum mismatch on read: {reason}",
+                )

@@ -96,7 +96,9 @@ def register_files(
         if prev is None:
             version = 1
         elif prev.did_type != DIDType.FILE:
-            outcomes[i] = Outcome("conflict", prev.id, None, f"{f.scope}:{f.name} is a {prev.did_type}")
+            outcomes[i] = Outcome(
+                "conflict", prev.id, None, f"{f.scope}:{f.name} is a {prev.did_type}"
+            )
             continue
         elif same_content(prev, f.bytes, f.checksums):
             outcomes[i] = Outcome("present", prev.id, prev.version, "already registered")
@@ -115,8 +117,9 @@ def register_files(
             )
             continue
         # Later duplicates inside the chunk compare against this one.
-        existing[key] = _Pending(f.bytes, f.checksums.get("adler32"), f.checksums.get("blake3"),
-                                 version)
+        existing[key] = _Pending(
+            f.bytes, f.checksums.get("adler32"), f.checksums.get("blake3"), version
+        )
         to_insert.append((i, f, version))
 
     if superseded:
@@ -155,8 +158,12 @@ def register_files(
                     "action": "file.register",
                     "did_id": did_id,
                     "rse_id": f.rse_id,
-                    "details": {"version": v, "bytes": f.bytes, "path": f.path,
-                                **{k: f.checksums[k] for k in sorted(f.checksums)}},
+                    "details": {
+                        "version": v,
+                        "bytes": f.bytes,
+                        "path": f.path,
+                        **{k: f.checksums[k] for k in sorted(f.checksums)},
+                    },
                 }
                 for did_id, (_, f, v) in zip(ids, to_insert, strict=True)
             ),
@@ -219,9 +226,7 @@ def get_did(session: Session, did: DID, did_type: DIDType | None = None) -> DIDR
 
 def versions_of(session: Session, scope: str, name: str) -> Sequence[DIDRow]:
     stmt = (
-        select(DIDRow)
-        .where(DIDRow.scope == scope, DIDRow.name == name)
-        .order_by(DIDRow.version)
+        select(DIDRow).where(DIDRow.scope == scope, DIDRow.name == name).order_by(DIDRow.version)
     )
     return session.scalars(stmt).all()
 
@@ -237,12 +242,20 @@ def get_or_create_collection(
         if row.did_type != did_type.value:
             raise Conflict(f"{scope}:{name} exists as a {row.did_type}, not a {did_type.value}")
         return row
-    row = DIDRow(scope=scope, name=name, version=1, is_latest=True, did_type=did_type.value,
-                 checksums={}, meta={})
+    row = DIDRow(
+        scope=scope,
+        name=name,
+        version=1,
+        is_latest=True,
+        did_type=did_type.value,
+        checksums={},
+        meta={},
+    )
     session.add(row)
     session.flush()
-    events.record(session, account=account, action=f"{did_type.value.lower()}.create",
-                  did_id=row.id)
+    events.record(
+        session, account=account, action=f"{did_type.value.lower()}.create", did_id=row.id
+    )
     return row
 
 

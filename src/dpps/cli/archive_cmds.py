@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from dpps.bdms.types import BulkReport, FileInfo
-from dpps.cli.common import command, JsonOpt, open_archive, parse_pairs
+from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
 from dpps.cli.output import console, emit_json, err_console, human_bytes, progress_bar, table
 from dpps.core.errors import EXIT_CODES
 
@@ -57,15 +57,24 @@ def ingest(
     total = archive.plan_size(paths, recursive)
     with progress_bar(total, "ingest", enabled=not json_) as advance:
         report = archive.ingest(
-            paths, rse, scope=scope, lfn=lfn, lfn_prefix=lfn_prefix, dataset=dataset,
-            meta=parse_pairs(meta or []), recursive=recursive, new_version=new_version,
+            paths,
+            rse,
+            scope=scope,
+            lfn=lfn,
+            lfn_prefix=lfn_prefix,
+            dataset=dataset,
+            meta=parse_pairs(meta or []),
+            recursive=recursive,
+            new_version=new_version,
             progress=advance,
         )
     if json_:
         emit_json(report)
     else:
-        rows = [[r.did or r.source, r.status, r.version, human_bytes(r.bytes), r.error or ""]
-                for r in report.results]
+        rows = [
+            [r.did or r.source, r.status, r.version, human_bytes(r.bytes), r.error or ""]
+            for r in report.results
+        ]
         if len(rows) <= 50:
             console.print(table(None, ["DID", "status", "version", "size", "error"], rows))
         console.print(
@@ -77,8 +86,15 @@ def ingest(
 
 def _file_rows(files: list[FileInfo]) -> list[list[object]]:
     return [
-        [f.did, f.data_level, f.category, f.obs_id, f.tel_id, f.observing_night,
-         human_bytes(f.bytes)]
+        [
+            f.did,
+            f.data_level,
+            f.category,
+            f.obs_id,
+            f.tel_id,
+            f.observing_night,
+            human_bytes(f.bytes),
+        ]
         for f in files
     ]
 
@@ -86,16 +102,22 @@ def _file_rows(files: list[FileInfo]) -> list[list[object]]:
 def ls(
     ctx: typer.Context,
     filter_text: Annotated[
-        str, typer.Argument(metavar="FILTER", help="Filter, e.g. 'obs_id>=100 and data_level=DL0'"
-                            " (see docs/query-language.md). Empty: everything.")
+        str,
+        typer.Argument(
+            metavar="FILTER",
+            help="Filter, e.g. 'obs_id>=100 and data_level=DL0'"
+            " (see docs/query-language.md). Empty: everything.",
+        ),
     ] = "",
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many rows.")] = 100,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many rows (paging).")] = 0,
-    all_versions: Annotated[bool, typer.Option(help="List every version, not the latest.")] = False,
-    did_type: Annotated[
-        str, typer.Option("--type", help="FILE, DATASET or CONTAINER.")
-    ] = "FILE",
-    count: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    all_versions: Annotated[
+        bool, typer.Option(help="List every version, not the latest.")
+    ] = False,
+    did_type: Annotated[str, typer.Option("--type", help="FILE, DATASET or CONTAINER.")] = "FILE",
+    count: Annotated[
+        bool, typer.Option("--count", help="Print only the number of matches.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Query data products by metadata or LFN."""
@@ -104,13 +126,19 @@ def ls(
         n = archive.count(filter_text, all_versions=all_versions)
         emit_json({"count": n}) if json_ else console.print(n)
         return
-    files = archive.list_files(filter_text, limit=limit, offset=offset,
-                               all_versions=all_versions, did_type=did_type.upper())
+    files = archive.list_files(
+        filter_text,
+        limit=limit,
+        offset=offset,
+        all_versions=all_versions,
+        did_type=did_type.upper(),
+    )
     if json_:
         emit_json(files)
         return
-    console.print(table(None, ["DID", "level", "cat", "obs", "tel", "night", "size"],
-                        _file_rows(files)))
+    console.print(
+        table(None, ["DID", "level", "cat", "obs", "tel", "night", "size"], _file_rows(files))
+    )
     if len(files) == limit:
         err_console.print(f"(first {limit} rows; use --offset {offset + limit} for more)")
 
@@ -126,21 +154,45 @@ def show(
         emit_json(details)
         return
     f = details.file
-    fields = [
-        ["DID", f.did], ["type", f.did_type], ["version", f"{f.version} of {details.versions}"],
-        ["size", f"{f.bytes} ({human_bytes(f.bytes)})"], ["adler32", f.adler32],
-        ["blake3", f.blake3], ["data level", f.data_level], ["category", f.category],
-        ["obs_id", f.obs_id], ["tel_id", f.tel_id], ["observing night", f.observing_night],
-        ["time", f"{f.time_start} .. {f.time_end}"], ["product type", f.product_type],
-        ["datasets", ", ".join(details.parents)], ["created", f.created_at],
+    base_fields: list[list[Any]] = [
+        ["DID", f.did],
+        ["type", f.did_type],
+        ["version", f"{f.version} of {details.versions}"],
+        ["size", f"{f.bytes} ({human_bytes(f.bytes)})"],
+        ["adler32", f.adler32],
+        ["blake3", f.blake3],
+        ["data level", f.data_level],
+        ["category", f.category],
+        ["obs_id", f.obs_id],
+        ["tel_id", f.tel_id],
+        ["observing night", f.observing_night],
+        ["time", f"{f.time_start} .. {f.time_end}"],
+        ["product type", f.product_type],
+        ["datasets", ", ".join(details.parents)],
+        ["created", f.created_at],
     ]
-    fields += [[f"meta.{k}", v] for k, v in sorted(f.meta.items())]
+    fields: list[list[Any]] = [
+        *base_fields,
+        *([f"meta.{k}", v] for k, v in sorted(f.meta.items())),
+    ]
     console.print(table(None, ["field", "value"], fields))
-    console.print(table("replicas", ["RSE", "site", "kind", "state", "path", "verified"],
-                        [[r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at]
-                         for r in details.replicas]))
-    console.print(table("events", ["when", "account", "action", "RSE", "reason"],
-                        [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events]))
+    console.print(
+        table(
+            "replicas",
+            ["RSE", "site", "kind", "state", "path", "verified"],
+            [
+                [r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at]
+                for r in details.replicas
+            ],
+        )
+    )
+    console.print(
+        table(
+            "events",
+            ["when", "account", "action", "RSE", "reason"],
+            [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events],
+        )
+    )
 
 
 def locate(
@@ -156,16 +208,23 @@ def locate(
         state = "available" if loc.available else "NOT available"
         est = f"{loc.estimated_seconds:.3f} s from {loc.best_rse}" if loc.available else "-"
         console.print(f"{loc.did}: {state}; estimated retrieval {est}")
-        console.print(table(None, ["RSE", "kind", "state", "estimate (s)"],
-                            [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas]))
+        console.print(
+            table(
+                None,
+                ["RSE", "kind", "state", "estimate (s)"],
+                [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas],
+            )
+        )
     if not loc.available:
         raise typer.Exit(9)
 
 
 def get(
     ctx: typer.Context,
-    args: Annotated[list[str], typer.Argument(metavar="DID... DEST",
-                                              help="DIDs to retrieve, then the destination.")],
+    args: Annotated[
+        list[str],
+        typer.Argument(metavar="DID... DEST", help="DIDs to retrieve, then the destination."),
+    ],
     overwrite: Annotated[bool, typer.Option(help="Replace existing local files.")] = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -197,9 +256,16 @@ def rse_list(
     if json_:
         emit_json(infos)
         return
-    console.print(table(None, ["RSE", "site", "kind", "onsite", "files", "bytes", "URL"],
-                        [[i.name, i.site, i.kind, i.onsite, i.files, human_bytes(i.bytes), i.url]
-                         for i in infos]))
+    console.print(
+        table(
+            None,
+            ["RSE", "site", "kind", "onsite", "files", "bytes", "URL"],
+            [
+                [i.name, i.site, i.kind, i.onsite, i.files, human_bytes(i.bytes), i.url]
+                for i in infos
+            ],
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -37,7 +37,7 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+def handle_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """Turn dpps errors into one clear line on stderr and the documented exit code.
 
     This is the one place that maps the exception hierarchy to exit codes; a traceback is

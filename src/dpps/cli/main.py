@@ -36,7 +36,8 @@ def _root(
     workspace: Annotated[
         str | None,
         typer.Option(
-            "--workspace", "-w",
+            "--workspace",
+            "-w",
             help="Workspace directory (else $DPPS_WORKSPACE, else the current directory or the "
             "nearest parent holding dpps.yaml).",
         ),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dpps.cli.common import command, JsonOpt, open_archive, parse_pairs
+from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
 from dpps.cli.output import console, emit_json, err_console, progress_bar, table
 
 
@@ -42,11 +42,18 @@ def meta_refresh(
         emit_json(report)
     else:
         if report.changes:
-            console.print(table(None, ["DID", "key", "old", "new"],
-                                [[c.did, c.key, c.old, c.new] for c in report.changes[:200]]))
+            console.print(
+                table(
+                    None,
+                    ["DID", "key", "old", "new"],
+                    [[c.did, c.key, c.old, c.new] for c in report.changes[:200]],
+                )
+            )
         verb = "would change" if dry_run else "changed"
-        console.print(f"{report.examined} examined, {report.changed} {verb}, "
-                      f"{len(report.failed)} failed in {report.seconds:.2f} s")
+        console.print(
+            f"{report.examined} examined, {report.changed} {verb}, "
+            f"{len(report.failed)} failed in {report.seconds:.2f} s"
+        )
     for item in report.failed:
         err_console.print(f"[red]failed:[/red] {item.error}")
     if report.failed:

@@ -54,7 +54,9 @@ def human_bytes(n: int | None) -> str:
 
 
 @contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    total: int, description: str, *, enabled: bool
+) -> Iterator[Callable[[int], None]]:
     """Yield an ``advance(n)`` callable; draws a bar only when enabled and on a terminal."""
     if not enabled or not err_console.is_terminal or total <= 1:
         yield lambda _n: None

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from dpps.cli.common import command
 from rich.console import Console
 
+from dpps.cli.common import command
 from dpps.core.errors import InvalidInput
 from dpps.verify.qa import collect_qa
 from dpps.verify.registry import load_registry

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from dpps.bdms.archive import Archive
+from dpps.bdms.samples import generate_sample_night
 from dpps.cli.common import command
 from dpps.cli.output import console, emit_json, human_bytes, progress_bar, table
 from dpps.core.errors import Conflict, IntegrityFailure
@@ -34,8 +35,13 @@ def init(
             emit_json({"workspace": str(archive.config.workspace), "rses": infos})
             return
         console.print(f"workspace ready at {archive.config.workspace}")
-        console.print(table(None, ["RSE", "site", "kind", "onsite"],
-                            [[i.name, i.site, i.kind, i.onsite] for i in infos]))
+        console.print(
+            table(
+                None,
+                ["RSE", "site", "kind", "onsite"],
+                [[i.name, i.site, i.kind, i.onsite] for i in infos],
+            )
+        )
 
 
 def demo(
@@ -55,9 +61,10 @@ def demo(
     directory.mkdir(parents=True)
     (directory / DEMO_MARKER).write_text("created by 'dpps demo'; safe to delete\n")
     summary: dict[str, Any] = {"workspace": str(directory)}
-    say = (lambda *_a: None) if json_ else console.print
 
-    from dpps.bdms.samples import generate_sample_night
+    def say(message: str) -> None:
+        if not json_:
+            console.print(message)
 
     with Archive.init(directory) as archive:
         say(f"[bold]1. workspace[/bold] {directory} ({len(archive.config.rses)} RSEs)")
@@ -67,13 +74,24 @@ def demo(
         say(f"[bold]2. generated[/bold] {len(files)} sample data products (FITS DL0, HDF5 DL1)")
 
         with progress_bar(len(files), "ingest", enabled=not json_) as advance:
-            report = archive.ingest([landing], "CTAO-N", lfn_prefix="/ctao", recursive=True,
-                                    dataset=f"/ctao/night/{night.isoformat()}", progress=advance)
-        summary["ingest"] = {"registered": report.count("registered"),
-                             "failed": len(report.failed), "bytes": report.bytes,
-                             "seconds": round(report.seconds, 3)}
-        say(f"[bold]3. ingested[/bold] {report.count('registered')} files "
-            f"({human_bytes(report.bytes)}) into CTAO-N in {report.seconds:.2f} s")
+            report = archive.ingest(
+                [landing],
+                "CTAO-N",
+                lfn_prefix="/ctao",
+                recursive=True,
+                dataset=f"/ctao/night/{night.isoformat()}",
+                progress=advance,
+            )
+        summary["ingest"] = {
+            "registered": report.count("registered"),
+            "failed": len(report.failed),
+            "bytes": report.bytes,
+            "seconds": round(report.seconds, 3),
+        }
+        say(
+            f"[bold]3. ingested[/bold] {report.count('registered')} files "
+            f"({human_bytes(report.bytes)}) into CTAO-N in {report.seconds:.2f} s"
+        )
         if report.failed:
             raise IntegrityFailure(f"demo ingest failed: {report.failed[0].error}")
 
@@ -82,9 +100,13 @@ def demo(
         summary["query"] = {"filter": query, "matches": [f.did for f in found]}
         say(f"[bold]4. query[/bold] '{query}': {len(found)} matches")
         if not json_:
-            console.print(table(None, ["DID", "obs", "tel", "size"],
-                                [[f.did, f.obs_id, f.tel_id, human_bytes(f.bytes)]
-                                 for f in found]))
+            console.print(
+                table(
+                    None,
+                    ["DID", "obs", "tel", "size"],
+                    [[f.did, f.obs_id, f.tel_id, human_bytes(f.bytes)] for f in found],
+                )
+            )
 
         target = found[0]
         loc = archive.locate(target.did)
@@ -94,17 +116,25 @@ def demo(
         _, sums = checksum_file(out, ("adler32",))
         if sums["adler32"] != target.adler32:
             raise IntegrityFailure(f"retrieved {out} does not match the catalog's checksum")
-        summary["retrieve"] = {"did": target.did, "from": loc.best_rse,
-                               "estimated_seconds": loc.estimated_seconds, "path": str(out),
-                               "adler32": sums["adler32"]}
-        say(f"[bold]5. retrieved[/bold] {target.did} from {loc.best_rse} to {out} "
-            f"(estimate {loc.estimated_seconds:.3f} s, adler32 {sums['adler32']} verified)")
+        summary["retrieve"] = {
+            "did": target.did,
+            "from": loc.best_rse,
+            "estimated_seconds": loc.estimated_seconds,
+            "path": str(out),
+            "adler32": sums["adler32"],
+        }
+        say(
+            f"[bold]5. retrieved[/bold] {target.did} from {loc.best_rse} to {out} "
+            f"(estimate {loc.estimated_seconds:.3f} s, adler32 {sums['adler32']} verified)"
+        )
     summary["seconds"] = round(time.perf_counter() - started, 3)
     if json_:
         emit_json(summary)
     else:
-        console.print(f"[green]demo finished in {summary['seconds']:.1f} s[/green]; "
-                      f"try: dpps -w {directory} ls 'obs_id={target.obs_id}'")
+        console.print(
+            f"[green]demo finished in {summary['seconds']:.1f} s[/green]; "
+            f"try: dpps -w {directory} ls 'obs_id={target.obs_id}'"
+        )
 
 
 def register(app: typer.Typer) -> None:

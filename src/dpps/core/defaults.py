@@ -11,28 +11,52 @@ import copy
 from typing import Any
 
 SITES: dict[str, dict[str, Any]] = {
-    "CTAO-North": {"description": "CTAO-North, La Palma (ES)", "onsite": True,
-                   "latitude": 28.76, "longitude": -17.89},
-    "CTAO-South": {"description": "CTAO-South, Paranal (CL)", "onsite": True,
-                   "latitude": -24.68, "longitude": -70.32},
-    "CSCS": {"description": "Swiss National Supercomputing Centre, Lugano (CH)",
-             "latitude": 46.02, "longitude": 8.96},
+    "CTAO-North": {
+        "description": "CTAO-North, La Palma (ES)",
+        "onsite": True,
+        "latitude": 28.76,
+        "longitude": -17.89,
+    },
+    "CTAO-South": {
+        "description": "CTAO-South, Paranal (CL)",
+        "onsite": True,
+        "latitude": -24.68,
+        "longitude": -70.32,
+    },
+    "CSCS": {
+        "description": "Swiss National Supercomputing Centre, Lugano (CH)",
+        "latitude": 46.02,
+        "longitude": 8.96,
+    },
     "DESY": {"description": "DESY, Zeuthen (DE)", "latitude": 52.35, "longitude": 13.63},
     "FRASCATI": {"description": "INAF/INFN Frascati (IT)", "latitude": 41.81, "longitude": 12.68},
-    "PIC": {"description": "Port d'Informacio Cientifica, Barcelona (ES)",
-            "latitude": 41.50, "longitude": 2.11},
+    "PIC": {
+        "description": "Port d'Informacio Cientifica, Barcelona (ES)",
+        "latitude": 41.50,
+        "longitude": 2.11,
+    },
 }
 
 
-def _rse(site: str, country: str, *, onsite: bool = False, tape: bool = False,
-         bandwidth: float = 200.0, latency: float = 20.0) -> dict[str, Any]:
+def _rse(
+    site: str,
+    country: str,
+    *,
+    onsite: bool = False,
+    tape: bool = False,
+    bandwidth: float = 200.0,
+    latency: float = 20.0,
+) -> dict[str, Any]:
     return {
         "url": f"rse/{site}{'-TAPE' if tape else ''}",
         "site": site,
         "kind": "tape" if tape else "disk",
         "onsite": onsite,
-        "attributes": {"country": country, "type": "tape" if tape else "disk",
-                       "tier": 0 if onsite else 1},
+        "attributes": {
+            "country": country,
+            "type": "tape" if tape else "disk",
+            "tier": 0 if onsite else 1,
+        },
         "bandwidth_mb_s": bandwidth,
         "latency_ms": latency,
         "staging_delay_s": 2.0 if tape else 0.0,
@@ -40,10 +64,10 @@ def _rse(site: str, country: str, *, onsite: bool = False, tape: bool = False,
 
 
 RSES: dict[str, dict[str, Any]] = {
-    "CTAO-N": _rse("CTAO-North", "ES", onsite=True, bandwidth=1000.0, latency=2.0) | {
-        "url": "rse/CTAO-N"},
-    "CTAO-S": _rse("CTAO-South", "CL", onsite=True, bandwidth=1000.0, latency=2.0) | {
-        "url": "rse/CTAO-S"},
+    "CTAO-N": _rse("CTAO-North", "ES", onsite=True, bandwidth=1000.0, latency=2.0)
+    | {"url": "rse/CTAO-N"},
+    "CTAO-S": _rse("CTAO-South", "CL", onsite=True, bandwidth=1000.0, latency=2.0)
+    | {"url": "rse/CTAO-S"},
     "CSCS": _rse("CSCS", "CH"),
     "DESY": _rse("DESY", "DE"),
     "DESY-TAPE": _rse("DESY", "DE", tape=True, bandwidth=300.0, latency=50.0),
@@ -55,11 +79,13 @@ RSES: dict[str, dict[str, Any]] = {
 
 def default_config() -> dict[str, Any]:
     """The configuration mapping written to a new workspace's dpps.yaml."""
-    return copy.deepcopy({
-        "default_scope": "ctao",
-        "checksums": ["adler32", "blake3"],
-        "catalog": {"url": "sqlite:///catalog.db", "busy_timeout_s": 30.0},
-        "ingest": {"workers": 4, "chunk_size": 500},
-        "sites": SITES,
-        "rses": RSES,
-    })
+    return copy.deepcopy(
+        {
+            "default_scope": "ctao",
+            "checksums": ["adler32", "blake3"],
+            "catalog": {"url": "sqlite:///catalog.db", "busy_timeout_s": 30.0},
+            "ingest": {"workers": 4, "chunk_size": 500},
+            "sites": SITES,
+            "rses": RSES,
+        }
+    )
