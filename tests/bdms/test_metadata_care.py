@@ -69,3 +69,17 @@ def test_refresh_restores_extracted_values_and_keeps_manual_ones(archive: Archiv
     info = archive.show(LFN).file
     assert (info.obs_id, info.tel_id, info.meta["quality"]) == (100, 1, "good")
     assert archive.refresh_meta(f"name={LFN}").changed == 0
+
+
+@pytest.mark.verifies_usecase("UC-110-1.2.2")
+def test_refresh_keeps_metadata_given_at_ingest(archive: Archive, tmp_path: Path) -> None:
+    archive.ingest(
+        [make_fits(tmp_path, obs_id=7)],
+        "CTAO-N",
+        lfn="/given.fits",
+        meta={"campaign": "commissioning", "category": "C"},
+    )
+    report = archive.refresh_meta("name=/given.fits")
+    assert report.changed == 0, report.changes
+    info = archive.show("/given.fits").file
+    assert (info.meta["campaign"], info.category, info.obs_id) == ("commissioning", "C", 7)

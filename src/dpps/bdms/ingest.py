@@ -342,6 +342,7 @@ def _store(
         columns=p.columns,
         meta=p.meta,
         new_version=opts.new_version,
+        user_keys=tuple(sorted(opts.meta or {})),
     )
     if p.in_place_path is not None:
         size, sums = checksum_file(p.item.source, algorithms)

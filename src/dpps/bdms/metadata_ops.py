@@ -106,7 +106,7 @@ def refresh_meta(
 ) -> RefreshReport:
     """Re-extract metadata from the stored bytes of every matching file.
 
-    Values set by hand (``meta.set`` events) are kept: re-extraction only replaces what an
+    Values given by people (``--meta`` at ingest, ``meta.set`` later) are kept: re-extraction only replaces what an
     extractor produced, so an improved extractor never undoes an operator's correction.
     """
     started = time.perf_counter()
@@ -145,6 +145,8 @@ def _manual_keys(session: Session, did_id: int) -> set[str]:
     for ev in events.events_for(session, did_id, limit=10_000):
         if ev.action == "meta.set":
             keys.update(c["key"] for c in ev.details.get("changes", []))
+        elif ev.action == "file.register":
+            keys.update(ev.details.get("user_keys", []))
     return keys
 
 

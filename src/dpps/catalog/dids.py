@@ -35,6 +35,8 @@ class NewFile:
     columns: Mapping[str, Any] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)
     new_version: bool = False
+    #: Metadata keys the user gave (not extracted); kept when metadata is re-extracted.
+    user_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ def register_files(
                         "bytes": f.bytes,
                         "path": f.path,
                         **{k: f.checksums[k] for k in sorted(f.checksums)},
+                        **({"user_keys": list(f.user_keys)} if f.user_keys else {}),
                     },
                 }
                 for did_id, (_, f, v) in zip(ids, to_insert, strict=True)
