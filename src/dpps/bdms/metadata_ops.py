@@ -106,8 +106,9 @@ def refresh_meta(
 ) -> RefreshReport:
     """Re-extract metadata from the stored bytes of every matching file.
 
-    Values given by people (``--meta`` at ingest, ``meta.set`` later) are kept: re-extraction only replaces what an
-    extractor produced, so an improved extractor never undoes an operator's correction.
+    Values given by people (``--meta`` at ingest, ``meta.set`` later) are kept: re-extraction
+    only replaces what an extractor produced, so an improved extractor never undoes an
+    operator's correction.
     """
     started = time.perf_counter()
     with factory() as session:

@@ -26,7 +26,7 @@ from rich.table import Table
 from dpps.bdms.types import to_jsonable
 
 console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
