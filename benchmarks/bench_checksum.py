@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ def _write_random(path: Path, size_mib: int) -> None:
             n = min(block, remaining)
             f.write(os.urandom(n))
             remaining -= n
+
+
+def _nothing() -> None:
+    pass
 
 
 def _time(action: Callable[[], object], cleanup: Callable[[], object], repeat: int) -> list[float]:
@@ -63,21 +68,18 @@ def run(size_mib: int = 1024, repeat: int = 3) -> dict[str, Any]:
 
         def copy_hash() -> None:
             with open(src, "rb", buffering=0) as s, open(dst, "wb") as d:
-                copy_with_checksums(s, d, PAIR)  # type: ignore[arg-type]
+                copy_with_checksums(s, d, PAIR)
 
         cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
             ("cp", cp, unlink),
-            ("checksum adler32+blake3", lambda: checksum_file(src, PAIR), lambda: None),
+            ("checksum adler32+blake3", partial(checksum_file, src, PAIR), _nothing),
         ]
-        cases += [
-            (f"checksum {a}", lambda a=a: checksum_file(src, [a]), lambda: None)  # type: ignore[misc]
-            for a in SINGLE
-        ]
+        cases += [(f"checksum {a}", partial(checksum_file, src, [a]), _nothing) for a in SINGLE]
         cases.append(("copy_with_checksums adler32+blake3", copy_hash, unlink))
 
         cp()  # warm the page cache (and the destination's allocation path)
         unlink()
-        results = []
+        results: list[dict[str, Any]] = []
         for name, action, cleanup in cases:
             seconds = _time(action, cleanup, repeat)
             results.append(

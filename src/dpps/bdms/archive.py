@@ -6,6 +6,7 @@ storage together and owns transactions; the domain logic lives in the modules it
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import ingest as ingest_mod
-from dpps.bdms import metadata_ops, retrieve
+from dpps.bdms import metadata_ops, retrieve, rules
 from dpps.bdms.types import (
     BulkReport,
     EventInfo,
@@ -311,6 +312,48 @@ class Archive:
             progress=progress,
             dry_run=dry_run,
         )
+
+    # -- replication rules -----------------------------------------------------------------
+    def add_rule(
+        self,
+        did: str | DID,
+        *,
+        copies: int,
+        rses: str,
+        source: str | None = None,
+        lifetime: dt.timedelta | None = None,
+        priority: int = 3,
+        activity: str = "default",
+        comment: str | None = None,
+    ) -> int:
+        """Ask for ``copies`` replicas of ``did`` on RSEs matching ``rses``; returns its id."""
+        parsed = did if isinstance(did, DID) else self.did(did)
+        with transaction(self.sessions) as session:
+            row = did_repo.get_did(session, parsed)
+            return rules.add_rule(
+                session,
+                row,
+                copies=copies,
+                rse_expression=rses,
+                account=self.account,
+                source_expression=source,
+                lifetime=lifetime,
+                priority=priority,
+                activity=activity,
+                comment=comment,
+            ).id
+
+    def apply_policy(self, did: str | DID, policy: str) -> list[int]:
+        """Give ``did`` the rules of a named policy from the configuration (e.g. ``acada``)."""
+        parsed = did if isinstance(did, DID) else self.did(did)
+        with transaction(self.sessions) as session:
+            row = did_repo.get_did(session, parsed)
+            return [
+                r.id
+                for r in rules.apply_policy(
+                    session, self.config, row, policy, account=self.account
+                )
+            ]
 
     # -- storage elements ------------------------------------------------------------------
     def rses(self) -> list[RSEInfo]:

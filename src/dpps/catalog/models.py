@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -148,6 +149,13 @@ class RuleRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    policy: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    purge_replicas: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    next_evaluation_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
 
 
 class AccountRow(Base):
@@ -179,14 +187,124 @@ class EventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class RuleLockRow(Base):
+    """A rule's claim on one file's replica at one RSE: locked replicas are never deleted."""
+
+    __tablename__ = "rule_locks"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "did_id", "rse_id"),
+        Index("ix_rule_locks_did_rse", "did_id", "rse_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id"), index=True)
+    did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"))
+    rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class TransferRow(Base):
+    """A copy of one file to one RSE that a rule still needs; claimed by transfer daemons."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (
+        Index("ix_transfers_state_next", "state", "next_attempt_at"),
+        Index(
+            "ix_transfers_open_unique",
+            "did_id",
+            "dest_rse_id",
+            unique=True,
+            sqlite_where=text("state IN ('QUEUED', 'ACTIVE')"),
+            postgresql_where=text("state IN ('QUEUED', 'ACTIVE')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
+    dest_rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
+    source_rse_id: Mapped[int | None] = mapped_column(ForeignKey("rses.id"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    activity: Mapped[str] = mapped_column(String(64), default="default")
+    priority: Mapped[int] = mapped_column(Integer, default=3)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class StageRequestRow(Base):
+    """A request to bring a tape replica to the disk buffer; the buffer copy expires."""
+
+    __tablename__ = "stage_requests"
+    __table_args__ = (Index("ix_stage_requests_state_ready", "state", "ready_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
+    rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(64))
+    buffer_path: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    ready_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class HeartbeatRow(Base):
+    """One live daemon instance; instances of a daemon split work by their rank."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (UniqueConstraint("daemon", "instance"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    daemon: Mapped[str] = mapped_column(String(64), index=True)
+    instance: Mapped[str] = mapped_column(String(128))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TokenRow(Base):
+    """A bearer token, stored only as a hash; expires and can be revoked."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
 __all__ = [
     "AccountRow",
     "AttachmentRow",
     "Base",
     "DIDRow",
     "EventRow",
+    "HeartbeatRow",
     "RSERow",
     "ReplicaRow",
+    "RuleLockRow",
     "RuleRow",
+    "StageRequestRow",
+    "TokenRow",
+    "TransferRow",
     "utcnow",
 ]

@@ -20,8 +20,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def open_archive(ctx: typer.Context) -> Archive:
+    """The archive of the command's workspace, closed when the command ends."""
     workspace = (ctx.obj or {}).get("workspace") if ctx is not None else None
-    return Archive.open(workspace)
+    archive = Archive.open(workspace)
+    if ctx is not None:
+        ctx.call_on_close(archive.close)
+    return archive
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, str]:

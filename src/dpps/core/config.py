@@ -74,6 +74,19 @@ class IngestConfig(_Strict):
     )
 
 
+class RuleTemplate(_Strict):
+    """One rule of a named replication policy."""
+
+    copies: int = Field(1, ge=1, description="Replicas to keep on RSEs matching 'rses'.")
+    rses: str = Field(description="RSE expression the copies must be on, e.g. offsite&type=tape.")
+    source: str | None = Field(
+        None, description="RSE expression transfers may read from (None: any replica)."
+    )
+    lifetime_days: float | None = Field(None, gt=0, description="Rule expires after this.")
+    priority: int = Field(3, ge=0, le=5, description="0 lowest .. 5 highest.")
+    activity: str = Field("default", description="Transfer activity, for shares and accounting.")
+
+
 class Config(_Strict):
     """The whole configuration of one dpps deployment."""
 
@@ -86,6 +99,9 @@ class Config(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
     sites: dict[str, SiteConfig] = Field(default_factory=dict)
     rses: dict[str, RSEConfig] = Field(default_factory=dict)
+    policies: dict[str, tuple[RuleTemplate, ...]] = Field(
+        default_factory=dict, description="Named replication policies (lists of rules)."
+    )
 
     @field_validator("default_scope")
     @classmethod

@@ -77,6 +77,28 @@ RSES: dict[str, dict[str, Any]] = {
 }
 
 
+#: The ACADA policy: one copy across the site link to off-site disk, then one more off-site
+#: copy on tape sourced from off-site (the site link is the scarce resource).
+POLICIES: dict[str, list[dict[str, Any]]] = {
+    "acada": [
+        {
+            "copies": 1,
+            "rses": "offsite&type=disk",
+            "source": "onsite",
+            "priority": 4,
+            "activity": "acada",
+        },
+        {
+            "copies": 1,
+            "rses": "offsite&type=tape",
+            "source": "offsite",
+            "priority": 3,
+            "activity": "acada",
+        },
+    ],
+}
+
+
 def default_config() -> dict[str, Any]:
     """The configuration mapping written to a new workspace's dpps.yaml."""
     return copy.deepcopy(

@@ -1,0 +1,106 @@
+"""Replication rules: the archive's promises about where copies of a DID must exist.
+
+A rule asks for ``copies`` replicas of every file of a DID on RSEs matching an RSE expression.
+This module records rules; the rule evaluator daemon turns them into transfers and locks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from dpps.catalog import events
+from dpps.catalog.models import DIDRow, RuleRow, utcnow
+from dpps.core.config import Config, RuleTemplate
+from dpps.core.errors import InvalidInput, NotFound
+from dpps.core.states import RuleState
+
+
+def add_rule(
+    session: Session,
+    did: DIDRow,
+    *,
+    copies: int,
+    rse_expression: str,
+    account: str,
+    source_expression: str | None = None,
+    lifetime: dt.timedelta | None = None,
+    priority: int = 3,
+    activity: str = "default",
+    policy: str | None = None,
+    comment: str | None = None,
+) -> RuleRow:
+    """Record a rule (state REPLICATING) and its event; the evaluator does the rest."""
+    if copies < 1:
+        raise InvalidInput(f"copies must be at least 1, not {copies}")
+    if not 0 <= priority <= 5:
+        raise InvalidInput(f"priority must be between 0 and 5, not {priority}")
+    if not rse_expression.strip():
+        raise InvalidInput("empty RSE expression")
+    now = utcnow()
+    rule = RuleRow(
+        did_id=did.id,
+        account=account,
+        rse_expression=rse_expression,
+        source_expression=source_expression,
+        copies=copies,
+        state=RuleState.REPLICATING.value,
+        priority=priority,
+        activity=activity,
+        policy=policy,
+        comment=comment,
+        locked=False,
+        purge_replicas=False,
+        created_at=now,
+        updated_at=now,
+        next_evaluation_at=now,
+        expires_at=now + lifetime if lifetime is not None else None,
+    )
+    session.add(rule)
+    session.flush()
+    events.record(
+        session,
+        account=account,
+        action="rule.add",
+        did_id=did.id,
+        details={
+            "rule_id": rule.id,
+            "copies": copies,
+            "rses": rse_expression,
+            "source": source_expression,
+            "policy": policy,
+            "activity": activity,
+        },
+    )
+    return rule
+
+
+def policy_templates(config: Config, policy: str) -> Sequence[RuleTemplate]:
+    try:
+        return config.policies[policy]
+    except KeyError:
+        known = ", ".join(sorted(config.policies)) or "none"
+        raise NotFound(f"unknown replication policy {policy!r} (known: {known})") from None
+
+
+def apply_policy(
+    session: Session, config: Config, did: DIDRow, policy: str, *, account: str
+) -> list[RuleRow]:
+    """Give a DID the rules of a named policy (e.g. ``acada`` for new DL0 datasets)."""
+    return [
+        add_rule(
+            session,
+            did,
+            copies=t.copies,
+            rse_expression=t.rses,
+            account=account,
+            source_expression=t.source,
+            priority=t.priority,
+            activity=t.activity,
+            policy=policy,
+            lifetime=dt.timedelta(days=t.lifetime_days) if t.lifetime_days else None,
+        )
+        for t in policy_templates(config, policy)
+    ]
