@@ -448,8 +448,8 @@ EXAMPLES: list[Any] = [
         "name like /ctao/misc/a_b%", lambda r: r["name"].startswith("/ctao/misc/a"), marks=BY_LFN
     ),
     pytest.param(
-        "name like /CTAO/DL0/North/%",  # case-insensitive on both backends
-        lambda r: r["name"].startswith("/ctao/dl0/north/"),
+        "name not like /CTAO/DL0/%",  # LFNs are case-sensitive on both backends
+        lambda r: not r["name"].startswith("/CTAO/DL0/"),
         marks=BY_LFN,
     ),
     pytest.param(

@@ -42,6 +42,8 @@ def make_engine(url: str, busy_timeout_s: float = 30.0, echo: bool = False) -> E
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # LIKE is case-sensitive, as on PostgreSQL, and can then use the name index.
+            cur.execute("PRAGMA case_sensitive_like=ON")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.close()
 

