@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.core.errors import Unavailable
 
+#: PostgreSQL deadlock and serialisation failures: the transaction can be redone as it is.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
 #: Execution option marking a connection whose transaction will write (see ``transaction``).
 WRITE_OPTION = "dpps_write"
 
@@ -94,13 +97,20 @@ def transaction(factory: sessionmaker[Session], *, commit: bool = True) -> Itera
     runs), roll back on any error. Reads need no transaction of their own: use ``factory()``.
     """
     with factory() as session:
-        session.connection(execution_options={WRITE_OPTION: True})
         try:
+            session.connection(execution_options={WRITE_OPTION: True})
             yield session
             if commit:
                 session.commit()
             else:
                 session.rollback()
+        except OperationalError as exc:
+            session.rollback()
+            if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+                raise  # deadlock or serialisation conflict: the caller may simply redo it
+            # Locked past the busy timeout, connection lost, server restarting: transient, so
+            # callers (daemons, the ingestion queue) retry after a pause instead of crashing.
+            raise Unavailable(f"catalog database unavailable: {exc.orig}") from exc
         except BaseException:
             session.rollback()
             raise
