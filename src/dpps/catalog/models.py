@@ -61,7 +61,8 @@ class DIDRow(Base):
     name: Mapped[str] = mapped_column(String(1024))
     version: Mapped[int] = mapped_column(Integer, default=1)
     is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
-    did_type: Mapped[str] = mapped_column(String(10), index=True)
+    # No index of its own: three values, and SQLite would pick it over the name range.
+    did_type: Mapped[str] = mapped_column(String(10))
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     adler32: Mapped[str | None] = mapped_column(String(8))
     blake3: Mapped[str | None] = mapped_column(String(64))
