@@ -45,6 +45,7 @@ class TransformationRow(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     grouping: Mapped[str] = mapped_column(String(128))
     group_size: Mapped[int] = mapped_column(Integer, default=1)
+    settle_s: Mapped[float] = mapped_column(Float, default=0.0)
     priority: Mapped[int] = mapped_column(Integer, default=3)
     activity: Mapped[str] = mapped_column(String(64))
     activity_rank: Mapped[int] = mapped_column(Integer, default=0)
