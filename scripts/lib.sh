@@ -56,10 +56,10 @@ dpps_ensure_venv() {
     if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
         echo "Installing dpps and its test dependencies into $VENV" >&2
         # Build-backend warnings go to the log; on failure the log is shown.
-        if ! "$VENV/bin/python" -m pip install -q -e "$REPO_ROOT[test]" >"$VENV/pip.log" 2>&1
+        if ! "$VENV/bin/python" -m pip install -q -e "$REPO_ROOT[test,pipelines]" >"$VENV/pip.log" 2>&1
         then
             cat "$VENV/pip.log" >&2
-            echo "error: pip install -e '.[test]' failed (log: $VENV/pip.log)" >&2
+            echo "error: pip install -e '.[test,pipelines]' failed (log: $VENV/pip.log)" >&2
             exit 1
         fi
         echo "$hash" >"$stamp"

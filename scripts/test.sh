@@ -23,6 +23,14 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres \
         || { echo "error: could not create the 'postgres' OS user" >&2; exit 1; }
 fi
+# Headless Chromium for the dashboard tests (Debian's package; Playwright drives it and never
+# downloads a browser of its own).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Chromium not found; installing it with apt-get" >&2
+    { apt-get update -q && apt-get install -y -q chromium; } \
+        || echo "warning: could not install chromium; the browser tests will fail" >&2
+fi
+export DPPS_REQUIRE_CHROMIUM=1  # the browser tests fail, never skip, without Chromium
 export DPPS_REQUIRE_POSTGRES=1  # the PostgreSQL tests fail, never skip, if the server is missing
 
 status=0

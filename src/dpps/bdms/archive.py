@@ -6,11 +6,12 @@ storage together and owns transactions; the domain logic lives in the modules it
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import yaml
 from sqlalchemy import Engine, func, select
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import ingest as ingest_mod
 from dpps.bdms import metadata_ops, retrieve, rules
+from dpps.bdms.preservation import Preservation
+from dpps.bdms.replication import Replication
 from dpps.bdms.types import (
     BulkReport,
     EventInfo,
@@ -49,6 +52,9 @@ from dpps.core.identifiers import DID, parse_did
 from dpps.core.states import DIDType, ReplicaState
 from dpps.core.workspace import CONFIG_NAME, find_workspace
 from dpps.storage.rse import StorageElement
+
+if TYPE_CHECKING:
+    from dpps.bdms.ingestion_api import AcadaAPI
 
 Progress = Callable[[int], None]
 
@@ -132,6 +138,13 @@ class Archive:
             upgrade(self.engine)
         with transaction(self.sessions) as session:
             rse_repo.sync_rses(session, self.config, self.account)
+
+    def as_account(self, account: str) -> Archive:
+        """A view acting as ``account`` (events name it); shares the engine, so it is cheap
+        enough per request. Close only the original, never a view."""
+        view = copy.copy(self)
+        view.account = account
+        return view
 
     def close(self) -> None:
         self.engine.dispose()
@@ -232,8 +245,16 @@ class Archive:
         with self.sessions() as session:
             return [file_info(row) for row in session.scalars(stmt)]
 
-    def count(self, filter_text: str = "", *, all_versions: bool = False) -> int:
-        stmt = select_dids(filter_text, include_all_versions=all_versions, limit=None)
+    def count(
+        self,
+        filter_text: str = "",
+        *,
+        all_versions: bool = False,
+        did_type: str | None = DIDType.FILE.value,
+    ) -> int:
+        stmt = select_dids(
+            filter_text, did_type=did_type, include_all_versions=all_versions, limit=None
+        )
         counted = select(func.count()).select_from(stmt.order_by(None).subquery())
         with self.sessions() as session:
             return int(session.scalar(counted) or 0)
@@ -278,7 +299,11 @@ class Archive:
         *,
         overwrite: bool = False,
         progress: Progress | None = None,
+        wait: bool = True,
+        timeout_s: float | None = None,
+        status: Callable[[str], None] | None = None,
     ) -> BulkReport:
+        """Retrieve files; tape-only ones are staged first (``wait=False``: only requested)."""
         if not dids:
             raise InvalidInput("nothing to retrieve: give at least one DID")
         parsed = [d if isinstance(d, DID) else self.did(d) for d in dids]
@@ -290,7 +315,22 @@ class Archive:
             account=self.account,
             overwrite=overwrite,
             progress=progress,
+            wait=wait,
+            timeout_s=timeout_s,
+            status=status,
         )
+
+    @property
+    def preservation(self) -> Preservation:
+        """Tape staging, deletion, lifetimes, audits, export and health (one sub-API)."""
+        return Preservation(self.sessions, self.config, self.account)
+
+    @property
+    def acada(self) -> AcadaAPI:
+        """ACADA ingestion: landing-area queues and the one-off ``ingest --acada`` (sub-API)."""
+        from dpps.bdms.ingestion_api import AcadaAPI  # imports the queue only when used
+
+        return AcadaAPI(self)
 
     # -- metadata care ---------------------------------------------------------------------
     def set_meta(
@@ -341,7 +381,17 @@ class Archive:
                 priority=priority,
                 activity=activity,
                 comment=comment,
+                config=self.config,
             ).id
+
+    @property
+    def replication(self) -> Replication:
+        """Rules and transfers: list, show, delete (``dpps.bdms.replication``)."""
+        return Replication(self.config, self.sessions, self.account)
+
+    def rse_select(self, expression: str) -> list[str]:
+        """Names of the RSEs an RSE expression selects, e.g. ``offsite&type=tape``."""
+        return self.replication.select_rses(expression)
 
     def apply_policy(self, did: str | DID, policy: str) -> list[int]:
         """Give ``did`` the rules of a named policy from the configuration (e.g. ``acada``)."""

@@ -26,7 +26,7 @@ from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, extract_metadata, 
 from dpps.bdms.types import BulkReport, FileResult
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
-from dpps.core.errors import Conflict, DppsError, InvalidInput, NotFound
+from dpps.core.errors import Conflict, DppsError, InvalidInput, NotFound, PermissionDenied
 from dpps.core.identifiers import parse_did, validate_lfn, validate_scope
 from dpps.core.states import DIDType
 from dpps.storage.checksums import checksum_file, compare
@@ -378,3 +378,23 @@ def _store(
             ) from None
         made = False
     return replace(base, bytes=size, checksums=sums, path=rel), made
+
+
+def prepare_in_place(
+    source: Path,
+    lfn: str,
+    rse: StorageElement,
+    *,
+    scope: str,
+    rse_id: int,
+    algorithms: Sequence[str],
+) -> did_repo.NewFile:
+    """The per-file work of registering a file that already lies under ``rse``'s root, short
+    of the catalog: the checks, metadata extraction (FITS checksums verified) and checksums
+    of ``ingest``. A top-level function of picklable arguments, so that a process pool can run
+    it (the ACADA ingestion queue does); raises the DppsError that ``ingest`` would report."""
+    opts = IngestOptions(rse=rse.name, scope=scope)
+    prepared = _prepare(_Item(source, validate_lfn(lfn)), opts, {}, {}, rse)
+    if prepared.in_place_path is None:
+        raise PermissionDenied(f"{_display(source)} is not under the root of RSE {rse.name}")
+    return _store(prepared, None, opts, rse, rse_id, algorithms)[0]

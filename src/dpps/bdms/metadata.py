@@ -80,7 +80,7 @@ _TIMESYS_OFFSET = {"UTC": 0.0, "UT": 0.0, "TAI": 37.0, "TT": 69.184, "GPS": 18.0
 class ExtractedMetadata:
     """What ingest learns from a file: typed indexed columns and JSON-safe free metadata."""
 
-    format: str  # "fits" | "hdf5" | "other"
+    format: str  # "fits" | "hdf5" | "json" (a JSON product, see _read_json_product) | "other"
     columns: dict[str, Any]
     meta: dict[str, Any]
     warnings: tuple[str, ...] = ()
@@ -378,6 +378,27 @@ def _read_hdf5(path: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, 
     return columns, meta
 
 
+def _read_json_product(
+    path: Path, size: int, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A JSON data product (e.g. a QualPipe quality report) names its CTAO keywords in a
+    top-level ``product`` object, as a FITS primary header would; other JSON carries none."""
+    if size > 16 * 2**20:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    product = data.get("product") if isinstance(data, dict) else None
+    if not isinstance(product, dict):
+        return None
+    keymap: KeyMap = {_norm_key(k): v for k, v in product.items()}
+    meta: dict[str, Any] = {}
+    columns, used = _map_columns([keymap], meta, notes)
+    meta.update(_free_meta(keymap, used[0], notes))
+    return columns, meta
+
+
 def _detect(path: Path, size: int) -> str:
     """Magic bytes decide; an extension that promises another format is an integrity failure."""
     with open(path, "rb") as fh:
@@ -435,12 +456,17 @@ def extract_metadata(
         _read_fits(path, size, verify_checksums, notes) if fmt == "fits"
         else _read_hdf5(path, notes) if fmt == "hdf5" else ({}, {})
     )  # fmt: skip
+    if fmt == "other" and size and path.suffix.lower() == ".json":
+        found = _read_json_product(path, size, notes)
+        if found is not None:
+            fmt, (columns, meta) = "json", found
     implicit = path.with_name(path.name + ".json")
     if sidecar is not None or implicit.is_file():
         _apply_sidecar(sidecar or implicit, columns, meta)
     if columns.get("observing_night") is None and columns.get("time_start") is not None:
         # Simplification: a night is named after its evening, the day boundary is 12:00 UTC.
-        # Right at both CTAO sites (UTC-1..UTC-4): nobody observes across 12:00 UTC there.
+        # Right at both CTAO sites (La Palma UTC+0/+1, Paranal UTC-3/-4): nobody observes
+        # across 12:00 UTC there.
         columns["observing_night"] = (columns["time_start"] - dt.timedelta(hours=12)).date()
     start, end = columns.get("time_start"), columns.get("time_end")
     if start is not None and end is not None and end < start:

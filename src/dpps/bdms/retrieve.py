@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms import nearline
 from dpps.bdms.types import BulkReport, FileResult, Location, ReplicaInfo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
@@ -68,13 +69,16 @@ def locate(session: Session, config: Config, did: DID) -> Location:
     row = did_repo.get_did(session, did, DIDType.FILE)
     pairs = replicas_of(session, row.id)
     best = ranked(config, pairs)
+    seconds = best[0].estimated_seconds if best else None
+    if best and best[0].kind == RSEKind.TAPE.value:  # an open stage request shortens the wait
+        seconds = nearline.estimate(session, config, row.id, best[0])
     return Location(
         did=did_label(row),
         available=bool(best),
         bytes=row.bytes,
         replicas=[replica_info(config, rep, rse) for rep, rse in pairs],
         best_rse=best[0].rse if best else None,
-        estimated_seconds=best[0].estimated_seconds if best else None,
+        estimated_seconds=seconds,
     )
 
 
@@ -93,16 +97,26 @@ def get(
     account: str,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    wait: bool = True,
+    timeout_s: float | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> BulkReport:
+    """Retrieve files; tape-only ones are staged together, then read from the buffer (or,
+    without ``wait``, come back with status ``staging`` once their request is made)."""
     started = time.perf_counter()
     many = len(dids) > 1
     if many:
         dest.mkdir(parents=True, exist_ok=True)
     targets: dict[Path, str] = {}
     results: list[FileResult] = []
+    pending: dict[int, nearline.Pending] = {}
     for did in dids:
         try:
             results.append(_get_one(factory, config, did, dest, many, targets, account, overwrite))
+        except nearline.NeedsStaging as staging:
+            pending[len(results)] = staging.pending
+            results.append(FileResult(source=str(did), did=str(did), status="staging"))
+            continue
         except DppsError as exc:
             results.append(
                 FileResult(
@@ -116,6 +130,20 @@ def get(
             )
         if progress is not None:
             progress(1)
+    if pending:
+        staged = nearline.fetch(
+            factory,
+            config,
+            list(pending.values()),
+            account=account,
+            overwrite=overwrite,
+            wait=wait,
+            timeout_s=timeout_s,
+            status=status,
+            progress=progress,
+        )
+        for index, result in zip(pending, staged, strict=True):
+            results[index] = result
     return BulkReport(results, time.perf_counter() - started)
 
 
@@ -143,7 +171,7 @@ def _get_one(
     if not candidates:
         raise Unavailable(f"{label} has no AVAILABLE replica")
     problems: list[str] = []
-    for rep in candidates:
+    for rep in (c for c in candidates if c.kind != RSEKind.TAPE.value):  # tape needs staging
         storage = StorageElement.from_config(rep.rse, config)
         try:
             storage.download(
@@ -163,6 +191,10 @@ def _get_one(
             bytes=size,
             rse=rep.rse,
             path=str(target),
+        )
+    if any(c.kind == RSEKind.TAPE.value for c in candidates):
+        raise nearline.NeedsStaging(
+            nearline.Pending(did_id, label, target, expected, size, problems)
         )
     raise Unavailable(f"{label}: no replica could be read ({'; '.join(problems)})")
 

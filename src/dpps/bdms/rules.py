@@ -9,12 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dpps.bdms import deletion
+from dpps.bdms import rse_expression as rse_expr
 from dpps.catalog import events
-from dpps.catalog.models import DIDRow, RuleRow, utcnow
+from dpps.catalog.models import DIDRow, RuleLockRow, RuleRow, utcnow
+from dpps.catalog.replication import bump_rules, lock_rules
 from dpps.core.config import Config, RuleTemplate
-from dpps.core.errors import InvalidInput, NotFound
+from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.states import RuleState
 
 
@@ -31,14 +35,24 @@ def add_rule(
     activity: str = "default",
     policy: str | None = None,
     comment: str | None = None,
+    config: Config | None = None,
 ) -> RuleRow:
-    """Record a rule (state REPLICATING) and its event; the evaluator does the rest."""
+    """Record a rule (state REPLICATING) and its event; the evaluator does the rest.
+
+    With ``config`` the expressions are checked against the configured RSEs now, so a typo
+    or an expression selecting fewer RSEs than ``copies`` fails at once instead of leaving a
+    rule that can never be satisfied.
+    """
     if copies < 1:
         raise InvalidInput(f"copies must be at least 1, not {copies}")
     if not 0 <= priority <= 5:
         raise InvalidInput(f"priority must be between 0 and 5, not {priority}")
     if not rse_expression.strip():
         raise InvalidInput("empty RSE expression")
+    if did.deleted_at is not None:
+        raise InvalidInput(f"{did.scope}:{did.name} was deleted; it cannot get a rule")
+    if config is not None:
+        check_expressions(config, rse_expression, source_expression, copies)
     now = utcnow()
     rule = RuleRow(
         did_id=did.id,
@@ -77,6 +91,41 @@ def add_rule(
     return rule
 
 
+def check_expressions(config: Config, rses: str, source: str | None, copies: int) -> None:
+    selected = rse_expr.select(config, rses)
+    if len(selected) < copies:
+        raise InvalidInput(
+            f"RSE expression {rses!r} selects {len(selected)} RSE(s) "
+            f"({', '.join(selected) or 'none'}), fewer than the {copies} copies asked for"
+        )
+    if source is not None and not rse_expr.select(config, source):
+        raise InvalidInput(f"source expression {source!r} selects no RSE")
+
+
+def delete_rule(session: Session, rule_id: int, *, reason: str, account: str) -> RuleRow:
+    """Remove a rule on a user's request (``dpps rule delete``).
+
+    The removal itself is ``deletion.remove_rule`` (shared with the reaper and ``dpps
+    delete``): locks go, unlocked replicas get a tombstone, queued transfers are cancelled and
+    an event keeps the whole rule. Other rules on the same files are made due, since they may
+    have counted on one of its transfers. A rule marked ``locked`` cannot be deleted.
+    """
+    if not reason.strip():
+        raise InvalidInput("give a reason for deleting a rule")
+    rules = lock_rules(session, [rule_id])
+    if not rules:
+        raise NotFound(f"no rule {rule_id}")
+    rule = rules[0]
+    if rule.locked:
+        raise Conflict(f"rule {rule_id} is locked against deletion")
+    did_ids = set(
+        session.scalars(select(RuleLockRow.did_id).where(RuleLockRow.rule_id == rule_id))
+    )
+    deletion.remove_rule(session, rule, account=account, reason=reason)
+    bump_rules(session, did_ids)
+    return rule
+
+
 def policy_templates(config: Config, policy: str) -> Sequence[RuleTemplate]:
     try:
         return config.policies[policy]
@@ -101,6 +150,7 @@ def apply_policy(
             activity=t.activity,
             policy=policy,
             lifetime=dt.timedelta(days=t.lifetime_days) if t.lifetime_days else None,
+            config=config,
         )
         for t in policy_templates(config, policy)
     ]

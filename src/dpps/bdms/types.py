@@ -98,7 +98,7 @@ class FileResult:
 
     source: str
     did: str | None
-    status: Literal["registered", "present", "retrieved", "failed"]
+    status: Literal["registered", "present", "retrieved", "staging", "failed"]
     version: int | None = None
     bytes: int | None = None
     rse: str | None = None
@@ -155,3 +155,54 @@ class RSEInfo:
     attributes: dict[str, Any]
     files: int = 0
     bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """A replication rule as users see it; ``locks`` counts its file locks by state."""
+
+    id: int
+    did: str
+    did_type: str
+    copies: int
+    rses: str
+    source: str | None
+    state: str
+    error: str | None
+    priority: int
+    activity: str
+    account: str
+    policy: str | None
+    comment: str | None
+    locked: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+    next_evaluation_at: dt.datetime | None
+    locks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferInfo:
+    id: int
+    did: str
+    source: str | None
+    dest: str
+    state: str
+    attempts: int
+    max_attempts: int
+    bytes: int | None
+    error: str | None
+    next_attempt_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDetails:
+    """One rule with its lock and transfer counts, and the transfers that went wrong."""
+
+    rule: RuleInfo
+    rse_names: list[str]
+    files: int
+    transfers: dict[str, int]
+    problems: list[TransferInfo]

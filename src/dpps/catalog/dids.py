@@ -7,6 +7,8 @@ rest. Callers own the transaction; nothing here commits.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from dpps.catalog import events
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, utcnow
+from dpps.catalog.replication import bump_rules
 from dpps.core.errors import Conflict, NotFound
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, ReplicaState
@@ -207,9 +210,22 @@ def _did_values(f: NewFile, version: int, now: Any) -> dict[str, Any]:
         "time_end": f.columns.get("time_end"),
         "product_type": f.columns.get("product_type"),
         "meta": dict(f.meta),
+        "expires_at": _expiry(f.meta, now),
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _expiry(meta: Mapping[str, Any], now: dt.datetime) -> dt.datetime | None:
+    """A ``lifetime_days`` hint in the metadata (SimPipe writes 1096 for simulated data) sets
+    the file's end of life at registration; the reaper deletes it then. Bad hints are ignored:
+    keeping a file longer is the safe side."""
+    raw: Any = meta.get("lifetime_days")
+    try:
+        days = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return now + dt.timedelta(days=days) if math.isfinite(days) and 0 < days < 1e6 else None
 
 
 def get_did(session: Session, did: DID, did_type: DIDType | None = None) -> DIDRow:
@@ -219,10 +235,10 @@ def get_did(session: Session, did: DID, did_type: DIDType | None = None) -> DIDR
         stmt = stmt.where(DIDRow.is_latest.is_(True))
     else:
         stmt = stmt.where(DIDRow.version == did.version)
-    if did_type is not None:
-        stmt = stmt.where(DIDRow.did_type == did_type.value)
     row = session.scalars(stmt).one_or_none()
-    if row is None:
+    # The type is checked here, not in SQL: (scope, name, version) is unique, and a did_type
+    # condition lets SQLite pick the unselective did_type index (a scan of every file).
+    if row is None or (did_type is not None and row.did_type != did_type.value):
         raise NotFound(f"no such DID {did}")
     return row
 
@@ -263,7 +279,11 @@ def get_or_create_collection(
 
 
 def attach(session: Session, parent_id: int, child_ids: Sequence[int]) -> None:
-    """Attach children to a collection; attaching twice is harmless."""
+    """Attach children to a collection; attaching twice is harmless.
+
+    Rules on the collection (or on containers holding it) cover the new members too, so they
+    are made due for evaluation in the same transaction.
+    """
     if not child_ids:
         return
     present = set(
@@ -280,6 +300,7 @@ def attach(session: Session, parent_id: int, child_ids: Sequence[int]) -> None:
             insert(AttachmentRow),
             [{"parent_id": parent_id, "child_id": c, "created_at": now} for c in new],
         )
+        bump_rules(session, [parent_id], now=now)
 
 
 def parents_of(session: Session, did_id: int) -> Sequence[DIDRow]:

@@ -10,7 +10,8 @@ import typer
 from dpps.bdms.types import BulkReport, FileInfo
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
 from dpps.cli.output import console, emit_json, err_console, human_bytes, progress_bar, table
-from dpps.core.errors import EXIT_CODES
+from dpps.cli.preservation_cmds import status_line
+from dpps.core.errors import EXIT_CODES, InvalidInput
 
 PARTIAL_EXIT = 10
 assert PARTIAL_EXIT in EXIT_CODES
@@ -46,6 +47,14 @@ def ingest(
     new_version: Annotated[
         bool, typer.Option(help="Same LFN with other content becomes the next version.")
     ] = False,
+    acada: Annotated[
+        bool,
+        typer.Option(
+            "--acada",
+            help="Files in the RSE's ACADA landing area: the ingestion queue's logic, once "
+            "(in place, dataset per directory with its rules, quarantine; see docs/acada.md).",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Ingest data products: verify, extract metadata, copy into an RSE and register them.
@@ -55,19 +64,24 @@ def ingest(
     """
     archive = open_archive(ctx)
     total = archive.plan_size(paths, recursive)
-    with progress_bar(total, "ingest", enabled=not json_) as advance:
-        report = archive.ingest(
-            paths,
-            rse,
-            scope=scope,
-            lfn=lfn,
-            lfn_prefix=lfn_prefix,
-            dataset=dataset,
-            meta=parse_pairs(meta or []),
-            recursive=recursive,
-            new_version=new_version,
-            progress=advance,
-        )
+    if acada:
+        if scope or lfn or lfn_prefix or dataset or meta or recursive or new_version:
+            raise InvalidInput("--acada takes no naming or metadata options: the LFN is the path")
+        report = archive.acada.ingest(paths, rse)
+    else:
+        with progress_bar(total, "ingest", enabled=not json_) as advance:
+            report = archive.ingest(
+                paths,
+                rse,
+                scope=scope,
+                lfn=lfn,
+                lfn_prefix=lfn_prefix,
+                dataset=dataset,
+                meta=parse_pairs(meta or []),
+                recursive=recursive,
+                new_version=new_version,
+                progress=advance,
+            )
     if json_:
         emit_json(report)
     else:
@@ -226,42 +240,90 @@ def get(
         typer.Argument(metavar="DID... DEST", help="DIDs to retrieve, then the destination."),
     ],
     overwrite: Annotated[bool, typer.Option(help="Replace existing local files.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Only request staging of tape-only files; do not wait."),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.1, help="Seconds to wait for tape staging at most.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Retrieve data products from the best replica, verifying checksums.
 
-    DEST is a directory (created for several DIDs) or, for one DID, a file name.
+    DEST is a directory (created for several DIDs) or, for one DID, a file name. Files only on
+    tape are staged to the disk buffer first (all together), then read from there.
     """
     if len(args) < 2:
         raise typer.BadParameter("give at least one DID and a destination")
     *dids, dest = args
     archive = open_archive(ctx)
-    with progress_bar(len(dids), "get", enabled=not json_) as advance:
-        report = archive.get(dids, Path(dest), overwrite=overwrite, progress=advance)
+    if dest.endswith("/"):
+        # "out/" names a directory even before it exists (Path() drops the slash).
+        Path(dest).mkdir(parents=True, exist_ok=True)
+    with (
+        progress_bar(len(dids), "get", enabled=not json_) as advance,
+        status_line(not json_) as show,
+    ):
+        report = archive.get(
+            dids,
+            Path(dest),
+            overwrite=overwrite,
+            progress=advance,
+            wait=not no_wait,
+            timeout_s=timeout,
+            status=show,
+        )
     if json_:
         emit_json(report)
     else:
         for r in report.results:
             if r.status == "retrieved":
                 console.print(f"{r.did} -> {r.path} ({human_bytes(r.bytes)} from {r.rse})")
+            elif r.status == "staging":
+                console.print(
+                    f"{r.did}: staging requested ({r.source}); run the same command again "
+                    "once it is staged ('dpps stage --list' shows progress)"
+                )
     report_exit(report)
 
 
 def rse_list(
     ctx: typer.Context,
+    expression: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[EXPR]",
+            help="Only the RSEs this RSE expression selects, e.g. 'offsite&type=tape', "
+            "'CTAO-N|PIC', 'offsite\\PIC', 'country=ES' (see docs/replication.md).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List storage elements with their site, kind and usage."""
-    infos = open_archive(ctx).rses()
+    """List storage elements with their site, kind, availability and usage."""
+    archive = open_archive(ctx)
+    infos = archive.rses()
+    if expression is not None:
+        selected = set(archive.rse_select(expression))
+        infos = [i for i in infos if i.name in selected]
     if json_:
         emit_json(infos)
         return
     console.print(
         table(
             None,
-            ["RSE", "site", "kind", "onsite", "files", "bytes", "URL"],
+            ["RSE", "site", "kind", "onsite", "available", "files", "bytes", "URL"],
             [
-                [i.name, i.site, i.kind, i.onsite, i.files, human_bytes(i.bytes), i.url]
+                [
+                    i.name,
+                    i.site,
+                    i.kind,
+                    i.onsite,
+                    i.available,
+                    i.files,
+                    human_bytes(i.bytes),
+                    i.url,
+                ]
                 for i in infos
             ],
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
 
@@ -20,7 +20,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def open_archive(ctx: typer.Context) -> Archive:
-    """The archive of the command's workspace, closed when the command ends."""
+    """The archive of the command's workspace, or the server at $DPPS_URL (with $DPPS_TOKEN)
+    when that is set; closed when the command ends.
+
+    Remotely this is a ``RemoteArchive``: the methods the commands call, over REST, with the
+    same signatures (tests/oms/test_remote_cli.py checks them); any other attribute is a
+    clean "not available over REST" error. Typed as ``Archive`` so commands stay simple.
+    """
+    if os.environ.get("DPPS_URL"):
+        from dpps.oms.client import RemoteArchive  # httpx only when talking to a server
+
+        remote = RemoteArchive.from_env()
+        if ctx is not None:
+            ctx.call_on_close(remote.close)
+        return cast("Archive", remote)
+    return open_local_archive(ctx)
+
+
+def open_local_archive(ctx: typer.Context) -> Archive:
+    """The archive of the command's workspace (never remote: daemons, serve, init)."""
     workspace = (ctx.obj or {}).get("workspace") if ctx is not None else None
     archive = Archive.open(workspace)
     if ctx is not None:

@@ -7,7 +7,19 @@ from typing import Annotated
 import typer
 
 from dpps import __version__
-from dpps.cli import archive_cmds, meta_cmds, verify_cmd, workspace_cmds
+from dpps.cli import (
+    acada_cmds,
+    archive_cmds,
+    daemon_cmds,
+    meta_cmds,
+    oms_cmds,
+    pipeline_cmds,
+    preservation_cmds,
+    rule_cmds,
+    verify_cmd,
+    wms_cmds,
+    workspace_cmds,
+)
 from dpps.core.errors import EXIT_CODES
 
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
@@ -53,6 +65,13 @@ archive_cmds.register(app)
 meta_cmds.register(app)
 workspace_cmds.register(app)
 verify_cmd.register(app)
+preservation_cmds.register(app)
+acada_cmds.register(app)
+rule_cmds.register(app)
+daemon_cmds.register(app)
+oms_cmds.register(app)
+wms_cmds.register(app)
+pipeline_cmds.register(app)
 
 
 def main() -> None:

@@ -74,6 +74,97 @@ class IngestConfig(_Strict):
     )
 
 
+class StagingConfig(_Strict):
+    """Tape staging: where staged copies land and how long they stay there."""
+
+    buffer: str = Field(
+        "staging",
+        description="Disk buffer for staged tape files: the name of a configured disk RSE, or "
+        "a directory or fsspec URL (a relative path is relative to the workspace).",
+    )
+    buffer_lifetime_s: float = Field(
+        86400.0, gt=0, description="How long a staged copy stays in the buffer once ready."
+    )
+    wait_timeout_s: float = Field(
+        3600.0, gt=0, description="How long 'dpps get' waits for staging unless told otherwise."
+    )
+    lease_s: float = Field(
+        600.0, gt=0, description="How long a stager owns a request it is copying."
+    )
+
+
+class ReaperConfig(_Strict):
+    """Deletion of replicas past their retention."""
+
+    onsite_retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="Days an on-site copy is kept after ingest; it is deleted after that only "
+        "once every rule on the file is OK and off-site copies exist.",
+    )
+    min_offsite_copies: int = Field(
+        2, ge=1, description="AVAILABLE off-site copies required before an on-site deletion."
+    )
+    lifetimes: dict[str, float] = Field(
+        default_factory=lambda: {"category=SIM and data_level=DL0": 3 * 365.25},
+        description="Default lifetimes in days of the files matching a filter (the query "
+        "language); the reaper sets expires_at = created_at + lifetime where none is set.",
+    )
+    batch_size: int = Field(500, ge=1, description="Replicas or files handled per transaction.")
+
+
+class AuditorConfig(_Strict):
+    """Fixity audits: re-reading replicas and comparing their checksums with the catalog."""
+
+    interval_days: float = Field(
+        30.0, ge=0, description="A replica is re-verified once its last check is this old."
+    )
+    files_per_pass: int = Field(100, ge=1, description="Replicas verified per daemon pass.")
+    bytes_per_s: float | None = Field(
+        None, gt=0, description="Read rate limit of the auditor in bytes/s (None: unlimited)."
+    )
+    include_tape: bool = Field(True, description="Also re-read replicas on tape RSEs.")
+
+
+class TransferConfig(_Strict):
+    """The transfer daemon: parallelism, link limits, retries (``transfers:`` section)."""
+
+    threads: int = Field(16, ge=1, le=256, description="Copies in flight per daemon instance.")
+    batch: int = Field(200, ge=1, description="Transfers claimed per catalog transaction.")
+    max_active_per_link: int = Field(
+        64, ge=1, description="Copies at once from one source site to one destination site."
+    )
+    max_attempts: int = Field(5, ge=1, description="Attempts before a transfer is FAILED.")
+    backoff_base_s: float = Field(
+        30.0, ge=0, description="Delay after the first failed attempt; doubles each time."
+    )
+    backoff_max_s: float = Field(3600.0, ge=0, description="Longest delay between attempts.")
+    source_wait_s: float = Field(
+        60.0, ge=0, description="How long a transfer with no usable source waits to look again."
+    )
+    lease_s: float = Field(
+        120.0, gt=0, description="Lease on a claimed transfer; renewed while it copies."
+    )
+    max_mb_s: float = Field(0.0, ge=0, description="Bandwidth cap per copy in MB/s (0: no cap).")
+
+
+class RuleEvaluatorConfig(_Strict):
+    """The rule evaluator (``rules:`` section)."""
+
+    chunk_size: int = Field(2000, ge=1, description="Files evaluated per catalog transaction.")
+    batch: int = Field(5, ge=1, description="Rules claimed per evaluator pass.")
+    lease_s: float = Field(600.0, gt=0, description="Lease on a rule; renewed per chunk.")
+    stuck_retry_s: float = Field(
+        600.0, ge=0, description="A STUCK rule is evaluated again after this long."
+    )
+    recheck_s: float = Field(
+        3600.0, ge=0, description="A REPLICATING rule is evaluated again at least this often."
+    )
+    min_distance_km: float = Field(
+        300.0, ge=0, description="Copies of a file prefer sites at least this far apart."
+    )
+
+
 class RuleTemplate(_Strict):
     """One rule of a named replication policy."""
 
@@ -87,6 +178,66 @@ class RuleTemplate(_Strict):
     activity: str = Field("default", description="Transfer activity, for shares and accounting.")
 
 
+class AcadaConfig(_Strict):
+    """The ACADA ingestion queue: where telescope data land and how they are taken in."""
+
+    landing: str = Field(
+        "acada",
+        description="Landing directory ACADA writes to; a relative path is relative to the "
+        "on-site RSE's root. It must lie under that root: files are registered in place.",
+    )
+    quarantine: str = Field(
+        "quarantine",
+        description="Where rejected files go, one sub-directory per RSE; a relative path is "
+        "relative to the workspace.",
+    )
+    rse: str = Field("CTAO-N", description="On-site RSE the landing area belongs to.")
+    lfn_prefix: str = Field("/ctao", description="LFN = prefix + path relative to the landing.")
+    policy: str = Field("acada", description="Replication policy given to each new dataset.")
+    account: str = Field("acada", description="Account named in the queue's events.")
+    workers: int = Field(2, ge=1, description="Processes verifying and checksumming files.")
+    batch_size: int = Field(200, ge=1, description="Files registered per catalog transaction.")
+    poll_interval_s: float = Field(0.5, gt=0, description="Seconds between trigger scans.")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Prometheus port on 127.0.0.1 (0: any free port)."
+    )
+    required_keys: tuple[str, ...] = Field(
+        ("data_level", "product_type", "obs_id", "sb_id", "observing_night"),
+        description="Metadata a file must carry (indexed columns or free metadata keys); a "
+        "file missing one is quarantined.",
+    )
+    retry_attempts: int = Field(
+        6, ge=1, description="Tries of a catalog write failing transiently before giving up."
+    )
+    retry_base_s: float = Field(0.2, gt=0, description="First backoff delay (doubles, jitter).")
+    retry_max_s: float = Field(10.0, gt=0, description="Longest backoff delay.")
+
+
+class WMSConfig(_Strict):
+    """Workload management: which executor runs jobs, leases, sandboxes, activity ranks."""
+
+    executor: str = Field("local", description="Default executor: local or dask.")
+    local_workers: int = Field(2, ge=1, description="Processes of the local executor.")
+    dask_scheduler: str | None = Field(
+        None, description="Address of the Dask scheduler (tcp://127.0.0.1:8786) for 'dask'."
+    )
+    sandbox: str = Field(
+        "wms/sandbox", description="Job sandboxes; a relative path is relative to the workspace."
+    )
+    lease_s: float = Field(
+        120.0, gt=0, description="A job whose worker sent no heartbeat for this long is stalled."
+    )
+    max_attempts: int = Field(3, ge=1, description="Default attempts per job before FAILED.")
+    output_lfn_prefix: str = Field("/wms", description="LFN prefix of outputs without an LFN.")
+    keep_failed_sandboxes: bool = Field(True, description="Keep a failed job's sandbox.")
+    activities: dict[str, int] = Field(
+        default_factory=lambda: {
+            "calibration": 90, "cat-b": 80, "reprocessing": 50, "default": 30, "simulation": 10,
+        },
+        description="Activity ranks: jobs of a higher-ranked activity are dispatched first.",
+    )  # fmt: skip
+
+
 class Config(_Strict):
     """The whole configuration of one dpps deployment."""
 
@@ -97,11 +248,18 @@ class Config(_Strict):
     )
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)  # type: ignore[arg-type]
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
+    transfers: TransferConfig = Field(default_factory=TransferConfig)  # type: ignore[arg-type]
+    rules: RuleEvaluatorConfig = Field(default_factory=RuleEvaluatorConfig)  # type: ignore[arg-type]
     sites: dict[str, SiteConfig] = Field(default_factory=dict)
     rses: dict[str, RSEConfig] = Field(default_factory=dict)
     policies: dict[str, tuple[RuleTemplate, ...]] = Field(
         default_factory=dict, description="Named replication policies (lists of rules)."
     )
+    wms: WMSConfig = Field(default_factory=WMSConfig)  # type: ignore[arg-type]
+    staging: StagingConfig = Field(default_factory=StagingConfig)  # type: ignore[arg-type]
+    reaper: ReaperConfig = Field(default_factory=ReaperConfig)  # type: ignore[arg-type]
+    auditor: AuditorConfig = Field(default_factory=AuditorConfig)  # type: ignore[arg-type]
+    acada: AcadaConfig = Field(default_factory=AcadaConfig)  # type: ignore[arg-type]
 
     @field_validator("default_scope")
     @classmethod

@@ -109,5 +109,6 @@ def default_config() -> dict[str, Any]:
             "ingest": {"workers": 4, "chunk_size": 500},
             "sites": SITES,
             "rses": RSES,
+            "policies": POLICIES,
         }
     )

@@ -55,3 +55,13 @@ class Category(StrEnum):
     B = "B"
     C = "C"
     SIM = "SIM"
+
+
+class TransferState(StrEnum):
+    """A copy a rule needs: QUEUED until claimed, ACTIVE while copying, then one final state."""
+
+    QUEUED = "QUEUED"
+    ACTIVE = "ACTIVE"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"

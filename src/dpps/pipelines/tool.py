@@ -219,7 +219,12 @@ def load_tools() -> dict[str, type[Tool[Any]]]:
 
 
 def get_tool(name: str) -> type[Tool[Any]]:
-    tools = load_tools()
+    # "simpipe-simulate" lives in dpps.pipelines.simpipe: importing only that package saves a
+    # job seconds of imports (scikit-learn, matplotlib) it would never use.
+    package = name.partition("-")[0]
+    if name not in TOOLS and package in ("simpipe", "calibpipe", "datapipe", "qualpipe"):
+        importlib.import_module(f"dpps.pipelines.{package}")
+    tools = TOOLS if name in TOOLS else load_tools()
     try:
         return tools[name]
     except KeyError:

@@ -151,6 +151,12 @@ class StorageElement:
 
     # -- reading -------------------------------------------------------------------------
 
+    def root_exists(self) -> bool:
+        """True when the root itself is there: a missing root is unmounted storage (or a
+        vanished bucket), which says nothing about the files that should be under it."""
+        with self._errors("check", "."):
+            return bool(self.fs.exists(self.root))
+
     def exists(self, rel: str) -> bool:
         path = self.resolve(rel)
         with self._errors("check", rel):
@@ -237,6 +243,81 @@ class StorageElement:
         with suppress(NotFound), self._errors("remove", rel):
             self.fs.rm(path)
 
+    def shares_store_with(self, other: StorageElement) -> bool:
+        """True when both RSEs live on one filesystem (one object store, one local disk), so
+        the store itself can copy between them."""
+        if self.fs is other.fs:
+            return True
+        return type(self.fs) is type(other.fs) and dict(self.fs.storage_options) == dict(
+            other.fs.storage_options
+        )
+
+    def copy_from(
+        self,
+        source: StorageElement,
+        rel_src: str,
+        rel_dst: str,
+        algorithms: Sequence[str] = (VERIFY_ALGORITHM,),
+        expected: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str]]:
+        """Copy ``rel_src`` of ``source`` to ``rel_dst`` here: atomic, verified, never over
+        an existing file. Returns the size and digests of what was published.
+
+        On a shared store the bytes never pass through this process (S3 CopyObject, a kernel
+        copy on a local disk) into a temporary name, which is then read back and hashed; a
+        transfer between two RSEs of one object store costs no client bandwidth. Otherwise
+        the bytes are streamed and hashed in the same pass and the written copy re-read by
+        adler32, as for an upload. Either way every algorithm named in ``expected`` is checked
+        before the file is published; without ``expected`` the source's adler32 is compared.
+        """
+        src = source.resolve(rel_src)
+        final = self.resolve(rel_dst)
+        names = _algorithms(algorithms, expected, VERIFY_ALGORITHM)
+        with self._errors("check", rel_dst):
+            if self.fs.exists(final):
+                raise Conflict(f"RSE {self.name}: {rel_dst} already exists; files are immutable")
+        parent, _, base = final.rpartition("/")
+        temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
+        what = f"copy of {source.name}:{rel_src} to {self.name}:{rel_dst}"
+        try:
+            with self._errors("copy", rel_dst):
+                self.fs.makedirs(parent, exist_ok=True)
+                self.resolve(rel_dst)  # the parent chain now exists: re-check it stayed inside
+            if self.shares_store_with(source):
+                reference = dict(expected or {})
+                if not reference:
+                    reference = source.checksum(rel_src, [VERIFY_ALGORITHM])[1]
+                with source._errors("copy", rel_src):
+                    self.fs.copy(src, temp)
+                with self._errors("verify", rel_dst), self.fs.open(temp, "rb") as written:
+                    size, digests = checksum_stream(written, names)
+                _check_expected(reference, digests, what)
+            else:
+                with (
+                    source._errors("read", rel_src),
+                    source.fs.open(src, "rb") as reader,
+                    self._errors("copy", rel_dst),
+                    self.fs.open(temp, "wb") as writer,
+                ):
+                    size, digests = copy_with_checksums(reader, writer, names)
+                    if self.is_local:
+                        writer.flush()
+                        os.fsync(writer.fileno())
+                _check_expected(expected, digests, what)
+                with self._errors("verify", rel_dst), self.fs.open(temp, "rb") as written:
+                    wsize, wdigests = checksum_stream(written, [VERIFY_ALGORITHM])
+                if wsize != size or compare(digests, wdigests):
+                    raise IntegrityFailure(
+                        f"RSE {self.name}: {rel_dst} reads back differently from what was "
+                        f"written in the {what}"
+                    )
+            with self._errors("publish", rel_dst):
+                self._publish(temp, final, rel_dst, size)
+        except BaseException:
+            self._discard(temp)
+            raise
+        return size, digests
+
     def download(
         self,
         rel: str,
@@ -276,9 +357,11 @@ class StorageElement:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _publish(self, temp: str, final: str, rel: str, size: int) -> None:
+    def _publish(self, temp: str, final: str, rel: str, size: int, sync_dir: bool = True) -> None:
+        """``sync_dir=False``: the caller fsyncs the directory itself (once for many files)."""
         if self.is_local:
-            _link_no_replace(temp, final)  # same inode: what was verified is what is published
+            # same inode: what was verified is what is published
+            _link_no_replace(temp, final, sync_dir=sync_dir)
             return
         if self.fs.exists(final):  # object stores have no atomic no-replace rename
             raise Conflict(f"RSE {self.name}: {rel} already exists; files are immutable")
@@ -315,6 +398,16 @@ class StorageElement:
             raise Unavailable(
                 f"RSE {self.name} unavailable: {action} {rel}: {_reason(exc)}"
             ) from exc
+        except Exception as exc:
+            # Object-store clients raise their own transport errors (botocore's
+            # EndpointConnectionError is no OSError): the store is unreachable, not a bug.
+            if type(exc).__module__.split(".")[0] not in _TRANSPORT_MODULES:
+                raise
+            raise Unavailable(f"RSE {self.name} unavailable: {action} {rel}: {exc}") from exc
+
+
+#: Libraries whose exceptions mean "the storage service could not be reached or answered".
+_TRANSPORT_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3", "requests"})
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -364,7 +457,7 @@ def _open_local_source(path: PathArg) -> Iterator[BinaryIO]:
         yield cast(BinaryIO, stream)
 
 
-def _link_no_replace(temp: str, final: str) -> None:
+def _link_no_replace(temp: str, final: str, *, sync_dir: bool = True) -> None:
     """Publish ``temp`` as ``final`` atomically, failing if ``final`` appeared meanwhile."""
     try:
         os.link(temp, final)
@@ -379,7 +472,13 @@ def _link_no_replace(temp: str, final: str) -> None:
         os.rename(temp, final)
     else:
         os.unlink(temp)
-    _fsync_dir(os.path.dirname(final))
+    if sync_dir:
+        _fsync_dir(os.path.dirname(final))
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a directory's entries (files published into it) durable."""
+    _fsync_dir(directory)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -1,0 +1,301 @@
+"""WMS benchmarks: bookkeeping per trivial job (local), a 10,000-file transformation, dask.
+
+Each figure is printed next to a baseline measured in the same run:
+
+- local: N trivial jobs (``true``: no inputs, no outputs) submitted and run to DONE through
+  the WMS with the local executor, against the same N commands run through a bare process
+  pool of the same size (what the processes alone cost). Overhead per job = (WMS - bare) / N.
+- transformation: 10,000 registered files matched by a per-file transformation until every
+  file has its task and job, against a bare multi-row INSERT of 10,000 job rows.
+- dask: N trivial jobs through the WMS on a loopback Dask cluster against N raw Dask tasks
+  running the same command on the same workers.
+
+    python benchmarks/bench_wms.py [--jobs 400] [--files 10000] [--dask-jobs 200]
+                                   [--postgres] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from sqlalchemy import func, insert, select
+
+from dpps.bdms.archive import Archive
+from dpps.catalog.dids import NewFile
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import utcnow
+from dpps.catalog.models_wms import JobRow, TransformationFileRow
+from dpps.core.workspace import CONFIG_NAME
+from dpps.wms import transformations
+from dpps.wms.api import WMS
+from dpps.wms.builder import Output, tool_command
+from dpps.wms.jobs import SubmitOptions
+from dpps.wms.states import JobState
+
+FLOOR_MS_PER_JOB = 5.0
+FLOOR_JOBS_PER_S = 100.0
+FLOOR_TRANSFORMATION_S = 10.0
+TRUE = ["true"]
+
+
+@contextlib.contextmanager
+def _workspace(catalog_url: str | None, **wms: Any) -> Iterator[Archive]:
+    with tempfile.TemporaryDirectory(prefix="dpps-bench-wms-") as tmp:
+        ws = Path(tmp) / "ws"
+        Archive.init(ws, catalog_url=catalog_url).close()
+        data = yaml.safe_load((ws / CONFIG_NAME).read_text())
+        data["wms"] = {"local_workers": 2, **wms}
+        (ws / CONFIG_NAME).write_text(yaml.safe_dump(data))
+        with Archive.open(ws) as archive:
+            yield archive
+
+
+def _true(_i: int) -> int:
+    return subprocess.run(TRUE, check=True).returncode
+
+
+def _bare_pool(n: int, workers: int) -> float:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        wait([pool.submit(_true, i) for i in range(workers * 2)])  # start-up excluded
+        t0 = time.perf_counter()
+        wait([pool.submit(_true, i) for i in range(n)])
+        return time.perf_counter() - t0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its children (the pool workers and their tools)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += sum(child.cpu_times()[:4])
+    return total
+
+
+def bench_local(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
+    with _workspace(catalog_url) as archive:
+        wms = WMS(archive)
+        tool = tool_command("noop", TRUE)
+        manager = wms.manager("local")
+        manager.executor.capacity()  # start and warm the pool: not part of the figure
+        cpu0 = _cpu_s()
+        t0 = time.perf_counter()
+        for _ in range(n_jobs):
+            wms.submit_job(tool, {}, opts=SubmitOptions())
+        submitted = time.perf_counter() - t0
+
+        def done() -> bool:
+            with archive.sessions() as s:
+                n = s.scalar(select(func.count()).where(JobRow.state == JobState.DONE.value))
+            return n == n_jobs
+
+        wms.run_until(done, manager=manager, timeout_s=600)
+        total = time.perf_counter() - t0
+        cpu = _cpu_s() - cpu0
+        manager.close()
+    bare = _bare_pool(n_jobs, 2)
+    per_job_ms = 1000 * (total - bare) / n_jobs
+    return {
+        "jobs": n_jobs,
+        "submit_ms_per_job": 1000 * submitted / n_jobs,
+        "wms_s": total,
+        "bare_pool_s": bare,
+        "jobs_per_s": n_jobs / total,
+        "cpu_ms_per_job": 1000 * cpu / n_jobs,
+        "load_average": os.getloadavg()[0],
+        "bare_jobs_per_s": n_jobs / bare,
+        "overhead_ms_per_job": per_job_ms,
+        "ratio_to_bare": total / bare,
+        "pass_overhead": per_job_ms <= FLOOR_MS_PER_JOB,
+        "pass_rate": n_jobs / total >= FLOOR_JOBS_PER_S,
+    }
+
+
+def _register(archive: Archive, n: int) -> None:
+    rse_id = archive.rse_id("PIC")
+    for start in range(0, n, 1000):
+        archive.register([
+            NewFile(scope="ctao", name=f"/ctao/dl0/bench/f_{i:06d}.fits", bytes=1000 + i,
+                    checksums={"adler32": f"{i:08x}"}, rse_id=rse_id,
+                    path=f"ctao/ctao/dl0/bench/f_{i:06d}.fits",
+                    columns={"data_level": "DL0", "obs_id": i // 100, "tel_id": i % 4 + 1})
+            for i in range(start, min(n, start + 1000))
+        ])  # fmt: skip
+
+
+def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any]:
+    with _workspace(catalog_url) as archive:
+        wms = WMS(archive)
+        _register(archive, n_files)
+        tool = tool_command(
+            "calib", ["cp", "$(inputs.infile.path)", "out.fits"], inputs={"infile": "File"},
+            outputs=[Output(name="out", glob="out.fits",
+                            lfn="/ctao/dl1/$(inputs.infile.nameroot).dl1.fits")],
+        )  # fmt: skip
+        wms.add_transformation("calib", tool, filter_text="data_level=DL0 and obs_id>=0")
+        t0 = time.perf_counter()
+        rounds = 0
+        while True:
+            rounds += 1
+            transformations.run_once(archive.sessions, archive.config, "bench")
+            with archive.sessions() as s:
+                jobs = s.scalar(select(func.count()).select_from(JobRow))
+                new = s.scalar(select(func.count()).where(TransformationFileRow.status == "NEW"))
+            if jobs == n_files and new == 0:
+                break
+        took = time.perf_counter() - t0
+        # Baseline: the same number of job rows inserted bare, in one transaction.
+        now = utcnow()
+        rows = [{"name": f"raw{i}", "state": "SUBMITTED", "account": "x", "tool": "calib",
+                 "spec": {}, "parameters": {}, "config_hash": "0", "priority": 3,
+                 "activity": "default", "activity_rank": 30, "cores": 1, "memory_mb": 1000,
+                 "executor": "local", "attempts": 0, "max_attempts": 3, "cpu_s": 0.0,
+                 "wall_s": 0.0, "max_rss_mb": 0.0, "bytes_read": 0, "bytes_written": 0,
+                 "created_at": now, "updated_at": now} for i in range(n_files)]  # fmt: skip
+        t0 = time.perf_counter()
+        with transaction(archive.sessions) as s:
+            s.execute(insert(JobRow), rows)
+        raw = time.perf_counter() - t0
+    return {
+        "files": n_files,
+        "seconds": took,
+        "rounds": rounds,
+        "files_per_s": n_files / took,
+        "raw_insert_s": raw,
+        "ratio_to_raw_insert": took / raw,
+        "pass": took < FLOOR_TRANSFORMATION_S,
+    }
+
+
+def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
+    from distributed import Client
+
+    from dpps.testing.dask_cluster import DaskCluster
+
+    with tempfile.TemporaryDirectory(prefix="dpps-bench-dask-") as tmp, \
+            DaskCluster(Path(tmp), {"PIC": 1}, slots=2) as cluster:  # fmt: skip
+        with Client(cluster.address, set_as_default=False) as client:
+            run = client.submit(_true, -1, resources={"SITE_PIC": 1}, pure=False)
+            run.result()  # warm
+            t0 = time.perf_counter()
+            futures = [client.submit(_true, i, resources={"SITE_PIC": 1}, pure=False)
+                       for i in range(n_jobs)]  # fmt: skip
+            client.gather(futures)
+            raw = time.perf_counter() - t0
+        with _workspace(catalog_url, executor="dask") as archive:
+            wms = WMS(archive)
+            tool = tool_command("noop", TRUE)
+            t0 = time.perf_counter()
+            for _ in range(n_jobs):
+                wms.submit_job(tool, {}, opts=SubmitOptions(executor="dask", site="PIC"))
+
+            def done() -> bool:
+                with archive.sessions() as s:
+                    n = s.scalar(select(func.count()).where(JobRow.state == "DONE"))
+                return n == n_jobs
+
+            wms.run_until(done, executor="dask", scheduler=cluster.address, timeout_s=900)
+            ours = time.perf_counter() - t0
+    return {
+        "jobs": n_jobs,
+        "wms_s": ours,
+        "raw_dask_s": raw,
+        "wms_ms_per_job": 1000 * ours / n_jobs,
+        "raw_dask_ms_per_job": 1000 * raw / n_jobs,
+        "overhead_ms_per_job": 1000 * (ours - raw) / n_jobs,
+        "ratio_to_raw_dask": ours / raw,
+    }
+
+
+def run(n_jobs: int = 400, n_files: int = 10_000, dask_jobs: int = 200,
+        postgres: bool = False) -> dict[str, Any]:  # fmt: skip
+    server = None
+    if postgres:
+        from dpps.testing.postgres import TemporaryPostgres
+
+        server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
+        server.start()
+
+    def url() -> str | None:
+        return server.create_database() if server is not None else None
+
+    try:
+        return {
+            "backend": "postgresql" if postgres else "sqlite",
+            "local": bench_local(url(), n_jobs),
+            "transformation": bench_transformation(url(), n_files),
+            "dask": bench_dask(url(), dask_jobs) if dask_jobs else None,
+        }
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _print(result: dict[str, Any]) -> None:
+    loc, tr, dk = result["local"], result["transformation"], result["dask"]
+    ok = {True: "PASS", False: "FAIL"}
+    print(
+        f"backend: {result['backend']}; load average at the start: "
+        f"{loc['load_average']:.1f} on {os.cpu_count()} cores"
+    )
+    print(f"local executor, {loc['jobs']} trivial jobs end to end (submit + run to DONE):")
+    print(
+        f"  WMS {loc['wms_s']:.2f} s = {loc['jobs_per_s']:.0f} jobs/s; bare process pool "
+        f"{loc['bare_pool_s']:.2f} s = {loc['bare_jobs_per_s']:.0f} jobs/s; ratio "
+        f"{loc['ratio_to_bare']:.1f}x"
+    )
+    print(
+        f"  bookkeeping overhead {loc['overhead_ms_per_job']:.2f} ms/job (floor <= "
+        f"{FLOOR_MS_PER_JOB} ms): {ok[loc['pass_overhead']]}; rate floor >= "
+        f"{FLOOR_JOBS_PER_S:.0f} jobs/s: {ok[loc['pass_rate']]}; submit "
+        f"{loc['submit_ms_per_job']:.2f} ms/job; CPU of all processes "
+        f"{loc['cpu_ms_per_job']:.2f} ms/job"
+    )
+    print(
+        f"transformation over {tr['files']} files -> tasks and jobs: {tr['seconds']:.2f} s "
+        f"({tr['files_per_s']:.0f} files/s, {tr['rounds']} rounds); bare INSERT of as many "
+        f"job rows {tr['raw_insert_s']:.2f} s (ratio {tr['ratio_to_raw_insert']:.1f}x); "
+        f"floor < {FLOOR_TRANSFORMATION_S:.0f} s: {ok[tr['pass']]}"
+    )
+    if dk:
+        print(
+            f"dask executor, {dk['jobs']} trivial jobs: WMS {dk['wms_ms_per_job']:.1f} ms/job,"
+            f" raw Dask tasks {dk['raw_dask_ms_per_job']:.1f} ms/job; overhead "
+            f"{dk['overhead_ms_per_job']:.1f} ms/job, ratio {dk['ratio_to_raw_dask']:.1f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=400, help="trivial jobs on local")
+    parser.add_argument("--files", type=int, default=10_000, help="files of the transformation")
+    parser.add_argument("--dask-jobs", type=int, default=200, help="jobs on dask (0: skip)")
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    result = run(args.jobs, args.files, args.dask_jobs, args.postgres)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print(result)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,285 @@
+"""A simple but physical model of what Cherenkov cameras record: pure functions, no I/O.
+
+The ACADA simulator writes DL0 waveforms made here, and SimPipe may reuse the same model, so
+everything is a deterministic function of its inputs and a ``numpy.random.Generator``. It is
+meant to be good enough that a data pipeline finds showers in the data with the textbook
+method (integrate the pulses, clean the image, compute Hillas moments); it is not a replacement
+for CORSIKA/sim_telarray.
+
+The model, step by step:
+
+* **Cameras** are hexagonal grids of pixels (``CameraSpec``): the pixel nearest the centre
+  first, then outwards ring by ring, coordinates in degrees on the sky.
+* **Showers** (``draw_shower``): energy from a power law (spectral index 2.7 for hadrons,
+  2.5 for gammas), a core position on the ground, a zenith-pointing array and a source in the
+  camera centre (or, for SimPipe, at ``Shower.source_x_deg/source_y_deg``). Each telescope
+  sees an ellipse (a 2-D Gaussian) whose centroid lies along the
+  line from the source position towards the shower core, at an angular distance proportional
+  to the impact distance (shower maximum ~10 km away); its major axis points back to the
+  source. Length and width grow with log energy; hadrons are wider and lumpier (two
+  sub-showers). The light (photo-electrons) scales with energy and mirror area and falls off
+  outside the ~120 m Cherenkov light pool.
+* **Timing**: the pulse arrival time changes linearly along the major axis (a few ns per
+  degree, steeper for distant cores), as real shower images do.
+* **Muons** (``muon_image``): a ring of radius ~1.1 deg (the Cherenkov angle), intensity
+  modulated around the ring by the impact point on the mirror.
+* **Calibration** (``flatfield_image``, ``pedestal_image``): uniform illumination of every
+  pixel, or no signal at all.
+* **Waveforms** (``waveforms``): per pixel a Gaussian pulse (unit area over the samples) times
+  the Poisson-fluctuated photo-electrons, plus night-sky background (Poisson) and electronic
+  noise (Gaussian). ``digitise`` stores them as uint16 the way DL0 does:
+  ``stored = (waveform + offset) * scale``, so ``waveform = stored / scale - offset``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+#: Distance to the shower maximum (m): converts impact distance to angle in the camera.
+SHOWER_MAX_M = 10_000.0
+#: Radius of the Cherenkov light pool on the ground (m): light falls off beyond it.
+LIGHT_POOL_M = 120.0
+#: Cherenkov angle of a muon at ground level (deg): the muon ring radius.
+MUON_RING_DEG = 1.1
+
+
+class EventType(IntEnum):
+    """Event types as CTAO DL0 data (and ctapipe's ``EventType``) number them."""
+
+    FLATFIELD = 0
+    SKY_PEDESTAL = 2
+    MUON = 16
+    SUBARRAY = 32
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """What the simulation needs to know about a camera and the telescope it sits on."""
+
+    name: str
+    n_pixels: int
+    pixel_spacing_deg: float
+    n_samples: int
+    sampling_ghz: float
+    pulse_sigma_ns: float
+    mirror_area_m2: float
+    noise_pe: float  # electronic noise per sample, photo-electrons
+    nsb_pe_per_ns: float  # night-sky background per pixel
+    waveform_scale: float  # DL0 digitisation: stored = (waveform + offset) * scale
+    waveform_offset: float
+
+    @property
+    def window_ns(self) -> float:
+        return self.n_samples / self.sampling_ghz
+
+
+#: Cameras roughly like CTAO's (pixel counts, sampling, mirror areas); not official values.
+CAMERAS: dict[str, CameraSpec] = {
+    "LSTCam": CameraSpec("LSTCam", 1855, 0.1, 40, 1.0, 1.2, 370.0, 0.3, 0.25, 80.0, 5.0),
+    "NectarCAM": CameraSpec("NectarCAM", 1855, 0.17, 60, 1.0, 1.6, 100.0, 0.3, 0.2, 80.0, 5.0),
+    "FlashCam": CameraSpec("FlashCam", 1764, 0.17, 25, 0.25, 4.0, 100.0, 0.3, 0.2, 80.0, 5.0),
+    "SSTCam": CameraSpec("SSTCam", 2048, 0.16, 64, 1.0, 2.0, 8.0, 0.2, 0.1, 100.0, 5.0),
+}
+
+
+@cache
+def pixel_positions(camera: CameraSpec) -> tuple[FloatArray, FloatArray]:
+    """Pixel centres (deg) of a hexagonal camera, nearest to the centre first.
+
+    Ties in radius are broken by angle, so the layout is the same on every machine."""
+    n = camera.n_pixels
+    rings = math.ceil(math.sqrt(n / 3.0)) + 2
+    q, r = np.meshgrid(np.arange(-rings, rings + 1), np.arange(-rings, rings + 1))
+    x = (q + 0.5 * r).ravel().astype(np.float64)
+    y = (r * math.sqrt(3.0) / 2.0).ravel().astype(np.float64)
+    radius = np.round(np.hypot(x, y), 9)
+    angle = np.round(np.arctan2(y, x), 9)
+    order = np.lexsort((angle, radius))[:n]
+    return x[order] * camera.pixel_spacing_deg, y[order] * camera.pixel_spacing_deg
+
+
+def camera_radius_deg(camera: CameraSpec) -> float:
+    x, y = pixel_positions(camera)
+    return float(np.hypot(x, y).max())
+
+
+@dataclass(frozen=True, slots=True)
+class Shower:
+    """One air shower: the truth shared by every telescope that sees it."""
+
+    energy_tev: float
+    core_x_m: float
+    core_y_m: float
+    hadron: bool
+    #: Where the primary comes from, in the camera (deg): (0, 0) is the pointing direction.
+    #: SimPipe places point sources off-centre (wobble) and diffuse hadrons in a view cone.
+    source_x_deg: float = 0.0
+    source_y_deg: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TelescopeImage:
+    """What one telescope sees: expected photo-electrons and pulse times per pixel, with the
+    image's true Hillas-like parameters (for tests and pipelines to compare against)."""
+
+    pe: FloatArray
+    peak_time_ns: FloatArray
+    size_pe: float
+    cog_x_deg: float
+    cog_y_deg: float
+    psi_rad: float
+    length_deg: float
+    width_deg: float
+
+
+def draw_shower(
+    rng: np.random.Generator,
+    *,
+    hadron_fraction: float = 0.9,
+    e_min_tev: float = 0.03,
+    e_max_tev: float = 100.0,
+    max_core_m: float = 400.0,
+) -> Shower:
+    """A random shower: power-law energy, core uniform on a disc around the array centre."""
+    hadron = bool(rng.random() < hadron_fraction)
+    index = 2.7 if hadron else 2.5
+    u = rng.random()
+    a, b = e_min_tev ** (1 - index), e_max_tev ** (1 - index)
+    energy = (a + u * (b - a)) ** (1 / (1 - index))
+    r = max_core_m * math.sqrt(rng.random())
+    phi = rng.uniform(0.0, 2 * math.pi)
+    return Shower(float(energy), r * math.cos(phi), r * math.sin(phi), hadron)
+
+
+def _gauss2d(
+    x: FloatArray, y: FloatArray, cx: float, cy: float, length: float, width: float, psi: float
+) -> tuple[FloatArray, FloatArray]:
+    """Normalised 2-D Gaussian density (per deg^2) and the longitudinal coordinate."""
+    dx, dy = x - cx, y - cy
+    cos, sin = math.cos(psi), math.sin(psi)
+    along = dx * cos + dy * sin
+    across = -dx * sin + dy * cos
+    density = np.exp(-0.5 * ((along / length) ** 2 + (across / width) ** 2))
+    return density / (2 * math.pi * length * width), along
+
+
+def shower_image(
+    rng: np.random.Generator,
+    camera: CameraSpec,
+    shower: Shower,
+    tel_x_m: float,
+    tel_y_m: float,
+) -> TelescopeImage:
+    """The image of ``shower`` in a telescope at (tel_x_m, tel_y_m).
+
+    The image lies along the line from the shower's source position towards the core, as
+    seen from the telescope (ground and camera axes aligned: the toy model ignores the tilt
+    of the shower plane), so every telescope's image axis passes through the source."""
+    x, y = pixel_positions(camera)
+    dx, dy = shower.core_x_m - tel_x_m, shower.core_y_m - tel_y_m
+    impact = math.hypot(dx, dy)
+    psi = math.atan2(dy, dx) if impact > 1e-6 else rng.uniform(-math.pi, math.pi)
+    dist = math.degrees(impact / SHOWER_MAX_M) + 0.1 * math.log10(1 + shower.energy_tev)
+    cog_x = shower.source_x_deg + dist * math.cos(psi)
+    cog_y = shower.source_y_deg + dist * math.sin(psi)
+    log_e = math.log10(shower.energy_tev)
+    length = 0.08 + 0.05 * (log_e + 1.5) + 0.0002 * impact
+    width = (0.035 + 0.012 * (log_e + 1.5)) * (2.2 if shower.hadron else 1.0)
+    length, width = max(length, 0.05), max(width, 0.02)
+    pool = 1.0 if impact <= LIGHT_POOL_M else math.exp(-(impact - LIGHT_POOL_M) / 80.0)
+    size = 500.0 * shower.energy_tev * (camera.mirror_area_m2 / 100.0) * pool
+    if shower.hadron:
+        size *= 0.5  # hadronic showers put less energy into Cherenkov light
+    density, along = _gauss2d(x, y, cog_x, cog_y, length, width, psi)
+    if shower.hadron:  # a second, offset sub-shower makes the image irregular
+        off = rng.normal(0.0, 2 * width)
+        extra, _ = _gauss2d(
+            x, y, cog_x - off * math.sin(psi), cog_y + off * math.cos(psi),
+            0.6 * length, width, psi + rng.normal(0.0, 0.3),
+        )  # fmt: skip
+        density = 0.7 * density + 0.3 * extra
+    pixel_area = camera.pixel_spacing_deg**2 * math.sqrt(3) / 2
+    pe = size * density * pixel_area
+    gradient = 2.0 + impact / 50.0  # ns per deg, steeper for distant cores
+    peak = camera.window_ns / 2 + gradient * along + rng.normal(0.0, 0.3, x.size)
+    return TelescopeImage(pe, peak, float(pe.sum()), cog_x, cog_y, psi, length, width)
+
+
+def muon_image(rng: np.random.Generator, camera: CameraSpec) -> TelescopeImage:
+    """A muon ring: radius ~ the Cherenkov angle, centre near the camera centre."""
+    x, y = pixel_positions(camera)
+    cx, cy = rng.normal(0.0, 0.5, 2)
+    radius = MUON_RING_DEG * rng.uniform(0.95, 1.05)
+    ring_width = 0.05
+    rho = rng.uniform(0.0, 0.9)  # impact on the mirror, in units of its radius
+    phi0 = rng.uniform(-math.pi, math.pi)
+    r = np.hypot(x - cx, y - cy)
+    phi = np.arctan2(y - cy, x - cx)
+    profile = np.exp(-0.5 * ((r - radius) / ring_width) ** 2)
+    modulation = 1.0 + rho * np.cos(phi - phi0)
+    total = 12.0 * camera.mirror_area_m2  # photo-electrons in the full ring
+    weights = profile * modulation
+    norm = 2 * math.pi * radius * math.sqrt(2 * math.pi) * ring_width
+    pixel_area = camera.pixel_spacing_deg**2 * math.sqrt(3) / 2
+    pe = total * weights * pixel_area / norm
+    peak = np.full(x.size, camera.window_ns / 2) + rng.normal(0.0, 0.3, x.size)
+    return TelescopeImage(pe, peak, float(pe.sum()), float(cx), float(cy), 0.0, radius, radius)
+
+
+def flatfield_image(rng: np.random.Generator, camera: CameraSpec) -> TelescopeImage:
+    """Uniform illumination (~80 p.e. per pixel, 5 % pixel-to-pixel spread)."""
+    n = camera.n_pixels
+    pe = 80.0 * rng.normal(1.0, 0.05, n).clip(0.5, 1.5)
+    peak = np.full(n, camera.window_ns / 2)
+    return TelescopeImage(pe, peak, float(pe.sum()), 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def pedestal_image(camera: CameraSpec) -> TelescopeImage:
+    """No signal: the waveforms hold only night-sky background and electronic noise."""
+    n = camera.n_pixels
+    zeros = np.zeros(n)
+    return TelescopeImage(zeros, np.full(n, camera.window_ns / 2), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def waveforms(
+    rng: np.random.Generator, camera: CameraSpec, image: TelescopeImage
+) -> NDArray[np.float32]:
+    """Waveforms (pixels x samples) in photo-electrons per sample: Poisson signal in a
+    Gaussian pulse of unit area, Poisson night-sky background, Gaussian electronic noise."""
+    n_pix, n_samp = camera.n_pixels, camera.n_samples
+    t = (np.arange(n_samp) + 0.5) / camera.sampling_ghz
+    signal = rng.poisson(np.clip(image.pe, 0.0, 1e6)).astype(np.float64)
+    sigma = camera.pulse_sigma_ns
+    pulse = np.exp(-0.5 * ((t[None, :] - image.peak_time_ns[:, None]) / sigma) ** 2)
+    pulse *= 1.0 / (sigma * math.sqrt(2 * math.pi) * camera.sampling_ghz)  # unit area
+    wave = signal[:, None] * pulse
+    nsb_mean = camera.nsb_pe_per_ns / camera.sampling_ghz
+    wave += rng.poisson(nsb_mean, (n_pix, n_samp)) - nsb_mean
+    wave += rng.normal(0.0, camera.noise_pe, (n_pix, n_samp))
+    return wave.astype(np.float32)
+
+
+def digitise(wave: NDArray[np.float32], camera: CameraSpec) -> NDArray[np.uint16]:
+    """DL0 storage: ``(waveform + offset) * scale`` rounded and clipped to uint16."""
+    stored = np.rint((wave + camera.waveform_offset) * camera.waveform_scale)
+    return np.clip(stored, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def undigitise(stored: NDArray[np.uint16], camera: CameraSpec) -> NDArray[np.float32]:
+    """The inverse of ``digitise`` (up to rounding): what a DL0 reader computes."""
+    return (stored.astype(np.float32) / camera.waveform_scale - camera.waveform_offset).astype(
+        np.float32
+    )
+
+
+def telescope_triggers(image: TelescopeImage, threshold_pe: float = 50.0) -> bool:
+    """A telescope triggers on a shower when its image holds enough light."""
+    return image.size_pe >= threshold_pe

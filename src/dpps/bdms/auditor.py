@@ -1,0 +1,371 @@
+"""Fixity audits (UC-110-1.7): re-read replicas, mark the damaged ones BAD, raise lost files.
+
+Bit rot, a wrong deletion by hand or a failing disk are silent until somebody reads the bytes,
+so the auditor reads them on a schedule: the replicas verified longest ago first (never-checked
+ones before all others), a bounded number per pass and optionally at a bounded rate, so audits
+never starve users and transfers of bandwidth. A replica whose file is gone or whose size or
+checksums differ from the catalog becomes BAD with an event; the rule evaluator then repairs it
+from a good copy. A file left with no AVAILABLE replica is lost: an alarm (a ``file.lost``
+event, the ``files_lost`` counter, a line in ``dpps health``) that must never fire in practice.
+
+A storage element that cannot be reached is not evidence of damage: its replicas are skipped
+(and counted) without a state change. Audits only read, so two auditors checking the same
+replica do no harm; instances split the replicas by id anyway (``ctx.slot``) to share work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.catalog import events, replication
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, utcnow
+from dpps.core.config import Config
+from dpps.core.daemon import DaemonContext, RunOnce, WorkerSlot
+from dpps.core.errors import DppsError, NotFound, Unavailable
+from dpps.core.states import ReplicaState, RSEKind
+from dpps.storage.rse import StorageElement
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
+
+log = logging.getLogger("dpps.auditor")
+
+DAEMON = "auditor"
+#: Replicas loaded and written per catalog transaction.
+CHUNK = 200
+
+#: Process-wide counters (exported as metrics by the operations layer).
+METRICS: Counter[str] = Counter()
+
+#: An RSE (by URL) that could not be reached is left alone this long (s) by the daemon.
+UNREACHABLE_BACKOFF_S = 60.0
+#: The daemon's memory of unreachable RSEs (per process: URL -> (monotonic until, reason)).
+_DAEMON_BACKOFF: dict[str, tuple[float, str]] = {}
+
+
+def _unreachable(backoff: dict[str, tuple[float, str]], url: str) -> str | None:
+    """Why ``url`` is being left alone, or None when it may be tried."""
+    entry = backoff.get(url)
+    if entry is None:
+        return None
+    if time.monotonic() >= entry[0]:
+        del backoff[url]
+        return None
+    return entry[1]
+
+
+@dataclass(frozen=True, slots=True)
+class BadReplica:
+    did: str
+    rse: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What one audit found: ``bad`` replicas were marked BAD, ``lost`` files have no copy."""
+
+    examined: int
+    good: int
+    bad: list[BadReplica]
+    lost: list[str]
+    skipped: int
+    bytes: int
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    replica_id: int
+    did_id: int
+    did: str
+    rse: str
+    path: str
+    bytes: int | None
+    expected: dict[str, str]
+
+
+def plan(
+    session: Session,
+    config: Config,
+    *,
+    rse: str | None = None,
+    limit: int | None = None,
+    due_before: dt.datetime | None = None,
+    slot: WorkerSlot | None = None,
+) -> list[int]:
+    """Replica ids to audit, longest unverified first."""
+    names = [
+        name
+        for name, cfg in config.rses.items()
+        if (rse is None or name == rse)
+        and (config.auditor.include_tape or cfg.kind != RSEKind.TAPE)
+        and (rse is not None or not _unreachable(_DAEMON_BACKOFF, config.rse_url(name)))
+    ]
+    if rse is not None and rse not in config.rses:
+        raise NotFound(f"unknown RSE {rse!r} (known: {', '.join(sorted(config.rses))})")
+    stmt = (
+        select(ReplicaRow.id)
+        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+        .join(DIDRow, DIDRow.id == ReplicaRow.did_id)
+        .where(
+            ReplicaRow.state == ReplicaState.AVAILABLE.value,
+            RSERow.available.is_(True),
+            RSERow.name.in_(names),
+            DIDRow.deleted_at.is_(None),
+        )
+    )
+    if due_before is not None:
+        stmt = stmt.where(
+            (ReplicaRow.last_verified_at.is_(None)) | (ReplicaRow.last_verified_at < due_before)
+        )
+    if slot is not None and slot.total > 1:
+        stmt = stmt.where(ReplicaRow.id % slot.total == slot.number)
+    stmt = stmt.order_by(ReplicaRow.last_verified_at.asc().nulls_first(), ReplicaRow.id)
+    return list(session.scalars(stmt.limit(limit)))
+
+
+def _targets(session: Session, ids: Sequence[int]) -> list[_Target]:
+    rows = session.execute(
+        select(ReplicaRow, DIDRow, RSERow.name)
+        .join(DIDRow, DIDRow.id == ReplicaRow.did_id)
+        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+        .where(ReplicaRow.id.in_(list(ids)), ReplicaRow.state == ReplicaState.AVAILABLE.value)
+        .order_by(ReplicaRow.id)
+    )
+    out = []
+    for rep, did, rse_name in rows:
+        expected = {"adler32": did.adler32 or ""}
+        if did.blake3:
+            expected["blake3"] = did.blake3
+        out.append(
+            _Target(
+                rep.id, did.id, f"{did.scope}:{did.name}", rse_name, rep.path, did.bytes, expected
+            )
+        )
+    return out
+
+
+def verify(storage: StorageElement, target: _Target) -> tuple[str | None, int]:
+    """(None, bytes read) if the replica is intact, else (why it is BAD, bytes read).
+
+    Unavailable propagates: an unreachable store proves nothing about the bytes.
+    """
+    try:
+        size, digests = storage.checksum(target.path, tuple(target.expected))
+    except NotFound:
+        if not storage.root_exists():  # unmounted: says nothing about this one file
+            raise Unavailable(f"RSE {storage.name}: its root {storage.root} is missing") from None
+        return "missing: the file is not on the storage element", 0
+    if target.bytes is not None and size != target.bytes:
+        return f"size mismatch: {size} bytes on storage, {target.bytes} in the catalog", size
+    wrong = [n for n in target.expected if digests.get(n, "").lower() != target.expected[n]]
+    if wrong:
+        detail = ", ".join(f"{n} {digests[n]} (catalog {target.expected[n]})" for n in wrong)
+        return f"checksum mismatch: {detail}", size
+    return None, size
+
+
+def audit(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    ids: Sequence[int],
+    *,
+    bytes_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    backoff: dict[str, tuple[float, str]] | None = None,
+) -> AuditReport:
+    """Verify the replicas ``ids``; write outcomes chunk by chunk (short transactions).
+
+    Once an RSE is found unreachable its other replicas are skipped, for this call or, with
+    ``backoff`` (the daemon's memory), for ``UNREACHABLE_BACKOFF_S``.
+    """
+    started = time.monotonic()
+    backoff = {} if backoff is None else backoff
+    urls = {name: config.rse_url(name) for name in config.rses}
+    storages: dict[str, StorageElement] = {}
+    good = skipped = nbytes = 0
+    bad: list[BadReplica] = []
+    lost: list[str] = []
+    errors: list[str] = []
+    examined = 0
+    for start in range(0, len(ids), CHUNK):
+        if ctx.stopping:
+            break
+        with factory() as session:
+            targets = _targets(session, ids[start : start + CHUNK])
+        verified: list[int] = []
+        damaged: list[tuple[_Target, str]] = []
+        for target in targets:
+            if ctx.stopping:
+                break
+            examined += 1
+            why = _unreachable(backoff, urls.get(target.rse, target.rse))
+            if why is not None:
+                skipped += 1
+                note = f"{target.rse}: skipped, unreachable moments ago ({why})"
+                if note not in errors:
+                    errors.append(note)
+                continue
+            try:
+                storage = storages.get(target.rse) or StorageElement.from_config(
+                    target.rse, config
+                )
+                storages[target.rse] = storage
+                reason, size = verify(storage, target)
+            except DppsError as exc:
+                skipped += 1
+                ctx.errors[type(exc).__name__] += 1
+                errors.append(f"{target.rse}:{target.path}: {exc}")
+                if isinstance(exc, Unavailable):  # spare the rest of its replicas for a while
+                    until = time.monotonic() + UNREACHABLE_BACKOFF_S
+                    backoff[urls.get(target.rse, target.rse)] = (until, str(exc))
+                reason, size = None, 0
+            else:
+                if reason:
+                    damaged.append((target, reason))
+                else:
+                    verified.append(target.replica_id)
+            nbytes += size
+            if progress is not None:
+                progress(1)
+            if bytes_per_s:
+                ahead = nbytes / bytes_per_s - (time.monotonic() - started)
+                if ahead > 0:
+                    ctx.stop.wait(ahead)
+        newly_lost = _record(factory, ctx.name, verified, damaged)
+        good += len(verified)
+        bad += [BadReplica(t.did, t.rse, t.path, why) for t, why in damaged]
+        lost += newly_lost
+    METRICS["replicas_verified"] += good
+    METRICS["replicas_bad"] += len(bad)
+    METRICS["files_lost"] += len(lost)
+    METRICS["replicas_skipped"] += skipped
+    return AuditReport(
+        examined=examined,
+        good=good,
+        bad=bad,
+        lost=lost,
+        skipped=skipped,
+        bytes=nbytes,
+        seconds=time.monotonic() - started,
+        errors=errors,
+    )
+
+
+def _record(
+    factory: sessionmaker[Session],
+    account: str,
+    verified: list[int],
+    damaged: list[tuple[_Target, str]],
+) -> list[str]:
+    """Stamp the good replicas, mark the damaged ones BAD; returns the files now lost."""
+    if not verified and not damaged:
+        return []
+    # Retried as a whole when PostgreSQL breaks a deadlock with an evaluator or a transfer.
+    return replication.write_retrying(
+        factory, lambda session: _record_in(session, account, verified, damaged)
+    )
+
+
+def _record_in(
+    session: Session, account: str, verified: list[int], damaged: list[tuple[_Target, str]]
+) -> list[str]:
+    now = utcnow()
+    lost: list[str] = []
+    if verified:
+        session.execute(
+            update(ReplicaRow)
+            .where(ReplicaRow.id.in_(verified))
+            .values(last_verified_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    marked: dict[int, _Target] = {}
+    for target, reason in damaged:
+        result = session.execute(
+            update(ReplicaRow)
+            .where(
+                ReplicaRow.id == target.replica_id,
+                ReplicaRow.state == ReplicaState.AVAILABLE.value,
+            )
+            .values(state=ReplicaState.BAD.value, last_verified_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(result, "rowcount", 0):
+            continue  # deleted or changed meanwhile: not ours to judge
+        rse_id = session.scalar(
+            select(ReplicaRow.rse_id).where(ReplicaRow.id == target.replica_id)
+        )
+        events.record(
+            session,
+            account=account,
+            action="replica.bad",
+            did_id=target.did_id,
+            rse_id=rse_id,
+            reason=f"audit: {reason}",
+            details={"path": target.path},
+        )
+        marked[target.did_id] = target
+    if marked:
+        replication.bump_rules(session, list(marked))  # the evaluator repairs from a good copy
+        good_copies = dict(
+            session.execute(
+                select(ReplicaRow.did_id, func.count())
+                .where(
+                    ReplicaRow.did_id.in_(list(marked)),
+                    ReplicaRow.state == ReplicaState.AVAILABLE.value,
+                )
+                .group_by(ReplicaRow.did_id)
+            ).all()
+        )
+        for did_id, target in marked.items():
+            if good_copies.get(did_id, 0) == 0:
+                log.error("file lost: %s has no good replica left", target.did)
+                events.record(
+                    session,
+                    account=account,
+                    action="file.lost",
+                    did_id=did_id,
+                    reason="no AVAILABLE replica left after an audit",
+                    details={"last_bad": target.rse},
+                )
+                lost.append(target.did)
+    return lost
+
+
+def run_once(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+    """One scheduled pass: the replicas due for re-verification, oldest first, bounded."""
+    due = utcnow() - dt.timedelta(days=config.auditor.interval_days)
+    with factory() as session:
+        ids = plan(
+            session, config, limit=config.auditor.files_per_pass, due_before=due, slot=ctx.slot
+        )
+    if not ids:
+        return 0
+    report = audit(
+        ctx, factory, config, ids, bytes_per_s=config.auditor.bytes_per_s, backoff=_DAEMON_BACKOFF
+    )
+    if report.bad:
+        log.warning("audit: %d BAD replica(s), %d lost file(s)", len(report.bad), len(report.lost))
+    return report.good + len(report.bad)  # skipped replicas are no progress: back off
+
+
+def daemon(archive: Archive) -> RunOnce:
+    """The registered daemon (``dpps daemon auditor``): audit passes on the archive's catalog."""
+
+    def run(ctx: DaemonContext) -> int:
+        return run_once(ctx, archive.sessions, archive.config)
+
+    return run

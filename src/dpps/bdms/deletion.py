@@ -1,0 +1,396 @@
+"""Deleting replicas, rules and data products without ever losing track (UC-110-1.8, 1.9).
+
+Deleting a replica is two short transactions around the storage call: first the replica is
+marked BEING_DELETED (only if no rule locks it, checked in the same UPDATE so a rule created
+meanwhile wins), then its bytes are removed, then its row goes and a ``replica.delete`` event
+records what was where. A process killed in between leaves a BEING_DELETED row that the reaper
+finishes later; an unreachable store does the same. File rows are never removed: a file that
+is deliberately deleted or whose lifetime ended keeps its row with ``deleted_at`` set, and its
+events stay attached to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, delete, select, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.catalog import dids as did_repo
+from dpps.catalog import events, replication
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import (
+    AttachmentRow,
+    DIDRow,
+    ReplicaRow,
+    RSERow,
+    RuleLockRow,
+    RuleRow,
+    TransferRow,
+    utcnow,
+)
+from dpps.core.config import Config
+from dpps.core.errors import DppsError, InvalidInput, NotFound, Unavailable
+from dpps.core.identifiers import DID
+from dpps.core.states import DIDType, ReplicaState, TransferState
+from dpps.storage.rse import StorageElement
+
+log = logging.getLogger("dpps.deletion")
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionReport:
+    """What ``dpps delete`` did: ``pending`` replicas wait for their store to come back."""
+
+    did: str
+    reason: str
+    files: int
+    rules_removed: int
+    replicas_deleted: int
+    replicas_pending: int
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def remove_rule(
+    session: Session, rule: RuleRow, *, account: str, reason: str, action: str = "rule.delete"
+) -> int:
+    """Drop a rule: its locks go, its queued transfers are cancelled, and the replicas it
+    held that no other rule locks get a tombstone (the reaper deletes them unless one is a
+    live file's last good copy). The event keeps everything the rule said. Returns the
+    number of replicas tombstoned."""
+    now = utcnow()
+    replication.lock_rules(session, [rule.id])  # evaluators and transfers take turns with us
+    pairs = [
+        (d, r)
+        for d, r in session.execute(
+            select(RuleLockRow.did_id, RuleLockRow.rse_id).where(RuleLockRow.rule_id == rule.id)
+        )
+    ]
+    session.execute(delete(RuleLockRow).where(RuleLockRow.rule_id == rule.id))
+    replication.refresh_lock_counts(session, {d for d, _ in pairs})
+    tombstoned = 0
+    for chunk in _chunks(pairs):
+        result = session.execute(
+            update(ReplicaRow)
+            .where(
+                tuple_(ReplicaRow.did_id, ReplicaRow.rse_id).in_(list(chunk)),
+                ReplicaRow.lock_count == 0,
+                ReplicaRow.tombstone_at.is_(None),
+            )
+            .values(tombstone_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        tombstoned += int(getattr(result, "rowcount", 0) or 0)
+    session.execute(
+        update(TransferRow)
+        .where(TransferRow.rule_id == rule.id, TransferRow.state == TransferState.QUEUED.value)
+        .values(
+            state=TransferState.CANCELLED.value,
+            finished_at=now,
+            error=f"rule {rule.id} removed: {reason}",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(TransferRow)
+        .where(TransferRow.rule_id == rule.id)
+        .values(rule_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    events.record(
+        session,
+        account=account,
+        action=action,
+        did_id=rule.did_id,
+        reason=reason,
+        details={
+            "rule_id": rule.id,
+            "account": rule.account,
+            "rses": rule.rse_expression,
+            "source": rule.source_expression,
+            "copies": rule.copies,
+            "state": rule.state,
+            "policy": rule.policy,
+            "created_at": rule.created_at.isoformat() if rule.created_at else None,
+            "expires_at": rule.expires_at.isoformat() if rule.expires_at else None,
+            "locks": len(pairs),
+            "tombstoned": tombstoned,
+        },
+    )
+    session.delete(rule)
+    session.flush()
+    return tombstoned
+
+
+def mark_being_deleted(
+    session: Session,
+    replica_ids: Sequence[int],
+    *,
+    account: str,
+    reason: str,
+    ignore_locks: bool = False,
+) -> list[int]:
+    """Mark replicas BEING_DELETED (unless locked, or already so); returns the ids marked."""
+    now = utcnow()
+    marked: list[int] = []
+    for chunk in _chunks(list(replica_ids)):
+        stmt = select(ReplicaRow.id, ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.state).where(
+            ReplicaRow.id.in_(chunk), ReplicaRow.state != ReplicaState.BEING_DELETED.value
+        )
+        if not ignore_locks:
+            stmt = stmt.where(ReplicaRow.lock_count == 0)
+        rows = session.execute(stmt).all()
+        if not rows:
+            continue
+        cond: list[ColumnElement[bool]] = [ReplicaRow.id.in_([r.id for r in rows])]
+        cond.append(ReplicaRow.state != ReplicaState.BEING_DELETED.value)
+        if not ignore_locks:
+            cond.append(ReplicaRow.lock_count == 0)
+        session.execute(
+            update(ReplicaRow)
+            .where(*cond)
+            .values(state=ReplicaState.BEING_DELETED.value, tombstone_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        events.record_many(
+            session,
+            (
+                {
+                    "account": account,
+                    "action": "replica.deleting",
+                    "did_id": r.did_id,
+                    "rse_id": r.rse_id,
+                    "reason": reason,
+                    "details": {"previous_state": r.state},
+                }
+                for r in rows
+            ),
+        )
+        marked += [r.id for r in rows]
+    return marked
+
+
+def purge(
+    factory: sessionmaker[Session],
+    config: Config,
+    replica_ids: Sequence[int],
+    *,
+    account: str,
+    reason: str,
+) -> tuple[int, list[str]]:
+    """Remove the bytes of BEING_DELETED replicas, then their rows (with an event).
+
+    Returns (replicas purged, errors); a replica whose store is unreachable stays
+    BEING_DELETED for a later pass.
+    """
+    with factory() as session:
+        rows = session.execute(
+            select(ReplicaRow.id, ReplicaRow.path, ReplicaRow.bytes, RSERow.name)
+            .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+            .where(
+                ReplicaRow.id.in_(list(replica_ids)),
+                ReplicaRow.state == ReplicaState.BEING_DELETED.value,
+            )
+        ).all()
+    storages: dict[str, StorageElement] = {}
+    removed: list[int] = []
+    errors: list[str] = []
+    for rep_id, path, _size, rse_name in rows:
+        try:
+            storage = storages.get(rse_name) or StorageElement.from_config(rse_name, config)
+            storages[rse_name] = storage
+            if not storage.root_exists():  # unmounted: removing "nothing" would leave dark data
+                raise Unavailable(f"RSE {rse_name}: its root {storage.root} is missing")
+            storage.remove(path)
+        except DppsError as exc:  # unreachable, or an RSE no longer configured: later
+            errors.append(f"{rse_name}:{path}: {exc}")
+            continue
+        removed.append(rep_id)
+    for chunk in _chunks(removed):
+        with transaction(factory) as session:
+            gone = session.execute(
+                select(
+                    ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.path, ReplicaRow.bytes
+                ).where(
+                    ReplicaRow.id.in_(chunk),
+                    ReplicaRow.state == ReplicaState.BEING_DELETED.value,
+                )
+            ).all()
+            session.execute(
+                delete(ReplicaRow)
+                .where(
+                    ReplicaRow.id.in_(chunk),
+                    ReplicaRow.state == ReplicaState.BEING_DELETED.value,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            events.record_many(
+                session,
+                (
+                    {
+                        "account": account,
+                        "action": "replica.delete",
+                        "did_id": g.did_id,
+                        "rse_id": g.rse_id,
+                        "reason": reason,
+                        "details": {"path": g.path, "bytes": g.bytes},
+                    }
+                    for g in gone
+                ),
+            )
+    return len(removed), errors
+
+
+def tombstone_files(
+    session: Session, did_ids: Sequence[int], *, account: str, action: str, reason: str
+) -> None:
+    """Set ``deleted_at`` on files and collections (rows stay; events say why)."""
+    now = utcnow()
+    for chunk in _chunks(list(did_ids)):
+        live = list(
+            session.scalars(
+                select(DIDRow.id).where(DIDRow.id.in_(chunk), DIDRow.deleted_at.is_(None))
+            )
+        )
+        if not live:
+            continue
+        session.execute(
+            update(DIDRow)
+            .where(DIDRow.id.in_(live))
+            .values(deleted_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        events.record_many(
+            session,
+            ({"account": account, "action": action, "did_id": d, "reason": reason} for d in live),
+        )
+
+
+def drop_file_locks(session: Session, did_ids: Sequence[int]) -> None:
+    """Forget every lock on these files (they are going away) and recount."""
+    for chunk in _chunks(list(did_ids)):
+        session.execute(
+            delete(RuleLockRow)
+            .where(RuleLockRow.did_id.in_(chunk))
+            .execution_options(synchronize_session=False)
+        )
+    replication.refresh_lock_counts(session, set(did_ids))
+
+
+def _descendants(session: Session, root: DIDRow) -> tuple[list[int], list[int]]:
+    """(file ids, collection ids) under ``root`` (root included), any depth."""
+    files: list[int] = []
+    collections: list[int] = []
+    frontier = [root]
+    seen: set[int] = set()
+    while frontier:
+        nxt: list[DIDRow] = []
+        for row in frontier:
+            if row.id in seen:
+                continue
+            seen.add(row.id)
+            if row.did_type == DIDType.FILE:
+                files.append(row.id)
+            else:
+                collections.append(row.id)
+                nxt += list(did_repo.children_of(session, row.id))
+        frontier = nxt
+    return files, collections
+
+
+def delete_did(
+    factory: sessionmaker[Session], config: Config, did: DID, *, account: str, reason: str
+) -> DeletionReport:
+    """Deliberately remove a product (file, dataset or container): its rules, its replicas'
+    bytes and rows; the DID rows stay with ``deleted_at``. A file that also belongs to a
+    live collection outside the deleted one is kept (and listed in ``kept``)."""
+    if not reason or not reason.strip():
+        raise InvalidInput("a deletion needs a reason (--reason): it is the preservation record")
+
+    def txn(session: Session) -> tuple[list[int], int, list[int], list[str]]:
+        root = did_repo.get_did(session, did)
+        if root.deleted_at is not None:
+            raise NotFound(f"{did} was already deleted on {root.deleted_at:%Y-%m-%d %H:%M}")
+        files, collections = _descendants(session, root)
+        doomed = set(files) | set(collections)
+        kept: list[str] = []
+        if collections:
+            shared = session.execute(
+                select(AttachmentRow.child_id, DIDRow.scope, DIDRow.name)
+                .join(DIDRow, DIDRow.id == AttachmentRow.parent_id)
+                .where(
+                    AttachmentRow.child_id.in_(files),
+                    AttachmentRow.parent_id.not_in(list(doomed)),
+                    DIDRow.deleted_at.is_(None),
+                )
+            ).all()
+            keep = {child for child, _s, _n in shared}
+            kept = sorted({f"{s}:{n}" for _c, s, n in shared})
+            files = [f for f in files if f not in keep]
+        rules = list(
+            session.scalars(select(RuleRow).where(RuleRow.did_id.in_([*files, *collections])))
+        )
+        for rule in rules:
+            remove_rule(session, rule, account=account, reason=f"deletion of {did}: {reason}")
+        drop_file_locks(session, files)
+        replica_ids = list(
+            session.scalars(select(ReplicaRow.id).where(ReplicaRow.did_id.in_(files)))
+        )
+        mark_being_deleted(session, replica_ids, account=account, reason=reason, ignore_locks=True)
+        tombstone_files(
+            session, [*files, *collections], account=account, action="did.delete", reason=reason
+        )
+        replication.bump_rules(session, files)  # rules of other collections see them go
+        return files, len(rules), replica_ids, kept
+
+    # Retried as a whole when PostgreSQL breaks a deadlock with a daemon.
+    files, rules_removed, replica_ids, kept = replication.write_retrying(factory, txn)
+    purged, errors = purge(factory, config, replica_ids, account=account, reason=reason)
+    return DeletionReport(
+        did=str(did),
+        reason=reason,
+        files=len(files),
+        rules_removed=rules_removed,
+        replicas_deleted=purged,
+        replicas_pending=len(replica_ids) - purged,
+        kept=kept,
+        errors=errors,
+    )
+
+
+def set_lifetime(
+    session: Session, row: DIDRow, expires_at: dt.datetime | None, *, account: str, reason: str
+) -> int:
+    """Set (or clear) the end of life of a DID and of every file under it; returns files."""
+    files, collections = _descendants(session, row)
+    ids = [*files, *collections]
+    for chunk in _chunks(ids):
+        session.execute(
+            update(DIDRow)
+            .where(DIDRow.id.in_(chunk))
+            .values(expires_at=expires_at, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    events.record(
+        session,
+        account=account,
+        action="did.lifetime",
+        did_id=row.id,
+        reason=reason,
+        details={
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "files": len(files),
+        },
+    )
+    return len(files)

@@ -1,0 +1,212 @@
+"""``dpps health``: is the archive keeping its promises right now?
+
+One read-only look at the catalog: which daemons beat recently, which rules are STUCK, which
+files have fewer good copies than their rules want, and - the alarm that must never ring - which
+live files have no AVAILABLE copy at all. The operations subsystem extends this report; the
+checks here are the preservation ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.orm import Session
+
+from dpps.bdms import rse_expression
+from dpps.bdms.daemons import REGISTRY
+from dpps.catalog.models import (
+    DIDRow,
+    EventRow,
+    HeartbeatRow,
+    ReplicaRow,
+    RSERow,
+    RuleRow,
+    StageRequestRow,
+    utcnow,
+)
+from dpps.catalog.replication import chunks, expand_files
+from dpps.core.config import Config
+from dpps.core.errors import InvalidInput
+from dpps.core.states import DIDType, ReplicaState, RuleState
+
+#: A daemon instance silent for longer than this is reported stale (seconds).
+STALE_AFTER_S = 120.0
+#: Items listed per problem (the counts are always complete).
+SHOW = 20
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonHealth:
+    name: str
+    instances: int
+    last_seen: dt.datetime | None
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    rule_id: int
+    did: str
+    state: str
+    error: str | None
+    since: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    did: str
+    rule_id: int
+    wanted: int
+    good: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    checked_at: dt.datetime
+    daemons: list[DaemonHealth]
+    stuck_rules: list[RuleProblem]
+    under_replicated: int
+    under_replicated_files: list[Shortfall]
+    lost: int
+    lost_files: list[str]
+    lost_events: int
+    bad_replicas: int
+    being_deleted: int
+    stage_queued: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No lost file, no stuck rule and no stale daemon."""
+        return not (self.lost or self.stuck_rules or any(d.stale for d in self.daemons))
+
+
+def _label(scope: str, name: str) -> str:
+    return f"{scope}:{name}"
+
+
+def daemons(session: Session, now: dt.datetime) -> list[DaemonHealth]:
+    beats: dict[str, list[dt.datetime]] = defaultdict(list)
+    for name, last_seen in session.execute(select(HeartbeatRow.daemon, HeartbeatRow.last_seen)):
+        beats[name].append(last_seen)
+    out = []
+    for name in sorted(set(REGISTRY) | set(beats)):
+        seen = beats.get(name, [])
+        last = max(seen) if seen else None
+        stale = last is not None and (now - last).total_seconds() > STALE_AFTER_S
+        out.append(DaemonHealth(name, len(seen), last, stale))
+    return out
+
+
+def under_replicated(session: Session, config: Config) -> tuple[int, list[Shortfall], list[str]]:
+    """Files with fewer AVAILABLE copies on a rule's RSEs than the rule's ``copies``."""
+    rse_ids = {row.name: row.id for row in session.scalars(select(RSERow))}
+    available = {row.name: row.available for row in session.scalars(select(RSERow))}
+    short: dict[int, Shortfall] = {}
+    notes: list[str] = []
+    rules = session.scalars(
+        select(RuleRow).where(RuleRow.state != RuleState.SUSPENDED.value).order_by(RuleRow.id)
+    )
+    for rule in rules:
+        did = session.get(DIDRow, rule.did_id)
+        if did is None:
+            continue
+        try:
+            names = rse_expression.select(config, rule.rse_expression, available)
+        except InvalidInput as exc:
+            notes.append(f"rule {rule.id}: {exc.args[0].splitlines()[0]}")
+            continue
+        targets = [rse_ids[n] for n in names if n in rse_ids]
+        files = [f for f, _size in expand_files(session, did)]
+        for part in chunks(files):
+            counts = dict(
+                session.execute(
+                    select(ReplicaRow.did_id, func.count())
+                    .where(
+                        ReplicaRow.did_id.in_(part),
+                        ReplicaRow.rse_id.in_(targets),
+                        ReplicaRow.state == ReplicaState.AVAILABLE.value,
+                    )
+                    .group_by(ReplicaRow.did_id)
+                ).all()
+            )
+            for file_id in part:
+                good = int(counts.get(file_id, 0))
+                if good < rule.copies and file_id not in short:
+                    short[file_id] = Shortfall("", rule.id, rule.copies, good)
+    shown = sorted(short)[:SHOW]
+    names_by_id = {
+        row.id: _label(row.scope, row.name)
+        for row in session.scalars(select(DIDRow).where(DIDRow.id.in_(shown)))
+    }
+    listed = [
+        Shortfall(names_by_id.get(i, str(i)), short[i].rule_id, short[i].wanted, short[i].good)
+        for i in shown
+    ]
+    return len(short), listed, notes
+
+
+def lost_files(session: Session) -> tuple[int, list[str]]:
+    """Live files without a single AVAILABLE replica."""
+    good = exists().where(
+        ReplicaRow.did_id == DIDRow.id, ReplicaRow.state == ReplicaState.AVAILABLE.value
+    )
+    where = (
+        DIDRow.did_type == DIDType.FILE.value,
+        DIDRow.deleted_at.is_(None),
+        ~good,
+    )
+    count = int(session.scalar(select(func.count()).select_from(DIDRow).where(*where)) or 0)
+    rows = session.execute(
+        select(DIDRow.scope, DIDRow.name).where(*where).order_by(DIDRow.name).limit(SHOW)
+    )
+    return count, [_label(s, n) for s, n in rows]
+
+
+def _count(session: Session, stmt: Select[Any]) -> int:
+    return int(session.scalar(stmt) or 0)
+
+
+def replicas_in(state: ReplicaState) -> Select[Any]:
+    return select(func.count()).select_from(ReplicaRow).where(ReplicaRow.state == state.value)
+
+
+def report(session: Session, config: Config) -> HealthReport:
+    now = utcnow()
+    stuck = [
+        RuleProblem(rule.id, _label(did.scope, did.name), rule.state, rule.error, rule.updated_at)
+        for rule, did in session.execute(
+            select(RuleRow, DIDRow)
+            .join(DIDRow, DIDRow.id == RuleRow.did_id)
+            .where(RuleRow.state == RuleState.STUCK.value)
+            .order_by(RuleRow.updated_at)
+        )
+    ]
+    short, short_listed, notes = under_replicated(session, config)
+    lost, lost_listed = lost_files(session)
+    return HealthReport(
+        checked_at=now,
+        daemons=daemons(session, now),
+        stuck_rules=stuck,
+        under_replicated=short,
+        under_replicated_files=short_listed,
+        lost=lost,
+        lost_files=lost_listed,
+        lost_events=_count(
+            session,
+            select(func.count()).select_from(EventRow).where(EventRow.action == "file.lost"),
+        ),
+        bad_replicas=_count(session, replicas_in(ReplicaState.BAD)),
+        being_deleted=_count(session, replicas_in(ReplicaState.BEING_DELETED)),
+        stage_queued=_count(
+            session,
+            select(func.count())
+            .select_from(StageRequestRow)
+            .where(StageRequestRow.state == "QUEUED"),
+        ),
+        notes=notes,
+    )

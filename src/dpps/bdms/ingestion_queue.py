@@ -1,0 +1,493 @@
+"""The ACADA ingestion queue (UC-110-1.1.1, UC-110-1.1.4): landing-area files into the archive.
+
+``run_once`` scans the landing area for trigger files (those present before the daemon started
+included), has a process pool verify and checksum the files, then registers them in place on
+the on-site RSE in short batched transactions from the daemon's thread: file, replica,
+``file.register`` event, the dataset of the file's directory (created on first use together
+with its replication rules from the ``acada`` policy), the containers up the tree, the
+attachments. Only after the commit does it remove the triggers. See ``ingestion_landing`` for
+the file-system side and why this order makes a SIGKILL at any moment harmless:
+
+* killed before the commit: nothing is in the catalog; the triggers are still there;
+* killed after the commit, before the triggers went: the next run finds the files registered
+  with the same checksums ("present"), skips them and removes the triggers;
+* a file is registered at most once because names are unique in the catalog.
+
+Transient failures (database locked or unreachable) are retried with exponential backoff and
+jitter; after ``retry_attempts`` the run ends with ``Unavailable`` and the daemon runner tries
+again later. Permanent failures are reported (event, metric, log) and left in place: a file
+registered before with other content, or one whose inspection hit a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import posixpath
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from dpps.bdms import ingestion_landing as landing_mod
+from dpps.bdms.ingestion_landing import Inspection, Quarantine, QuarantineRecord, Trigger
+from dpps.bdms.ingestion_metrics import QueueMetrics
+from dpps.bdms.ingestion_settings import QueueSettings
+from dpps.bdms.rules import apply_policy
+from dpps.catalog import dids as did_repo
+from dpps.catalog import events
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import DIDRow, EventRow
+from dpps.catalog.replication import bump_rules
+from dpps.catalog.rses import get_rse
+from dpps.core.daemon import DaemonContext
+from dpps.core.errors import ConfigError, Conflict, Unavailable
+from dpps.core.states import DIDType
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
+
+log = logging.getLogger("dpps.ingest")
+
+DAEMON = "ingest"
+#: Seconds a committed batch may wait for more results before it is written.
+MAX_BATCH_DELAY_S = 0.25
+#: Backoff of a file that failed permanently (conflict, bug): first and longest delay (s).
+FAILED_BACKOFF_S = (60.0, 3600.0)
+
+T = TypeVar("T")
+Status = Literal["registered", "present", "quarantined", "conflict", "retry", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """What the queue did with one file."""
+
+    path: str
+    lfn: str | None
+    status: Status
+    reason: str = ""
+    error_type: str = ""
+    bytes: int | None = None
+    latency_s: float | None = None
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at submission: for one-off runs and tests (no process start-up)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+class IngestionQueue:
+    """One landing area feeding one on-site RSE. Call it (or ``run_once``) from the runner."""
+
+    def __init__(self, archive: Archive, settings: QueueSettings) -> None:
+        self.archive = archive
+        self.settings = settings
+        with archive.sessions() as session:
+            self.rse_id = get_rse(session, settings.rse).id
+        self.spec = landing_mod.WorkSpec(
+            settings.rse,
+            archive.config.rse_url(settings.rse),
+            settings.scope,
+            self.rse_id,
+            tuple(archive.config.checksums),
+            settings.required_keys,
+        )
+        self.metrics = QueueMetrics()
+        self.metrics_port: int | None = None
+        self.quarantine = Quarantine(settings.quarantine)
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        self._lock = landing_mod.LandingLock(settings.landing)
+        self._pool: Executor | None = None
+        self._client: Any = None  # a distributed.Client with the dask executor
+        self._waiting: dict[str, tuple[float, float]] = {}  # rel -> (retry at, last delay)
+        self._reported: set[str] = set()
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the landing area's lock and start the metrics endpoint (idempotent)."""
+        if self._started:
+            return
+        self.settings.landing.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        if self.settings.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+            log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
+        self._started = True
+
+    def close(self) -> None:
+        """Stop the pool at once (its work is idempotent), the endpoint, and the lock."""
+        self._drop_pool()
+        self.metrics.close()
+        self._lock.release()
+        self._started = False
+
+    def __call__(self, ctx: DaemonContext) -> int:
+        return self.run_once(ctx)
+
+    @property
+    def sleep_s(self) -> float:
+        """The runner's pause when idle: a fixed poll interval, no growing backoff, because
+        the trigger-to-registered latency is what the site is promised."""
+        return self.settings.poll_interval_s
+
+    max_sleep_s = sleep_s
+
+    def _executor(self) -> Executor:
+        if self._pool is None:
+            kind = self.settings.executor
+            if kind == "inline":
+                self._pool = _InlineExecutor()
+            elif kind == "dask":
+                from distributed import Client  # optional: only when asked for
+
+                address = self.archive.config.wms.dask_scheduler
+                if not address:
+                    raise ConfigError("executor dask needs wms.dask_scheduler in the config")
+                self._client = Client(address)  # type: ignore[no-untyped-call]
+                self._pool = self._client.get_executor()
+            else:
+                self._pool = ProcessPoolExecutor(
+                    self.settings.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=landing_mod.worker_init,
+                    initargs=(os.getpid(),),
+                )
+        return self._pool
+
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if isinstance(pool, ProcessPoolExecutor):
+            workers = list(getattr(pool, "_processes", {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers:  # a worker may be mid-way through a 1 GiB file
+                process.terminate()
+            for process in workers:
+                process.join(5.0)
+        elif pool is not None:
+            pool.shutdown(wait=False)
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- the unit of work -------------------------------------------------------------------
+    def run_once(self, ctx: DaemonContext) -> int:
+        """Take in what the landing area holds now; returns how many files were handled."""
+        self.start()
+        now = time.monotonic()
+        triggers = [
+            t for t in landing_mod.scan_triggers(self.settings.landing)
+            if self._waiting.get(t.rel, (0.0, 0.0))[0] <= now
+        ]  # fmt: skip
+        self.metrics.queue_length.set(len(triggers))
+        handled = 0
+        size = self.settings.batch_size
+        for start in range(0, len(triggers), size):
+            if ctx.stopping:
+                break
+            outcomes = self.process(triggers[start : start + size], ctx.stop)
+            handled += sum(o.status != "retry" for o in outcomes)
+        return handled
+
+    def ingest_files(self, paths: Sequence[Path]) -> list[FileOutcome]:
+        """The same per-file logic, once, over files named by the user (trigger or not)."""
+        self.start()
+        batch = [landing_mod.trigger_for(self.settings.landing, p) for p in paths]
+        order = {str(t.file): i for i, t in enumerate(batch)}
+        outcomes = self.process(batch, threading.Event())
+        return sorted(outcomes, key=lambda o: order.get(o.path, len(order)))
+
+    def process(self, batch: Sequence[Trigger], stop: threading.Event) -> list[FileOutcome]:
+        """Inspect a batch in the pool; write to the catalog as results come in."""
+        pool = self._executor()
+        futures: dict[Future[Inspection], Trigger] = {}
+        for trig in batch:
+            lfn = self._lfn(trig.rel)
+            futures[pool.submit(landing_mod.inspect, self.spec, str(trig.file), lfn)] = trig
+        ready: list[tuple[Trigger, Inspection]] = []
+        outcomes: list[FileOutcome] = []
+        first_ready = 0.0
+        while futures:
+            if stop.is_set():  # abandon the rest: their triggers stay for the next run
+                for future in futures:
+                    future.cancel()
+                break
+            done, _ = wait(futures, timeout=0.1, return_when=FIRST_COMPLETED)
+            for future in done:
+                if not ready:
+                    first_ready = time.monotonic()
+                ready.append((futures.pop(future), self._result(future)))
+            late = time.monotonic() - first_ready >= MAX_BATCH_DELAY_S
+            if ready and (not futures or late or len(ready) >= self.settings.batch_size):
+                outcomes += self._commit(ready, stop)
+                ready = []
+        if ready:
+            outcomes += self._commit(ready, stop)
+        return outcomes
+
+    def _lfn(self, rel: str) -> str:
+        return f"{self.settings.lfn_prefix}/{rel}"
+
+    def _result(self, future: Future[Inspection]) -> Inspection:
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:  # a worker died (OOM killer...): new pool, retry
+            self._drop_pool()
+            return Inspection("transient", reason=f"worker died: {exc}", error_type="Unavailable")
+
+    # -- catalog side -----------------------------------------------------------------------
+    def _commit(
+        self, ready: Sequence[tuple[Trigger, Inspection]], stop: threading.Event
+    ) -> list[FileOutcome]:
+        by_status: dict[str, list[tuple[Trigger, Inspection]]] = {}
+        for trig, insp in ready:
+            by_status.setdefault(insp.status, []).append((trig, insp))
+        quarantined: list[tuple[Trigger, QuarantineRecord | None, bool]] = []
+        for trig, insp in by_status.get("quarantine", []):
+            lfn = self._lfn(trig.rel)
+            record = self.quarantine.put(trig.file, trig.rel, insp.reason, insp.error_type, lfn)
+            quarantined.append((trig, record, False))
+        quarantined += self._missing(by_status.get("missing", []), stop)
+        ok = by_status.get("ok", [])
+        results = self._retrying(lambda s: self._register(s, ok, quarantined), stop)
+        outcomes = [self._done(trig, outcome) for trig, outcome in results]
+        outcomes += self._after_commit(quarantined)
+        for trig, insp in by_status.get("transient", []):
+            self.metrics.transient.inc()
+            self._wait(trig.rel, self.settings.retry_base_s, self.settings.retry_max_s)
+            outcomes.append(FileOutcome(str(trig.file), None, "retry", insp.reason))
+        for trig, insp in by_status.get("error", []):
+            outcomes.append(self._failed(trig, "error", insp.reason, insp.error_type))
+        return outcomes
+
+    def _missing(
+        self, items: Sequence[tuple[Trigger, Inspection]], stop: threading.Event
+    ) -> list[tuple[Trigger, QuarantineRecord | None, bool]]:
+        """Triggers whose file is gone: a quarantine to finish, a file already taken in (its
+        trigger removal was lost), or a trigger for nothing (quarantined itself)."""
+        if not items:
+            return []
+        names = [self._lfn(t.rel) for t, _ in items]
+        present = self._retrying(
+            lambda s: set(did_repo.latest_by_name(s, self.settings.scope, names)), stop
+        )
+        out: list[tuple[Trigger, QuarantineRecord | None, bool]] = []
+        for trig, _ in items:
+            record = self.quarantine.find(trig.rel)
+            if record is not None:
+                out.append((trig, record, True))
+            elif self._lfn(trig.rel) in present:
+                out.append((trig, None, True))
+            elif os.path.lexists(trig.trigger):
+                reason = "trigger names a file that does not exist"
+                rel = trig.rel + landing_mod.TRIGGER_SUFFIX
+                record = self.quarantine.put(trig.trigger, rel, reason, "NotFound", None)
+                out.append((trig, record, False))
+        return out
+
+    def _register(
+        self,
+        session: Session,
+        ok: Sequence[tuple[Trigger, Inspection]],
+        quarantined: Sequence[tuple[Trigger, QuarantineRecord | None, bool]],
+    ) -> list[tuple[Trigger, FileOutcome]]:
+        """Everything one batch changes in the catalog, in the caller's transaction."""
+        cache: dict[str, int] = {}
+        bad: dict[str, str] = {}
+        for directory in sorted({self._dataset_of(t) for t, _ in ok}):
+            try:
+                cache[directory] = self._collection(session, directory, DIDType.DATASET, cache)
+            except Conflict as exc:
+                bad[directory] = str(exc)
+        outcomes = [
+            (t, FileOutcome(str(t.file), self._lfn(t.rel), "error", bad[d], "Conflict"))
+            for t, _ in ok
+            if (d := self._dataset_of(t)) in bad
+        ]
+        good = [(t, i.new_file) for t, i in ok if i.new_file and self._dataset_of(t) not in bad]
+        results = did_repo.register_files(
+            session, [f for _, f in good], account=self.settings.account
+        )
+        members: dict[int, list[int]] = {}
+        for (trig, new), result in zip(good, results, strict=True):
+            if result.status == "conflict":
+                self._conflict_event(session, trig, new, result)
+                outcome = FileOutcome(str(trig.file), new.name, "conflict", result.message)
+            else:
+                assert result.did_id is not None
+                members.setdefault(cache[self._dataset_of(trig)], []).append(result.did_id)
+                status: Status = "registered" if result.status == "registered" else "present"
+                outcome = FileOutcome(str(trig.file), new.name, status, bytes=new.bytes)
+            outcomes.append((trig, outcome))
+        for dataset_id, ids in members.items():
+            did_repo.attach(session, dataset_id, ids)
+        bump_rules(session, list(members))
+        for _, record, recovered in quarantined:
+            if record is not None and not (recovered and self._recorded(session, record)):
+                self._quarantine_event(session, record)
+        return outcomes
+
+    def _dataset_of(self, trig: Trigger) -> str:
+        return posixpath.dirname(self._lfn(trig.rel))
+
+    def _conflict_event(
+        self, session: Session, trig: Trigger, new: did_repo.NewFile, result: did_repo.Outcome
+    ) -> None:
+        if trig.rel in self._reported:
+            return  # reported once per process; the file stays in place until resolved
+        events.record(
+            session,
+            account=self.settings.account,
+            action="acada.conflict",
+            did_id=result.did_id,
+            rse_id=self.rse_id,
+            reason=result.message,
+            details={"path": trig.rel, "bytes": new.bytes, **new.checksums},
+        )
+
+    def _quarantine_event(self, session: Session, record: QuarantineRecord) -> None:
+        events.record(
+            session,
+            account=self.settings.account,
+            action="acada.quarantine",
+            rse_id=self.rse_id,
+            reason=record.reason,
+            details={
+                "id": record.id,
+                "path": record.rel,
+                "lfn": record.lfn,
+                "error_type": record.error_type,
+                "quarantine": str(record.dest),
+            },
+        )
+
+    def _recorded(self, session: Session, record: QuarantineRecord) -> bool:
+        since = dt.datetime.fromtimestamp(record.at - 60.0, dt.UTC).replace(tzinfo=None)
+        rows = session.scalars(
+            select(EventRow.details).where(
+                EventRow.action == "acada.quarantine", EventRow.ts >= since
+            )
+        )
+        return any((d or {}).get("id") == record.id for d in rows)
+
+    def _collection(
+        self, session: Session, name: str, did_type: DIDType, cache: dict[str, int]
+    ) -> int:
+        """The id of a dataset or container, created with its rules (datasets) and its place
+        in the container tree on first use; an existing one was wired when it was created."""
+        if name in cache:
+            return cache[name]
+        scope = self.settings.scope
+        row = session.scalars(
+            select(DIDRow).where(DIDRow.scope == scope, DIDRow.name == name, DIDRow.version == 1)
+        ).one_or_none()
+        if row is not None:
+            if row.did_type != did_type.value:
+                raise Conflict(f"{scope}:{name} exists as a {row.did_type}, not a {did_type}")
+            cache[name] = row.id
+            return row.id
+        acct = self.settings.account
+        row = did_repo.get_or_create_collection(session, scope, name, did_type, account=acct)
+        if did_type == DIDType.DATASET:
+            apply_policy(session, self.archive.config, row, self.settings.policy, account=acct)
+        parent = posixpath.dirname(name)
+        if parent.startswith(self.settings.lfn_prefix + "/"):
+            parent_id = self._collection(session, parent, DIDType.CONTAINER, cache)
+            did_repo.attach(session, parent_id, [row.id])
+        cache[name] = row.id
+        return row.id
+
+    def _retrying(self, work: Callable[[Session], T], stop: threading.Event) -> T:
+        """Run ``work`` in a write transaction; retry transient failures with backoff."""
+        s = self.settings
+        for attempt in range(1, s.retry_attempts + 1):
+            try:
+                with transaction(self.archive.sessions) as session:
+                    return work(session)
+            except (DBAPIError, Unavailable) as exc:
+                race = isinstance(exc, IntegrityError)  # two daemons made one container
+                if attempt == s.retry_attempts or (race and attempt >= 3):
+                    if race:
+                        raise
+                    raise Unavailable(f"catalog write failed {attempt} times: {exc}") from exc
+                self.metrics.transient.inc()
+                delay = min(s.retry_max_s, s.retry_base_s * 2 ** (attempt - 1))
+                log.warning("transient failure (try %d), retrying: %s", attempt, exc)
+                if stop.wait(delay * random.uniform(0.5, 1.5)):
+                    raise Unavailable("stopped while retrying a catalog write") from exc
+        raise AssertionError("unreachable")
+
+    def _done(self, trig: Trigger, outcome: FileOutcome) -> FileOutcome:
+        """After the commit: remove the trigger of a file taken in, count, time it."""
+        if outcome.status not in ("registered", "present"):
+            return self._failed(trig, outcome.status, outcome.reason, outcome.error_type)
+        _unlink(trig.trigger)
+        self._waiting.pop(trig.rel, None)
+        if outcome.status == "present":
+            self.metrics.count("skipped")
+            return outcome
+        latency = max(0.0, time.time() - trig.created)
+        self.metrics.count("succeeded")
+        self.metrics.bytes.inc(outcome.bytes or 0)
+        self.metrics.latency.observe(latency)
+        self.latencies.append(latency)
+        return replace(outcome, latency_s=latency)
+
+    def _after_commit(
+        self, quarantined: Sequence[tuple[Trigger, QuarantineRecord | None, bool]]
+    ) -> list[FileOutcome]:
+        outcomes: list[FileOutcome] = []
+        for trig, record, _ in quarantined:
+            _unlink(trig.trigger)
+            status: Status = "quarantined" if record is not None else "present"
+            self.metrics.count("quarantined" if record is not None else "skipped")
+            reason = record.reason if record is not None else "taken in earlier"
+            etype = record.error_type if record is not None else ""
+            outcomes.append(
+                FileOutcome(str(trig.file), self._lfn(trig.rel), status, reason, etype)
+            )
+        return outcomes
+
+    def _failed(self, trig: Trigger, status: Status, reason: str, etype: str) -> FileOutcome:
+        if trig.rel not in self._reported:
+            log.error("%s: %s (left in place)", trig.rel, reason)
+            self._reported.add(trig.rel)
+        self.metrics.count("failed")
+        self._wait(trig.rel, *FAILED_BACKOFF_S)
+        return FileOutcome(str(trig.file), self._lfn(trig.rel), status, reason, etype)
+
+    def _wait(self, rel: str, first: float, longest: float) -> None:
+        previous = self._waiting.get(rel, (0.0, 0.0))[1]
+        delay = min(longest, previous * 2 if previous else first)
+        self._waiting[rel] = (time.monotonic() + delay * random.uniform(0.5, 1.5), delay)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def daemon(archive: Archive) -> IngestionQueue:
+    """The registry's factory (``dpps daemon ingest``, ``dpps serve``): from the config."""
+    return IngestionQueue(archive, QueueSettings.from_config(archive.config))

@@ -1,0 +1,180 @@
+"""``archive.preservation``: tape staging, deletion, lifetimes, audits, export and health.
+
+The sub-API the CLI (``dpps stage/delete/audit/export/health``), the REST API and the WMS use;
+each method owns its transactions and delegates to the module that does the work, like
+``Archive`` itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms import auditor, deletion, export, health, reaper, stager
+from dpps.catalog import dids as did_repo
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import StageRequestRow
+from dpps.catalog.replication import expand_files
+from dpps.core.config import Config
+from dpps.core.daemon import DaemonContext
+from dpps.core.errors import InvalidInput, Unavailable
+from dpps.core.identifiers import DID, parse_did
+from dpps.core.states import DIDType
+
+Progress = Callable[[int], None]
+Status = Callable[[str], None]
+
+
+class Preservation:
+    """Preservation operations of one archive (shares its sessions, config and account)."""
+
+    def __init__(self, sessions: sessionmaker[Session], config: Config, account: str) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.account = account
+
+    def _did(self, did: str | DID) -> DID:
+        return did if isinstance(did, DID) else parse_did(did, self.config.default_scope)
+
+    # -- tape staging ------------------------------------------------------------------------
+    def stage(
+        self,
+        dids: Sequence[str | DID],
+        *,
+        wait: bool = False,
+        timeout_s: float | None = None,
+        status: Status | None = None,
+    ) -> list[stager.StageInfo]:
+        """Ask for files to be staged from tape (joining open requests); optionally wait."""
+        if not dids:
+            raise InvalidInput("nothing to stage: give at least one DID")
+        ids: list[int] = []
+        with transaction(self.sessions) as session:
+            for did in dids:
+                row = did_repo.get_did(session, self._did(did), DIDType.FILE)
+                ids.append(
+                    stager.request_stage(session, self.config, row, account=self.account).id
+                )
+        if wait:
+            self._wait(ids, timeout_s or self.config.staging.wait_timeout_s, status)
+        return self.stage_requests(ids=ids)
+
+    def _wait(self, ids: list[int], timeout_s: float, status: Status | None) -> None:
+        deadline = time.monotonic() + timeout_s
+        ctx = DaemonContext(name=stager.DAEMON)
+        while True:
+            with self.sessions() as session:
+                rows = stager.requests_by_id(session, ids)
+                alive = stager.stager_alive(session)
+            queued = [i for i, r in rows.items() if r.state == stager.StageState.QUEUED]
+            if not queued:
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"{len(queued)} stage request(s) still queued after {timeout_s:.0f} s "
+                    f"(ids {', '.join(map(str, queued[:10]))}); they stay queued"
+                )
+            if status is not None:
+                status(f"staging: {len(ids) - len(queued)} of {len(ids)} done")
+            if not alive and stager.run_once(ctx, self.sessions, self.config, only_ids=queued):
+                continue
+            time.sleep(0.2)
+
+    def stage_requests(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[stager.StageInfo]:
+        stmt = select(StageRequestRow).order_by(StageRequestRow.id.desc()).limit(limit)
+        if ids is not None:
+            stmt = stmt.where(StageRequestRow.id.in_(list(ids)))
+        if state is not None:
+            stmt = stmt.where(StageRequestRow.state == state.upper())
+        with self.sessions() as session:
+            rows = list(session.scalars(stmt))
+            return [stager.stage_info(session, self.config, r) for r in reversed(rows)]
+
+    def run_stager(self) -> int:
+        """One stager pass in this process (a bare workspace has no daemon)."""
+        return stager.run_once(DaemonContext(name=stager.DAEMON), self.sessions, self.config)
+
+    # -- deletion and lifetimes --------------------------------------------------------------
+    def delete(self, did: str | DID, *, reason: str) -> deletion.DeletionReport:
+        return deletion.delete_did(
+            self.sessions, self.config, self._did(did), account=self.account, reason=reason
+        )
+
+    def set_lifetime(self, did: str | DID, expires_at: dt.datetime | None, *, reason: str) -> int:
+        """End of life of a DID and every file under it (None: keep forever)."""
+        with transaction(self.sessions) as session:
+            row = did_repo.get_did(session, self._did(did))
+            return deletion.set_lifetime(
+                session, row, expires_at, account=self.account, reason=reason
+            )
+
+    def reap(self) -> int:
+        """One reaper pass in this process."""
+        return reaper.run_once(DaemonContext(name=reaper.DAEMON), self.sessions, self.config)
+
+    # -- audits ------------------------------------------------------------------------------
+    def plan_audit(self, *, rse: str | None = None, limit: int | None = None) -> list[int]:
+        """Replica ids an audit by hand would read, longest unverified first."""
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, not {limit}")
+        with self.sessions() as session:
+            return auditor.plan(session, self.config, rse=rse, limit=limit)
+
+    def audit(
+        self,
+        *,
+        rse: str | None = None,
+        limit: int | None = None,
+        replica_ids: Sequence[int] | None = None,
+        progress: Progress | None = None,
+        bytes_per_s: float | None = None,
+    ) -> auditor.AuditReport:
+        """Re-read replicas now (all, or ``limit`` oldest-verified ones, of ``rse``)."""
+        ids = (
+            list(replica_ids) if replica_ids is not None else self.plan_audit(rse=rse, limit=limit)
+        )
+        ctx = DaemonContext(name=self.account)
+        return auditor.audit(
+            ctx, self.sessions, self.config, ids, bytes_per_s=bytes_per_s, progress=progress
+        )
+
+    # -- packages and health -----------------------------------------------------------------
+    def export(
+        self,
+        did: str | DID,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        wait: bool = True,
+        timeout_s: float | None = None,
+    ) -> export.ExportReport:
+        return export.export_bag(
+            self.sessions,
+            self.config,
+            self._did(did),
+            dest,
+            account=self.account,
+            progress=progress,
+            wait=wait,
+            timeout_s=timeout_s,
+        )
+
+    def export_size(self, did: str | DID) -> int:
+        """Files an export of ``did`` would hold (for progress bars)."""
+        with self.sessions() as session:
+            return len(expand_files(session, did_repo.get_did(session, self._did(did))))
+
+    def health(self) -> health.HealthReport:
+        with self.sessions() as session:
+            return health.report(session, self.config)

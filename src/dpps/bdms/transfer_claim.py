@@ -1,0 +1,281 @@
+"""Claiming transfers: lease due ones, pick each a source, respect the per-link limits.
+
+Runs in the transfer daemon's main thread, in one short transaction per batch (the caller
+commits). A claimed transfer becomes ACTIVE with a lease and a source, and its destination
+replica COPYING; the worker threads then copy without touching the catalog, and
+``dpps.bdms.transfer_catalog.record_outcomes`` moves everything on afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from dpps.bdms import rse_expression
+from dpps.bdms.transfer_catalog import Job, finish, locks_ok, settle_rules
+from dpps.catalog import events
+from dpps.catalog.leases import claim
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, RuleRow, TransferRow, utcnow
+from dpps.catalog.replication import refresh_lock_counts
+from dpps.core.config import Config
+from dpps.core.errors import DppsError
+from dpps.core.states import ReplicaState, RSEKind, TransferState
+from dpps.storage.rse import StorageElement
+
+
+class SourceSelector:
+    """Which replicas a transfer may read, best first: AVAILABLE, on a usable RSE matching the
+    rule's source expression, disk before tape, then by the configured retrieval estimate."""
+
+    def __init__(self, config: Config, rses: dict[int, RSERow]) -> None:
+        self.config = config
+        self.rses = rses
+        self.facts = rse_expression.facts_from_config(
+            config, {r.name: r.available for r in rses.values()}
+        )
+        self._matches: dict[str, set[str]] = {}
+
+    def allowed(self, expression: str | None) -> set[str] | None:
+        if not expression:
+            return None
+        if expression not in self._matches:
+            self._matches[expression] = set(rse_expression.evaluate(expression, self.facts))
+        return self._matches[expression]
+
+    def candidates(
+        self, replicas: Sequence[Any], dest_id: int, expression: str | None
+    ) -> tuple[list[Any], list[Any]]:
+        """(disk sources, tape sources), each best first; ``replicas`` are rows with the
+        ReplicaRow columns rse_id, state, bytes and path."""
+        allowed = self.allowed(expression)
+        usable: list[tuple[float, str, Any, bool]] = []
+        for rep in replicas:
+            rse = self.rses.get(rep.rse_id)
+            if (
+                rep.state != ReplicaState.AVAILABLE.value
+                or rep.rse_id == dest_id
+                or rse is None
+                or not rse.available
+                or rse.name not in self.config.rses
+                or (allowed is not None and rse.name not in allowed)
+            ):
+                continue
+            cfg = self.config.rses[rse.name]
+            estimate = cfg.latency_ms / 1000 + rep.bytes / (cfg.bandwidth_mb_s * 1e6)
+            usable.append((estimate, rse.name, rep, cfg.kind == RSEKind.TAPE))
+        usable.sort(key=lambda u: (u[0], u[1]))
+        return [u[2] for u in usable if not u[3]], [u[2] for u in usable if u[3]]
+
+
+def claim_jobs(
+    session: Session, config: Config, owner: str, limit: int, account: str
+) -> list[Job]:
+    """Lease up to ``limit`` due transfers and turn them into jobs; the caller commits.
+
+    Transfers with no usable source wait ``source_wait_s`` (no attempt is spent); transfers
+    over their link's concurrency limit are left for later; a transfer whose destination
+    already holds an AVAILABLE replica is finished on the spot.
+    """
+    cfg = config.transfers
+    now = utcnow()
+    # Copies whose daemon died (lease expired) first, then due transfers in the order of the
+    # (state, next_attempt_at) index: a range scan that stops at ``limit``, where ordering by
+    # priority would sort every queued row at every claim. Priority orders the claimed batch.
+    rows = claim(
+        session,
+        TransferRow,
+        owner=owner,
+        lease_s=cfg.lease_s,
+        where=[TransferRow.state == TransferState.ACTIVE.value],
+        limit=limit,
+    )
+    rows += claim(
+        session,
+        TransferRow,
+        owner=owner,
+        lease_s=cfg.lease_s,
+        where=[
+            TransferRow.state == TransferState.QUEUED.value,
+            TransferRow.next_attempt_at <= now,
+        ],
+        order_by=[TransferRow.next_attempt_at, TransferRow.id],
+        limit=limit - len(rows),
+    )
+    if not rows:
+        return []
+    rows.sort(key=lambda r: -r.priority)
+    rses = {r.id: r for r in session.scalars(select(RSERow))}
+    did_ids = sorted({r.did_id for r in rows})
+    dids = {
+        d.id: d
+        for d in session.execute(
+            select(
+                DIDRow.id, DIDRow.scope, DIDRow.name, DIDRow.version, DIDRow.bytes,
+                DIDRow.adler32, DIDRow.blake3, DIDRow.deleted_at,
+            ).where(DIDRow.id.in_(did_ids))
+        )
+    }  # fmt: skip
+    replicas: dict[int, list[Any]] = defaultdict(list)
+    for rep in session.execute(
+        select(
+            ReplicaRow.id, ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.state,
+            ReplicaRow.path, ReplicaRow.bytes,
+        ).where(ReplicaRow.did_id.in_(did_ids))
+    ):  # fmt: skip
+        replicas[rep.did_id].append(rep)
+    rule_ids = sorted({r.rule_id for r in rows if r.rule_id is not None})
+    sources_of = dict(
+        session.execute(
+            select(RuleRow.id, RuleRow.source_expression).where(RuleRow.id.in_(rule_ids))
+        ).all()
+    )
+    active = _active_links(session, rses, now, [r.id for r in rows])
+    selector = SourceSelector(config, rses)
+
+    jobs: list[Job] = []
+    new_replicas: list[dict[str, Any]] = []
+    recopied: list[dict[str, Any]] = []
+    copying_events: list[dict[str, object]] = []
+    finished: set[int] = set()
+    for row in rows:
+        did, dest = dids.get(row.did_id), rses[row.dest_rse_id]
+        if did is None or did.deleted_at is not None:
+            finish(session, row, TransferState.CANCELLED, now, "the file was deleted", account)
+            continue
+        if dest.name not in config.rses:
+            reason = f"destination RSE {dest.name} is no longer configured"
+            finish(session, row, TransferState.FAILED, now, reason, account)
+            continue
+        present = next((r for r in replicas[did.id] if r.rse_id == dest.id), None)
+        if present is not None and present.state == ReplicaState.AVAILABLE.value:
+            finish(session, row, TransferState.DONE, now, None, account)
+            locks_ok(session, [(did.id, dest.id)], now)
+            finished.add(did.id)
+            continue
+        if present is not None and present.state == ReplicaState.BEING_DELETED.value:
+            _postpone(row, now, cfg.source_wait_s, "destination replica being deleted")
+            continue
+        expression = sources_of.get(row.rule_id) if row.rule_id is not None else None
+        try:
+            disks, tapes = selector.candidates(replicas[did.id], dest.id, expression)
+        except DppsError as exc:
+            _postpone(row, now, cfg.source_wait_s, f"source expression: {exc}")
+            continue
+        if not disks:
+            reason = (
+                f"source only on tape ({', '.join(rses[t.rse_id].name for t in tapes)}): "
+                "waiting for staging"
+                if tapes
+                else "waiting for an AVAILABLE source replica"
+                + (f" on {expression!r}" if expression else "")
+            )
+            _postpone(row, now, cfg.source_wait_s, reason)
+            continue
+        source = disks[row.attempts % len(disks)]
+        link = (rses[source.rse_id].site, dest.site)
+        if active[link] >= cfg.max_active_per_link:
+            row.lease_owner = row.lease_expires_at = None
+            continue
+        active[link] += 1
+        row.state = TransferState.ACTIVE.value
+        row.source_rse_id = source.rse_id
+        path = StorageElement.path_for(did.scope, did.name, did.version)
+        if present is None:
+            new_replicas.append(
+                {
+                    "did_id": did.id,
+                    "rse_id": dest.id,
+                    "state": ReplicaState.COPYING.value,
+                    "path": path,
+                    "bytes": int(did.bytes or 0),
+                    "lock_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        else:
+            recopied.append(
+                {"id": present.id, "state": ReplicaState.COPYING.value, "path": path,
+                 "updated_at": now}
+            )  # fmt: skip
+        copying_events.append(
+            {
+                "account": account,
+                "action": "replica.copying",
+                "did_id": did.id,
+                "rse_id": dest.id,
+                "details": {
+                    "transfer_id": row.id,
+                    "source": rses[source.rse_id].name,
+                    "attempt": row.attempts + 1,
+                    **({"previous_state": present.state} if present is not None else {}),
+                },
+            }
+        )
+        jobs.append(
+            Job(
+                transfer_id=row.id,
+                did_id=did.id,
+                label=f"{did.scope}:{did.name}" + (f"@v{did.version}" if did.version > 1 else ""),
+                source_rse=rses[source.rse_id].name,
+                source_rse_id=source.rse_id,
+                source_path=source.path,
+                dest_rse=dest.name,
+                dest_rse_id=dest.id,
+                dest_path=path,
+                replica_id=present.id if present is not None else 0,
+                expected={"adler32": did.adler32 or ""}
+                | ({"blake3": did.blake3} if did.blake3 else {}),
+                bytes=int(did.bytes or 0),
+                attempts=row.attempts,
+                max_attempts=row.max_attempts,
+                redo=present is not None,
+            )
+        )
+    session.flush()
+    if recopied:
+        session.execute(update(ReplicaRow), recopied)
+    if new_replicas:
+        ids = session.scalars(
+            insert(ReplicaRow).returning(ReplicaRow.id, sort_by_parameter_order=True),
+            new_replicas,
+        ).all()
+        new_ids = iter(ids)
+        jobs = [replace(j, replica_id=next(new_ids)) if j.replica_id == 0 else j for j in jobs]
+        refresh_lock_counts(session, [v["did_id"] for v in new_replicas])
+    events.record_many(session, copying_events)
+    if finished:
+        settle_rules(session, finished, now, account)
+    return jobs
+
+
+def _active_links(
+    session: Session, rses: dict[int, RSERow], now: dt.datetime, exclude: Sequence[int]
+) -> Counter[tuple[str, str]]:
+    """Copies running now per (source site, destination site), by live leases."""
+    stmt = select(TransferRow.source_rse_id, TransferRow.dest_rse_id).where(
+        TransferRow.state == TransferState.ACTIVE.value,
+        TransferRow.lease_expires_at > now,
+        TransferRow.id.not_in(exclude),
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for src, dst in session.execute(stmt):
+        if src is not None and src in rses and dst in rses:
+            counts[(rses[src].site, rses[dst].site)] += 1
+    return counts
+
+
+def _postpone(row: TransferRow, now: dt.datetime, wait_s: float, reason: str) -> None:
+    """No attempt spent: look again later. (An ACTIVE row whose owner died goes back to
+    QUEUED; its COPYING replica stays, and the next claim redoes it.)"""
+    row.state = TransferState.QUEUED.value
+    row.next_attempt_at = now + dt.timedelta(seconds=wait_s)
+    row.lease_owner = row.lease_expires_at = None
+    row.source_rse_id = None
+    row.error = reason

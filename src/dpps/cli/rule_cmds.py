@@ -1,0 +1,164 @@
+"""Replication rules: ``dpps rule add|list|show|delete``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from dpps.bdms.types import RuleInfo
+from dpps.cli.common import JsonOpt, command, open_archive
+from dpps.cli.output import console, emit_json, table
+from dpps.core.errors import InvalidInput
+
+
+def _locks(info: RuleInfo) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(info.locks.items())) or "-"
+
+
+def rule_add(
+    ctx: typer.Context,
+    did: Annotated[str, typer.Argument(help="File, dataset or container: scope:/lfn.")],
+    copies: Annotated[
+        int, typer.Option(min=1, help="Replicas to keep on RSEs matching --rses.")
+    ] = 1,
+    rses: Annotated[
+        str | None,
+        typer.Option(help="RSE expression for the copies, e.g. 'offsite&type=tape'."),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="RSE expression transfers may read from (default: any).")
+    ] = None,
+    lifetime: Annotated[
+        float | None, typer.Option(min=0.0, help="Days until the rule expires (default: never).")
+    ] = None,
+    priority: Annotated[int, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")] = 3,
+    activity: Annotated[str, typer.Option(help="Transfer activity (accounting).")] = "default",
+    comment: Annotated[str | None, typer.Option(help="Why the rule exists.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(help="Instead of --copies/--rses: the rules of a configured policy."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Ask for COPIES replicas of DID on the RSEs an expression selects.
+
+    A rule on a dataset or container also covers files attached to it later. The rule
+    evaluator daemon creates the transfers; 'dpps rule show ID' follows its progress.
+    """
+    archive = open_archive(ctx)
+    if policy is not None:
+        if rses is not None or source is not None:
+            raise InvalidInput("--policy replaces --rses and --source: give one or the other")
+        ids = archive.apply_policy(did, policy)
+    else:
+        if rses is None:
+            raise InvalidInput("give --rses EXPRESSION (or --policy NAME)")
+        ids = [
+            archive.add_rule(
+                did,
+                copies=copies,
+                rses=rses,
+                source=source,
+                lifetime=dt.timedelta(days=lifetime) if lifetime else None,
+                priority=priority,
+                activity=activity,
+                comment=comment,
+            )
+        ]
+    if json_:
+        emit_json({"rule_ids": ids})
+    else:
+        console.print(f"rule{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} added")
+
+
+def rule_list(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None, typer.Option(help="Only rules in this state (OK, REPLICATING, STUCK, ...).")
+    ] = None,
+    did: Annotated[str | None, typer.Option(help="Only the rules of this DID.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rules.")] = 1000,
+    json_: JsonOpt = False,
+) -> None:
+    """List replication rules with their state and lock counts."""
+    infos = open_archive(ctx).replication.list_rules(state=state, did=did, limit=limit)
+    if json_:
+        emit_json(infos)
+        return
+    console.print(
+        table(
+            None,
+            ["id", "DID", "copies", "RSEs", "source", "state", "locks", "error"],
+            [
+                [i.id, i.did, i.copies, i.rses, i.source, i.state, _locks(i), i.error]
+                for i in infos
+            ],
+        )
+    )
+
+
+def rule_show(
+    ctx: typer.Context,
+    rule_id: Annotated[int, typer.Argument(metavar="ID", help="Rule id.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Show a rule: expression, selected RSEs, state and reason, locks, transfers, errors."""
+    details = open_archive(ctx).replication.get_rule(rule_id)
+    if json_:
+        emit_json(details)
+        return
+    r = details.rule
+    rows: list[list[object]] = [
+        ["id", r.id],
+        ["DID", f"{r.did} ({r.did_type}, {details.files} files)"],
+        ["copies", r.copies],
+        ["RSE expression", f"{r.rses} -> {', '.join(details.rse_names) or 'nothing'}"],
+        ["source", r.source or "any"],
+        ["state", r.state],
+        ["error", r.error],
+        ["priority / activity", f"{r.priority} / {r.activity}"],
+        ["policy", r.policy],
+        ["account", r.account],
+        ["created", r.created_at],
+        ["expires", r.expires_at],
+        ["next evaluation", r.next_evaluation_at],
+        ["locks", _locks(r)],
+        ["transfers", ", ".join(f"{n} {s}" for s, n in sorted(details.transfers.items()))],
+    ]
+    console.print(table(None, ["field", "value"], rows))
+    if details.problems:
+        console.print(
+            table(
+                "transfers with errors",
+                ["id", "DID", "to", "state", "attempts", "error"],
+                [
+                    [t.id, t.did, t.dest, t.state, f"{t.attempts}/{t.max_attempts}", t.error]
+                    for t in details.problems
+                ],
+            )
+        )
+
+
+def rule_delete(
+    ctx: typer.Context,
+    rule_id: Annotated[int, typer.Argument(metavar="ID", help="Rule id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the event log).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Delete a rule: its locks go, so the replicas it held may be deleted by the reaper."""
+    info = open_archive(ctx).replication.delete_rule(rule_id, reason=reason)
+    if json_:
+        emit_json(info)
+    else:
+        console.print(f"rule {info.id} on {info.did} deleted")
+
+
+def register(app: typer.Typer) -> None:
+    rule_app = typer.Typer(help="Replication rules.", no_args_is_help=True)
+    command(rule_app, rule_add, "add")
+    command(rule_app, rule_list, "list")
+    command(rule_app, rule_show, "show")
+    command(rule_app, rule_delete, "delete")
+    app.add_typer(rule_app, name="rule")

@@ -1,0 +1,319 @@
+"""Accounts, roles, scopes and bearer tokens: the domain logic behind the CLI and the REST API.
+
+Tokens are 32 random bytes (``secrets.token_urlsafe``) shown once, at creation; the catalog
+keeps only their SHA-256. A slow, salted password hash (bcrypt, argon2) protects *guessable*
+secrets; a 256-bit random token cannot be guessed, so one fast hash is as safe and lets every
+request be authenticated with one indexed lookup.
+
+``AccountService`` owns the transactions (it is called by CLI commands and REST handlers, the
+outermost layer); the functions below it take a session and never commit. Every change is an
+event naming the acting account. Authorisation is checked here, against the one matrix in
+``authz``, so the CLI and the API cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.catalog import events
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import AccountRow, TokenRow, utcnow
+from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from dpps.oms.authz import ALL_SCOPES, Action, Principal, Role, parse_role, parse_scope, require
+
+ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
+TOKEN_PREFIX = "dpps_"
+DEFAULT_TOKEN_DAYS = 30
+MAX_TOKEN_DAYS = 3650
+
+#: The local catalog owner: whoever can open the catalog database acts as this account.
+ROOT = Principal("root", frozenset({Role.ADMIN}), frozenset({ALL_SCOPES}))
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    name: str
+    roles: list[str]
+    scopes: list[str]
+    email: str | None
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    account: str
+    description: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token just created: the only time its secret is ever shown."""
+
+    id: int
+    account: str
+    token: str
+    expires_at: dt.datetime
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def validate_account_name(name: str) -> str:
+    if not ACCOUNT_RE.match(name):
+        raise InvalidInput(
+            f"invalid account name {name!r}: 1-64 characters of a-z, 0-9, '_', '.', '-', "
+            "starting with a letter"
+        )
+    return name
+
+
+def account_info(row: AccountRow) -> AccountInfo:
+    return AccountInfo(
+        row.name, list(row.roles), list(row.scopes), row.email, row.created_at, row.disabled_at
+    )
+
+
+def token_info(row: TokenRow, account: str) -> TokenInfo:
+    return TokenInfo(
+        row.id,
+        account,
+        row.description,
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
+        row.last_used_at,
+    )
+
+
+# -- session-level functions (caller owns the transaction) -----------------------------------
+
+
+def get_account_row(session: Session, name: str) -> AccountRow:
+    row = session.scalars(select(AccountRow).where(AccountRow.name == name)).one_or_none()
+    if row is None:
+        raise NotFound(f"no such account {name!r}")
+    return row
+
+
+def principal_of(row: AccountRow, token_id: int | None = None) -> Principal:
+    return Principal(
+        row.name,
+        frozenset(Role(r) for r in row.roles if r in Role.__members__.values()),
+        frozenset(row.scopes),
+        token_id,
+    )
+
+
+def authenticate(session: Session, token: str) -> tuple[Principal, TokenRow]:
+    """The account a bearer token stands for; PermissionDenied if it is not valid now."""
+    found = session.execute(
+        select(TokenRow, AccountRow)
+        .join(AccountRow, AccountRow.id == TokenRow.account_id)
+        .where(TokenRow.token_hash == hash_token(token))
+    ).one_or_none()
+    if found is None:
+        raise PermissionDenied("unknown token")
+    tok, account = found
+    now = utcnow()
+    if tok.revoked_at is not None:
+        raise PermissionDenied(f"token {tok.id} was revoked on {tok.revoked_at:%Y-%m-%d %H:%M}")
+    if tok.expires_at <= now:
+        raise PermissionDenied(f"token {tok.id} expired on {tok.expires_at:%Y-%m-%d %H:%M}")
+    if account.disabled_at is not None:
+        raise PermissionDenied(f"account {account.name!r} is disabled")
+    return principal_of(account, tok.id), tok
+
+
+def _record(session: Session, actor: Principal, action: str, **details: object) -> None:
+    events.record(session, account=actor.name, action=action, details=details)
+
+
+def _roles(values: Iterable[str]) -> list[str]:
+    return sorted({parse_role(v).value for v in values})
+
+
+def _scopes(values: Iterable[str]) -> list[str]:
+    return sorted({parse_scope(v) for v in values})
+
+
+class AccountService:
+    """Account administration as one actor (``ROOT`` locally, the token's account over REST)."""
+
+    def __init__(self, sessions: sessionmaker[Session], actor: Principal = ROOT) -> None:
+        self.sessions = sessions
+        self.actor = actor
+
+    def _require_self_or(self, name: str, action: Action) -> None:
+        if name == self.actor.name:
+            require(self.actor, Action.TOKEN_OWN)
+        else:
+            require(self.actor, action)
+
+    def add_account(
+        self,
+        name: str,
+        roles: Sequence[str],
+        scopes: Sequence[str] = (),
+        email: str | None = None,
+    ) -> AccountInfo:
+        require(self.actor, Action.ACCOUNT_WRITE)
+        validate_account_name(name)
+        if not roles:
+            raise InvalidInput("give the account at least one role (--role)")
+        row = AccountRow(
+            name=name,
+            roles=_roles(roles),
+            scopes=_scopes(scopes),
+            email=email,
+            created_at=utcnow(),
+        )
+        with transaction(self.sessions) as session:
+            if session.scalars(select(AccountRow.id).where(AccountRow.name == name)).first():
+                raise Conflict(f"account {name!r} exists already")
+            session.add(row)
+            session.flush()
+            _record(
+                session, self.actor, "account.add", name=name, roles=row.roles, scopes=row.scopes
+            )
+            return account_info(row)
+
+    def list_accounts(self) -> list[AccountInfo]:
+        require(self.actor, Action.ACCOUNT_READ)
+        with self.sessions() as session:
+            rows = session.scalars(select(AccountRow).order_by(AccountRow.name))
+            return [account_info(r) for r in rows]
+
+    def get_account(self, name: str) -> AccountInfo:
+        self._require_self_or(name, Action.ACCOUNT_READ)
+        with self.sessions() as session:
+            return account_info(get_account_row(session, name))
+
+    def _update(self, name: str, action: str, change: Callable[[AccountRow], None]) -> AccountInfo:
+        """Apply ``change`` to the account row inside one transaction (no lost updates)."""
+        require(self.actor, Action.ACCOUNT_WRITE)
+        with transaction(self.sessions) as session:
+            row = get_account_row(session, name)
+            before = {"roles": list(row.roles), "scopes": list(row.scopes)}
+            change(row)
+            after = {"roles": list(row.roles), "scopes": list(row.scopes)}
+            _record(session, self.actor, action, name=name, before=before, after=after)
+            return account_info(row)
+
+    def grant_role(self, name: str, role: str) -> AccountInfo:
+        new = parse_role(role).value
+
+        def change(row: AccountRow) -> None:
+            row.roles = sorted({*row.roles, new})
+
+        return self._update(name, "account.role_grant", change)
+
+    def revoke_role(self, name: str, role: str) -> AccountInfo:
+        gone = parse_role(role).value
+
+        def change(row: AccountRow) -> None:
+            if gone not in row.roles:
+                raise NotFound(f"account {name!r} does not hold role {gone!r}")
+            row.roles = [r for r in row.roles if r != gone]
+
+        return self._update(name, "account.role_revoke", change)
+
+    def grant_scope(self, name: str, scope: str) -> AccountInfo:
+        new = parse_scope(scope)
+
+        def change(row: AccountRow) -> None:
+            row.scopes = sorted({*row.scopes, new})
+
+        return self._update(name, "account.scope_grant", change)
+
+    def revoke_scope(self, name: str, scope: str) -> AccountInfo:
+        def change(row: AccountRow) -> None:
+            if scope not in row.scopes:
+                raise NotFound(f"account {name!r} does not hold scope {scope!r}")
+            row.scopes = [s for s in row.scopes if s != scope]
+
+        return self._update(name, "account.scope_revoke", change)
+
+    def disable_account(self, name: str) -> AccountInfo:
+        """A disabled account keeps its history; none of its tokens works any more."""
+
+        def change(row: AccountRow) -> None:
+            if row.disabled_at is None:
+                row.disabled_at = utcnow()
+
+        return self._update(name, "account.disable", change)
+
+    def create_token(
+        self, name: str, *, days: float = DEFAULT_TOKEN_DAYS, description: str | None = None
+    ) -> NewToken:
+        self._require_self_or(name, Action.ACCOUNT_WRITE)
+        if not 0 < days <= MAX_TOKEN_DAYS:
+            raise InvalidInput(f"token lifetime must be between 0 and {MAX_TOKEN_DAYS} days")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        with transaction(self.sessions) as session:
+            account = get_account_row(session, name)
+            if account.disabled_at is not None:
+                raise Conflict(f"account {name!r} is disabled")
+            row = TokenRow(
+                account_id=account.id,
+                token_hash=hash_token(secret),
+                description=description,
+                created_at=now,
+                expires_at=now + dt.timedelta(days=days),
+            )
+            session.add(row)
+            session.flush()
+            _record(
+                session,
+                self.actor,
+                "token.create",
+                account=name,
+                token_id=row.id,
+                expires_at=row.expires_at.isoformat(),
+            )
+            return NewToken(row.id, name, secret, row.expires_at)
+
+    def list_tokens(self, name: str | None = None) -> list[TokenInfo]:
+        """Tokens of one account (default: the actor's own), never their secrets."""
+        name = name or self.actor.name
+        self._require_self_or(name, Action.ACCOUNT_READ)
+        with self.sessions() as session:
+            account = get_account_row(session, name)
+            rows = session.scalars(
+                select(TokenRow).where(TokenRow.account_id == account.id).order_by(TokenRow.id)
+            )
+            return [token_info(r, name) for r in rows]
+
+    def revoke_token(self, token_id: int) -> TokenInfo:
+        with transaction(self.sessions) as session:
+            found = session.execute(
+                select(TokenRow, AccountRow.name)
+                .join(AccountRow, AccountRow.id == TokenRow.account_id)
+                .where(TokenRow.id == token_id)
+            ).one_or_none()
+            if found is None:
+                # Same answer whether the token does not exist or is not the actor's to see.
+                raise NotFound(f"no such token {token_id}")
+            row, owner = found
+            if owner != self.actor.name and not self.actor.can(Action.ACCOUNT_WRITE):
+                raise NotFound(f"no such token {token_id}")
+            self._require_self_or(owner, Action.ACCOUNT_WRITE)
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                _record(session, self.actor, "token.revoke", account=owner, token_id=row.id)
+            return token_info(row, owner)

@@ -1,0 +1,129 @@
+"""Request dependencies: the shared archive, bearer-token authentication, per-request views.
+
+Authentication is one indexed lookup of the token's SHA-256 per request, so a revoked or
+expired token stops working at once. ``last_used_at`` is written at most once a minute per
+token: writing it on every request would make every read a write and, on SQLite, queue all
+readers behind the one writer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import update
+from starlette.exceptions import HTTPException
+
+from dpps.bdms.archive import Archive
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import TokenRow, utcnow
+from dpps.core.errors import PermissionDenied
+from dpps.oms import accounts
+from dpps.oms.authz import Action, Principal, require
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Limits of one API server (``dpps serve`` options)."""
+
+    max_body_bytes: int = 8 * 2**20
+    max_upload_bytes: int = 64 * 2**30
+    touch_interval_s: float = 60.0
+    spool_dir: Path | None = None
+
+
+@dataclass
+class ApiContext:
+    """What every request shares: the archive (one engine), settings, token bookkeeping."""
+
+    archive: Archive
+    settings: ApiSettings
+    _touched: dict[int, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def spool(self) -> Path:
+        path = self.settings.spool_dir or (self.archive.config.workspace / "spool")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def touch(self, token_id: int) -> None:
+        """Record that a token was used, at most once per interval per token."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched.get(token_id)
+            if last is not None and now - last < self.settings.touch_interval_s:
+                return
+            self._touched[token_id] = now
+        with transaction(self.archive.sessions) as session:
+            session.execute(
+                update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow())
+            )
+
+
+async def context(request: Request) -> ApiContext:
+    """(Trivial dependencies are ``async``: they run on the event loop instead of costing a
+    hop to the thread pool each.)"""
+    ctx: ApiContext = request.app.state.dpps
+    return ctx
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `dpps token create`.")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ctx: Annotated[ApiContext, Depends(context)],
+) -> Principal:
+    """The account of the request's bearer token; 401 without a valid one."""
+    if creds is None:
+        raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    if len(creds.credentials) > 200:
+        raise _unauthorized("unknown token")
+    with ctx.archive.sessions() as session:
+        try:
+            who, _tok = accounts.authenticate(session, creds.credentials)
+        except PermissionDenied as exc:
+            raise _unauthorized(str(exc)) from None
+    if who.token_id is not None:
+        ctx.touch(who.token_id)
+    request.state.account = who.name
+    return who
+
+
+CurrentPrincipal = Annotated[Principal, Depends(principal)]
+Context = Annotated[ApiContext, Depends(context)]
+
+
+def allowed(action: Action) -> object:
+    """Dependency: the request's principal, refused unless its roles allow ``action``."""
+
+    async def check(who: CurrentPrincipal) -> Principal:
+        require(who, action)
+        return who
+
+    return Depends(check)
+
+
+async def archive_view(who: CurrentPrincipal, ctx: Context) -> Archive:
+    """The archive acting as the request's account: every event it writes names it."""
+    return ctx.archive.as_account(who.name)
+
+
+async def account_service(who: CurrentPrincipal, ctx: Context) -> accounts.AccountService:
+    return accounts.AccountService(ctx.archive.sessions, who)
+
+
+ArchiveView = Annotated[Archive, Depends(archive_view)]
+Accounts = Annotated[accounts.AccountService, Depends(account_service)]
+Reader = Annotated[Principal, allowed(Action.READ)]

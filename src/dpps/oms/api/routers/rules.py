@@ -1,0 +1,120 @@
+"""Replication rules: list and inspect them, add rules and apply named policies.
+
+Rules on raw data (a DL0 file, or a collection holding one) need the ``rule.write.dl0``
+action (archive managers); other rules ``rule.write``; both only in the account's scopes.
+Updating and deleting rules arrive with the rule evaluator (add their handlers here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+from sqlalchemy import func, select
+
+from dpps.catalog.models import DIDRow, RuleRow
+from dpps.core.errors import NotFound
+from dpps.core.states import RuleState
+from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
+from dpps.oms.api.guards import require_rule_write
+from dpps.oms.api.problems import PROBLEM_RESPONSES
+from dpps.oms.api.schemas import Page, PolicyIn, RuleIdsOut, RuleIn, RuleOut
+
+router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
+
+
+def _out(rule: RuleRow, scope: str, name: str) -> RuleOut:
+    return RuleOut(
+        id=rule.id,
+        did=f"{scope}:{name}",
+        account=rule.account,
+        rse_expression=rule.rse_expression,
+        source_expression=rule.source_expression,
+        copies=rule.copies,
+        state=rule.state,
+        error=rule.error,
+        priority=rule.priority,
+        activity=rule.activity,
+        created_at=rule.created_at,
+        updated_at=rule.updated_at,
+        expires_at=rule.expires_at,
+        policy=rule.policy,
+        comment=rule.comment,
+        locked=rule.locked,
+    )
+
+
+@router.get("", response_model=Page[RuleOut], summary="Rules, newest first")
+def list_rules(
+    archive: ArchiveView,
+    _who: Reader,
+    state: RuleState | None = None,
+    account: Annotated[str | None, Query(max_length=64)] = None,
+    did: Annotated[str | None, Query(max_length=1100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Page[RuleOut]:
+    where = []
+    if state is not None:
+        where.append(RuleRow.state == state.value)
+    if account is not None:
+        where.append(RuleRow.account == account)
+    if did is not None:
+        parsed = archive.did(did)
+        where += [DIDRow.scope == parsed.scope, DIDRow.name == parsed.name]
+    base = select(RuleRow, DIDRow.scope, DIDRow.name).join(DIDRow, DIDRow.id == RuleRow.did_id)
+    base = base.where(*where)
+    with archive.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        rows = session.execute(base.order_by(RuleRow.id.desc()).limit(limit).offset(offset)).all()
+        items = [_out(r, s, n) for r, s, n in rows]
+    return Page[RuleOut](items=items, total=int(total), limit=limit, offset=offset)
+
+
+@router.get("/{rule_id}", response_model=RuleOut, summary="One rule")
+def get_rule(
+    rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)], archive: ArchiveView, _who: Reader
+) -> RuleOut:
+    with archive.sessions() as session:
+        row = session.execute(
+            select(RuleRow, DIDRow.scope, DIDRow.name)
+            .join(DIDRow, DIDRow.id == RuleRow.did_id)
+            .where(RuleRow.id == rule_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no such rule {rule_id}")
+        return _out(*row)
+
+
+@router.post(
+    "",
+    response_model=RuleIdsOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a replication rule",
+)
+def add_rule(body: RuleIn, archive: ArchiveView, who: CurrentPrincipal) -> RuleIdsOut:
+    require_rule_write(archive, who, body.did)
+    lifetime = dt.timedelta(days=body.lifetime_days) if body.lifetime_days else None
+    rule_id = archive.add_rule(
+        body.did,
+        copies=body.copies,
+        rses=body.rses,
+        source=body.source,
+        lifetime=lifetime,
+        priority=body.priority,
+        activity=body.activity,
+        comment=body.comment,
+    )
+    return RuleIdsOut(ids=[rule_id])
+
+
+@router.post(
+    "/policy",
+    response_model=RuleIdsOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Give a DID the rules of a named replication policy",
+)
+def apply_policy(body: PolicyIn, archive: ArchiveView, who: CurrentPrincipal) -> RuleIdsOut:
+    require_rule_write(archive, who, body.did)
+    return RuleIdsOut(ids=archive.apply_policy(body.did, body.policy))

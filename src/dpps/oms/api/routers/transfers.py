@@ -1,0 +1,88 @@
+"""Transfers: the copies rules still need, queued, active, done or failed.
+
+Read-only here: the transfer daemon owns their life cycle; retry and cancel arrive with it
+(add their handlers here, guarded by an action of ``dpps.oms.authz``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from dpps.catalog.models import DIDRow, RSERow, TransferRow
+from dpps.core.errors import NotFound
+from dpps.oms.api.deps import ArchiveView, Reader
+from dpps.oms.api.problems import PROBLEM_RESPONSES
+from dpps.oms.api.schemas import Page, TransferOut
+
+router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES)
+
+_dest = aliased(RSERow)
+_src = aliased(RSERow)
+
+
+def _select() -> Any:
+    return (
+        select(TransferRow, DIDRow.scope, DIDRow.name, _dest.name, _src.name)
+        .join(DIDRow, DIDRow.id == TransferRow.did_id)
+        .join(_dest, _dest.id == TransferRow.dest_rse_id)
+        .outerjoin(_src, _src.id == TransferRow.source_rse_id)
+    )
+
+
+def _out(t: TransferRow, scope: str, name: str, dest: str, src: str | None) -> TransferOut:
+    return TransferOut(
+        id=t.id,
+        did=f"{scope}:{name}",
+        dest_rse=dest,
+        source_rse=src,
+        rule_id=t.rule_id,
+        state=t.state,
+        activity=t.activity,
+        priority=t.priority,
+        bytes=t.bytes,
+        attempts=t.attempts,
+        max_attempts=t.max_attempts,
+        next_attempt_at=t.next_attempt_at,
+        error=t.error,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        finished_at=t.finished_at,
+    )
+
+
+@router.get("", response_model=Page[TransferOut], summary="Transfers, newest first")
+def list_transfers(
+    archive: ArchiveView,
+    _who: Reader,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    rse: Annotated[str | None, Query(max_length=64, description="Destination RSE")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Page[TransferOut]:
+    stmt = _select()
+    if state is not None:
+        stmt = stmt.where(TransferRow.state == state.upper())
+    if rse is not None:
+        stmt = stmt.where(_dest.name == rse)
+    with archive.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = session.execute(
+            stmt.order_by(TransferRow.id.desc()).limit(limit).offset(offset)
+        ).all()
+        items = [_out(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    return Page[TransferOut](items=items, total=int(total), limit=limit, offset=offset)
+
+
+@router.get("/{transfer_id}", response_model=TransferOut, summary="One transfer")
+def get_transfer(
+    transfer_id: Annotated[int, Path(ge=1, le=2**31 - 1)], archive: ArchiveView, _who: Reader
+) -> TransferOut:
+    with archive.sessions() as session:
+        row = session.execute(_select().where(TransferRow.id == transfer_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"no such transfer {transfer_id}")
+        return _out(row[0], row[1], row[2], row[3], row[4])

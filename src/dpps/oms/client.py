@@ -1,0 +1,533 @@
+"""``RemoteArchive``: the archive's methods the CLI uses, spoken over REST with httpx.
+
+With ``DPPS_URL`` (and ``DPPS_TOKEN``) set, ``dpps`` commands get one of these instead of an
+``Archive`` and print exactly what they print locally: answers are turned back into the same
+records (``dpps.bdms.types``), problems into the same exceptions (so the same exit codes).
+Ingest uploads each file after planning names exactly like a local ingest; ``get`` streams
+each file to a temporary name, verifies its checksums and only then renames it into place.
+This module imports no server code, so the remote CLI starts as fast as the local one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+from urllib.parse import quote
+
+import httpx
+
+from dpps import __version__
+from dpps.bdms import ingest as ingest_mod
+from dpps.bdms.types import (
+    BulkReport,
+    FileDetails,
+    FileInfo,
+    FileResult,
+    Location,
+    MetaChange,
+    RefreshReport,
+    RSEInfo,
+)
+from dpps.core.errors import (
+    ConfigError,
+    Conflict,
+    DppsError,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from dpps.core.identifiers import DID, parse_did, validate_scope
+from dpps.oms.client_views import (
+    ENV_URL,
+    RemoteAccounts,
+    RemotePreservation,
+    RemoteUnsupported,
+    load,
+)
+from dpps.oms.registration import RegisterOutcome, Registration
+from dpps.oms.wire import (
+    CONTENT_PATH,
+    PLACEHOLDER,
+    PROBLEM_TYPE_PREFIX,
+    SIDECAR_HEADER,
+    UPLOAD_PATH,
+    error_for,
+)
+from dpps.storage.checksums import MultiHasher, compare
+from dpps.storage.rse import StorageElement
+
+ENV_TOKEN = "DPPS_TOKEN"
+PAGE = 1000
+MAX_SIDECAR = 12_000
+
+Progress = Callable[[int], None]
+
+
+def _path_did(did: str | DID) -> str:
+    return quote(str(did), safe="/:@+=,")
+
+
+def _error(response: httpx.Response) -> DppsError:
+    """The exception a problem+json answer stands for (by type, else by HTTP status)."""
+    detail = response.text[:500] or response.reason_phrase
+    name = None
+    code = 0
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            detail = str(body.get("detail") or body.get("title") or detail)
+            kind = str(body.get("type", ""))
+            if kind.startswith(PROBLEM_TYPE_PREFIX):
+                name = kind[len(PROBLEM_TYPE_PREFIX) :]
+                code = int(body.get("exit_code") or 0)
+    except ValueError:
+        pass
+    if name is not None:
+        return error_for(name, code, detail)
+    status = response.status_code
+    if status in (401, 403):
+        return PermissionDenied(detail)
+    if status == 404:
+        return NotFound(detail)
+    if status == 409:
+        return Conflict(detail)
+    if status in (400, 413, 414, 422):
+        return InvalidInput(detail)
+    return Unavailable(f"server answered {status}: {detail}")
+
+
+class _NoStorage:
+    """Stands in for the RSE when planning a remote ingest: nothing is registered in place."""
+
+    def relative_path_of(self, _path: object) -> None:
+        return None
+
+
+class RemoteArchive:
+    """The subset of ``Archive`` the CLI uses, over the REST API of a dpps server."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 300.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{ENV_URL} must be an http(s) URL, not {url!r}")
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": f"dpps/{__version__}"},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+        self._default_scope: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        url, token = env.get(ENV_URL, ""), env.get(ENV_TOKEN, "")
+        if not token:
+            raise ConfigError(
+                f"{ENV_URL} is set but {ENV_TOKEN} is not: create a token with "
+                "'dpps token create ACCOUNT' on the server"
+            )
+        return cls(url, token)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType | None) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the dpps server at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    @property
+    def default_scope(self) -> str:
+        if self._default_scope is None:
+            self._default_scope = str(self.whoami()["default_scope"])
+        return self._default_scope
+
+    def whoami(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._json("GET", "/api/v1/whoami")
+        return data
+
+    # -- query -------------------------------------------------------------------------------
+    def list_files(
+        self,
+        filter_text: str = "",
+        *,
+        limit: int | None = 100,
+        offset: int = 0,
+        all_versions: bool = False,
+        did_type: str | None = "FILE",
+    ) -> list[FileInfo]:
+        out: list[FileInfo] = []
+        while limit is None or len(out) < limit:
+            want = PAGE if limit is None else min(PAGE, limit - len(out))
+            params = {
+                "filter": filter_text,
+                "limit": want,
+                "offset": offset + len(out),
+                "all_versions": all_versions,
+                "type": did_type or "FILE",
+            }
+            items = self._json("GET", "/api/v1/dids", params=params)["items"]
+            out.extend(load(list[FileInfo], items))
+            if len(items) < want:
+                break
+        return out
+
+    def count(
+        self, filter_text: str = "", *, all_versions: bool = False, did_type: str | None = "FILE"
+    ) -> int:
+        params = {"filter": filter_text, "all_versions": all_versions, "type": did_type or "FILE"}
+        return int(self._json("GET", "/api/v1/dids/count", params=params)["count"])
+
+    def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails:
+        data = self._json("GET", f"/api/v1/dids/{_path_did(did)}", params={"events": events_limit})
+        return load(FileDetails, data)
+
+    def locate(self, did: str | DID) -> Location:
+        return load(Location, self._json("GET", f"/api/v1/replicas/{_path_did(did)}"))
+
+    def rses(self) -> list[RSEInfo]:
+        return load(list[RSEInfo], self._json("GET", "/api/v1/rses")["items"])
+
+    # -- metadata ----------------------------------------------------------------------------
+    def set_meta(
+        self, did: str | DID, pairs: Mapping[str, str], *, reason: str | None = None
+    ) -> list[MetaChange]:
+        if not pairs:
+            raise InvalidInput("nothing to set: give key=value pairs")
+        body = {"meta": dict(pairs), "reason": reason}
+        return load(
+            list[MetaChange], self._json("PATCH", f"/api/v1/dids/{_path_did(did)}", json=body)
+        )
+
+    def refresh_meta(
+        self, filter_text: str, *, progress: Progress | None = None, dry_run: bool = False
+    ) -> RefreshReport:
+        data = self._json(
+            "POST", "/api/v1/dids/refresh-meta", json={"filter": filter_text, "dry_run": dry_run}
+        )
+        report = load(RefreshReport, data)
+        if progress is not None:
+            progress(report.examined)
+        return report
+
+    # -- rules -------------------------------------------------------------------------------
+    def add_rule(
+        self,
+        did: str | DID,
+        *,
+        copies: int,
+        rses: str,
+        source: str | None = None,
+        lifetime: dt.timedelta | None = None,
+        priority: int = 3,
+        activity: str = "default",
+        comment: str | None = None,
+    ) -> int:
+        body = {
+            "did": str(did),
+            "copies": copies,
+            "rses": rses,
+            "source": source,
+            "lifetime_days": lifetime.total_seconds() / 86400 if lifetime else None,
+            "priority": priority,
+            "activity": activity,
+            "comment": comment,
+        }
+        return int(self._json("POST", "/api/v1/rules", json=body)["ids"][0])
+
+    def apply_policy(self, did: str | DID, policy: str) -> list[int]:
+        data = self._json("POST", "/api/v1/rules/policy", json={"did": str(did), "policy": policy})
+        return [int(i) for i in data["ids"]]
+
+    # -- bulk registration -------------------------------------------------------------------
+    def register_files(
+        self, items: Sequence[Registration], dataset: str | None = None
+    ) -> list[RegisterOutcome]:
+        files = [{k: v for k, v in _registration(i).items() if v is not None} for i in items]
+        data = self._json(
+            "POST", "/api/v1/dids/register", json={"files": files, "dataset": dataset}
+        )
+        return load(list[RegisterOutcome], data["outcomes"])
+
+    # -- ingest (upload) ---------------------------------------------------------------------
+    def plan_size(self, paths: Sequence[Path], recursive: bool = False) -> int:
+        total = 0
+        for p in paths:
+            if p.is_dir() and recursive:
+                total += sum(1 for q in p.rglob("*") if q.is_file() and not q.is_symlink())
+            else:
+                total += 1
+        return total
+
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        rse: str,
+        *,
+        scope: str | None = None,
+        lfn: str | None = None,
+        lfn_prefix: str | None = None,
+        dataset: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        recursive: bool = False,
+        new_version: bool = False,
+        progress: Progress | None = None,
+    ) -> BulkReport:
+        started = dt.datetime.now()
+        label_scope = scope or self.default_scope
+        opts = ingest_mod.IngestOptions(
+            rse=rse,
+            scope=label_scope,
+            lfn=lfn,
+            lfn_prefix=lfn_prefix,
+            dataset=dataset,
+            meta=meta,
+            recursive=recursive,
+            new_version=new_version,
+        )
+        # The checks a local ingest makes before touching any file, with the same messages.
+        validate_scope(label_scope)
+        ingest_mod.parse_user_meta(meta or {})
+        if dataset:
+            parse_did(dataset, label_scope)
+        known = sorted(r.name for r in self.rses())
+        if rse not in known:
+            raise NotFound(f"unknown RSE {rse!r} (known: {', '.join(known)})")
+        items = ingest_mod.plan(paths, opts, cast(StorageElement, _NoStorage()))
+        params: dict[str, Any] = {"rse": rse, "new_version": new_version}
+        if scope:
+            params["scope"] = scope
+        if dataset:
+            params["dataset"] = dataset
+        if meta:
+            params["meta"] = [f"{k}={v}" for k, v in meta.items()]
+        results: list[FileResult] = []
+        for item in items:
+            shown = str(item.source)
+            try:
+                if item.error is not None:
+                    raise item.error
+                assert item.lfn is not None
+                results.extend(self._upload(item.source, item.lfn, params, shown))
+            except DppsError as exc:
+                if not _per_file(exc):
+                    raise
+                results.append(_failed(shown, label_scope, item.lfn, exc))
+            if progress is not None:
+                progress(1)
+        seconds = (dt.datetime.now() - started).total_seconds()
+        return BulkReport(results, seconds)
+
+    def _upload(
+        self, path: Path, lfn: str, params: Mapping[str, Any], shown: str
+    ) -> list[FileResult]:
+        if not path.exists():
+            raise NotFound(f"{shown}: no such file")
+        if not path.is_file():
+            raise InvalidInput(f"{shown} is not a regular file")
+        if path.stat().st_size == 0:
+            raise InvalidInput(f"{shown} is empty: refusing to archive a 0-byte file")
+        headers = {"Content-Type": "application/octet-stream"}
+        sidecar = path.with_name(path.name + ".json")
+        if sidecar.is_file():
+            raw = sidecar.read_bytes()
+            if len(raw) > MAX_SIDECAR:
+                raise InvalidInput(f"{sidecar}: sidecars over {MAX_SIDECAR} bytes cannot be sent")
+            headers[SIDECAR_HEADER] = base64.b64encode(raw, altchars=b"-_").decode()
+        with path.open("rb") as body:
+            data = self._json(
+                "POST",
+                UPLOAD_PATH,
+                params={**params, "lfn": lfn, "filename": path.name},
+                content=_chunks(body),
+                headers=headers,
+            )
+        report = load(BulkReport, data)
+        return [
+            FileResult(
+                **{
+                    **_fields(r),
+                    "source": shown,
+                    "error": r.error.replace(PLACEHOLDER, shown) if r.error else None,
+                }
+            )
+            for r in report.results
+        ]
+
+    # -- retrieval ---------------------------------------------------------------------------
+    def get(
+        self,
+        dids: Sequence[str | DID],
+        dest: Path,
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+        wait: bool = True,
+        timeout_s: float | None = None,
+        status: Callable[[str], None] | None = None,
+    ) -> BulkReport:
+        """Download verified copies; the server stages tape-only files first (``wait``)."""
+        if not dids:
+            raise InvalidInput("nothing to retrieve: give at least one DID")
+        started = dt.datetime.now()
+        params: dict[str, Any] = {"wait": wait}
+        if timeout_s is not None:
+            params["timeout_s"] = timeout_s
+        many = len(dids) > 1
+        if many:
+            dest.mkdir(parents=True, exist_ok=True)
+        targets: dict[Path, str] = {}
+        results: list[FileResult] = []
+        for did in dids:
+            try:
+                if status is not None:
+                    status(f"retrieving {did} from {self.url}")
+                results.append(self._get_one(str(did), dest, many, targets, overwrite, params))
+            except DppsError as exc:
+                results.append(
+                    FileResult(
+                        source=str(did),
+                        did=str(did),
+                        status="failed",
+                        error=str(exc),
+                        error_type=type(exc).__name__,
+                        exit_code=exc.exit_code,
+                    )
+                )
+            if progress is not None:
+                progress(1)
+        return BulkReport(results, (dt.datetime.now() - started).total_seconds())
+
+    def _get_one(
+        self,
+        did: str,
+        dest: Path,
+        many: bool,
+        targets: dict[Path, str],
+        overwrite: bool,
+        params: Mapping[str, Any],
+    ) -> FileResult:
+        name = parse_did(did, "remote").name
+        target = (
+            dest / Path(name).name if many or dest.is_dir() or str(dest).endswith("/") else dest
+        )
+        if target in targets:
+            raise InvalidInput(f"{did} and {targets[target]} would both be written to {target}")
+        targets[target] = did
+        if target.exists() and not overwrite:
+            raise Conflict(f"{target} exists (use --overwrite to replace it)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.part-{uuid.uuid4().hex[:8]}")
+        try:
+            url = CONTENT_PATH + _path_did(did)
+            with self.http.stream("GET", url, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                if response.status_code == 202:  # staging requested, not waited for
+                    return load(FileResult, json.loads(response.read()))
+                expected = {"adler32": response.headers.get("Dpps-Adler32", "")}
+                if response.headers.get("Dpps-Blake3"):
+                    expected["blake3"] = response.headers["Dpps-Blake3"]
+                hasher = MultiHasher(tuple(expected))
+                size = 0
+                with temp.open("wb") as out:
+                    for chunk in response.iter_bytes(2 * 1024 * 1024):
+                        hasher.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                bad = compare(expected, hasher.hexdigests())
+                if bad:
+                    raise IntegrityFailure(
+                        f"{did}: received bytes do not match the catalog's {', '.join(bad)}"
+                    )
+                if target.exists() and not overwrite:
+                    raise Conflict(f"{target} exists (use --overwrite to replace it)")
+                os.replace(temp, target)
+                return FileResult(
+                    source=response.headers.get("Dpps-Source", ""),
+                    did=response.headers.get("Dpps-Did", did),
+                    status="retrieved",
+                    bytes=size,
+                    rse=response.headers.get("Dpps-Rse") or None,
+                    path=str(target),
+                )
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the dpps server at {self.url}: {exc}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+
+    # -- accounts and operations -------------------------------------------------------------
+    @property
+    def accounts(self) -> RemoteAccounts:
+        return RemoteAccounts(self)
+
+    @property
+    def preservation(self) -> RemotePreservation:
+        return RemotePreservation(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise RemoteUnsupported(
+            f"'{name}' is not available over REST yet: unset {ENV_URL} and run the command "
+            "on the server"
+        )
+
+    def report(self, since: str, until: str | None, fmt: str, min_copies: int = 2) -> str:
+        params: dict[str, Any] = {"since": since, "format": fmt, "min_copies": min_copies}
+        if until:
+            params["until"] = until
+        return self.request("GET", "/api/v1/report", params=params).text
+
+
+def _per_file(exc: DppsError) -> bool:
+    """Errors of one file are reported per file; a refused request stops the whole command."""
+    return not isinstance(exc, PermissionDenied | Unavailable | ConfigError)
+
+
+def _failed(shown: str, scope: str, lfn: str | None, exc: DppsError) -> FileResult:
+    return FileResult(
+        source=shown,
+        did=f"{scope}:{lfn}" if lfn else None,
+        status="failed",
+        error=str(exc),
+        error_type=type(exc).__name__,
+        exit_code=exc.exit_code,
+    )
+
+
+def _fields(result: FileResult) -> dict[str, Any]:
+    return {name: getattr(result, name) for name in FileResult.__slots__}
+
+
+def _chunks(stream: Any, size: int = 1024 * 1024) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def _registration(item: Registration) -> dict[str, Any]:
+    return {name: getattr(item, name) for name in Registration.__slots__}

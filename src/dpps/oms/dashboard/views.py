@@ -1,0 +1,299 @@
+"""The web dashboard: server-rendered pages over the same library and queries as the API.
+
+Sign-in stores the API token in an HttpOnly, SameSite=Strict cookie scoped to ``/ui``; each
+page authenticates it like the API does (so revocation and expiry apply at once) and needs the
+``read`` action. Pages only read; the API endpoints themselves accept bearer tokens only, so a
+cookie can never be used to write (no cross-site request forgery surface).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from dpps.bdms.archive import Archive
+from dpps.catalog.models import utcnow
+from dpps.catalog.query import describe_fields
+from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied
+from dpps.oms import accounts, stats
+from dpps.oms.api.deps import ApiContext
+from dpps.oms.authz import Action, Principal
+from dpps.oms.report import alarms
+from dpps.oms.templating import render
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+COOKIE = "dpps_token"
+PAGE = 50
+STATIC = Path(__file__).resolve().parent.parent / "static"
+PROVENANCE_KEYS = ("provenance", "inputs", "software", "software_version", "job_id", "workflow")
+
+
+def _ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.dpps
+    return ctx
+
+
+def _viewer(request: Request) -> Principal | None:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 200:
+        return None
+    with _ctx(request).archive.sessions() as session:
+        try:
+            who, _tok = accounts.authenticate(session, token)
+        except PermissionDenied:
+            return None
+    return who if who.can(Action.READ) else None
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
+
+
+def _html(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(render(template, **context), status_code=status)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only our own pages: a login link must not send people elsewhere."""
+    if value and value.startswith("/ui/") and not value.startswith("//"):
+        return value
+    return "/ui/"
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/ui/") -> HTMLResponse:
+    return _html("dash/login.html", title="Sign in", who=None, next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    target = _safe_next((form.get("next") or ["/ui/"])[0])
+
+    def check() -> tuple[Principal, dt.datetime]:
+        with _ctx(request).archive.sessions() as session:
+            who, tok = accounts.authenticate(session, token)
+            return who, tok.expires_at
+
+    try:
+        if not token or len(token) > 200:
+            raise PermissionDenied("give a token")
+        who, expires = await run_in_threadpool(check)
+        if not who.can(Action.READ):
+            raise PermissionDenied(f"account {who.name!r} may not read")
+    except PermissionDenied as exc:
+        return _html(
+            "dash/login.html", 401, title="Sign in", who=None, next=target, error=str(exc)
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max(60, int((expires - utcnow()).total_seconds())),
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui")
+    return response
+
+
+@router.get("/static/app.js")
+def script() -> FileResponse:
+    return FileResponse(STATIC / "app.js", media_type="text/javascript")
+
+
+@router.get("/")
+def overview(request: Request) -> Response:
+    who = _viewer(request)
+    if who is None:
+        return _login_redirect(request)
+    archive = _ctx(request).archive
+    now = utcnow()
+    with archive.sessions() as s:
+        totals = stats.catalog_totals(s)
+        stored = stats.stored_by_site_and_level(s)
+        rules = stats.rules_by_state(s)
+        transfers = stats.transfers_by_state(s)
+        hourly = stats.ingestion_rate(s, now - dt.timedelta(hours=23), now, "hour")
+        daily = stats.ingestion_rate(s, now - dt.timedelta(days=29), now, "day")
+    health = archive.preservation.health()
+    site_bytes: dict[str, dict[str, float]] = {}
+    for v in stored:
+        site_bytes.setdefault(v.site, {})[v.data_level] = v.bytes
+    return _html(
+        "dash/overview.html",
+        title="Overview",
+        active="overview",
+        who=who,
+        totals=totals,
+        stored=stored,
+        site_bytes=site_bytes,
+        rules=rules,
+        transfers=transfers,
+        in_flight=sum(transfers.get(s, 0) for s in stats.TRANSFER_IN_FLIGHT),
+        failed=transfers.get(stats.TRANSFER_FAILED, 0),
+        hourly=[(v.key, v.files) for v in hourly],
+        daily=[(v.key[:10], v.files) for v in daily],
+        ingested_24h=sum(v.files for v in hourly),
+        health=health,
+        alarms=alarms(health),
+    )
+
+
+@router.get("/products")
+def products(request: Request, q: str = "", offset: int = 0) -> Response:
+    who = _viewer(request)
+    if who is None:
+        return _login_redirect(request)
+    archive: Archive = _ctx(request).archive
+    offset = max(0, min(offset, 10**9))
+    error, files, total = None, [], 0
+    try:
+        files = archive.list_files(q, limit=PAGE, offset=offset)
+        total = archive.count(q)
+    except InvalidInput as exc:
+        error = str(exc)
+    return _html(
+        "dash/products.html",
+        status=400 if error else 200,
+        title="Products",
+        active="products",
+        who=who,
+        q=q,
+        files=files,
+        total=total,
+        offset=offset,
+        limit=PAGE,
+        error=error,
+        fields=describe_fields(),
+    )
+
+
+@router.get("/search-count")
+def search_count(request: Request, q: str = "") -> JSONResponse:
+    if _viewer(request) is None:
+        return JSONResponse({"error": "sign in again"}, status_code=401)
+    try:
+        return JSONResponse({"count": _ctx(request).archive.count(q)})
+    except InvalidInput as exc:
+        return JSONResponse({"error": str(exc)})
+
+
+@router.get("/products/{did:path}")
+def product(request: Request, did: str) -> Response:
+    who = _viewer(request)
+    if who is None:
+        return _login_redirect(request)
+    try:
+        details = _ctx(request).archive.show(did)
+    except DppsError as exc:
+        status = 404 if isinstance(exc, NotFound) else exc.http_status
+        return _html("dash/error.html", status, title=exc.title, who=who, message=str(exc))
+    return _html(
+        "dash/product.html",
+        title=details.file.did,
+        active="products",
+        who=who,
+        d=details,
+        provenance_keys=PROVENANCE_KEYS,
+    )
+
+
+def _table_page(
+    request: Request, who: Principal, title: str, key: str, columns: list[str]
+) -> HTMLResponse:
+    """Rules and transfers: reuse the API's own handlers, so both show the same rows."""
+    from dpps.oms.api.routers import rules, transfers
+
+    archive = _ctx(request).archive
+    if key == "rules":
+        page: Any = rules.list_rules(archive, who, limit=100)
+        with archive.sessions() as s:
+            by_state = stats.rules_by_state(s)
+    else:
+        page = transfers.list_transfers(archive, who, limit=100)
+        with archive.sessions() as s:
+            by_state = stats.transfers_by_state(s)
+    rows = [item.model_dump() for item in page.items]
+    return _html(
+        "dash/table.html",
+        title=title,
+        active=key,
+        who=who,
+        by_state=by_state,
+        rows=rows,
+        total=page.total,
+        columns=columns,
+    )
+
+
+@router.get("/rules")
+def rules_page(request: Request) -> Response:
+    who = _viewer(request)
+    if who is None:
+        return _login_redirect(request)
+    columns = ["id", "did", "rse_expression", "copies", "state", "account", "policy", "updated_at"]
+    return _table_page(request, who, "Replication rules", "rules", columns)
+
+
+@router.get("/transfers")
+def transfers_page(request: Request) -> Response:
+    who = _viewer(request)
+    if who is None:
+        return _login_redirect(request)
+    columns = ["id", "did", "source_rse", "dest_rse", "state", "attempts", "error", "updated_at"]
+    return _table_page(request, who, "Transfers", "transfers", columns)
+
+
+def _pending(request: Request, title: str, key: str, table: str, why: str) -> Response:
+    who = _viewer(request)
+    if who is None:
+        return _login_redirect(request)
+    archive = _ctx(request).archive
+    with archive.sessions() as s:
+        counts = stats.optional_counts(s, table)
+    products = archive.list_files("data_level=QUAL", limit=PAGE) if key == "quality" else None
+    return _html(
+        "dash/pending.html",
+        title=title,
+        active=key,
+        who=who,
+        counts=counts,
+        why=why,
+        products=products,
+    )
+
+
+@router.get("/jobs")
+def jobs_page(request: Request) -> Response:
+    why = "The workload manager records no jobs in this catalog yet."
+    return _pending(request, "Jobs", "jobs", "jobs", why)
+
+
+@router.get("/workflows")
+def workflows_page(request: Request) -> Response:
+    why = "The workload manager records no workflows in this catalog yet."
+    return _pending(request, "Workflows", "workflows", "workflows", why)
+
+
+@router.get("/quality")
+def quality_page(request: Request) -> Response:
+    why = "QualPipe reports with their plots will be listed here once QualPipe writes them."
+    return _pending(request, "Quality reports", "quality", "quality_reports", why)

@@ -1,0 +1,314 @@
+"""The job manager daemon: stalls, workflow steps, waiting inputs, matching and dispatch.
+
+``run_once`` does one round of each duty, every one a short transaction on rows claimed with a
+lease, so several managers can run and any can be SIGKILLed:
+
+1. reap finished executor futures (an executor-level crash requeues the job);
+2. requeue jobs whose lease expired (worker died or hung), or fail them after max_attempts;
+3. advance workflows flagged by a finished job (create the next steps' jobs);
+4. re-check WAITING jobs whose inputs may have become readable;
+5. match SUBMITTED jobs (by activity rank, priority, age) to a site with free slots and hand
+   them to the executor.
+
+A dispatched job carries a lease token; the worker that takes it renews the lease. The manager
+keeps no state that matters: what it had in flight when it died is found again by lease
+expiry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from concurrent import futures
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.catalog.engine import transaction
+from dpps.catalog.leases import claim
+from dpps.catalog.models import utcnow
+from dpps.catalog.models_wms import JobRow, WorkflowRow
+from dpps.core.config import Config
+from dpps.core.daemon import DaemonContext, new_instance_id
+from dpps.core.errors import DppsError
+from dpps.wms import jobs as job_repo
+from dpps.wms import workflows
+from dpps.wms.executors.base import Executor, Task
+from dpps.wms.matching import check_inputs, choose_site, request_staging
+from dpps.wms.states import JobState, WorkflowState
+
+log = logging.getLogger("dpps.wms.manager")
+ACCOUNT = "wms"
+#: Tasks handed to the executor per slot (one running, one queued behind it).
+PREFETCH = 2
+#: How often expired leases are looked for (leases last minutes; no need to ask every round).
+STALL_CHECK_S = 1.0
+
+
+class JobManager:
+    """One manager instance driving one executor."""
+
+    def __init__(
+        self,
+        config: Config,
+        sessions: sessionmaker[Session],
+        executor: Executor,
+        *,
+        instance: str | None = None,
+        batch: int = 500,
+        waiting_every_s: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.executor = executor
+        self.instance = instance or new_instance_id()
+        self.batch = batch
+        self.waiting_every_s = waiting_every_s
+        self._last_waiting = 0.0
+        self._last_stalled = 0.0
+        self.inflight: dict[int, tuple[Future[dict[str, Any]], str | None, str]] = {}
+
+    # -- the daemon's unit of work ---------------------------------------------------------
+    def run_once(self, ctx: DaemonContext | None = None) -> int:
+        done = self.reap()
+        if time.monotonic() - self._last_stalled >= STALL_CHECK_S:
+            self._last_stalled = time.monotonic()
+            done += self.requeue_stalled()
+        done += self.advance_workflows()
+        if time.monotonic() - self._last_waiting >= self.waiting_every_s:
+            self._last_waiting = time.monotonic()
+            done += self.recheck_waiting()
+        if ctx is None or not ctx.stopping:
+            done += self.dispatch()
+        if not done and self.inflight:
+            # Nothing to do but wait: wake up as soon as a worker finishes, not a sleep later.
+            futures.wait([f for f, _s, _t in self.inflight.values()], timeout=0.5,
+                         return_when=futures.FIRST_COMPLETED)  # fmt: skip
+            done += self.reap()
+        return done
+
+    def drain(self, timeout_s: float = 3600.0) -> None:
+        """Wait for the jobs in flight to end (``--once``: one pass means its jobs finish)."""
+        deadline = time.monotonic() + timeout_s
+        while self.inflight and time.monotonic() < deadline:
+            futures.wait([f for f, _s, _t in self.inflight.values()], timeout=1.0,
+                         return_when=futures.FIRST_COMPLETED)  # fmt: skip
+            self.reap()
+
+    def close(self) -> None:
+        """Stop the executor; give back what it held so another manager can run it now."""
+        keeps_running = self.executor.name == "dask"
+        self.reap()
+        self.executor.shutdown(cancel=bool(self.inflight))
+        states = [JobState.MATCHED] if keeps_running else [JobState.MATCHED, JobState.RUNNING]
+        with transaction(self.sessions) as s:
+            for job_id, (_f, _site, token) in self.inflight.items():
+                job_repo.guarded_update(
+                    s, job_id, token, states,
+                    {"state": JobState.SUBMITTED.value, "lease_owner": None,
+                     "lease_expires_at": None, "attempts": JobRow.__table__.c.attempts - 1},
+                    event={"state": JobState.SUBMITTED.value, "account": ACCOUNT,
+                           "reason": "manager stopped; requeued"},
+                )  # fmt: skip
+        self.inflight.clear()
+
+    # -- 1. futures ------------------------------------------------------------------------
+    def reap(self) -> int:
+        finished = [jid for jid, (f, _s, _t) in self.inflight.items() if f.done()]
+        for job_id in finished:
+            future, _site, token = self.inflight.pop(job_id)
+            exc = future.exception() if not future.cancelled() else None
+            if exc is None and not future.cancelled():
+                continue
+            reason = f"executor error: {type(exc).__name__}: {exc}" if exc else "cancelled"
+            log.warning("job %s: %s", job_id, reason)
+            with transaction(self.sessions) as s:
+                job = s.get(JobRow, job_id)
+                final = job is not None and job.attempts >= job.max_attempts
+                state = JobState.FAILED if final else JobState.SUBMITTED
+                won = job_repo.guarded_update(
+                    s, job_id, token, [JobState.MATCHED, JobState.RUNNING],
+                    {"state": state.value, "lease_owner": None, "lease_expires_at": None,
+                     "reason": reason, **({"finished_at": utcnow()} if final else {})},
+                    event={"state": state.value, "account": ACCOUNT, "reason": reason},
+                )  # fmt: skip
+                if won and final and job is not None:
+                    workflows.flag(s, [job.workflow_id])
+        return len(finished)
+
+    # -- 2. stalled jobs -------------------------------------------------------------------
+    def _any(self, *where: Any) -> bool:
+        """A cheap read before taking the (SQLite: exclusive) write lock for nothing."""
+        with self.sessions() as s:
+            return s.scalar(select(JobRow.id).where(*where).limit(1)) is not None
+
+    def requeue_stalled(self) -> int:
+        now = utcnow()
+        leased = JobRow.state.in_([JobState.MATCHED.value, JobState.RUNNING.value])
+        if not self._any(leased, JobRow.lease_expires_at < now):
+            return 0
+        with transaction(self.sessions) as s:
+            stmt = (
+                select(JobRow)
+                .where(
+                    JobRow.state.in_([JobState.MATCHED.value, JobState.RUNNING.value]),
+                    JobRow.lease_expires_at < now,
+                )
+                .order_by(JobRow.id)
+                .limit(self.batch)
+            )
+            if s.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list(s.scalars(stmt))
+            for job in rows:
+                seen = job.heartbeat_at.isoformat(timespec="seconds") if job.heartbeat_at else None
+                what = (f"stalled: no heartbeat since {seen}" if seen
+                        else "stalled: no worker took it")  # fmt: skip
+                details = {"host": job.host, "site": job.run_site}
+                if job.state == JobState.MATCHED:
+                    # Never started: the executor was slow or lost the task. Not the job's
+                    # fault, so the attempt does not count.
+                    job_repo.set_state(s, job, JobState.SUBMITTED, account=ACCOUNT,
+                                       reason=f"{what}; requeued", details=details,
+                                       lease_owner=None, lease_expires_at=None,
+                                       attempts=max(job.attempts - 1, 0))  # fmt: skip
+                elif job.attempts >= job.max_attempts:
+                    job_repo.set_state(s, job, JobState.FAILED, account=ACCOUNT, details=details,
+                                       reason=f"{what} (attempt {job.attempts} of "
+                                       f"{job.max_attempts})")  # fmt: skip
+                    workflows.flag(s, [job.workflow_id])
+                else:
+                    job_repo.set_state(s, job, JobState.SUBMITTED, account=ACCOUNT,
+                                       reason=f"{what}; rescheduled", details=details,
+                                       lease_owner=None, lease_expires_at=None)  # fmt: skip
+                self.inflight.pop(job.id, None)
+        return len(rows)
+
+    # -- 3. workflows ----------------------------------------------------------------------
+    def advance_workflows(self) -> int:
+        with self.sessions() as s:
+            flagged = s.scalar(select(WorkflowRow.id).where(
+                WorkflowRow.state == WorkflowState.RUNNING.value,
+                WorkflowRow.needs_advance.is_(True)).limit(1))  # fmt: skip
+        if flagged is None:
+            return 0
+        with transaction(self.sessions) as s:
+            rows = claim(
+                s, WorkflowRow, owner=self.instance, lease_s=self.config.wms.lease_s,
+                where=[WorkflowRow.state == WorkflowState.RUNNING.value,
+                       WorkflowRow.needs_advance.is_(True)],
+                order_by=[WorkflowRow.id], limit=self.batch,
+            )  # fmt: skip
+            if not rows:
+                return 0
+            workflows.advance(s, self.config, rows, ACCOUNT)
+            for row in rows:
+                row.lease_owner = None
+                row.lease_expires_at = None
+        return len(rows)
+
+    # -- 4. waiting jobs -------------------------------------------------------------------
+    def recheck_waiting(self) -> int:
+        if not self._any(JobRow.state == JobState.WAITING.value,
+                         JobRow.executor == self.executor.name):  # fmt: skip
+            return 0
+        with transaction(self.sessions) as s:
+            rows = claim(
+                s, JobRow, owner=self.instance, lease_s=60.0,
+                where=[JobRow.state == JobState.WAITING.value,
+                       JobRow.executor == self.executor.name],
+                order_by=[JobRow.updated_at, JobRow.id], limit=self.batch,
+            )  # fmt: skip
+            checks = check_inputs(s, self.config, [j.id for j in rows])
+            woken = 0
+            for job in rows:
+                job.lease_owner = None
+                job.lease_expires_at = None
+                check = checks[job.id]
+                if check.ready:
+                    job_repo.set_state(s, job, JobState.SUBMITTED, account=ACCOUNT,
+                                       reason="inputs readable")  # fmt: skip
+                    woken += 1
+                    continue
+                request_staging(s, self.config, check, ACCOUNT)
+                if check.reason != job.reason:
+                    job_repo.set_state(s, job, JobState.WAITING, account=ACCOUNT,
+                                       reason=check.reason)  # fmt: skip
+                else:
+                    job.updated_at = utcnow()
+        return woken
+
+    # -- 5. dispatch -----------------------------------------------------------------------
+    def _free(self) -> dict[str | None, int]:
+        """Free slots per site, counting a queue of ``PREFETCH`` tasks per slot: a worker that
+        finishes a job finds the next one waiting instead of a round trip to the manager."""
+        busy = Counter(site for _f, site, _t in self.inflight.values())
+        capacity = {k: v * PREFETCH for k, v in self.executor.capacity().items()}
+        if None in capacity:
+            return {None: capacity[None] - sum(busy.values())}
+        return {site: slots - busy.get(site, 0) for site, slots in capacity.items()}
+
+    def dispatch(self) -> int:
+        free = self._free()
+        room = sum(max(0, n) for n in free.values())
+        if room <= 0:
+            return 0
+        now = utcnow()
+        if not self._any(JobRow.state == JobState.SUBMITTED.value,
+                         JobRow.executor == self.executor.name,
+                         or_(JobRow.not_before.is_(None), JobRow.not_before <= now)):  # fmt: skip
+            return 0
+        lease = dt.timedelta(seconds=self.config.wms.lease_s)
+        tasks: list[Task] = []
+        events: list[dict[str, Any]] = []
+        with transaction(self.sessions) as s:
+            # Rows locked for this transaction (PostgreSQL: skipping those another manager
+            # holds; SQLite: the write lock) are matched and leased before it commits.
+            stmt = (
+                select(JobRow)
+                .where(JobRow.state == JobState.SUBMITTED.value,
+                       JobRow.executor == self.executor.name,
+                       or_(JobRow.not_before.is_(None), JobRow.not_before <= now))
+                .order_by(JobRow.activity_rank.desc(), JobRow.priority.desc(), JobRow.id)
+                .limit(min(self.batch, room))
+            )  # fmt: skip
+            if s.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list(s.scalars(stmt))
+            checks = check_inputs(s, self.config, [j.id for j in rows])
+            for job in rows:
+                check = checks[job.id]
+                if not check.ready:
+                    request_staging(s, self.config, check, ACCOUNT)
+                    job_repo.set_state(s, job, JobState.WAITING, account=ACCOUNT,
+                                       reason=check.reason, batch=events)  # fmt: skip
+                    continue
+                site, why = choose_site(job.site, check.site_bytes, free)
+                if why is not None or free.get(site if None not in free else None, 0) <= 0:
+                    if why is not None and why != job.reason:
+                        job.reason = why  # stays SUBMITTED; tried again next round
+                    continue
+                free[site if None not in free else None] -= 1
+                attempt = job.attempts + 1
+                token = f"{self.instance}/{job.id}/{attempt}"
+                job_repo.set_state(
+                    s, job, JobState.MATCHED, account=ACCOUNT, batch=events,
+                    details={"site": site, "executor": self.executor.name},
+                    attempts=attempt, lease_owner=token, lease_expires_at=now + lease,
+                    run_site=site, not_before=None,
+                )  # fmt: skip
+                tasks.append(Task(job.id, token, attempt, str(self.config.workspace), site,
+                                  self.executor.name))  # fmt: skip
+            job_repo.add_events(s, events)
+        for task in tasks:
+            try:
+                future = self.executor.submit(task)
+            except DppsError as exc:
+                log.warning("job %s: cannot submit: %s", task.job_id, exc)
+                continue  # the lease expires and the job is dispatched again
+            self.inflight[task.job_id] = (future, task.site, task.token)
+        return len(tasks)

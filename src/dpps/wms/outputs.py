@@ -1,0 +1,232 @@
+"""A job's outputs: found in the sandbox, uploaded, then registered atomically with DONE.
+
+Registration and the job's DONE transition are one transaction, guarded by the attempt's lease
+token: either the attempt still owns the job and both happen, or neither does. That is the
+whole of "a failed or killed attempt registers nothing" and "outputs are registered once". It
+is also why this does not call ``Archive.ingest`` (which owns its transaction): it uses the
+same building blocks (metadata extraction, verified atomic upload, ``register_files``).
+
+Bytes are uploaded before the transaction, each attempt under its own physical path
+(``_wms/job<ID>.a<N>/<scope><lfn>``), so a rescheduled attempt and a zombie one can never
+overwrite each other's files; what an attempt uploaded but could not register is removed.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from dpps import __version__
+from dpps.bdms import rules
+from dpps.bdms.ingest import parse_user_meta
+from dpps.bdms.metadata import extract_metadata
+from dpps.catalog import dids as did_repo
+from dpps.catalog import events
+from dpps.catalog.models import DIDRow
+from dpps.catalog.models_wms import JobFileRow
+from dpps.core.config import Config
+from dpps.core.errors import Conflict, InvalidInput
+from dpps.core.identifiers import validate_lfn
+from dpps.core.states import RSEKind
+from dpps.storage.rse import StorageElement
+from dpps.wms.expressions import evaluate, file_object
+from dpps.wms.spec import OutputPort
+
+
+@dataclass(slots=True)
+class Produced:
+    """One output file of an attempt, and where it goes."""
+
+    port: str
+    position: int
+    path: Path
+    lfn: str
+    rse: str
+    spec: OutputPort
+    size: int = 0
+    rel: str | None = None
+    did_id: int | None = None
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def output_rse(config: Config, wanted: str | None, site: str | None) -> str:
+    """The named RSE, else a disk RSE at the job's site (process in place), else any disk."""
+    if wanted is not None:
+        if wanted not in config.rses:
+            raise InvalidInput(f"output RSE {wanted!r} is not configured")
+        return wanted
+    disks = sorted(n for n, r in config.rses.items() if r.kind == RSEKind.DISK)
+    local = [n for n in disks if config.rses[n].site == site]
+    if local:
+        return local[0]
+    if not disks:
+        raise InvalidInput("no disk RSE is configured to receive outputs")
+    return disks[0]
+
+
+def collect(
+    config: Config,
+    outputs: Sequence[Mapping[str, Any]],
+    outdir: Path,
+    context: Mapping[str, Any],
+    job_id: int,
+    site: str | None,
+) -> list[Produced]:
+    """Match each declared output's glob in the sandbox; missing outputs are an error."""
+    produced: list[Produced] = []
+    for raw in outputs:
+        spec = OutputPort.model_validate(raw)
+        pattern = str(evaluate(spec.glob, context))
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            raise InvalidInput(f"output {spec.name}: glob {pattern!r} leaves the sandbox")
+        found = sorted(p for p in outdir.glob(pattern) if p.is_file())
+        if not found:
+            raise InvalidInput(f"output {spec.name}: nothing matches {pattern!r}")
+        if len(found) > 1 and not spec.array:
+            raise InvalidInput(f"output {spec.name}: {len(found)} files match {pattern!r} "
+                               "but the output is a single File")  # fmt: skip
+        empty = [p.name for p in found if p.stat().st_size == 0]
+        if empty:
+            raise InvalidInput(f"output {spec.name}: {', '.join(empty)} is empty (the archive "
+                               "refuses 0-byte files)")  # fmt: skip
+        for position, path in enumerate(found):
+            me = {**context, "self": {**file_object("", path.name, path.stat().st_size),
+                                       "path": str(path)}}  # fmt: skip
+            if spec.lfn:
+                lfn = str(evaluate(spec.lfn, me))
+            else:
+                lfn = f"{config.wms.output_lfn_prefix.rstrip('/')}/job_{job_id}/{path.name}"
+            produced.append(Produced(spec.name, position, path, validate_lfn(lfn),
+                                     output_rse(config, spec.rse, site), spec))  # fmt: skip
+    lfns = [p.lfn for p in produced]
+    if len(set(lfns)) != len(lfns):
+        raise InvalidInput(f"outputs would share an LFN: {sorted(lfns)}")
+    return produced
+
+
+def provenance(view: Any, task: Any, inputs: Mapping[str, Any], times: Mapping[str, str],
+               argv: Sequence[str] | None) -> dict[str, Any]:  # fmt: skip
+    """The record preserved with every output: what ran, on what, where, when, how."""
+    from dpps.wms.spec import iter_files
+
+    return {
+        "job_id": view.id,
+        "attempt": task.attempt,
+        "workflow_id": view.workflow_id,
+        "step": view.step,
+        "transformation": view.transformation,
+        "tool": view.tool,
+        "command": list(argv) if argv is not None else None,
+        "software_version": view.software_version,
+        "parameters": view.parameters,
+        "config_hash": view.config_hash,
+        "inputs": [f["did"] for v in inputs.values() for f in iter_files(v)],
+        "host": socket.gethostname(),
+        "site": task.site,
+        "executor": task.executor,
+        "dpps_version": __version__,
+        "python": platform.python_version(),
+        **times,
+    }
+
+
+def upload(config: Config, produced: Sequence[Produced], job_id: int, attempt: int) -> None:
+    """Put each output's bytes on its RSE under this attempt's own path (checksummed)."""
+    for p in produced:
+        storage = StorageElement.from_config(p.rse, config)
+        rel = f"_wms/job{job_id}.a{attempt}/" + StorageElement.path_for(
+            config.default_scope, p.lfn
+        )
+        p.size, sums = storage.upload(p.path, rel, config.checksums)
+        p.rel = rel
+        p.extra_meta["checksums"] = sums
+
+
+def discard(config: Config, produced: Sequence[Produced]) -> None:
+    for p in produced:
+        if p.rel is not None:
+            StorageElement.from_config(p.rse, config).remove(p.rel)
+            p.rel = None
+
+
+def new_files(session: Session, config: Config, produced: Sequence[Produced],
+              prov: Mapping[str, Any]) -> list[did_repo.NewFile]:  # fmt: skip
+    from dpps.catalog import rses as rse_repo
+
+    rse_ids = {r.name: r.id for r in rse_repo.list_rses(session)}
+    out = []
+    for p in produced:
+        extracted = extract_metadata(p.path)
+        given = {k: str(v) for k, v in p.spec.meta.items()}
+        if p.spec.data_level:
+            given["data_level"] = p.spec.data_level
+        columns, meta = parse_user_meta(given)
+        meta = {**extracted.meta, **meta, "format": extracted.format, "provenance": dict(prov),
+                "wms_job": prov["job_id"]}  # fmt: skip
+        if prov.get("transformation"):
+            meta["wms_transformation"] = prov["transformation"]
+        out.append(
+            did_repo.NewFile(
+                scope=config.default_scope,
+                name=p.lfn,
+                bytes=p.size,
+                checksums=p.extra_meta["checksums"],
+                rse_id=rse_ids[p.rse],
+                path=p.rel or "",
+                columns={**extracted.columns, **columns},
+                meta=meta,
+                new_version=p.spec.new_version,
+                user_keys=tuple(sorted({*given, "provenance", "wms_job", "wms_transformation"})),
+            )
+        )
+    return out
+
+
+def register(
+    session: Session,
+    config: Config,
+    produced: Sequence[Produced],
+    prov: Mapping[str, Any],
+    *,
+    job_id: int,
+    account: str,
+) -> list[Produced]:
+    """Register the outputs in the caller's transaction; returns duplicates to remove after
+    commit (same LFN and same bytes were already archived). Conflict: other bytes exist."""
+    duplicates: list[Produced] = []
+    if not produced:
+        return duplicates
+    files = new_files(session, config, produced, prov)
+    outcomes = did_repo.register_files(session, files, account=account)
+    for p, outcome in zip(produced, outcomes, strict=True):
+        if outcome.status == "conflict":
+            raise Conflict(f"output {p.port}: {outcome.message}")
+        p.did_id = outcome.did_id
+        if outcome.status == "present":
+            duplicates.append(p)
+    session.execute(
+        insert(JobFileRow),
+        [{"job_id": job_id, "did_id": p.did_id, "role": "output", "port": p.port,
+          "position": p.position} for p in produced],
+    )  # fmt: skip
+    events.record_many(
+        session,
+        ({"account": account, "action": "wms.output", "did_id": p.did_id,
+          "details": dict(prov)} for p in produced),
+    )  # fmt: skip
+    for p in produced:
+        if p.spec.policy:
+            row = session.get(DIDRow, p.did_id)
+            if row is not None:
+                rules.apply_policy(session, config, row, p.spec.policy, account=account)
+    return duplicates
+
+
+__all__ = ["Produced", "collect", "discard", "output_rse", "provenance", "register", "upload"]

@@ -1,0 +1,386 @@
+"""The worker side of a job: take it, stage inputs, run the tool in a sandbox, report.
+
+``run_task`` runs wherever an executor puts it (a local pool process, a Dask worker thread). It
+talks to the catalog itself: it takes the job (MATCHED -> RUNNING) only if its lease token
+still owns it, renews the lease with heartbeats while the tool runs, and ends the attempt with
+one guarded transaction. If the token stops owning the job (killed, or the manager declared the
+worker stalled and rescheduled the job), the tool is stopped and nothing is registered.
+
+Inputs are read in place when the worker's site holds an AVAILABLE disk replica on a local
+filesystem (no copy), otherwise downloaded and verified through the archive's retrieval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import socket
+import sys
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, case, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms import retrieve
+from dpps.catalog.engine import make_engine, make_sessionmaker, transaction
+from dpps.catalog.models import utcnow
+from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
+from dpps.catalog.replicas import replicas_of
+from dpps.core.config import Config, load_config
+from dpps.core.errors import Conflict, DppsError, Unavailable
+from dpps.core.identifiers import parse_did
+from dpps.core.states import RSEKind
+from dpps.storage.rse import StorageElement
+from dpps.wms import jobs as job_repo
+from dpps.wms import outputs, process, workflows
+from dpps.wms.executors.base import Task
+from dpps.wms.expressions import evaluate, expand_argv
+from dpps.wms.spec import iter_files
+from dpps.wms.states import JobState
+
+log = logging.getLogger("dpps.wms.runner")
+
+
+@dataclass
+class WorkerContext:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+_CONTEXTS: OrderedDict[str, WorkerContext] = OrderedDict()
+_LOCK = threading.Lock()
+_MAX_CONTEXTS = 4
+
+
+def context(workspace: str) -> WorkerContext:
+    """One engine per workspace per worker process (shared by a Dask worker's threads); the
+    least recently used ones are closed, so a long-lived worker holds few connections."""
+    with _LOCK:
+        ctx = _CONTEXTS.get(workspace)
+        if ctx is None:
+            config = load_config(Path(workspace))
+            engine = make_engine(config.catalog_url(), config.catalog.busy_timeout_s)
+            ctx = WorkerContext(config, engine, make_sessionmaker(engine))
+            _CONTEXTS[workspace] = ctx
+            while len(_CONTEXTS) > _MAX_CONTEXTS:
+                _old, stale = _CONTEXTS.popitem(last=False)
+                stale.engine.dispose()
+        _CONTEXTS.move_to_end(workspace)
+        return ctx
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The job as the worker took it."""
+
+    id: int
+    account: str
+    tool: str
+    spec: dict[str, Any]
+    parameters: dict[str, Any]
+    software_version: str | None
+    config_hash: str
+    workflow_id: int | None
+    step: str | None
+    scatter_index: int | None
+    cores: int
+    memory_mb: int
+    transformation: str | None
+
+
+def _take(ctx: WorkerContext, task: Task) -> JobView | None:
+    now = utcnow()
+    lease = dt.timedelta(seconds=ctx.config.wms.lease_s)
+    c = JobRow.__table__.c
+    cols = (c.account, c.tool, c.spec, c.parameters, c.software_version, c.config_hash,
+            c.workflow_id, c.step, c.scatter_index, c.cores, c.memory_mb)  # fmt: skip
+    with transaction(ctx.sessions) as s:
+        job = job_repo.guarded_take(
+            s, task.job_id, task.token,
+            {"state": JobState.RUNNING.value, "started_at": now, "heartbeat_at": now,
+             "lease_expires_at": now + lease, "host": socket.gethostname(),
+             "run_site": task.site, "reason": None},
+            cols,
+            {"state": JobState.RUNNING.value, "attempt": task.attempt, "account": "wms",
+             "details": {"host": socket.gethostname(), "site": task.site,
+                         "executor": task.executor, "pid": os.getpid()}},
+        )  # fmt: skip
+        if job is None:
+            return None
+        transformation = None
+        if job.workflow_id is not None:
+            transformation = s.scalar(
+                select(TransformationRow.name)
+                .join(WorkflowRow, WorkflowRow.transformation_id == TransformationRow.id)
+                .where(WorkflowRow.id == job.workflow_id)
+            )
+        return JobView(task.job_id, job.account, job.tool, dict(job.spec),
+                       dict(job.parameters), job.software_version, job.config_hash,
+                       job.workflow_id, job.step, job.scatter_index, job.cores, job.memory_mb,
+                       transformation)  # fmt: skip
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease; sets ``lost`` when the job is no longer this attempt's."""
+
+    def __init__(self, ctx: WorkerContext, task: Task) -> None:
+        super().__init__(name=f"heartbeat-{task.job_id}", daemon=True)
+        self.ctx, self.task = ctx, task
+        self.lost = threading.Event()
+        self.done = threading.Event()
+        self.interval = max(0.2, min(ctx.config.wms.lease_s / 4.0, 15.0))
+
+    def run(self) -> None:
+        lease = dt.timedelta(seconds=self.ctx.config.wms.lease_s)
+        while not self.done.wait(self.interval):
+            try:
+                with transaction(self.ctx.sessions) as s:
+                    now = utcnow()
+                    ok = job_repo.guarded_update(
+                        s, self.task.job_id, self.task.token, [JobState.RUNNING],
+                        {"heartbeat_at": now, "lease_expires_at": now + lease},
+                    )  # fmt: skip
+            except Exception as exc:  # a transient database error must not kill the job
+                log.warning("job %s: heartbeat failed: %s", self.task.job_id, exc)
+                continue
+            if not ok:
+                self.lost.set()
+                return
+
+
+def _stage(
+    ctx: WorkerContext, view: JobView, task: Task, indir: Path
+) -> tuple[dict[str, Any], int]:
+    """Local paths for every File input: in place at the worker's site, else downloaded."""
+    config = ctx.config
+    staged: dict[str, Any] = {}
+    total = 0
+    for port, value in view.spec["inputs"].items():
+        files = list(iter_files(value))
+        if not files:
+            staged[port] = value
+            continue
+        done = []
+        for pos, f in enumerate(files):
+            path = _direct(ctx, f, task.site)
+            if path is None:
+                dest = indir / port / str(pos)
+                dest.mkdir(parents=True, exist_ok=True)
+                did = parse_did(f["did"], config.default_scope)
+                report = retrieve.get(ctx.sessions, config, [did],
+                                      dest, account=view.account)  # fmt: skip
+                if report.failed:
+                    raise Unavailable(f"input {f['did']}: {report.failed[0].error}")
+                path = Path(report.results[0].path or "")
+            total += int(f.get("size") or path.stat().st_size)
+            done.append({**f, "path": str(path), "dirname": str(path.parent)})
+        staged[port] = done if isinstance(value, list) else done[0]
+    return staged, total
+
+
+def _direct(ctx: WorkerContext, f: dict[str, Any], site: str | None) -> Path | None:
+    if site is None:
+        return None
+    with ctx.sessions() as s:
+        pairs = replicas_of(s, int(f["did_id"]))
+    for info in retrieve.ranked(ctx.config, pairs):
+        if info.site != site or info.kind != RSEKind.DISK.value:
+            continue
+        storage = StorageElement.from_config(info.rse, ctx.config)
+        if storage.is_local:
+            path = Path(storage.resolve(info.path))
+            if path.is_file():
+                return path
+    return None
+
+
+def _accounting(result: process.ProcessResult | None, read: int, written: int) -> dict[str, Any]:
+    """Column updates that add this attempt's use to the job's (accounting sums attempts)."""
+    c = JobRow.__table__.c
+    if result is None:
+        return {"bytes_read": c.bytes_read + read}
+    rss = result.max_rss_mb
+    return {
+        "cpu_s": c.cpu_s + result.cpu_s,
+        "wall_s": c.wall_s + result.wall_s,
+        "max_rss_mb": case((c.max_rss_mb < rss, rss), else_=c.max_rss_mb),
+        "bytes_read": c.bytes_read + read,
+        "bytes_written": c.bytes_written + written,
+        "exit_code": result.exit_code,
+    }
+
+
+def _end_attempt(ctx: WorkerContext, task: Task, view: JobView, reason: str, *, retry: bool,
+                 values: dict[str, Any]) -> str:  # fmt: skip
+    """Record a failed attempt: back to SUBMITTED (with backoff) or FAILED for good."""
+    with transaction(ctx.sessions) as s:
+        job = s.get(JobRow, task.job_id)
+        if job is None or job.lease_owner != task.token:
+            return "lost"
+        if job.state == JobState.KILLED:
+            job_repo.guarded_update(s, job.id, task.token, [JobState.KILLED], values)
+            return "killed"
+        final = not retry or job.attempts >= job.max_attempts
+        state = JobState.FAILED if final else JobState.SUBMITTED
+        backoff = dt.timedelta(seconds=min(2 ** max(job.attempts - 1, 0) - 1, 60))
+        extra: dict[str, Any] = {"state": state.value, "reason": reason}
+        if final:
+            extra["finished_at"] = utcnow()
+        else:
+            extra.update(lease_owner=None, lease_expires_at=None, not_before=utcnow() + backoff)
+        won = job_repo.guarded_update(
+            s, job.id, task.token, [JobState.RUNNING], {**values, **extra},
+            event={"state": state.value, "attempt": task.attempt, "account": "wms",
+                   "reason": reason + ("" if final else "; will retry")},
+        )  # fmt: skip
+        if won and final:
+            workflows.flag(s, [job.workflow_id])
+        return state.value if won else "lost"
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Run one attempt of a job; returns a short summary (the catalog holds the truth)."""
+    ctx = context(task.workspace)
+    view = _take(ctx, task)
+    if view is None:
+        return {"job_id": task.job_id, "status": "lost"}
+    beat = Heartbeat(ctx, task)
+    beat.start()
+    try:
+        status = _execute(ctx, task, view, beat)
+    finally:
+        beat.done.set()
+    return {"job_id": task.job_id, "status": status}
+
+
+def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: Heartbeat) -> str:
+    config = ctx.config
+    root = Path(config.wms.sandbox)
+    root = root if root.is_absolute() else config.workspace / root
+    sandbox = root / f"job_{task.job_id}.a{task.attempt}.{uuid.uuid4().hex[:6]}"
+    outdir, tmpdir = sandbox / "out", sandbox  # the sandbox itself is the tool's TMPDIR
+    outdir.mkdir(parents=True)
+    stdout_log, stderr_log = sandbox / "stdout.log", sandbox / "stderr.log"
+    started = utcnow()
+    base: dict[str, Any] = {"sandbox": str(sandbox)}
+    try:
+        inputs, read = _stage(ctx, view, task, sandbox / "in")
+    except DppsError as exc:
+        return _end_attempt(ctx, task, view, f"input staging failed: {exc}", retry=True,
+                            values={**base, **_accounting(None, 0, 0)})  # fmt: skip
+    spec = view.spec
+    runtime = {"outdir": str(outdir), "tmpdir": str(tmpdir), "cores": view.cores,
+               "ram": view.memory_mb}  # fmt: skip
+    job_info = {"id": view.id, "attempt": task.attempt, "workflow": view.workflow_id,
+                "step": view.step, "scatter_index": view.scatter_index}  # fmt: skip
+    tctx = {"inputs": inputs, "runtime": runtime, "parameters": view.parameters, "job": job_info}
+    try:
+        argv = _argv(spec, view, tctx, sandbox)
+        out_target = outdir / str(evaluate(spec["stdout"], tctx)) if spec.get("stdout") else None
+        err_target = outdir / str(evaluate(spec["stderr"], tctx)) if spec.get("stderr") else None
+    except DppsError as exc:
+        return _end_attempt(ctx, task, view, f"cannot build the command line: {exc}",
+                            retry=False, values=base)  # fmt: skip
+    env = {**os.environ, **spec.get("env", {}), "TMPDIR": str(tmpdir), "HOME": str(tmpdir),
+           "DPPS_JOB_ID": str(view.id), "DPPS_JOB_ATTEMPT": str(task.attempt)}  # fmt: skip
+    result = process.run(argv, cwd=outdir, env=env, stdout=out_target or stdout_log,
+                         stderr=err_target or stderr_log, stop=beat.lost)  # fmt: skip
+    log_tail = _logs(stdout_log, stderr_log)
+    values = {**base, "log_tail": log_tail, **_accounting(result, read, 0)}
+    if beat.lost.is_set() or result.stopped:
+        status = _end_attempt(ctx, task, view, "stopped", retry=True, values=values)
+        return status
+    if not result.ok:
+        status = _end_attempt(ctx, task, view, f"tool failed: {result.describe()}", retry=True,
+                              values=values)  # fmt: skip
+        _cleanup(config, sandbox, failed=True)
+        return status
+    return _finish(ctx, task, view, tctx, argv, sandbox, result, read, log_tail, started)
+
+
+def _argv(spec: dict[str, Any], view: JobView, tctx: dict[str, Any], sandbox: Path) -> list[str]:
+    if spec.get("python"):
+        import json
+
+        ctx_file = sandbox / "tool.json"
+        ctx_file.write_text(json.dumps({"tool": spec["python"], "inputs": tctx["inputs"],
+                                        "parameters": view.parameters,
+                                        "outdir": tctx["runtime"]["outdir"]}))  # fmt: skip
+        return [sys.executable, "-m", "dpps.wms.pytool", str(ctx_file)]
+    return expand_argv(spec["argv"], tctx)
+
+
+def _logs(stdout_log: Path, stderr_log: Path) -> str:
+    out, err = process.tail(stdout_log, 8192), process.tail(stderr_log, 8192)
+    return f"--- stdout ---\n{out}--- stderr ---\n{err}"
+
+
+def _cleanup(config: Config, sandbox: Path, *, failed: bool) -> None:
+    """Remove a sandbox in the background: the job is finished, nobody waits for this."""
+    if failed and config.wms.keep_failed_sandboxes:
+        return
+    threading.Thread(target=shutil.rmtree, args=(sandbox,), kwargs={"ignore_errors": True},
+                     name="sandbox-cleanup", daemon=True).start()  # fmt: skip
+
+
+def _finish(ctx: WorkerContext, task: Task, view: JobView, tctx: dict[str, Any],
+            argv: list[str], sandbox: Path, result: process.ProcessResult, read: int,
+            log_tail: str, started: dt.datetime) -> str:  # fmt: skip
+    config = ctx.config
+    base = {"sandbox": str(sandbox), "log_tail": log_tail}
+    try:
+        produced = outputs.collect(config, view.spec["outputs"], Path(tctx["runtime"]["outdir"]),
+                                   tctx, view.id, task.site)  # fmt: skip
+        outputs.upload(config, produced, view.id, task.attempt)
+    except DppsError as exc:
+        return _end_attempt(ctx, task, view, f"outputs: {exc}", retry=True,
+                            values={**base, **_accounting(result, read, 0)})  # fmt: skip
+    written = sum(p.size for p in produced)
+    times = {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
+    prov = outputs.provenance(view, task, view.spec["inputs"], times,
+                              None if view.spec.get("python") else argv)  # fmt: skip
+    duplicates: list[outputs.Produced] = []
+    try:
+        with transaction(ctx.sessions) as s:
+            won = job_repo.guarded_update(
+                s, view.id, task.token, [JobState.RUNNING],
+                {**base, **_accounting(result, read, written), "state": JobState.DONE.value,
+                 "finished_at": utcnow(), "reason": None},
+                event={"state": JobState.DONE.value, "attempt": task.attempt, "account": "wms",
+                       "details": {"outputs": [p.lfn for p in produced]}},
+            )  # fmt: skip
+            if not won:
+                raise _Lost
+            duplicates = outputs.register(s, config, produced, prov, job_id=view.id,
+                                          account=view.account)  # fmt: skip
+            workflows.flag(s, [view.workflow_id])
+    except _Lost:
+        outputs.discard(config, produced)
+        return _end_attempt(ctx, task, view, "lost the job before registering", retry=True,
+                            values={})  # fmt: skip
+    except Conflict as exc:
+        outputs.discard(config, produced)
+        return _end_attempt(ctx, task, view, str(exc), retry=False,
+                            values={**base, **_accounting(result, read, 0)})  # fmt: skip
+    except DppsError as exc:
+        outputs.discard(config, produced)
+        return _end_attempt(ctx, task, view, f"registration failed: {exc}", retry=True,
+                            values={**base, **_accounting(result, read, 0)})  # fmt: skip
+    except BaseException:
+        outputs.discard(config, produced)  # a bug or a lost database: leave no stray bytes
+        raise
+    outputs.discard(config, duplicates)
+    _cleanup(config, sandbox, failed=False)
+    return JobState.DONE.value
+
+
+class _Lost(Exception):
+    """The attempt no longer owns its job."""

@@ -1,0 +1,71 @@
+"""Fixtures of the operations tests: a seeded archive, one account and token per role, the
+app in-process (TestClient) and a live server on 127.0.0.1 (uvicorn in a thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dpps.bdms.archive import Archive
+from dpps.oms.accounts import AccountService
+from dpps.oms.api import create_app
+from dpps.oms.authz import Role
+from dpps.oms.server import BackgroundServer
+from tests.bdms.helpers import make_fits, make_hdf5
+
+DL0 = "/ctao/dl0/obs_42"
+DL1_FILE = "/ctao/dl1/obs_42/tel_001.h5"
+
+
+@dataclass
+class Seeded:
+    """An archive with DL0 files (a dataset), one DL1 file and an account per role."""
+
+    archive: Archive
+    tokens: dict[str, str] = field(default_factory=dict)
+    dl0_files: list[str] = field(default_factory=list)
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def account_for(role: str) -> str:
+    return f"acct-{role}"
+
+
+def seed(archive: Archive, tmp: Path) -> Seeded:
+    src = tmp / "src"
+    for tel in (1, 2, 3):
+        make_fits(src, f"tel_{tel:03d}.fits", obs_id=42, tel_id=tel, seed=tel)
+    report = archive.ingest([src], "CTAO-N", lfn_prefix=DL0, recursive=True, dataset=DL0)
+    assert not report.failed, report.failed
+    h5 = make_hdf5(tmp / "h5", "tel_001.h5", obs_id=42, tel_id=1)
+    report = archive.ingest([h5], "CTAO-S", lfn=DL1_FILE, meta={"data_level": "DL1"})
+    assert not report.failed, report.failed
+    service = AccountService(archive.sessions)
+    seeded = Seeded(archive, dl0_files=[f"ctao:{DL0}/tel_{t:03d}.fits" for t in (1, 2, 3)])
+    for role in Role:
+        service.add_account(account_for(role), [role.value], ["ctao"])
+        seeded.tokens[role.value] = service.create_token(account_for(role)).token
+    return seeded
+
+
+@pytest.fixture
+def seeded(archive: Archive, tmp_path: Path) -> Seeded:
+    return seed(archive, tmp_path)
+
+
+@pytest.fixture
+def client(seeded: Seeded) -> Iterator[TestClient]:
+    with TestClient(create_app(seeded.archive)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def live(seeded: Seeded) -> Iterator[BackgroundServer]:
+    with BackgroundServer(seeded.archive) as server:
+        yield server

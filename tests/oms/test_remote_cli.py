@@ -1,0 +1,241 @@
+"""The same ``dpps`` commands locally and against a live server (DPPS_URL + DPPS_TOKEN)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dpps.bdms.archive import Archive
+from dpps.cli.main import app
+from dpps.oms.client import RemoteArchive
+from dpps.oms.server import BackgroundServer
+from dpps.storage.checksums import checksum_file
+from tests.bdms.helpers import make_fits
+from tests.oms.conftest import DL0, Seeded
+
+runner = CliRunner()
+
+
+def _local(archive: Archive, *args: str) -> tuple[int, str, str]:
+    r = runner.invoke(app, ["-w", str(archive.config.workspace), *args], env={"DPPS_URL": ""})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def _remote(server: BackgroundServer, token: str, *args: str) -> tuple[int, str, str]:
+    r = runner.invoke(app, list(args), env={"DPPS_URL": server.url, "DPPS_TOKEN": token})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def _both(s: Seeded, server: BackgroundServer, *args: str, role: str = "admin") -> Any:
+    local = _local(s.archive, *args)
+    remote = _remote(server, s.tokens[role], *args)
+    assert local[0] == remote[0], (args, local, remote)
+    return local, remote
+
+
+@pytest.mark.verifies_usecase("UC-160-1.1")
+@pytest.mark.verifies_usecase("UC-110-1.2.2")
+def test_read_commands_print_the_same_locally_and_remotely(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    did = seeded.dl0_files[0]
+    for args in (
+        ("ls", "obs_id=42", "--json"),
+        ("ls", "obs_id=42"),
+        ("ls", "", "--count", "--json"),
+        ("ls", "", "--type", "DATASET", "--json"),
+        ("show", did, "--json"),
+        ("show", did),
+        ("locate", did, "--json"),
+        ("rse", "list", "--json"),
+    ):
+        local, remote = _both(seeded, live, *args, role="reader")
+        assert local[0] == 0, local
+        assert local[1] == remote[1], args
+    # Errors: same one-line message kind and the same exit code both ways.
+    for args, code in (
+        (("show", "ctao:/ctao/none.fits"), 5),
+        (("ls", "obs_id=="), 3),
+        (("locate", "no scope at all"), 3),
+    ):
+        local, remote = _both(seeded, live, *args)
+        assert local[0] == code
+        assert remote[0] == code
+        assert remote[2].startswith("error:"), remote
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+@pytest.mark.verifies_usecase("UC-110-1.3.1")
+def test_ingest_get_and_meta_work_remotely(
+    seeded: Seeded, live: BackgroundServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "new"
+    for tel in (4, 5):
+        make_fits(src, f"tel_{tel:03d}.fits", obs_id=43, tel_id=tel, seed=tel)
+    (src / "tel_004.fits.json").write_text(json.dumps({"campaign": "remote"}))
+    (src / "empty.fits").write_bytes(b"")
+    token = seeded.tokens["data-processing-manager"]
+    files = [str(src / n) for n in ("tel_004.fits", "tel_005.fits", "empty.fits")]
+    options = [
+        "--rse",
+        "CTAO-N",
+        "--lfn-prefix",
+        "/ctao/dl0/obs_43",
+        "--dataset",
+        "/ctao/dl0/obs_43",
+        "--meta",
+        "run_type=test",
+        "--json",
+    ]
+    code, out, err = _remote(live, token, "ingest", *files, *options)
+    assert code == 10, err
+    results = json.loads(out)["results"]
+    assert [r["status"] for r in results] == ["registered", "registered", "failed"]
+    assert (
+        results[2]["error"] == f"{src / 'empty.fits'} is empty: refusing to archive a 0-byte file"
+    )
+    shown = seeded.archive.show("/ctao/dl0/obs_43/tel_004.fits")
+    assert shown.file.meta["campaign"] == "remote"
+    assert shown.file.meta["run_type"] == "test"
+    assert shown.events[-1].account == "acct-data-processing-manager"
+    again = _remote(
+        live,
+        token,
+        "ingest",
+        str(src / "tel_004.fits"),
+        "--rse",
+        "CTAO-N",
+        "--lfn",
+        "/ctao/dl0/obs_43/tel_004.fits",
+        "--json",
+    )
+    assert again[0] == 0
+    assert json.loads(again[1])["results"][0]["status"] == "present"
+    unknown = _remote(
+        live, token, "ingest", str(src / "tel_005.fits"), "--rse", "NOPE", "--lfn", "/ctao/x.fits"
+    )
+    assert unknown[0] == 5
+    assert "unknown RSE" in unknown[2]
+    reader = _remote(
+        live,
+        seeded.tokens["reader"],
+        "ingest",
+        str(src / "tel_005.fits"),
+        "--rse",
+        "CTAO-N",
+        "--lfn",
+        "/ctao/y.fits",
+    )
+    assert reader[0] == 8
+    assert "may not did.write" in reader[2]
+
+    out_dir = tmp_path / "got"
+    code, out, err = _remote(
+        live,
+        seeded.tokens["reader"],
+        "get",
+        *seeded.dl0_files[:2],
+        "/ctao/dl0/obs_43/tel_005.fits",
+        str(out_dir),
+        "--json",
+    )
+    assert code == 0, err
+    for r in json.loads(out)["results"]:
+        got = Path(r["path"])
+        assert (
+            checksum_file(got, ("adler32",))[1]["adler32"]
+            == seeded.archive.show(r["did"]).file.adler32
+        )
+    assert not list(out_dir.glob(".*part*"))
+    exists = _remote(live, seeded.tokens["reader"], "get", seeded.dl0_files[0], str(out_dir))
+    assert exists[0] == 6
+    assert "exists" in exists[2]
+
+    setm = _remote(
+        live,
+        seeded.tokens["operator"],
+        "meta",
+        "set",
+        seeded.dl0_files[1],
+        "quality=good",
+        "--reason",
+        "shift review",
+        "--json",
+    )
+    assert setm[0] == 0, setm[2]
+    assert json.loads(setm[1]) == [
+        {"did": seeded.dl0_files[1], "key": "quality", "old": None, "new": "good"}
+    ]
+    last = seeded.archive.show(seeded.dl0_files[1]).events[0]
+    assert (last.account, last.action, last.reason) == (
+        "acct-operator",
+        "meta.set",
+        "shift review",
+    )
+    refresh = _both(seeded, live, "meta", "refresh", "obs_id=42", "--dry-run", "--json")
+    assert json.loads(refresh[0][1])["examined"] == json.loads(refresh[1][1])["examined"] == 4
+
+
+@pytest.mark.verifies_usecase("UC-160-1.2")
+def test_accounts_tokens_report_and_health_remotely(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    admin = seeded.tokens["admin"]
+    code, out, err = _remote(live, admin, "account", "add", "newbie", "--role", "reader", "--json")
+    assert code == 0, err
+    code, out, err = _remote(live, admin, "token", "create", "newbie", "--json")
+    token = json.loads(out)["token"]
+    whoami = RemoteArchive(live.url, token)
+    assert whoami.whoami()["name"] == "newbie"
+    whoami.close()
+    mine = _remote(live, token, "token", "list", "--json")
+    assert [t["account"] for t in json.loads(mine[1])] == ["newbie"]
+    denied = _remote(live, token, "account", "add", "other", "--role", "admin")
+    assert denied[0] == 8
+    assert "account.write" in denied[2]
+    revoke = _remote(live, admin, "token", "revoke", str(json.loads(out)["id"]))
+    assert revoke[0] == 0
+    after = _remote(live, token, "ls")
+    assert after[0] == 8
+    assert "revoked" in after[2]
+    report = _remote(live, admin, "report", "--since", "1d", "--format", "json")
+    assert report[0] == 0, report[2]
+    ingested = {v["key"]: v["files"] for v in json.loads(report[1])["ingested"]}
+    assert ingested == {"CTAO-North": 3, "CTAO-South": 1}
+    local, remote = _both(seeded, live, "health", "--json")
+    assert json.loads(local[1])["lost"] == json.loads(remote[1])["lost"] == 0
+    unsupported = _remote(live, admin, "delete", seeded.dl0_files[0], "--reason", "x")
+    assert unsupported[0] == 3
+    assert "not available over REST" in unsupported[2]
+    unreachable = runner.invoke(
+        app, ["ls"], env={"DPPS_URL": "http://127.0.0.1:9", "DPPS_TOKEN": "x"}
+    )
+    assert unreachable.exit_code == 9
+    assert "cannot reach" in unreachable.stderr
+    no_token = runner.invoke(app, ["ls"], env={"DPPS_URL": live.url, "DPPS_TOKEN": ""})
+    assert no_token.exit_code == 4
+    assert "DPPS_TOKEN" in no_token.stderr
+    assert seeded.archive.count(f"name like {DL0}/%") == 3
+
+
+def test_remote_methods_accept_what_archive_methods_accept() -> None:
+    """mypy cannot see it (open_archive is typed Archive): every method the remote offers
+    takes the same parameters as the local one, with the same defaults."""
+    checked = 0
+    for name, member in inspect.getmembers(RemoteArchive, inspect.isfunction):
+        local = getattr(Archive, name, None)
+        if name.startswith("_") or local is None:
+            continue
+        mine = inspect.signature(member).parameters
+        theirs = inspect.signature(local).parameters
+        assert list(mine) == list(theirs), name
+        for p in theirs.values():
+            assert mine[p.name].kind == p.kind, (name, p.name)
+            assert str(mine[p.name].default) == str(p.default), (name, p.name)
+        checked += 1
+    assert checked >= 10
