@@ -8,7 +8,13 @@ The reference system (Rucio, measured on this kind of machine) created a copies=
 * complete, verified replication of the small files >= 500 files/s (rule added -> rule OK,
   every copy checksummed at its destination); baseline: ``cp -r`` of the same tree, twice;
 * large files, destination checksums verified, >= 0.8 x the throughput of ``cp`` of the same
-  files one after another (measured before and after ours; the mean is the baseline).
+  files one after another (measured before and after ours; the mean is the baseline); also
+  shown against ``cp`` followed by ``sync``, the durability a transfer gives (it fsyncs).
+
+The small-file transfers run in ``--daemons`` (2) ``dpps daemon transfer`` processes, as in
+production; the large-file ones in this process (starting processes would cost as much as
+the copies). The CPU the transfer daemons used per copy is reported too: unlike wall time it
+does not depend on what else loads the machine.
 
     python benchmarks/bench_replication.py [--small-files 100000] [--large-files 8]
                                            [--large-mb 256] [--postgres] [--json]
@@ -20,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -123,8 +130,16 @@ def _rule_ok(archive: Archive, rule_id: int) -> bool:
         return session.scalar(select(RuleRow.state).where(RuleRow.id == rule_id)) == "OK"
 
 
-def _replicate(archive: Archive, rule_id: int, say: Say, daemons: int) -> tuple[float, float]:
-    """(seconds evaluating, seconds transferring until the rule is OK).
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _replicate(
+    archive: Archive, rule_id: int, say: Say, daemons: int
+) -> tuple[float, float, float]:
+    """(seconds evaluating, seconds transferring until the rule is OK, CPU seconds the
+    transfer daemon processes used: what the copies cost whatever else loads the machine).
 
     The evaluator runs in this process; the transfers in ``daemons`` ``dpps daemon transfer``
     processes (several instances, as in production), or in this process when 0.
@@ -133,6 +148,7 @@ def _replicate(archive: Archive, rule_id: int, say: Say, daemons: int) -> tuple[
     evaluator.run_once(DaemonContext("evaluator"), archive)
     evaluated = time.perf_counter() - t0
     t1 = time.perf_counter()
+    cpu0 = _children_cpu()
     if daemons:
         env = dict(os.environ, DPPS_WORKSPACE=str(archive.config.workspace))
         dpps = str(Path(sys.executable).with_name("dpps"))
@@ -152,16 +168,17 @@ def _replicate(archive: Archive, rule_id: int, say: Say, daemons: int) -> tuple[
                 proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 proc.wait(timeout=120)
-        return evaluated, time.perf_counter() - t1
+        return evaluated, time.perf_counter() - t1, _children_cpu() - cpu0
     worker = transfers.TransferDaemon(archive)
     ctx = DaemonContext("transfer")
+    cpu0 = time.process_time()
     try:
         while not _rule_ok(archive, rule_id):
             if not worker(ctx):
                 time.sleep(0.2)
     finally:
         worker.close()
-    return evaluated, time.perf_counter() - t1
+    return evaluated, time.perf_counter() - t1, time.process_time() - cpu0
 
 
 def _done(archive: Archive) -> int:
@@ -228,7 +245,7 @@ def bench_small(
             _sync()
             t0 = time.perf_counter()
             rule_id = archive.add_rule("/bench/small", copies=2, rses="offsite&type=disk")
-            evaluated, transferred = _replicate(archive, rule_id, say, daemons)
+            evaluated, transferred, cpu = _replicate(archive, rule_id, say, daemons)
             total = time.perf_counter() - t0
             say("baseline: raw INSERT of the same rows")
             raw = _raw_rows(archive, rule_id, 2)
@@ -248,6 +265,8 @@ def bench_small(
         "evaluation_ratio_to_raw": raw / evaluated,
         "transfers_s": transferred,
         "copies_per_s": 2 * n_files / transferred,
+        "transfer_cpu_ms_per_copy": 1000 * cpu / (2 * n_files),
+        "load_average": os.getloadavg()[0],
         "replication_s": total,
         "replication_files_per_s": n_files / total,
         "cp_files_per_s": n_files / cp,
@@ -255,21 +274,22 @@ def bench_small(
     }
 
 
-def _cp_one_by_one(paths: list[Path], target: Path) -> float:
+def _cp_one_by_one(paths: list[Path], target: Path, sync: bool = False) -> float:
+    """``cp`` of each file in turn (then ``sync``: the bytes on disk, as a transfer promises)."""
     target.mkdir()
     _sync()
     t0 = time.perf_counter()
     for path in paths:
         subprocess.run(["cp", str(path), str(target / path.name)], check=True)
+    if sync:
+        _sync()
     seconds = time.perf_counter() - t0
     shutil.rmtree(target)
     _sync()
     return seconds
 
 
-def bench_large(
-    catalog_url: str | None, count: int, megabytes: int, daemons: int, say: Say
-) -> dict[str, Any]:
+def bench_large(catalog_url: str | None, count: int, megabytes: int, say: Say) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dpps-bench-rep-") as tmp:
         base = Path(tmp)
         with _archive(catalog_url, base) as archive:
@@ -282,9 +302,12 @@ def bench_large(
             evaluator.run_once(DaemonContext("evaluator"), archive)
             _sync()
             say("dpps transfers")
-            _, ours = _replicate(archive, rule_id, say, daemons)
+            # in this process: starting daemon processes would cost as much as the copies
+            _, ours, _cpu = _replicate(archive, rule_id, say, 0)
             cp_after = _cp_one_by_one(paths, base / "cp")
             cp = (cp_before + cp_after) / 2
+            say("baseline: cp then sync (the durability a transfer gives)")
+            cp_sync = _cp_one_by_one(paths, base / "cp", sync=True)
     return {
         "files": count,
         "bytes": total,
@@ -293,6 +316,9 @@ def bench_large(
         "cp_s_before_after": [cp_before, cp_after],
         "cp_mb_s": total / cp / 1e6,
         "ratio_to_cp": cp / ours,
+        "cp_sync_mb_s": total / cp_sync / 1e6,
+        "ratio_to_cp_sync": cp_sync / ours,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -324,9 +350,7 @@ def run(
                 )
             if large_files:
                 say(f"[{backend}] {large_files} large files vs cp")
-                results[f"large_{backend}"] = bench_large(
-                    new_url(), large_files, large_mb, daemons, say
-                )
+                results[f"large_{backend}"] = bench_large(new_url(), large_files, large_mb, say)
     finally:
         if server is not None:
             server.stop()
@@ -359,12 +383,21 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['replication_ratio_to_cp']:.2f}x | >= 500 files/s | "
                 f"{_verdict(r['replication_files_per_s'] >= 500)} |"
             )
+            lines.append(
+                f"| {key}: CPU of the transfer daemons per copy (load average "
+                f"{r['load_average']:.1f}) | {r['transfer_cpu_ms_per_copy']:.2f} ms | - | - | "
+                "- | info |"
+            )
         else:
             gib = r["bytes"] / 2**30
             lines.append(
                 f"| {key}: {r['files']} files, {gib:.1f} GiB, destination verified | "
                 f"{r['transfer_mb_s']:,.0f} MB/s | cp one by one {r['cp_mb_s']:,.0f} MB/s | "
                 f"{r['ratio_to_cp']:.2f}x | >= 0.8x cp | {_verdict(r['ratio_to_cp'] >= 0.8)} |"
+            )
+            lines.append(
+                f"| {key}: same | {r['transfer_mb_s']:,.0f} MB/s | cp then sync "
+                f"{r['cp_sync_mb_s']:,.0f} MB/s | {r['ratio_to_cp_sync']:.2f}x | - | info |"
             )
     return "\n".join(lines)
 

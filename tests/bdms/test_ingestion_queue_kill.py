@@ -20,6 +20,7 @@ import pytest
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.samples import corrupt_bytes
+from dpps.catalog.heartbeats import DatabaseHeartbeats
 from tests.acada.helpers import (
     assert_exactly_once,
     lfn_of,
@@ -57,6 +58,21 @@ def _wait_gone(pids: set[int], deadline_s: float = 30.0) -> set[int]:
     while (alive := {p for p in pids if _alive(p)}) and time.monotonic() < deadline:
         time.sleep(0.05)
     return alive
+
+
+def _wait_ready(
+    archive: Archive, proc: subprocess.Popen[bytes], deadline_s: float = 120.0
+) -> None:
+    """Wait for ``proc``'s first heartbeat: from then on its SIGTERM handler is installed."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with archive.sessions() as session:
+            if any(
+                row.pid == proc.pid for row in DatabaseHeartbeats(archive.sessions).live(session)
+            ):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"daemon {proc.pid} never sent a heartbeat (exit code {proc.poll()})")
 
 
 def _start(ws: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -117,6 +133,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         time.sleep(0.2)
     assert proc.poll() is None, log.read_text()[-3000:]
     assert triggers_left(landing) == [], "the restarted daemon did not finish the queue"
+    _wait_ready(archive, proc)  # the queue may have been empty before it even started
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0, "SIGTERM must stop the daemon within 10 s"
     tail = log.read_text()

@@ -142,25 +142,31 @@ def record_outcomes(
     )
     lock_rules(session, rule_ids)
     ids = [o.job.transfer_id for o in outcomes]
-    owned_stmt = select(TransferRow).where(
+    owned_stmt = select(TransferRow.id).where(
         TransferRow.id.in_(ids),
         TransferRow.lease_owner == owner,
         TransferRow.state == TransferState.ACTIVE.value,
     )
     if session.get_bind().dialect.name == "postgresql":
         owned_stmt = owned_stmt.with_for_update()
-    owned = {r.id: r for r in session.scalars(owned_stmt)}
+    owned = set(session.scalars(owned_stmt))
+    # Successes (nearly all) are written in bulk; only the rest need ORM rows.
+    others = [o.job.transfer_id for o in outcomes if o.status != "done"]
+    rows = {
+        r.id: r
+        for r in session.scalars(select(TransferRow).where(TransferRow.id.in_(others)))
+    } if others else {}  # fmt: skip
     done: list[Outcome] = []
     stuck_pairs: list[tuple[int, int, str]] = []
     log: list[dict[str, object]] = []
     for o in outcomes:
-        row = owned.get(o.job.transfer_id)
-        if row is None:
+        if o.job.transfer_id not in owned:
             summary.lost += 1
             continue
         if o.status == "done":
             done.append(o)
             continue
+        row = rows[o.job.transfer_id]
         row.lease_owner = row.lease_expires_at = None
         row.source_rse_id = None
         if o.status == "interrupted":

@@ -129,7 +129,13 @@ class AuditorConfig(_Strict):
 class TransferConfig(_Strict):
     """The transfer daemon: parallelism, link limits, retries (``transfers:`` section)."""
 
-    threads: int = Field(16, ge=1, le=256, description="Copies in flight per daemon instance.")
+    threads: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Copies in flight per daemon instance (raise it for high-latency storage; "
+        "on local disks more threads only contend for the interpreter).",
+    )
     batch: int = Field(200, ge=1, description="Transfers claimed per catalog transaction.")
     max_active_per_link: int = Field(
         64, ge=1, description="Copies at once from one source site to one destination site."

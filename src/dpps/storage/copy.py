@@ -93,7 +93,7 @@ def copy_replica(
     what = f"{source.name}:{rel_src} -> {dest.name}:{rel_dst}"
     try:
         with dest._errors("copy", rel_dst):
-            created = not dest.fs.isdir(parent)
+            created = not (os.path.isdir(parent) if dest.is_local else dest.fs.isdir(parent))
             if created:
                 dest.fs.makedirs(parent, exist_ok=True)
         if created:
@@ -169,7 +169,7 @@ def _accept_existing(
     """A file already under the final name: accepted if it matches, else removed (or, with
     ``keep``, left alone and None returned)."""
     with dest._errors("check", rel_dst):
-        if not dest.fs.exists(final):
+        if not (os.path.lexists(final) if dest.is_local else dest.fs.exists(final)):
             return None
     got_size, digests = _hash(dest, final, names, rel_dst)
     if not compare(expected, digests) and (size is None or got_size == size):
