@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import auditor, deletion, export, health, reaper, stager
 from dpps.catalog import dids as did_repo
+from dpps.catalog import events as event_repo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import StageRequestRow
+from dpps.catalog.models import StageRequestRow, utcnow
 from dpps.catalog.replication import expand_files
 from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext
@@ -104,6 +105,39 @@ class Preservation:
     def run_stager(self) -> int:
         """One stager pass in this process (a bare workspace has no daemon)."""
         return stager.run_once(DaemonContext(name=stager.DAEMON), self.sessions, self.config)
+
+    def release(self, ids: Sequence[int], *, reason: str) -> list[int]:
+        """Let the READY buffer copies of these stage requests go now (their reader is done).
+
+        Only the given requests change: their expiry is set to now (with a ``stage.release``
+        event), and the stager's expiry removes the copies; without a live stager daemon this
+        call runs that expiry here for these requests only. Returns the ids released.
+        """
+        now = utcnow()
+        released: list[int] = []
+        with transaction(self.sessions) as session:
+            for row in stager.requests_by_id(session, ids).values():
+                if row.state != stager.StageState.READY or (
+                    row.lease_expires_at is not None and row.lease_expires_at > now
+                ):
+                    continue
+                row.expires_at = now - dt.timedelta(seconds=1)
+                released.append(row.id)
+                event_repo.record(
+                    session,
+                    account=self.account,
+                    action="stage.release",
+                    did_id=row.did_id,
+                    rse_id=row.rse_id,
+                    reason=reason,
+                    details={"request_id": row.id},
+                )
+        with self.sessions() as session:
+            alive = stager.stager_alive(session)
+        if released and not alive:
+            ctx = DaemonContext(name=stager.DAEMON)
+            stager.run_once(ctx, self.sessions, self.config, only_ids=released)
+        return sorted(released)
 
     # -- deletion and lifetimes --------------------------------------------------------------
     def delete(self, did: str | DID, *, reason: str) -> deletion.DeletionReport:

@@ -10,6 +10,7 @@ from dpps import __version__
 from dpps.cli import (
     acada_cmds,
     archive_cmds,
+    campaign_cmds,
     daemon_cmds,
     meta_cmds,
     oms_cmds,
@@ -72,6 +73,7 @@ daemon_cmds.register(app)
 oms_cmds.register(app)
 wms_cmds.register(app)
 pipeline_cmds.register(app)
+campaign_cmds.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,191 @@
+"""The campaign as one call: select, report volume, stage, reprocess, verify, release.
+
+``run_campaign`` is what ``dpps campaign reprocess`` calls; every step is a module of this
+package. It owns no transaction: each step goes through the archive's and the WMS's public
+APIs, which own theirs, so the campaign can be interrupted anywhere and run again (see
+``jobs`` for why that never duplicates work).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dpps.bdms.archive import Archive
+from dpps.pipelines.campaign import jobs, selection, staging
+from dpps.pipelines.campaign.jobs import StepRun
+from dpps.pipelines.campaign.selection import Block, Volume
+from dpps.pipelines.campaign.spec import STEPS, CampaignSpec
+from dpps.pipelines.campaign.staging import StagingReport
+from dpps.pipelines.campaign.verify import Verification, verify
+from dpps.wms.api import WMS
+
+#: ``phase(name)`` announces a step; ``tick(done, total)`` reports progress within it.
+Phase = Callable[[str], None]
+Tick = Callable[[int, int], None]
+
+MODELS_QUERY = "product_type = 'reconstruction models'"
+IRF_QUERY = "data_level = DL3 and product_type = irf and meta.cut_mode in (optimised, fixed)"
+
+
+@dataclass(slots=True)
+class CampaignReport:
+    """The one summary of a campaign (``--json`` prints it)."""
+
+    name: str
+    query: str
+    software_version: str
+    category: str
+    activity: str
+    dry_run: bool
+    volume: Volume
+    models: str | None = None
+    irf: str | None = None
+    staging: StagingReport = field(default_factory=StagingReport)
+    steps: list[StepRun] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    verification: Verification = field(default_factory=Verification)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.verification.ok
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per step: how many runs were submitted, retried, waited for, already done, failed."""
+        out: dict[str, dict[str, int]] = {}
+        for run in self.steps:
+            row = out.setdefault(run.step, {"runs": 0, "ok": 0, "failed": 0})
+            row["runs"] += 1
+            row["ok" if run.ok else "failed"] += 1
+            row[run.how] = row.get(run.how, 0) + 1
+        return out
+
+
+def _newest(archive: Archive, given: str | None, query: str) -> str | None:
+    if given is not None:
+        info = archive.show(given, events_limit=0).file  # NotFound names the DID
+        return f"{info.scope}:{info.name}@v{info.version}"
+    found = archive.list_files(query, limit=None)
+    if not found:
+        return None
+    best = max(found, key=lambda f: (f.created_at, f.version))
+    return f"{best.scope}:{best.name}@v{best.version}"
+
+
+def run_campaign(
+    archive: Archive,
+    spec: CampaignSpec,
+    *,
+    dry_run: bool = False,
+    phase: Phase | None = None,
+    tick: Tick | None = None,
+) -> CampaignReport:
+    started = time.monotonic()
+    say = phase or (lambda _name: None)
+    say("selecting DL0")
+    jobs.check_configs(spec)
+    chosen = selection.select(archive, spec.query)
+    report = CampaignReport(spec.name, spec.query, spec.software_version, spec.category,
+                            spec.activity, dry_run, chosen.volume)  # fmt: skip
+    report.models = _newest(archive, spec.models, MODELS_QUERY)
+    report.irf = _newest(archive, spec.irf, IRF_QUERY)
+    if dry_run:
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
+    wms = WMS(archive)
+    blocks = _readable(chosen.blocks, report)
+    nights = {b.obs_id: b.night for b in blocks}
+    todo = [b for b in blocks if not jobs.existing_products(archive, spec, "dl1", b.obs_id)]
+    tape = [f for b in todo for f in b.inputs if not f.on_disk]
+    say(f"staging {len(tape)} tape-only files")
+    report.staging = staging.stage(archive, [f.did for f in tape],
+                                   [f.info.bytes or 0 for f in tape],
+                                   timeout_s=spec.timeout_s, progress=tick)  # fmt: skip
+    if report.staging.failed:
+        report.failures += [{"step": "staging", "error": e} for e in report.staging.failed]
+    try:
+        _process(wms, spec, blocks, nights, report, say, tick)
+        say("verifying outputs")
+        report.verification = verify(archive, spec, report.steps)
+    finally:
+        say("releasing the staging buffer")
+        staging.release(archive, report.staging, spec.name)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _readable(blocks: list[Block], report: CampaignReport) -> list[Block]:
+    good = []
+    for block in blocks:
+        lost = [f.did for f in block.inputs if not f.location.available]
+        if lost:
+            report.failures.append({"step": "dl1", "obs_id": block.obs_id, "inputs": lost,
+                                    "error": "no AVAILABLE replica of these inputs"})  # fmt: skip
+        else:
+            good.append(block)
+    return good
+
+
+def _process(
+    wms: WMS,
+    spec: CampaignSpec,
+    blocks: list[Block],
+    nights: dict[int, Any],
+    report: CampaignReport,
+    say: Phase,
+    tick: Tick | None,
+) -> None:
+    previous: dict[int, StepRun] = {}
+    for step in STEPS:
+        runs = []
+        for block in blocks:
+            inputs = _inputs(step, block, previous.get(block.obs_id), report)
+            if inputs is not None:
+                runs.append(StepRun(step, block.obs_id, jobs.job_name(spec, step, block.obs_id),
+                                    inputs))  # fmt: skip
+        if not runs:
+            continue
+        say(f"{step}: {len(runs)} job(s)")
+        jobs.start(wms, spec, runs, nights)
+        jobs.finish(wms, runs, timeout_s=spec.timeout_s, tick=tick)
+        report.steps += runs
+        previous = {}
+        for run in runs:
+            if run.ok:
+                previous[run.obs_id] = run
+            else:
+                report.failures.append({"step": step, "obs_id": run.obs_id, "job": run.job_id,
+                                        "inputs": [d for v in run.inputs.values() for d in v],
+                                        "error": run.reason or run.state})  # fmt: skip
+
+
+def _inputs(
+    step: str, block: Block, before: StepRun | None, report: CampaignReport
+) -> dict[str, list[str]] | None:
+    if step == "dl1":
+        values = {"dl0": [_pin(f) for f in block.dl0]}
+        if block.pointing:
+            values["pointing"] = [_pin(f) for f in block.pointing]
+        return values
+    if before is None:
+        return None  # the previous step failed for this block (reported there)
+    extra, what = (report.models, "models") if step == "dl2" else (report.irf, "irf")
+    if extra is None:
+        note = f"{step} skipped: no {'reconstruction models' if step == 'dl2' else 'IRF'} in " \
+               f"the archive (give --{what})"  # fmt: skip
+        if note not in report.skipped:
+            report.skipped.append(note)
+        return None
+    kind = "dl1" if step == "dl2" else "dl2"
+    return {kind: [f"lfn:{d}" for d in before.outputs], what: [f"lfn:{extra}"]}
+
+
+def _pin(f: selection.DL0File) -> str:
+    return f"lfn:{f.info.scope}:{f.info.name}@v{f.info.version}"
+
+
+__all__ = ["CampaignReport", "run_campaign"]
