@@ -92,11 +92,6 @@ def _diagnose(archive: Archive) -> dict[str, object]:
 @pytest.mark.verifies_usecase("UC-110-1.6")
 @pytest.mark.verifies_usecase("UC-110-1.8")
 def test_escape_long_haul(archive: Archive) -> None:
-    if archive.engine.dialect.name == "postgresql":
-        # Known bug (issue 4): on PostgreSQL a concurrent attach can lose its re-evaluation
-        # request, a dataset rule is marked OK too early and the run stalls until the deadline
-        # (seen in about half the runs). Re-enable once the evaluator race is fixed.
-        pytest.skip("rule evaluator race on PostgreSQL (issue 4): flaky, under repair")
     landing = _landing(archive)
     files = simulate_untriggered(landing, small(observation_blocks=26, telescopes=(1, 2)))
     assert len(files) >= FILES

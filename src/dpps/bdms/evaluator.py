@@ -92,7 +92,7 @@ class Evaluator:
     def __call__(self, ctx: DaemonContext) -> int:
         cfg = self.config.rules
         claimed = write_retrying(self.sessions, lambda s: self._claim(s, ctx.instance))
-        for position, (rule_id, due_at) in enumerate(claimed):
+        for position, (rule_id, generation) in enumerate(claimed):
             if ctx.stopping:
                 write_retrying(
                     self.sessions,
@@ -102,12 +102,17 @@ class Evaluator:
                 )
                 break
             try:
-                self.evaluate(ctx, rule_id, due_at, cfg.chunk_size)
+                self.evaluate(ctx, rule_id, generation, cfg.chunk_size)
             except _LeaseLost:
                 log.info("rule %d: taken over by another evaluator", rule_id)
         return len(claimed)
 
-    def _claim(self, session: Session, owner: str) -> list[tuple[int, dt.datetime | None]]:
+    def _claim(self, session: Session, owner: str) -> list[tuple[int, int]]:
+        """Lease the due rules; returns (rule id, ``generation``) pairs.
+
+        The generation is read here, before the rule's files are listed (in a later
+        statement, which sees every attach whose request this value counts), so a request
+        that arrives later shows as a different value when the evaluation finishes."""
         cfg = self.config.rules
         rows = claim(
             session,
@@ -121,12 +126,12 @@ class Evaluator:
             order_by=[RuleRow.priority.desc(), RuleRow.next_evaluation_at, RuleRow.id],
             limit=cfg.batch,
         )
-        return [(r.id, r.next_evaluation_at) for r in rows]
+        return [(r.id, r.generation) for r in rows]
 
     # -- one rule ----------------------------------------------------------------------------
 
     def evaluate(
-        self, ctx: DaemonContext, rule_id: int, due_at: dt.datetime | None, chunk_size: int
+        self, ctx: DaemonContext, rule_id: int, generation: int, chunk_size: int
     ) -> _Tally:
         tally = _Tally()
         with self.sessions() as session:
@@ -152,7 +157,7 @@ class Evaluator:
                         self.sessions, partial(self._chunk, ctx=ctx, plan=plan, part=part)
                     )
                 )
-        write_retrying(self.sessions, lambda s: self._finish(s, ctx, rule_id, due_at, tally))
+        write_retrying(self.sessions, lambda s: self._finish(s, ctx, rule_id, generation, tally))
         return tally
 
     def _chunk(
@@ -269,9 +274,15 @@ class Evaluator:
         session: Session,
         ctx: DaemonContext,
         rule_id: int,
-        due_at: dt.datetime | None,
+        generation: int,
         tally: _Tally,
     ) -> None:
+        """Set the rule's state from this evaluation and clear the request it answered.
+
+        Compare-and-set under the rule's row lock: only when ``generation`` is still the value
+        read at the claim did nothing ask for a new look meanwhile. Otherwise (files attached
+        while the files were listed or the chunks ran) the rule stays due and is not reported
+        OK - a file this evaluation did not see may have no copy yet."""
         now = utcnow()
         rules = lock_rules(session, [rule_id])
         if not rules or rules[0].lease_owner != ctx.instance:
@@ -299,6 +310,9 @@ class Evaluator:
             state = RuleState.REPLICATING
         else:
             state = RuleState.OK
+        answered = rule.generation == generation
+        if state == RuleState.OK and not answered:
+            state = RuleState.REPLICATING  # files attached meanwhile: not seen, not yet OK
         if state.value != rule.state or error != rule.error:
             events.record(
                 session,
@@ -324,7 +338,11 @@ class Evaluator:
             )
         rule.state, rule.error, rule.updated_at = state.value, error, now
         rule.lease_owner = rule.lease_expires_at = None
-        if rule.next_evaluation_at == due_at:  # else something asked for a new look meanwhile
+        rule.evaluated_generation = generation
+        if not answered:  # asked again meanwhile: due at the time the request set (or now)
+            if rule.next_evaluation_at is None:
+                rule.next_evaluation_at = now
+        else:
             delay = {
                 RuleState.OK: None,
                 RuleState.REPLICATING: cfg.recheck_s,

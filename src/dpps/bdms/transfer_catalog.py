@@ -351,13 +351,18 @@ def settle_rule_ids(
 ) -> list[int]:
     """REPLICATING rules whose every lock is now OK become OK; returns their ids.
 
-    A rule that is due for evaluation (files attached meanwhile) is left to the evaluator.
-    Checking costs a scan of the rule's locks, so the transfer daemon calls it for a batch of
-    rules every few seconds rather than after every batch of copies.
+    A rule with a request for evaluation outstanding (files attached meanwhile: ``generation``
+    ahead of ``evaluated_generation``) or due is left to the evaluator. The counters decide,
+    not ``now``: on PostgreSQL an attach may commit after the caller read its clock and before
+    the rule row is locked here, so a due time can look like the future. Checking costs a
+    scan of the rule's locks, so the transfer daemon calls it for a batch of rules every few
+    seconds rather than after every batch of copies.
     """
     settled: list[int] = []
     for rule in lock_rules(session, rule_ids):
         if rule.state != RuleState.REPLICATING.value:
+            continue
+        if rule.generation != rule.evaluated_generation:
             continue
         if rule.next_evaluation_at is not None and rule.next_evaluation_at <= now:
             continue

@@ -158,6 +158,13 @@ class RuleRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     next_evaluation_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    #: Requests for evaluation: every ``bump_rules`` (an attach, a replica lost) adds one.
+    #: A counter, not a time, so that a request cannot be mistaken for an older one whatever
+    #: the clocks of the hosts and however the transactions interleave.
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="0")
+    #: The ``generation`` the last finished evaluation started from; lower than
+    #: ``generation`` while a request is outstanding (the rule must not be settled OK then).
+    evaluated_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AccountRow(Base):

@@ -59,9 +59,13 @@ def bump_rules(
     """Make every rule covering ``did_ids`` due for evaluation now (SUSPENDED ones excepted).
 
     Called whenever what a rule sees changes: files attached to a dataset it covers, a replica
-    it counted on declared BAD or lost. Returns how many rules were made due. The due time
-    moves even for a rule already due: an evaluator busy with the rule sees that it changed and
-    keeps the rule due, so what changed during its evaluation is not missed. ``states``
+    it counted on declared BAD or lost. Returns how many rules were made due. Each call also
+    adds one to the rule's ``generation``: an evaluator busy with the rule compares it at the
+    end with the value it started from and keeps the rule due when it moved, and the transfer
+    daemon does not settle a rule OK while ``generation`` is ahead of ``evaluated_generation``
+    - so what changed during an evaluation is never missed, whatever the clocks say and
+    however the transactions interleave (PostgreSQL's READ COMMITTED lets this update commit
+    between any two statements of theirs). ``states``
     limits it to rules in those states (e.g. STUCK rules waiting for a source replica);
     ``within_s`` only brings the due time forward to ``now + within_s``, never back, so that
     frequent calls cost a large rule at most one evaluation per ``within_s``.
@@ -82,7 +86,7 @@ def bump_rules(
         result = session.execute(
             update(RuleRow)
             .where(RuleRow.did_id.in_(part), *wanted)
-            .values(next_evaluation_at=target)
+            .values(next_evaluation_at=target, generation=RuleRow.generation + 1)
             .execution_options(synchronize_session=False)
         )
         total += int(getattr(result, "rowcount", 0) or 0)
