@@ -44,13 +44,34 @@ def _ok(result: object, what: str) -> None:
     assert getattr(result, "exit_code", None) == 0, f"{what}: {getattr(result, 'error', None)}"
 
 
-def _build(root: Path, chain: Chain) -> Inputs:
+def _common(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's shared directory (xdist workers share their parent)."""
+    common = tmp_path_factory.getbasetemp()
+    return common.parent if common.name.startswith("popen-gw") else common
+
+
+def simulate_landing(root: Path) -> list[Path]:
+    """Two 6-second observation blocks of four telescopes, as ACADA writes them."""
     config = SimulationConfig(duration_s=6.0, event_rate_hz=10.0, observation_blocks=2,
                               triggers=False, calibration_fraction=0.0, muon_fraction=0.0,
                               seed=7, events_per_chunk=1000)  # fmt: skip
-    if not (root / "done").exists():
+    if not (root / "landing.done").exists():
         with quiet_native_stdout():
             simulate(root / "landing", config)
+        (root / "landing.done").write_text("")
+    return sorted(p for p in (root / "landing").rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    common = _common(tmp_path_factory)
+    with FileLock(str(common / "campaign-inputs.lock")):
+        return simulate_landing(common / "campaign-inputs")
+
+
+def _build(root: Path, chain: Chain) -> Inputs:
+    simulate_landing(root)
+    if not (root / "done").exists():
         irf = run_tool("datapipe-irf", {"cuts": "fixed", "gh_cut": 0.5, "theta_cut_deg": 0.3},
                        {"gammas": [chain.dl2["gamma_test"]],
                         "protons": [chain.dl2["proton_test"]]}, root / "irf")  # fmt: skip
@@ -79,9 +100,7 @@ def _build(root: Path, chain: Chain) -> Inputs:
 @pytest.fixture(scope="session")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     chain = shared_chain(tmp_path_factory)
-    common = tmp_path_factory.getbasetemp()
-    if common.name.startswith("popen-gw"):
-        common = common.parent
+    common = _common(tmp_path_factory)
     with FileLock(str(common / "campaign-inputs.lock")):
         return _build(common / "campaign-inputs", chain)
 

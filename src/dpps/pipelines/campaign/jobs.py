@@ -144,7 +144,8 @@ def start(
             wms.retry(job.id)
             run.how, run.job_id = "retried", job.id
             continue
-        opts = SubmitOptions(name=run.name, priority=spec.priority, activity=spec.activity)
+        opts = SubmitOptions(name=run.name, priority=spec.priority, activity=spec.activity,
+                             max_attempts=spec.max_attempts)  # fmt: skip
         tool = make_tool(archive, spec, run, nights.get(run.obs_id))
         submitted = wms.submit_job(tool, run.inputs, opts=opts,
                                    parameters=parameters(spec, run.step))  # fmt: skip

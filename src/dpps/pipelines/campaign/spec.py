@@ -36,6 +36,8 @@ class CampaignSpec:
     models: str | None = None
     irf: str | None = None
     timeout_s: float = 3600.0
+    #: Attempts per job (None: the WMS default, ``wms.max_attempts``).
+    max_attempts: int | None = None
 
     def __post_init__(self) -> None:
         if not self.query.strip():
