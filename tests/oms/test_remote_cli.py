@@ -16,7 +16,8 @@ from dpps.oms.client import RemoteArchive
 from dpps.oms.server import BackgroundServer
 from dpps.storage.checksums import checksum_file
 from tests.bdms.helpers import make_fits
-from tests.oms.conftest import DL0, Seeded
+from tests.oms.conftest import DL0, Seeded, account_for
+from tests.wms.conftest import SUMMARIZE_CWL, write
 
 runner = CliRunner()
 
@@ -239,3 +240,53 @@ def test_remote_methods_accept_what_archive_methods_accept() -> None:
             assert str(mine[p.name].default) == str(p.default), (name, p.name)
         checked += 1
     assert checked >= 10
+
+
+@pytest.mark.verifies_usecase("UC-100-2")
+@pytest.mark.verifies_usecase("UC-100-1.2")
+def test_wms_commands_locally_and_remotely(
+    seeded: Seeded, live: BackgroundServer, tmp_path: Path
+) -> None:
+    """submit/status/list/kill/retry and transformation add/list, the same both ways."""
+    job = tmp_path / "JOB.yaml"
+    job.write_text('name: noop\ncommand: ["true"]\npriority: 4\n')
+    template = write(tmp_path / "cwl" / "summarize.cwl", SUMMARIZE_CWL)
+    dpm = "data-processing-manager"
+    ids: dict[str, int] = {}
+    for where, run in (("local", lambda *a: _local(seeded.archive, *a)),
+                       ("remote", lambda *a: _remote(live, seeded.tokens[dpm], *a))):  # fmt: skip
+        code, out, err = run("wms", "submit", str(job), "--json")
+        assert code == 0, (where, err)
+        sub = json.loads(out)
+        assert (sub["kind"], sub["detail"]["priority"]) == ("job", 4), where
+        ids[where] = sub["id"]
+        code, out, err = run("wms", "status", str(sub["id"]), "--json")
+        assert json.loads(out)["state"] == "SUBMITTED", (where, err)
+        assert run("wms", "kill", str(sub["id"]), "--reason", "test")[0] == 0, where
+        again = run("wms", "kill", str(sub["id"]))
+        assert again[0] == 6, (where, again)
+        assert "KILLED already" in again[2], where
+        assert run("wms", "retry", str(sub["id"]), "--json")[0] == 0, where
+        code, out, err = run("wms", "list", "--state", "SUBMITTED", "--json")
+        assert sub["id"] in [j["id"] for j in json.loads(out)], (where, err)
+        name = f"summaries-{where}"
+        code, out, err = run("wms", "transformation", "add", name, str(template),
+                             "--filter", "data_level=DL1", "--json")  # fmt: skip
+        assert code == 0, (where, err)
+        assert json.loads(out)["input_port"] == "infile"
+        code, out, err = run("wms", "transformation", "list", "--json")
+        assert name in [t["name"] for t in json.loads(out)], (where, err)
+    assert ids["remote"] == ids["local"] + 1  # one catalog: the server's job follows
+    local = _local(seeded.archive, "wms", "status", str(ids["remote"]), "--json")
+    history = json.loads(local[1])["events"]
+    assert history[0]["account"] == account_for(dpm)
+    assert {e["state"] for e in history} >= {"SUBMITTED", "KILLED"}
+    # A reader may look but not submit; the refusal has the local exit code of a denial.
+    reader = _remote(live, seeded.tokens["reader"], "wms", "submit", str(job))
+    assert reader[0] == 8
+    assert "wms.write" in reader[2]
+    looked = _remote(live, seeded.tokens["reader"], "wms", "list", "--json")
+    assert looked[0] == 0
+    unsupported = _remote(live, seeded.tokens[dpm], "wms", "accounting")
+    assert unsupported[0] == 3
+    assert "not available over REST" in unsupported[2]

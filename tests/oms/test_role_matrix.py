@@ -20,6 +20,7 @@ from dpps.oms.accounts import AccountService
 from dpps.oms.authz import Role
 from tests.bdms.helpers import make_fits
 from tests.oms.conftest import DL0, DL1_FILE, Seeded, account_for
+from tests.oms.write_cases import CASES as WRITE_CASES
 
 ALL = {r.value for r in Role}
 ADMIN = {"admin"}
@@ -126,6 +127,7 @@ CASES: dict[str, tuple[Call, set[str]]] = {
         lambda c, s, r, h: c.post("/api/v1/accounts/target/disable", headers=h),
         ADMIN,
     ),
+    **WRITE_CASES,
 }
 WRITES = {name for name in CASES if name not in ("read", "account-list", "refresh-meta")}
 
@@ -208,7 +210,15 @@ def test_every_endpoint_but_health_and_metrics_needs_a_token(client: TestClient)
         if path == "/health":
             continue
         url = path.replace("{did}", "ctao:/ctao/x.fits").replace("{name}", "x")
-        for key in ("{rule_id}", "{transfer_id}", "{token_id}", "{role}", "{scope}"):
+        for key in (
+            "{rule_id}",
+            "{transfer_id}",
+            "{token_id}",
+            "{role}",
+            "{scope}",
+            "{job_id}",
+            "{workflow_id}",
+        ):
             url = url.replace(key, "1")
         for method in operations:
             response = client.request(method.upper(), url)

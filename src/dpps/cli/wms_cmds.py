@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dpps.cli.common import JsonOpt, command, open_local_archive
+from dpps.cli.common import JsonOpt, command, open_archive, open_local_archive
 from dpps.cli.output import console, emit_json, err_console, human_bytes, table
 from dpps.core.errors import EXIT_CODES
 
@@ -38,6 +39,11 @@ WorkflowFlag = Annotated[
 
 
 def _wms(ctx: typer.Context) -> Any:
+    """The WMS of the workspace, or the server at $DPPS_URL (``RemoteWMS``, same methods)."""
+    if os.environ.get("DPPS_URL"):
+        from dpps.oms.client_wms import RemoteWMS
+
+        return RemoteWMS(cast(Any, open_archive(ctx)))  # a RemoteArchive here
     from dpps.wms.api import WMS
 
     return WMS(open_local_archive(ctx))

@@ -3,8 +3,9 @@
 Roles are capabilities, not ranks: an account holds one or more. ``admin`` is the superuser
 (it may do everything, including managing accounts); among the working roles only an
 ``archive-manager`` may change rules on raw data (DL0), a ``data-processing-manager`` writes
-products and their rules at higher data levels, an ``operator`` runs the shifts (reads
-everything, flags data quality through metadata) and a ``reader`` only reads.
+products and their rules at higher data levels and runs the workload (jobs, workflows,
+transformations), an ``operator`` runs the shifts (reads everything, flags data quality
+through metadata, kills runaway jobs, retries failed transfers) and a ``reader`` only reads.
 
 Scopes are the second axis: whatever the role, an account writes only DIDs in the scopes it
 was given (``*`` means every scope). Reads are never restricted by scope.
@@ -40,6 +41,9 @@ class Action(StrEnum):
     ACCOUNT_READ = "account.read"  # list accounts and other accounts' tokens
     ACCOUNT_WRITE = "account.write"  # accounts, roles, scopes, other accounts' tokens
     TOKEN_OWN = "token.own"  # create, list and revoke one's own tokens
+    WMS_WRITE = "wms.write"  # submit and retry jobs, workflows; add, pause, resume transformations
+    WMS_KILL = "wms.kill"  # kill jobs and workflows (shifters stop runaway jobs too)
+    TRANSFER_RETRY = "transfer.retry"  # queue a FAILED transfer again
 
 
 _A, _AM, _DPM, _OP, _R = (
@@ -61,6 +65,9 @@ MATRIX: Final[dict[Action, frozenset[Role]]] = {
     Action.ACCOUNT_READ: frozenset({_A}),
     Action.ACCOUNT_WRITE: frozenset({_A}),
     Action.TOKEN_OWN: frozenset({_A, _AM, _DPM, _OP, _R}),
+    Action.WMS_WRITE: frozenset({_A, _DPM}),
+    Action.WMS_KILL: frozenset({_A, _DPM, _OP}),
+    Action.TRANSFER_RETRY: frozenset({_A, _AM, _OP}),
 }
 assert set(MATRIX) == set(Action), "every action needs a row in the matrix"
 

@@ -42,6 +42,7 @@ from dpps.oms.api.routers import (
     rules,
     transfers,
     wms,
+    wms_flows,
 )
 from dpps.oms.dashboard.views import router as dashboard_router
 from dpps.oms.wire import UPLOAD_PATH
@@ -58,8 +59,8 @@ ROUTERS = (
     events.router,
     accounts.router,
     wms.jobs,
-    wms.workflows,
-    wms.transformations,
+    wms_flows.workflows,
+    wms_flows.transformations,
 )
 
 DESCRIPTION = """The REST API of dpps: the same operations as the `dpps` command line.

@@ -241,6 +241,18 @@ class PolicyIn(In):
     policy: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+class RuleUpdateIn(In):
+    """Fields left out stay as they are; ``suspended`` false resumes a SUSPENDED rule."""
+
+    priority: Annotated[int | None, Field(ge=0, le=5)] = None
+    lifetime_days: Annotated[
+        float | None, Field(gt=0, le=36_500, description="Expire this long from now")
+    ] = None
+    clear_lifetime: Annotated[bool, Field(description="Never expire")] = False
+    suspended: bool | None = None
+    comment: Annotated[str | None, Field(max_length=2000)] = None
+
+
 class RuleIdsOut(Out):
     ids: list[int]
 

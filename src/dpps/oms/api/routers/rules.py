@@ -2,7 +2,8 @@
 
 Rules on raw data (a DL0 file, or a collection holding one) need the ``rule.write.dl0``
 action (archive managers); other rules ``rule.write``; both only in the account's scopes.
-Updating and deleting rules arrive with the rule evaluator (add their handlers here).
+``PATCH /rules/{id}`` changes priority, lifetime, comment or suspends/resumes a rule, with
+the same rights as adding it (``dpps.oms.catalog_writes.update_rule``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from sqlalchemy import func, select
 
+from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, RuleRow
 from dpps.core.errors import NotFound
 from dpps.core.states import RuleState
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
 from dpps.oms.api.guards import require_rule_write
 from dpps.oms.api.problems import PROBLEM_RESPONSES
-from dpps.oms.api.schemas import Page, PolicyIn, RuleIdsOut, RuleIn, RuleOut
+from dpps.oms.api.schemas import Page, PolicyIn, RuleIdsOut, RuleIn, RuleOut, RuleUpdateIn
+from dpps.oms.catalog_writes import RuleChange, update_rule
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
 
@@ -72,10 +75,10 @@ def list_rules(
     return Page[RuleOut](items=items, total=int(total), limit=limit, offset=offset)
 
 
-@router.get("/{rule_id}", response_model=RuleOut, summary="One rule")
-def get_rule(
-    rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)], archive: ArchiveView, _who: Reader
-) -> RuleOut:
+RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _one(archive: ArchiveView, rule_id: int) -> RuleOut:
     with archive.sessions() as session:
         row = session.execute(
             select(RuleRow, DIDRow.scope, DIDRow.name)
@@ -85,6 +88,28 @@ def get_rule(
         if row is None:
             raise NotFound(f"no such rule {rule_id}")
         return _out(*row)
+
+
+@router.get("/{rule_id}", response_model=RuleOut, summary="One rule")
+def get_rule(rule_id: RuleId, archive: ArchiveView, _who: Reader) -> RuleOut:
+    return _one(archive, rule_id)
+
+
+@router.patch("/{rule_id}", response_model=RuleOut, summary="Change or suspend/resume a rule")
+def patch_rule(
+    rule_id: RuleId, body: RuleUpdateIn, archive: ArchiveView, who: CurrentPrincipal
+) -> RuleOut:
+    require_rule_write(archive, who, _one(archive, rule_id).did)
+    change = RuleChange(
+        priority=body.priority,
+        lifetime=dt.timedelta(days=body.lifetime_days) if body.lifetime_days else None,
+        clear_lifetime=body.clear_lifetime,
+        suspended=body.suspended,
+        comment=body.comment,
+    )
+    with transaction(archive.sessions) as session:
+        update_rule(session, rule_id, change, account=archive.account)
+    return _one(archive, rule_id)
 
 
 @router.post(

@@ -1,7 +1,7 @@
 """Transfers: the copies rules still need, queued, active, done or failed.
 
-Read-only here: the transfer daemon owns their life cycle; retry and cancel arrive with it
-(add their handlers here, guarded by an action of ``dpps.oms.authz``).
+The transfer daemon owns their life cycle; from here a FAILED transfer can be queued again
+(``transfer.retry``: operators, archive managers), e.g. after a site came back.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
+from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, RSERow, TransferRow
 from dpps.core.errors import NotFound
-from dpps.oms.api.deps import ArchiveView, Reader
+from dpps.oms.api.deps import ArchiveView, Reader, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page, TransferOut
+from dpps.oms.authz import Action, Principal
+from dpps.oms.catalog_writes import retry_transfer
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES)
 
@@ -77,12 +80,28 @@ def list_transfers(
     return Page[TransferOut](items=items, total=int(total), limit=limit, offset=offset)
 
 
-@router.get("/{transfer_id}", response_model=TransferOut, summary="One transfer")
-def get_transfer(
-    transfer_id: Annotated[int, Path(ge=1, le=2**31 - 1)], archive: ArchiveView, _who: Reader
-) -> TransferOut:
+TransferId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _one(archive: ArchiveView, transfer_id: int) -> TransferOut:
     with archive.sessions() as session:
         row = session.execute(_select().where(TransferRow.id == transfer_id)).one_or_none()
         if row is None:
             raise NotFound(f"no such transfer {transfer_id}")
         return _out(row[0], row[1], row[2], row[3], row[4])
+
+
+@router.get("/{transfer_id}", response_model=TransferOut, summary="One transfer")
+def get_transfer(transfer_id: TransferId, archive: ArchiveView, _who: Reader) -> TransferOut:
+    return _one(archive, transfer_id)
+
+
+@router.post("/{transfer_id}/retry", response_model=TransferOut, summary="Retry a FAILED one")
+def retry(
+    transfer_id: TransferId,
+    archive: ArchiveView,
+    _who: Annotated[Principal, allowed(Action.TRANSFER_RETRY)],
+) -> TransferOut:
+    with transaction(archive.sessions) as session:
+        retry_transfer(session, transfer_id, account=archive.account)
+    return _one(archive, transfer_id)

@@ -1,70 +1,112 @@
-"""Jobs, workflows and transformations: read-only views of the workload manager's tables.
+"""Jobs: list, inspect, submit, kill and retry, as thin handlers over ``dpps.wms.api.WMS``.
 
-One router per resource, built by one factory: list (by state, newest first, paged) and get
-by id. Rows are returned column by column, so the views follow the workload manager's schema
-as it grows. Writes (submit, kill, retry) arrive with the workload manager's library calls:
-add them here, each guarded by an action of ``dpps.oms.authz``.
+Submitting and retrying need ``wms.write`` (data-processing managers), killing ``wms.kill``
+(also operators, who stop runaway jobs on shift). The WMS acts as the token's account, so the
+job history names it; each write also leaves an event in the archive's event log.
+Workflows and transformations are in ``wms_flows.py``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
-from sqlalchemy import func, inspect, select
+from fastapi import APIRouter, Depends, Path, Query, status
+from sqlalchemy import func, select
 
-from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
-from dpps.core.errors import NotFound
-from dpps.oms.api.deps import ArchiveView, Reader
+from dpps.catalog.models_wms import JobRow
+from dpps.oms.api.deps import ArchiveView, Reader, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page
+from dpps.oms.api.schemas_wms import (
+    AffectedOut,
+    JobSubmitIn,
+    KillIn,
+    LogOut,
+    SubmitOptionsIn,
+    SubmittedOut,
+)
+from dpps.oms.authz import Action, Principal
+from dpps.oms.wms_submit import record, submit_job_data
+from dpps.wms.api import WMS, JobInfo
+from dpps.wms.jobs import SubmitOptions
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
+async def wms_view(archive: ArchiveView) -> WMS:
+    """The workload manager acting as the request's account."""
+    return WMS(archive)
 
 
-def _row(row: Any) -> dict[str, Any]:
-    return {c.key: _jsonable(getattr(row, c.key)) for c in inspect(row).mapper.column_attrs}
+Workload = Annotated[WMS, Depends(wms_view)]
+Submitter = Annotated[Principal, allowed(Action.WMS_WRITE)]
+Killer = Annotated[Principal, allowed(Action.WMS_KILL)]
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def _router(resource: str, model: Any) -> APIRouter:
-    router = APIRouter(prefix=f"/api/v1/{resource}", tags=[resource], responses=PROBLEM_RESPONSES)
-    label = resource.rstrip("s")
-
-    @router.get("", response_model=Page[dict[str, Any]], summary=f"{resource}, newest first")
-    def list_rows(
-        archive: ArchiveView,
-        _who: Reader,
-        state: Annotated[str | None, Query(max_length=16)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-    ) -> Page[dict[str, Any]]:
-        stmt = select(model)
-        if state is not None:
-            stmt = stmt.where(model.state == state.upper())
-        with archive.sessions() as session:
-            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = session.scalars(stmt.order_by(model.id.desc()).limit(limit).offset(offset))
-            items = [_row(r) for r in rows]
-        return Page[dict[str, Any]](items=items, total=int(total), limit=limit, offset=offset)
-
-    @router.get("/{item_id}", response_model=dict[str, Any], summary=f"One {label}")
-    def get_row(
-        item_id: Annotated[int, Path(ge=1, le=2**31 - 1)], archive: ArchiveView, _who: Reader
-    ) -> dict[str, Any]:
-        with archive.sessions() as session:
-            row = session.get(model, item_id)
-            if row is None:
-                raise NotFound(f"no such {label} {item_id}")
-            return _row(row)
-
-    return router
+def options(body: SubmitOptionsIn) -> SubmitOptions:
+    return SubmitOptions(
+        body.name, body.priority, body.activity, body.site, body.executor, body.max_attempts
+    )
 
 
-jobs = _router("jobs", JobRow)
-workflows = _router("workflows", WorkflowRow)
-transformations = _router("transformations", TransformationRow)
+jobs = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
+
+
+@jobs.get("", response_model=Page[JobInfo], summary="Jobs, newest first")
+def list_jobs(
+    wms: Workload,
+    _who: Reader,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    workflow_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    activity: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Page[JobInfo]:
+    items = wms.list_jobs(
+        state=state, workflow_id=workflow_id, site=site, activity=activity, limit=offset + limit
+    )[offset:]
+    where = []
+    if state is not None:
+        where.append(JobRow.state == state.upper())
+    if workflow_id is not None:
+        where.append(JobRow.workflow_id == workflow_id)
+    if site is not None:
+        where.append(JobRow.run_site == site)
+    if activity is not None:
+        where.append(JobRow.activity == activity)
+    with wms.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(JobRow).where(*where)) or 0
+    return Page[JobInfo](items=items, total=int(total), limit=limit, offset=offset)
+
+
+@jobs.get("/{job_id}", response_model=JobInfo, summary="One job: history, inputs, outputs")
+def get_job(job_id: Id, wms: Workload, _who: Reader) -> JobInfo:
+    return wms.job(job_id)
+
+
+@jobs.get("/{job_id}/log", response_model=LogOut, summary="Output of the last attempt")
+def job_log(job_id: Id, wms: Workload, _who: Reader) -> LogOut:
+    return LogOut(job=job_id, log=wms.logs(job_id))
+
+
+@jobs.post(
+    "", response_model=SubmittedOut, status_code=status.HTTP_201_CREATED, summary="Submit a job"
+)
+def submit_job(body: JobSubmitIn, wms: Workload, _who: Submitter) -> SubmittedOut:
+    sub = submit_job_data(wms, body.job, options(body))
+    record(wms, "job.submit", job_id=sub.id, name=sub.name)
+    return SubmittedOut(kind=sub.kind, id=sub.id, name=sub.name)
+
+
+@jobs.post("/{job_id}/kill", response_model=AffectedOut, summary="Kill a job")
+def kill_job(job_id: Id, wms: Workload, _who: Killer, body: KillIn | None = None) -> AffectedOut:
+    wms.kill(job_id, body.reason if body else None)
+    record(wms, "job.kill", job_id=job_id, reason=body.reason if body else None)
+    return AffectedOut(id=job_id, count=1)
+
+
+@jobs.post("/{job_id}/retry", response_model=AffectedOut, summary="Retry a FAILED/KILLED job")
+def retry_job(job_id: Id, wms: Workload, _who: Submitter) -> AffectedOut:
+    wms.retry(job_id)
+    record(wms, "job.retry", job_id=job_id)
+    return AffectedOut(id=job_id, count=1)

@@ -1,0 +1,144 @@
+"""Operator writes on rules and transfers that the archive library does not offer yet.
+
+``dpps.bdms`` adds and deletes rules and its daemons move transfers on; changing a rule in
+place (priority, lifetime, suspend/resume) and queueing a FAILED transfer again are what an
+operator does from the API. These are the smallest functions that do it with the same
+conventions as ``dpps.bdms.rules``: they take a session (the caller commits), lock the row
+they change and record an event naming the account. They belong in ``dpps.bdms`` once its
+owners take them over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dpps.catalog import events
+from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow, utcnow
+from dpps.catalog.replication import bump_rules, lock_rules
+from dpps.core.errors import Conflict, InvalidInput, NotFound
+from dpps.core.states import RuleState, TransferState
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    """What to change on a rule; None leaves a field as it is."""
+
+    priority: int | None = None
+    lifetime: dt.timedelta | None = None  # from now
+    clear_lifetime: bool = False  # the rule never expires
+    suspended: bool | None = None  # True: SUSPENDED, False: resume
+    comment: str | None = None
+
+
+def update_rule(session: Session, rule_id: int, change: RuleChange, *, account: str) -> RuleRow:
+    """Change a rule in place; resuming makes it due so the evaluator looks at it at once
+    (through ``bump_rules``, like any change of what a rule covers).
+
+    Suspending also drops an evaluator's lease: an evaluation in progress then stops at its
+    next write (it checks the lease) instead of overwriting SUSPENDED with its result.
+    """
+    if change.priority is not None and not 0 <= change.priority <= 5:
+        raise InvalidInput(f"priority must be between 0 and 5, not {change.priority}")
+    if change.lifetime is not None and change.clear_lifetime:
+        raise InvalidInput("give a lifetime or clear it, not both")
+    rules = lock_rules(session, [rule_id])
+    if not rules:
+        raise NotFound(f"no rule {rule_id}")
+    rule = rules[0]
+    now = utcnow()
+    changed: dict[str, object] = {}
+    if change.priority is not None and change.priority != rule.priority:
+        changed["priority"] = [rule.priority, change.priority]
+        rule.priority = change.priority
+    if change.lifetime is not None or change.clear_lifetime:
+        expires = now + change.lifetime if change.lifetime is not None else None
+        changed["expires_at"] = [_iso(rule.expires_at), _iso(expires)]
+        rule.expires_at = expires
+    if change.comment is not None and change.comment != rule.comment:
+        changed["comment"] = [rule.comment, change.comment]
+        rule.comment = change.comment
+    if change.suspended is True and rule.state != RuleState.SUSPENDED.value:
+        changed["state"] = [rule.state, RuleState.SUSPENDED.value]
+        rule.state = RuleState.SUSPENDED.value
+        rule.lease_owner = rule.lease_expires_at = None
+    elif change.suspended is False:
+        if rule.state != RuleState.SUSPENDED.value:
+            raise Conflict(f"rule {rule_id} is {rule.state}, not SUSPENDED: nothing to resume")
+        changed["state"] = [rule.state, RuleState.REPLICATING.value]
+        rule.state = RuleState.REPLICATING.value
+        session.flush()
+        bump_rules(session, [rule.did_id], now=now)  # due now, as a change of what it covers
+    if not changed:
+        raise InvalidInput(f"nothing to change on rule {rule_id}")
+    rule.updated_at = now
+    events.record(
+        session,
+        account=account,
+        action="rule.update",
+        did_id=rule.did_id,
+        details={"rule_id": rule.id, "changed": changed},
+    )
+    return rule
+
+
+def retry_transfer(session: Session, transfer_id: int, *, account: str) -> TransferRow:
+    """Queue a FAILED transfer again with fresh attempts; its STUCK locks replicate again.
+
+    The rules that counted on it are made due, so the evaluator sees the open transfer and
+    moves them from STUCK back to REPLICATING (and to OK when the copy is done).
+    """
+    row = session.get(TransferRow, transfer_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    if row.state != TransferState.FAILED.value:
+        raise Conflict(f"transfer {transfer_id} is {row.state}: only FAILED transfers retry")
+    open_one = session.scalar(
+        select(TransferRow.id).where(
+            TransferRow.did_id == row.did_id,
+            TransferRow.dest_rse_id == row.dest_rse_id,
+            TransferRow.state.in_([TransferState.QUEUED.value, TransferState.ACTIVE.value]),
+        )
+    )
+    if open_one is not None:
+        raise Conflict(
+            f"transfer {open_one} already copies the same file to the same RSE: "
+            f"nothing to retry in {transfer_id}"
+        )
+    now = utcnow()
+    previous = row.error
+    row.state = TransferState.QUEUED.value
+    row.attempts = 0
+    row.error = None
+    row.finished_at = None
+    row.next_attempt_at = now
+    row.lease_owner = row.lease_expires_at = None
+    row.updated_at = now
+    session.execute(
+        update(RuleLockRow)
+        .where(
+            RuleLockRow.did_id == row.did_id,
+            RuleLockRow.rse_id == row.dest_rse_id,
+            RuleLockRow.state == RuleState.STUCK.value,
+        )
+        .values(state=RuleState.REPLICATING.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    bump_rules(session, [row.did_id], now=now)
+    events.record(
+        session,
+        account=account,
+        action="transfer.retry",
+        did_id=row.did_id,
+        rse_id=row.dest_rse_id,
+        reason=previous,
+        details={"transfer_id": row.id, "manual": True},
+    )
+    return row
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
