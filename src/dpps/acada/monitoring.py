@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from numpy.typing import NDArray
 
 from dpps.acada.zfits import HeaderValue
 from dpps.core.errors import Conflict
@@ -75,17 +76,25 @@ def write_pointing(
     az_deg: float,
     rng: np.random.Generator,
     period_s: float = 1.0,
+    altaz: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> int:
-    """Telescope drive positions every ``period_s``: tracking jitter of a few arcseconds."""
+    """Telescope drive positions every ``period_s``: tracking jitter of a few arcseconds.
+
+    ``altaz``: the tracked positions, one per sample (then ``alt_deg``/``az_deg`` are unused)."""
     n = max(1, int(duration_s // period_s) + 1)
     t = start_unix + np.arange(n) * period_s
     jitter = 2.0 / 3600.0
     # Earth rotation moves a tracked source by up to 15 deg/h in azimuth near the zenith:
     # a gentle, realistic drift rather than a fixed position.
     az = (az_deg + 15.0 / 3600.0 * (t - t[0]) * math.cos(math.radians(alt_deg))) % 360.0
+    alt = np.full(n, alt_deg)
+    if altaz is not None:
+        if len(altaz[0]) != n or len(altaz[1]) != n:
+            raise ValueError(f"altaz holds {len(altaz[0])} samples, the table {n}")
+        alt, az = np.asarray(altaz[0]), np.asarray(altaz[1]) % 360.0
     columns = [
         fits.Column(name="TIME", format="D", unit="s", array=t),
-        fits.Column(name="ALT", format="D", unit="deg", array=alt_deg + rng.normal(0, jitter, n)),
+        fits.Column(name="ALT", format="D", unit="deg", array=alt + rng.normal(0, jitter, n)),
         fits.Column(name="AZ", format="D", unit="deg", array=az + rng.normal(0, jitter, n)),
         fits.Column(name="TRACKING", format="L", array=np.ones(n, dtype=bool)),
     ]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpps.acada import monitoring, showers
+from dpps.acada import monitoring, showers, wobble
 from dpps.acada.showers import CAMERAS, CameraSpec, EventType
 from dpps.acada.zfits import (
     ArrayEvent,
@@ -132,6 +132,11 @@ class SimulationConfig:
     triggers: bool = True
     seed: int = 0
     streams: tuple[str, ...] = field(default=STREAMS)
+    #: Wobble observations of a point source (None: the legacy fixed pointing at alt 70,
+    #: az 180 with every shower from the camera centre). With a source, showers are thrown at
+    #: its physical rates and ``event_rate_hz`` x the fractions sets the calibration and muon
+    #: events only.
+    source: wobble.Source | None = None
 
     def layout(self) -> Site:
         site = SITES.get(self.site)
@@ -161,6 +166,14 @@ class SimulationConfig:
             (0 <= self.muon_fraction + self.calibration_fraction < 1, "fractions must sum < 1"),
             (set(self.streams) <= set(STREAMS) and bool(self.streams), f"streams: {STREAMS}"),
         ]
+        if self.source is not None:
+            src = self.source
+            checks += [
+                (0 < src.wobble_offset_deg <= 3, "wobble_offset_deg must be in (0, 3]"),
+                (-90 <= src.dec_deg <= 90, "source dec_deg must be in [-90, 90]"),
+                (src.gamma_rate_hz >= 0 and src.hadron_rate_hz >= 0, "rates must be >= 0"),
+                (0 < src.hadron_cone_deg <= 10, "hadron_cone_deg must be in (0, 10]"),
+            ]
         for ok, message in checks:
             if not ok:
                 raise InvalidInput(f"simulation: {message}")
@@ -210,8 +223,15 @@ def _image(
     return showers.pedestal_image(spec)
 
 
-def plan_events(config: SimulationConfig, obs_id: int, start_unix: float) -> list[_Planned]:
+def plan_events(
+    config: SimulationConfig,
+    obs_id: int,
+    start_unix: float,
+    camera_xy: tuple[float, float] = (0, 0),
+) -> list[_Planned]:
     """The array events of one observation block, in time order, with who saw what."""
+    if config.source is not None:
+        return _plan_wobble(config, config.source, obs_id, start_unix, camera_xy)
     tels = config.chosen()
     rng = _rng(config.seed, obs_id)
     n = max(1, round(config.event_rate_hz * config.duration_s))
@@ -229,6 +249,55 @@ def plan_events(config: SimulationConfig, obs_id: int, start_unix: float) -> lis
             planned.append(_Planned(i, EventType.MUON, float(t), (tel.tel_id,), None))
         else:
             planned.append(_shower_event(config, rng, i, float(t), obs_id, tels))
+    return planned
+
+
+def _plan_wobble(
+    config: SimulationConfig,
+    source: wobble.Source,
+    obs_id: int,
+    start_unix: float,
+    camera_xy: tuple[float, float],
+) -> list[_Planned]:
+    """Wobble mode: thrown showers that trigger a telescope, plus calibration and muons.
+
+    Event ids number every candidate in time order, and a shower's trigger is decided on the
+    image drawn with that id's generator, the very image written later; the ids of showers
+    that triggered nothing are simply absent (ids need not be contiguous)."""
+    tels = config.chosen()
+    rng = _rng(config.seed, obs_id, 7)
+    n_other = round(config.event_rate_hz * config.duration_s
+                    * (config.calibration_fraction + config.muon_fraction))  # fmt: skip
+    share = config.calibration_fraction / max(
+        config.calibration_fraction + config.muon_fraction, 1e-12
+    )
+    candidates: list[tuple[float, showers.Shower | None, bool]] = [
+        (float(t), None, bool(rng.random() < share))
+        for t in rng.uniform(0.0, config.duration_s, n_other)
+    ]
+    candidates += [(t, s, False) for t, s in
+                   wobble.thrown_showers(rng, source, config.duration_s, camera_xy)]  # fmt: skip
+    candidates.sort(key=lambda c: c[0])
+    planned: list[_Planned] = []
+    n_cal = 0
+    for event_id, (t, shower, calibration) in enumerate(candidates, start=1):
+        when = start_unix + t
+        if shower is None and calibration:
+            kind = EventType.FLATFIELD if n_cal % 2 == 0 else EventType.SKY_PEDESTAL
+            n_cal += 1
+            planned.append(_Planned(event_id, kind, when, tuple(x.tel_id for x in tels), None))
+        elif shower is None:
+            tel = tels[int(rng.integers(len(tels)))]
+            planned.append(_Planned(event_id, EventType.MUON, when, (tel.tel_id,), None))
+        else:
+            seen = tuple(
+                tel.tel_id for tel in tels
+                if showers.telescope_triggers(_image(_rng(config.seed, obs_id, event_id,
+                                                          tel.tel_id), tel,
+                                                     EventType.SUBARRAY, shower))
+            )  # fmt: skip
+            if seen:
+                planned.append(_Planned(event_id, EventType.SUBARRAY, when, seen, shower))
     return planned
 
 
@@ -307,6 +376,28 @@ class _Writer:
         }
         return cards
 
+    def sky_cards(self, index: int, start_unix: float) -> dict[str, tuple[HeaderValue, str]]:
+        """Wobble mode: target and true pointing keywords for the event files' headers."""
+        cfg, src = self.config, self.config.source
+        if src is None:
+            self.pointing: tuple[float, float] = (70.0, 180.0)
+            return {}
+        ra, dec = wobble.wobble_pointing(src, index)
+        (alt,), (az,) = wobble.track(cfg.site, ra, dec, [start_unix + cfg.duration_s / 2])
+        self.pointing = (ra, dec)
+        return {
+            "OBJECT": (src.name, "observed target"),
+            "RA_OBJ": (src.ra_deg, "target right ascension (deg, ICRS)"),
+            "DEC_OBJ": (src.dec_deg, "target declination (deg, ICRS)"),
+            "RA_PNT": (round(ra, 6), "tracked right ascension (deg, ICRS)"),
+            "DEC_PNT": (round(dec, 6), "tracked declination (deg, ICRS)"),
+            "PNT_ALT": (round(float(alt), 6), "pointing altitude at mid-block (deg)"),
+            "PNT_AZ": (round(float(az), 6), "pointing azimuth at mid-block (deg)"),
+            "WOBBLE": (src.wobble_offset_deg, "wobble offset of the source (deg)"),
+            "WOBANG": (wobble.WOBBLE_ANGLES_DEG[index % len(wobble.WOBBLE_ANGLES_DEG)],
+                       "wobble direction (deg from +RA towards +Dec)"),
+        }  # fmt: skip
+
     def path(self, ae: str, kind: str, night: dt.date, name: str) -> Path:
         return self.landing / "dl0" / ae / kind / f"{night:%Y/%m/%d}" / name
 
@@ -326,7 +417,15 @@ class _Writer:
         start_unix = start.replace(tzinfo=dt.UTC).timestamp()
         night = observing_night(start)
         stamp = f"{start:%Y%m%dT%H%M%S}_SBID{sb_id:010d}_OBSID{obs_id:010d}"
-        events = plan_events(cfg, obs_id, start_unix)
+        self.sky = self.sky_cards(index, start_unix)
+        camera_xy = (0.0, 0.0)
+        if cfg.source is not None:
+            camera_xy = wobble.source_in_camera(cfg.site, cfg.source, index,
+                                                start_unix + cfg.duration_s / 2)  # fmt: skip
+        events = plan_events(cfg, obs_id, start_unix, camera_xy)
+        if not events:
+            raise InvalidInput(f"simulation: observation block {obs_id} has no events: raise "
+                               "the rates or the duration")  # fmt: skip
         for tel in cfg.chosen():
             self.telescope_files(tel, events, night, stamp, sb_id, obs_id, start_unix)
         sub = f"SUB{site.subarray_id:03d}"
@@ -385,6 +484,7 @@ class _Writer:
                         asso="Telescope", type="EVENTS", div=stream,
                     )  # fmt: skip
                     header["INSTRUME"] = (tel.camera, "camera")
+                    header.update(self.sky)
                     write_telescope_events(
                         path,
                         header=header,
@@ -411,15 +511,21 @@ class _Writer:
         cfg = self.config
         site = cfg.layout()
         end = start_unix + cfg.duration_s
+        altaz = None
+        if cfg.source is not None:  # the true pointing: the wobble position, tracked
+            samples = start_unix + np.arange(max(1, int(cfg.duration_s) + 1), dtype=np.float64)
+            altaz = wobble.track(cfg.site, *self.pointing, samples)
         for tel in cfg.chosen():
             ae = f"TEL{tel.tel_id:03d}"
             path = self.path(ae, "monitoring", night, f"{ae}_ACADA_{stamp}_POINTING.fits")
             ids: dict[str, HeaderValue] = {"OBS_ID": obs_id, "SB_ID": sb_id, "AE_ID": tel.tel_id}
+            header = self.header(
+                path, ids, start_unix, end, asso="Telescope", type="MONITORING", div="POINTING"
+            )
             monitoring.write_pointing(
                 path,
-                header=self.header(
-                    path, ids, start_unix, end, asso="Telescope", type="MONITORING", div="POINTING"
-                ),
+                header=header | self.sky,
+                altaz=altaz,
                 start_unix=start_unix,
                 duration_s=cfg.duration_s,
                 alt_deg=70.0,

@@ -1,0 +1,175 @@
+"""Trained models and IRFs for the night: found in the archive, or produced once through WMS.
+
+A night cannot reconstruct anything without models trained on simulations and an IRF computed
+from them. ``find_products`` asks the archive for the ones of this production (the free
+metadata ``night_production`` names it, the software version is part of the name), so a second
+night reuses the first one's; ``production_workflow`` is the small production that makes them
+when there are none: SimPipe gammas (training), protons (training) and gammas (IRF, an
+independent run: scores of training events would be optimistic), each to DL1, training, the
+IRF gammas to DL2 with the new models, and the IRF with fixed cuts (the toy's gamma/hadron
+separation makes optimisation pointless at this size). Every product is archived as category
+SIM with the WMS provenance record, under ``/ctao/sim/<production>/``.
+
+The gammas are thrown like the ACADA simulator's wobble-mode source (``dpps.acada.wobble``:
+same energy range, core radius and offset), so the IRF describes the night's data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from dpps.acada import wobble
+from dpps.bdms.types import FileInfo
+from dpps.core.errors import DppsError, NotFound
+from dpps.pipelines.night.steps import STEP_ENTRY
+from dpps.pipelines.night.workflow import SOFTWARE_VERSION, version_slug
+from dpps.wms.builder import Workflow, tool_python
+from dpps.wms.spec import OutputPort, Tool, WorkflowSpec
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
+    from dpps.wms.api import WMS, Progress
+
+MODELS_TYPE = "reconstruction models"
+
+
+@dataclass(frozen=True)
+class ProductionSize:
+    """Showers thrown per run: small enough for the night's time budget, enough for a fit."""
+
+    gammas_train: int = 400
+    protons_train: int = 700
+    gammas_irf: int = 1500
+    wobble_offset_deg: float = 0.5
+    n_estimators: int = 40
+    gh_cut: float = 0.7
+    theta_cut_deg: float = 0.2
+
+
+@dataclass(frozen=True)
+class NightModels:
+    """The models and IRF a night's blocks are processed with."""
+
+    models: FileInfo
+    irf: FileInfo
+    produced: bool  # made by this call (else found in the archive)
+
+    def inputs(self) -> dict[str, str]:
+        """The workflow inputs ``models`` and ``irf`` (archive locations)."""
+        return {"models": f"lfn:{self.models.name}", "irf": f"lfn:{self.irf.name}"}
+
+
+def production_name(software_version: str = SOFTWARE_VERSION) -> str:
+    return f"night-models-{version_slug(software_version)}"
+
+
+def find_products(archive: Archive, production: str) -> NightModels:
+    """The latest models and IRF of ``production`` in the archive; NotFound if either lacks."""
+    found = {}
+    for key, query in (("models", f'product_type="{MODELS_TYPE}"'),
+                       ("irf", "data_level=DL3 and product_type=irf")):  # fmt: skip
+        files = archive.list_files(f'{query} and meta.night_production="{production}"',
+                                   limit=None)  # fmt: skip
+        if not files:
+            raise NotFound(f"no {key} of production {production} in the archive")
+        found[key] = max(files, key=lambda f: (f.version, f.did))
+    return NightModels(found["models"], found["irf"], produced=False)
+
+
+def _step_tool(name: str, files: dict[str, str], outputs: list[OutputPort], sv: str) -> Tool:
+    ports: dict[str, Any] = dict(files) | {"tool": "string", "config": "string"}
+    return tool_python(name, STEP_ENTRY, inputs=ports, outputs=outputs, software_version=sv)
+
+
+def production_workflow(
+    production: str, size: ProductionSize | None = None, software_version: str = SOFTWARE_VERSION
+) -> WorkflowSpec:
+    """The small simulation + training + IRF production (no inputs)."""
+    size = size or ProductionSize()
+    meta = {"category": "SIM", "night_production": production}
+    lfn = f"/ctao/sim/{production}/$(self.basename)"
+
+    def out(name: str, glob: str, array: bool = False, level: str | None = None,
+            **extra: str) -> OutputPort:  # fmt: skip
+        return OutputPort.model_validate({"name": name, "glob": glob, "array": array, "lfn": lfn,
+                                          "meta": meta | extra, "data_level": level,
+                                          "new_version": True})  # fmt: skip
+
+    def params(tool: str, config: dict[str, Any]) -> dict[str, str]:
+        return {"tool": tool, "config": json.dumps(config, sort_keys=True)}
+
+    sv = software_version
+    common = {"e_min_tev": wobble.E_MIN_TEV, "e_max_tev": wobble.E_MAX_TEV,
+              "max_impact_m": wobble.MAX_CORE_M, "compression": "zstd1"}  # fmt: skip
+    runs = {
+        "gamma_train": ("gamma", size.gammas_train, 990001, {}),
+        "proton_train": ("proton", size.protons_train, 990002, {"view_cone_deg": 2.5}),
+        "gamma_irf": ("gamma", size.gammas_irf, 990003, {}),
+    }
+    wf = Workflow(production)
+    dl1 = {}
+    for key, (particle, n, obs_id, extra) in runs.items():
+        card = {**common, "particle": particle, "n_showers": n, "obs_id": obs_id,
+                "seed": obs_id, "source_offset_deg": size.wobble_offset_deg, **extra}  # fmt: skip
+        sim = wf.step(f"sim_{key}", _step_tool(f"sim_{key}", {}, [
+            out("dl0", "*.fits.fz", array=True), out("truth", "*_truth.fits")], sv),
+            defaults=params("simpipe-simulate", card))  # fmt: skip
+        dl1[key] = wf.step(
+            f"dl1_{key}",
+            _step_tool(f"dl1_{key}", {"dl0": "File[]", "truth": "File"},
+                       [out("dl1", "*_dl1.h5", level="DL1")], sv),
+            dl0=sim.out("dl0"), truth=sim.out("truth"), defaults=params("datapipe-dl1", {}),
+        )  # fmt: skip
+    train = wf.step(
+        "train",
+        _step_tool("train", {"gammas": "File", "protons": "File"},
+                   [out("models", "models.joblib", product_type=MODELS_TYPE),
+                    out("card", "model_card.json", product_type="model card")], sv),
+        gammas=dl1["gamma_train"].out("dl1"), protons=dl1["proton_train"].out("dl1"),
+        defaults=params("datapipe-train", {"n_estimators": size.n_estimators}),
+    )  # fmt: skip
+    dl2 = wf.step(
+        "dl2_gamma_irf",
+        _step_tool("dl2_gamma_irf", {"dl1": "File", "models": "File"},
+                   [out("dl2", "*_dl2.fits", level="DL2")], sv),
+        dl1=dl1["gamma_irf"].out("dl1"), models=train.out("models"),
+        defaults=params("datapipe-dl2", {}),
+    )  # fmt: skip
+    irf = wf.step(
+        "irf",
+        _step_tool("irf", {"gammas": "File"}, [out("irf", "irf.fits", level="DL3")], sv),
+        gammas=dl2.out("dl2"),
+        defaults=params("datapipe-irf", {"cuts": "fixed", "gh_cut": size.gh_cut,
+                                         "theta_cut_deg": size.theta_cut_deg}),
+    )  # fmt: skip
+    wf.output("models", train.out("models"))
+    wf.output("irf", irf.out("irf"))
+    return wf.build()
+
+
+def ensure_models(
+    wms: WMS,
+    size: ProductionSize | None = None,
+    software_version: str = SOFTWARE_VERSION,
+    *,
+    progress: Progress | None = None,
+    timeout_s: float = 1800.0,
+) -> NightModels:
+    """The archive's models and IRF of this production, produced first if there are none."""
+    from dpps.wms.jobs import SubmitOptions
+
+    production = production_name(software_version)
+    try:
+        return find_products(wms.archive, production)
+    except NotFound:
+        pass
+    spec = production_workflow(production, size, software_version)
+    run = wms.submit_workflow(spec, {}, opts=SubmitOptions(name=production,
+                                                            activity="simulation"))  # fmt: skip
+    state = wms.wait(run, progress=progress, timeout_s=timeout_s)
+    if state != "DONE":
+        raise DppsError(f"model production {production} (workflow {run.id}) ended {state}: "
+                        f"see dpps wms status {run.id} --workflow")  # fmt: skip
+    return replace(find_products(wms.archive, production), produced=True)

@@ -1,0 +1,99 @@
+"""What a night left in the archive and the WMS, summarised for people and for ``--json``.
+
+Every figure is read back from the catalog (not from what the night believes it did): files
+and bytes per data level and site of their AVAILABLE replicas, the off-site copies of each
+DL0 file, the transformation's jobs by step and state, and the QualPipe verdicts read from
+the archived reports themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.core.errors import IntegrityFailure
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
+    from dpps.wms.api import WMS
+
+
+def volume(archive: Archive) -> dict[str, dict[str, dict[str, int]]]:
+    """{data level: {site: {files, bytes}}} over AVAILABLE replicas of the latest files."""
+    stmt = (
+        select(DIDRow.data_level, RSERow.site, func.count(), func.sum(DIDRow.bytes))
+        .join(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
+        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+        .where(ReplicaRow.state == "AVAILABLE", DIDRow.did_type == "FILE",
+               DIDRow.deleted_at.is_(None))
+        .group_by(DIDRow.data_level, RSERow.site)
+    )  # fmt: skip
+    out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    with archive.sessions() as s:
+        for level, site, n, size in s.execute(stmt):
+            out[str(level or "other")][str(site)] = {"files": int(n), "bytes": int(size or 0)}
+    return dict(out)
+
+
+def offsite_sites(archive: Archive, lfn_prefix: str = "/ctao/dl0/") -> Counter[int]:
+    """How many DL0 files have their AVAILABLE copies at N distinct off-site data centres."""
+    stmt = (
+        select(DIDRow.id, RSERow.site)
+        .join(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
+        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+        .where(ReplicaRow.state == "AVAILABLE", RSERow.onsite.is_(False),
+               DIDRow.name.like(f"{lfn_prefix}%"), DIDRow.did_type == "FILE")
+    )  # fmt: skip
+    sites: dict[int, set[str]] = defaultdict(set)
+    with archive.sessions() as s:
+        all_ids = s.scalars(select(DIDRow.id).where(DIDRow.name.like(f"{lfn_prefix}%"),
+                                                    DIDRow.did_type == "FILE")).all()  # fmt: skip
+        for did_id, site in s.execute(stmt):
+            sites[did_id].add(str(site))
+    return Counter(len(sites.get(i, set())) for i in all_ids)
+
+
+def jobs(wms: WMS, workflow_ids: list[int]) -> dict[str, Any]:
+    """Jobs of the given workflows: by step and state, attempts, CPU and wall time."""
+    by_step: dict[str, Counter[str]] = defaultdict(Counter)
+    attempts = cpu = wall = 0.0
+    failed: list[dict[str, Any]] = []
+    for wf in workflow_ids:
+        for job in wms.list_jobs(workflow_id=wf, limit=1000):
+            by_step[job.step or job.name][job.state] += 1
+            attempts += job.attempts
+            cpu += job.cpu_s
+            wall += job.wall_s
+            if job.state != "DONE" or job.attempts > 1:
+                failed.append({"job": job.id, "step": job.step, "state": job.state,
+                               "attempts": job.attempts, "reason": job.reason})  # fmt: skip
+    return {
+        "by_step": {k: dict(v) for k, v in sorted(by_step.items())},
+        "total": int(sum(sum(v.values()) for v in by_step.values())),
+        "attempts": int(attempts), "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+        "retried_or_failed": failed,
+    }  # fmt: skip
+
+
+def quality_verdicts(archive: Archive, category: str, dest: Path) -> dict[int, dict[str, Any]]:
+    """obs_id -> {passed, failed checks} from the archived QualPipe reports (retrieved)."""
+    reports = [f for f in archive.list_files(f"data_level=QUAL and category={category}",
+                                             limit=None) if f.name.endswith(".json")]  # fmt: skip
+    if not reports:
+        return {}
+    got = archive.get([f.did for f in reports], dest, overwrite=True)
+    if got.failed:
+        raise IntegrityFailure(f"quality reports not retrieved: {got.failed[0].error}")
+    verdicts: dict[int, dict[str, Any]] = {}
+    for f in reports:
+        report = json.loads((dest / Path(f.name).name).read_text(encoding="utf-8"))
+        failed = [f"{c.get('metric')}" + (f" (tel {c['tel_id']})" if c.get("tel_id") else "")
+                  for c in report.get("checks", []) if c.get("status") == "fail"]  # fmt: skip
+        verdicts[int(f.obs_id or 0)] = {"passed": bool(report.get("passed")),
+                                        "failed_checks": failed, "did": f.did}  # fmt: skip
+    return dict(sorted(verdicts.items()))

@@ -1,0 +1,162 @@
+"""A whole observing night on one archive: what ``dpps night`` runs (UC-000-4).
+
+1. models and IRF: found in the archive, or produced first through WMS (``models``);
+2. the category-B transformation, created once (``transformation``);
+3. ACADA writes the night (wobble blocks on a point source, calibration, monitoring);
+4. the ingestion queue registers it in place on the on-site RSE;
+5. the rule evaluator and transfer daemon replicate it off site while the WMS transformation
+   turns each block into DL3 and a quality report (they run interleaved in this process);
+6. gammapy analyses the night's DL3 found through archive queries (reflected regions);
+7. the report is read back from the catalog.
+
+``StageFn`` lets a caller show progress: ``stage(name, total)`` returns ``update(done, total)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dpps.acada import wobble
+from dpps.core.errors import DppsError, Unavailable
+from dpps.pipelines.night import acquisition, report
+from dpps.pipelines.night.acquisition import NightPlan
+from dpps.pipelines.night.models import ProductionSize, ensure_models
+from dpps.pipelines.night.transformation import ensure_transformation, pending
+from dpps.pipelines.night.workflow import SOFTWARE_VERSION, Target
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
+    from dpps.wms.api import WMS
+
+Update = Callable[[int, int], None]
+StageFn = Callable[[str, int], Update]
+
+
+def quiet(_name: str, _total: int) -> Update:
+    return lambda _done, _total: None
+
+
+def _process(wms: WMS, archive: Archive, name: str, expected: int, stage: StageFn,
+             timeout_s: float) -> float:  # fmt: skip
+    """Replicate and let the transformation process every block, interleaved; seconds."""
+    started = time.perf_counter()
+    update = stage("replicate + process", 1)
+    last = [0.0]
+    replicated = [False]
+
+    def tick() -> None:
+        now = time.monotonic()
+        if not replicated[0] and now - last[0] >= 0.5:
+            last[0] = now
+            acquisition.replication_step(archive)
+            replicated[0] = acquisition.replication_done(archive)
+        files = wms.transformation(name).files
+        settled = int(files.get("PROCESSED", 0)) + int(files.get("PROBLEMATIC", 0))
+        update(settled + int(replicated[0]) * expected, 2 * expected)
+
+    def finished() -> bool:
+        booked = sum(wms.transformation(name).files.values())
+        return replicated[0] and booked >= expected and pending(wms, name) == 0
+
+    wms.run_until(finished, with_transformations=True, tick=tick, timeout_s=timeout_s)
+    return time.perf_counter() - started
+
+
+def analyse(archive: Archive, target: Target, category: str, dest: Path) -> dict[str, Any]:
+    """The night's DL3 of the target, from archive queries, through gammapy."""
+    from dpps.pipelines.datapipe.dl3_analysis import (
+        find_observations,
+        fit_power_law,
+        retrieve_observations,
+    )
+
+    found = find_observations(archive, target.name, category=category)
+    retrieve_observations(archive, found, dest)
+    fit = fit_power_law(dest, target.ra_deg, target.dec_deg)
+    return {"observations": [f.obs_id for f in found], "directory": str(dest),
+            **{k: getattr(fit, k) for k in fit.__dataclass_fields__}}  # fmt: skip
+
+
+def run_night(
+    archive: Archive,
+    workdir: Path,
+    plan: NightPlan | None = None,
+    *,
+    size: ProductionSize | None = None,
+    software_version: str = SOFTWARE_VERSION,
+    category: str = "B",
+    stage: StageFn = quiet,
+    timeout_s: float = 1800.0,
+) -> dict[str, Any]:
+    """Run the night; returns the report (JSON-ready)."""
+    from dpps.wms.api import WMS
+
+    plan = plan or NightPlan()
+    wms = WMS(archive)
+    src = plan.source
+    target = Target(src.name, src.ra_deg, src.dec_deg)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
+    models = ensure_models(wms, size, software_version, progress=stage("models + IRF", 1),
+                           timeout_s=timeout_s)  # fmt: skip
+    lap("models")
+    tf = ensure_transformation(wms, models, category=category,
+                               software_version=software_version, target=target)  # fmt: skip
+    update = stage("ACADA simulation", plan.blocks)
+    files = acquisition.simulate_night(archive, plan,
+                                       on_block=lambda i: update(i + 1, plan.blocks))  # fmt: skip
+    lap("simulate")
+    registered = acquisition.ingest(archive)
+    lap("ingest")
+    _process(wms, archive, tf.name, len(files), stage, timeout_s)
+    lap("replicate_process")
+    info = wms.transformation(tf.name)
+    if info.files.get("PROCESSED", 0) == 0:
+        problems = "; ".join(p.reason or "" for p in info.problematic[:3])
+        raise DppsError(f"no block was processed by {tf.name}: {problems}")
+    try:
+        analysis: dict[str, Any] = analyse(archive, target, category, workdir / "analysis")
+    except (DppsError, Unavailable) as exc:
+        analysis = {"error": str(exc)}
+    lap("analysis")
+    amplitude, index = wobble.source_flux(src)
+    workflow_ids = sorted({wf for wf in _workflows(wms, tf.id)})
+    return {
+        "workspace": str(archive.config.workspace),
+        "plan": {"blocks": plan.blocks, "block_s": plan.duration_s, "obs_ids": plan.obs_ids(),
+                 "target": target.__dict__, "wobble_deg": src.wobble_offset_deg},
+        "models": {"produced": models.produced, "models": models.models.did,
+                   "irf": models.irf.did},
+        "acada": {"files": len(files), "registered": registered,
+                  "bytes": sum(p.stat().st_size for p in files)},
+        "replication": {"rules": acquisition.rule_states(archive),
+                        "dl0_files_by_offsite_sites": dict(report.offsite_sites(archive))},
+        "transformation": {"name": tf.name, "files": info.files, "tasks": info.tasks,
+                           "problematic": [p.reason for p in info.problematic]},
+        "jobs": report.jobs(wms, workflow_ids),
+        "volume": report.volume(archive),
+        "quality": report.quality_verdicts(archive, category, workdir / "quality"),
+        "analysis": analysis,
+        "simulated": {"index": index, "amplitude": amplitude, "reference_tev": 1.0},
+        "seconds": seconds,
+    }  # fmt: skip
+
+
+def _workflows(wms: WMS, transformation_id: int) -> list[int]:
+    from sqlalchemy import select
+
+    from dpps.catalog.models_wms import WorkflowRow
+
+    with wms.sessions() as s:
+        return list(s.scalars(select(WorkflowRow.id).where(
+            WorkflowRow.transformation_id == transformation_id)))  # fmt: skip
