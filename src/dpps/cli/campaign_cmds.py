@@ -146,7 +146,7 @@ def _print(report: Any) -> None:
                   f"estimated staging {v.estimated_staging_s:.0f} s")  # fmt: skip
     console.print(
         table(
-            "observation blocks",
+            "observation blocks (the files DataPipe reads)",
             ["obs_id", "files", "bytes", "tape only"],
             [[o, t.files, human_bytes(t.bytes), t.tape_only_files] for o, t in v.blocks.items()],
         )

@@ -48,7 +48,8 @@ class CampaignSpec:
         if not self.software_version.strip():
             raise InvalidInput("give the new software version (--software-version)")
         if not self.name:
-            object.__setattr__(self, "name", f"reprocessing-{self.software_version}")
+            slug = re.sub(r"[^A-Za-z0-9_.+-]+", "-", self.software_version).strip("-")
+            object.__setattr__(self, "name", f"reprocessing-{slug}"[:64])
         if not _NAME.match(self.name):
             raise InvalidInput(
                 f"campaign name {self.name!r}: use letters, digits and . _ + - (at most 64)"
