@@ -65,10 +65,18 @@ def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
 def remove_rule(
     session: Session, rule: RuleRow, *, account: str, reason: str, action: str = "rule.delete"
 ) -> int:
-    """Drop a rule: its locks go, its queued transfers are cancelled, and the replicas it
-    held that no other rule locks get a tombstone (the reaper deletes them unless one is a
-    live file's last good copy). The event keeps everything the rule said. Returns the
-    number of replicas tombstoned."""
+    """Drop a rule - the one way any rule goes: ``dpps rule delete`` (through
+    ``rules.delete_rule``), an expired lifetime (the reaper, ``action="rule.expire"``) and the
+    deliberate removal of a product (``delete_did``).
+
+    Its locks go, its queued transfers are cancelled, and the replicas it held that no other
+    rule locks get a tombstone (the reaper deletes them once past retention, unless one is a
+    live file's last good copy). The event keeps everything the rule said. Other rules on the
+    same files are made due: they may have counted one of its cancelled transfers as a copy
+    on its way. Returns the number of replicas tombstoned; the caller commits.
+    """
+    if not reason or not reason.strip():
+        raise InvalidInput("give a reason for deleting a rule: it is the preservation record")
     now = utcnow()
     replication.lock_rules(session, [rule.id])  # evaluators and transfers take turns with us
     pairs = [
@@ -77,6 +85,13 @@ def remove_rule(
             select(RuleLockRow.did_id, RuleLockRow.rse_id).where(RuleLockRow.rule_id == rule.id)
         )
     ]
+    affected = {d for d, _ in pairs} | set(
+        session.scalars(
+            select(TransferRow.did_id).where(
+                TransferRow.rule_id == rule.id, TransferRow.state == TransferState.QUEUED.value
+            )
+        )
+    )
     session.execute(delete(RuleLockRow).where(RuleLockRow.rule_id == rule.id))
     replication.refresh_lock_counts(session, {d for d, _ in pairs})
     tombstoned = 0
@@ -130,6 +145,8 @@ def remove_rule(
     )
     session.delete(rule)
     session.flush()
+    if affected:
+        replication.bump_rules(session, sorted(affected))
     return tombstoned
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dpps.bdms import deletion
 from dpps.bdms import rse_expression as rse_expr
 from dpps.catalog import events
-from dpps.catalog.models import DIDRow, RuleLockRow, RuleRow, utcnow
-from dpps.catalog.replication import bump_rules, lock_rules
+from dpps.catalog.models import DIDRow, RuleRow, utcnow
+from dpps.catalog.replication import lock_rules
 from dpps.core.config import Config, RuleTemplate
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.states import RuleState
@@ -103,26 +102,20 @@ def check_expressions(config: Config, rses: str, source: str | None, copies: int
 
 
 def delete_rule(session: Session, rule_id: int, *, reason: str, account: str) -> RuleRow:
-    """Remove a rule on a user's request (``dpps rule delete``).
+    """Remove a rule on a user's request (``dpps rule delete``, ``Replication.delete_rule``).
 
-    The removal itself is ``deletion.remove_rule`` (shared with the reaper and ``dpps
-    delete``): locks go, unlocked replicas get a tombstone, queued transfers are cancelled and
-    an event keeps the whole rule. Other rules on the same files are made due, since they may
-    have counted on one of its transfers. A rule marked ``locked`` cannot be deleted.
+    Only the checks of a user's request are here - the rule exists and is not marked
+    ``locked``; the removal itself (locks, tombstones, cancelled transfers, the event, other
+    rules made due) is ``deletion.remove_rule``, the one code path the reaper and ``dpps
+    delete`` use too.
     """
-    if not reason.strip():
-        raise InvalidInput("give a reason for deleting a rule")
     rules = lock_rules(session, [rule_id])
     if not rules:
         raise NotFound(f"no rule {rule_id}")
     rule = rules[0]
     if rule.locked:
         raise Conflict(f"rule {rule_id} is locked against deletion")
-    did_ids = set(
-        session.scalars(select(RuleLockRow.did_id).where(RuleLockRow.rule_id == rule_id))
-    )
     deletion.remove_rule(session, rule, account=account, reason=reason)
-    bump_rules(session, did_ids)
     return rule
 
 

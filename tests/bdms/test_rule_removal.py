@@ -1,0 +1,145 @@
+"""One way to remove a rule: ``dpps rule delete``, ``archive.replication.delete_rule``, a rule's
+lifetime ending (the reaper) and ``dpps delete`` of its product all go through
+``deletion.remove_rule`` - same event, same lock release, same effect on the replicas (a
+tombstone, and the reaper removes the unlocked ones later) and other rules on the same files
+made due."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from dpps.bdms import reaper
+from dpps.bdms.archive import Archive
+from dpps.catalog.models import EventRow, ReplicaRow, RSERow, RuleLockRow, RuleRow, TransferRow
+from dpps.cli.main import app
+from dpps.core.daemon import DaemonContext, WorkerSlot
+from tests.bdms.preservation_helpers import set_time
+from tests.bdms.replication_helpers import drive, evaluate, ingest_dataset, rule_row, tuned
+
+pytestmark = pytest.mark.verifies_usecase("UC-110-1.6")
+
+DATASET = "/ctao/dl0/run1"
+DETAILS = {"rule_id", "account", "rses", "source", "copies", "state", "policy", "locks"}
+
+
+def _cli(arch: Archive, rule_id: int) -> str:
+    env = {"DPPS_WORKSPACE": str(arch.config.workspace)}
+    result = CliRunner().invoke(
+        app, ["rule", "delete", str(rule_id), "--reason", "not needed", "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["id"] == rule_id
+    return "rule.delete"
+
+
+def _python(arch: Archive, rule_id: int) -> str:
+    assert arch.replication.delete_rule(rule_id, reason="not needed").id == rule_id
+    return "rule.delete"
+
+
+def _expiry(arch: Archive, rule_id: int) -> str:
+    set_time(arch, RuleRow, "expires_at", dt.timedelta(seconds=1), id=rule_id)
+    reaper.expire_rules(
+        DaemonContext(name="reaper", slot=WorkerSlot()), arch.sessions, arch.config
+    )
+    return "rule.expire"
+
+
+WAYS: dict[str, Callable[[Archive, int], str]] = {
+    "cli": _cli,
+    "python": _python,
+    "expiry": _expiry,
+}
+
+
+@pytest.mark.parametrize("way", sorted(WAYS))
+def test_every_way_of_removing_a_rule_does_the_same(
+    archive: Archive, tmp_path: Path, way: str
+) -> None:
+    arch = tuned(archive)
+    ingest_dataset(arch, tmp_path / "in", 3)
+    held = arch.add_rule(DATASET, copies=1, rses="FRASCATI")  # copies made: locks replicas
+    drive(arch)
+    assert rule_row(arch, held).state == "OK"
+    queued = arch.add_rule(DATASET, copies=1, rses="PIC")  # its transfers queued, not run
+    other = arch.add_rule(DATASET, copies=1, rses="PIC")  # counts those transfers as copies
+    assert evaluate(arch) == 2
+    with arch.sessions() as session:
+        assert set(
+            session.scalars(select(TransferRow.rule_id).where(TransferRow.state == "QUEUED"))
+        ) == {queued}
+    assert evaluate(arch) == 0  # nothing due
+
+    actions = {WAYS[way](arch, rule_id) for rule_id in (held, queued)}
+    assert len(actions) == 1
+    action = actions.pop()
+
+    with arch.sessions() as session:
+        assert session.scalars(select(RuleRow.id).order_by(RuleRow.id)).all() == [other]
+        assert (
+            session.scalars(
+                select(RuleLockRow.id).where(RuleLockRow.rule_id.in_([held, queued]))
+            ).all()
+            == []
+        )
+        removed = {
+            e.details["rule_id"]: e
+            for e in session.scalars(select(EventRow).where(EventRow.action == action))
+        }
+        assert set(removed) == {held, queued}
+        for event in removed.values():
+            assert set(event.details) >= DETAILS
+            assert event.reason
+        assert removed[held].details["tombstoned"] == 3
+        # the replicas it held: unlocked, tombstoned, still there until the reaper's pass
+        frascati = session.scalars(
+            select(ReplicaRow).join(RSERow).where(RSERow.name == "FRASCATI")
+        ).all()
+        assert len(frascati) == 3
+        assert all(r.lock_count == 0 and r.tombstone_at is not None for r in frascati)
+        # the queued rule's transfers are cancelled (and no longer belong to a rule)
+        states = session.execute(
+            select(TransferRow.state, TransferRow.rule_id).where(TransferRow.state != "DONE")
+        ).all()
+        assert states
+        assert all(s == ("CANCELLED", None) for s in states)
+
+    # the rule that counted on those transfers is due again (not after its recheck period)
+    assert evaluate(arch) == 1
+    drive(arch)
+    assert rule_row(arch, other).state == "OK"
+    with arch.sessions() as session:
+        pic = session.scalars(
+            select(ReplicaRow.state).join(RSERow).where(RSERow.name == "PIC")
+        ).all()
+    assert pic == ["AVAILABLE"] * 3
+
+
+def test_a_rule_removal_without_a_reason_is_refused_and_changes_nothing(
+    archive: Archive, tmp_path: Path
+) -> None:
+    arch = tuned(archive)
+    ingest_dataset(arch, tmp_path / "in", 2)
+    rule_id = arch.add_rule(DATASET, copies=1, rses="FRASCATI")
+    drive(arch)
+    result = CliRunner().invoke(
+        app,
+        ["rule", "delete", str(rule_id), "--reason", "  "],
+        env={"DPPS_WORKSPACE": str(arch.config.workspace)},
+    )
+    assert result.exit_code != 0
+    assert "reason" in result.output
+    assert rule_row(arch, rule_id).state == "OK"
+    with arch.sessions() as session:
+        assert set(
+            session.scalars(
+                select(ReplicaRow.lock_count).join(RSERow).where(RSERow.name == "FRASCATI")
+            )
+        ) == {1}
