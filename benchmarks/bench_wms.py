@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 import yaml
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.dids import NewFile
@@ -86,17 +86,31 @@ def _cpu_s() -> float:
     return total
 
 
+def _commits(engine: Any) -> list[int]:
+    """A counter of the transactions committed through ``engine`` (this process only)."""
+    count = [0]
+
+    @event.listens_for(engine, "commit")
+    def _commit(_conn: Any) -> None:
+        count[0] += 1
+
+    return count
+
+
 def bench_local(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
+    load = os.getloadavg()[0]
     with _workspace(catalog_url) as archive:
         wms = WMS(archive)
         tool = tool_command("noop", TRUE)
         manager = wms.manager("local")
         manager.executor.capacity()  # start and warm the pool: not part of the figure
+        commits = _commits(archive.engine)
         cpu0 = _cpu_s()
         t0 = time.perf_counter()
         for _ in range(n_jobs):
             wms.submit_job(tool, {}, opts=SubmitOptions())
         submitted = time.perf_counter() - t0
+        submit_commits = commits[0]
 
         def done() -> bool:
             with archive.sessions() as s:
@@ -106,6 +120,7 @@ def bench_local(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
         wms.run_until(done, manager=manager, timeout_s=600)
         total = time.perf_counter() - t0
         cpu = _cpu_s() - cpu0
+        manager_commits = commits[0] - submit_commits
         manager.close()
     bare = _bare_pool(n_jobs, 2)
     per_job_ms = 1000 * (total - bare) / n_jobs
@@ -116,7 +131,11 @@ def bench_local(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
         "bare_pool_s": bare,
         "jobs_per_s": n_jobs / total,
         "cpu_ms_per_job": 1000 * cpu / n_jobs,
-        "load_average": os.getloadavg()[0],
+        # The manager's own transactions (dispatch rounds); each worker adds two per job
+        # (take, finish) in its process.
+        "manager_commits_per_job": manager_commits / n_jobs,
+        "load_average": load,
+        "load_average_end": os.getloadavg()[0],
         "bare_jobs_per_s": n_jobs / bare,
         "overhead_ms_per_job": per_job_ms,
         "ratio_to_bare": total / bare,
@@ -138,6 +157,7 @@ def _register(archive: Archive, n: int) -> None:
 
 
 def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any]:
+    load = os.getloadavg()[0]
     with _workspace(catalog_url) as archive:
         wms = WMS(archive)
         _register(archive, n_files)
@@ -178,6 +198,7 @@ def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any
         "raw_insert_s": raw,
         "ratio_to_raw_insert": took / raw,
         "pass": took < FLOOR_TRANSFORMATION_S,
+        "load_average": load,
     }
 
 
@@ -185,6 +206,8 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
     from distributed import Client
 
     from dpps.testing.dask_cluster import DaskCluster
+
+    load = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="dpps-bench-dask-") as tmp, \
             DaskCluster(Path(tmp), {"PIC": 1}, slots=2) as cluster:  # fmt: skip
@@ -218,6 +241,7 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
         "raw_dask_ms_per_job": 1000 * raw / n_jobs,
         "overhead_ms_per_job": 1000 * (ours - raw) / n_jobs,
         "ratio_to_raw_dask": ours / raw,
+        "load_average": load,
     }
 
 
@@ -249,8 +273,10 @@ def _print(result: dict[str, Any]) -> None:
     loc, tr, dk = result["local"], result["transformation"], result["dask"]
     ok = {True: "PASS", False: "FAIL"}
     print(
-        f"backend: {result['backend']}; load average at the start: "
-        f"{loc['load_average']:.1f} on {os.cpu_count()} cores"
+        f"backend: {result['backend']}; load average (1 min) at the start of each part, on "
+        f"{os.cpu_count()} cores: local {loc['load_average']:.1f} (end "
+        f"{loc['load_average_end']:.1f}), transformation {tr['load_average']:.1f}"
+        + (f", dask {dk['load_average']:.1f}" if dk else "")
     )
     print(f"local executor, {loc['jobs']} trivial jobs end to end (submit + run to DONE):")
     print(
@@ -263,7 +289,8 @@ def _print(result: dict[str, Any]) -> None:
         f"{FLOOR_MS_PER_JOB} ms): {ok[loc['pass_overhead']]}; rate floor >= "
         f"{FLOOR_JOBS_PER_S:.0f} jobs/s: {ok[loc['pass_rate']]}; submit "
         f"{loc['submit_ms_per_job']:.2f} ms/job; CPU of all processes "
-        f"{loc['cpu_ms_per_job']:.2f} ms/job"
+        f"{loc['cpu_ms_per_job']:.2f} ms/job; manager transactions "
+        f"{loc['manager_commits_per_job']:.3f}/job (+2 per job in the worker)"
     )
     print(
         f"transformation over {tr['files']} files -> tasks and jobs: {tr['seconds']:.2f} s "

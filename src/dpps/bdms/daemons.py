@@ -4,8 +4,11 @@ A daemon is registered as ``"module:function"``, imported only when it is starte
 listing daemons imports nothing heavy and no module has to import its siblings. The function
 takes the ``Archive`` and returns the daemon's ``run_once`` (a callable ``(DaemonContext) ->
 int``); when that object also has a ``close()`` method (a thread pool to shut down, say), it is
-called once the daemon stops. Everything else - looping, sleeping, heartbeats in the catalog,
-SIGTERM - is ``dpps.core.daemon.run_daemon``.
+called once the daemon stops; a ``drain()`` method is called after a ``--once`` pass (a
+daemon that hands work to others, the WMS job manager, finishes it there). Everything else -
+looping, sleeping, heartbeats in the catalog, SIGTERM - is ``dpps.core.daemon.run_daemon``.
+Other packages' daemons (the WMS's, which bdms must not import) are registered into
+``REGISTRY`` by the layer that combines them, the CLI.
 
 To add a daemon, append one ``register(...)`` line at the bottom of this file.
 """
@@ -82,7 +85,7 @@ def run(
     sleep_s = getattr(run_once, "sleep_s", sleep_s)
     max_sleep_s = getattr(run_once, "max_sleep_s", max_sleep_s)
     try:
-        return run_daemon(
+        context = run_daemon(
             name,
             run_once,
             DatabaseHeartbeats(archive.sessions),
@@ -91,6 +94,10 @@ def run(
             max_sleep_s=max_sleep_s,
             stop=stop,
         )
+        drain = getattr(run_once, "drain", None)
+        if once and callable(drain):
+            drain()
+        return context
     finally:
         _close(run_once)
 
@@ -141,7 +148,7 @@ def serve(
 def _wrapped(run_once: RunOnce, wrap: Callable[[RunOnce], RunOnce]) -> RunOnce:
     """``wrap(run_once)`` keeping the daemon's own cadence and ``close`` (read by ``run``)."""
     outer: Any = wrap(run_once)
-    for attr in ("sleep_s", "max_sleep_s", "close"):
+    for attr in ("sleep_s", "max_sleep_s", "close", "drain"):
         if hasattr(run_once, attr) and not hasattr(outer, attr):
             setattr(outer, attr, getattr(run_once, attr))
     return cast(RunOnce, outer)

@@ -1,4 +1,10 @@
-"""Daemons: ``dpps daemon NAME [--once]`` runs one, ``dpps serve`` runs them all."""
+"""Daemons: ``dpps daemon NAME [--once]`` runs one, ``dpps daemon list`` lists them, ``dpps
+serve`` runs them all.
+
+The archive's (bdms) and the workload manager's (wms) daemons are one registry here: bdms must
+not import wms, so this layer, which combines both, registers the WMS's daemons into the
+archive's registry (``register_all``) before anything looks a daemon up.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ import typer
 
 from dpps.bdms import daemons
 from dpps.cli.common import JsonOpt, command, open_local_archive
-from dpps.cli.output import console, emit_json
+from dpps.cli.output import console, emit_json, table
 from dpps.core.daemon import DaemonContext
+from dpps.wms import daemons as wms_daemons
 
 LogLevel = Annotated[
     str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR (on stderr).")
@@ -23,6 +30,27 @@ SleepOpt = Annotated[
         "--sleep", min=0.0, help="Seconds to wait when there was no work (doubles, up to 30)."
     ),
 ]
+OnceOpt = Annotated[bool, typer.Option("--once", help="One pass, then exit.")]
+MetricsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="Serve Prometheus metrics on 127.0.0.1:PORT."),
+]
+ExecutorOpt = Annotated[
+    str | None, typer.Option("--executor", help="local or dask (default: wms.executor).")
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Dask scheduler address (default: wms.dask_scheduler)."),
+]
+#: Which package each daemon comes from (for ``dpps daemon list``).
+_PACKAGE = {name: "wms" for name in wms_daemons.REGISTRY}
+
+
+def register_all() -> None:
+    """Put the WMS's daemons into the archive's registry (once; idempotent)."""
+    for name, (target, summary) in wms_daemons.REGISTRY.items():
+        if name not in daemons.REGISTRY:
+            daemons.register(name, target, summary)
 
 
 def _logging(level: str) -> None:
@@ -46,33 +74,96 @@ def _summary(contexts: dict[str, DaemonContext], json_: bool) -> None:
         console.print(f"{name} ({info['instance']}) stopped; transient errors: {errors}")
 
 
-def _daemon_command(name: str, summary: str) -> Callable[..., None]:
-    def run_one(
-        ctx: typer.Context,
-        once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
-        sleep: SleepOpt = 1.0,
-        log_level: LogLevel = "INFO",
-        metrics_port: Annotated[
-            int | None,
-            typer.Option(min=1, max=65535, help="Serve Prometheus metrics on 127.0.0.1:PORT."),
-        ] = None,
-        json_: JsonOpt = False,
-    ) -> None:
-        _logging(log_level)
-        archive = open_local_archive(ctx)
-        from dpps.oms.server import daemon_metrics  # prometheus only when asked for
+def run_named(
+    ctx: typer.Context,
+    name: str,
+    *,
+    once: bool,
+    sleep: float,
+    log_level: str,
+    metrics_port: int | None,
+    json_: bool,
+    executor: str | None = None,
+    scheduler: str | None = None,
+) -> None:
+    """Run the registered daemon ``name`` (``--executor``/``--scheduler`` override the WMS
+    configuration of this process: the job manager's executor)."""
+    register_all()
+    daemons.spec(name)
+    _logging(log_level)
+    archive = open_local_archive(ctx)
+    if executor is not None or scheduler is not None:
+        wms = archive.config.wms.model_copy(
+            update={k: v for k, v in (("executor", executor), ("dask_scheduler", scheduler))
+                    if v is not None}
+        )  # fmt: skip
+        archive.config = archive.config.model_copy(update={"wms": wms})
+    from dpps.oms.server import daemon_metrics  # prometheus only when asked for
 
-        with daemon_metrics(metrics_port) as wrap:
-            context = daemons.run(archive, name, once=once, sleep_s=sleep, wrap=wrap)
-        _summary({name: context}, json_)
+    with daemon_metrics(metrics_port) as wrap:
+        context = daemons.run(archive, name, once=once, sleep_s=sleep, wrap=wrap)
+    _summary({name: context}, json_)
 
-    run_one.__name__ = f"daemon_{name}"
-    run_one.__doc__ = (
+
+def _doc(summary: str) -> str:
+    return (
         f"{summary}\n\nRuns until SIGTERM/SIGINT (or once). Any number of instances may run: "
         "work is claimed from the catalog with leases, so an instance may be killed at any "
         "moment and another one (or the same, restarted) finishes its work."
     )
+
+
+def _daemon_command(name: str, summary: str) -> Callable[..., None]:
+    def run_one(
+        ctx: typer.Context,
+        once: OnceOpt = False,
+        sleep: SleepOpt = 1.0,
+        log_level: LogLevel = "INFO",
+        metrics_port: MetricsOpt = None,
+        json_: JsonOpt = False,
+    ) -> None:
+        run_named(ctx, name, once=once, sleep=sleep, log_level=log_level,
+                  metrics_port=metrics_port, json_=json_)  # fmt: skip
+
+    run_one.__name__ = f"daemon_{name}"
+    run_one.__doc__ = _doc(summary)
     return run_one
+
+
+def wms_manager(
+    ctx: typer.Context,
+    once: OnceOpt = False,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
+    sleep: SleepOpt = 1.0,
+    log_level: LogLevel = "INFO",
+    metrics_port: MetricsOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Match and dispatch jobs to the executor, reschedule stalled ones, advance workflows.
+
+    Runs until SIGTERM/SIGINT. With --once, one pass and then the work it queued (and the
+    workflow steps that become ready) runs to the end before the command returns. Any number
+    of managers may run, and any may be killed at any moment: the jobs it held are found again
+    when their leases expire.
+    """
+    run_named(ctx, "wms-manager", once=once, sleep=sleep, log_level=log_level,
+              metrics_port=metrics_port, json_=json_, executor=executor,
+              scheduler=scheduler)  # fmt: skip
+
+
+def list_daemons(json_: JsonOpt = False) -> None:
+    """List the daemons: `dpps daemon NAME` runs one, `dpps serve` runs them all."""
+    register_all()
+    rows = [
+        {"name": s.name, "package": _PACKAGE.get(s.name, "bdms"), "summary": s.summary}
+        for s in sorted(daemons.REGISTRY.values(), key=lambda s: s.name)
+    ]
+    if json_:
+        emit_json(rows)
+        return
+    console.print(table(None, ["daemon", "package", "what it does"],
+                        [[r["name"], r["package"], r["summary"]] for r in rows]))  # fmt: skip
 
 
 def serve(
@@ -89,14 +180,19 @@ def serve(
     api: Annotated[
         bool, typer.Option("--api/--no-api", help="Serve the REST API, dashboard and /metrics.")
     ] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (one per core to use; default 1).")
+    ] = 1,
     json_: JsonOpt = False,
 ) -> None:
     """Run every registered daemon in this process, one thread each, and serve the REST API,
     the web dashboard (/ui/) and /metrics (127.0.0.1:8000), until SIGTERM/SIGINT.
 
-    The embedded default: one command keeps the archive working (rules, transfers, and the
-    other registered daemons). Production runs each daemon as its own process instead.
+    The embedded default: one command keeps the archive working (rules, transfers, the WMS job
+    manager and transformations, and the other registered daemons; `dpps daemon list`).
+    Production runs each daemon as its own process instead.
     """
+    register_all()
     _logging(log_level)
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     for name in names or []:
@@ -106,7 +202,14 @@ def serve(
 
     announce = None if json_ else console.print
     contexts = serve_all(
-        archive, names, sleep_s=sleep, host=host, port=port, api=api, announce=announce
+        archive,
+        names,
+        sleep_s=sleep,
+        host=host,
+        port=port,
+        api=api,
+        announce=announce,
+        workers=workers,
     )
     _summary(contexts, json_)
 
@@ -122,10 +225,16 @@ def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
 
 
 def register(app: typer.Typer) -> None:
-    """``dpps daemon NAME`` for every registered daemon (a module may have put its own
-    command there already, with options of its own: it is kept), and ``dpps serve``."""
-    group = _group(app, "daemon", "Run one of the archive's daemons.")
+    """``dpps daemon NAME`` for every registered daemon, bdms and wms (a module may have put
+    its own command there already, with options of its own: it is kept), ``dpps daemon
+    list`` and ``dpps serve``."""
+    register_all()
+    group = _group(app, "daemon", "Run one of the archive's daemons (dpps daemon list).")
     present = {c.name for c in group.registered_commands}
+    command(group, list_daemons, "list")
+    if "wms-manager" not in present:
+        command(group, wms_manager, "wms-manager")
+        present.add("wms-manager")
     for spec in daemons.REGISTRY.values():
         if spec.name not in present:
             command(group, _daemon_command(spec.name, spec.summary), spec.name)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -263,34 +262,18 @@ def daemon(
     log_level: Annotated[str, typer.Option("--log-level", help="Logging level.")] = "INFO",
     json_: JsonOpt = False,
 ) -> None:
-    """Run a WMS daemon (wms-manager, wms-transformer) until SIGTERM/SIGINT, or --once.
+    """Run a WMS daemon (wms-manager, wms-transformer): the same as `dpps daemon NAME`.
 
-    Any number may run and each can be killed at any moment: what it held is found again by
-    lease expiry.
+    Kept for scripts written before the daemons were merged into `dpps daemon`.
     """
-    from dpps.catalog.heartbeats import DatabaseHeartbeats
-    from dpps.core.daemon import run_daemon
+    from dpps.cli.daemon_cmds import run_named
     from dpps.core.errors import NotFound
     from dpps.wms import daemons
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")  # fmt: skip
     if name not in daemons.REGISTRY:
         raise NotFound(f"no WMS daemon {name!r} (known: {', '.join(daemons.REGISTRY)})")
-    archive = open_local_archive(ctx)
-    run_once: Any = (daemons.ManagerDaemon(archive, executor, scheduler=scheduler, drain=once)
-                     if name == "wms-manager" else daemons.transformer(archive))  # fmt: skip
-    try:
-        context = run_daemon(name, run_once, DatabaseHeartbeats(archive.sessions), once=once,
-                             sleep_s=0.2, max_sleep_s=2.0)  # fmt: skip
-    finally:
-        if hasattr(run_once, "close"):
-            run_once.close()
-    summary = {"instance": context.instance, "transient_errors": dict(context.errors)}
-    if json_:
-        emit_json({name: summary})
-    else:
-        console.print(f"{name} ({context.instance}) stopped")
+    run_named(ctx, name, once=once, sleep=0.2, log_level=log_level, metrics_port=None,
+              json_=json_, executor=executor, scheduler=scheduler)  # fmt: skip
 
 
 # -- transformations ---------------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""The WMS's daemons by name, in the same form as ``dpps.bdms.daemons`` (merged in the CLI).
+"""The WMS's daemons by name, in the form ``dpps.bdms.daemons.register`` takes them.
 
 Each factory takes the ``Archive`` and returns a ``run_once(ctx) -> int``; the job manager's
-also has ``close()`` (stop the executor, give back what it held). The WMS cannot register in the
-bdms registry (bdms must not import wms), so the CLI layer merges ``REGISTRY`` below with it.
+also has ``drain()`` (after a ``--once`` pass: run the queued work to the end) and ``close()``
+(stop the executor, give back what it held). bdms must not import wms, so the layer that
+combines both, the CLI (``dpps daemon``, ``dpps serve``), registers ``REGISTRY`` below into the
+archive's registry.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dpps.core.daemon import DaemonContext
 
@@ -16,28 +18,29 @@ if TYPE_CHECKING:
 
 
 class ManagerDaemon:
-    """The job manager as a daemon: the configured executor, created on first use."""
+    """The job manager as a daemon: the configured executor (``wms.executor``)."""
+
+    #: Idle polling: a job submitted to an idle manager starts within ``max_sleep_s``.
+    sleep_s = 0.2
+    max_sleep_s = 2.0
 
     def __init__(
-        self,
-        archive: Archive,
-        executor: str | None = None,
-        *,
-        scheduler: str | None = None,
-        drain: bool = False,
+        self, archive: Archive, executor: str | None = None, *, scheduler: str | None = None
     ) -> None:
         from dpps.wms.api import WMS
 
         self.manager = WMS(archive).manager(executor, scheduler=scheduler)
-        self.drain = drain
 
     def __call__(self, ctx: DaemonContext) -> int:
         return self.manager.run_once(ctx)
 
+    def drain(self) -> None:
+        """A ``--once`` pass hands jobs to the executor: run them, and what they make ready
+        (queued jobs, next workflow steps), to the end before the command returns."""
+        self.manager.run_queue()
+
     def close(self) -> None:
-        """Stop; with ``drain`` (a ``--once`` run) let the dispatched jobs finish first."""
-        if self.drain:
-            self.manager.drain()
+        """Stop the executor; jobs still in flight are given back (requeued)."""
         self.manager.close()
 
 
@@ -45,13 +48,23 @@ def manager(archive: Archive) -> ManagerDaemon:
     return ManagerDaemon(archive)
 
 
-def transformer(archive: Archive) -> Any:
-    from dpps.wms import transformations
+class TransformerDaemon:
+    """The transformation daemon: book new files, create tasks, settle finished ones."""
 
-    def run_once(ctx: DaemonContext) -> int:
-        return transformations.run_once(archive.sessions, archive.config, ctx.instance)
+    sleep_s = 1.0
+    max_sleep_s = 10.0
 
-    return run_once
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def __call__(self, ctx: DaemonContext) -> int:
+        from dpps.wms import transformations
+
+        return transformations.run_once(self.archive.sessions, self.archive.config, ctx.instance)
+
+
+def transformer(archive: Archive) -> TransformerDaemon:
+    return TransformerDaemon(archive)
 
 
 #: name -> ("module:function", summary), like ``dpps.bdms.daemons.register`` takes them.

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent import futures
 from concurrent.futures import Future
 from typing import Any
@@ -28,7 +29,6 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim
 from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobRow, WorkflowRow
@@ -36,17 +36,28 @@ from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext, new_instance_id
 from dpps.core.errors import DppsError
 from dpps.wms import jobs as job_repo
-from dpps.wms import workflows
+from dpps.wms import workflows, writes
 from dpps.wms.executors.base import Executor, Task
 from dpps.wms.matching import check_inputs, choose_site, request_staging
 from dpps.wms.states import JobState, WorkflowState
 
 log = logging.getLogger("dpps.wms.manager")
 ACCOUNT = "wms"
-#: Tasks handed to the executor per slot (one running, one queued behind it).
+#: Tasks handed to the executor per slot at least (one running, one queued behind it).
 PREFETCH = 2
+#: ... and at most, for very short jobs (see ``JobManager.depth``).
+MAX_PREFETCH = 16
+#: Seconds of work queued per slot when jobs are short: deep enough that the manager refills
+#: the queues with one transaction for many jobs, shallow enough that a job queued now
+#: starts within about this long (far below the lease) and a new urgent job is not held up.
+QUEUE_S = 1.0
 #: How often expired leases are looked for (leases last minutes; no need to ask every round).
 STALL_CHECK_S = 1.0
+#: How often workflows flagged by others (kill, retry, another manager's jobs) are looked for;
+#: a job this manager saw finish triggers the check at once.
+ADVANCE_CHECK_S = 0.5
+#: How often the executor's slots are asked for (a Dask scheduler round trip).
+CAPACITY_CHECK_S = 1.0
 
 
 class JobManager:
@@ -70,6 +81,11 @@ class JobManager:
         self.waiting_every_s = waiting_every_s
         self._last_waiting = 0.0
         self._last_stalled = 0.0
+        self._last_advance = 0.0
+        self._advance_now = True
+        self._capacity: dict[str | None, int] = {}
+        self._capacity_at = -math.inf
+        self._finished: deque[float] = deque(maxlen=64)  # when recent tasks ended
         self.inflight: dict[int, tuple[Future[dict[str, Any]], str | None, str]] = {}
 
     # -- the daemon's unit of work ---------------------------------------------------------
@@ -78,26 +94,56 @@ class JobManager:
         if time.monotonic() - self._last_stalled >= STALL_CHECK_S:
             self._last_stalled = time.monotonic()
             done += self.requeue_stalled()
-        done += self.advance_workflows()
+        if self._advance_now or time.monotonic() - self._last_advance >= ADVANCE_CHECK_S:
+            self._advance_now = False
+            self._last_advance = time.monotonic()
+            done += self.advance_workflows()
         if time.monotonic() - self._last_waiting >= self.waiting_every_s:
             self._last_waiting = time.monotonic()
             done += self.recheck_waiting()
         if ctx is None or not ctx.stopping:
             done += self.dispatch()
         if not done and self.inflight:
-            # Nothing to do but wait: wake up as soon as a worker finishes, not a sleep later.
-            futures.wait([f for f, _s, _t in self.inflight.values()], timeout=0.5,
-                         return_when=futures.FIRST_COMPLETED)  # fmt: skip
-            done += self.reap()
+            # Nothing to do but wait: wake up as soon as there is room for a batch of jobs
+            # (or a slot may run dry), not a sleep later.
+            done += self._wait_for_room(0.5)
         return done
 
+    def _wait_for_room(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        reaped = 0
+        while self.inflight and not self._advance_now:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            futures.wait([f for f, _s, _t in self.inflight.values()], timeout=left,
+                         return_when=futures.FIRST_COMPLETED)  # fmt: skip
+            reaped += self.reap()
+            if self._refill_due(self._free()):
+                break
+        return reaped
+
     def drain(self, timeout_s: float = 3600.0) -> None:
-        """Wait for the jobs in flight to end (``--once``: one pass means its jobs finish)."""
+        """Wait for the jobs in flight to end."""
         deadline = time.monotonic() + timeout_s
         while self.inflight and time.monotonic() < deadline:
             futures.wait([f for f, _s, _t in self.inflight.values()], timeout=1.0,
                          return_when=futures.FIRST_COMPLETED)  # fmt: skip
             self.reap()
+
+    def run_queue(self, ctx: DaemonContext | None = None, timeout_s: float = 3600.0) -> int:
+        """Run rounds until nothing is queued, in flight or ready to advance (``--once``: one
+        pass finishes the work that was queued, and the workflow steps it makes ready)."""
+        deadline = time.monotonic() + timeout_s
+        total = 0
+        while time.monotonic() < deadline and (ctx is None or not ctx.stopping):
+            self._advance_now = True
+            done = self.run_once(ctx)
+            total += done
+            if not done and not self.inflight:
+                break
+        self.drain(max(0.0, deadline - time.monotonic()))
+        return total
 
     def close(self) -> None:
         """Stop the executor; give back what it held so another manager can run it now."""
@@ -105,7 +151,7 @@ class JobManager:
         self.reap()
         self.executor.shutdown(cancel=bool(self.inflight))
         states = [JobState.MATCHED] if keeps_running else [JobState.MATCHED, JobState.RUNNING]
-        with transaction(self.sessions) as s:
+        with writes.write(self.sessions) as s:
             for job_id, (_f, _site, token) in self.inflight.items():
                 job_repo.guarded_update(
                     s, job_id, token, states,
@@ -119,14 +165,18 @@ class JobManager:
     # -- 1. futures ------------------------------------------------------------------------
     def reap(self) -> int:
         finished = [jid for jid, (f, _s, _t) in self.inflight.items() if f.done()]
+        now = time.monotonic()
         for job_id in finished:
             future, _site, token = self.inflight.pop(job_id)
+            self._finished.append(now)
             exc = future.exception() if not future.cancelled() else None
             if exc is None and not future.cancelled():
+                if future.result().get("workflow_id") is not None:
+                    self._advance_now = True  # its next steps may be ready
                 continue
             reason = f"executor error: {type(exc).__name__}: {exc}" if exc else "cancelled"
             log.warning("job %s: %s", job_id, reason)
-            with transaction(self.sessions) as s:
+            with writes.write(self.sessions) as s:
                 job = s.get(JobRow, job_id)
                 final = job is not None and job.attempts >= job.max_attempts
                 state = JobState.FAILED if final else JobState.SUBMITTED
@@ -151,7 +201,7 @@ class JobManager:
         leased = JobRow.state.in_([JobState.MATCHED.value, JobState.RUNNING.value])
         if not self._any(leased, JobRow.lease_expires_at < now):
             return 0
-        with transaction(self.sessions) as s:
+        with writes.write(self.sessions) as s:
             stmt = (
                 select(JobRow)
                 .where(
@@ -196,7 +246,7 @@ class JobManager:
                 WorkflowRow.needs_advance.is_(True)).limit(1))  # fmt: skip
         if flagged is None:
             return 0
-        with transaction(self.sessions) as s:
+        with writes.write(self.sessions) as s:
             rows = claim(
                 s, WorkflowRow, owner=self.instance, lease_s=self.config.wms.lease_s,
                 where=[WorkflowRow.state == WorkflowState.RUNNING.value,
@@ -216,7 +266,7 @@ class JobManager:
         if not self._any(JobRow.state == JobState.WAITING.value,
                          JobRow.executor == self.executor.name):  # fmt: skip
             return 0
-        with transaction(self.sessions) as s:
+        with writes.write(self.sessions) as s:
             rows = claim(
                 s, JobRow, owner=self.instance, lease_s=60.0,
                 where=[JobRow.state == JobState.WAITING.value,
@@ -243,36 +293,72 @@ class JobManager:
         return woken
 
     # -- 5. dispatch -----------------------------------------------------------------------
+    def capacity(self) -> dict[str | None, int]:
+        """The executor's slots per site, asked for at most every ``CAPACITY_CHECK_S``."""
+        if time.monotonic() - self._capacity_at >= CAPACITY_CHECK_S:
+            self._capacity = self.executor.capacity()
+            self._capacity_at = time.monotonic()
+        return self._capacity
+
+    def depth(self) -> int:
+        """Tasks to keep queued per slot: ``PREFETCH``, more while jobs are short (about
+        ``QUEUE_S`` of work per slot, from the rate at which recent tasks ended)."""
+        slots = sum(self.capacity().values())
+        if len(self._finished) < 2 or slots <= 0:
+            return PREFETCH
+        span = max(time.monotonic() - self._finished[0], 1e-3)
+        per_slot = len(self._finished) / span / slots
+        return max(PREFETCH, min(MAX_PREFETCH, int(per_slot * QUEUE_S)))
+
     def _free(self) -> dict[str | None, int]:
-        """Free slots per site, counting a queue of ``PREFETCH`` tasks per slot: a worker that
-        finishes a job finds the next one waiting instead of a round trip to the manager."""
+        """Free places per site in the executor's queues (``depth`` tasks per slot): a worker
+        that finishes a job finds the next one waiting instead of a round trip to the
+        manager."""
         busy = Counter(site for _f, site, _t in self.inflight.values())
-        capacity = {k: v * PREFETCH for k, v in self.executor.capacity().items()}
+        depth = self.depth()
+        capacity = {k: v * depth for k, v in self.capacity().items()}
         if None in capacity:
             return {None: capacity[None] - sum(busy.values())}
         return {site: slots - busy.get(site, 0) for site, slots in capacity.items()}
 
+    def _refill_due(self, free: dict[str | None, int]) -> bool:
+        """Dispatch now? When half the queues are free, or when a slot may have nothing left
+        to run: one dispatch transaction serves many short jobs instead of one each."""
+        slots = self.capacity()
+        busy = Counter(site for _f, site, _t in self.inflight.values())
+        if None in slots:
+            if sum(busy.values()) < slots[None]:
+                return True
+        elif any(busy.get(site, 0) < n for site, n in slots.items()):
+            return True
+        room = sum(max(0, n) for n in free.values())
+        total = sum(max(0, n) for n in slots.values()) * self.depth()
+        return room > 0 and room * 2 >= total
+
     def dispatch(self) -> int:
+        now = utcnow()
+        ready = (JobRow.state == JobState.SUBMITTED.value, JobRow.executor == self.executor.name,
+                 or_(JobRow.not_before.is_(None), JobRow.not_before <= now))  # fmt: skip
+        # Idle: a cheap read first, so that an idle manager (``dpps serve``) does not even
+        # start its executor. Busy: the queues' room first, which needs no database at all.
+        if not self.inflight and not self._any(*ready):
+            return 0
         free = self._free()
         room = sum(max(0, n) for n in free.values())
-        if room <= 0:
+        if room <= 0 or not self._refill_due(free):
             return 0
-        now = utcnow()
-        if not self._any(JobRow.state == JobState.SUBMITTED.value,
-                         JobRow.executor == self.executor.name,
-                         or_(JobRow.not_before.is_(None), JobRow.not_before <= now)):  # fmt: skip
+        if self.inflight and not self._any(*ready):
             return 0
+        now = utcnow()  # leases start now: starting the executor (above) may take seconds
         lease = dt.timedelta(seconds=self.config.wms.lease_s)
         tasks: list[Task] = []
         events: list[dict[str, Any]] = []
-        with transaction(self.sessions) as s:
+        with writes.write(self.sessions) as s:
             # Rows locked for this transaction (PostgreSQL: skipping those another manager
             # holds; SQLite: the write lock) are matched and leased before it commits.
             stmt = (
                 select(JobRow)
-                .where(JobRow.state == JobState.SUBMITTED.value,
-                       JobRow.executor == self.executor.name,
-                       or_(JobRow.not_before.is_(None), JobRow.not_before <= now))
+                .where(*ready)
                 .order_by(JobRow.activity_rank.desc(), JobRow.priority.desc(), JobRow.id)
                 .limit(min(self.batch, room))
             )  # fmt: skip

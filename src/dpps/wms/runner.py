@@ -29,7 +29,7 @@ from sqlalchemy import Engine, case, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import retrieve
-from dpps.catalog.engine import make_engine, make_sessionmaker, transaction
+from dpps.catalog.engine import make_engine, make_sessionmaker
 from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
 from dpps.catalog.replicas import replicas_of
@@ -39,7 +39,7 @@ from dpps.core.identifiers import parse_did
 from dpps.core.states import RSEKind
 from dpps.storage.rse import StorageElement
 from dpps.wms import jobs as job_repo
-from dpps.wms import outputs, process, workflows
+from dpps.wms import outputs, process, workflows, writes
 from dpps.wms.executors.base import Task
 from dpps.wms.expressions import evaluate, expand_argv
 from dpps.wms.spec import iter_files
@@ -102,7 +102,7 @@ def _take(ctx: WorkerContext, task: Task) -> JobView | None:
     c = JobRow.__table__.c
     cols = (c.account, c.tool, c.spec, c.parameters, c.software_version, c.config_hash,
             c.workflow_id, c.step, c.scatter_index, c.cores, c.memory_mb)  # fmt: skip
-    with transaction(ctx.sessions) as s:
+    with writes.write(ctx.sessions) as s:
         job = job_repo.guarded_take(
             s, task.job_id, task.token,
             {"state": JobState.RUNNING.value, "started_at": now, "heartbeat_at": now,
@@ -142,7 +142,7 @@ class Heartbeat(threading.Thread):
         lease = dt.timedelta(seconds=self.ctx.config.wms.lease_s)
         while not self.done.wait(self.interval):
             try:
-                with transaction(self.ctx.sessions) as s:
+                with writes.write(self.ctx.sessions) as s:
                     now = utcnow()
                     ok = job_repo.guarded_update(
                         s, self.task.job_id, self.task.token, [JobState.RUNNING],
@@ -221,7 +221,7 @@ def _accounting(result: process.ProcessResult | None, read: int, written: int) -
 def _end_attempt(ctx: WorkerContext, task: Task, view: JobView, reason: str, *, retry: bool,
                  values: dict[str, Any]) -> str:  # fmt: skip
     """Record a failed attempt: back to SUBMITTED (with backoff) or FAILED for good."""
-    with transaction(ctx.sessions) as s:
+    with writes.write(ctx.sessions) as s:
         job = s.get(JobRow, task.job_id)
         if job is None or job.lease_owner != task.token:
             return "lost"
@@ -258,7 +258,8 @@ def run_task(task: Task) -> dict[str, Any]:
         status = _execute(ctx, task, view, beat)
     finally:
         beat.done.set()
-    return {"job_id": task.job_id, "status": status}
+    # The workflow tells the manager that a step may have become ready (no polling for it).
+    return {"job_id": task.job_id, "status": status, "workflow_id": view.workflow_id}
 
 
 def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: Heartbeat) -> str:
@@ -349,7 +350,7 @@ def _finish(ctx: WorkerContext, task: Task, view: JobView, tctx: dict[str, Any],
                               None if view.spec.get("python") else argv)  # fmt: skip
     duplicates: list[outputs.Produced] = []
     try:
-        with transaction(ctx.sessions) as s:
+        with writes.write(ctx.sessions) as s:
             won = job_repo.guarded_update(
                 s, view.id, task.token, [JobState.RUNNING],
                 {**base, **_accounting(result, read, written), "state": JobState.DONE.value,

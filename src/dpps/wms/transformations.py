@@ -20,7 +20,7 @@ import datetime as dt
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, exists, false, func, not_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -136,35 +136,59 @@ def scan(session: Session, t: TransformationRow) -> int:
         .limit(SCAN_CHUNK)
     )  # fmt: skip
     kind, _size, keys = parse_grouping(t.grouping)
-    rows = list(session.scalars(stmt))
-    if rows:
+    if kind == "by":
+        keyed = [(r.id, _key(r, keys)[:256]) for r in session.scalars(stmt)]
+    else:  # no key to compute: the ids are enough (no ORM objects for thousands of files)
+        keyed = [(i, "") for i in session.scalars(stmt.with_only_columns(DIDRow.id))]
+    if keyed:
         now = utcnow()
         session.execute(
             _TF.insert(),
-            [{"transformation_id": t.id, "did_id": r.id, "status": FileStatus.NEW.value,
-              "group_key": _key(r, keys)[:256] if kind == "by" else "", "attempts": 0,
-              "created_at": now, "updated_at": now} for r in rows],
+            [{"transformation_id": t.id, "did_id": did_id, "status": FileStatus.NEW.value,
+              "group_key": key, "attempts": 0, "created_at": now, "updated_at": now}
+             for did_id, key in keyed],
         )  # fmt: skip
-    return len(rows)
+    return len(keyed)
 
 
-def _ready_groups(
-    session: Session, t: TransformationRow
-) -> list[list[tuple[TransformationFileRow, DIDRow]]]:
+class _Booked(NamedTuple):
+    """A NEW bookkeeping row (only what grouping needs)."""
+
+    id: int
+    group_key: str
+    created_at: dt.datetime
+
+
+class _File(NamedTuple):
+    """The columns of a booked file that its File object needs (see ``binding.file_value``)."""
+
+    id: int
+    scope: str
+    name: str
+    bytes: int | None
+    version: int
+    is_latest: bool
+
+
+def _ready_groups(session: Session, t: TransformationRow) -> list[list[tuple[Any, Any]]]:
+    """Groups of NEW files ready to become tasks, as (bookkeeping row, file) pairs: plain
+    tuples of the columns needed, not ORM objects (a 10,000-file round makes 10,000 pairs)."""
     kind, size, _keys = parse_grouping(t.grouping)
-    new = list(
-        session.execute(
-            select(TransformationFileRow, DIDRow)
-            .join(DIDRow, DIDRow.id == TransformationFileRow.did_id)
-            .where(TransformationFileRow.transformation_id == t.id,
-                   TransformationFileRow.status == FileStatus.NEW.value)
-            .order_by(TransformationFileRow.id)
+    tf, d = _TF.c, DIDRow
+    new = [
+        (_Booked(r[0], r[1], r[2]), _File(*r[3:]))
+        for r in session.execute(
+            select(tf.id, tf.group_key, tf.created_at, d.id, d.scope, d.name, d.bytes,
+                   d.version, d.is_latest)
+            .join(d, d.id == tf.did_id)
+            .where(tf.transformation_id == t.id, tf.status == FileStatus.NEW.value)
+            .order_by(tf.id)
         )
-    )  # fmt: skip
+    ]  # fmt: skip
     if kind == "file":
         return [[pair] for pair in new]
     settled = utcnow() - dt.timedelta(seconds=t.settle_s)
-    groups: dict[str, list[tuple[TransformationFileRow, DIDRow]]] = defaultdict(list)
+    groups: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
     for pair in new:
         groups[pair[0].group_key].append(pair)
     ready = []
@@ -173,14 +197,14 @@ def _ready_groups(
             while len(members) >= size:
                 ready.append(members[:size])
                 members = members[size:]
-        quiet = all(tf.created_at <= settled for tf, _d in members)
+        quiet = all(b.created_at <= settled for b, _d in members)
         if members and quiet and (kind == "by" or t.settle_s > 0):
             ready.append(members)
     return ready
 
 
 def _task(session: Session, config: Config, t: TransformationRow, spec: WorkflowSpec,
-          dids: Sequence[DIDRow]) -> dict[str, Any]:  # fmt: skip
+          dids: Sequence[Any]) -> dict[str, Any]:  # fmt: skip
     port = next(p for p in spec.inputs if p.name == t.input_port)
     files = [file_value(d) for d in dids]
     given = {**t.inputs, t.input_port: files if port.is_array else files[0]}
@@ -193,7 +217,7 @@ def _task(session: Session, config: Config, t: TransformationRow, spec: Workflow
 
 
 def _start(session: Session, config: Config, t: TransformationRow, spec: WorkflowSpec,
-           groups: Sequence[Sequence[tuple[TransformationFileRow, DIDRow]]]) -> int:  # fmt: skip
+           groups: Sequence[Sequence[tuple[Any, Any]]]) -> int:  # fmt: skip
     """One task per group: workflows and bookkeeping in bulk, then their first jobs."""
     if not groups:
         return 0
