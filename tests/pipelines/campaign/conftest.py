@@ -121,7 +121,7 @@ def tape_only_archive(tmp_path: Path, catalog_url: str, inputs: Inputs) -> Archi
     products = [
         (inputs.models, "/ctao/models/v1/models.joblib",
          {"product_type": "reconstruction models", "category": "SIM", "data_level": "OTHER"}),
-        (inputs.irf, "/ctao/irf/v1/irf.fits", {"cut_mode": "fixed"}),
+        (inputs.irf, "/ctao/irf/v1/irf.fits", {}),  # CUTMODE in its header: found as is
         (inputs.night_dl1, NIGHT_DL1, {"category": "B"}),
         (inputs.night_dl2, NIGHT_DL2, {}),
     ]  # fmt: skip

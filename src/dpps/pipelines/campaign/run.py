@@ -26,8 +26,10 @@ from dpps.wms.api import WMS
 Phase = Callable[[str], None]
 Tick = Callable[[int, int], None]
 
+#: Defaults for models and IRF: the newest of their kind. Production IRFs (``datapipe-irf``)
+#: carry their cut mode (header CUTMODE); the per-observation copies DL3 writes do not.
 MODELS_QUERY = "product_type = 'reconstruction models'"
-IRF_QUERY = "data_level = DL3 and product_type = irf and meta.cut_mode in (optimised, fixed)"
+IRF_QUERY = "data_level = DL3 and product_type = irf and meta.cutmode in (optimised, fixed)"
 
 
 @dataclass(slots=True)
