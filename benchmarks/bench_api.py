@@ -87,9 +87,11 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 
 @contextmanager
-def _server(workspace: Path) -> Iterator[tuple[str, psutil.Process]]:
+def _server(
+    workspace: Path, workers: int = 1, env_extra: dict[str, str] | None = None
+) -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
-    env = {**os.environ, "DPPS_WORKSPACE": str(workspace), "DPPS_URL": ""}
+    env = {**os.environ, "DPPS_WORKSPACE": str(workspace), "DPPS_URL": "", **(env_extra or {})}
     cmd = [
         sys.executable,
         "-m",
@@ -103,6 +105,7 @@ def _server(workspace: Path) -> Iterator[tuple[str, psutil.Process]]:
         "--log-level",
         "warning",
         "--no-access-log",
+        *(["--workers", str(workers)] if workers > 1 else []),
     ]
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"

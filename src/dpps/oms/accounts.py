@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog import events
@@ -129,14 +129,56 @@ def authenticate(session: Session, token: str) -> tuple[Principal, TokenRow]:
     if found is None:
         raise PermissionDenied("unknown token")
     tok, account = found
-    now = utcnow()
-    if tok.revoked_at is not None:
-        raise PermissionDenied(f"token {tok.id} was revoked on {tok.revoked_at:%Y-%m-%d %H:%M}")
-    if tok.expires_at <= now:
-        raise PermissionDenied(f"token {tok.id} expired on {tok.expires_at:%Y-%m-%d %H:%M}")
-    if account.disabled_at is not None:
-        raise PermissionDenied(f"account {account.name!r} is disabled")
+    _check_valid(tok.id, tok.revoked_at, tok.expires_at, account.name, account.disabled_at)
     return principal_of(account, tok.id), tok
+
+
+#: One statement, built once: the per-request token lookup of the API (columns, no ORM
+#: entities: it runs on every request, so its cost is the floor of every answer).
+_PRINCIPAL = (
+    select(
+        TokenRow.id,
+        TokenRow.revoked_at,
+        TokenRow.expires_at,
+        AccountRow.name,
+        AccountRow.roles,
+        AccountRow.scopes,
+        AccountRow.disabled_at,
+    )
+    .join(AccountRow, AccountRow.id == TokenRow.account_id)
+    .where(TokenRow.token_hash == bindparam("token_hash"))
+)
+
+
+def principal_for_token(db: Session | Connection, token: str) -> Principal:
+    """``authenticate`` without loading the rows: what each API request needs (a bare
+    connection will do)."""
+    found = db.execute(_PRINCIPAL, {"token_hash": hash_token(token)}).one_or_none()
+    if found is None:
+        raise PermissionDenied("unknown token")
+    token_id, revoked_at, expires_at, name, roles, scopes, disabled_at = found
+    _check_valid(token_id, revoked_at, expires_at, name, disabled_at)
+    return Principal(
+        name,
+        frozenset(Role(r) for r in roles if r in Role.__members__.values()),
+        frozenset(scopes),
+        token_id,
+    )
+
+
+def _check_valid(
+    token_id: int,
+    revoked_at: dt.datetime | None,
+    expires_at: dt.datetime,
+    account: str,
+    disabled_at: dt.datetime | None,
+) -> None:
+    if revoked_at is not None:
+        raise PermissionDenied(f"token {token_id} was revoked on {revoked_at:%Y-%m-%d %H:%M}")
+    if expires_at <= utcnow():
+        raise PermissionDenied(f"token {token_id} expired on {expires_at:%Y-%m-%d %H:%M}")
+    if disabled_at is not None:
+        raise PermissionDenied(f"account {account!r} is disabled")
 
 
 def _record(session: Session, actor: Principal, action: str, **details: object) -> None:

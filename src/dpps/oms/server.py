@@ -9,6 +9,7 @@ a bug stops the API too (a half-working archive that looks alive is worse). The 
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -18,11 +19,12 @@ from types import TracebackType
 from typing import Self
 
 import uvicorn
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
 from dpps.core.daemon import DaemonContext, RunOnce
-from dpps.core.errors import Unavailable
+from dpps.core.errors import InvalidInput, Unavailable
 from dpps.oms import metrics
 from dpps.oms.api import create_app
 from dpps.oms.api.deps import ApiSettings
@@ -60,19 +62,31 @@ def serve(
     api: bool = True,
     settings: ApiSettings | None = None,
     announce: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, DaemonContext]:
-    """Serve the API (unless ``api`` is False) and run the daemons until stopped."""
+    """Serve the API (unless ``api`` is False) and run the daemons until stopped.
+
+    With ``workers`` > 1 the API runs in that many processes sharing the socket (uvicorn's
+    supervisor, each opening the workspace: Python runs one request at a time per process,
+    so this is how the API uses more than one core); the daemons stay in this process.
+    """
     if not api:
         return daemons.serve(archive, names, sleep_s=sleep_s, wrap=_instrumented)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(archive, settings=settings),
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=False,
+    if workers < 1:
+        raise InvalidInput(f"workers must be at least 1, not {workers}")
+    server: uvicorn.Server | Multiprocess
+    if workers == 1:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(archive, settings=settings),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
+            )
         )
-    )
+    else:
+        server = _workers(archive, host, port, workers, settings)
     stop = threading.Event()
     contexts: dict[str, DaemonContext] = {}
     failures: list[BaseException] = []
@@ -84,7 +98,10 @@ def serve(
             )
         except BaseException as exc:
             failures.append(exc)
-            server.should_exit = True
+            if isinstance(server, Multiprocess):
+                server.should_exit.set()
+            else:
+                server.should_exit = True
 
     worker = threading.Thread(target=run_daemons, name="dpps-daemons")
     worker.start()
@@ -98,6 +115,30 @@ def serve(
     if failures:
         raise failures[0]
     return contexts
+
+
+def _workers(
+    archive: Archive, host: str, port: int, workers: int, settings: ApiSettings | None
+) -> Multiprocess:
+    """uvicorn's supervisor of ``workers`` API processes; each builds its app from the
+    environment (``app_from_env``: the workspace of ``$DPPS_WORKSPACE``), so only default
+    settings apply there."""
+    if settings is not None and settings != ApiSettings():
+        raise InvalidInput("custom API settings need workers=1 (worker processes use defaults)")
+    os.environ["DPPS_WORKSPACE"] = str(archive.config.workspace)
+    config = uvicorn.Config(
+        "dpps.oms.api:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+        # a worker answers the supervisor's pings only once it has imported the app: on a
+        # busy machine that takes longer than uvicorn's 5 s, and it would be killed forever
+        timeout_worker_healthcheck=120,
+    )
+    return Multiprocess(config, sockets=[config.bind_socket()])
 
 
 def free_port(host: str = LOOPBACK) -> int:

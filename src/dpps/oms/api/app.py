@@ -13,11 +13,13 @@ action of ``dpps.oms.authz`` per write) and append it to ``ROUTERS`` below.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse, Response
@@ -26,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from dpps import __version__
 from dpps.bdms.archive import Archive
 from dpps.core.config import Config
+from dpps.core.errors import ConfigError
 from dpps.oms import metrics
 from dpps.oms.api import problems
 from dpps.oms.api.deps import ApiContext, ApiSettings
@@ -91,6 +94,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         try:
             yield
         finally:
@@ -156,5 +160,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ASGI servers: the workspace of ``$DPPS_WORKSPACE`` or the current dir."""
-    return create_app(None)
+    """Factory for ASGI servers: the workspace of ``$DPPS_WORKSPACE`` or the current dir;
+    ``$DPPS_API_THREADS`` sizes the handler thread pool (default 40)."""
+    threads = os.environ.get("DPPS_API_THREADS", "").strip()
+    if threads and not (threads.isdigit() and int(threads) >= 1):
+        raise ConfigError(f"DPPS_API_THREADS must be a positive integer, not {threads!r}")
+    settings = ApiSettings(threads=int(threads)) if threads else None
+    return create_app(None, settings=settings)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from dpps.core.errors import PermissionDenied
 from dpps.core.states import DIDType
 from dpps.oms import registration
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
+from dpps.oms.api.fastjson import model_response
 from dpps.oms.api.guards import require_did_write
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import (
@@ -45,7 +47,7 @@ def list_dids(
     offset: Offset = 0,
     all_versions: bool = False,
     did_type: Annotated[DIDType, Query(alias="type")] = DIDType.FILE,
-) -> Page[FileOut]:
+) -> Response:
     items = archive.list_files(
         filter_text,
         limit=limit,
@@ -53,10 +55,14 @@ def list_dids(
         all_versions=all_versions,
         did_type=did_type.value,
     )
-    total = archive.count(filter_text, all_versions=all_versions, did_type=did_type.value)
-    return Page[FileOut](
+    if len(items) < limit and (items or offset == 0):
+        total = offset + len(items)  # the last page: the total is known without counting
+    else:
+        total = archive.count(filter_text, all_versions=all_versions, did_type=did_type.value)
+    page = Page[FileOut](
         items=[FileOut.model_validate(f) for f in items], total=total, limit=limit, offset=offset
     )
+    return model_response(page)
 
 
 @router.get("/count", response_model=CountOut, summary="Count DIDs matching a filter")

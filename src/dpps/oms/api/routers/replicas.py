@@ -6,11 +6,13 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
 from dpps.core.states import ReplicaState
 from dpps.oms.api.deps import ArchiveView, Reader
+from dpps.oms.api.fastjson import model_response
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import LocationOut, Out, Page
 
@@ -70,5 +72,5 @@ def list_replicas(
     response_model=LocationOut,
     summary="Locate a file: its replicas, the best one and the estimated retrieval time",
 )
-def locate(did: str, archive: ArchiveView, _who: Reader) -> LocationOut:
-    return LocationOut.model_validate(archive.locate(did))
+def locate(did: str, archive: ArchiveView, _who: Reader) -> Response:
+    return model_response(LocationOut.model_validate(archive.locate(did)))
