@@ -23,6 +23,7 @@ from dpps.catalog import dids as did_repo
 from dpps.catalog import events, replication
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import (
+    AccountRow,
     AttachmentRow,
     DIDRow,
     ReplicaRow,
@@ -33,7 +34,7 @@ from dpps.catalog.models import (
     utcnow,
 )
 from dpps.core.config import Config
-from dpps.core.errors import DppsError, InvalidInput, NotFound, Unavailable
+from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied, Unavailable
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, ReplicaState, TransferState
 from dpps.storage.rse import StorageElement
@@ -326,16 +327,41 @@ def _descendants(session: Session, root: DIDRow) -> tuple[list[int], list[int]]:
     return files, collections
 
 
+def check_may_delete(session: Session, account: str, scope: str) -> None:
+    """Deliberate removal is the archive manager's (or an admin's) once accounts exist.
+
+    Checked here, where every way in (the local CLI, Python, the REST API acting as the
+    token's account) passes, so they cannot disagree. Locally the catalog owner acts as
+    ``root`` (admin); an account the catalog does not know may delete only while no account
+    exists at all (a fresh workspace). Raises ``PermissionDenied`` before anything changes.
+    """
+    from dpps.oms.accounts import ROOT, principal_of  # the role matrix lives in oms
+    from dpps.oms.authz import Action, require
+
+    row = session.scalars(select(AccountRow).where(AccountRow.name == account)).one_or_none()
+    if row is not None:
+        if row.disabled_at is not None:
+            raise PermissionDenied(f"account {account!r} is disabled")
+        principal = principal_of(row)
+    elif account == ROOT.name or session.scalar(select(AccountRow.id).limit(1)) is None:
+        principal = ROOT
+    else:
+        raise PermissionDenied(f"account {account!r} is unknown: it may not delete products")
+    require(principal, Action.DID_DELETE, scopes=[scope])
+
+
 def delete_did(
     factory: sessionmaker[Session], config: Config, did: DID, *, account: str, reason: str
 ) -> DeletionReport:
     """Deliberately remove a product (file, dataset or container): its rules, its replicas'
     bytes and rows; the DID rows stay with ``deleted_at``. A file that also belongs to a
-    live collection outside the deleted one is kept (and listed in ``kept``)."""
+    live collection outside the deleted one is kept (and listed in ``kept``). Only for the
+    archive manager or an admin (``check_may_delete``)."""
     if not reason or not reason.strip():
         raise InvalidInput("a deletion needs a reason (--reason): it is the preservation record")
 
     def txn(session: Session) -> tuple[list[int], int, list[int], list[str]]:
+        check_may_delete(session, account, did.scope)
         root = did_repo.get_did(session, did)
         if root.deleted_at is not None:
             raise NotFound(f"{did} was already deleted on {root.deleted_at:%Y-%m-%d %H:%M}")

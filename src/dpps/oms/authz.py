@@ -44,6 +44,8 @@ class Action(StrEnum):
     WMS_WRITE = "wms.write"  # submit and retry jobs, workflows; add, pause, resume transformations
     WMS_KILL = "wms.kill"  # kill jobs and workflows (shifters stop runaway jobs too)
     TRANSFER_RETRY = "transfer.retry"  # queue a FAILED transfer again
+    DID_DELETE = "did.delete"  # deliberate removal of a product (dpps delete), rules and replicas
+    EXPORT = "export"  # write an archival information package (BagIt) on the server's disk
 
 
 _A, _AM, _DPM, _OP, _R = (
@@ -68,6 +70,8 @@ MATRIX: Final[dict[Action, frozenset[Role]]] = {
     Action.WMS_WRITE: frozenset({_A, _DPM}),
     Action.WMS_KILL: frozenset({_A, _DPM, _OP}),
     Action.TRANSFER_RETRY: frozenset({_A, _AM, _OP}),
+    Action.DID_DELETE: frozenset({_A, _AM}),
+    Action.EXPORT: frozenset({_A, _AM, _DPM}),
 }
 assert set(MATRIX) == set(Action), "every action needs a row in the matrix"
 

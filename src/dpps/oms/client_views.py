@@ -12,8 +12,10 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
+from dpps.bdms.deletion import DeletionReport
 from dpps.bdms.health import HealthReport
 from dpps.core.errors import InvalidInput
+from dpps.core.identifiers import DID
 from dpps.oms.accounts import AccountInfo, NewToken, TokenInfo
 
 ENV_URL = "DPPS_URL"
@@ -36,13 +38,18 @@ class RemoteUnsupported(InvalidInput, AttributeError):
 
 
 class RemotePreservation:
-    """The part of ``Archive.preservation`` the server offers: the health check."""
+    """The part of ``Archive.preservation`` the server offers: the health check, deletion."""
 
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
 
     def health(self) -> HealthReport:
         return load(HealthReport, self.remote._json("GET", "/api/v1/health"))
+
+    def delete(self, did: str | DID, *, reason: str) -> DeletionReport:
+        """``dpps delete`` on the server: archive managers and admins only (403 otherwise)."""
+        body = {"did": str(did), "reason": reason}
+        return load(DeletionReport, self.remote._json("POST", "/api/v1/deletions", json=body))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
