@@ -22,7 +22,10 @@ from dpps.oms.authz import Role
 from dpps.oms.server import BackgroundServer
 from tests.oms.conftest import DL0, Seeded, account_for, seed
 
-pytestmark = pytest.mark.verifies_usecase("UC-110-1.9")
+pytestmark = [
+    pytest.mark.verifies_usecase("UC-110-1.9"),
+    pytest.mark.verifies_usecase("UC-160-1.2"),  # the role matrix, for deletion
+]
 
 REFUSED = [r.value for r in Role if r not in (Role.ADMIN, Role.ARCHIVE_MANAGER)]
 

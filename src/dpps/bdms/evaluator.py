@@ -13,6 +13,13 @@ is derived at the end from its locks: STUCK (with the reason) when a file has no
 destination or a transfer failed for good - evaluated again after ``stuck_retry_s``, so it
 recovers when the cause goes away; REPLICATING while transfers run (the transfer daemon marks
 it OK when the last lock is); OK. SUSPENDED rules are never touched.
+
+Requests for evaluation are counted (``rules.generation``, bumped by every attach or lost
+replica; see ``bump_rules``). The evaluator reads the counter when it claims a rule, before it
+lists the files, and clears the request only if the counter is unchanged at the end (under the
+rule's row lock); otherwise the rule stays due and is not reported OK. On PostgreSQL (READ
+COMMITTED) an attach can commit between any two of the evaluator's statements, so comparing
+due times was not enough (tests/bdms/test_evaluator_race.py).
 """
 
 from __future__ import annotations
