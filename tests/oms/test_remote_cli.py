@@ -290,3 +290,23 @@ def test_wms_commands_locally_and_remotely(
     unsupported = _remote(live, seeded.tokens[dpm], "wms", "accounting")
     assert unsupported[0] == 3
     assert "not available over REST" in unsupported[2]
+
+
+def test_remote_wms_methods_accept_what_wms_methods_accept() -> None:
+    """The same check for ``dpps wms``: RemoteWMS stands in for WMS in the commands."""
+    from dpps.oms.client_wms import RemoteWMS
+    from dpps.wms.api import WMS
+
+    checked = 0
+    for name, member in inspect.getmembers(RemoteWMS, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        local = getattr(WMS, name)  # every public method of RemoteWMS exists on WMS
+        mine = inspect.signature(member).parameters
+        theirs = inspect.signature(local).parameters
+        assert list(mine) == list(theirs), name
+        for p in theirs.values():
+            assert mine[p.name].kind == p.kind, (name, p.name)
+            assert str(mine[p.name].default) == str(p.default), (name, p.name)
+        checked += 1
+    assert checked >= 12
