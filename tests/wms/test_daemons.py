@@ -7,7 +7,11 @@ steps they make ready), and the old ``dpps wms daemon NAME`` still works.
 
 from __future__ import annotations
 
+import fcntl
+import gc
 import json
+import os
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -134,3 +138,31 @@ def test_wms_writers_queue_on_a_lock_file_only_on_sqlite(archive: Archive) -> No
         assert path is None
     with writes.write(archive.sessions) as session:  # a plain transaction otherwise
         assert session.in_transaction()
+
+
+def test_each_thread_has_its_own_lock_descriptor_closed_with_the_thread(tmp_path: Path) -> None:
+    """Two threads exclude each other (one shared descriptor would let both in), and a
+    finished thread's descriptor is closed (workers start a heartbeat thread per job)."""
+    path = str(tmp_path / "catalog.db.wms-writer")
+    mine = writes._fd(path)
+    fcntl.flock(mine, fcntl.LOCK_EX)
+    seen: list[str] = []
+
+    def other() -> None:
+        fd = writes._fd(path)
+        seen.append("same" if fd == mine else "own")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("got the lock")
+        except BlockingIOError:
+            seen.append("excluded")
+
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    gc.collect()
+    fcntl.flock(mine, fcntl.LOCK_UN)
+    assert seen == ["own", "excluded"] * 5
+    assert len(os.listdir("/proc/self/fd")) == open_before

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -39,7 +38,7 @@ from dpps.core.identifiers import parse_did
 from dpps.core.states import RSEKind
 from dpps.storage.rse import StorageElement
 from dpps.wms import jobs as job_repo
-from dpps.wms import outputs, process, workflows, writes
+from dpps.wms import outputs, process, renewer, workflows, writes
 from dpps.wms.executors.base import Task
 from dpps.wms.expressions import evaluate, expand_argv
 from dpps.wms.spec import iter_files
@@ -126,34 +125,6 @@ def _take(ctx: WorkerContext, task: Task) -> JobView | None:
                        dict(job.parameters), job.software_version, job.config_hash,
                        job.workflow_id, job.step, job.scatter_index, job.cores, job.memory_mb,
                        transformation)  # fmt: skip
-
-
-class Heartbeat(threading.Thread):
-    """Renews the lease; sets ``lost`` when the job is no longer this attempt's."""
-
-    def __init__(self, ctx: WorkerContext, task: Task) -> None:
-        super().__init__(name=f"heartbeat-{task.job_id}", daemon=True)
-        self.ctx, self.task = ctx, task
-        self.lost = threading.Event()
-        self.done = threading.Event()
-        self.interval = max(0.2, min(ctx.config.wms.lease_s / 4.0, 15.0))
-
-    def run(self) -> None:
-        lease = dt.timedelta(seconds=self.ctx.config.wms.lease_s)
-        while not self.done.wait(self.interval):
-            try:
-                with writes.write(self.ctx.sessions) as s:
-                    now = utcnow()
-                    ok = job_repo.guarded_update(
-                        s, self.task.job_id, self.task.token, [JobState.RUNNING],
-                        {"heartbeat_at": now, "lease_expires_at": now + lease},
-                    )  # fmt: skip
-            except Exception as exc:  # a transient database error must not kill the job
-                log.warning("job %s: heartbeat failed: %s", self.task.job_id, exc)
-                continue
-            if not ok:
-                self.lost.set()
-                return
 
 
 def _stage(
@@ -252,17 +223,16 @@ def run_task(task: Task) -> dict[str, Any]:
     view = _take(ctx, task)
     if view is None:
         return {"job_id": task.job_id, "status": "lost"}
-    beat = Heartbeat(ctx, task)
-    beat.start()
+    beat = renewer.RENEWER.hold(ctx, task)
     try:
         status = _execute(ctx, task, view, beat)
     finally:
-        beat.done.set()
+        renewer.RENEWER.release(beat)
     # The workflow tells the manager that a step may have become ready (no polling for it).
     return {"job_id": task.job_id, "status": status, "workflow_id": view.workflow_id}
 
 
-def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: Heartbeat) -> str:
+def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) -> str:
     config = ctx.config
     root = Path(config.wms.sandbox)
     root = root if root.is_absolute() else config.workspace / root
@@ -328,8 +298,7 @@ def _cleanup(config: Config, sandbox: Path, *, failed: bool) -> None:
     """Remove a sandbox in the background: the job is finished, nobody waits for this."""
     if failed and config.wms.keep_failed_sandboxes:
         return
-    threading.Thread(target=shutil.rmtree, args=(sandbox,), kwargs={"ignore_errors": True},
-                     name="sandbox-cleanup", daemon=True).start()  # fmt: skip
+    renewer.REMOVER.remove(sandbox)
 
 
 def _finish(ctx: WorkerContext, task: Task, view: JobView, tctx: dict[str, Any],

@@ -7,7 +7,7 @@ more time asleep in that handler than writing. Here they first queue on an exclu
 ``flock`` next to the database file: the kernel wakes the next writer the moment the previous
 one is done. Other writers (the archive's daemons, the CLI) still meet the WMS in SQLite's own
 lock and busy timeout, so nothing depends on everyone using this. A process that dies drops its
-lock with its file descriptor. PostgreSQL locks rows, not the database: there this is just
+lock with its file descriptors. PostgreSQL locks rows, not the database: there this is just
 ``transaction``.
 
 Never nest these (a write transaction inside another one in the same thread): the inner one
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,10 +47,35 @@ def write(sessions: sessionmaker[Session]) -> Iterator[Session]:
         with transaction(sessions) as session:
             yield session
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    fd = _fd(path)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         with transaction(sessions) as session:
             yield session
     finally:
-        os.close(fd)  # releases the lock
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class _Descriptors(dict[str, int]):
+    """One thread's lock-file descriptors, closed when the thread ends (its locals go)."""
+
+    def __del__(self) -> None:
+        for fd in self.values():
+            with suppress(OSError):
+                os.close(fd)
+
+
+_LOCAL = threading.local()
+
+
+def _fd(path: str) -> int:
+    """This thread's descriptor of the lock file. Each thread opens its own: a ``flock`` is
+    held by an open file, so two threads sharing one descriptor would not exclude each other;
+    keeping it saves an open and a close per transaction."""
+    fds = getattr(_LOCAL, "fds", None)
+    if fds is None:
+        fds = _LOCAL.fds = _Descriptors()
+    fd = fds.get(path)
+    if fd is None:
+        fd = fds[path] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
+    return fd
