@@ -1,8 +1,8 @@
-"""A reprocessing campaign's world: two observation blocks of ACADA DL0 whose only copies are
-on tape (ingested on-site, replicated to PIC-TAPE by a rule, on-site copies reaped), the
-models and IRF of the real SimPipe -> DataPipe chain in the archive, and category-B products
-of the first block made by the "night" (with other options, so the campaign's are different
-bytes and become new versions)."""
+"""A reprocessing campaign's world: two observation blocks of ACADA DL0, as the observing
+night's plan simulates them, whose only copies are on tape (ingested on-site, replicated to
+PIC-TAPE by a rule, on-site copies reaped); the models and IRF of the real SimPipe -> DataPipe
+chain in the archive; and category-B products of the first block made by the "night" (with
+other options, so the campaign's are different bytes and become new versions)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from dpps.pipelines.tool import run_tool
 
 pytest.importorskip("dpps.pipelines.simpipe", reason="the pipelines extra is not installed")
 
-from dpps.acada.simulate import SimulationConfig, simulate
+from dpps.acada.simulate import simulate
 from dpps.acada.zfits import quiet_native_stdout
+from dpps.pipelines.night.acquisition import NightPlan
 from tests.bdms.preservation_helpers import open_workspace, replicate
 from tests.pipelines.datapipe.chain import Chain, shared_chain
 
@@ -51,10 +52,9 @@ def _common(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def simulate_landing(root: Path) -> list[Path]:
-    """Two 6-second observation blocks of four telescopes, as ACADA writes them."""
-    config = SimulationConfig(duration_s=6.0, event_rate_hz=10.0, observation_blocks=2,
-                              triggers=False, calibration_fraction=0.0, muon_fraction=0.0,
-                              seed=7, events_per_chunk=1000)  # fmt: skip
+    """Two observation blocks of four telescopes as the observing night plans them (enough
+    calibration events for CalibPipe, a wobble-mode source, monitoring tables)."""
+    config = NightPlan(blocks=2).simulation()
     if not (root / "landing.done").exists():
         with quiet_native_stdout():
             simulate(root / "landing", config)

@@ -1,42 +1,40 @@
-"""Step 4 of a campaign: one WMS job per observation block and step, submitted once.
+"""Step 4 of a campaign: one WMS workflow per observation block, submitted once.
 
-Each job runs a DataPipe tool through ``dpps.pipelines.tool:wms_entry`` with the campaign's
-software version, activity (``reprocessing``: dispatched after category-B processing) and
-category, and registers its outputs as new versions (``layout``). A step reads the exact
-versions the previous step produced (``@vN``), never "whatever is latest now".
+The workflow is the observing night's block chain (``chain``) with the campaign's software
+version, activity (``reprocessing``: dispatched after category-B processing) and category.
+Each of its jobs reads the exact versions (``@vN``) of the block's DL0 and of the models and
+IRF, and registers its products as new versions (``layout``).
 
 Idempotence: before submitting, the campaign looks for what an earlier run of the same
-campaign did: its products (``meta.campaign``) mean the step is done; a job of the same name
-that is still running is waited for, a FAILED or KILLED one is retried, a DONE one's outputs
-are used. Only when none exists is a job submitted, so a rerun never duplicates jobs or
-products.
+campaign did: the block's products (``meta.campaign``) mean the block is done; a workflow of
+the same name still running is waited for, a FAILED or KILLED one has its failed jobs retried.
+Only when none exists is a workflow submitted, so a rerun never duplicates jobs or products.
 """
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dpps.bdms.archive import Archive
-from dpps.pipelines.campaign import layout
+from dpps.core.errors import DppsError
+from dpps.pipelines.campaign import chain
 from dpps.pipelines.campaign.spec import CampaignSpec
 from dpps.wms.api import WMS
-from dpps.wms.builder import Output, tool_python
 from dpps.wms.jobs import SubmitOptions
-from dpps.wms.states import FINAL_JOB_STATES, JobState
-from dpps.wms.types import JobInfo
+from dpps.wms.states import FINAL_WORKFLOW_STATES, JobState, WorkflowState
 
-ENTRY = "dpps.pipelines.tool:wms_entry"
-TOOLS = {"dl1": "datapipe-dl1", "dl2": "datapipe-dl2", "dl3": "datapipe-dl3"}
 Tick = Callable[[int, int], None]
+#: The campaign's step options go to these pipeline tools (``--set STEP.OPTION=...``).
+TOOLS = {"camera": "calibpipe-camera", "atmosphere": "calibpipe-atmosphere",
+         "dl1": "datapipe-dl1", "dl2": "datapipe-dl2", "dl3": "datapipe-dl3",
+         "quality": "qualpipe-report"}  # fmt: skip
 
 
 @dataclass(slots=True)
 class StepRun:
-    """One (observation block, step) of the campaign and what became of it."""
+    """One job of a block's workflow (or the block's earlier products) and its outcome."""
 
     step: str
     obs_id: int
@@ -47,15 +45,29 @@ class StepRun:
     state: str = ""
     reason: str | None = None
     outputs: list[str] = field(default_factory=list)
-    supersedes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.state == JobState.DONE.value and bool(self.outputs)
 
 
-def job_name(spec: CampaignSpec, step: str, obs_id: int) -> str:
-    return f"{spec.name}-obs{obs_id:06d}-{step}"
+@dataclass(slots=True)
+class BlockRun:
+    """One observation block's workflow."""
+
+    obs_id: int
+    name: str
+    inputs: dict[str, object]
+    how: str = ""
+    workflow_id: int | None = None
+    state: str = ""
+    reason: str | None = None
+    steps: list[StepRun] = field(default_factory=list)
+    supersedes: dict[str, str] = field(default_factory=dict)
+
+
+def workflow_name(spec: CampaignSpec, obs_id: int) -> str:
+    return f"{spec.name}-obs{obs_id:06d}"
 
 
 def pinned(archive: Archive, did: str) -> str:
@@ -64,39 +76,21 @@ def pinned(archive: Archive, did: str) -> str:
     return f"{info.scope}:{info.name}@v{info.version}"
 
 
-def existing_products(archive: Archive, spec: CampaignSpec, step: str, obs_id: int) -> list[str]:
-    """Products an earlier run of this campaign registered for the step (pinned labels)."""
-    level = layout.PORTS[step][0][2]
-    found = archive.list_files(
-        f"meta.campaign = '{spec.name}' and obs_id = {obs_id} and data_level = {level}",
-        limit=None,
-        all_versions=True,
-    )
-    wanted = {p[3] for p in layout.PORTS[step] if not p[4]}
+def expected_types(models: bool, irf: bool) -> set[str]:
+    """The product types a finished block has (what the chain can make with what exists)."""
+    steps = {"dl1"} | ({"dl2"} if models else set()) | ({"dl3"} if models and irf else set())
+    return {t for (step, _port), (_l, t) in chain.PRODUCTS.items() if step in steps}
+
+
+def existing_products(
+    archive: Archive, spec: CampaignSpec, obs_id: int, wanted: set[str]
+) -> list[str]:
+    """Products an earlier run of this campaign registered for the block (pinned labels)."""
+    found = archive.list_files(f"meta.campaign = '{spec.name}' and obs_id = {obs_id}",
+                               limit=None, all_versions=True)  # fmt: skip
     if not wanted <= {f.product_type for f in found}:
         return []
     return sorted(f"{f.scope}:{f.name}@v{f.version}" for f in found)
-
-
-def make_tool(archive: Archive, spec: CampaignSpec, run: StepRun, night: object | None) -> Any:
-    meta = {"category": spec.category, "campaign": spec.name,
-            "software_version": spec.software_version}  # fmt: skip
-    outputs = []
-    directory: str | None = None
-    for port, glob, level, product_type, array in layout.PORTS[run.step]:
-        if array:
-            lfn = f"{directory or layout.default_dir(level, run.obs_id, night)}/$(self.basename)"
-        else:
-            where = layout.target(archive, level, product_type, run.obs_id, night)
-            lfn = where.lfn
-            directory = directory or posixpath.dirname(lfn)
-            if where.supersedes:
-                run.supersedes[port] = where.supersedes
-        outputs.append(Output.model_validate({
-            "name": port, "glob": glob, "array": array, "lfn": lfn, "data_level": level,
-            "meta": {**meta, "product_type": product_type}, "new_version": True}))  # fmt: skip
-    return tool_python(run.name, ENTRY, inputs={k: "File[]" for k in run.inputs},
-                       outputs=outputs, software_version=spec.software_version)  # fmt: skip
 
 
 def check_configs(spec: CampaignSpec) -> None:
@@ -104,71 +98,75 @@ def check_configs(spec: CampaignSpec) -> None:
     submitted: a misspelled option is a ConfigError now, not N failed jobs later."""
     from dpps.pipelines.tool import get_tool
 
-    for step in TOOLS:
-        config = parameters(spec, step)["config"]
-        get_tool(TOOLS[step]).from_mapping(config, {}, Path("."))
+    for step, config in spec.configs.items():
+        get_tool(TOOLS[step]).from_mapping(dict(config), {}, Path("."))
 
 
-def parameters(spec: CampaignSpec, step: str) -> dict[str, Any]:
-    config = spec.step_config(step)
-    if step in ("dl2", "dl3"):
-        config["category"] = spec.category
-    return {"tool": TOOLS[step], "config": config}
-
-
-def _jobs_by_name(wms: WMS, spec: CampaignSpec) -> dict[str, JobInfo]:
-    jobs = wms.list_jobs(activity=spec.activity, limit=1_000_000)
-    by_name: dict[str, JobInfo] = {}
-    for job in sorted(jobs, key=lambda j: j.id):
-        if job.name.startswith(f"{spec.name}-obs"):
-            by_name[job.name] = job  # the newest of a name wins
-    return by_name
+def _workflows_by_name(wms: WMS, spec: CampaignSpec) -> dict[str, tuple[int, str]]:
+    found: dict[str, tuple[int, str]] = {}
+    ids = {j.workflow_id for j in wms.list_jobs(activity=spec.activity, limit=1_000_000)}
+    for wid in sorted(i for i in ids if i is not None):
+        info = wms.workflow(wid)
+        if info.name.startswith(f"{spec.name}-obs"):
+            found[info.name] = (wid, info.state)  # the newest of a name wins
+    return found
 
 
 def start(
-    wms: WMS, spec: CampaignSpec, runs: Sequence[StepRun], nights: Mapping[int, object | None]
-) -> None:
-    """Submit (or find, or retry) the job of every run that has no products yet."""
+    wms: WMS, spec: CampaignSpec, blocks: Sequence[BlockRun], nights: dict[int, object | None],
+    *, models: bool, irf: bool,
+) -> None:  # fmt: skip
+    """Submit (or find, or retry) the workflow of every block that has no products yet."""
     archive = wms.archive
-    known = _jobs_by_name(wms, spec)
-    for run in runs:
-        found = existing_products(archive, spec, run.step, run.obs_id)
+    known = _workflows_by_name(wms, spec)
+    wanted = expected_types(models, irf)
+    for block in blocks:
+        found = existing_products(archive, spec, block.obs_id, wanted)
         if found:
-            run.how, run.state, run.outputs = "existing", JobState.DONE.value, found
+            block.how, block.state = "existing", WorkflowState.DONE.value
+            block.steps = [StepRun("block", block.obs_id, block.name, {}, "existing",
+                                   state=JobState.DONE.value, outputs=found)]  # fmt: skip
             continue
-        job = known.get(run.name)
-        if job is not None and job.state not in (JobState.FAILED, JobState.KILLED):
-            run.how, run.job_id = "waited", job.id
+        earlier = known.get(block.name)
+        if earlier is not None and earlier[1] not in FINAL_WORKFLOW_STATES:
+            block.how, block.workflow_id = "waited", earlier[0]
             continue
-        if job is not None:
-            wms.retry(job.id)
-            run.how, run.job_id = "retried", job.id
+        if earlier is not None and earlier[1] != WorkflowState.DONE:
+            wms.retry_workflow(earlier[0])
+            block.how, block.workflow_id = "retried", earlier[0]
             continue
-        opts = SubmitOptions(name=run.name, priority=spec.priority, activity=spec.activity,
+        workflow = chain.block_workflow(archive, spec, block.obs_id, nights.get(block.obs_id),
+                                        models=models, irf=irf,
+                                        supersedes=block.supersedes)  # fmt: skip
+        opts = SubmitOptions(name=block.name, priority=spec.priority, activity=spec.activity,
                              max_attempts=spec.max_attempts)  # fmt: skip
-        tool = make_tool(archive, spec, run, nights.get(run.obs_id))
-        submitted = wms.submit_job(tool, run.inputs, opts=opts,
-                                   parameters=parameters(spec, run.step))  # fmt: skip
-        run.how, run.job_id = "submitted", submitted.id
+        block.workflow_id = wms.submit_workflow(workflow, block.inputs, opts=opts).id
+        block.how = "submitted"
 
 
-def finish(wms: WMS, runs: Sequence[StepRun], *, timeout_s: float, tick: Tick | None) -> None:
-    """Run the jobs here (a job manager in this process) until every one is final."""
-    pending = [r for r in runs if r.job_id is not None and r.how != "existing"]
+def finish(wms: WMS, blocks: Sequence[BlockRun], *, timeout_s: float, tick: Tick | None) -> None:
+    """Run the jobs here (a job manager in this process) until every workflow is final."""
+    pending = [b for b in blocks if b.workflow_id is not None]
 
     def finished() -> bool:
-        states = {r.job_id: wms.job(r.job_id).state for r in pending if r.job_id is not None}
-        done = sum(1 for s in states.values() if s in FINAL_JOB_STATES)
+        states = [wms.workflow(b.workflow_id).state for b in pending if b.workflow_id]
+        done = sum(1 for s in states if s in FINAL_WORKFLOW_STATES)
         if tick is not None:
             tick(done, len(pending))
         return done == len(pending)
 
     if pending:
         wms.run_until(finished, timeout_s=timeout_s)
-    for run in pending:
-        assert run.job_id is not None
-        info = wms.job(run.job_id)
-        run.state, run.reason = info.state, info.reason
-        run.outputs = [pinned(wms.archive, d) for d in info.outputs] if info.outputs else []
-        if run.state == JobState.DONE.value and not run.outputs:
-            run.reason = "the job finished without registering outputs"
+    for block in pending:
+        assert block.workflow_id is not None
+        info = wms.workflow(block.workflow_id)
+        block.state, block.reason = info.state, info.reason
+        for job in info.jobs:
+            details = wms.job(job.id)
+            try:
+                outputs = [pinned(wms.archive, d) for d in details.outputs]
+            except DppsError as exc:  # an output vanished since: verification reports it
+                outputs, block.reason = [], str(exc)
+            block.steps.append(StepRun(job.step or job.name, block.obs_id, job.name,
+                                       {"inputs": list(details.inputs)}, block.how, job.id,
+                                       job.state, job.reason, outputs))  # fmt: skip

@@ -13,17 +13,6 @@ from dataclasses import dataclass
 
 from dpps.bdms.archive import Archive
 
-#: step -> (output port, glob in the job's output directory, data level, product type, array)
-PORTS: dict[str, tuple[tuple[str, str, str, str, bool], ...]] = {
-    "dl1": (("dl1", "*_dl1.h5", "DL1", "image parameters", False),),
-    "dl2": (("dl2", "*_dl2.fits", "DL2", "reconstructed events", False),),
-    "dl3": (
-        ("events", "*.events.fits", "DL3", "event list", False),
-        ("irf", "obs_*.irf.fits", "DL3", "irf", False),
-        ("index", "*-index.fits.gz", "DL3", "index", True),
-    ),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Target:

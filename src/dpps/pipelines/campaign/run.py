@@ -15,12 +15,13 @@ from typing import Any
 
 from dpps.bdms.archive import Archive
 from dpps.pipelines.campaign import jobs, selection, staging
-from dpps.pipelines.campaign.jobs import StepRun
+from dpps.pipelines.campaign.jobs import BlockRun, StepRun
 from dpps.pipelines.campaign.selection import Block, Volume
-from dpps.pipelines.campaign.spec import STEPS, CampaignSpec
+from dpps.pipelines.campaign.spec import CampaignSpec
 from dpps.pipelines.campaign.staging import StagingReport
 from dpps.pipelines.campaign.verify import Verification, verify
 from dpps.wms.api import WMS
+from dpps.wms.states import JobState, WorkflowState
 
 #: ``phase(name)`` announces a step; ``tick(done, total)`` reports progress within it.
 Phase = Callable[[str], None]
@@ -46,6 +47,7 @@ class CampaignReport:
     models: str | None = None
     irf: str | None = None
     staging: StagingReport = field(default_factory=StagingReport)
+    blocks: list[BlockRun] = field(default_factory=list)
     steps: list[StepRun] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -100,8 +102,8 @@ def run_campaign(
         return report
     wms = WMS(archive)
     blocks = _readable(chosen.blocks, report)
-    nights = {b.obs_id: b.night for b in blocks}
-    todo = [b for b in blocks if not jobs.existing_products(archive, spec, "dl1", b.obs_id)]
+    wanted = jobs.expected_types(report.models is not None, report.irf is not None)
+    todo = [b for b in blocks if not jobs.existing_products(archive, spec, b.obs_id, wanted)]
     tape = [f for b in todo for f in b.inputs if not f.on_disk]
     say(f"staging {len(tape)} tape-only files")
     report.staging = staging.stage(archive, [f.did for f in tape],
@@ -110,7 +112,7 @@ def run_campaign(
     if report.staging.failed:
         report.failures += [{"step": "staging", "error": e} for e in report.staging.failed]
     try:
-        _process(wms, spec, blocks, nights, report, say, tick)
+        _process(wms, spec, blocks, report, say, tick)
         say("verifying outputs")
         report.verification = verify(archive, spec, report.steps)
     finally:
@@ -125,69 +127,52 @@ def _readable(blocks: list[Block], report: CampaignReport) -> list[Block]:
     for block in blocks:
         lost = [f.did for f in block.inputs if not f.location.available]
         if lost:
-            report.failures.append({"step": "dl1", "obs_id": block.obs_id, "inputs": lost,
+            report.failures.append({"step": "staging", "obs_id": block.obs_id, "inputs": lost,
                                     "error": "no AVAILABLE replica of these inputs"})  # fmt: skip
         else:
             good.append(block)
     return good
 
 
-def _process(
-    wms: WMS,
-    spec: CampaignSpec,
-    blocks: list[Block],
-    nights: dict[int, Any],
-    report: CampaignReport,
-    say: Phase,
-    tick: Tick | None,
-) -> None:
-    previous: dict[int, StepRun] = {}
-    for step in STEPS:
-        runs = []
-        for block in blocks:
-            inputs = _inputs(step, block, previous.get(block.obs_id), report)
-            if inputs is not None:
-                runs.append(StepRun(step, block.obs_id, jobs.job_name(spec, step, block.obs_id),
-                                    inputs))  # fmt: skip
-        if not runs:
-            continue
-        say(f"{step}: {len(runs)} job(s)")
-        jobs.start(wms, spec, runs, nights)
-        jobs.finish(wms, runs, timeout_s=spec.timeout_s, tick=tick)
-        report.steps += runs
-        previous = {}
-        for run in runs:
-            if run.ok:
-                previous[run.obs_id] = run
-            else:
-                report.failures.append({"step": step, "obs_id": run.obs_id, "job": run.job_id,
-                                        "inputs": [d for v in run.inputs.values() for d in v],
-                                        "error": run.reason or run.state})  # fmt: skip
-
-
-def _inputs(
-    step: str, block: Block, before: StepRun | None, report: CampaignReport
-) -> dict[str, list[str]] | None:
-    if step == "dl1":
-        values = {"dl0": [_pin(f) for f in block.dl0]}
-        if block.pointing:
-            values["pointing"] = [_pin(f) for f in block.pointing]
-        return values
-    if before is None:
-        return None  # the previous step failed for this block (reported there)
-    extra, what = (report.models, "models") if step == "dl2" else (report.irf, "irf")
-    if extra is None:
-        note = f"{step} skipped: no {'reconstruction models' if step == 'dl2' else 'IRF'} in " \
-               f"the archive (give --{what})"  # fmt: skip
-        if note not in report.skipped:
-            report.skipped.append(note)
-        return None
-    kind = "dl1" if step == "dl2" else "dl2"
-    return {kind: [f"lfn:{d}" for d in before.outputs], what: [f"lfn:{extra}"]}
-
-
 def _pin(f: selection.DL0File) -> str:
     return f"lfn:{f.info.scope}:{f.info.name}@v{f.info.version}"
+
+
+def _process(
+    wms: WMS, spec: CampaignSpec, blocks: list[Block], report: CampaignReport, say: Phase,
+    tick: Tick | None,
+) -> None:  # fmt: skip
+    if report.models is None:
+        report.skipped.append("dl2, dl3 and quality skipped: no reconstruction models in the "
+                              "archive (give --models)")  # fmt: skip
+    elif report.irf is None:
+        report.skipped.append("dl3 skipped: no IRF in the archive (give --irf)")
+    runs = []
+    for block in blocks:
+        values: dict[str, object] = {"dl0": [_pin(f) for f in block.inputs]}
+        if report.models is not None:
+            values["models"] = f"lfn:{report.models}"
+        if report.irf is not None:
+            values["irf"] = f"lfn:{report.irf}"
+        runs.append(BlockRun(block.obs_id, jobs.workflow_name(spec, block.obs_id), values))
+    models, irf = report.models is not None, report.irf is not None
+    say(f"processing {len(runs)} observation block(s)")
+    jobs.start(wms, spec, runs, {b.obs_id: b.night for b in blocks}, models=models, irf=irf)
+    jobs.finish(wms, runs, timeout_s=spec.timeout_s, tick=tick)
+    report.blocks = runs
+    for run in runs:
+        report.steps += run.steps
+        for step in run.steps:
+            if step.state in (JobState.FAILED.value, JobState.KILLED.value):
+                report.failures.append({"step": step.step, "obs_id": run.obs_id,
+                                        "job": step.job_id, "inputs": step.inputs["inputs"],
+                                        "error": step.reason or step.state})  # fmt: skip
+        if run.state not in (WorkflowState.DONE.value, "") and not any(
+            s.state in (JobState.FAILED.value, JobState.KILLED.value) for s in run.steps
+        ):
+            report.failures.append({"step": "workflow", "obs_id": run.obs_id,
+                                    "workflow": run.workflow_id,
+                                    "error": run.reason or run.state})  # fmt: skip
 
 
 __all__ = ["CampaignReport", "run_campaign"]

@@ -46,12 +46,10 @@ class DL0File:
 
     @property
     def role(self) -> str | None:
-        """What DataPipe uses the file for: ``dl0`` (shower events), ``pointing``, or None."""
+        """``dl0`` for a telescope's shower events (a block without any is not processed)."""
         kind = str(self.info.meta.get("datadiv", "")).upper()
         if self.info.product_type == "EVENTS" and self.info.tel_id is not None:
             return "dl0" if kind in ("", "SHOWER") else None
-        if kind == "POINTING":
-            return "pointing"
         return None
 
 
@@ -82,12 +80,12 @@ class Volume:
 
     query: str
     total: Tally = field(default_factory=Tally)
-    #: obs_id -> tally; files of the block that DataPipe reads are the block's inputs.
+    #: obs_id -> tally of the block's files (all of them are the chain's inputs).
     blocks: dict[int, Tally] = field(default_factory=dict)
     #: data center (site) -> tally of the replicas held there (a file counts at every site
     #: that holds a copy), split by disk and tape.
     sites: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: Files selected that no observation block or DataPipe step uses (reported, not staged).
+    #: Files selected outside any processed block (no obs_id, or no shower events).
     unused_files: int = 0
     estimated_staging_s: float = 0.0
     #: Files without an AVAILABLE replica anywhere: the campaign cannot read them.
@@ -96,16 +94,12 @@ class Volume:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One observation block's inputs."""
+    """One observation block: every selected DL0 file of it (the chain's steps pick theirs:
+    shower and calibration streams, pointing and weather tables)."""
 
     obs_id: int
     night: dt.date | None
-    dl0: list[DL0File]
-    pointing: list[DL0File]
-
-    @property
-    def inputs(self) -> list[DL0File]:
-        return [*self.dl0, *self.pointing]
+    inputs: list[DL0File]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,16 +134,15 @@ def select(archive: Archive, query: str) -> Selection:
 def _blocks(files: list[DL0File]) -> list[Block]:
     grouped: dict[int, list[DL0File]] = defaultdict(list)
     for f in files:
-        if f.info.obs_id is not None and f.role is not None:
+        if f.info.obs_id is not None:
             grouped[f.info.obs_id].append(f)
     out = []
     for obs_id, members in sorted(grouped.items()):
-        dl0 = sorted((f for f in members if f.role == "dl0"), key=lambda f: f.did)
-        if not dl0:
-            continue  # only monitoring of this block was selected: nothing to process
-        pointing = sorted((f for f in members if f.role == "pointing"), key=lambda f: f.did)
-        nights = {f.info.observing_night for f in dl0 if f.info.observing_night}
-        out.append(Block(obs_id, min(nights) if nights else None, dl0, pointing[:1]))
+        if not any(f.role == "dl0" for f in members):
+            continue  # no telescope events of this block were selected: nothing to process
+        nights = {f.info.observing_night for f in members if f.info.observing_night}
+        inputs = sorted(members, key=lambda f: f.did)
+        out.append(Block(obs_id, min(nights) if nights else None, inputs))
     return out
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from dpps.core.errors import InvalidInput
 
-#: The steps a campaign runs per observation block, in order.
-STEPS = ("dl1", "dl2", "dl3")
+#: The steps of a block (the observing night's chain) whose tool options a campaign may set.
+STEPS = ("camera", "atmosphere", "dl1", "dl2", "dl3", "quality")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
@@ -29,7 +29,8 @@ class CampaignSpec:
     category: str = "C"
     activity: str = "reprocessing"
     priority: int = 3
-    #: Per step (``dl1``, ``dl2``, ``dl3``): tool options passed to the DataPipe tool.
+    #: Per step (``camera``, ``atmosphere``, ``dl1``, ``dl2``, ``dl3``, ``quality``): tool
+    #: options merged into that step's configuration (``dl2.target`` names the target).
     configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: The models (``datapipe-train`` output) and IRF (``datapipe-irf`` output) to use; None:
     #: the newest archived ones, and without any the campaign stops after DL1 / DL2.

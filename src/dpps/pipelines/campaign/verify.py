@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dpps.bdms.archive import Archive
 from dpps.core.errors import DppsError
-from dpps.pipelines.campaign import layout
+from dpps.pipelines.campaign import chain
 from dpps.pipelines.campaign.jobs import StepRun
 from dpps.pipelines.campaign.spec import CampaignSpec
 
@@ -53,7 +53,7 @@ def _verify_run(
     archive: Archive, spec: CampaignSpec, run: StepRun, tmp: Path, result: Verification
 ) -> None:
     where = f"{run.name}"
-    wanted = {p[3] for p in layout.PORTS[run.step] if not p[4]}
+    wanted = {t for (step, _port), (_level, t) in chain.PRODUCTS.items() if step == run.step}
     inputs = {_plain(d) for values in run.inputs.values() for d in values}
     seen: set[str] = set()
     for label in run.outputs:
