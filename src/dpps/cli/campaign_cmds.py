@@ -85,7 +85,7 @@ def reprocess(
     category: Annotated[str, typer.Option(help="Category of the products: C (or B).")] = "C",
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="YAML: {dl1: {...}, dl2: {...}, dl3: {...}} options."),
+        typer.Option("--config", "-c", help="YAML: {STEP: {OPTION: VALUE}} tool options."),
     ] = None,
     options: Annotated[
         list[str] | None, typer.Option("--set", help="STEP.OPTION=VALUE (YAML value); repeat.")
@@ -106,8 +106,9 @@ def reprocess(
     json_: JsonOpt = False,
 ) -> None:
     """Reprocess DL0 with a new software version: select, report volume, stage from tape,
-    run DataPipe (DL1, DL2, DL3) as category-C WMS jobs, verify, clear the staging buffer,
-    archive the products as new versions. Exit 10 when some jobs failed (listed).
+    run each block's chain (calibration, DL1, DL2, DL3, quality) as category-C WMS jobs,
+    verify, clear the staging buffer, archive the products as new versions. Exit 10 when
+    some jobs failed (listed).
 
     Example: dpps campaign reprocess 'observing_night=2026-11-21' --software-version 2.0 --dry-run
     """
