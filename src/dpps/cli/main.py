@@ -13,6 +13,7 @@ from dpps.cli import (
     campaign_cmds,
     daemon_cmds,
     meta_cmds,
+    night_cmds,
     oms_cmds,
     pipeline_cmds,
     preservation_cmds,
@@ -73,6 +74,7 @@ daemon_cmds.register(app)
 oms_cmds.register(app)
 wms_cmds.register(app)
 pipeline_cmds.register(app)
+night_cmds.register(app)
 campaign_cmds.register(app)
 
 

@@ -59,6 +59,16 @@ class NightPlan:
         return list(range(self.first_obs_id, self.first_obs_id + self.blocks))
 
 
+def next_obs_id(archive: Archive) -> int:
+    """One more than the largest obs_id of observed DL0 in the archive (1 for a new one)."""
+    from dpps.catalog.models import DIDRow
+
+    with archive.sessions() as s:
+        last = s.scalar(select(func.max(DIDRow.obs_id)).where(
+            DIDRow.data_level == "DL0", DIDRow.name.like("/ctao/dl0/%")))  # fmt: skip
+    return int(last or 0) + 1
+
+
 def simulate_night(
     archive: Archive, plan: NightPlan, on_block: Callable[[int], None] | None = None
 ) -> list[Path]:

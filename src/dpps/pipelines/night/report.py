@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,10 +81,13 @@ def jobs(wms: WMS, workflow_ids: list[int]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def quality_verdicts(archive: Archive, category: str, dest: Path) -> dict[int, dict[str, Any]]:
+def quality_verdicts(
+    archive: Archive, category: str, dest: Path, obs_ids: Sequence[int] | None = None
+) -> dict[int, dict[str, Any]]:
     """obs_id -> {passed, failed checks} from the archived QualPipe reports (retrieved)."""
     reports = [f for f in archive.list_files(f"data_level=QUAL and category={category}",
-                                             limit=None) if f.name.endswith(".json")]  # fmt: skip
+                                             limit=None) if f.name.endswith(".json")
+               and (obs_ids is None or f.obs_id in set(obs_ids))]  # fmt: skip
     if not reports:
         return {}
     got = archive.get([f.did for f in reports], dest, overwrite=True)

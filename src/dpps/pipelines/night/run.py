@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpps.acada import wobble
-from dpps.core.errors import DppsError, Unavailable
+from dpps.core.errors import DppsError, NotFound, Unavailable
 from dpps.pipelines.night import acquisition, report
 from dpps.pipelines.night.acquisition import NightPlan
 from dpps.pipelines.night.models import ProductionSize, ensure_models
@@ -65,8 +65,21 @@ def _process(wms: WMS, archive: Archive, name: str, expected: int, stage: StageF
     return time.perf_counter() - started
 
 
-def analyse(archive: Archive, target: Target, category: str, dest: Path) -> dict[str, Any]:
-    """The night's DL3 of the target, from archive queries, through gammapy."""
+def analyse(
+    archive: Archive,
+    target: Target,
+    category: str,
+    dest: Path,
+    obs_ids: Sequence[int] | None = None,
+    n_off_regions: int = 3,
+) -> dict[str, Any]:
+    """The night's DL3 of the target, from archive queries, through gammapy.
+
+    The detection significance is Li & Ma's (WStat) on the stacked ON/OFF counts with
+    ``alpha = 1 / n_off_regions``: gammapy's stacked ``sqrt_ts`` is NaN when no OFF event
+    survives the cuts, which the toy's clean gamma/hadron separation makes common."""
+    from gammapy.stats import WStatCountsStatistic
+
     from dpps.pipelines.datapipe.dl3_analysis import (
         find_observations,
         fit_power_law,
@@ -74,10 +87,18 @@ def analyse(archive: Archive, target: Target, category: str, dest: Path) -> dict
     )
 
     found = find_observations(archive, target.name, category=category)
+    if obs_ids is not None:  # this night's blocks, not every night's of the target
+        found = [f for f in found if f.obs_id in set(obs_ids)]
+    if not found:
+        raise NotFound(f"no DL3 event list of {target.name} for observations {obs_ids}")
     retrieve_observations(archive, found, dest)
-    fit = fit_power_law(dest, target.ra_deg, target.dec_deg)
-    return {"observations": [f.obs_id for f in found], "directory": str(dest),
-            **{k: getattr(fit, k) for k in fit.__dataclass_fields__}}  # fmt: skip
+    fit = fit_power_law(dest, target.ra_deg, target.dec_deg, n_off_regions=n_off_regions)
+    result = {k: getattr(fit, k) for k in fit.__dataclass_fields__}
+    alpha = 1.0 / n_off_regions
+    stat = WStatCountsStatistic(n_on=fit.n_on, n_off=fit.n_off, alpha=alpha)
+    result["excess"] = float(fit.n_on - alpha * fit.n_off)
+    result["significance"] = float(stat.sqrt_ts)
+    return {"observations": [f.obs_id for f in found], "directory": str(dest), **result}
 
 
 def run_night(
@@ -125,7 +146,9 @@ def run_night(
         problems = "; ".join(p.reason or "" for p in info.problematic[:3])
         raise DppsError(f"no block was processed by {tf.name}: {problems}")
     try:
-        analysis: dict[str, Any] = analyse(archive, target, category, workdir / "analysis")
+        analysis: dict[str, Any] = analyse(
+            archive, target, category, workdir / "analysis", plan.obs_ids()
+        )
     except (DppsError, Unavailable) as exc:
         analysis = {"error": str(exc)}
     lap("analysis")
@@ -145,7 +168,8 @@ def run_night(
                            "problematic": [p.reason for p in info.problematic]},
         "jobs": report.jobs(wms, workflow_ids),
         "volume": report.volume(archive),
-        "quality": report.quality_verdicts(archive, category, workdir / "quality"),
+        "quality": report.quality_verdicts(archive, category, workdir / "quality",
+                                           plan.obs_ids()),
         "analysis": analysis,
         "simulated": {"index": index, "amplitude": amplitude, "reference_tev": 1.0},
         "seconds": seconds,

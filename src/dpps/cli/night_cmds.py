@@ -1,0 +1,158 @@
+"""``dpps night``: the observing night on the embedded default, the project's main job.
+
+Simulate ACADA data for a few wobble blocks on a point source, ingest them through the
+ingestion queue, replicate them off site, let the category-B WMS transformation process each
+block (calibration, DataPipe to DL3, QualPipe), analyse the night's DL3 with gammapy and print
+what the archive now holds. The work itself is ``dpps.pipelines.night.run``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dpps.acada.zfits import quiet_native_stdout
+from dpps.bdms.archive import Archive
+from dpps.cli.common import JsonOpt, command
+from dpps.cli.output import console, emit_json, err_console, human_bytes, table
+from dpps.core.errors import InvalidInput, NotFound
+
+
+def _workspace(ctx: typer.Context, directory: Path | None) -> tuple[Archive, Path]:
+    """--dir (created if needed), else the current workspace, else a new temporary one."""
+    if directory is not None:
+        directory = directory.resolve()
+        if (directory / "dpps.yaml").is_file():
+            return Archive.open(directory), directory
+        if directory.exists() and any(directory.iterdir()):
+            raise InvalidInput(
+                f"{directory} is neither empty nor a workspace; choose another --dir"
+            )
+        return Archive.init(directory), directory
+    try:
+        archive = Archive.open((ctx.obj or {}).get("workspace"))
+        return archive, Path(archive.config.workspace)
+    except NotFound:
+        created = Path(tempfile.mkdtemp(prefix="dpps-night-"))
+        return Archive.init(created), created
+
+
+@contextmanager
+def _stages(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int, int], None]]]:
+    """``stage(name, total)`` -> ``update(done, total)``: one bar per stage on a terminal."""
+    if not enabled or not err_console.is_terminal:
+        yield lambda _name, _total: lambda _d, _t: None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console) as bar:  # fmt: skip
+        current: list[Any] = []
+
+        def stage(name: str, total: int) -> Callable[[int, int], None]:
+            for task in current:
+                bar.update(task, completed=bar.tasks[task].total)
+            task = bar.add_task(name, total=max(total, 1))
+            current[:] = [task]
+            return lambda done, total_: bar.update(task, completed=done, total=max(total_, 1))
+
+        yield stage
+
+
+def _print(report: dict[str, Any]) -> None:
+    plan, analysis, sim = report["plan"], report["analysis"], report["simulated"]
+    console.print(f"[bold]night[/bold] {plan['blocks']} blocks x {plan['block_s']:.0f} s on "
+                  f"{plan['target']['name']} (wobble {plan['wobble_deg']} deg), workspace "
+                  f"{report['workspace']}")  # fmt: skip
+    models = report["models"]
+    console.print(f"models and IRF {'produced' if models['produced'] else 'reused'}: "
+                  f"{models['models']}, {models['irf']}")  # fmt: skip
+    rows = [[level, site, v["files"], human_bytes(v["bytes"])]
+            for level, sites in sorted(report["volume"].items())
+            for site, v in sorted(sites.items())]  # fmt: skip
+    console.print(table("archive: files and bytes per level and site",
+                        ["level", "site", "files", "bytes"], rows))  # fmt: skip
+    console.print(
+        f"replication rules: {report['replication']['rules']}; DL0 files by number "
+        f"of off-site data centres: {report['replication']['dl0_files_by_offsite_sites']}"
+    )
+    jobs = report["jobs"]
+    console.print(table(f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
+                        f"{jobs['cpu_s']:.0f} s CPU)", ["step", "states"],
+                        [[step, states] for step, states in jobs["by_step"].items()]))  # fmt: skip
+    for problem in report["transformation"]["problematic"]:
+        console.print(f"[red]problematic:[/red] {problem}")
+    for job in jobs["retried_or_failed"]:
+        console.print(f"[yellow]job {job['job']} ({job['step']}): {job['state']} after "
+                      f"{job['attempts']} attempt(s): {job['reason']}[/yellow]")  # fmt: skip
+    console.print(table("quality (QualPipe)", ["obs_id", "verdict", "failed checks"],
+                        [[obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
+                         for obs, q in report["quality"].items()]))  # fmt: skip
+    if "error" in analysis:
+        console.print(f"[red]analysis failed:[/red] {analysis['error']}")
+    else:
+        console.print(
+            f"[bold]gammapy[/bold] {analysis['n_observations']} observations, "
+            f"{analysis['livetime_s']:.0f} s: ON {analysis['n_on']}, OFF {analysis['n_off']}, "
+            f"excess {analysis['excess']:.1f}, significance {analysis['significance']:.1f} sigma"
+        )
+        console.print(
+            f"spectrum: index {analysis['index']:.2f} ± {analysis['index_error']:.2f} "
+            f"(simulated {sim['index']:.2f}), amplitude at 1 TeV {analysis['amplitude']:.3g} ± "
+            f"{analysis['amplitude_error']:.2g} cm-2 s-1 TeV-1 (simulated {sim['amplitude']:.3g})"
+        )
+    console.print(
+        "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["seconds"].items())
+    )
+
+
+def night(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Workspace to create or reuse (default: the current "
+            "workspace, else a new temporary directory).",
+        ),
+    ] = None,
+    blocks: Annotated[int, typer.Option(min=1, max=20, help="Observation blocks.")] = 3,
+    block_seconds: Annotated[
+        float, typer.Option(min=5.0, max=600.0, help="Duration of each block (s).")
+    ] = 15.0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the ACADA simulator.")] = 0,
+    first_obs_id: Annotated[
+        int | None,
+        typer.Option(min=1, help="obs_id of the first block (default: after the archive's last)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run an observing night: simulate, ingest, replicate, process to DL3 (category B),
+    analyse with gammapy, report (UC-000-4)."""
+    from dataclasses import replace
+
+    from dpps.pipelines.night.acquisition import NightPlan, next_obs_id
+    from dpps.pipelines.night.run import run_night
+
+    started = time.perf_counter()
+    archive, workspace = _workspace(ctx, directory)
+    ctx.call_on_close(archive.close)
+    plan = replace(NightPlan(), blocks=blocks, duration_s=block_seconds, seed=seed,
+                   first_obs_id=first_obs_id or next_obs_id(archive))  # fmt: skip
+    # the zfits writer logs every file it closes on stdout: keep --json one JSON document
+    with _stages(not json_) as stage, quiet_native_stdout():
+        report = run_night(archive, workspace / "night", plan, stage=stage)
+    report["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    if json_:
+        emit_json(report)
+    else:
+        _print(report)
+
+
+def register(app: typer.Typer) -> None:
+    command(app, night)

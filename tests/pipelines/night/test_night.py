@@ -1,0 +1,184 @@
+"""The observing night end to end (UC-000-4): ACADA -> ingestion -> replication -> WMS -> DL3.
+
+One night runs once, in one test (a fresh SQLite workspace: the model production, three
+blocks and the gammapy analysis take minutes of CPU, too much to repeat per backend or per
+xdist worker, which a module-scoped fixture shared by several tests would do); each
+``_check_*`` function checks one promise against what the archive holds. The PostgreSQL backend is
+exercised by ``test_night_failures.py`` (the transformation, retries and reporting), which
+needs no trained models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from sqlalchemy import func, select
+
+from dpps.acada.simulate import write_trigger
+from dpps.bdms.archive import Archive
+from dpps.catalog.models_wms import JobRow
+from dpps.core.daemon import DaemonContext
+from dpps.pipelines.night.acquisition import NightPlan
+from dpps.pipelines.night.run import run_night
+from dpps.wms import transformations
+from dpps.wms.api import WMS
+
+UC = "UC-000-4"
+pytestmark = pytest.mark.verifies_usecase(UC)
+Night = tuple[Archive, dict[str, Any]]
+
+
+def test_the_night_end_to_end(tmp_path: Path) -> None:
+    with Archive.init(tmp_path / "ws") as archive:
+        report = run_night(archive, tmp_path / "work", NightPlan())
+        night = (archive, report)
+        _check_every_block_is_processed_and_passes_quality(night)
+        _check_products_are_category_b_with_a_provenance_chain_to_dl0(night)
+        _check_dl0_has_replicas_at_two_offsite_data_centres(night)
+        _check_dl3_loads_in_gammapy_and_the_source_is_detected_with_its_spectrum(night)
+        _check_a_second_arrival_of_a_block_creates_no_jobs(night)
+        _check_a_later_night_reuses_the_models_and_irf(night)
+
+
+def _files(archive: Archive, query: str) -> list[Any]:
+    return archive.list_files(query, limit=None)
+
+
+def _check_every_block_is_processed_and_passes_quality(
+    night: tuple[Archive, dict[str, Any]],
+) -> None:
+    _archive, report = night
+    assert report["models"]["produced"] is True
+    assert report["transformation"]["files"]["PROBLEMATIC"] == 0
+    assert report["transformation"]["files"]["PROCESSED"] == report["acada"]["files"]
+    assert sorted(report["quality"]) == NightPlan().obs_ids()
+    assert all(q["passed"] for q in report["quality"].values()), report["quality"]
+    json.dumps(report, default=str)  # the --json document
+
+
+def _check_products_are_category_b_with_a_provenance_chain_to_dl0(
+    night: tuple[Archive, dict[str, Any]],
+) -> None:
+    archive, _report = night
+    for obs_id in NightPlan().obs_ids():
+        events = _files(archive, f'product_type="event list" and obs_id={obs_id}')
+        assert [e.category for e in events] == ["B"]
+        # walk the provenance back: DL3 <- DL2 <- DL1 <- DL0 + calibration <- DL0 (CAL)
+        chain: list[str] = []
+        frontier = [events[0].did]
+        seen_dl0: set[str] = set()
+        while frontier:
+            did = frontier.pop()
+            info = archive.show(did).file
+            chain.append(str(info.data_level))
+            if info.data_level == "DL0":
+                seen_dl0.add(info.name)
+                continue
+            prov = info.meta["provenance"]
+            assert prov["software_version"].startswith("dpps ")
+            frontier += [i for i in prov["inputs"] if "/ctao/sim/" not in i]
+        assert {"DL3", "DL2", "DL1", "CAL", "DL0"} <= set(chain)
+        assert any("_TEL_SHOWER_" in n for n in seen_dl0)
+        assert any("_TEL_CAL_" in n for n in seen_dl0)
+        assert all(f"OBSID{obs_id:010d}" in n for n in seen_dl0)
+        quality = _files(archive, f"data_level=QUAL and obs_id={obs_id}")
+        quality = quality or [f for f in _files(archive, "data_level=QUAL")
+                              if f"obs{obs_id:010d}_" in f.name]  # fmt: skip
+        assert {f.category for f in quality} == {"B"}
+        inputs = quality[0].meta["provenance"]["inputs"]
+        assert any(i.endswith("_dl2.fits") for i in inputs)
+        assert any(i.endswith("_dl1.h5") for i in inputs)
+        for level in ("CAL", "DL1", "DL2", "DL3"):
+            products = [f for f in _files(archive, f"data_level={level} and category=B")
+                        if f.obs_id == obs_id or f"{obs_id:010d}" in f.name
+                        or f"obs_{obs_id:06d}" in f.name]  # fmt: skip
+            assert products, (level, obs_id)
+            assert all("provenance" in f.meta for f in products)
+
+
+def _check_dl0_has_replicas_at_two_offsite_data_centres(
+    night: tuple[Archive, dict[str, Any]],
+) -> None:
+    archive, report = night
+    assert set(report["replication"]["rules"]) == {"OK"}
+    dl0 = _files(archive, 'data_level=DL0 and name like "/ctao/dl0/%"')
+    assert len(dl0) == report["acada"]["files"]
+    for f in dl0[:10]:
+        sites = {r.rse for r in archive.show(f.did).replicas if r.state == "AVAILABLE"}
+        offsite = {archive.config.rses[r].site for r in sites} - {"CTAO-North"}
+        assert len(offsite) >= 2, (f.did, sites)
+
+
+def _check_dl3_loads_in_gammapy_and_the_source_is_detected_with_its_spectrum(
+    night: tuple[Archive, dict[str, Any]],
+) -> None:
+    from gammapy.data import DataStore
+
+    _archive, report = night
+    analysis, simulated = report["analysis"], report["simulated"]
+    store = DataStore.from_dir(analysis["directory"])
+    assert sorted(store.obs_table["OBS_ID"]) == NightPlan().obs_ids()
+    source = NightPlan().source
+    target = SkyCoord(source.ra_deg, source.dec_deg, unit="deg")
+    ra, dec = [], []
+    for obs in store.get_observations(required_irf="point-like"):
+        events = obs.events.table
+        ra += list(events["RA"])
+        dec += list(events["DEC"])
+        pointing = obs.get_pointing_icrs(obs.tmid)
+        assert abs(pointing.separation(target).deg - source.wobble_offset_deg) < 0.05
+    near = SkyCoord(ra, dec, unit="deg").separation(target).deg < 0.2
+    # the events cluster at the simulated position: their mean lies within 0.03 deg of it
+    mean = SkyCoord(np.mean(np.asarray(ra)[near]), np.mean(np.asarray(dec)[near]), unit="deg")
+    assert mean.separation(target).deg < 0.03
+    assert analysis["significance"] > 5.0
+    assert analysis["success"]
+    index_pull = (analysis["index"] - simulated["index"]) / analysis["index_error"]
+    amp_pull = (analysis["amplitude"] - simulated["amplitude"]) / analysis["amplitude_error"]
+    assert abs(index_pull) < 3.0, analysis
+    assert abs(amp_pull) < 3.0, analysis
+
+
+def _check_a_second_arrival_of_a_block_creates_no_jobs(
+    night: tuple[Archive, dict[str, Any]],
+) -> None:
+    archive, report = night
+    wms = WMS(archive)
+    name = report["transformation"]["name"]
+    with archive.sessions() as s:
+        jobs_before = s.scalar(select(func.count()).select_from(JobRow))
+    before = wms.transformation(name).files
+    queue = archive.acada.queue(executor="inline")
+    try:
+        landing = queue.settings.landing
+        block = sorted(landing.rglob("*OBSID0000000001*.fits*"))
+        assert block
+        for path in block:  # ACADA announces the same files again
+            write_trigger(path)
+        queue.run_once(DaemonContext("ingest"))
+    finally:
+        queue.close()
+    # the transformation daemon's round: book new files, create tasks
+    assert transformations.run_once(archive.sessions, archive.config, "test") == 0
+    with archive.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(JobRow)) == jobs_before
+    assert wms.transformation(name).files == before
+
+
+def _check_a_later_night_reuses_the_models_and_irf(night: Night) -> None:
+    from dpps.pipelines.night.models import ensure_models
+
+    archive, report = night
+    with archive.sessions() as s:
+        jobs_before = s.scalar(select(func.count()).select_from(JobRow))
+    found = ensure_models(WMS(archive))
+    assert found.produced is False
+    with archive.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(JobRow)) == jobs_before
+    assert found.models.did == report["models"]["models"]
+    assert found.irf.did == report["models"]["irf"]
