@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from dpps.bdms.archive import Archive
+from dpps.core.errors import ConfigError, InvalidInput
 from dpps.oms.accounts import AccountService
 from dpps.oms.server import free_port
 
@@ -67,3 +69,25 @@ def test_serve_with_two_api_workers(archive: Archive) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_bad_worker_and_thread_settings_are_refused(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dpps.oms.api import app_from_env
+    from dpps.oms.api.deps import ApiSettings
+    from dpps.oms.server import serve
+
+    monkeypatch.setenv("DPPS_WORKSPACE", str(archive.config.workspace))
+    for bad in ("x", "0", "-3"):
+        monkeypatch.setenv("DPPS_API_THREADS", bad)
+        with pytest.raises(ConfigError, match="DPPS_API_THREADS"):
+            app_from_env()
+    monkeypatch.setenv("DPPS_API_THREADS", "4")
+    app = app_from_env()
+    assert app.state.dpps.settings.threads == 4
+    app.state.dpps.archive.close()  # the app opened it; its lifespan never ran here
+    with pytest.raises(InvalidInput, match="at least 1"):
+        serve(archive, [], workers=0)
+    with pytest.raises(InvalidInput, match="workers=1"):
+        serve(archive, [], workers=2, settings=ApiSettings(threads=4))
