@@ -1,8 +1,8 @@
-"""One way to remove a rule: ``dpps rule delete``, ``archive.replication.delete_rule``, a rule's
-lifetime ending (the reaper) and ``dpps delete`` of its product all go through
-``deletion.remove_rule`` - same event, same lock release, same effect on the replicas (a
-tombstone, and the reaper removes the unlocked ones later) and other rules on the same files
-made due."""
+"""One way to remove a rule: ``dpps rule delete``, ``archive.replication.delete_rule``, ``DELETE
+/api/v1/rules/{id}``, a rule's lifetime ending (the reaper) and ``dpps delete`` of its product
+all go through ``deletion.remove_rule`` - same event, same lock release, same effect on the
+replicas (a tombstone, and the reaper removes the unlocked ones later) and other rules on the
+same files made due."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -20,6 +21,8 @@ from dpps.bdms.archive import Archive
 from dpps.catalog.models import EventRow, ReplicaRow, RSERow, RuleLockRow, RuleRow, TransferRow
 from dpps.cli.main import app
 from dpps.core.daemon import DaemonContext, WorkerSlot
+from dpps.oms.accounts import AccountService
+from dpps.oms.api import create_app
 from tests.bdms.preservation_helpers import set_time
 from tests.bdms.replication_helpers import drive, evaluate, ingest_dataset, rule_row, tuned
 
@@ -44,6 +47,22 @@ def _python(arch: Archive, rule_id: int) -> str:
     return "rule.delete"
 
 
+def _rest(arch: Archive, rule_id: int) -> str:
+    service = AccountService(arch.sessions)
+    if "am" not in {a.name for a in service.list_accounts()}:
+        service.add_account("am", ["archive-manager"], ["*"])
+    token = service.create_token("am").token
+    with TestClient(create_app(arch)) as client:
+        response = client.delete(
+            f"/api/v1/rules/{rule_id}",
+            params={"reason": "not needed"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == rule_id
+    return "rule.delete"
+
+
 def _expiry(arch: Archive, rule_id: int) -> str:
     set_time(arch, RuleRow, "expires_at", dt.timedelta(seconds=1), id=rule_id)
     reaper.expire_rules(
@@ -55,6 +74,7 @@ def _expiry(arch: Archive, rule_id: int) -> str:
 WAYS: dict[str, Callable[[Archive, int], str]] = {
     "cli": _cli,
     "python": _python,
+    "rest": _rest,
     "expiry": _expiry,
 }
 
@@ -143,3 +163,26 @@ def test_a_rule_removal_without_a_reason_is_refused_and_changes_nothing(
                 select(ReplicaRow.lock_count).join(RSERow).where(RSERow.name == "FRASCATI")
             )
         ) == {1}
+
+
+def test_rest_rule_removal_needs_the_rights_of_adding_it_and_a_reason(
+    archive: Archive, tmp_path: Path
+) -> None:
+    arch = tuned(archive)
+    ingest_dataset(arch, tmp_path / "in", 2)
+    rule_id = arch.add_rule(DATASET, copies=1, rses="FRASCATI")
+    service = AccountService(arch.sessions)
+    service.add_account("reader1", ["reader"], ["*"])
+    service.add_account("am", ["archive-manager"], ["*"])
+    reader = {"Authorization": f"Bearer {service.create_token('reader1').token}"}
+    am = {"Authorization": f"Bearer {service.create_token('am').token}"}
+    url = f"/api/v1/rules/{rule_id}"
+    with TestClient(create_app(arch)) as client:
+        refused = client.delete(url, params={"reason": "x"}, headers=reader)
+        assert refused.status_code == 403
+        assert "rule.write" in refused.json()["detail"]
+        assert client.delete(url, headers=am).status_code == 400  # no reason
+        assert client.delete(url, params={"reason": " "}, headers=am).status_code == 400
+        assert rule_row(arch, rule_id).state == "REPLICATING"  # untouched
+        assert client.delete(url, params={"reason": "x"}, headers=am).status_code == 200
+        assert client.delete(url, params={"reason": "x"}, headers=am).status_code == 404

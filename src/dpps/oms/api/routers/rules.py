@@ -3,7 +3,8 @@
 Rules on raw data (a DL0 file, or a collection holding one) need the ``rule.write.dl0``
 action (archive managers); other rules ``rule.write``; both only in the account's scopes.
 ``PATCH /rules/{id}`` changes priority, lifetime, comment or suspends/resumes a rule, with
-the same rights as adding it (``dpps.oms.catalog_writes.update_rule``).
+the same rights as adding it (``dpps.oms.catalog_writes.update_rule``); ``DELETE
+/rules/{id}?reason=`` removes it, with the same rights, the way ``dpps rule delete`` does.
 """
 
 from __future__ import annotations
@@ -110,6 +111,20 @@ def patch_rule(
     with transaction(archive.sessions) as session:
         update_rule(session, rule_id, change, account=archive.account)
     return _one(archive, rule_id)
+
+
+@router.delete("/{rule_id}", response_model=RuleOut, summary="Delete a rule (dpps rule delete)")
+def delete_rule(
+    rule_id: RuleId,
+    archive: ArchiveView,
+    who: CurrentPrincipal,
+    reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why (recorded)")],
+) -> RuleOut:
+    """The rights of adding it; the removal is ``deletion.remove_rule``, as for the CLI."""
+    before = _one(archive, rule_id)
+    require_rule_write(archive, who, before.did)
+    archive.replication.delete_rule(rule_id, reason=reason)
+    return before
 
 
 @router.post(
