@@ -262,6 +262,8 @@ def test_wms_commands_locally_and_remotely(
         ids[where] = sub["id"]
         code, out, err = run("wms", "status", str(sub["id"]), "--json")
         assert json.loads(out)["state"] == "SUBMITTED", (where, err)
+        code, out, err = run("wms", "logs", str(sub["id"]), "--json")
+        assert json.loads(out) == {"job": sub["id"], "log": ""}, (where, err)
         assert run("wms", "kill", str(sub["id"]), "--reason", "test")[0] == 0, where
         again = run("wms", "kill", str(sub["id"]))
         assert again[0] == 6, (where, again)
