@@ -44,7 +44,8 @@ def test_no_request_gets_a_server_error(seeded: Seeded) -> None:
         )
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
-            response = case.call(headers=headers)
+            # a slow answer on a loaded machine is not a server error: wait for it
+            response = case.call(headers=headers, timeout=120)
             seen.append(response.status_code)
             case.validate_response(response, checks=[not_a_server_error])
 
