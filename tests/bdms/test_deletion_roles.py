@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from dpps.bdms.archive import Archive
 from dpps.catalog.models import DIDRow, ReplicaRow
 from dpps.cli.main import app
+from dpps.core.authz import Role
 from dpps.core.errors import PermissionDenied
 from dpps.oms.api import create_app
-from dpps.oms.authz import Role
 from dpps.oms.server import BackgroundServer
 from tests.oms.conftest import DL0, Seeded, account_for, seed
 

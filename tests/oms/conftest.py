@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dpps.bdms.archive import Archive
+from dpps.core.authz import Role
 from dpps.oms.accounts import AccountService
 from dpps.oms.api import create_app
-from dpps.oms.authz import Role
 from dpps.oms.server import BackgroundServer
 from tests.bdms.helpers import make_fits, make_hdf5
 

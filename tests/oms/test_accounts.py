@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from dpps.bdms.archive import Archive
 from dpps.catalog.models import EventRow, TokenRow, utcnow
 from dpps.cli.main import app
+from dpps.core.authz import MATRIX, Action, Principal, Role
 from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from dpps.oms.accounts import AccountService, authenticate
-from dpps.oms.authz import MATRIX, Action, Principal, Role
 from tests.oms.conftest import Seeded
 
 runner = CliRunner()

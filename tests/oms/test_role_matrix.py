@@ -1,7 +1,7 @@
 """The role matrix, proven end to end: each role x each write endpoint, exactly the allowed
 ones succeed; scopes bound every write; every write names its account in the event log.
 
-The expected table is written out here by hand, independently of ``dpps.oms.authz.MATRIX``,
+The expected table is written out here by hand, independently of ``dpps.core.authz.MATRIX``,
 so a change of the matrix that nobody meant shows up as a failing test.
 """
 
@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from dpps.catalog.models import EventRow
+from dpps.core.authz import Role
 from dpps.oms.accounts import AccountService
-from dpps.oms.authz import Role
 from tests.bdms.helpers import make_fits
 from tests.oms.conftest import DL0, DL1_FILE, Seeded, account_for
 from tests.oms.write_cases import CASES as WRITE_CASES

@@ -33,6 +33,7 @@ from dpps.catalog.models import (
     TransferRow,
     utcnow,
 )
+from dpps.core.authz import ROOT, Action, principal_of, require
 from dpps.core.config import Config
 from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied, Unavailable
 from dpps.core.identifiers import DID
@@ -335,9 +336,6 @@ def check_may_delete(session: Session, account: str, scope: str) -> None:
     ``root`` (admin); an account the catalog does not know may delete only while no account
     exists at all (a fresh workspace). Raises ``PermissionDenied`` before anything changes.
     """
-    from dpps.oms.accounts import ROOT, principal_of  # the role matrix lives in oms
-    from dpps.oms.authz import Action, require
-
     row = session.scalars(select(AccountRow).where(AccountRow.name == account)).one_or_none()
     if row is not None:
         if row.disabled_at is not None:

@@ -5,7 +5,7 @@
 
 Locally these act as the catalog's owner (``root``: whoever can open the catalog database);
 with ``DPPS_URL`` set they go to the server, which checks the token's account against the role
-matrix. Either way the checks are the ones in ``dpps.oms.accounts`` and ``dpps.oms.authz``.
+matrix. Either way the checks are the ones in ``dpps.oms.accounts`` and ``dpps.core.authz``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import typer
 from dpps.bdms.types import to_jsonable
 from dpps.cli.common import JsonOpt, command, open_local_archive
 from dpps.cli.output import console, emit_json, err_console, table
+from dpps.core.authz import Role, matrix_rows
 from dpps.core.errors import InvalidInput
 from dpps.oms.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, NewToken, TokenInfo
-from dpps.oms.authz import Role, matrix_rows
 
 
 class AccountsAPI(Protocol):
@@ -57,7 +57,8 @@ def accounts_api(ctx: typer.Context) -> AccountsAPI:
     if os.environ.get("DPPS_URL"):
         remote: AccountsAPI = _remote(ctx).accounts
         return remote
-    from dpps.oms.accounts import ROOT, AccountService
+    from dpps.core.authz import ROOT
+    from dpps.oms.accounts import AccountService
 
     return AccountService(open_local_archive(ctx).sessions, ROOT)
 

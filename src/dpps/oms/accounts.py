@@ -26,8 +26,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AccountRow, TokenRow, utcnow
+from dpps.core.authz import (
+    ROOT,
+    Action,
+    Principal,
+    Role,
+    parse_role,
+    parse_scope,
+    principal_of,
+    require,
+)
 from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from dpps.oms.authz import ALL_SCOPES, Action, Principal, Role, parse_role, parse_scope, require
 
 ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
 TOKEN_PREFIX = "dpps_"
@@ -35,7 +44,6 @@ DEFAULT_TOKEN_DAYS = 30
 MAX_TOKEN_DAYS = 3650
 
 #: The local catalog owner: whoever can open the catalog database acts as this account.
-ROOT = Principal("root", frozenset({Role.ADMIN}), frozenset({ALL_SCOPES}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +116,6 @@ def get_account_row(session: Session, name: str) -> AccountRow:
     if row is None:
         raise NotFound(f"no such account {name!r}")
     return row
-
-
-def principal_of(row: AccountRow, token_id: int | None = None) -> Principal:
-    return Principal(
-        row.name,
-        frozenset(Role(r) for r in row.roles if r in Role.__members__.values()),
-        frozenset(row.scopes),
-        token_id,
-    )
 
 
 def authenticate(session: Session, token: str) -> tuple[Principal, TokenRow]:

@@ -8,7 +8,7 @@ app also runs alone behind any ASGI server::
 
 To add a resource: write ``routers/<resource>.py`` with
 an ``APIRouter`` like the others (thin handlers over the library, schemas in ``schemas.py``, an
-action of ``dpps.oms.authz`` per write) and append it to ``ROUTERS`` below.
+action of ``dpps.core.authz`` per write) and append it to ``ROUTERS`` below.
 """
 
 from __future__ import annotations

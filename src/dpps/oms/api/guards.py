@@ -1,6 +1,6 @@
 """Authorisation facts that need the catalog: a DID's scope, whether it holds raw data.
 
-The role matrix (``dpps.oms.authz``) says which actions a role may take; some actions depend
+The role matrix (``dpps.core.authz``) says which actions a role may take; some actions depend
 on what they touch: a rule on a dataset is a rule on raw data if any file below it is DL0.
 """
 
@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from dpps.bdms.archive import Archive
 from dpps.catalog import dids as did_repo
 from dpps.catalog.models import AttachmentRow, DIDRow
+from dpps.core.authz import Action, Principal, require, rule_action
 from dpps.core.states import DataLevel
-from dpps.oms.authz import Action, Principal, require, rule_action
 
 
 def touches_dl0(session: Session, did_id: int) -> bool:

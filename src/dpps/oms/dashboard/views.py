@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from dpps.bdms.archive import Archive
 from dpps.catalog.models import utcnow
 from dpps.catalog.query import describe_fields
+from dpps.core.authz import Action, Principal
 from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied
 from dpps.oms import accounts, stats
 from dpps.oms.api.deps import ApiContext
-from dpps.oms.authz import Action, Principal
 from dpps.oms.report import alarms
 from dpps.oms.templating import render
 

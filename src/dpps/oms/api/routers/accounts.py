@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
+from dpps.core.authz import MATRIX, Action, Role
 from dpps.oms.api.deps import Accounts, Context, CurrentPrincipal
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import (
@@ -20,7 +21,6 @@ from dpps.oms.api.schemas import (
     TokenOut,
     WhoAmIOut,
 )
-from dpps.oms.authz import MATRIX, Action, Role
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=PROBLEM_RESPONSES)
 

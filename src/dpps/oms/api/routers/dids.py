@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from dpps.core.authz import ALL_SCOPES, Action, require
 from dpps.core.errors import PermissionDenied
 from dpps.core.states import DIDType
 from dpps.oms import registration
@@ -27,7 +28,6 @@ from dpps.oms.api.schemas import (
     RegisterReportOut,
     RegisterRequest,
 )
-from dpps.oms.authz import ALL_SCOPES, Action, require
 
 router = APIRouter(prefix="/api/v1/dids", tags=["dids"], responses=PROBLEM_RESPONSES)
 

@@ -15,9 +15,9 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from dpps.bdms.export_worker import run_export
+from dpps.core.authz import Action, require
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal
 from dpps.oms.api.problems import PROBLEM_RESPONSES
-from dpps.oms.authz import Action, require
 
 router = APIRouter(prefix="/api/v1", tags=["preservation"], responses=PROBLEM_RESPONSES)
 

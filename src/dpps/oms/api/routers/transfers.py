@@ -14,11 +14,11 @@ from sqlalchemy.orm import aliased
 
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, RSERow, TransferRow
+from dpps.core.authz import Action, Principal
 from dpps.core.errors import NotFound
 from dpps.oms.api.deps import ArchiveView, Reader, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page, TransferOut
-from dpps.oms.authz import Action, Principal
 from dpps.oms.catalog_writes import retry_transfer
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES)

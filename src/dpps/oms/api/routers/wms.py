@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from sqlalchemy import func, select
 
 from dpps.catalog.models_wms import JobRow
+from dpps.core.authz import Action, Principal
 from dpps.oms.api.deps import ArchiveView, Reader, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page
@@ -25,7 +26,6 @@ from dpps.oms.api.schemas_wms import (
     SubmitOptionsIn,
     SubmittedOut,
 )
-from dpps.oms.authz import Action, Principal
 from dpps.oms.wms_submit import record, submit_job_data
 from dpps.wms.api import WMS, JobInfo
 from dpps.wms.jobs import SubmitOptions

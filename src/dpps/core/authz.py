@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
 
 from dpps.core.errors import InvalidInput, PermissionDenied
 from dpps.core.identifiers import validate_scope
@@ -130,3 +130,25 @@ def rule_action(touches_dl0: bool) -> Action:
 def matrix_rows() -> list[tuple[str, list[bool]]]:
     """The matrix as (action, [allowed per role in Role order]) rows, for display."""
     return [(a.value, [r in MATRIX[a] for r in Role]) for a in Action]
+
+
+class AccountLike(Protocol):
+    """What a stored account offers (``catalog.models.AccountRow``; core cannot import it)."""
+
+    name: str
+    roles: list[str]
+    scopes: list[str]
+
+
+def principal_of(row: AccountLike, token_id: int | None = None) -> Principal:
+    """The principal a stored account stands for; roles this version does not know are ignored."""
+    return Principal(
+        row.name,
+        frozenset(Role(r) for r in row.roles if r in Role.__members__.values()),
+        frozenset(row.scopes),
+        token_id,
+    )
+
+
+ROOT: Final = Principal("root", frozenset({Role.ADMIN}), frozenset({ALL_SCOPES}))
+"""The catalog owner: who acts when a command opens the catalog directly (no token)."""
