@@ -44,17 +44,13 @@ class Replication:
     ) -> list[RuleInfo]:
         stmt = select(RuleRow, DIDRow).join(DIDRow, DIDRow.id == RuleRow.did_id)
         if state is not None:
-            try:
-                stmt = stmt.where(RuleRow.state == RuleState(state.upper()).value)
-            except ValueError:
-                known = ", ".join(s.value for s in RuleState)
-                raise InvalidInput(f"unknown rule state {state!r} (use {known})") from None
+            stmt = stmt.where(RuleRow.state == rule_state(state).value)
         with self.sessions() as session:
             if did is not None:
                 row = did_repo.get_did(session, self._did(did))
                 stmt = stmt.where(RuleRow.did_id == row.id)
             pairs = session.execute(stmt.order_by(RuleRow.id).limit(limit)).all()
-            counts = _lock_counts(session, [r.id for r, _ in pairs])
+            counts = lock_counts(session, [r.id for r, _ in pairs])
             return [_info(r, d, counts.get(r.id, {})) for r, d in pairs]
 
     def get_rule(self, rule_id: int, *, problems: int = 10) -> RuleDetails:
@@ -79,7 +75,7 @@ class Replication:
             except InvalidInput:
                 names = []
             return RuleDetails(
-                rule=_info(rule, did, _lock_counts(session, [rule_id]).get(rule_id, {})),
+                rule=_info(rule, did, lock_counts(session, [rule_id]).get(rule_id, {})),
                 rse_names=names,
                 files=len(expand_files(session, did)),
                 transfers=transfers,
@@ -144,13 +140,23 @@ class Replication:
             raise NotFound(f"no rule {rule_id}")
         did = session.get(DIDRow, rule.did_id)
         assert did is not None
-        return _info(rule, did, _lock_counts(session, [rule_id]).get(rule_id, {}))
+        return _info(rule, did, lock_counts(session, [rule_id]).get(rule_id, {}))
 
     def _did(self, did: str | DID) -> DID:
         return did if isinstance(did, DID) else parse_did(did, self.config.default_scope)
 
 
-def _lock_counts(session: Session, rule_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+def rule_state(text: str) -> RuleState:
+    """A rule state given by a user (any case), or a clear error naming the known ones."""
+    try:
+        return RuleState(text.upper())
+    except ValueError:
+        known = ", ".join(s.value for s in RuleState)
+        raise InvalidInput(f"unknown rule state {text!r} (use {known})") from None
+
+
+def lock_counts(session: Session, rule_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """File locks of each rule counted by state (shared with the REST rules router)."""
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     if rule_ids:
         for rule_id, state, n in session.execute(

@@ -46,6 +46,7 @@ from dpps.core.errors import (
     Unavailable,
 )
 from dpps.core.identifiers import DID, parse_did, validate_scope
+from dpps.oms.client_replication import RemoteReplication
 from dpps.oms.client_views import (
     ENV_URL,
     RemoteAccounts,
@@ -488,6 +489,10 @@ class RemoteArchive:
     @property
     def preservation(self) -> RemotePreservation:
         return RemotePreservation(self)
+
+    @property
+    def replication(self) -> RemoteReplication:
+        return RemoteReplication(self)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -274,6 +274,11 @@ class RuleOut(Out):
     policy: str | None
     comment: str | None
     locked: bool
+    did_type: str
+    next_evaluation_at: dt.datetime | None
+    locks: dict[str, int] = Field(
+        default_factory=dict, description="The rule's file locks counted by state"
+    )
 
 
 class TransferOut(Out):

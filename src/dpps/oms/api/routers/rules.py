@@ -5,16 +5,22 @@ action (archive managers); other rules ``rule.write``; both only in the account'
 ``PATCH /rules/{id}`` changes priority, lifetime, comment or suspends/resumes a rule, with
 the same rights as adding it (``dpps.oms.catalog_writes.update_rule``); ``DELETE
 /rules/{id}?reason=`` removes it, with the same rights, the way ``dpps rule delete`` does.
+``GET /rules/{id}/details`` answers ``archive.replication.get_rule`` itself (what ``dpps rule
+show`` prints), and rules carry their lock counts, so the remote CLI shows what the local one does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
+from sqlalchemy.orm import Session
 
+from dpps.bdms.replication import lock_counts
+from dpps.bdms.types import RuleDetails
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, RuleRow
 from dpps.core.errors import NotFound
@@ -28,10 +34,10 @@ from dpps.oms.catalog_writes import RuleChange, update_rule
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
 
 
-def _out(rule: RuleRow, scope: str, name: str) -> RuleOut:
+def _out(rule: RuleRow, did: DIDRow, locks: dict[str, int]) -> RuleOut:
     return RuleOut(
         id=rule.id,
-        did=f"{scope}:{name}",
+        did=f"{did.scope}:{did.name}",
         account=rule.account,
         rse_expression=rule.rse_expression,
         source_expression=rule.source_expression,
@@ -46,7 +52,16 @@ def _out(rule: RuleRow, scope: str, name: str) -> RuleOut:
         policy=rule.policy,
         comment=rule.comment,
         locked=rule.locked,
+        did_type=did.did_type,
+        next_evaluation_at=rule.next_evaluation_at,
+        locks=locks,
     )
+
+
+def _outs(session: Session, rows: Sequence[Row[RuleRow, DIDRow]]) -> list[RuleOut]:
+    """Rules with their lock counts, counted by the library (as ``dpps rule list`` shows)."""
+    counts = lock_counts(session, [r.id for r, _ in rows])
+    return [_out(r, d, counts.get(r.id, {})) for r, d in rows]
 
 
 @router.get("", response_model=Page[RuleOut], summary="Rules, newest first")
@@ -58,6 +73,9 @@ def list_rules(
     did: Annotated[str | None, Query(max_length=1100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    order: Annotated[
+        Literal["newest", "oldest"], Query(description="oldest: by id, as 'dpps rule list'")
+    ] = "newest",
 ) -> Page[RuleOut]:
     where = []
     if state is not None:
@@ -67,12 +85,13 @@ def list_rules(
     if did is not None:
         parsed = archive.did(did)
         where += [DIDRow.scope == parsed.scope, DIDRow.name == parsed.name]
-    base = select(RuleRow, DIDRow.scope, DIDRow.name).join(DIDRow, DIDRow.id == RuleRow.did_id)
-    base = base.where(*where)
+    base = select(RuleRow, DIDRow).join(DIDRow, DIDRow.id == RuleRow.did_id).where(*where)
+    by = RuleRow.id.asc() if order == "oldest" else RuleRow.id.desc()
     with archive.sessions() as session:
         total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-        rows = session.execute(base.order_by(RuleRow.id.desc()).limit(limit).offset(offset)).all()
-        items = [_out(r, s, n) for r, s, n in rows]
+        items = _outs(
+            session, session.execute(base.order_by(by).limit(limit).offset(offset)).all()
+        )
     return Page[RuleOut](items=items, total=int(total), limit=limit, offset=offset)
 
 
@@ -82,18 +101,33 @@ RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 def _one(archive: ArchiveView, rule_id: int) -> RuleOut:
     with archive.sessions() as session:
         row = session.execute(
-            select(RuleRow, DIDRow.scope, DIDRow.name)
+            select(RuleRow, DIDRow)
             .join(DIDRow, DIDRow.id == RuleRow.did_id)
             .where(RuleRow.id == rule_id)
         ).one_or_none()
         if row is None:
             raise NotFound(f"no such rule {rule_id}")
-        return _out(*row)
+        return _outs(session, [row])[0]
 
 
 @router.get("/{rule_id}", response_model=RuleOut, summary="One rule")
 def get_rule(rule_id: RuleId, archive: ArchiveView, _who: Reader) -> RuleOut:
     return _one(archive, rule_id)
+
+
+@router.get(
+    "/{rule_id}/details",
+    response_model=RuleDetails,
+    summary="One rule as 'dpps rule show' shows it: selected RSEs, files, transfers, problems",
+)
+def get_rule_details(
+    rule_id: RuleId,
+    archive: ArchiveView,
+    _who: Reader,
+    problems: Annotated[int, Query(ge=0, le=1000, description="Failed transfers listed")] = 10,
+) -> RuleDetails:
+    """The library's own answer, so the remote CLI prints exactly what the local one does."""
+    return archive.replication.get_rule(rule_id, problems=problems)
 
 
 @router.patch("/{rule_id}", response_model=RuleOut, summary="Change or suspend/resume a rule")
