@@ -78,7 +78,8 @@ def _print(report: dict[str, Any]) -> None:
     console.print(table("archive: files and bytes per level and site",
                         ["level", "site", "files", "bytes"], rows))  # fmt: skip
     console.print(
-        f"replication rules: {report['replication']['rules']}; DL0 files by number "
+        f"replication rules: DL0 {report['replication']['rules']}, products "
+        f"{report['replication']['product_rules'] or 'no policy'}; DL0 files by number "
         f"of off-site data centres: {report['replication']['dl0_files_by_offsite_sites']}"
     )
     jobs = report["jobs"]

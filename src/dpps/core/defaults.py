@@ -96,6 +96,11 @@ POLICIES: dict[str, list[dict[str, Any]]] = {
             "activity": "acada",
         },
     ],
+    # processed products (calibration, DL1-DL3, quality): two off-site disk copies; they can
+    # be regenerated from DL0, so no tape copy
+    "products": [
+        {"copies": 2, "rses": "offsite&type=disk", "priority": 2, "activity": "products"},
+    ],
 }
 
 

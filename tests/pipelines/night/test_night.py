@@ -106,6 +106,12 @@ def _check_dl0_has_replicas_at_two_offsite_data_centres(
 ) -> None:
     archive, report = night
     assert set(report["replication"]["rules"]) == {"OK"}
+    assert set(report["replication"]["product_rules"]) == {"OK"}
+    for level in ("DL1", "DL2", "DL3"):  # processed products: two off-site disk copies too
+        for f in _files(archive, f"data_level={level} and category=B")[:3]:
+            sites = {archive.config.rses[r.rse].site
+                     for r in archive.show(f.did).replicas if r.state == "AVAILABLE"}  # fmt: skip
+            assert len(sites - {"CTAO-North", "CTAO-South"}) >= 2, (f.did, sites)
     dl0 = _files(archive, 'data_level=DL0 and name like "/ctao/dl0/%"')
     assert len(dl0) == report["acada"]["files"]
     for f in dl0[:10]:

@@ -35,6 +35,9 @@ Update = Callable[[int, int], None]
 StageFn = Callable[[str, int], Update]
 
 
+PRODUCTS_POLICY = "products"
+
+
 def quiet(_name: str, _total: int) -> Update:
     return lambda _done, _total: None
 
@@ -104,6 +107,19 @@ def analyse(
     return {"observations": [f.obs_id for f in found], "directory": str(dest), **result}
 
 
+def _replicate_products(archive: Archive, policy: str, stage: StageFn, timeout_s: float) -> None:
+    """Rule evaluator and transfers until every product rule of the night is OK."""
+    update = stage("replicate products", 1)
+    deadline = time.monotonic() + timeout_s
+    while not acquisition.replication_done(archive, policy):
+        if time.monotonic() > deadline:
+            raise DppsError(f"products not replicated after {timeout_s:.0f} s: "
+                            f"{acquisition.rule_states(archive, policy)}")  # fmt: skip
+        if not acquisition.replication_step(archive):
+            time.sleep(0.2)
+    update(1, 1)
+
+
 def run_night(
     archive: Archive,
     workdir: Path,
@@ -134,8 +150,11 @@ def run_night(
     models = ensure_models(wms, size, software_version, progress=stage("models + IRF", 1),
                            timeout_s=timeout_s)  # fmt: skip
     lap("models")
-    tf = ensure_transformation(wms, models, category=category,
-                               software_version=software_version, target=target)  # fmt: skip
+    # the products get two off-site copies where the workspace defines the policy (older
+    # workspaces' dpps.yaml may not)
+    policy = PRODUCTS_POLICY if PRODUCTS_POLICY in archive.config.policies else None
+    tf = ensure_transformation(wms, models, category=category, software_version=software_version,
+                               target=target, policy=policy)  # fmt: skip
     update = stage("ACADA simulation", plan.blocks)
     files = acquisition.simulate_night(archive, plan,
                                        on_block=lambda i: update(i + 1, plan.blocks))  # fmt: skip
@@ -144,6 +163,9 @@ def run_night(
     lap("ingest")
     _process(wms, archive, tf.name, len(files), stage, timeout_s)
     lap("replicate_process")
+    if policy is not None:
+        _replicate_products(archive, policy, stage, timeout_s)
+        lap("replicate_products")
     info = wms.transformation(tf.name)
     if info.files.get("PROCESSED", 0) == 0:
         problems = "; ".join(p.reason or "" for p in info.problematic[:3])
@@ -166,6 +188,8 @@ def run_night(
         "acada": {"files": len(files), "registered": registered,
                   "bytes": sum(p.stat().st_size for p in files)},
         "replication": {"rules": acquisition.rule_states(archive),
+                        "product_rules": acquisition.rule_states(archive, policy) if policy
+                        else {},
                         "dl0_files_by_offsite_sites": dict(report.offsite_sites(archive))},
         "transformation": {"name": tf.name, "files": info.files, "tasks": info.tasks,
                            "problematic": [p.reason for p in info.problematic]},

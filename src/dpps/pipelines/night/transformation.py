@@ -40,6 +40,7 @@ def ensure_transformation(
     settle_s: float = 1.0,
     max_task_attempts: int = 2,
     filter_text: str = DL0_FILTER,
+    policy: str | None = None,
 ) -> TransformationInfo:
     """The night's transformation, created on first use (a later night finds it)."""
     name = transformation_name(category, software_version)
@@ -47,7 +48,7 @@ def ensure_transformation(
         return wms.transformation(name)
     except NotFound:
         pass
-    spec = build_block_workflow(None, category, software_version, target=target)
+    spec = build_block_workflow(None, category, software_version, target=target, policy=policy)
     return wms.add_transformation(
         name, spec, filter_text=filter_text, input_port="dl0", grouping="by:obs_id",
         inputs=models.inputs(), settle_s=settle_s, max_task_attempts=max_task_attempts,

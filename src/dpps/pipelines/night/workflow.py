@@ -83,11 +83,13 @@ def build_block_workflow(
     target: Target | None = None,
     lfn_prefix: str = "/ctao/proc",
     calibration_min_events: int = 15,
+    policy: str | None = None,
 ) -> WorkflowSpec:
     """The block's workflow (inputs ``dl0: File[]``, ``models: File``, ``irf: File``).
 
     ``obs_id`` only names the workflow (a transformation's template serves every block);
-    ``category`` is written into every product (``B`` next day, ``C`` reprocessing)."""
+    ``category`` is written into every product (``B`` next day, ``C`` reprocessing);
+    ``policy`` names the replication policy each product gets when it is archived."""
     if category not in ("B", "C"):
         raise ValueError(f"category must be B or C (DL3 categories), not {category!r}")
     target = target or Target()
@@ -98,7 +100,7 @@ def build_block_workflow(
         lfn = f"{base}/{kind}/$(self.basename)"
         return OutputPort.model_validate({"name": name, "glob": glob, "array": array, "lfn": lfn,
                                           "data_level": level, "meta": meta,
-                                          "new_version": True})  # fmt: skip
+                                          "new_version": True, "policy": policy})  # fmt: skip
 
     sv = software_version
     name = f"night-block-{obs_id}" if obs_id is not None else "night-block"
