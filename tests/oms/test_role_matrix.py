@@ -20,6 +20,8 @@ from dpps.core.authz import Role
 from dpps.oms.accounts import AccountService
 from tests.bdms.helpers import make_fits
 from tests.oms.conftest import DL0, DL1_FILE, Seeded, account_for
+from tests.oms.staging_cases import CASES as STAGING_CASES
+from tests.oms.staging_cases import NOT_WRITES as STAGING_READS
 from tests.oms.write_cases import CASES as WRITE_CASES
 
 ALL = {r.value for r in Role}
@@ -128,8 +130,13 @@ CASES: dict[str, tuple[Call, set[str]]] = {
         ADMIN,
     ),
     **WRITE_CASES,
+    **STAGING_CASES,
 }
-WRITES = {name for name in CASES if name not in ("read", "account-list", "refresh-meta")}
+WRITES = {
+    name
+    for name in CASES
+    if name not in ("read", "account-list", "refresh-meta") and name not in STAGING_READS
+}
 
 
 def _events_by(s: Seeded, account: str) -> int:

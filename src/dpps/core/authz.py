@@ -46,6 +46,8 @@ class Action(StrEnum):
     TRANSFER_RETRY = "transfer.retry"  # queue a FAILED transfer again
     DID_DELETE = "did.delete"  # deliberate removal of a product (dpps delete), rules and replicas
     EXPORT = "export"  # write an archival information package (BagIt) on the server's disk
+    STAGE = "stage"  # ask for tape-only files to be staged ahead of processing (dpps stage)
+    AUDIT = "audit"  # re-read replicas now and mark damaged ones BAD (dpps audit)
 
 
 _A, _AM, _DPM, _OP, _R = (
@@ -72,6 +74,8 @@ MATRIX: Final[dict[Action, frozenset[Role]]] = {
     Action.TRANSFER_RETRY: frozenset({_A, _AM, _OP}),
     Action.DID_DELETE: frozenset({_A, _AM}),
     Action.EXPORT: frozenset({_A, _AM, _DPM}),
+    Action.STAGE: frozenset({_A, _AM, _DPM}),
+    Action.AUDIT: frozenset({_A, _AM, _OP}),
 }
 assert set(MATRIX) == set(Action), "every action needs a row in the matrix"
 

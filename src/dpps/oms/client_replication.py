@@ -13,7 +13,7 @@ from typing import Any
 from dpps.bdms.replication import rule_state
 from dpps.bdms.types import RuleDetails, RuleInfo
 from dpps.core.identifiers import DID
-from dpps.oms.client_views import Transport, load
+from dpps.oms.client_views import Transport, load, unsupported
 
 RULES = "/api/v1/rules"
 PAGE = 1000
@@ -65,3 +65,6 @@ class RemoteReplication:
         """What the rule was; the server records the deletion under the token's account."""
         data = self.remote._json("DELETE", f"{RULES}/{int(rule_id)}", params={"reason": reason})
         return rule_info(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return unsupported(f"replication.{name}")

@@ -1,24 +1,32 @@
 """Remote views of the sub-APIs the CLI uses besides the archive's own methods: accounts
-(``AccountService`` over REST) and the part of ``Archive.preservation`` the server offers.
+(``AccountService`` over REST) and the part of ``Archive.preservation`` the server offers
+(health, deletion, staging, audits).
 
 Kept apart from ``client.py`` so each module keeps to one job; both import no server code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import httpx
 from pydantic import TypeAdapter
 
+from dpps.bdms.auditor import AuditReport
 from dpps.bdms.deletion import DeletionReport
 from dpps.bdms.health import HealthReport
+from dpps.bdms.stager import StageInfo
 from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID
 from dpps.oms.accounts import AccountInfo, NewToken, TokenInfo
 
 ENV_URL = "DPPS_URL"
+STAGE = "/api/v1/stage-requests"
+AUDITS = "/api/v1/audits"
+AUDIT_CHUNK = 5_000
+"""Replica ids per audit request (the server takes up to 10,000)."""
 
 
 class Transport(Protocol):
@@ -37,8 +45,20 @@ class RemoteUnsupported(InvalidInput, AttributeError):
     """A command asked the remote archive for something only a local archive offers."""
 
 
+def unsupported(what: str) -> Any:
+    """What a remote view's ``__getattr__`` does for ``what`` (e.g. ``'replication.x'``):
+    private names stay plain AttributeErrors; anything else is a clear "run it on the server"."""
+    if what.rpartition(".")[2].startswith("_"):
+        raise AttributeError(what)
+    raise RemoteUnsupported(
+        f"'{what}' is not available over REST yet: unset {ENV_URL} and run the command on "
+        "the server"
+    )
+
+
 class RemotePreservation:
-    """The part of ``Archive.preservation`` the server offers: the health check, deletion."""
+    """The part of ``Archive.preservation`` the server offers: the health check, deletion,
+    tape staging and audits by hand (same records as the library; the server checks roles)."""
 
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
@@ -51,13 +71,70 @@ class RemotePreservation:
         body = {"did": str(did), "reason": reason}
         return load(DeletionReport, self.remote._json("POST", "/api/v1/deletions", json=body))
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise RemoteUnsupported(
-            f"'preservation.{name}' is not available over REST yet: unset {ENV_URL} and run "
-            "the command on the server"
+    def stage_requests(self, *, state: str | None = None, limit: int = 100) -> list[StageInfo]:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        return load(list[StageInfo], self.remote._json("GET", STAGE, params=params))
+
+    def stage(
+        self,
+        dids: Sequence[str | DID],
+        *,
+        wait: bool = False,
+        timeout_s: float | None = None,
+        status: Callable[[str], None] | None = None,
+    ) -> list[StageInfo]:
+        """Staging is requested, and with ``wait`` waited for, by the server."""
+        if not dids:
+            raise InvalidInput("nothing to stage: give at least one DID")
+        if wait and status is not None:
+            status("the server is staging the files")
+        body = {"dids": [str(d) for d in dids], "wait": wait, "timeout_s": timeout_s}
+        # The answer comes when the server has waited: no read timeout shorter than its wait.
+        extra: dict[str, Any] = {}
+        if wait:
+            extra["timeout"] = httpx.Timeout(
+                None if timeout_s is None else timeout_s + 60.0, connect=10.0
+            )
+        data = self.remote._json("POST", STAGE, json=body, **extra)
+        return load(list[StageInfo], data)
+
+    def plan_audit(self, *, rse: str | None = None, limit: int | None = None) -> list[int]:
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, not {limit}")
+        params = {k: v for k, v in (("rse", rse), ("limit", limit)) if v is not None}
+        return load(list[int], self.remote._json("GET", f"{AUDITS}/plan", params=params))
+
+    def audit(
+        self,
+        *,
+        replica_ids: Sequence[int],
+        progress: Callable[[int], None] | None = None,
+        bytes_per_s: float | None = None,
+    ) -> AuditReport:
+        """The planned replicas re-read on the server, ``AUDIT_CHUNK`` per request."""
+        parts: list[AuditReport] = []
+        ids = list(replica_ids)
+        for start in range(0, max(len(ids), 1), AUDIT_CHUNK):
+            chunk = ids[start : start + AUDIT_CHUNK]
+            body = {"replica_ids": chunk, "bytes_per_s": bytes_per_s}
+            parts.append(load(AuditReport, self.remote._json("POST", AUDITS, json=body)))
+            if progress is not None:
+                progress(len(chunk))
+        return AuditReport(
+            examined=sum(p.examined for p in parts),
+            good=sum(p.good for p in parts),
+            bad=[b for p in parts for b in p.bad],
+            lost=[d for p in parts for d in p.lost],
+            skipped=sum(p.skipped for p in parts),
+            bytes=sum(p.bytes for p in parts),
+            seconds=sum(p.seconds for p in parts),
+            errors=[e for p in parts for e in p.errors],
         )
+
+    def __getattr__(self, name: str) -> Any:
+        return unsupported(f"preservation.{name}")
 
 
 class RemoteAccounts:
