@@ -26,6 +26,7 @@ ENV_URL = "DPPS_URL"
 STAGE = "/api/v1/stage-requests"
 AUDITS = "/api/v1/audits"
 AUDIT_CHUNK = 5_000
+NO_READ_TIMEOUT = httpx.Timeout(None, connect=10.0)
 """Replica ids per audit request (the server takes up to 10,000)."""
 
 
@@ -94,8 +95,8 @@ class RemotePreservation:
         # The answer comes when the server has waited: no read timeout shorter than its wait.
         extra: dict[str, Any] = {}
         if wait:
-            extra["timeout"] = httpx.Timeout(
-                None if timeout_s is None else timeout_s + 60.0, connect=10.0
+            extra["timeout"] = (
+                NO_READ_TIMEOUT if timeout_s is None else httpx.Timeout(timeout_s + 60, connect=10)
             )
         data = self.remote._json("POST", STAGE, json=body, **extra)
         return load(list[StageInfo], data)
@@ -119,7 +120,9 @@ class RemotePreservation:
         for start in range(0, max(len(ids), 1), AUDIT_CHUNK):
             chunk = ids[start : start + AUDIT_CHUNK]
             body = {"replica_ids": chunk, "bytes_per_s": bytes_per_s}
-            parts.append(load(AuditReport, self.remote._json("POST", AUDITS, json=body)))
+            # Reading thousands of replicas takes as long as it takes: no read timeout.
+            data = self.remote._json("POST", AUDITS, json=body, timeout=NO_READ_TIMEOUT)
+            parts.append(load(AuditReport, data))
             if progress is not None:
                 progress(len(chunk))
         return AuditReport(
