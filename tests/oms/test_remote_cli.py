@@ -210,8 +210,11 @@ def test_accounts_tokens_report_and_health_remotely(
     assert ingested == {"CTAO-North": 3, "CTAO-South": 1}
     local, remote = _both(seeded, live, "health", "--json")
     assert json.loads(local[1])["lost"] == json.loads(remote[1])["lost"] == 0
-    # (delete, audit and stage are remote now: test_deletion_roles, test_remote_staging)
-    unsupported = _remote(live, admin, "export", seeded.dl0_files[0], "/tmp/never-written")
+    # (delete, audit, stage, export are remote now: test_deletion_roles, test_remote_staging,
+    # test_remote_export); registering in place on an on-site RSE is the server's own business
+    landed = seeded.archive.config.workspace / "landed.fits"
+    landed.write_bytes(b"SIMPLE")
+    unsupported = _remote(live, admin, "ingest", "--acada", str(landed), "--rse", "CTAO-N")
     assert unsupported[0] == 3
     assert "not available over REST" in unsupported[2]
     unreachable = runner.invoke(

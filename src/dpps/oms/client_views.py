@@ -8,6 +8,7 @@ Kept apart from ``client.py`` so each module keeps to one job; both import no se
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from pydantic import TypeAdapter
 
 from dpps.bdms.auditor import AuditReport
 from dpps.bdms.deletion import DeletionReport
+from dpps.bdms.export import ExportReport
 from dpps.bdms.health import HealthReport
 from dpps.bdms.stager import StageInfo
 from dpps.core.errors import InvalidInput
@@ -32,6 +34,8 @@ NO_READ_TIMEOUT = httpx.Timeout(None, connect=10.0)
 
 class Transport(Protocol):
     """What these views need from ``RemoteArchive``."""
+
+    http: httpx.Client
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
@@ -106,6 +110,28 @@ class RemotePreservation:
             raise InvalidInput(f"limit must be at least 1, not {limit}")
         params = {k: v for k, v in (("rse", rse), ("limit", limit)) if v is not None}
         return load(list[int], self.remote._json("GET", f"{AUDITS}/plan", params=params))
+
+    def export_size(self, did: str | DID) -> int:
+        """One step for the progress bar: the server writes the bag, then it is downloaded."""
+        return 1
+
+    def export(
+        self,
+        did: str | DID,
+        dest: Path,
+        *,
+        progress: Callable[[int], None] | None = None,
+        wait: bool = True,
+        timeout_s: float | None = None,
+    ) -> ExportReport:
+        """The bag is written on the server (``export`` role) and downloaded to ``dest``."""
+        from dpps.oms.client_export import export_remote
+
+        del timeout_s  # the server's export runs to its end (wait=False: replicas not staged)
+        report = export_remote(self.remote, str(did), dest, wait=wait)
+        if progress is not None:
+            progress(1)
+        return report
 
     def audit(
         self,

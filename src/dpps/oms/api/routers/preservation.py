@@ -9,13 +9,22 @@ library changes the process's working directory, which a threaded server must no
 
 from __future__ import annotations
 
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from dpps.bdms.export_worker import run_export
 from dpps.core.authz import Action, require
+from dpps.core.errors import NotFound
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 
@@ -40,12 +49,15 @@ class DeletionOut(BaseModel):
     errors: list[str]
 
 
+EXPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
 class ExportIn(BaseModel):
     did: DidText
     name: Annotated[
         str,
         Field(
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+            pattern=EXPORT_NAME,
             description="Directory created under the workspace's exports/ (must not exist)",
         ),
     ]
@@ -100,4 +112,42 @@ def export_product(body: ExportIn, archive: ArchiveView, who: CurrentPrincipal) 
         files=report.files,
         bytes=report.bytes,
         seconds=report.seconds,
+    )
+
+
+def _drop_download(tar_path: str, bag: Path | None) -> None:
+    os.unlink(tar_path)
+    if bag is not None:
+        shutil.rmtree(bag, ignore_errors=True)
+
+
+@router.get(
+    "/exports/{name}",
+    response_class=FileResponse,
+    summary="Download an export as one tar stream (remote dpps export)",
+    responses={200: {"content": {"application/x-tar": {}}}},
+)
+def download_export(
+    name: Annotated[str, PathParam(pattern=EXPORT_NAME)],
+    archive: ArchiveView,
+    who: CurrentPrincipal,
+    remove: Annotated[bool, Query(description="Remove the server's copy once sent")] = False,
+) -> FileResponse:
+    """The bag ``name`` under exports/ as an uncompressed tar (its checksums are inside)."""
+    require(who, Action.EXPORT)
+    bag = archive.config.workspace / "exports" / name
+    if not bag.is_dir() or bag.is_symlink():
+        raise NotFound(f"no export named {name!r}")
+    fd, tar_path = tempfile.mkstemp(prefix="dpps-export-", suffix=".tar")
+    try:
+        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:") as tar:
+            tar.add(bag, arcname=name)
+    except BaseException:
+        os.unlink(tar_path)
+        raise
+    return FileResponse(
+        tar_path,
+        media_type="application/x-tar",
+        filename=f"{name}.tar",
+        background=BackgroundTask(_drop_download, tar_path, bag if remove else None),
     )
