@@ -28,6 +28,7 @@ def _config(**changes: object) -> SimulationConfig:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_site_locations_match_simpipe() -> None:
     from dpps.pipelines.simpipe.instrument import LOCATIONS
 
@@ -36,6 +37,7 @@ def test_site_locations_match_simpipe() -> None:
             lat, lon, height)  # fmt: skip
 
 
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_blocks_point_half_a_degree_off_the_source_in_alternating_directions(
     tmp_path: Path,
 ) -> None:
@@ -61,6 +63,7 @@ def test_blocks_point_half_a_degree_off_the_source_in_alternating_directions(
     assert pointings[0].separation(pointings[1]).deg == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_gammas_come_from_the_source_and_hadrons_from_a_cone() -> None:
     from dpps.pipelines.simpipe.instrument import nominal_to_altaz
 
@@ -85,6 +88,7 @@ def test_gammas_come_from_the_source_and_hadrons_from_a_cone() -> None:
     assert float(az) == pytest.approx(float(src_az), abs=1e-5)
 
 
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_simulated_flux_follows_from_the_thrown_rate() -> None:
     amplitude, index = wobble.source_flux(SOURCE)
     assert index == 2.5
@@ -95,6 +99,7 @@ def test_simulated_flux_follows_from_the_thrown_rate() -> None:
     assert amplitude * integral * area == pytest.approx(SOURCE.gamma_rate_hz)
 
 
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_without_a_source_the_simulator_is_unchanged(tmp_path: Path) -> None:
     files = simulate(tmp_path, _config(source=None, observation_blocks=1))
     shower = next(f for f in files if "_TEL_SHOWER_" in f.name)
@@ -108,6 +113,7 @@ def test_without_a_source_the_simulator_is_unchanged(tmp_path: Path) -> None:
     [({"wobble_offset_deg": 0.0}, "wobble_offset_deg"), ({"dec_deg": 95.0}, "dec_deg"),
      ({"gamma_rate_hz": -1.0}, "rates"), ({"hadron_cone_deg": 0.0}, "hadron_cone_deg")],
 )  # fmt: skip
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_bad_wobble_settings_are_clear_errors(
     tmp_path: Path, change: dict[str, float], message: str
 ) -> None:
@@ -117,6 +123,7 @@ def test_bad_wobble_settings_are_clear_errors(
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.verifies_usecase("UC-000-4")
 def test_a_block_without_events_is_a_clear_error(tmp_path: Path) -> None:
     silent = dataclasses.replace(SOURCE, gamma_rate_hz=0.0, hadron_rate_hz=0.0)
     config = _config(source=silent, calibration_fraction=0.0, muon_fraction=0.0)

@@ -35,6 +35,7 @@ def _stray_uploads(archive: Archive) -> list[Path]:
     return [p for p in rse.rglob("*") if p.is_file() and "_wms" in p.parts]
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_a_failing_tool_is_retried_then_failed_with_its_logs(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
@@ -71,6 +72,7 @@ def test_a_failing_tool_is_retried_then_failed_with_its_logs(
     ],
     ids=["exit-2", "missing", "empty"],
 )
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_partial_outputs_register_nothing(
     wms: WMS, wms_archive: Archive, tmp_path: Path, script: str, reason: str
 ) -> None:
@@ -91,6 +93,7 @@ def test_partial_outputs_register_nothing(
     assert _stray_uploads(wms_archive) == []
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_an_output_conflicting_with_the_archive_fails_without_retry_and_leaves_nothing(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
@@ -108,6 +111,7 @@ def test_an_output_conflicting_with_the_archive_fails_without_retry_and_leaves_n
     assert _stray_uploads(wms_archive) == []
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_an_input_without_available_replica_waits_and_one_on_tape_is_staged(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
@@ -160,6 +164,7 @@ def test_an_input_without_available_replica_waits_and_one_on_tape_is_staged(
     assert copy.file.adler32 == wms_archive.show("/ctao/dl0/obs_4/tel_2.fits").file.adler32
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_a_killed_pool_worker_is_replaced_and_its_job_registered_once(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
@@ -198,6 +203,7 @@ def _daemon(workspace: Path, log: Path) -> subprocess.Popen[bytes]:
         )  # fmt: skip
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_the_manager_daemon_killed_and_restarted_loses_and_duplicates_nothing(
     tmp_path: Path, catalog_url: str
 ) -> None:
