@@ -13,7 +13,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -115,10 +114,8 @@ def export_product(body: ExportIn, archive: ArchiveView, who: CurrentPrincipal) 
     )
 
 
-def _drop_download(tar_path: str, bag: Path | None) -> None:
+def _drop_download(tar_path: str) -> None:
     os.unlink(tar_path)
-    if bag is not None:
-        shutil.rmtree(bag, ignore_errors=True)
 
 
 @router.get(
@@ -145,9 +142,13 @@ def download_export(
     except BaseException:
         os.unlink(tar_path)
         raise
+    if remove:
+        # Dropped now, not in the response's background task: a client that has read the
+        # whole body must find the server's copy gone (the tar holds everything it had).
+        shutil.rmtree(bag, ignore_errors=True)
     return FileResponse(
         tar_path,
         media_type="application/x-tar",
         filename=f"{name}.tar",
-        background=BackgroundTask(_drop_download, tar_path, bag if remove else None),
+        background=BackgroundTask(_drop_download, tar_path),
     )
