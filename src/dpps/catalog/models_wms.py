@@ -199,3 +199,35 @@ __all__ = [
     "TransformationRow",
     "WorkflowRow",
 ]
+
+
+class CampaignRow(Base):
+    """A named batch of work over the archive (a reprocessing campaign): its definition, who
+    asked for it, how far it got and its final report.
+
+    The work itself is ordinary jobs and workflows; this row is what makes a campaign visible
+    (dashboard, ``dpps campaign list``, the remote CLI polling it) and restartable: whoever runs
+    it holds the lease and renews it, and a runner that died leaves an expired lease that the
+    campaign daemon takes over (the campaign is idempotent by name, so it simply continues).
+    """
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str] = mapped_column(String(256), default="")
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -122,21 +122,11 @@ def reprocess(
     with _progress(not json_) as (phase, tick):
         report = run_campaign(archive, spec, dry_run=dry_run, phase=phase, tick=tick)
     if json_:
-        data = {"ok": report.ok, "counts": report.counts(), **_jsonable(report)}
-        emit_json(data)
+        emit_json(report.to_mapping())
     else:
         _print(report)
     if not report.ok:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _jsonable(report: Any) -> dict[str, Any]:
-    from dpps.bdms.types import to_jsonable
-
-    out = to_jsonable(report)
-    assert isinstance(out, dict)
-    out["verification"]["ok"] = report.verification.ok
-    return out
 
 
 def _print(report: Any) -> None:

@@ -24,6 +24,7 @@ from dpps.wms import jobs as job_repo
 from dpps.wms import reports, transformations, workflows
 from dpps.wms.binding import bind_inputs
 from dpps.wms.builder import load_job, read_yaml, single_tool_workflow
+from dpps.wms.campaigns import CampaignStore
 from dpps.wms.executors import make_executor
 from dpps.wms.manager import JobManager
 from dpps.wms.spec import Tool, WorkflowSpec
@@ -48,6 +49,11 @@ class WMS(reports.Reports):
         self.config = archive.config
         self.sessions = archive.sessions
         self.account = archive.account
+
+    @property
+    def campaigns(self) -> CampaignStore:
+        """The campaign records (what ``dpps campaign list/show`` and the dashboard read)."""
+        return CampaignStore(self.sessions, self.account)
 
     # -- submission ------------------------------------------------------------------------
     def submit(self, path: Path, inputs: Path | Mapping[str, Any] | None = None, *,

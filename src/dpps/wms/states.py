@@ -43,3 +43,13 @@ class FileStatus(StrEnum):
     ASSIGNED = "ASSIGNED"  # in a running task
     PROCESSED = "PROCESSED"  # its task finished DONE
     PROBLEMATIC = "PROBLEMATIC"  # its task failed max_task_attempts times: needs a person
+
+
+class CampaignState(StrEnum):
+    QUEUED = "QUEUED"  # waits for a runner (the campaign daemon of ``dpps serve``)
+    RUNNING = "RUNNING"  # a runner holds its lease; an expired lease means it died
+    DONE = "DONE"  # finished, every block processed and verified
+    FAILED = "FAILED"  # finished with failures (listed in its report) or stopped by an error
+
+
+FINAL_CAMPAIGN_STATES = frozenset({CampaignState.DONE, CampaignState.FAILED})

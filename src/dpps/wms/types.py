@@ -113,3 +113,26 @@ class AccountingRow:
     max_rss_mb: float
     bytes_read: int
     bytes_written: int
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    """A campaign's record: what it is (``spec``), where it is, and its report once finished."""
+
+    name: str
+    kind: str
+    state: str
+    account: str
+    spec: dict[str, Any]
+    phase: str
+    done: int
+    total: int
+    attempts: int
+    owner: str | None
+    lease_expires_at: dt.datetime | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    updated_at: dt.datetime
+    error: str | None = None
+    report: dict[str, Any] | None = None

@@ -58,6 +58,16 @@ class CampaignReport:
     def ok(self) -> bool:
         return not self.failures and self.verification.ok
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The report as JSON-able data: what ``--json`` prints, the campaign record keeps and
+        the remote CLI receives (so local and remote print from the same mapping)."""
+        from dpps.bdms.types import to_jsonable
+
+        out = to_jsonable(self)
+        assert isinstance(out, dict)
+        out["verification"]["ok"] = self.verification.ok
+        return {"ok": self.ok, "counts": self.counts(), **out}
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per step: how many runs were submitted, retried, waited for, already done, failed."""
         out: dict[str, dict[str, int]] = {}
