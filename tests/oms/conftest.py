@@ -1,11 +1,15 @@
 """Fixtures of the operations tests: a seeded archive, one account and token per role, the
-app in-process (TestClient) and a live server on 127.0.0.1 (uvicorn in a thread)."""
+app in-process (TestClient), a live server on 127.0.0.1 (uvicorn in a thread) and a headless
+Chromium for the dashboard's browser tests."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +23,19 @@ from tests.bdms.helpers import make_fits, make_hdf5
 
 DL0 = "/ctao/dl0/obs_42"
 DL1_FILE = "/ctao/dl1/obs_42/tel_001.h5"
+CHROMIUM = os.environ.get("DPPS_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: The browser tests keep a screenshot of every page here (a CI artefact).
+SHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
 
 
 @dataclass
@@ -69,3 +86,56 @@ def client(seeded: Seeded) -> Iterator[TestClient]:
 def live(seeded: Seeded) -> Iterator[BackgroundServer]:
     with BackgroundServer(seeded.archive) as server:
         yield server
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (nothing downloaded); skipped where it is not
+    installed unless DPPS_REQUIRE_CHROMIUM is set (CI)."""
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        if os.environ.get("DPPS_REQUIRE_CHROMIUM"):
+            pytest.fail(f"{CHROMIUM} not found but DPPS_REQUIRE_CHROMIUM is set")
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Dash:
+    """A browser tab on the live dashboard: it reaches the test server only (anything else is
+    recorded in ``blocked`` and aborted), JavaScript errors land in ``errors``."""
+
+    page: Any
+    url: str
+    backend: str
+    blocked: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def shot(self, name: str) -> None:
+        """Keep a screenshot of the whole page as ``reports/screenshots/NAME-BACKEND.png``."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}-{self.backend}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+
+
+@pytest.fixture
+def dash(live: BackgroundServer, browser: Any, request: pytest.FixtureRequest) -> Dash:
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    page.set_default_timeout(60_000)
+    tab = Dash(page, live.url, request.node.callspec.params.get("catalog_url", "db"))
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(live.url)
+            else (tab.blocked.append(route.request.url), route.abort())
+        ),
+    )
+    page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    return tab

@@ -8,48 +8,13 @@ Playwright drives /usr/bin/chromium, whose network access is limited to the test
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 from sqlalchemy import func, select
 
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
 from dpps.core.states import ReplicaState
 from dpps.oms.server import BackgroundServer
-from tests.oms.conftest import Seeded
-
-CHROMIUM = os.environ.get("DPPS_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        if os.environ.get("DPPS_REQUIRE_CHROMIUM"):
-            pytest.fail(f"{CHROMIUM} not found but DPPS_REQUIRE_CHROMIUM is set")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+from tests.oms.conftest import Dash, Seeded
 
 
 def _stored(seeded: Seeded) -> dict[tuple[str, str], int]:
@@ -66,26 +31,9 @@ def _stored(seeded: Seeded) -> dict[tuple[str, str], int]:
 
 @pytest.mark.verifies_usecase("UC-160-1.1")
 def test_dashboard_in_headless_chromium(
-    seeded: Seeded, live: BackgroundServer, browser: Any, request: pytest.FixtureRequest
+    seeded: Seeded, live: BackgroundServer, dash: Dash
 ) -> None:
-    backend = request.node.callspec.params.get("catalog_url", "db")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
-    page.set_default_timeout(60_000)
-    blocked: list[str] = []
-    page.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(live.url)
-            else (blocked.append(route.request.url), route.abort())
-        ),
-    )
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-    def shot(name: str) -> None:
-        page.screenshot(path=str(SHOTS / f"{name}-{backend}.png"), full_page=True)
+    page, shot = dash.page, dash.shot
 
     # Without a session every page leads to the sign-in form; a wrong token is explained.
     page.goto(f"{live.url}/ui/products")
@@ -145,5 +93,5 @@ def test_dashboard_in_headless_chromium(
         shot(name)
     page.goto(f"{live.url}/ui/products/ctao:/ctao/nothing.fits")
     assert "no such DID" in page.inner_text("[data-testid=error]")
-    assert errors == []
-    assert blocked == [], f"the dashboard tried to load from elsewhere: {blocked}"
+    assert dash.errors == []
+    assert dash.blocked == [], f"the dashboard tried to load from elsewhere: {dash.blocked}"

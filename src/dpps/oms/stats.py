@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, MetaData, Table, and_, func, inspect, sele
 from sqlalchemy.orm import Session
 
 from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, RuleRow, TransferRow
+from dpps.catalog.models_wms import CampaignRow
 from dpps.core.states import DIDType, ReplicaState
 
 #: Transfer states as the transfer daemon writes them (terminal ones counted in reports).
@@ -140,6 +141,11 @@ def rules_by_state(session: Session) -> dict[str, int]:
 
 def transfers_by_state(session: Session) -> dict[str, int]:
     return count_by(session, TransferRow.state)
+
+
+def campaigns_by_state(session: Session) -> dict[str, int]:
+    """Campaign records by state (QUEUED, RUNNING, DONE, FAILED)."""
+    return count_by(session, CampaignRow.state)
 
 
 def events_by_action(session: Session, since: dt.datetime, until: dt.datetime) -> dict[str, int]:

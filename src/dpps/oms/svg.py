@@ -148,12 +148,15 @@ def stacked_hbar(
     title: str,
     fmt: Fmt = plain,
     width: int = 640,
+    series_colours: Mapping[str, str] | None = None,
 ) -> Markup:
-    """One bar per row key, split into series (e.g. bytes per site, split by data level)."""
+    """One bar per row key, split into series (e.g. bytes per site, split by data level);
+    ``series_colours`` fixes a series' colour where it means something (ok green, failed red)."""
     if not rows:
         return _empty(title, width)
     series = sorted({s for parts in rows.values() for s in parts})
-    colours = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(series)}
+    fixed = series_colours or {}
+    colours = {s: fixed.get(s) or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)}
     label_w, value_w, bar_h, gap, legend_h = 150, 90, 18, 6, 22
     top = max(sum(p.values()) for p in rows.values()) or 1
     height = legend_h + len(rows) * (bar_h + gap) + gap

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -21,44 +21,19 @@ from dpps.bdms.archive import Archive
 from dpps.catalog.models import utcnow
 from dpps.catalog.query import describe_fields
 from dpps.core.authz import Action, Principal
-from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied
+from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
 from dpps.oms import accounts, stats
-from dpps.oms.api.deps import ApiContext
+from dpps.oms.dashboard import campaigns
+from dpps.oms.dashboard.common import COOKIE, ctx, error_page, html, login_redirect, viewer
 from dpps.oms.report import alarms
-from dpps.oms.templating import render
+from dpps.wms.states import CampaignState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+router.include_router(campaigns.router)
 
-COOKIE = "dpps_token"
 PAGE = 50
 STATIC = Path(__file__).resolve().parent.parent / "static"
 PROVENANCE_KEYS = ("provenance", "inputs", "software", "software_version", "job_id", "workflow")
-
-
-def _ctx(request: Request) -> ApiContext:
-    ctx: ApiContext = request.app.state.dpps
-    return ctx
-
-
-def _viewer(request: Request) -> Principal | None:
-    token = request.cookies.get(COOKIE)
-    if not token or len(token) > 200:
-        return None
-    with _ctx(request).archive.sessions() as session:
-        try:
-            who, _tok = accounts.authenticate(session, token)
-        except PermissionDenied:
-            return None
-    return who if who.can(Action.READ) else None
-
-
-def _login_redirect(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
-
-
-def _html(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(render(template, **context), status_code=status)
 
 
 def _safe_next(value: str | None) -> str:
@@ -70,7 +45,7 @@ def _safe_next(value: str | None) -> str:
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/ui/") -> HTMLResponse:
-    return _html("dash/login.html", title="Sign in", who=None, next=_safe_next(next), error=None)
+    return html("dash/login.html", title="Sign in", who=None, next=_safe_next(next), error=None)
 
 
 @router.post("/login")
@@ -80,7 +55,7 @@ async def login(request: Request) -> Response:
     target = _safe_next((form.get("next") or ["/ui/"])[0])
 
     def check() -> tuple[Principal, dt.datetime]:
-        with _ctx(request).archive.sessions() as session:
+        with ctx(request).archive.sessions() as session:
             who, tok = accounts.authenticate(session, token)
             return who, tok.expires_at
 
@@ -91,9 +66,7 @@ async def login(request: Request) -> Response:
         if not who.can(Action.READ):
             raise PermissionDenied(f"account {who.name!r} may not read")
     except PermissionDenied as exc:
-        return _html(
-            "dash/login.html", 401, title="Sign in", who=None, next=target, error=str(exc)
-        )
+        return html("dash/login.html", 401, title="Sign in", who=None, next=target, error=str(exc))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -121,10 +94,10 @@ def script() -> FileResponse:
 
 @router.get("/")
 def overview(request: Request) -> Response:
-    who = _viewer(request)
+    who = viewer(request)
     if who is None:
-        return _login_redirect(request)
-    archive = _ctx(request).archive
+        return login_redirect(request)
+    archive = ctx(request).archive
     now = utcnow()
     with archive.sessions() as s:
         totals = stats.catalog_totals(s)
@@ -133,11 +106,12 @@ def overview(request: Request) -> Response:
         transfers = stats.transfers_by_state(s)
         hourly = stats.ingestion_rate(s, now - dt.timedelta(hours=23), now, "hour")
         daily = stats.ingestion_rate(s, now - dt.timedelta(days=29), now, "day")
+        campaign_states = stats.campaigns_by_state(s)
     health = archive.preservation.health()
     site_bytes: dict[str, dict[str, float]] = {}
     for v in stored:
         site_bytes.setdefault(v.site, {})[v.data_level] = v.bytes
-    return _html(
+    return html(
         "dash/overview.html",
         title="Overview",
         active="overview",
@@ -154,15 +128,17 @@ def overview(request: Request) -> Response:
         ingested_24h=sum(v.files for v in hourly),
         health=health,
         alarms=alarms(health),
+        campaigns_running=campaign_states.get(CampaignState.RUNNING.value, 0),
+        campaigns_queued=campaign_states.get(CampaignState.QUEUED.value, 0),
     )
 
 
 @router.get("/products")
 def products(request: Request, q: str = "", offset: int = 0) -> Response:
-    who = _viewer(request)
+    who = viewer(request)
     if who is None:
-        return _login_redirect(request)
-    archive: Archive = _ctx(request).archive
+        return login_redirect(request)
+    archive: Archive = ctx(request).archive
     offset = max(0, min(offset, 10**9))
     error, files, total = None, [], 0
     try:
@@ -170,7 +146,7 @@ def products(request: Request, q: str = "", offset: int = 0) -> Response:
         total = archive.count(q)
     except InvalidInput as exc:
         error = str(exc)
-    return _html(
+    return html(
         "dash/products.html",
         status=400 if error else 200,
         title="Products",
@@ -188,25 +164,24 @@ def products(request: Request, q: str = "", offset: int = 0) -> Response:
 
 @router.get("/search-count")
 def search_count(request: Request, q: str = "") -> JSONResponse:
-    if _viewer(request) is None:
+    if viewer(request) is None:
         return JSONResponse({"error": "sign in again"}, status_code=401)
     try:
-        return JSONResponse({"count": _ctx(request).archive.count(q)})
+        return JSONResponse({"count": ctx(request).archive.count(q)})
     except InvalidInput as exc:
         return JSONResponse({"error": str(exc)})
 
 
 @router.get("/products/{did:path}")
 def product(request: Request, did: str) -> Response:
-    who = _viewer(request)
+    who = viewer(request)
     if who is None:
-        return _login_redirect(request)
+        return login_redirect(request)
     try:
-        details = _ctx(request).archive.show(did)
+        details = ctx(request).archive.show(did)
     except DppsError as exc:
-        status = 404 if isinstance(exc, NotFound) else exc.http_status
-        return _html("dash/error.html", status, title=exc.title, who=who, message=str(exc))
-    return _html(
+        return error_page(who, exc)
+    return html(
         "dash/product.html",
         title=details.file.did,
         active="products",
@@ -222,7 +197,7 @@ def _table_page(
     """Rules and transfers: reuse the API's own handlers, so both show the same rows."""
     from dpps.oms.api.routers import rules, transfers
 
-    archive = _ctx(request).archive
+    archive = ctx(request).archive
     if key == "rules":
         page: Any = rules.list_rules(archive, who, limit=100)
         with archive.sessions() as s:
@@ -232,7 +207,7 @@ def _table_page(
         with archive.sessions() as s:
             by_state = stats.transfers_by_state(s)
     rows = [item.model_dump() for item in page.items]
-    return _html(
+    return html(
         "dash/table.html",
         title=title,
         active=key,
@@ -246,31 +221,31 @@ def _table_page(
 
 @router.get("/rules")
 def rules_page(request: Request) -> Response:
-    who = _viewer(request)
+    who = viewer(request)
     if who is None:
-        return _login_redirect(request)
+        return login_redirect(request)
     columns = ["id", "did", "rse_expression", "copies", "state", "account", "policy", "updated_at"]
     return _table_page(request, who, "Replication rules", "rules", columns)
 
 
 @router.get("/transfers")
 def transfers_page(request: Request) -> Response:
-    who = _viewer(request)
+    who = viewer(request)
     if who is None:
-        return _login_redirect(request)
+        return login_redirect(request)
     columns = ["id", "did", "source_rse", "dest_rse", "state", "attempts", "error", "updated_at"]
     return _table_page(request, who, "Transfers", "transfers", columns)
 
 
 def _pending(request: Request, title: str, key: str, table: str, why: str) -> Response:
-    who = _viewer(request)
+    who = viewer(request)
     if who is None:
-        return _login_redirect(request)
-    archive = _ctx(request).archive
+        return login_redirect(request)
+    archive = ctx(request).archive
     with archive.sessions() as s:
         counts = stats.optional_counts(s, table)
     products = archive.list_files("data_level=QUAL", limit=PAGE) if key == "quality" else None
-    return _html(
+    return html(
         "dash/pending.html",
         title=title,
         active=key,
