@@ -10,6 +10,7 @@ say; the numbers are read back from the store, not from constants.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import update
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
+from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import CampaignRow
 from dpps.oms.api import create_app
 from dpps.oms.dashboard.common import COOKIE
@@ -267,3 +269,21 @@ def test_campaign_list_escapes_what_users_wrote(seeded: Seeded, signed_in: TestC
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     text = signed_in.get("/ui/campaigns/x1").text
     assert "<b>v</b>" not in text
+
+
+def test_a_running_campaign_whose_runner_died_is_flagged(
+    seeded: Seeded, signed_in: TestClient
+) -> None:
+    """An expired lease means the runner stopped renewing it: both pages say so."""
+    store = WMS(seeded.archive).campaigns
+    store.submit("orphan", "reprocess", {"query": "obs_id=42", "software_version": "x"})
+    assert store.claim(RUNNER, "orphan") is not None
+    assert 'data-testid="silent"' not in signed_in.get("/ui/campaigns").text
+    with transaction(seeded.archive.sessions) as s:
+        s.execute(
+            update(CampaignRow)
+            .where(CampaignRow.name == "orphan")
+            .values(lease_expires_at=utcnow() - dt.timedelta(minutes=5))
+        )
+    assert 'data-testid="silent"' in signed_in.get("/ui/campaigns").text
+    assert "runner silent" in signed_in.get("/ui/campaigns/orphan").text
