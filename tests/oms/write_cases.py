@@ -161,6 +161,14 @@ CASES: dict[str, tuple[Call, set[str]]] = {
         _rule_update(DL1_FILE),
         {"admin", "archive-manager", "data-processing-manager"},
     ),
+    "campaign-submit": (
+        lambda c, s, r, h: c.post(
+            "/api/v1/campaigns",
+            json={"query": "obs_id = 42", "software_version": "2.0", "name": f"c-{r}"},
+            headers=h,
+        ),
+        DPM,
+    ),
     "transfer-retry": (
         lambda c, s, r, h: c.post(f"/api/v1/transfers/{failed_transfer(s)}/retry", headers=h),
         RETRIERS,

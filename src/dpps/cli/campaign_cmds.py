@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
-from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs
+from dpps.cli.common import JsonOpt, command, open_archive, open_local_archive, parse_pairs
 from dpps.cli.output import console, emit_json, err_console, human_bytes, table
-from dpps.core.errors import ConfigError
+from dpps.core.errors import ConfigError, DppsError
 
 EXIT_PARTIAL = 10
 
@@ -67,6 +68,15 @@ def _configs(config: Path | None, options: list[str]) -> dict[str, dict[str, Any
     return data
 
 
+def _remote(ctx: typer.Context) -> Any | None:
+    """``RemoteCampaigns`` when $DPPS_URL is set, else None (run in this process)."""
+    if not os.environ.get("DPPS_URL"):
+        return None
+    from dpps.oms.client_campaigns import RemoteCampaigns
+
+    return RemoteCampaigns(cast(Any, open_archive(ctx)))  # a RemoteArchive here
+
+
 def reprocess(
     ctx: typer.Context,
     query: Annotated[
@@ -103,67 +113,176 @@ def reprocess(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Select and report the volume only; change nothing.")
     ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Queue the campaign for the campaign daemon (dpps serve) and return; "
+            "watch it with 'dpps campaign show NAME'.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Reprocess DL0 with a new software version: select, report volume, stage from tape,
     run each block's chain (calibration, DL1, DL2, DL3, quality) as category-C WMS jobs,
     verify, clear the staging buffer, archive the products as new versions. Exit 10 when
-    some jobs failed (listed).
+    some jobs failed (listed). With $DPPS_URL the server's campaign daemon runs it and this
+    command follows its progress.
 
     Example: dpps campaign reprocess 'observing_night=2026-11-21' --software-version 2.0 --dry-run
     """
-    from dpps.pipelines.campaign import CampaignSpec, run_campaign
+    from dpps.pipelines.campaign import CampaignSpec
 
     spec = CampaignSpec(query=query, software_version=software_version, name=name or "",
                         category=category, configs=_configs(config, options or []),
                         models=models, irf=irf, priority=priority,
                         timeout_s=timeout)  # fmt: skip
-    archive = open_local_archive(ctx)
+    remote = _remote(ctx)
+    if dry_run:
+        _report(_plan(ctx, remote, spec), json_)
+        return
+    if no_wait:
+        info = remote.submit(spec) if remote is not None else _submit(ctx, spec)
+        _info(info, json_)
+        return
     with _progress(not json_) as (phase, tick):
-        report = run_campaign(archive, spec, dry_run=dry_run, phase=phase, tick=tick)
+        if remote is not None:
+            submitted = remote.submit(spec)
+            data = remote.wait(submitted.name, phase=phase, tick=tick).report
+        else:
+            from dpps.pipelines.campaign import record
+
+            report = record.run_here(open_local_archive(ctx), spec, phase=phase, tick=tick)
+            data = report.to_mapping()
+    _report(data, json_)
+
+
+def _plan(ctx: typer.Context, remote: Any | None, spec: Any) -> dict[str, Any]:
+    if remote is not None:
+        plan: dict[str, Any] = remote.plan(spec)
+        return plan
+    from dpps.pipelines.campaign import run_campaign
+
+    return run_campaign(open_local_archive(ctx), spec, dry_run=True).to_mapping()
+
+
+def _submit(ctx: typer.Context, spec: Any) -> Any:
+    from dpps.pipelines.campaign import record
+
+    return record.submit(open_local_archive(ctx), spec)
+
+
+def _campaigns(ctx: typer.Context) -> Any:
+    """The campaign records: over REST, or the workspace's (``WMS.campaigns``)."""
+    remote = _remote(ctx)
+    if remote is not None:
+        return remote
+    from dpps.wms.api import WMS
+
+    return WMS(open_local_archive(ctx)).campaigns
+
+
+def list_campaigns(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None, typer.Option(help="Only QUEUED, RUNNING, DONE or FAILED campaigns.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    json_: JsonOpt = False,
+) -> None:
+    """Campaigns, newest first: state, phase, progress, who submitted them."""
+    infos = _campaigns(ctx).recent(state=state, limit=limit)
     if json_:
-        emit_json(report.to_mapping())
+        emit_json(infos)
+        return
+    console.print(table(None, ["name", "state", "phase", "progress", "version", "query",
+                               "account", "created", "finished"], [
+        [i.name, i.state, i.phase, f"{i.done}/{i.total}" if i.total else "",
+         i.spec.get("software_version", ""), i.spec.get("query", ""), i.account,
+         i.created_at.isoformat(timespec="seconds"),
+         i.finished_at.isoformat(timespec="seconds") if i.finished_at else ""]
+        for i in infos]))  # fmt: skip
+
+
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The campaign's name.")],
+    json_: JsonOpt = False,
+) -> None:
+    """One campaign: its definition, where it is, and its report once finished."""
+    info = _campaigns(ctx).get(name)
+    if json_:
+        emit_json(info)
+        return
+    _info(info, False)
+    if info.report is not None:
+        _print(info.report)
+
+
+def _info(info: Any, json_: bool) -> None:
+    if json_:
+        emit_json(info)
+        return
+    progress = f" {info.done}/{info.total}" if info.total else ""
+    console.print(f"campaign {info.name}: {info.state} ({info.phase}{progress}); submitted by "
+                  f"{info.account}, attempt {info.attempts}")  # fmt: skip
+    spec = info.spec
+    console.print(f"query {spec.get('query')!r}, software version "
+                  f"{spec.get('software_version')}, category {spec.get('category')}")  # fmt: skip
+    if info.error:
+        err_console.print(f"[red]error:[/red] {info.error}", highlight=False)
+
+
+def _report(data: dict[str, Any] | None, json_: bool) -> None:
+    """Print a campaign's report mapping (local and remote alike); exit 10 unless it is ok."""
+    if data is None:
+        raise DppsError("the campaign finished without a report")
+    if json_:
+        emit_json(data)
     else:
-        _print(report)
-    if not report.ok:
+        _print(data)
+    if not data["ok"]:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _print(report: Any) -> None:
-    v = report.volume
-    console.print(f"campaign {report.name}: {v.total.files} DL0 files, "
-                  f"{human_bytes(v.total.bytes)}; on disk {v.total.on_disk_files}, tape only "
-                  f"{v.total.tape_only_files} ({human_bytes(v.total.tape_only_bytes)}); "
-                  f"estimated staging {v.estimated_staging_s:.0f} s")  # fmt: skip
+def _print(report: dict[str, Any]) -> None:
+    v, total = report["volume"], report["volume"]["total"]
+    console.print(f"campaign {report['name']}: {total['files']} DL0 files, "
+                  f"{human_bytes(total['bytes'])}; on disk {total['on_disk_files']}, tape only "
+                  f"{total['tape_only_files']} ({human_bytes(total['tape_only_bytes'])}); "
+                  f"estimated staging {v['estimated_staging_s']:.0f} s")  # fmt: skip
     console.print(
         table(
             "observation blocks (the files DataPipe reads)",
             ["obs_id", "files", "bytes", "tape only"],
-            [[o, t.files, human_bytes(t.bytes), t.tape_only_files] for o, t in v.blocks.items()],
+            [
+                [o, t["files"], human_bytes(t["bytes"]), t["tape_only_files"]]
+                for o, t in v["blocks"].items()
+            ],
         )
     )
     console.print(table("data centers", ["site", "replicas", "disk", "tape"], [
         [s, d["files"], human_bytes(d.get("disk_bytes", 0)), human_bytes(d.get("tape_bytes", 0))]
-        for s, d in sorted(v.sites.items())]))  # fmt: skip
-    console.print(f"models: {report.models or 'none'}; IRF: {report.irf or 'none'}")
-    if report.dry_run:
+        for s, d in sorted(v["sites"].items())]))  # fmt: skip
+    console.print(f"models: {report['models'] or 'none'}; IRF: {report['irf'] or 'none'}")
+    if report["dry_run"]:
         console.print("dry run: nothing staged, submitted or changed")
         return
-    s = report.staging
-    console.print(f"staged {s.ready} of {s.files} files in {s.seconds:.1f} s; released "
-                  f"{len(s.released)} buffer copies")  # fmt: skip
+    s = report["staging"]
+    console.print(f"staged {s['ready']} of {s['files']} files in {s['seconds']:.1f} s; released "
+                  f"{len(s['released'])} buffer copies")  # fmt: skip
     console.print(table("steps", ["step", "runs", "ok", "failed", "how"], [
         [step, c["runs"], c["ok"], c["failed"],
          ", ".join(f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed"))]
-        for step, c in report.counts().items()]))  # fmt: skip
-    for note in report.skipped:
+        for step, c in report["counts"].items()]))  # fmt: skip
+    for note in report["skipped"]:
         console.print(note)
-    ver = report.verification
-    console.print(f"verified {ver.products} products ({ver.checksums_verified} checksums), "
-                  f"{len(ver.previous_versions)} earlier versions intact")  # fmt: skip
-    for problem in ver.problems:
+    ver = report["verification"]
+    console.print(f"verified {ver['products']} products ({ver['checksums_verified']} checksums), "
+                  f"{len(ver['previous_versions'])} earlier versions intact")  # fmt: skip
+    for problem in ver["problems"]:
         err_console.print(f"[red]verification:[/red] {problem}", highlight=False)
-    for failure in report.failures:
+    for failure in report["failures"]:
         err_console.print(f"[red]failed:[/red] {failure}", highlight=False)
 
 
@@ -173,4 +292,6 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     command(campaign_app, reprocess, "reprocess")
+    command(campaign_app, list_campaigns, "list")
+    command(campaign_app, show, "show")
     app.add_typer(campaign_app, name="campaign")

@@ -1,9 +1,9 @@
 """Daemons: ``dpps daemon NAME [--once]`` runs one, ``dpps daemon list`` lists them, ``dpps
 serve`` runs them all.
 
-The archive's (bdms) and the workload manager's (wms) daemons are one registry here: bdms must
-not import wms, so this layer, which combines both, registers the WMS's daemons into the
-archive's registry (``register_all``) before anything looks a daemon up.
+The archive's (bdms), the workload manager's (wms) and the pipelines' daemons are one registry
+here: bdms must not import the others, so this layer, which combines them, registers theirs into
+the archive's registry (``register_all``) before anything looks a daemon up.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dpps.bdms import daemons
 from dpps.cli.common import JsonOpt, command, open_local_archive
 from dpps.cli.output import console, emit_json, table
 from dpps.core.daemon import DaemonContext
+from dpps.pipelines import daemons as pipeline_daemons
 from dpps.wms import daemons as wms_daemons
 
 LogLevel = Annotated[
@@ -43,14 +44,17 @@ SchedulerOpt = Annotated[
     typer.Option("--scheduler", help="Dask scheduler address (default: wms.dask_scheduler)."),
 ]
 #: Which package each daemon comes from (for ``dpps daemon list``).
-_PACKAGE = {name: "wms" for name in wms_daemons.REGISTRY}
+_PACKAGE = {name: "wms" for name in wms_daemons.REGISTRY} | {
+    name: "pipelines" for name in pipeline_daemons.REGISTRY
+}
 
 
 def register_all() -> None:
-    """Put the WMS's daemons into the archive's registry (once; idempotent)."""
-    for name, (target, summary) in wms_daemons.REGISTRY.items():
-        if name not in daemons.REGISTRY:
-            daemons.register(name, target, summary)
+    """Put the WMS's and the pipelines' daemons into the archive's registry (once; idempotent)."""
+    for registry in (wms_daemons.REGISTRY, pipeline_daemons.REGISTRY):
+        for name, (target, summary) in registry.items():
+            if name not in daemons.REGISTRY:
+                daemons.register(name, target, summary)
 
 
 def _logging(level: str) -> None:

@@ -48,6 +48,7 @@ class Action(StrEnum):
     EXPORT = "export"  # write an archival information package (BagIt) on the server's disk
     STAGE = "stage"  # ask for tape-only files to be staged ahead of processing (dpps stage)
     AUDIT = "audit"  # re-read replicas now and mark damaged ones BAD (dpps audit)
+    CAMPAIGN = "campaign"  # queue a reprocessing campaign (stages, runs jobs, writes products)
 
 
 _A, _AM, _DPM, _OP, _R = (
@@ -76,6 +77,7 @@ MATRIX: Final[dict[Action, frozenset[Role]]] = {
     Action.EXPORT: frozenset({_A, _AM, _DPM}),
     Action.STAGE: frozenset({_A, _AM, _DPM}),
     Action.AUDIT: frozenset({_A, _AM, _OP}),
+    Action.CAMPAIGN: frozenset({_A, _DPM}),
 }
 assert set(MATRIX) == set(Action), "every action needs a row in the matrix"
 

@@ -85,3 +85,30 @@ EXIT_CODES: dict[int, str] = {
     Unavailable.exit_code: "unavailable",
     10: "partial failure: some items of a bulk command failed (see the report)",
 }
+
+
+_BY_NAME: dict[str, type[DppsError]] = {
+    cls.__name__: cls
+    for cls in (
+        InvalidInput,
+        ConfigError,
+        NotFound,
+        Conflict,
+        IntegrityFailure,
+        PermissionDenied,
+        Unavailable,
+    )
+}
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as one stored line that ``error_from_text`` turns back into the same class
+    (work that failed in a daemon reports the error its caller would have seen)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def error_from_text(text: str) -> DppsError:
+    """The inverse of ``error_text``; an unknown class is a plain ``DppsError``."""
+    name, sep, message = text.partition(": ")
+    cls = _BY_NAME.get(name) if sep else None
+    return cls(message) if cls is not None else DppsError(text)

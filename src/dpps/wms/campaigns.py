@@ -15,12 +15,13 @@ to); the same name with a different definition is a conflict, never a silent red
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim as claim_rows
 from dpps.catalog.models import utcnow
@@ -76,13 +77,36 @@ class CampaignStore:
             raise NotFound(f"no campaign named {name!r}")
         return row
 
-    def submit(self, name: str, kind: str, spec: Mapping[str, Any]) -> CampaignInfo:
+    def _event(self, session: Session, action: str, row: CampaignRow, **details: Any) -> None:
+        """The preservation record names who queued and who finished a campaign, in the same
+        transaction as the change."""
+        events.record(session, account=self.account, action=action,
+                      details={"campaign": row.name, "kind": row.kind, "state": row.state,
+                               "attempts": row.attempts, **details})  # fmt: skip
+
+    def submit(
+        self,
+        name: str,
+        kind: str,
+        spec: Mapping[str, Any],
+        *,
+        identity: Collection[str] | None = None,
+    ) -> CampaignInfo:
         """Queue ``name`` for a runner: new, or a finished one again (same definition).
 
-        A campaign queued or running is returned as it is (the caller attaches to it); one
-        whose runner died (expired lease) is queued again.
+        ``identity`` names the keys of ``spec`` that define the campaign (None: all of them);
+        the others are how to run it (a timeout, a priority) and a rerun may change them. A
+        campaign queued or running is returned as it is (the caller attaches to it); one whose
+        runner died (expired lease) is queued again.
         """
         wanted = dict(spec)
+        keys = set(identity) if identity is not None else set(wanted)
+
+        def same(stored: Mapping[str, Any]) -> bool:
+            if identity is None and set(stored) != set(wanted):
+                return False
+            return all(stored.get(k) == wanted.get(k) for k in keys)
+
         now = utcnow()
         with transaction(self.sessions) as s:
             row = s.scalar(select(CampaignRow).where(CampaignRow.name == name))
@@ -92,8 +116,9 @@ class CampaignStore:
                                   total=0, attempts=0)  # fmt: skip
                 s.add(row)
                 s.flush()
+                self._event(s, "campaign.submit", row)
                 return _info(row)
-            if row.kind != kind or dict(row.spec) != wanted:
+            if row.kind != kind or not same(row.spec):
                 raise Conflict(
                     f"campaign {name!r} exists with another definition "
                     f"(query {row.spec.get('query')!r}, version "
@@ -104,8 +129,9 @@ class CampaignStore:
             row.state, row.phase, row.done, row.total = CampaignState.QUEUED.value, "queued", 0, 0
             row.error, row.report, row.finished_at = None, None, None
             row.lease_owner, row.lease_expires_at = None, None
-            row.account = self.account
+            row.account, row.spec = self.account, wanted
             s.flush()
+            self._event(s, "campaign.submit", row, rerun=True)
             return _info(row)
 
     def claim(self, owner: str, name: str | None = None) -> CampaignInfo | None:
@@ -178,6 +204,7 @@ class CampaignStore:
             row.report = dict(report) if report is not None else None
             row.error = error
             row.lease_owner, row.lease_expires_at = None, None
+            self._event(s, "campaign.finish", row, error=error)
             return _info(row)
 
     def give_back(self, name: str, owner: str, phase: str) -> None:

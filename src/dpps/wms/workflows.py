@@ -196,7 +196,9 @@ def _scatter(step: Step, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{**values, **dict(zip(step.scatter, combo, strict=True))} for combo in combos]
 
 
-def _drafts(run: _Run, step: Step, config: Config, account: str) -> list[job_repo.JobDraft]:
+def _drafts(run: _Run, step: Step, config: Config) -> list[job_repo.JobDraft]:
+    """The step's jobs; they belong to the workflow's account (accounting, the outputs' owner),
+    whoever advances the workflow (the manager, as ``wms``)."""
     row = run.row
     values = _step_values(run, step, config)
     drafts = []
@@ -218,7 +220,7 @@ def _drafts(run: _Run, step: Step, config: Config, account: str) -> list[job_rep
                 site=row.site,
                 executor=row.executor,
                 max_attempts=row.max_attempts,
-                account=account,
+                account=row.account,
                 workflow_id=row.id,
                 step=step.name,
                 scatter_index=index if step.scatter else None,
@@ -268,7 +270,7 @@ def advance(session: Session, config: Config, rows: Sequence[WorkflowRow], accou
                 upstream = step.upstream()
                 if all(steps[u]["state"] == DONE for u in upstream):
                     try:
-                        drafts = _drafts(run, step, config, account)
+                        drafts = _drafts(run, step, config)
                     except InvalidInput as exc:
                         failure = f"step {step.name}: {exc}"
                         steps[step.name]["state"] = FAILED

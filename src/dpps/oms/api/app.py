@@ -36,6 +36,7 @@ from dpps.oms.api.limits import BodySizeLimit
 from dpps.oms.api.middleware import RequestMetrics, TextGuard
 from dpps.oms.api.routers import (
     accounts,
+    campaigns,
     dids,
     events,
     files,
@@ -68,6 +69,7 @@ ROUTERS = (
     wms.jobs,
     wms_flows.workflows,
     wms_flows.transformations,
+    campaigns.router,
 )
 
 DESCRIPTION = """The REST API of dpps: the same operations as the `dpps` command line.

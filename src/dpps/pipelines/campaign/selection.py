@@ -113,6 +113,17 @@ def dl0_filter(query: str) -> str:
     return f"({query}) and data_level=DL0"
 
 
+def check(archive: Archive, query: str) -> None:
+    """Refuse a query now that ``select`` would refuse later (it does not parse, or selects no
+    DL0), reading one row only: a submission must not wait for a volume report."""
+    try:
+        found = archive.list_files(dl0_filter(query), limit=1)
+    except InvalidInput as exc:
+        raise InvalidInput(f"campaign query {query!r}: {exc}") from None
+    if not found:
+        raise NotFound(f"campaign query {query!r} selects no DL0 file")
+
+
 def select(archive: Archive, query: str) -> Selection:
     """The DL0 the query selects, grouped into observation blocks, with its volume.
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dpps.core.errors import InvalidInput
 
+#: What defines a campaign: a rerun under the same name must keep these (the others - priority,
+#: timeout, attempts - say how to run it and may change).
+IDENTITY = ("query", "software_version", "category", "activity", "configs", "models", "irf")
 #: The steps of a block (the observing night's chain) whose tool options a campaign may set.
 STEPS = ("camera", "atmosphere", "dl1", "dl2", "dl3", "quality")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -62,6 +65,21 @@ class CampaignSpec:
             raise InvalidInput(f"unknown step(s) in the configuration: {unknown} (use {STEPS})")
         if not 0 <= self.priority <= 10:
             raise InvalidInput(f"priority must be 0..10, not {self.priority}")
+
+    def to_mapping(self) -> dict[str, Any]:
+        """JSON-able form: the campaign record stores it, a REST request carries it."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["configs"] = {step: dict(options) for step, options in self.configs.items()}
+        return out
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> CampaignSpec:
+        """The inverse of ``to_mapping``; unknown keys are refused, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(f"unknown campaign field(s) {unknown} (known: {sorted(known)})")
+        return cls(**dict(data))
 
     def step_config(self, step: str) -> dict[str, Any]:
         return dict(self.configs.get(step, {}))

@@ -1,0 +1,78 @@
+"""``RemoteCampaigns``: ``dpps campaign`` over REST.
+
+A remote campaign is queued on the server (the campaign daemon of ``dpps serve`` runs it) and
+watched by polling its record: the progress bar follows the record's phase and counts, and the
+end prints the report the server stored, the same mapping a local run prints. A campaign that
+stopped on an error raises that error's class, so the exit code is the local one too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from dpps.core.errors import error_from_text
+from dpps.oms.client_views import NO_READ_TIMEOUT, Transport, load
+from dpps.pipelines.campaign.spec import CampaignSpec
+from dpps.wms.states import FINAL_CAMPAIGN_STATES, CampaignState
+from dpps.wms.types import CampaignInfo
+
+PATH = "/api/v1/campaigns"
+POLL_S = 1.0
+
+
+class RemoteCampaigns:
+    """Plan, submit, watch and list campaigns on a dpps server."""
+
+    def __init__(self, remote: Transport) -> None:
+        self.remote = remote
+
+    def plan(self, spec: CampaignSpec) -> dict[str, Any]:
+        """The dry run's report (the server reads the whole selection: no read timeout)."""
+        data: dict[str, Any] = self.remote._json(
+            "POST", f"{PATH}/plan", json=spec.to_mapping(), timeout=NO_READ_TIMEOUT
+        )
+        return data
+
+    def submit(self, spec: CampaignSpec) -> CampaignInfo:
+        return load(CampaignInfo, self.remote._json("POST", PATH, json=spec.to_mapping()))
+
+    def get(self, name: str) -> CampaignInfo:
+        return load(CampaignInfo, self.remote._json("GET", f"{PATH}/{quote(name, safe='')}"))
+
+    def recent(self, *, state: str | None = None, limit: int = 100) -> list[CampaignInfo]:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        return load(list[CampaignInfo], self.remote._json("GET", PATH, params=params))
+
+    def wait(
+        self,
+        name: str,
+        *,
+        phase: Callable[[str], None] | None = None,
+        tick: Callable[[int, int], None] | None = None,
+        poll_s: float = POLL_S,
+    ) -> CampaignInfo:
+        """Poll until the campaign is finished; its error (no report) is raised as such."""
+        shown = ""
+        while True:
+            info = self.get(name)
+            label = info.phase
+            if info.state == CampaignState.QUEUED:
+                label = "queued: waiting for the campaign daemon (dpps serve)"
+            if phase is not None and label != shown:
+                phase(label)
+                shown = label
+            if tick is not None and info.total:
+                tick(info.done, info.total)
+            if info.state in FINAL_CAMPAIGN_STATES:
+                if info.report is None and info.error:
+                    raise error_from_text(info.error)
+                return info
+            time.sleep(poll_s)
+
+
+__all__ = ["RemoteCampaigns"]
