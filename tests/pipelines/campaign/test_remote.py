@@ -139,6 +139,11 @@ def test_remote_campaign_refusals_record_nothing(live: Live) -> None:
     options = live.remote(dpm, "campaign", "reprocess", QUERY, "--software-version", "2",
                           "--set", "dl1.no_such_option=1")  # fmt: skip
     assert options[0] == 4, options
+    for flag in ("--models", "--irf"):
+        unknown = live.remote(dpm, "campaign", "reprocess", QUERY, "--software-version", "2",
+                              flag, "ctao:/ctao/none.joblib")  # fmt: skip
+        assert unknown[0] == 5, unknown
+        assert "ctao:/ctao/none.joblib" in unknown[2]
     assert WMS(live.archive).campaigns.recent() == []
     missing = live.remote(Role.READER.value, "campaign", "show", "nope")
     assert missing[0] == 5, missing

@@ -41,9 +41,13 @@ class Interrupted(Exception):
 
 
 def check(archive: Archive, spec: CampaignSpec) -> None:
-    """What can be refused before anything is queued: tool options, the query, its DL0."""
+    """What can be refused before anything is queued: tool options, the query, its DL0, and
+    the models and IRF it names."""
     jobs.check_configs(spec)
     selection.check(archive, spec.query)
+    for given in (spec.models, spec.irf):
+        if given is not None:
+            archive.show(given, events_limit=0)  # NotFound / InvalidInput name the DID
 
 
 def submit(archive: Archive, spec: CampaignSpec) -> CampaignInfo:
