@@ -18,6 +18,7 @@ from dpps.bdms.archive import Archive
 from dpps.core.authz import Role
 from dpps.oms.accounts import AccountService
 from dpps.oms.api import create_app
+from dpps.oms.dashboard.common import COOKIE
 from dpps.oms.server import BackgroundServer
 from tests.bdms.helpers import make_fits, make_hdf5
 
@@ -139,3 +140,11 @@ def dash(live: BackgroundServer, browser: Any, request: pytest.FixtureRequest) -
     )
     page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
     return tab
+
+
+@pytest.fixture
+def signed_in(seeded: Seeded) -> Iterator[TestClient]:
+    """The app in-process with a reader's dashboard session cookie (pages without a browser)."""
+    with TestClient(create_app(seeded.archive)) as test_client:
+        test_client.cookies.set(COOKIE, seeded.tokens["reader"], path="/ui")
+        yield test_client

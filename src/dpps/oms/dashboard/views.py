@@ -23,13 +23,15 @@ from dpps.catalog.query import describe_fields
 from dpps.core.authz import Action, Principal
 from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
 from dpps.oms import accounts, stats
-from dpps.oms.dashboard import campaigns
+from dpps.oms.dashboard import campaigns, quality, workload
 from dpps.oms.dashboard.common import COOKIE, ctx, error_page, html, login_redirect, viewer
 from dpps.oms.report import alarms
 from dpps.wms.states import CampaignState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 router.include_router(campaigns.router)
+router.include_router(workload.router)
+router.include_router(quality.router)
 
 PAGE = 50
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -235,40 +237,3 @@ def transfers_page(request: Request) -> Response:
         return login_redirect(request)
     columns = ["id", "did", "source_rse", "dest_rse", "state", "attempts", "error", "updated_at"]
     return _table_page(request, who, "Transfers", "transfers", columns)
-
-
-def _pending(request: Request, title: str, key: str, table: str, why: str) -> Response:
-    who = viewer(request)
-    if who is None:
-        return login_redirect(request)
-    archive = ctx(request).archive
-    with archive.sessions() as s:
-        counts = stats.optional_counts(s, table)
-    products = archive.list_files("data_level=QUAL", limit=PAGE) if key == "quality" else None
-    return html(
-        "dash/pending.html",
-        title=title,
-        active=key,
-        who=who,
-        counts=counts,
-        why=why,
-        products=products,
-    )
-
-
-@router.get("/jobs")
-def jobs_page(request: Request) -> Response:
-    why = "The workload manager records no jobs in this catalog yet."
-    return _pending(request, "Jobs", "jobs", "jobs", why)
-
-
-@router.get("/workflows")
-def workflows_page(request: Request) -> Response:
-    why = "The workload manager records no workflows in this catalog yet."
-    return _pending(request, "Workflows", "workflows", "workflows", why)
-
-
-@router.get("/quality")
-def quality_page(request: Request) -> Response:
-    why = "QualPipe reports with their plots will be listed here once QualPipe writes them."
-    return _pending(request, "Quality reports", "quality", "quality_reports", why)

@@ -1,0 +1,179 @@
+"""The quality page of the dashboard (``/ui/quality``) in a real headless Chromium, on both
+catalog backends.
+
+A real QualPipe run judges a small DL1 product (two telescopes, one with too few images for
+the criterion given) and its report and HTML page are archived next to the product by
+QualPipe's own ``archive_report``; a second run judges the same product again with a lenient
+criterion (a new version). The page must show each report's verdict and counts as stored,
+its metrics as bars coloured by outcome, and QualPipe's own PNG plots, loaded from the
+archive through the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from dpps.oms.api import create_app
+from dpps.oms.dashboard import quality_read
+from dpps.oms.server import BackgroundServer
+from dpps.pipelines.qualpipe.archiving import archive_report
+from dpps.pipelines.tool import EXIT_OK, run_tool
+from tests.oms.conftest import DL1_FILE, Dash, Seeded
+from tests.pipelines.qualpipe.helpers import write_table_dl1
+
+PRODUCT = "/ctao/dl1/obs_42/params.h5"
+IMAGES = {3: 50, 4: 30}  # images per telescope: tel 4 fails "at least 40"
+STRICT = [{"kind": "threshold", "metric": "dl1.n_images", "op": ">=", "value": 40},
+          {"kind": "range", "metric": "dl1.width_median", "min": 0.0, "max": 1.0,
+           "severity": "warning"}]  # fmt: skip
+LENIENT = [{"kind": "threshold", "metric": "dl1.n_images", "op": ">=", "value": 10}]
+
+
+def _dl1(tmp: Path) -> Path:
+    rng = np.random.default_rng(7)
+    columns = {
+        tel: {
+            "hillas_intensity": rng.lognormal(5, 1, n),
+            "hillas_width": rng.uniform(0.02, 0.1, n),
+            "hillas_length": rng.uniform(0.05, 0.3, n),
+            "time": np.linspace(0, 10, n),
+        }
+        for tel, n in IMAGES.items()
+    }
+    return write_table_dl1(tmp / "params.h5", columns)
+
+
+def judge(seeded: Seeded, tmp: Path, criteria: list[dict[str, Any]], name: str) -> list[Any]:
+    """Run QualPipe on the archived product and archive its report and page beside it."""
+    out = tmp / name
+    result = run_tool("qualpipe-report", {"criteria": criteria, "title": name},
+                      {"dl1": [tmp / "params.h5"]}, out)  # fmt: skip
+    assert result.exit_code == EXIT_OK, result.error
+    page = out / "quality_report.html"
+    return archive_report(
+        seeded.archive, out / "quality_report.json", "CTAO-S", product=f"ctao:{PRODUCT}",
+        html_path=page,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def reports(seeded: Seeded, tmp_path: Path) -> list[Any]:
+    dl1 = _dl1(tmp_path)
+    ingested = seeded.archive.ingest([dl1], "CTAO-S", lfn=PRODUCT,
+                                     meta={"data_level": "DL1", "obs_id": "42"})  # fmt: skip
+    assert not ingested.failed, ingested.failed
+    first = judge(seeded, tmp_path, STRICT, "strict")
+    second = judge(seeded, tmp_path, LENIENT, "lenient")
+    return [first, second]
+
+
+def _content(seeded: Seeded, did: str) -> dict[str, Any]:
+    info = seeded.archive.show(did).file
+    return json.loads(quality_read.read_bytes(seeded.archive, info))
+
+
+@pytest.mark.verifies_usecase("UC-160-1.1")
+def test_quality_page_in_headless_chromium(
+    seeded: Seeded, reports: list[Any], live: BackgroundServer, dash: Dash
+) -> None:
+    page, shot = dash.page, dash.shot
+    page.goto(f"{live.url}/ui/quality")
+    page.fill("#token", seeded.tokens["reader"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live.url}/ui/quality")
+    page.wait_for_load_state("networkidle")
+
+    # The archive holds one report (two versions): the page shows the latest, as stored.
+    latest_json = reports[1][0]
+    assert seeded.archive.count(quality_read.REPORT_FILTER) == 1
+    assert page.inner_text("[data-testid=quality-total]") == "1"
+    shown = page.query_selector_all("[data-testid=quality-report]")
+    assert [s.get_attribute("data-did") for s in shown] == [latest_json.did]
+    stored = _content(seeded, latest_json.did)
+    box = shown[0]
+    assert box.query_selector("[data-testid=verdict]").inner_text() == (
+        "passed" if stored["passed"] else "failed")  # fmt: skip
+    for key in ("checks", "passed", "failed", "missing"):
+        testid = "checks" if key == "checks" else f"checks-{key}"
+        assert box.query_selector(f"[data-testid={testid}]").inner_text() == str(
+            stored["summary"][key])  # fmt: skip
+    assert box.query_selector("[data-testid=metrics-count]").inner_text() == str(
+        len(stored["metrics"]))  # fmt: skip
+
+    # QualPipe's PNG plots, read from the archived page, loaded in the browser.
+    plots = box.query_selector_all("img[data-testid=plot]")
+    assert len(plots) == len(stored["plots"]) >= 1
+    for img in plots:
+        assert img.evaluate("i => i.complete && i.naturalWidth") > 0
+    shot("quality-reports")
+
+    # The strict version (v1) is a failed report: older versions are kept, and its bars show
+    # tel 4 in red. Read it through the product page's link to the first version.
+    strict_did = reports[0][0].did.split("@")[0] + "@v1"
+    strict = _content(seeded, strict_did)
+    assert strict["passed"] is False
+    assert strict["summary"]["failed"] == 1
+
+    # The metric bars: one per telescope of the checked metric, coloured by the outcome.
+    chart = box.query_selector("[data-testid=metric-charts] .metric-chart")
+    bars = chart.query_selector_all("rect")
+    assert len(bars) == len(IMAGES)
+    titles = chart.query_selector_all("g > title")
+    values = sorted(t.text_content() for t in titles)
+    assert values == [f"tel {t}: {n}" for t, n in sorted(IMAGES.items())]
+    assert {b.get_attribute("fill") for b in bars} == {"#2ca02c"}  # lenient: all pass
+    assert dash.errors == []
+    assert dash.blocked == [], f"the dashboard tried to load from elsewhere: {dash.blocked}"
+
+
+def test_a_failed_report_is_red(seeded: Seeded, signed_in: TestClient, tmp_path: Path) -> None:
+    _dl1(tmp_path)
+    assert not seeded.archive.ingest([tmp_path / "params.h5"], "CTAO-S", lfn=PRODUCT).failed
+    judge(seeded, tmp_path, STRICT, "strict")
+    text = signed_in.get("/ui/quality").text
+    assert 'data-testid="verdict">failed<' in text
+    assert 'data-testid="checks-failed">1<' in text
+    assert "<title>tel 4: 30</title>" in text
+    assert 'fill="#d62728"' in text  # tel 4 below the threshold
+    assert 'data-testid="problems"' in text
+
+
+def test_no_report_yet(seeded: Seeded, signed_in: TestClient) -> None:
+    answer = signed_in.get("/ui/quality")
+    assert answer.status_code == 200
+    assert 'data-testid="no-reports"' in answer.text
+
+
+def test_images_only_of_quality_products(
+    seeded: Seeded, signed_in: TestClient, reports: list[Any]
+) -> None:
+    """The image route reads QUAL plots and pages by DID, nothing else and no paths."""
+    page_did = reports[0][1].did
+    ok = signed_in.get("/ui/quality/image", params={"did": page_did, "n": "0"})
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "image/png"
+    assert ok.content.startswith(quality_read.PNG_MAGIC)
+    refused = {
+        "not QUAL": {"did": f"ctao:{DL1_FILE}"},
+        "a report, not a page": {"did": reports[0][0].did, "n": "0"},
+        "no such image": {"did": page_did, "n": "99"},
+        "not a number": {"did": page_did, "n": "-1"},
+        "no index": {"did": page_did},
+        "absent": {"did": "ctao:/ctao/nothing.png"},
+    }
+    for why, params in refused.items():
+        answer = signed_in.get("/ui/quality/image", params=params)
+        assert answer.status_code == 404, why
+    for bad in ("../../etc/passwd", "ctao:../../etc/passwd", "/etc/passwd"):
+        answer = signed_in.get("/ui/quality/image", params={"did": bad, "n": "0"})
+        assert answer.status_code in (400, 404), bad
+        assert "root:" not in answer.text
+    with TestClient(create_app(seeded.archive)) as anonymous:
+        answer = anonymous.get("/ui/quality/image", params={"did": page_did, "n": "0"})
+        assert answer.status_code == 401
