@@ -12,6 +12,7 @@ archive through the dashboard.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from dpps.oms.dashboard import quality_read
 from dpps.oms.server import BackgroundServer
 from dpps.pipelines.qualpipe.archiving import archive_report
 from dpps.pipelines.tool import EXIT_OK, run_tool
+from dpps.wms.api import WMS
 from tests.oms.conftest import DL1_FILE, Dash, Seeded
 from tests.pipelines.qualpipe.helpers import write_table_dl1
+from tests.wms.conftest import PY, TIMEOUT_S, write
 
 PRODUCT = "/ctao/dl1/obs_42/params.h5"
 IMAGES = {3: 50, 4: 30}  # images per telescope: tel 4 fails "at least 40"
@@ -177,3 +180,44 @@ def test_images_only_of_quality_products(
     with TestClient(create_app(seeded.archive)) as anonymous:
         answer = anonymous.get("/ui/quality/image", params={"did": page_did, "n": "0"})
         assert answer.status_code == 401
+
+
+def test_plots_of_a_report_made_by_a_wms_job(
+    seeded: Seeded, signed_in: TestClient, tmp_path: Path
+) -> None:
+    """QualPipe run as a WMS job registers its PNG plots too: the page shows those products
+    (the job's other QUAL outputs), each served as an image by its own DID."""
+    _dl1(tmp_path)
+    assert not seeded.archive.ingest([tmp_path / "params.h5"], "CTAO-S", lfn=PRODUCT).failed
+    script = ("import json, sys; from pathlib import Path; "
+              "from dpps.pipelines.tool import run_tool; "
+              "r = run_tool('qualpipe-report', json.loads(sys.argv[2]), {'dl1': [sys.argv[1]]}, "
+              "Path('out')); sys.exit(r.exit_code)")  # fmt: skip
+    prefix = "/ctao/qual/obs_42"
+    job = {
+        "name": "quality-obs42",
+        "command": [PY, "-c", script, "$(inputs.dl1.path)", json.dumps({"criteria": STRICT})],
+        "inputs": {"dl1": f"lfn:{PRODUCT}"},
+        "outputs": [
+            {"name": "report", "glob": "out/quality_report.json", "lfn": f"{prefix}/report.json"},
+            {"name": "page", "glob": "out/quality_report.html", "lfn": f"{prefix}/report.html",
+             "data_level": "QUAL", "meta": {"product_type": "quality report page"}},
+            {"name": "plots", "glob": "out/quality_plots/*.png", "array": True,
+             "lfn": prefix + "/$(self.basename)", "data_level": "QUAL",
+             "meta": {"product_type": "quality plot"}},
+        ],
+    }  # fmt: skip
+    wms = WMS(seeded.archive)
+    sub = wms.submit(write(tmp_path / "quality.yaml", json.dumps(job)))
+    assert wms.wait(sub, timeout_s=TIMEOUT_S) == "DONE", wms.job(sub.id)
+    plots = [d for d in wms.job(sub.id).outputs if d.endswith(".png")]
+    assert plots
+    text = signed_in.get("/ui/quality").text
+    assert 'data-testid="verdict">failed<' in text
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert len(sources) == len(plots)
+    for src in sources:
+        assert "&amp;n=" not in src  # a product of its own, not an image inlined in the page
+        answer = signed_in.get(src.replace("&amp;", "&"))
+        assert answer.status_code == 200
+        assert answer.content.startswith(quality_read.PNG_MAGIC)
