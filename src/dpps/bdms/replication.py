@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from dpps.bdms import rse_expression, rules
+from dpps.bdms import interventions, rse_expression, rules
 from dpps.bdms.retrieve import did_label
 from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
 from dpps.catalog import dids as did_repo
@@ -87,10 +87,13 @@ class Replication:
         *,
         rule_id: int | None = None,
         state: str | None = None,
+        rse: str | None = None,
+        ids: Sequence[int] | None = None,
         errors_only: bool = False,
         limit: int = 100,
     ) -> list[TransferInfo]:
-        """Transfers, newest change first; ``errors_only`` keeps those with an error."""
+        """Transfers, newest change first; ``rse`` is the destination, ``errors_only`` keeps
+        those with an error."""
         src, dst = aliased(RSERow), aliased(RSERow)
         stmt = (
             select(TransferRow, DIDRow, src.name, dst.name)
@@ -101,11 +104,11 @@ class Replication:
         if rule_id is not None:
             stmt = stmt.where(TransferRow.rule_id == rule_id)
         if state is not None:
-            try:
-                stmt = stmt.where(TransferRow.state == TransferState(state.upper()).value)
-            except ValueError:
-                known = ", ".join(s.value for s in TransferState)
-                raise InvalidInput(f"unknown transfer state {state!r} (use {known})") from None
+            stmt = stmt.where(TransferRow.state == transfer_state(state).value)
+        if rse is not None:
+            stmt = stmt.where(dst.name == rse)
+        if ids is not None:
+            stmt = stmt.where(TransferRow.id.in_(list(ids)))
         if errors_only:
             stmt = stmt.where(TransferRow.error.is_not(None))
         stmt = stmt.order_by(TransferRow.updated_at.desc(), TransferRow.id.desc()).limit(limit)
@@ -134,6 +137,20 @@ class Replication:
             rules.delete_rule(session, rule_id, reason=reason, account=self.account)
             return before
 
+    def update_rule(self, rule_id: int, change: interventions.RuleChange) -> RuleInfo:
+        """Change a rule in place (``interventions.update_rule``); returns it as it is now."""
+        with transaction(self.sessions) as session:
+            interventions.update_rule(session, rule_id, change, account=self.account)
+            session.flush()
+            return self._rule_info(session, rule_id)
+
+    def retry_transfer(self, transfer_id: int) -> TransferInfo:
+        """Queue a FAILED transfer again (``interventions.retry_transfer``)."""
+        with transaction(self.sessions) as session:
+            interventions.retry_transfer(session, transfer_id, account=self.account)
+        found = self.transfers(ids=[transfer_id])
+        return found[0]
+
     def _rule_info(self, session: Session, rule_id: int) -> RuleInfo:
         rule = session.get(RuleRow, rule_id)
         if rule is None:
@@ -153,6 +170,15 @@ def rule_state(text: str) -> RuleState:
     except ValueError:
         known = ", ".join(s.value for s in RuleState)
         raise InvalidInput(f"unknown rule state {text!r} (use {known})") from None
+
+
+def transfer_state(text: str) -> TransferState:
+    """A transfer state given by a user (any case), or a clear error naming the known ones."""
+    try:
+        return TransferState(text.upper())
+    except ValueError:
+        known = ", ".join(s.value for s in TransferState)
+        raise InvalidInput(f"unknown transfer state {text!r} (use {known})") from None
 
 
 def lock_counts(session: Session, rule_ids: Sequence[int]) -> dict[int, dict[str, int]]:

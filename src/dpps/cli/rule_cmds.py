@@ -1,4 +1,5 @@
-"""Replication rules: ``dpps rule add|list|show|delete``."""
+"""Replication rules and transfers: ``dpps rule add|list|show|update|delete`` and
+``dpps transfer list|retry``."""
 
 from __future__ import annotations
 
@@ -155,10 +156,111 @@ def rule_delete(
         console.print(f"rule {info.id} on {info.did} deleted")
 
 
+def rule_update(
+    ctx: typer.Context,
+    rule_id: Annotated[int, typer.Argument(metavar="ID", help="Rule id.")],
+    priority: Annotated[
+        int | None, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")
+    ] = None,
+    lifetime: Annotated[
+        float | None, typer.Option(min=0.0, help="Expire this many days from now.")
+    ] = None,
+    no_lifetime: Annotated[
+        bool, typer.Option("--no-lifetime", help="Never expire (clear the lifetime).")
+    ] = False,
+    suspend: Annotated[
+        bool | None,
+        typer.Option("--suspend/--resume", help="Stop evaluating the rule, or evaluate it again."),
+    ] = None,
+    comment: Annotated[str | None, typer.Option(help="Why the rule exists.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change a rule in place: priority, lifetime, comment; suspend or resume it.
+
+    Resuming makes the evaluator look at the rule at once. The change is in the event log.
+    """
+    from dpps.bdms.interventions import RuleChange
+
+    if lifetime is not None and lifetime <= 0:
+        raise InvalidInput("--lifetime must be more than 0 days (use --no-lifetime to clear it)")
+    change = RuleChange(
+        priority=priority,
+        lifetime=dt.timedelta(days=lifetime) if lifetime is not None else None,
+        clear_lifetime=no_lifetime,
+        suspended=suspend,
+        comment=comment,
+    )
+    info = open_archive(ctx).replication.update_rule(rule_id, change)
+    if json_:
+        emit_json(info)
+        return
+    console.print(f"rule {info.id} on {info.did}: {info.state}, priority {info.priority}, "
+                  f"expires {info.expires_at or 'never'}")  # fmt: skip
+
+
+def transfer_list(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None,
+        typer.Option(help="Only QUEUED, ACTIVE, DONE or FAILED transfers."),
+    ] = None,
+    rse: Annotated[str | None, typer.Option(help="Only transfers to this RSE.")] = None,
+    rule: Annotated[int | None, typer.Option(help="Only the transfers of this rule.")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only those with an error.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    json_: JsonOpt = False,
+) -> None:
+    """List transfers, newest change first (what the transfer daemon did and is doing)."""
+    infos = open_archive(ctx).replication.transfers(
+        rule_id=rule, state=state, rse=rse, errors_only=errors, limit=limit
+    )
+    if json_:
+        emit_json(infos)
+        return
+    console.print(
+        table(
+            None,
+            ["id", "DID", "from", "to", "state", "attempts", "next attempt", "error"],
+            [
+                [
+                    t.id,
+                    t.did,
+                    t.source or "",
+                    t.dest,
+                    t.state,
+                    f"{t.attempts}/{t.max_attempts}",
+                    t.next_attempt_at if t.state == "QUEUED" else "",
+                    t.error or "",
+                ]
+                for t in infos
+            ],
+        )
+    )
+
+
+def transfer_retry(
+    ctx: typer.Context,
+    transfer_id: Annotated[int, typer.Argument(metavar="ID", help="A FAILED transfer's id.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Queue a FAILED transfer again with fresh attempts (e.g. once its RSE is back); the
+    rules waiting on it go from STUCK back to REPLICATING."""
+    info = open_archive(ctx).replication.retry_transfer(transfer_id)
+    if json_:
+        emit_json(info)
+    else:
+        console.print(f"transfer {info.id} of {info.did} to {info.dest}: {info.state}")
+
+
 def register(app: typer.Typer) -> None:
     rule_app = typer.Typer(help="Replication rules.", no_args_is_help=True)
     command(rule_app, rule_add, "add")
     command(rule_app, rule_list, "list")
     command(rule_app, rule_show, "show")
+    command(rule_app, rule_update, "update")
     command(rule_app, rule_delete, "delete")
     app.add_typer(rule_app, name="rule")
+    transfer_app = typer.Typer(help="Transfers between RSEs.", no_args_is_help=True)
+    command(transfer_app, transfer_list, "list")
+    command(transfer_app, transfer_retry, "retry")
+    app.add_typer(transfer_app, name="transfer")

@@ -1,4 +1,5 @@
-"""``archive.replication`` over REST: the rules ``dpps rule list|show|delete`` work on.
+"""``archive.replication`` over REST: what ``dpps rule list|show|update|delete`` and
+``dpps transfer list|retry`` work on.
 
 The server answers ``GET /rules/{id}/details`` with the library's own ``RuleDetails``; rule
 lists and deletions come back as ``RuleOut`` and are turned into the same ``RuleInfo`` the
@@ -10,13 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpps.bdms.replication import rule_state
-from dpps.bdms.types import RuleDetails, RuleInfo
+from dpps.bdms.interventions import RuleChange
+from dpps.bdms.replication import rule_state, transfer_state
+from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
 from dpps.core.identifiers import DID
 from dpps.oms.client_views import Transport, load, unsupported
 
 RULES = "/api/v1/rules"
+TRANSFERS = "/api/v1/transfers"
 PAGE = 1000
+
+
+def transfer_info(out: dict[str, Any]) -> TransferInfo:
+    """A ``TransferOut`` answer as the library's ``TransferInfo``."""
+    fields = ("id", "did", "state", "attempts", "max_attempts", "bytes", "error",
+              "next_attempt_at", "finished_at")  # fmt: skip
+    return load(TransferInfo, {**{k: out[k] for k in fields},
+                               "source": out["source_rse"], "dest": out["dest_rse"]})  # fmt: skip
 
 
 def rule_info(out: dict[str, Any]) -> RuleInfo:
@@ -32,7 +43,7 @@ def rule_info(out: dict[str, Any]) -> RuleInfo:
 
 
 class RemoteReplication:
-    """``Replication``'s rule methods over REST (the server checks who may delete)."""
+    """``Replication``'s rule and transfer methods over REST (the server checks the rights)."""
 
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
@@ -60,6 +71,49 @@ class RemoteReplication:
             "GET", f"{RULES}/{int(rule_id)}/details", params={"problems": problems}
         )
         return load(RuleDetails, data)
+
+    def update_rule(self, rule_id: int, change: RuleChange) -> RuleInfo:
+        """The rule as it is after the change (the server checks the rights of adding it)."""
+        body: dict[str, Any] = {
+            "priority": change.priority,
+            "clear_lifetime": change.clear_lifetime,
+            "suspended": change.suspended,
+            "comment": change.comment,
+        }
+        if change.lifetime is not None:
+            body["lifetime_days"] = change.lifetime.total_seconds() / 86_400
+        data = self.remote._json("PATCH", f"{RULES}/{int(rule_id)}", json=body)
+        return rule_info(data)
+
+    def transfers(
+        self,
+        *,
+        rule_id: int | None = None,
+        state: str | None = None,
+        rse: str | None = None,
+        errors_only: bool = False,
+        limit: int = 100,
+    ) -> list[TransferInfo]:
+        """Newest change first, as the library orders them."""
+        params: dict[str, Any] = {"order": "updated", "errors": errors_only}
+        if state is not None:
+            params["state"] = transfer_state(state).value  # the library's check and message
+        for key, value in (("rule_id", rule_id), ("rse", rse)):
+            if value is not None:
+                params[key] = value
+        out: list[TransferInfo] = []
+        while len(out) < limit:
+            want = min(PAGE, limit - len(out))
+            page = {**params, "limit": want, "offset": len(out)}
+            items = self.remote._json("GET", TRANSFERS, params=page)["items"]
+            out.extend(transfer_info(i) for i in items)
+            if len(items) < want:
+                break
+        return out
+
+    def retry_transfer(self, transfer_id: int) -> TransferInfo:
+        data = self.remote._json("POST", f"{TRANSFERS}/{int(transfer_id)}/retry")
+        return transfer_info(data)
 
     def delete_rule(self, rule_id: int, *, reason: str) -> RuleInfo:
         """What the rule was; the server records the deletion under the token's account."""

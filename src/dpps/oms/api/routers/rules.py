@@ -3,7 +3,7 @@
 Rules on raw data (a DL0 file, or a collection holding one) need the ``rule.write.dl0``
 action (archive managers); other rules ``rule.write``; both only in the account's scopes.
 ``PATCH /rules/{id}`` changes priority, lifetime, comment or suspends/resumes a rule, with
-the same rights as adding it (``dpps.oms.catalog_writes.update_rule``); ``DELETE
+the same rights as adding it (``dpps.bdms.interventions.update_rule``); ``DELETE
 /rules/{id}?reason=`` removes it, with the same rights, the way ``dpps rule delete`` does.
 ``GET /rules/{id}/details`` answers ``archive.replication.get_rule`` itself (what ``dpps rule
 show`` prints), and rules carry their lock counts, so the remote CLI shows what the local one does.
@@ -19,9 +19,10 @@ from fastapi import APIRouter, Path, Query, status
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
+from dpps.bdms.interventions import RuleChange
 from dpps.bdms.replication import lock_counts
+from dpps.bdms.retrieve import did_label
 from dpps.bdms.types import RuleDetails
-from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, RuleRow
 from dpps.core.errors import NotFound
 from dpps.core.states import RuleState
@@ -29,7 +30,6 @@ from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
 from dpps.oms.api.guards import require_rule_write
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page, PolicyIn, RuleIdsOut, RuleIn, RuleOut, RuleUpdateIn
-from dpps.oms.catalog_writes import RuleChange, update_rule
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
 
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=PROBLEM_RES
 def _out(rule: RuleRow, did: DIDRow, locks: dict[str, int]) -> RuleOut:
     return RuleOut(
         id=rule.id,
-        did=f"{did.scope}:{did.name}",
+        did=did_label(did),  # scope:name, with @vN for an earlier version (as the library)
         account=rule.account,
         rse_expression=rule.rse_expression,
         source_expression=rule.source_expression,
@@ -142,8 +142,7 @@ def patch_rule(
         suspended=body.suspended,
         comment=body.comment,
     )
-    with transaction(archive.sessions) as session:
-        update_rule(session, rule_id, change, account=archive.account)
+    archive.replication.update_rule(rule_id, change)
     return _one(archive, rule_id)
 
 

@@ -6,20 +6,20 @@ The transfer daemon owns their life cycle; from here a FAILED transfer can be qu
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from dpps.catalog.engine import transaction
+from dpps.bdms.replication import transfer_state
+from dpps.bdms.retrieve import did_label
 from dpps.catalog.models import DIDRow, RSERow, TransferRow
 from dpps.core.authz import Action, Principal
 from dpps.core.errors import NotFound
 from dpps.oms.api.deps import ArchiveView, Reader, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page, TransferOut
-from dpps.oms.catalog_writes import retry_transfer
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES)
 
@@ -29,17 +29,17 @@ _src = aliased(RSERow)
 
 def _select() -> Any:
     return (
-        select(TransferRow, DIDRow.scope, DIDRow.name, _dest.name, _src.name)
+        select(TransferRow, DIDRow, _dest.name, _src.name)
         .join(DIDRow, DIDRow.id == TransferRow.did_id)
         .join(_dest, _dest.id == TransferRow.dest_rse_id)
         .outerjoin(_src, _src.id == TransferRow.source_rse_id)
     )
 
 
-def _out(t: TransferRow, scope: str, name: str, dest: str, src: str | None) -> TransferOut:
+def _out(t: TransferRow, did: DIDRow, dest: str, src: str | None) -> TransferOut:
     return TransferOut(
         id=t.id,
-        did=f"{scope}:{name}",
+        did=did_label(did),  # scope:name, with @vN for an earlier version (as the library)
         dest_rse=dest,
         source_rse=src,
         rule_id=t.rule_id,
@@ -63,20 +63,31 @@ def list_transfers(
     _who: Reader,
     state: Annotated[str | None, Query(max_length=16)] = None,
     rse: Annotated[str | None, Query(max_length=64, description="Destination RSE")] = None,
+    rule_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    errors: Annotated[bool, Query(description="Only transfers with an error")] = False,
+    order: Annotated[
+        Literal["id", "updated"],
+        Query(description="newest id first, or newest change first (as dpps transfer list)"),
+    ] = "id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Page[TransferOut]:
     stmt = _select()
     if state is not None:
-        stmt = stmt.where(TransferRow.state == state.upper())
+        stmt = stmt.where(TransferRow.state == transfer_state(state).value)
     if rse is not None:
         stmt = stmt.where(_dest.name == rse)
+    if rule_id is not None:
+        stmt = stmt.where(TransferRow.rule_id == rule_id)
+    if errors:
+        stmt = stmt.where(TransferRow.error.is_not(None))
+    newest = (TransferRow.updated_at.desc(),) if order == "updated" else ()
     with archive.sessions() as session:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = session.execute(
-            stmt.order_by(TransferRow.id.desc()).limit(limit).offset(offset)
+            stmt.order_by(*newest, TransferRow.id.desc()).limit(limit).offset(offset)
         ).all()
-        items = [_out(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        items = [_out(r[0], r[1], r[2], r[3]) for r in rows]
     return Page[TransferOut](items=items, total=int(total), limit=limit, offset=offset)
 
 
@@ -88,7 +99,7 @@ def _one(archive: ArchiveView, transfer_id: int) -> TransferOut:
         row = session.execute(_select().where(TransferRow.id == transfer_id)).one_or_none()
         if row is None:
             raise NotFound(f"no such transfer {transfer_id}")
-        return _out(row[0], row[1], row[2], row[3], row[4])
+        return _out(row[0], row[1], row[2], row[3])
 
 
 @router.get("/{transfer_id}", response_model=TransferOut, summary="One transfer")
@@ -102,6 +113,5 @@ def retry(
     archive: ArchiveView,
     _who: Annotated[Principal, allowed(Action.TRANSFER_RETRY)],
 ) -> TransferOut:
-    with transaction(archive.sessions) as session:
-        retry_transfer(session, transfer_id, account=archive.account)
+    archive.replication.retry_transfer(transfer_id)
     return _one(archive, transfer_id)

@@ -1,11 +1,11 @@
-"""Operator writes on rules and transfers that the archive library does not offer yet.
+"""An operator's interventions on rules and transfers: change a rule in place, retry a transfer.
 
-``dpps.bdms`` adds and deletes rules and its daemons move transfers on; changing a rule in
-place (priority, lifetime, suspend/resume) and queueing a FAILED transfer again are what an
-operator does from the API. These are the smallest functions that do it with the same
-conventions as ``dpps.bdms.rules``: they take a session (the caller commits), lock the row
-they change and record an event naming the account. They belong in ``dpps.bdms`` once its
-owners take them over.
+``dpps.bdms.rules`` adds and deletes rules and the daemons move transfers on; changing a rule's
+priority, lifetime or comment, suspending and resuming it, and queueing a FAILED transfer again
+are what a person on shift does (``dpps rule update``, ``dpps transfer retry``, the REST API).
+Same conventions as ``dpps.bdms.rules``: a session is passed in (the caller commits), the row
+changed is locked, and an event names the account. ``archive.replication`` wraps them in their
+transactions.
 """
 
 from __future__ import annotations
