@@ -205,6 +205,15 @@ def test_nobody_writes_outside_their_scopes(seeded: Seeded, client: TestClient) 
         "/api/v1/rules", json={"did": DL1_FILE, "copies": 1, "rses": "PIC"}, headers=headers
     )
     assert rule.status_code == 403
+    # Work registers its outputs in the archive's default scope: outside "sim", so refused.
+    work = {
+        "/api/v1/jobs": {"job": {"name": "noop", "command": ["true"]}},
+        "/api/v1/campaigns": {"query": "obs_id = 42", "software_version": "2"},
+    }
+    for path, payload in work.items():
+        refused = client.post(path, json=payload, headers=headers)
+        assert refused.status_code == 403, (path, refused.text)
+        assert "scope" in refused.json()["detail"]
 
 
 @pytest.mark.verifies_usecase("UC-160-1.2")

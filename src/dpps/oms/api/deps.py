@@ -119,6 +119,20 @@ def allowed(action: Action) -> object:
     return Depends(check)
 
 
+def producing(action: Action) -> object:
+    """Dependency: ``action`` and the right to write where its products go.
+
+    Jobs, workflows, transformations and campaigns register their outputs in the archive's
+    default scope (``dpps.wms.outputs``); an account that may not write there may not start
+    work that would, whatever its role."""
+
+    async def check(who: CurrentPrincipal, ctx: Context) -> Principal:
+        require(who, action, scopes=[ctx.archive.config.default_scope])
+        return who
+
+    return Depends(check)
+
+
 async def archive_view(who: CurrentPrincipal, ctx: Context) -> Archive:
     """The archive acting as the request's account: every event it writes names it."""
     return ctx.archive.as_account(who.name)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import Field
 
 from dpps.core.authz import Action, Principal
-from dpps.oms.api.deps import ArchiveView, Reader, allowed
+from dpps.oms.api.deps import ArchiveView, Reader, producing
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.routers.wms import Workload
 from dpps.oms.api.schemas import In
@@ -24,7 +24,7 @@ from dpps.pipelines.campaign import record as campaign_record
 from dpps.wms.types import CampaignInfo
 
 router = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"], responses=PROBLEM_RESPONSES)
-Runner = Annotated[Principal, allowed(Action.CAMPAIGN)]
+Runner = Annotated[Principal, producing(Action.CAMPAIGN)]
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Did = Annotated[str, Field(min_length=1, max_length=1100)]

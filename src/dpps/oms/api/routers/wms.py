@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from dpps.catalog.models_wms import JobRow
 from dpps.core.authz import Action, Principal
-from dpps.oms.api.deps import ArchiveView, Reader, allowed
+from dpps.oms.api.deps import ArchiveView, Reader, allowed, producing
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page
 from dpps.oms.api.schemas_wms import (
@@ -37,7 +37,7 @@ async def wms_view(archive: ArchiveView) -> WMS:
 
 
 Workload = Annotated[WMS, Depends(wms_view)]
-Submitter = Annotated[Principal, allowed(Action.WMS_WRITE)]
+Submitter = Annotated[Principal, producing(Action.WMS_WRITE)]
 Killer = Annotated[Principal, allowed(Action.WMS_KILL)]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
