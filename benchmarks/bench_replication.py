@@ -18,6 +18,7 @@ does not depend on what else loads the machine.
 
     python benchmarks/bench_replication.py [--small-files 100000] [--large-files 8]
                                            [--large-mb 256] [--postgres] [--json]
+                                           [--evaluation-only] [--daemons 2]
 """
 
 from __future__ import annotations
@@ -135,6 +136,13 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _evaluate(archive: Archive) -> float:
+    """Seconds of one evaluator pass over the new rule (every lock and transfer queued)."""
+    t0 = time.perf_counter()
+    evaluator.run_once(DaemonContext("evaluator"), archive)
+    return time.perf_counter() - t0
+
+
 def _replicate(
     archive: Archive, rule_id: int, say: Say, daemons: int
 ) -> tuple[float, float, float]:
@@ -144,9 +152,7 @@ def _replicate(
     The evaluator runs in this process; the transfers in ``daemons`` ``dpps daemon transfer``
     processes (several instances, as in production), or in this process when 0.
     """
-    t0 = time.perf_counter()
-    evaluator.run_once(DaemonContext("evaluator"), archive)
-    evaluated = time.perf_counter() - t0
+    evaluated = _evaluate(archive)
     t1 = time.perf_counter()
     cpu0 = _children_cpu()
     if daemons:
@@ -235,8 +241,9 @@ def _sync() -> None:
 
 
 def bench_small(
-    catalog_url: str | None, n_files: int, size: int, daemons: int, say: Say
-) -> dict[str, Any]:
+    catalog_url: str | None, n_files: int, size: int, daemons: int, say: Say,
+    copies: bool = True,
+) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dpps-bench-rep-") as tmp:
         base = Path(tmp)
         with _archive(catalog_url, base) as archive:
@@ -245,6 +252,14 @@ def bench_small(
             _sync()
             t0 = time.perf_counter()
             rule_id = archive.add_rule("/bench/small", copies=2, rses="offsite&type=disk")
+            if not copies:  # the rule evaluation alone (--evaluation-only)
+                evaluated = _evaluate(archive)
+                say("baseline: raw INSERT of the same rows")
+                raw = _raw_rows(archive, rule_id, 2)
+                return {"files": n_files, "evaluation_s": evaluated,
+                        "evaluation_files_per_s": n_files / evaluated,
+                        "raw_insert_files_per_s": n_files / raw,
+                        "evaluation_ratio_to_raw": raw / evaluated}  # fmt: skip
             evaluated, transferred, cpu = _replicate(archive, rule_id, say, daemons)
             total = time.perf_counter() - t0
             say("baseline: raw INSERT of the same rows")
@@ -330,6 +345,7 @@ def run(
     postgres: bool = False,
     quiet: bool = False,
     daemons: int = 2,
+    evaluation_only: bool = False,
 ) -> dict[str, Any]:
     say: Say = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     backends: list[tuple[str, Callable[[], str | None]]] = [("sqlite", lambda: None)]
@@ -346,7 +362,7 @@ def run(
             if small_files:
                 say(f"[{backend}] copies=2 rule over {small_files:,} small files")
                 results[f"small_{backend}"] = bench_small(
-                    new_url(), small_files, small_size, daemons, say
+                    new_url(), small_files, small_size, daemons, say, not evaluation_only
                 )
             if large_files:
                 say(f"[{backend}] {large_files} large files vs cp")
@@ -375,6 +391,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['evaluation_ratio_to_raw']:.2f}x | >= 5,000 files/s | "
                 f"{_verdict(r['evaluation_files_per_s'] >= 5000)} |"
             )
+            if "replication_s" not in r:  # --evaluation-only
+                continue
             lines.append(
                 f"| {key}: complete verified replication ({2 * r['files']:,} copies of "
                 f"{r['bytes_per_file']} B) | {r['replication_files_per_s']:,.0f} files/s "
@@ -414,6 +432,9 @@ def main() -> None:
     parser.add_argument(
         "--daemons", type=int, default=2, help="transfer daemon processes (0: in this process)"
     )
+    parser.add_argument(
+        "--evaluation-only", action="store_true", help="small files: the rule evaluation only"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     results = run(
@@ -423,6 +444,8 @@ def main() -> None:
         args.large_mb,
         args.postgres,
         args.json,
+        args.daemons,
+        args.evaluation_only,
     )
     print(json.dumps(results, indent=2) if args.json else render(results))
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dpps.bdms.placement import OPEN, Plan, build_plan, decide
 from dpps.catalog import events
+from dpps.catalog.bulk import insert_rows
 from dpps.catalog.leases import claim
 from dpps.catalog.models import (
     DIDRow,
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.evaluator")
+_LOCKS: Table = RuleLockRow.__table__  # type: ignore[assignment]
+_TRANSFERS: Table = TransferRow.__table__  # type: ignore[assignment]
 
 
 class _LeaseLost(Exception):
@@ -262,14 +264,14 @@ class Evaluator:
                         "updated_at": now,
                     }
                 )
-        if new_locks:
-            session.execute(insert(RuleLockRow), new_locks)
+        insert_rows(session, _LOCKS, new_locks)
         if changed_locks:
             session.execute(update(RuleLockRow), changed_locks)
         for block in chunks(dropped_locks):
             session.execute(delete(RuleLockRow).where(RuleLockRow.id.in_(block)))
-        if transfers:
-            session.execute(_insert_ignoring_duplicates(session), transfers)
+        # skips a file/RSE pair that got an open transfer meanwhile (the partial unique index),
+        # e.g. queued by another rule's evaluator
+        insert_rows(session, _TRANSFERS, transfers, ignore_conflicts=True)
         if touched:
             refresh_lock_counts(session, touched)
         tally.transfers = len(transfers)
@@ -356,14 +358,6 @@ class Evaluator:
                 RuleState.STUCK: cfg.stuck_retry_s,
             }[state]
             rule.next_evaluation_at = None if delay is None else now + dt.timedelta(seconds=delay)
-
-
-def _insert_ignoring_duplicates(session: Session) -> Any:
-    """INSERT INTO transfers that skips a file/RSE pair already having an open transfer (the
-    partial unique index), e.g. queued meanwhile by another rule's evaluator."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(TransferRow).on_conflict_do_nothing()
-    return sqlite.insert(TransferRow).on_conflict_do_nothing()
 
 
 def _release(session: Session, rule_ids: Sequence[int], owner: str) -> None:

@@ -45,6 +45,9 @@ class Plan:
     load: Counter[int]
     min_km: float
     max_attempts: int
+    #: RSE pairs closer than ``min_km`` (both ways), computed once: ``score`` asks for every
+    #: candidate and holder of every file.
+    near: frozenset[tuple[int, int]] = frozenset()
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -97,6 +100,18 @@ def build_plan(session: Session, config: Config, rule: RuleRow) -> Plan:
         load=load,
         min_km=config.rules.min_distance_km,
         max_attempts=config.transfers.max_attempts,
+        near=near_pairs(coords, config.rules.min_distance_km),
+    )
+
+
+def near_pairs(
+    coords: dict[int, tuple[float, float] | None], min_km: float
+) -> frozenset[tuple[int, int]]:
+    """Every ordered pair of RSEs whose sites are closer than ``min_km`` (one RSE and itself
+    included); an RSE without coordinates is near nothing."""
+    located = [(r, c) for r, c in coords.items() if c is not None]
+    return frozenset(
+        (a, b) for a, ca in located for b, cb in located if distance_km(ca, cb) < min_km
     )
 
 
@@ -158,11 +173,7 @@ def score(
     """Lower is better: not where it failed, keep this rule's lock (repair in place), a new
     site, far from the other copies, then the least loaded RSE."""
     sites = {plan.site.get(h) for h in holders}
-    here = plan.coords.get(rse)
-    near = here is not None and any(
-        (there := plan.coords.get(h)) is not None and distance_km(here, there) < plan.min_km
-        for h in holders
-    )
+    near = any((rse, h) in plan.near for h in holders)
     return (
         rse in failed,
         rse not in locks,

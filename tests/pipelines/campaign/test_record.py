@@ -21,6 +21,11 @@ STEPS = ("camera", "atmosphere", "dl1", "dl2", "dl3", "quality")
 
 @pytest.mark.verifies_usecase(UC)
 @pytest.mark.verifies_usecase("UC-160-1.1")
+# PostgreSQL only: on SQLite the daemon runs a queued campaign in test_remote (a campaign costs
+# a minute; the stopped-runner test below runs on both).
+@pytest.mark.parametrize(
+    "catalog_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_the_daemon_runs_a_queued_campaign(tape_archive: Archive) -> None:
     archive = tape_archive
     queued = record.submit(archive.as_account("dpm"), spec())

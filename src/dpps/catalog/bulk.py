@@ -1,0 +1,112 @@
+"""Many rows into one table, the fastest way each backend offers.
+
+A rule over 100,000 files queues 200,000 locks and transfers in one evaluation. On SQLite a
+Core ``executemany`` is already close to the database's own speed; on PostgreSQL the same
+statement costs a round of parsing and planning per batch, and ``COPY`` is several times
+faster. Rows that may collide with existing ones (``ignore_conflicts``: a partial unique
+index, say) are copied into a temporary table first and inserted from there with
+``ON CONFLICT DO NOTHING``, so the same rows are skipped on both backends. Everything happens
+on the session's own connection, inside its transaction.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+#: Fewer rows go through an ordinary INSERT: a temporary table per transaction is not worth it.
+COPY_FROM = 200
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table``; the caller commits."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and len(rows) >= COPY_FROM:
+        _copy(session, table, _completed(table, rows), ignore_conflicts)
+        return
+    stmt: Any = insert(table)
+    if ignore_conflicts:
+        stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        stmt = stmt.on_conflict_do_nothing()
+    session.execute(stmt, list(rows))
+
+
+def _completed(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the Python-side column defaults an INSERT would apply (COPY does not)."""
+    filled: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in rows[0] or column.primary_key or default is None:
+            continue
+        if getattr(default, "is_scalar", False):
+            filled[column.name] = default.arg  # type: ignore[attr-defined]
+        elif getattr(default, "is_callable", False):
+            filled[column.name] = default.arg(None)  # type: ignore[attr-defined]
+    return [{**filled, **row} for row in rows]
+
+
+def _copy(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], ignore_conflicts: bool
+) -> None:
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    raw = session.connection().connection.driver_connection  # psycopg, in this transaction
+    assert raw is not None
+    target = f'"{table.name}"'
+    try:
+        _run_copy(raw, target, names, columns, rows, ignore_conflicts, table.name)
+    except Exception as exc:  # the driver's own errors, as SQLAlchemy raises them elsewhere
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error):
+            raise
+        raise DBAPIError.instance(
+            f"COPY {target}", None, exc, psycopg.Error, dialect=session.get_bind().dialect
+        ) from None
+
+
+def _run_copy(
+    raw: Any,
+    target: str,
+    names: str,
+    columns: list[str],
+    rows: Sequence[Mapping[str, Any]],
+    ignore_conflicts: bool,
+    table_name: str,
+) -> None:
+    with raw.cursor() as cursor:
+        if ignore_conflicts:
+            staging = f'"_bulk_{table_name}_{zlib.crc32(names.encode()):08x}"'  # per column set
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
+                f"SELECT {names} FROM {target} WITH NO DATA"
+            )
+            cursor.execute(f"TRUNCATE {staging}")
+            into = staging
+        else:
+            into = target
+        with cursor.copy(f"COPY {into} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+        if ignore_conflicts:
+            cursor.execute(
+                f"INSERT INTO {target} ({names}) SELECT {names} FROM {staging} "
+                "ON CONFLICT DO NOTHING"
+            )
+
+
+__all__ = ["insert_rows"]
