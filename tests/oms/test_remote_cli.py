@@ -15,6 +15,8 @@ from dpps.cli.main import app
 from dpps.oms.client import RemoteArchive
 from dpps.oms.server import BackgroundServer
 from dpps.storage.checksums import checksum_file
+from dpps.wms.api import WMS
+from dpps.wms.builder import load_job
 from tests.bdms.helpers import make_fits
 from tests.oms.conftest import DL0, Seeded, account_for
 from tests.wms.conftest import SUMMARIZE_CWL, write
@@ -293,9 +295,15 @@ def test_wms_commands_locally_and_remotely(
     assert "wms.write" in reader[2]
     looked = _remote(live, seeded.tokens["reader"], "wms", "list", "--json")
     assert looked[0] == 0
-    unsupported = _remote(live, seeded.tokens[dpm], "wms", "accounting")
-    assert unsupported[0] == 3
-    assert "not available over REST" in unsupported[2]
+    ran = WMS(seeded.archive)  # one job that ran, so the accounting has a row
+    ran.wait(ran.submit_job(load_job({"name": "acct", "command": ["true"]})[0], {}))
+    for args in (("wms", "accounting", "--json"), ("wms", "accounting", "--by", "tool,site")):
+        local, remote = _both(seeded, live, *args, role="reader")
+        assert local[0] == 0, local
+        assert local[1] == remote[1], args
+    assert json.loads(_local(seeded.archive, "wms", "accounting", "--json")[1])  # jobs ran
+    bad = _both(seeded, live, "wms", "accounting", "--by", "colour")
+    assert bad[0][0] == bad[1][0] == 3, bad
 
 
 def test_remote_wms_methods_accept_what_wms_methods_accept() -> None:

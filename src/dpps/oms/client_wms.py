@@ -11,7 +11,7 @@ server: there the daemons of ``dpps serve`` run the jobs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,13 @@ from dpps.wms.builder import read_yaml, single_tool_workflow
 from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import Tool, WorkflowSpec
 from dpps.wms.states import FINAL_JOB_STATES, FINAL_WORKFLOW_STATES, TransformationState
-from dpps.wms.types import JobInfo, Submitted, TransformationInfo, WorkflowInfo
+from dpps.wms.types import (
+    AccountingRow,
+    JobInfo,
+    Submitted,
+    TransformationInfo,
+    WorkflowInfo,
+)
 
 Progress = Callable[[int, int], None]
 PAGE = 1000
@@ -133,6 +139,13 @@ class RemoteWMS:
             if len(page["items"]) < want:
                 break
         return out
+
+    def accounting(
+        self, by: Sequence[str] = ("site", "activity", "software_version")
+    ) -> list[AccountingRow]:
+        """The server's accounting of the jobs that ran (the library's rows, same order)."""
+        data = self.remote._json("GET", "/api/v1/accounting", params={"by": ",".join(by)})
+        return load(list[AccountingRow], data)
 
     def logs(self, job_id: int) -> str:
         return str(self.remote._json("GET", f"/api/v1/jobs/{int(job_id)}/log")["log"])

@@ -67,6 +67,7 @@ ROUTERS = (
     events.router,
     accounts.router,
     wms.jobs,
+    wms.accounting,
     wms_flows.workflows,
     wms_flows.transformations,
     campaigns.router,

@@ -29,6 +29,7 @@ from dpps.oms.api.schemas_wms import (
 from dpps.oms.wms_submit import record, submit_job_data
 from dpps.wms.api import WMS, JobInfo
 from dpps.wms.jobs import SubmitOptions
+from dpps.wms.types import AccountingRow
 
 
 async def wms_view(archive: ArchiveView) -> WMS:
@@ -49,6 +50,21 @@ def options(body: SubmitOptionsIn) -> SubmitOptions:
 
 
 jobs = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
+accounting = APIRouter(prefix="/api/v1/accounting", tags=["jobs"], responses=PROBLEM_RESPONSES)
+
+
+@accounting.get("", response_model=list[AccountingRow], summary="Resource use of jobs that ran")
+def job_accounting(
+    wms: Workload,
+    _who: Reader,
+    by: Annotated[
+        str,
+        Query(max_length=200, description="Group by, comma-separated: site, activity, "
+              "software_version, executor, tool"),
+    ] = "site,activity,software_version",
+) -> list[AccountingRow]:  # fmt: skip
+    """What ``dpps wms accounting`` prints: CPU, wall time, peak memory, bytes, per group."""
+    return wms.accounting([k.strip() for k in by.split(",") if k.strip()])
 
 
 @jobs.get("", response_model=Page[JobInfo], summary="Jobs, newest first")
