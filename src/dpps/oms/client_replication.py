@@ -15,7 +15,7 @@ from dpps.bdms.interventions import RuleChange
 from dpps.bdms.replication import rule_state, transfer_state
 from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
 from dpps.core.identifiers import DID
-from dpps.oms.client_views import Transport, load, unsupported
+from dpps.oms.client_views import Transport, load, paged, unsupported
 
 RULES = "/api/v1/rules"
 TRANSFERS = "/api/v1/transfers"
@@ -56,15 +56,7 @@ class RemoteReplication:
             params["state"] = rule_state(state).value  # the library's check and message
         if did is not None:
             params["did"] = str(did)
-        out: list[RuleInfo] = []
-        while len(out) < limit:
-            want = min(PAGE, limit - len(out))
-            page = {**params, "limit": want, "offset": len(out)}
-            items = self.remote._json("GET", RULES, params=page)["items"]
-            out.extend(rule_info(i) for i in items)
-            if len(items) < want:
-                break
-        return out
+        return [rule_info(i) for i in paged(self.remote, RULES, params, limit, PAGE)]
 
     def get_rule(self, rule_id: int, *, problems: int = 10) -> RuleDetails:
         data = self.remote._json(
@@ -101,15 +93,7 @@ class RemoteReplication:
         for key, value in (("rule_id", rule_id), ("rse", rse)):
             if value is not None:
                 params[key] = value
-        out: list[TransferInfo] = []
-        while len(out) < limit:
-            want = min(PAGE, limit - len(out))
-            page = {**params, "limit": want, "offset": len(out)}
-            items = self.remote._json("GET", TRANSFERS, params=page)["items"]
-            out.extend(transfer_info(i) for i in items)
-            if len(items) < want:
-                break
-        return out
+        return [transfer_info(i) for i in paged(self.remote, TRANSFERS, params, limit, PAGE)]
 
     def retry_transfer(self, transfer_id: int) -> TransferInfo:
         data = self.remote._json("POST", f"{TRANSFERS}/{int(transfer_id)}/retry")

@@ -46,6 +46,20 @@ def load[T](cls: type[T], data: Any) -> T:
     return TypeAdapter(cls).validate_python(data)
 
 
+def paged(
+    remote: Transport, path: str, params: dict[str, Any], limit: int, page: int = 1000
+) -> list[Any]:
+    """Up to ``limit`` items of a paginated list endpoint (``Page``), fetched page by page."""
+    out: list[Any] = []
+    while len(out) < limit:
+        want = min(page, limit - len(out))
+        items = remote._json("GET", path, params={**params, "limit": want, "offset": len(out)})
+        out.extend(items["items"])
+        if len(items["items"]) < want:
+            break
+    return out
+
+
 class RemoteUnsupported(InvalidInput, AttributeError):
     """A command asked the remote archive for something only a local archive offers."""
 

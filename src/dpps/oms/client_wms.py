@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dpps.core.errors import InvalidInput, Unavailable
-from dpps.oms.client_views import ENV_URL, RemoteUnsupported, Transport, load
+from dpps.oms.client_views import ENV_URL, RemoteUnsupported, Transport, load, paged
 from dpps.wms.builder import read_yaml, single_tool_workflow
 from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import Tool, WorkflowSpec
@@ -129,16 +129,7 @@ class RemoteWMS:
     ) -> list[JobInfo]:
         filters = {"state": state, "workflow_id": workflow_id, "site": site, "activity": activity}
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
-        out: list[JobInfo] = []
-        while len(out) < limit:
-            want = min(PAGE, limit - len(out))
-            page = self.remote._json(
-                "GET", "/api/v1/jobs", params={**params, "limit": want, "offset": len(out)}
-            )
-            out.extend(load(list[JobInfo], page["items"]))
-            if len(page["items"]) < want:
-                break
-        return out
+        return load(list[JobInfo], paged(self.remote, "/api/v1/jobs", params, limit, PAGE))
 
     def accounting(
         self, by: Sequence[str] = ("site", "activity", "software_version")
