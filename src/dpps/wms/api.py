@@ -72,7 +72,16 @@ class WMS(reports.Reports):
         data = read_yaml(path, "job")
         if isinstance(data, Mapping) and "cwlVersion" in data:
             raise InvalidInput(f"{path} is a CWL document: give it a .cwl name")
-        tool, values, job = load_job(data, str(path.name))
+        return self.submit_document(data, opts=opts, what=str(path.name))
+
+    def submit_document(self, data: Any, *, opts: job_repo.SubmitOptions | None = None,
+                        what: str = "job") -> Submitted:  # fmt: skip
+        """A JOB.yaml document already read (a server receives the mapping, not the file);
+        options given here win over the document's own, defaults do not."""
+        opts = opts or job_repo.SubmitOptions()
+        if isinstance(data, Mapping) and "cwlVersion" in data:
+            raise InvalidInput(f"{what} is a CWL document: submit it as a workflow")
+        tool, values, job = load_job(data, what)
         merged = job_repo.SubmitOptions(
             name=opts.name or job.name, priority=job.priority if opts.priority == 3 else
             opts.priority, activity=job.activity if opts.activity == "default" else

@@ -26,7 +26,7 @@ from dpps.oms.api.schemas_wms import (
     SubmitOptionsIn,
     SubmittedOut,
 )
-from dpps.oms.wms_submit import record, submit_job_data
+from dpps.oms.wms_submit import record
 from dpps.wms.api import WMS, JobInfo
 from dpps.wms.jobs import SubmitOptions
 from dpps.wms.types import AccountingRow
@@ -109,7 +109,7 @@ def job_log(job_id: Id, wms: Workload, _who: Reader) -> LogOut:
     "", response_model=SubmittedOut, status_code=status.HTTP_201_CREATED, summary="Submit a job"
 )
 def submit_job(body: JobSubmitIn, wms: Workload, _who: Submitter) -> SubmittedOut:
-    sub = submit_job_data(wms, body.job, options(body))
+    sub = wms.submit_document(body.job, opts=options(body))
     record(wms, "job.submit", job_id=sub.id, name=sub.name)
     return SubmittedOut(kind=sub.kind, id=sub.id, name=sub.name)
 
