@@ -12,17 +12,25 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dpps.bdms import rse_expression
 from dpps.bdms.transfer_catalog import Job, finish, locks_ok, settle_rules
 from dpps.catalog import events
-from dpps.catalog.leases import claim
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, RuleRow, TransferRow, utcnow
-from dpps.catalog.replication import refresh_lock_counts
+from dpps.catalog.leases import lock_free
+from dpps.catalog.models import (
+    DIDRow,
+    ReplicaRow,
+    RSERow,
+    RuleLockRow,
+    RuleRow,
+    TransferRow,
+    utcnow,
+)
+from dpps.catalog.sets import among
 from dpps.core.config import Config
 from dpps.core.errors import DppsError
 from dpps.core.states import ReplicaState, RSEKind, TransferState
@@ -73,6 +81,13 @@ class SourceSelector:
         return [u[2] for u in usable if not u[3]], [u[2] for u in usable if u[3]]
 
 
+#: What a claim reads of each transfer (plain rows: the ORM costs more than the copies).
+_COLUMNS = (
+    TransferRow.id, TransferRow.did_id, TransferRow.dest_rse_id, TransferRow.rule_id,
+    TransferRow.priority, TransferRow.attempts, TransferRow.max_attempts,
+)  # fmt: skip
+
+
 def claim_jobs(
     session: Session, config: Config, owner: str, limit: int, account: str
 ) -> list[Job]:
@@ -80,26 +95,20 @@ def claim_jobs(
 
     Transfers with no usable source wait ``source_wait_s`` (no attempt is spent); transfers
     over their link's concurrency limit are left for later; a transfer whose destination
-    already holds an AVAILABLE replica is finished on the spot.
+    already holds an AVAILABLE replica is finished on the spot. Each claimed transfer is
+    written once: lease, state and source in one UPDATE.
     """
     cfg = config.transfers
     now = utcnow()
     # Copies whose daemon died (lease expired) first, then due transfers in the order of the
     # (state, next_attempt_at) index: a range scan that stops at ``limit``, where ordering by
     # priority would sort every queued row at every claim. Priority orders the claimed batch.
-    rows = claim(
-        session,
-        TransferRow,
-        owner=owner,
-        lease_s=cfg.lease_s,
-        where=[TransferRow.state == TransferState.ACTIVE.value],
-        limit=limit,
+    rows = lock_free(
+        session, _COLUMNS, where=[TransferRow.state == TransferState.ACTIVE.value], limit=limit
     )
-    rows += claim(
+    rows += lock_free(
         session,
-        TransferRow,
-        owner=owner,
-        lease_s=cfg.lease_s,
+        _COLUMNS,
         where=[
             TransferRow.state == TransferState.QUEUED.value,
             TransferRow.next_attempt_at <= now,
@@ -118,7 +127,7 @@ def claim_jobs(
             select(
                 DIDRow.id, DIDRow.scope, DIDRow.name, DIDRow.version, DIDRow.bytes,
                 DIDRow.adler32, DIDRow.blake3, DIDRow.deleted_at,
-            ).where(DIDRow.id.in_(did_ids))
+            ).where(among(session, DIDRow.id, did_ids))
         )
     }  # fmt: skip
     replicas: dict[int, list[Any]] = defaultdict(list)
@@ -126,7 +135,7 @@ def claim_jobs(
         select(
             ReplicaRow.id, ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.state,
             ReplicaRow.path, ReplicaRow.bytes,
-        ).where(ReplicaRow.did_id.in_(did_ids))
+        ).where(among(session, ReplicaRow.did_id, did_ids))
     ):  # fmt: skip
         replicas[rep.did_id].append(rep)
     rule_ids = sorted({r.rule_id for r in rows if r.rule_id is not None})
@@ -135,37 +144,47 @@ def claim_jobs(
             select(RuleRow.id, RuleRow.source_expression).where(RuleRow.id.in_(rule_ids))
         ).all()
     )
-    active = _active_links(session, rses, now, [r.id for r in rows])
+    active = _active_links(session, rses, now)
     selector = SourceSelector(config, rses)
+    lease_until = now + dt.timedelta(seconds=cfg.lease_s)
 
     jobs: list[Job] = []
+    leased: list[dict[str, Any]] = []
+    postponed: list[dict[str, Any]] = []
     new_replicas: list[dict[str, Any]] = []
     recopied: list[dict[str, Any]] = []
     copying_events: list[dict[str, object]] = []
     finished: set[int] = set()
+
+    def end(row: Any, state: TransferState, reason: str | None) -> None:
+        transfer = session.get_one(TransferRow, row.id)  # rare: the ORM row is worth it here
+        finish(session, transfer, state, now, reason, account)
+
+    def postpone(row: Any, reason: str) -> None:
+        postponed.append(_postponed(row.id, now, cfg.source_wait_s, reason))
+
     for row in rows:
         did, dest = dids.get(row.did_id), rses[row.dest_rse_id]
         if did is None or did.deleted_at is not None:
-            finish(session, row, TransferState.CANCELLED, now, "the file was deleted", account)
+            end(row, TransferState.CANCELLED, "the file was deleted")
             continue
         if dest.name not in config.rses:
-            reason = f"destination RSE {dest.name} is no longer configured"
-            finish(session, row, TransferState.FAILED, now, reason, account)
+            end(row, TransferState.FAILED, f"destination RSE {dest.name} is no longer configured")
             continue
         present = next((r for r in replicas[did.id] if r.rse_id == dest.id), None)
         if present is not None and present.state == ReplicaState.AVAILABLE.value:
-            finish(session, row, TransferState.DONE, now, None, account)
+            end(row, TransferState.DONE, None)
             locks_ok(session, [(did.id, dest.id)], now)
             finished.add(did.id)
             continue
         if present is not None and present.state == ReplicaState.BEING_DELETED.value:
-            _postpone(row, now, cfg.source_wait_s, "destination replica being deleted")
+            postpone(row, "destination replica being deleted")
             continue
         expression = sources_of.get(row.rule_id) if row.rule_id is not None else None
         try:
             disks, tapes = selector.candidates(replicas[did.id], dest.id, expression)
         except DppsError as exc:
-            _postpone(row, now, cfg.source_wait_s, f"source expression: {exc}")
+            postpone(row, f"source expression: {exc}")
             continue
         if not disks:
             reason = (
@@ -175,16 +194,17 @@ def claim_jobs(
                 else "waiting for an AVAILABLE source replica"
                 + (f" on {expression!r}" if expression else "")
             )
-            _postpone(row, now, cfg.source_wait_s, reason)
+            postpone(row, reason)
             continue
         source = disks[row.attempts % len(disks)]
         link = (rses[source.rse_id].site, dest.site)
         if active[link] >= cfg.max_active_per_link:
-            row.lease_owner = row.lease_expires_at = None
-            continue
+            continue  # not leased: free for the next claim
         active[link] += 1
-        row.state = TransferState.ACTIVE.value
-        row.source_rse_id = source.rse_id
+        leased.append(
+            {"tid": row.id, "state": TransferState.ACTIVE.value, "source": source.rse_id,
+             "owner": owner, "until": lease_until, "now": now}
+        )  # fmt: skip
         path = StorageElement.path_for(did.scope, did.name, did.version)
         if present is None:
             new_replicas.append(
@@ -201,8 +221,8 @@ def claim_jobs(
             )
         else:
             recopied.append(
-                {"id": present.id, "state": ReplicaState.COPYING.value, "path": path,
-                 "updated_at": now}
+                {"rid": present.id, "state": ReplicaState.COPYING.value, "path": path,
+                 "now": now}
             )  # fmt: skip
         copying_events.append(
             {
@@ -239,30 +259,76 @@ def claim_jobs(
             )
         )
     session.flush()
+    transfers, replica_table = _table(TransferRow), _table(ReplicaRow)
+    if leased:
+        session.execute(
+            update(transfers)
+            .where(transfers.c.id == bindparam("tid"))
+            .values(
+                state=bindparam("state"), source_rse_id=bindparam("source"),
+                lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
+                updated_at=bindparam("now"),
+            ),
+            leased,
+        )  # fmt: skip
+    if postponed:
+        session.execute(
+            update(transfers)
+            .where(transfers.c.id == bindparam("tid"))
+            .values(
+                state=TransferState.QUEUED.value, next_attempt_at=bindparam("at"),
+                lease_owner=None, lease_expires_at=None, source_rse_id=None,
+                error=bindparam("reason"), updated_at=bindparam("now"),
+            ),
+            postponed,
+        )  # fmt: skip
     if recopied:
-        session.execute(update(ReplicaRow), recopied)
+        session.execute(
+            update(replica_table)
+            .where(replica_table.c.id == bindparam("rid"))
+            .values(state=bindparam("state"), path=bindparam("path"), updated_at=bindparam("now")),
+            recopied,
+        )
     if new_replicas:
+        # Counted from rule_locks in this transaction, as refresh_lock_counts would, without
+        # writing every new row a second time.
+        locks = _lock_counts(session, [v["did_id"] for v in new_replicas])
+        for v in new_replicas:
+            v["lock_count"] = locks[(v["did_id"], v["rse_id"])]
         ids = session.scalars(
-            insert(ReplicaRow).returning(ReplicaRow.id, sort_by_parameter_order=True),
+            insert(replica_table).returning(replica_table.c.id, sort_by_parameter_order=True),
             new_replicas,
         ).all()
         new_ids = iter(ids)
         jobs = [replace(j, replica_id=next(new_ids)) if j.replica_id == 0 else j for j in jobs]
-        refresh_lock_counts(session, [v["did_id"] for v in new_replicas])
     events.record_many(session, copying_events)
     if finished:
         settle_rules(session, finished, now, account)
     return jobs
 
 
+def _lock_counts(session: Session, did_ids: Sequence[int]) -> Counter[tuple[int, int]]:
+    """Rule locks per (file, RSE): the ``lock_count`` a new replica starts with."""
+    stmt = (
+        select(RuleLockRow.did_id, RuleLockRow.rse_id, func.count())
+        .where(among(session, RuleLockRow.did_id, set(did_ids)))
+        .group_by(RuleLockRow.did_id, RuleLockRow.rse_id)
+    )
+    return Counter({(d, r): int(n) for d, r, n in session.execute(stmt)})
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def _active_links(
-    session: Session, rses: dict[int, RSERow], now: dt.datetime, exclude: Sequence[int]
+    session: Session, rses: dict[int, RSERow], now: dt.datetime
 ) -> Counter[tuple[str, str]]:
-    """Copies running now per (source site, destination site), by live leases."""
+    """Copies running now per (source site, destination site), by live leases (the rows
+    being claimed have none)."""
     stmt = select(TransferRow.source_rse_id, TransferRow.dest_rse_id).where(
         TransferRow.state == TransferState.ACTIVE.value,
         TransferRow.lease_expires_at > now,
-        TransferRow.id.not_in(exclude),
     )
     counts: Counter[tuple[str, str]] = Counter()
     for src, dst in session.execute(stmt):
@@ -271,11 +337,12 @@ def _active_links(
     return counts
 
 
-def _postpone(row: TransferRow, now: dt.datetime, wait_s: float, reason: str) -> None:
+def _postponed(transfer_id: int, now: dt.datetime, wait_s: float, reason: str) -> dict[str, Any]:
     """No attempt spent: look again later. (An ACTIVE row whose owner died goes back to
     QUEUED; its COPYING replica stays, and the next claim redoes it.)"""
-    row.state = TransferState.QUEUED.value
-    row.next_attempt_at = now + dt.timedelta(seconds=wait_s)
-    row.lease_owner = row.lease_expires_at = None
-    row.source_rse_id = None
-    row.error = reason
+    return {
+        "tid": transfer_id,
+        "at": now + dt.timedelta(seconds=wait_s),
+        "reason": reason,
+        "now": now,
+    }

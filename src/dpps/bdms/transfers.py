@@ -13,9 +13,10 @@ untouched, so shutdown takes seconds even in the middle of large files.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,7 @@ class TransferDaemon:
         """Copy what is due; returns the number of transfers that reached an outcome."""
         cfg = self.config.transfers
         inflight: dict[Future[Outcome], Job] = {}
+        done: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
         results: list[Outcome] = []
         handled = 0
         started = last_flush = last_renew = time.monotonic()
@@ -86,17 +88,23 @@ class TransferDaemon:
                 want = min(cfg.batch, self.capacity - len(inflight))
                 jobs = self._claim(ctx, want)
                 for job in jobs:
-                    inflight[self.pool.submit(self._copy, job, ctx.stop)] = job
+                    future = self.pool.submit(self._copy, job, ctx.stop)
+                    inflight[future] = job
+                    future.add_done_callback(done.put)
                 if len(jobs) < want:
                     next_claim = now + FLUSH_S  # nothing more due now: look again in a while
             if not inflight:
                 handled += self._record(ctx, results)
                 self._settle(force=True)
                 return handled
-            finished, _ = wait(inflight, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in finished:
-                inflight.pop(future)
-                results.append(future.result())
+            try:  # a queue of finished copies: wait() on every future costs O(in flight)
+                future = done.get(timeout=0.2)
+                while True:
+                    inflight.pop(future)
+                    results.append(future.result())
+                    future = done.get_nowait()
+            except queue.Empty:
+                pass
             now = time.monotonic()
             if results and (len(results) >= cfg.batch or now - last_flush >= FLUSH_S):
                 handled += self._record(ctx, results)

@@ -11,11 +11,12 @@ on the session's own connection, inside its transaction.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import JSON, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -63,6 +64,9 @@ def _copy(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], ignore_conflicts: bool
 ) -> None:
     columns = list(rows[0])
+    documents = [c for c in columns if isinstance(table.c[c].type, JSON)]
+    if documents:  # COPY takes JSON as text, serialised as an INSERT would
+        rows = [{**row, **{c: json.dumps(row[c]) for c in documents}} for row in rows]
     names = ", ".join(f'"{c}"' for c in columns)
     raw = session.connection().connection.driver_connection  # psycopg, in this transaction
     assert raw is not None

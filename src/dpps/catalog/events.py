@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from dpps.catalog import bulk
 from dpps.catalog.models import EventRow, utcnow
 
 
@@ -51,8 +52,7 @@ def record_many(session: Session, events: Iterable[Mapping[str, Any]]) -> None:
         }
         for e in events
     ]
-    if rows:
-        session.execute(insert(EventRow), rows)
+    bulk.insert_rows(session, cast(Table, EventRow.__table__), rows)
 
 
 def events_for(session: Session, did_id: int, limit: int = 100) -> Sequence[EventRow]:

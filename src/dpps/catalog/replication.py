@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RuleLockRow, RuleRow, utcnow
+from dpps.catalog.sets import among
 from dpps.core.errors import Unavailable
 from dpps.core.states import DIDType, RuleState
 
@@ -40,7 +41,9 @@ def covering_dids(session: Session, did_ids: Iterable[int]) -> set[int]:
         for part in chunks(frontier):
             parents.update(
                 session.scalars(
-                    select(AttachmentRow.parent_id).where(AttachmentRow.child_id.in_(part))
+                    select(AttachmentRow.parent_id).where(
+                        among(session, AttachmentRow.child_id, part)
+                    )
                 )
             )
         frontier = sorted(parents - seen)
@@ -85,7 +88,7 @@ def bump_rules(
     for part in chunks(covered):
         result = session.execute(
             update(RuleRow)
-            .where(RuleRow.did_id.in_(part), *wanted)
+            .where(among(session, RuleRow.did_id, part), *wanted)
             .values(next_evaluation_at=target, generation=RuleRow.generation + 1)
             .execution_options(synchronize_session=False)
         )
@@ -140,7 +143,7 @@ def refresh_lock_counts(session: Session, did_ids: Collection[int]) -> None:
     for part in chunks(sorted(set(did_ids))):
         session.execute(
             update(ReplicaRow)
-            .where(ReplicaRow.did_id.in_(part), ReplicaRow.lock_count != locks)
+            .where(among(session, ReplicaRow.did_id, part), ReplicaRow.lock_count != locks)
             .values(lock_count=locks)
             .execution_options(synchronize_session=False)
         )

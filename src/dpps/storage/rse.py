@@ -78,6 +78,7 @@ class StorageElement:
         self.fs: AbstractFileSystem = fs
         self.is_local = isinstance(fs, LocalFileSystem)
         self.root: str = path.rstrip("/") if path != "/" else path
+        self._real_root: str | None = None
         if not self.root:
             raise InvalidInput(f"RSE {name!r}: empty root {root!r}")
 
@@ -124,7 +125,7 @@ class StorageElement:
         if self.is_local:
             # realpath follows every symlink of the longest existing prefix (dangling links
             # included); the not-yet-existing rest has no '..' so it cannot climb back out.
-            real_root = os.path.realpath(self.root)
+            real_root = self._resolved_root()
             real = os.path.realpath(full)
             if not _is_within(real, real_root):
                 raise PermissionDenied(
@@ -133,12 +134,22 @@ class StorageElement:
                 )
         return full
 
+    def _resolved_root(self) -> str:
+        """The root with its symbolic links resolved, remembered once the root exists (every
+        copy resolves two paths; the root's own walk was half of that)."""
+        if self._real_root is not None:
+            return self._real_root
+        real = os.path.realpath(self.root)
+        if os.path.isdir(real):
+            self._real_root = real
+        return real
+
     def relative_path_of(self, local_path: PathArg) -> str | None:
         """The RSE-relative path of a local file inside this root, else None (register in
         place)."""
         if not self.is_local:
             return None
-        real_root = os.path.realpath(self.root)
+        real_root = self._resolved_root()
         real = os.path.realpath(os.fspath(local_path))
         if real == real_root or not _is_within(real, real_root):
             return None
