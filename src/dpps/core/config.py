@@ -130,11 +130,12 @@ class TransferConfig(_Strict):
     """The transfer daemon: parallelism, link limits, retries (``transfers:`` section)."""
 
     threads: int = Field(
-        4,
+        8,
         ge=1,
         le=256,
         description="Copies in flight per daemon instance (raise it for high-latency storage; "
-        "on local disks more threads only contend for the interpreter).",
+        "on local disks 8 measured best for small files, whose copies wait on fsync, and 16 "
+        "lost to contention for the interpreter).",
     )
     batch: int = Field(200, ge=1, description="Transfers claimed per catalog transaction.")
     max_active_per_link: int = Field(
