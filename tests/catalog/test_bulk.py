@@ -12,9 +12,9 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.exc import IntegrityError
 
 from dpps.bdms.archive import Archive
-from dpps.catalog import bulk
+from dpps.catalog import bulk, events
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, RSERow, TransferRow, utcnow
+from dpps.catalog.models import DIDRow, EventRow, RSERow, TransferRow, utcnow
 from tests.bdms.replication_helpers import ingest_dataset
 
 TRANSFERS: Table = TransferRow.__table__  # type: ignore[assignment]
@@ -69,3 +69,14 @@ def test_a_failed_bulk_insert_leaves_nothing(archive: Archive, tmp_path: Path, p
         bulk.insert_rows(s, TRANSFERS, [])
     with archive.sessions() as s:
         assert s.scalar(select(func.count()).select_from(TransferRow)) == len(dids)
+
+
+def test_events_keep_their_json_details(archive: Archive, path: str) -> None:
+    """Events go through ``insert_rows`` (COPY on PostgreSQL): a JSON document with quotes,
+    backslashes, tabs, newlines and non-ASCII text must come back as it went in."""
+    details = {"reason": 'say "no"\\\tthen\nstop', "nested": {"ids": [1, 2]}, "site": "La Palma ñ"}
+    with transaction(archive.sessions) as s:
+        events.record_many(s, [{"account": "root", "action": "test.json", "details": details}] * 3)
+    with archive.sessions() as s:
+        got = list(s.scalars(select(EventRow.details).where(EventRow.action == "test.json")))
+    assert got == [details] * 3, path
