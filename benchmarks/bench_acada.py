@@ -33,8 +33,8 @@ from typing import Any
 from dpps.acada.simulate import SimulationConfig, simulate, write_trigger
 from dpps.acada.zfits import quiet_native_stdout
 from dpps.bdms.archive import Archive
-from dpps.bdms.ingestion_landing import WorkSpec, inspect, scan_triggers
-from dpps.bdms.ingestion_queue import IngestionQueue
+from dpps.bdms.ingestion.landing import WorkSpec, inspect, scan_triggers
+from dpps.bdms.ingestion.queue import IngestionQueue
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.core.daemon import DaemonContext, run_daemon
 
@@ -107,8 +107,14 @@ def bench_rate(archive: Archive, queue: IngestionQueue, n: int, work: Path) -> d
 def bench_latency(archive: Archive, queue: IngestionQueue, n: int) -> dict[str, Any]:
     landing = queue.settings.landing
     files = _small_files(landing, n, first_obs=5000)[:n]
-    spec = WorkSpec("CTAO-N", archive.config.rse_url("CTAO-N"), "ctao", queue.rse_id,
-                    tuple(archive.config.checksums), ())  # fmt: skip
+    spec = WorkSpec(
+        "CTAO-N",
+        archive.config.rse_url("CTAO-N"),
+        "ctao",
+        queue.rse_id,
+        tuple(archive.config.checksums),
+        (),
+    )
     started = time.perf_counter()
     inspect(spec, str(files[0]), "/ctao/bench/probe.fits.fz")
     work_s = time.perf_counter() - started
@@ -149,10 +155,17 @@ def bench_big(archive: Archive, queue: IngestionQueue, gib: float, work: Path) -
     camera_event_bytes = 1855 * 40 * 2
     events = max(1, int(gib * 2**30 / camera_event_bytes))
     config = _config(
-        9000, telescopes=(1,), duration_s=events / 50.0, event_rate_hz=50.0,
-        events_per_chunk=10**7, muon_fraction=0.0, calibration_fraction=0.0,
-        compression="raw", monitoring=False, streams=("SHOWER",),
-    )  # fmt: skip
+        9000,
+        telescopes=(1,),
+        duration_s=events / 50.0,
+        event_rate_hz=50.0,
+        events_per_chunk=10**7,
+        muon_fraction=0.0,
+        calibration_fraction=0.0,
+        compression="raw",
+        monitoring=False,
+        streams=("SHOWER",),
+    )
     files = simulate(landing, config)
     big = max(files, key=lambda p: p.stat().st_size)
     size = big.stat().st_size
@@ -213,8 +226,10 @@ def _print(results: dict[str, Any]) -> None:
         f"{lat['per_file_work_s'] * 1000:.0f} ms | {lat['p50_ratio_to_work']:.1f}x | < 2 s | "
         f"{verdict(lat['pass'])} |"
     )
-    print(f"| trigger-to-registered p95 | {lat['p95_s']:.2f} s | poll interval "
-          f"{lat['poll_interval_s']} s | | | |")  # fmt: skip
+    print(
+        f"| trigger-to-registered p95 | {lat['p95_s']:.2f} s | poll interval "
+        f"{lat['poll_interval_s']} s | | | |"
+    )
     print(
         f"| sustained rate, {r['files']} files of {r['mean_bytes'] / 1e3:.0f} kB | "
         f"{r['files_per_s']:.0f} files/s | cp -r {r['cp_files_per_s']:.0f} files/s | "

@@ -34,8 +34,8 @@ import psutil
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.dids import NewFile
+from dpps.client.archive import RemoteArchive
 from dpps.oms.accounts import AccountService
-from dpps.oms.client import RemoteArchive
 from dpps.oms.registration import Registration
 from dpps.oms.server import free_port
 

@@ -73,11 +73,16 @@ def run(events: int = 400, telescopes: int = 2, rounds: int = 3) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="bench-calibpipe-") as tmp:
         root = Path(tmp)
         config = SimulationConfig(
-            telescopes=tuple(range(1, telescopes + 1)), duration_s=4.0,
-            event_rate_hz=events / 4.0 / 0.95, calibration_fraction=0.95, muon_fraction=0.0,
-            streams=("CAL",), events_per_chunk=200, triggers=False,
+            telescopes=tuple(range(1, telescopes + 1)),
+            duration_s=4.0,
+            event_rate_hz=events / 4.0 / 0.95,
+            calibration_fraction=0.95,
+            muon_fraction=0.0,
+            streams=("CAL",),
+            events_per_chunk=200,
+            triggers=False,
             start=dt.datetime(2026, 11, 21, 22),
-        )  # fmt: skip
+        )
         with quiet_native_stdout():
             files = simulate(root / "landing", config)
         cal_files = [f for f in files if "_TEL_CAL_" in f.name]

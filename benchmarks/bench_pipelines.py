@@ -50,12 +50,26 @@ def run(showers_per_run: int = 600) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-pipelines-") as tmp:
         root = Path(tmp)
         cards = {
-            "gamma": {"particle": "gamma", "n_showers": showers_per_run, "obs_id": 1, "seed": 1,
-                      "max_impact_m": 350.0, "compression": "zstd1"},
-            "proton": {"particle": "proton", "n_showers": 2 * showers_per_run, "obs_id": 2,
-                       "seed": 2, "view_cone_deg": 3.0, "e_min_tev": 0.1, "e_max_tev": 100.0,
-                       "max_impact_m": 350.0, "compression": "zstd1"},
-        }  # fmt: skip
+            "gamma": {
+                "particle": "gamma",
+                "n_showers": showers_per_run,
+                "obs_id": 1,
+                "seed": 1,
+                "max_impact_m": 350.0,
+                "compression": "zstd1",
+            },
+            "proton": {
+                "particle": "proton",
+                "n_showers": 2 * showers_per_run,
+                "obs_id": 2,
+                "seed": 2,
+                "view_cone_deg": 3.0,
+                "e_min_tev": 0.1,
+                "e_max_tev": 100.0,
+                "max_impact_m": 350.0,
+                "compression": "zstd1",
+            },
+        }
         run_tool("simpipe-simulate", {"n_showers": 5}, {}, root / "warm")  # imports, caches
         images = 0
         t0 = time.perf_counter()
@@ -77,8 +91,9 @@ def run(showers_per_run: int = 600) -> dict[str, Any]:
             for i in np.flatnonzero(thrown.triggered):
                 for tel in tels:
                     rng = image_rng(card, int(i), tel.tel_id)
-                    img = showers.shower_image(rng, tel.spec, thrown.shower(int(i), False),
-                                               tel.x_m, tel.y_m)  # fmt: skip
+                    img = showers.shower_image(
+                        rng, tel.spec, thrown.shower(int(i), False), tel.x_m, tel.y_m
+                    )
                     showers.waveforms(rng, tel.spec, img)
                     done += 1
                     if done >= images:
@@ -98,19 +113,35 @@ def run(showers_per_run: int = 600) -> dict[str, Any]:
         dl1 = {}
         for name in cards:
             truth = sorted((root / name).glob("*_truth.fits"))
-            res = _ok(run_tool("datapipe-dl1", {}, {"dl0": dl0[name], "truth": truth},
-                               root / f"{name}-dl1"), f"{name} dl1")  # fmt: skip
+            res = _ok(
+                run_tool(
+                    "datapipe-dl1", {}, {"dl0": dl0[name], "truth": truth}, root / f"{name}-dl1"
+                ),
+                f"{name} dl1",
+            )
             dl1[name] = res.outputs[0].path
         dl1_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _ok(run_tool("datapipe-train", {"n_estimators": 100},
-                     {"gammas": [dl1["gamma"]], "protons": [dl1["proton"]]}, root / "models"),
-            "train")  # fmt: skip
+        _ok(
+            run_tool(
+                "datapipe-train",
+                {"n_estimators": 100},
+                {"gammas": [dl1["gamma"]], "protons": [dl1["proton"]]},
+                root / "models",
+            ),
+            "train",
+        )
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = _ok(run_tool("datapipe-dl2", {}, {"dl1": [dl1["gamma"]],
-                                                "models": [root / "models" / "models.joblib"]},
-                           root / "dl2"), "dl2")  # fmt: skip
+        res = _ok(
+            run_tool(
+                "datapipe-dl2",
+                {},
+                {"dl1": [dl1["gamma"]], "models": [root / "models" / "models.joblib"]},
+                root / "dl2",
+            ),
+            "dl2",
+        )
         dl2_s = time.perf_counter() - t0
         from astropy.table import Table
 
@@ -152,8 +183,10 @@ def main() -> None:
     )
     print(f"datapipe-train:   {f['train_s']:.1f} s (100 trees)")
     print(f"datapipe-dl2:     {f['dl2_events_per_s']:.0f} events/s ({f['dl2_events']} events)")
-    print(f"simulate + DL1 in a 3-minute budget: ~{f['night_budget_images']} images "
-          "(no floor in the issue)")  # fmt: skip
+    print(
+        f"simulate + DL1 in a 3-minute budget: ~{f['night_budget_images']} images "
+        "(no floor in the issue)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ from typing import Any
 import yaml
 from sqlalchemy import select, update
 
-from dpps.bdms import auditor, reaper, stager
 from dpps.bdms.archive import Archive
+from dpps.bdms.preservation import auditor, reaper
+from dpps.bdms.staging import stager
 from dpps.catalog import dids as did_repo
 from dpps.catalog.dids import NewFile
 from dpps.catalog.engine import transaction

@@ -43,8 +43,9 @@ from typing import Any
 import blake3
 from sqlalchemy import func, insert, select
 
-from dpps.bdms import evaluator, transfers
 from dpps.bdms.archive import Archive
+from dpps.bdms.replication import evaluator
+from dpps.bdms.transfer import daemon as transfers
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow
@@ -206,9 +207,14 @@ def _raw_rows(archive: Archive, rule_id: int, copies: int) -> float:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with transaction(archive.sessions) as session:
         raw_rule = RuleRow(
-            did_id=locks[0][0], account="bench", rse_expression="x", copies=copies,
-            state="OK", created_at=now, updated_at=now,
-        )  # fmt: skip
+            did_id=locks[0][0],
+            account="bench",
+            rse_expression="x",
+            copies=copies,
+            state="OK",
+            created_at=now,
+            updated_at=now,
+        )
         session.add(raw_rule)
         session.flush()
         raw_id = raw_rule.id
@@ -219,20 +225,36 @@ def _raw_rows(archive: Archive, rule_id: int, copies: int) -> float:
             session.execute(
                 insert(RuleLockRow),
                 [
-                    {"rule_id": raw_id, "did_id": d, "rse_id": r, "state": "REPLICATING",
-                     "created_at": now, "updated_at": now}
+                    {
+                        "rule_id": raw_id,
+                        "did_id": d,
+                        "rse_id": r,
+                        "state": "REPLICATING",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                     for d, r in part
                 ],
-            )  # fmt: skip
+            )
             session.execute(
                 insert(TransferRow),
                 [
-                    {"did_id": d, "dest_rse_id": r, "rule_id": raw_id, "state": "DONE",
-                     "activity": "x", "priority": 3, "attempts": 0, "max_attempts": 5,
-                     "next_attempt_at": now, "created_at": now, "updated_at": now}
+                    {
+                        "did_id": d,
+                        "dest_rse_id": r,
+                        "rule_id": raw_id,
+                        "state": "DONE",
+                        "activity": "x",
+                        "priority": 3,
+                        "attempts": 0,
+                        "max_attempts": 5,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                     for d, r in part
                 ],
-            )  # fmt: skip
+            )
     return time.perf_counter() - t0
 
 
@@ -241,9 +263,13 @@ def _sync() -> None:
 
 
 def bench_small(
-    catalog_url: str | None, n_files: int, size: int, daemons: int, say: Say,
+    catalog_url: str | None,
+    n_files: int,
+    size: int,
+    daemons: int,
+    say: Say,
     copies: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dpps-bench-rep-") as tmp:
         base = Path(tmp)
         with _archive(catalog_url, base) as archive:
@@ -256,10 +282,13 @@ def bench_small(
                 evaluated = _evaluate(archive)
                 say("baseline: raw INSERT of the same rows")
                 raw = _raw_rows(archive, rule_id, 2)
-                return {"files": n_files, "evaluation_s": evaluated,
-                        "evaluation_files_per_s": n_files / evaluated,
-                        "raw_insert_files_per_s": n_files / raw,
-                        "evaluation_ratio_to_raw": raw / evaluated}  # fmt: skip
+                return {
+                    "files": n_files,
+                    "evaluation_s": evaluated,
+                    "evaluation_files_per_s": n_files / evaluated,
+                    "raw_insert_files_per_s": n_files / raw,
+                    "evaluation_ratio_to_raw": raw / evaluated,
+                }
             evaluated, transferred, cpu = _replicate(archive, rule_id, say, daemons)
             total = time.perf_counter() - t0
             say("baseline: raw INSERT of the same rows")

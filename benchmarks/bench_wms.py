@@ -147,13 +147,20 @@ def bench_local(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
 def _register(archive: Archive, n: int) -> None:
     rse_id = archive.rse_id("PIC")
     for start in range(0, n, 1000):
-        archive.register([
-            NewFile(scope="ctao", name=f"/ctao/dl0/bench/f_{i:06d}.fits", bytes=1000 + i,
-                    checksums={"adler32": f"{i:08x}"}, rse_id=rse_id,
+        archive.register(
+            [
+                NewFile(
+                    scope="ctao",
+                    name=f"/ctao/dl0/bench/f_{i:06d}.fits",
+                    bytes=1000 + i,
+                    checksums={"adler32": f"{i:08x}"},
+                    rse_id=rse_id,
                     path=f"ctao/ctao/dl0/bench/f_{i:06d}.fits",
-                    columns={"data_level": "DL0", "obs_id": i // 100, "tel_id": i % 4 + 1})
-            for i in range(start, min(n, start + 1000))
-        ])  # fmt: skip
+                    columns={"data_level": "DL0", "obs_id": i // 100, "tel_id": i % 4 + 1},
+                )
+                for i in range(start, min(n, start + 1000))
+            ]
+        )
 
 
 def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any]:
@@ -162,10 +169,15 @@ def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any
         wms = WMS(archive)
         _register(archive, n_files)
         tool = tool_command(
-            "calib", ["cp", "$(inputs.infile.path)", "out.fits"], inputs={"infile": "File"},
-            outputs=[Output(name="out", glob="out.fits",
-                            lfn="/ctao/dl1/$(inputs.infile.nameroot).dl1.fits")],
-        )  # fmt: skip
+            "calib",
+            ["cp", "$(inputs.infile.path)", "out.fits"],
+            inputs={"infile": "File"},
+            outputs=[
+                Output(
+                    name="out", glob="out.fits", lfn="/ctao/dl1/$(inputs.infile.nameroot).dl1.fits"
+                )
+            ],
+        )
         wms.add_transformation("calib", tool, filter_text="data_level=DL0 and obs_id>=0")
         t0 = time.perf_counter()
         rounds = 0
@@ -180,12 +192,33 @@ def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any
         took = time.perf_counter() - t0
         # Baseline: the same number of job rows inserted bare, in one transaction.
         now = utcnow()
-        rows = [{"name": f"raw{i}", "state": "SUBMITTED", "account": "x", "tool": "calib",
-                 "spec": {}, "parameters": {}, "config_hash": "0", "priority": 3,
-                 "activity": "default", "activity_rank": 30, "cores": 1, "memory_mb": 1000,
-                 "executor": "local", "attempts": 0, "max_attempts": 3, "cpu_s": 0.0,
-                 "wall_s": 0.0, "max_rss_mb": 0.0, "bytes_read": 0, "bytes_written": 0,
-                 "created_at": now, "updated_at": now} for i in range(n_files)]  # fmt: skip
+        rows = [
+            {
+                "name": f"raw{i}",
+                "state": "SUBMITTED",
+                "account": "x",
+                "tool": "calib",
+                "spec": {},
+                "parameters": {},
+                "config_hash": "0",
+                "priority": 3,
+                "activity": "default",
+                "activity_rank": 30,
+                "cores": 1,
+                "memory_mb": 1000,
+                "executor": "local",
+                "attempts": 0,
+                "max_attempts": 3,
+                "cpu_s": 0.0,
+                "wall_s": 0.0,
+                "max_rss_mb": 0.0,
+                "bytes_read": 0,
+                "bytes_written": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(n_files)
+        ]
         t0 = time.perf_counter()
         with transaction(archive.sessions) as s:
             s.execute(insert(JobRow), rows)
@@ -209,14 +242,18 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
 
     load = os.getloadavg()[0]
 
-    with tempfile.TemporaryDirectory(prefix="dpps-bench-dask-") as tmp, \
-            DaskCluster(Path(tmp), {"PIC": 1}, slots=2) as cluster:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="dpps-bench-dask-") as tmp,
+        DaskCluster(Path(tmp), {"PIC": 1}, slots=2) as cluster,
+    ):
         with Client(cluster.address, set_as_default=False) as client:
             run = client.submit(_true, -1, resources={"SITE_PIC": 1}, pure=False)
             run.result()  # warm
             t0 = time.perf_counter()
-            futures = [client.submit(_true, i, resources={"SITE_PIC": 1}, pure=False)
-                       for i in range(n_jobs)]  # fmt: skip
+            futures = [
+                client.submit(_true, i, resources={"SITE_PIC": 1}, pure=False)
+                for i in range(n_jobs)
+            ]
             client.gather(futures)
             raw = time.perf_counter() - t0
         with _workspace(catalog_url, executor="dask") as archive:
@@ -245,8 +282,9 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
     }
 
 
-def run(n_jobs: int = 400, n_files: int = 10_000, dask_jobs: int = 200,
-        postgres: bool = False) -> dict[str, Any]:  # fmt: skip
+def run(
+    n_jobs: int = 400, n_files: int = 10_000, dask_jobs: int = 200, postgres: bool = False
+) -> dict[str, Any]:
     server = None
     if postgres:
         from dpps.testing.postgres import TemporaryPostgres

@@ -86,8 +86,12 @@ def assert_exactly_once(archive: Archive, lfns: list[str]) -> dict[str, object]:
     assert all(n == 1 for n in names.values()), "a file was registered twice"
     assert state["replicas"] == dict.fromkeys(lfns, 1)
     assert state["registers"] == dict.fromkeys(lfns, 1)
-    for key in ("files_without_dataset", "datasets_without_rules", "orphan_containers",
-                "datasets_without_parent"):  # fmt: skip
+    for key in (
+        "files_without_dataset",
+        "datasets_without_rules",
+        "orphan_containers",
+        "datasets_without_parent",
+    ):
         assert state[key] == [], key
     return state
 

@@ -27,8 +27,21 @@ EVENTS_RE = re.compile(
     r"(?P<start>\d{8}T\d{6})_SBID(?P<sb>\d{10})_OBSID(?P<obs>\d{10})_TEL_"
     r"(?P<stream>SHOWER|CAL|MUON)_CHUNK(?P<chunk>\d{3})\.fits\.fz$"
 )
-PRODUCT_KEYS = ("CTAOMETA", "DATALEVL", "DATADIV", "DATAASSO", "DATATYPE", "DATAID", "OBS_ID",
-                "OBSNIGHT", "SB_ID", "CREATED", "ORIGIN", "DATE-OBS", "DATE-END")  # fmt: skip
+PRODUCT_KEYS = (
+    "CTAOMETA",
+    "DATALEVL",
+    "DATADIV",
+    "DATAASSO",
+    "DATATYPE",
+    "DATAID",
+    "OBS_ID",
+    "OBSNIGHT",
+    "SB_ID",
+    "CREATED",
+    "ORIGIN",
+    "DATE-OBS",
+    "DATE-END",
+)
 CONFIG = SimulationConfig(
     telescopes=(1, 2),
     duration_s=2.0,
@@ -187,9 +200,12 @@ def test_same_seed_gives_the_same_data(tmp_path: Path) -> None:
 
 def test_observing_night_changes_at_noon_utc(tmp_path: Path) -> None:
     late = SimulationConfig(
-        telescopes=(1,), duration_s=0.5, event_rate_hz=2.0, monitoring=False,
+        telescopes=(1,),
+        duration_s=0.5,
+        event_rate_hz=2.0,
+        monitoring=False,
         start=dt.datetime(2026, 11, 22, 5, 30),
-    )  # fmt: skip
+    )
     files = simulate(tmp_path, late)
     assert all("/2026/11/21/" in p.as_posix() for p in files)
     assert {fits.getheader(p)["OBSNIGHT"] for p in files} == {"2026-11-21"}
@@ -241,9 +257,21 @@ def test_cli_simulate_json(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(
         app,
-        ["acada", "simulate", "--landing", str(tmp_path), "--telescopes", "2",
-         "--duration", "0.5", "--event-rate", "4", "--no-monitoring", "--json"],
-    )  # fmt: skip
+        [
+            "acada",
+            "simulate",
+            "--landing",
+            str(tmp_path),
+            "--telescopes",
+            "2",
+            "--duration",
+            "0.5",
+            "--event-rate",
+            "4",
+            "--no-monitoring",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert len(out["files"]) == len(_data_files(tmp_path)) >= 2

@@ -16,15 +16,30 @@ from dpps.acada.showers import EventType
 from dpps.acada.simulate import SimulationConfig, plan_events, simulate
 from dpps.core.errors import InvalidInput
 
-SOURCE = wobble.Source("Crab", 83.6333, 22.0145, wobble_offset_deg=0.5, gamma_rate_hz=4.0,
-                       hadron_rate_hz=4.0, hadron_cone_deg=2.5)  # fmt: skip
+SOURCE = wobble.Source(
+    "Crab",
+    83.6333,
+    22.0145,
+    wobble_offset_deg=0.5,
+    gamma_rate_hz=4.0,
+    hadron_rate_hz=4.0,
+    hadron_cone_deg=2.5,
+)
 START = dt.datetime(2026, 11, 22, 1, 30)
 
 
 def _config(**changes: object) -> SimulationConfig:
-    base = SimulationConfig(telescopes=(1, 2), observation_blocks=2, duration_s=4.0,
-                            event_rate_hz=5.0, calibration_fraction=0.4, muon_fraction=0.1,
-                            start=START, compression="zstd1", source=SOURCE)  # fmt: skip
+    base = SimulationConfig(
+        telescopes=(1, 2),
+        observation_blocks=2,
+        duration_s=4.0,
+        event_rate_hz=5.0,
+        calibration_fraction=0.4,
+        muon_fraction=0.1,
+        start=START,
+        compression="zstd1",
+        source=SOURCE,
+    )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -34,7 +49,10 @@ def test_site_locations_match_simpipe() -> None:
 
     for site, (lat, lon, height) in wobble.SITE_LOCATIONS.items():
         assert (LOCATIONS[site].lat_deg, LOCATIONS[site].lon_deg, LOCATIONS[site].height_m) == (
-            lat, lon, height)  # fmt: skip
+            lat,
+            lon,
+            height,
+        )
 
 
 @pytest.mark.verifies_usecase("UC-000-4")
@@ -110,9 +128,13 @@ def test_without_a_source_the_simulator_is_unchanged(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"wobble_offset_deg": 0.0}, "wobble_offset_deg"), ({"dec_deg": 95.0}, "dec_deg"),
-     ({"gamma_rate_hz": -1.0}, "rates"), ({"hadron_cone_deg": 0.0}, "hadron_cone_deg")],
-)  # fmt: skip
+    [
+        ({"wobble_offset_deg": 0.0}, "wobble_offset_deg"),
+        ({"dec_deg": 95.0}, "dec_deg"),
+        ({"gamma_rate_hz": -1.0}, "rates"),
+        ({"hadron_cone_deg": 0.0}, "hadron_cone_deg"),
+    ],
+)
 @pytest.mark.verifies_usecase("UC-000-4")
 def test_bad_wobble_settings_are_clear_errors(
     tmp_path: Path, change: dict[str, float], message: str

@@ -166,7 +166,8 @@ def replicate(archive: Archive, *, deadline_s: float = 180.0) -> None:
     """Run the rule evaluator and the transfer daemon (part A's) until every rule is OK."""
     import time
 
-    from dpps.bdms import evaluator, transfers
+    from dpps.bdms.replication import evaluator
+    from dpps.bdms.transfer import daemon as transfers
     from dpps.core.daemon import DaemonContext
 
     ctx = DaemonContext(name="test")

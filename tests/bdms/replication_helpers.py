@@ -11,8 +11,9 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from dpps.bdms import evaluator, transfers
 from dpps.bdms.archive import Archive
+from dpps.bdms.replication import evaluator
+from dpps.bdms.transfer import daemon as transfers
 from dpps.catalog.models import (
     DIDRow,
     EventRow,

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from dpps.bdms import auditor, daemons
+from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
+from dpps.bdms.preservation import auditor
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import HeartbeatRow, ReplicaRow, RSERow, RuleRow
 from dpps.cli.main import app

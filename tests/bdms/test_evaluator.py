@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.placement import distance_km
+from dpps.bdms.replication.placement import distance_km
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, RuleRow, TransferRow

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from dpps.bdms import evaluator, transfers
 from dpps.bdms.archive import Archive
+from dpps.bdms.replication import evaluator
+from dpps.bdms.transfer import daemon as transfers
 from dpps.catalog import replication
 from dpps.catalog.models import DIDRow
 from tests.bdms.replication_helpers import (

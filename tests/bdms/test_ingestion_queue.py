@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dpps.acada.simulate import simulate
 from dpps.bdms.archive import Archive
-from dpps.bdms.ingestion_queue import IngestionQueue
+from dpps.bdms.ingestion.queue import IngestionQueue
 from dpps.bdms.samples import corrupt_bytes, truncate
 from dpps.catalog.models import DIDRow, EventRow, RuleRow
 from dpps.cli.main import app
@@ -73,8 +73,10 @@ def test_simulated_files_are_taken_in_place_with_datasets_and_rules(
         assert replica.path == path.relative_to(rse_root).as_posix()
         size, sums = checksum_file(path, ["adler32", "blake3"])
         assert (details.file.bytes, details.file.adler32, details.file.blake3) == (
-            size, sums["adler32"], sums["blake3"]
-        )  # fmt: skip
+            size,
+            sums["adler32"],
+            sums["blake3"],
+        )
         assert details.file.data_level == "DL0"
         assert details.file.obs_id == 1
         assert details.parents == ["ctao:" + lfn.rsplit("/", 1)[0]]
@@ -134,8 +136,13 @@ def test_prometheus_metrics_are_served_on_loopback(archive: Archive) -> None:
 
 def _fits_without(path: Path, keyword: str) -> Path:
     primary = fits.PrimaryHDU()
-    for key, value in {"DATALEVL": "DL0", "DATATYPE": "MONITORING", "OBS_ID": 5, "SB_ID": 1,
-                       "OBSNIGHT": "2026-11-21"}.items():  # fmt: skip
+    for key, value in {
+        "DATALEVL": "DL0",
+        "DATATYPE": "MONITORING",
+        "OBS_ID": 5,
+        "SB_ID": 1,
+        "OBSNIGHT": "2026-11-21",
+    }.items():
         if key != keyword:
             primary.header[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,9 +356,17 @@ def test_cli_daemon_once(archive: Archive) -> None:
     files = simulate(landing, small())
     result = CliRunner().invoke(
         app,
-        ["-w", str(archive.config.workspace), "daemon", "ingest", "--once", "--executor",
-         "inline", "--json"],
-    )  # fmt: skip
+        [
+            "-w",
+            str(archive.config.workspace),
+            "daemon",
+            "ingest",
+            "--once",
+            "--executor",
+            "inline",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["succeeded"] == len(files)

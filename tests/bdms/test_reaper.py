@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from dpps.bdms import deletion, reaper
 from dpps.bdms.archive import Archive
+from dpps.bdms.preservation import deletion, reaper
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, ReplicaRow, RuleRow
 from dpps.cli.main import app

@@ -10,7 +10,13 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.rse_expression import RSEExpressionError, RSEFacts, evaluate, parse, select
+from dpps.bdms.replication.rse_expression import (
+    RSEExpressionError,
+    RSEFacts,
+    evaluate,
+    parse,
+    select,
+)
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import RSERow
 from dpps.cli.main import app

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from dpps.bdms import reaper
 from dpps.bdms.archive import Archive
+from dpps.bdms.preservation import reaper
 from dpps.catalog.models import EventRow, ReplicaRow, RSERow, RuleLockRow, RuleRow, TransferRow
 from dpps.cli.main import app
 from dpps.core.daemon import DaemonContext, WorkerSlot

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.rse_expression import RSEExpressionError
+from dpps.bdms.replication.rse_expression import RSEExpressionError
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import EventRow, ReplicaRow, RuleRow, TransferRow
 from dpps.cli.main import app
@@ -127,9 +127,22 @@ def test_rule_commands(archive: Archive, dataset: list[str]) -> None:
         assert code == 0
         assert "--json" in out
     code, out, err = cli(
-        archive, "rule", "add", "/ctao/dl0/run1", "--copies", "2", "--rses", "offsite&disk",
-        "--lifetime", "30", "--priority", "4", "--activity", "test", "--json",
-    )  # fmt: skip
+        archive,
+        "rule",
+        "add",
+        "/ctao/dl0/run1",
+        "--copies",
+        "2",
+        "--rses",
+        "offsite&disk",
+        "--lifetime",
+        "30",
+        "--priority",
+        "4",
+        "--activity",
+        "test",
+        "--json",
+    )
     assert code == 0, err
     [rule_id] = json.loads(out)["rule_ids"]
     code, out, err = cli(archive, "rule", "add", "/ctao/dl0/run1", "--policy", "acada", "--json")

@@ -68,9 +68,14 @@ def test_other_site_and_night_get_other_ids(tmp_path: Path) -> None:
 
 def test_written_fits_verifies_with_astropy(tmp_path: Path) -> None:
     path = write_fits_product(
-        tmp_path / "x.fits.fz", obs_id=1, tel_id=None, night=NIGHT,
-        start=dt.datetime(2026, 11, 21, 21, tzinfo=dt.UTC), compress=True, n_events=10,
-    )  # fmt: skip
+        tmp_path / "x.fits.fz",
+        obs_id=1,
+        tel_id=None,
+        night=NIGHT,
+        start=dt.datetime(2026, 11, 21, 21, tzinfo=dt.UTC),
+        compress=True,
+        n_events=10,
+    )
     with fits.open(path, checksum=True, disable_image_compression=True) as hdul:
         assert [h.verify_datasum() for h in hdul] == [1, 1, 1]
         assert [h.verify_checksum() for h in hdul] == [1, 1, 1]

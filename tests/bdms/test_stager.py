@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from dpps.bdms import daemons, stager
+from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
+from dpps.bdms.staging import stager
 from dpps.catalog.models import StageRequestRow
 from dpps.cli.main import app
 from dpps.core.daemon import DaemonContext

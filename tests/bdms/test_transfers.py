@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from dpps.bdms import transfers
 from dpps.bdms.archive import Archive
-from dpps.bdms.transfer_catalog import Outcome, record_outcomes
-from dpps.bdms.transfer_claim import claim_jobs
+from dpps.bdms.transfer import daemon as transfers
+from dpps.bdms.transfer.claim import claim_jobs
+from dpps.bdms.transfer.outcomes import Outcome, record_outcomes
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, TransferRow, utcnow
 from dpps.core.daemon import DaemonContext

@@ -34,8 +34,14 @@ def _ids(archive: Archive) -> tuple[list[int], list[int]]:
 
 
 def _row(did_id: int, rse_id: int, **extra: Any) -> dict[str, Any]:
-    return {"did_id": did_id, "dest_rse_id": rse_id, "state": "QUEUED", "bytes": 5,
-            "next_attempt_at": utcnow(), **extra}  # fmt: skip
+    return {
+        "did_id": did_id,
+        "dest_rse_id": rse_id,
+        "state": "QUEUED",
+        "bytes": 5,
+        "next_attempt_at": utcnow(),
+        **extra,
+    }
 
 
 def test_rows_defaults_and_conflicts(archive: Archive, tmp_path: Path, path: str) -> None:
@@ -49,10 +55,14 @@ def test_rows_defaults_and_conflicts(archive: Archive, tmp_path: Path, path: str
         bulk.insert_rows(s, TRANSFERS, rows, ignore_conflicts=True)
     with archive.sessions() as s:
         t = TransferRow
-        got = sorted(s.execute(select(t.did_id, t.dest_rse_id, t.activity, t.priority,
-                                      t.attempts, t.max_attempts)))  # fmt: skip
-    expected = sorted([(d, pic, "default", 3, 0, 5) for d in dids]
-                      + [(d, other, "new", 3, 0, 5) for d in dids])  # fmt: skip
+        got = sorted(
+            s.execute(
+                select(t.did_id, t.dest_rse_id, t.activity, t.priority, t.attempts, t.max_attempts)
+            )
+        )
+    expected = sorted(
+        [(d, pic, "default", 3, 0, 5) for d in dids] + [(d, other, "new", 3, 0, 5) for d in dids]
+    )
     assert got == expected, path
 
 

@@ -39,8 +39,12 @@ from tests.bdms.preservation_helpers import replicate
 from tests.oms.conftest import Dash, Seeded
 
 BLOCK = 43
-DONE, FAILED, RUNNING, QUEUED = ("reprocess-v2.0", "reprocess-v2.1", "reprocess-v3.0",
-                                 "reprocess-v3.1")  # fmt: skip
+DONE, FAILED, RUNNING, QUEUED = (
+    "reprocess-v2.0",
+    "reprocess-v2.1",
+    "reprocess-v3.0",
+    "reprocess-v3.1",
+)
 RUNNER = "test-runner"
 
 
@@ -53,8 +57,14 @@ def _add_block(archive: Archive, tmp: Path) -> None:
     replicated to PIC-TAPE, so the volume has a disk and a tape data centre."""
     src = tmp / "block43"
     for tel in (1, 2):
-        make_fits(src, f"tel_{tel:03d}.fits", obs_id=BLOCK, tel_id=tel, seed=10 + tel,
-                  product_type="EVENTS")  # fmt: skip
+        make_fits(
+            src,
+            f"tel_{tel:03d}.fits",
+            obs_id=BLOCK,
+            tel_id=tel,
+            seed=10 + tel,
+            product_type="EVENTS",
+        )
     prefix = f"/ctao/dl0/obs_{BLOCK}"
     report = archive.ingest([src], "CTAO-N", lfn_prefix=prefix, recursive=True, dataset=prefix)
     assert not report.failed, report.failed
@@ -69,19 +79,38 @@ def _failed_report(archive: Archive, spec: CampaignSpec) -> dict[str, Any]:
     steps = [
         StepRun("camera", BLOCK, "camera", {"inputs": []}, "submitted", 11, "DONE", None, ["c"]),
         StepRun("dl1", BLOCK, "dl1", {"inputs": []}, "existing", None, "DONE", None, ["d1"]),
-        StepRun("dl2", BLOCK, "dl2", {"inputs": ["d1"]}, "submitted", 13, "FAILED",
-                "exit code 1: no events survive the cuts"),
-    ]  # fmt: skip
-    block = BlockRun(BLOCK, f"{spec.name}-obs{BLOCK:06d}", {}, "submitted", 7, "FAILED",
-                     "a job failed", steps)  # fmt: skip
-    report = CampaignReport(spec.name, spec.query, spec.software_version, spec.category,
-                            spec.activity, False, chosen.volume, models="ctao:/m@v1",
-                            blocks=[block], steps=steps,
-                            skipped=["dl3 skipped: no IRF in the archive (give --irf)"],
-                            failures=[{"step": "dl2", "obs_id": BLOCK, "job": 13,
-                                       "inputs": ["d1"], "error": steps[2].reason}],
-                            verification=Verification(products=2, checksums_verified=2),
-                            seconds=12.5)  # fmt: skip
+        StepRun(
+            "dl2",
+            BLOCK,
+            "dl2",
+            {"inputs": ["d1"]},
+            "submitted",
+            13,
+            "FAILED",
+            "exit code 1: no events survive the cuts",
+        ),
+    ]
+    block = BlockRun(
+        BLOCK, f"{spec.name}-obs{BLOCK:06d}", {}, "submitted", 7, "FAILED", "a job failed", steps
+    )
+    report = CampaignReport(
+        spec.name,
+        spec.query,
+        spec.software_version,
+        spec.category,
+        spec.activity,
+        False,
+        chosen.volume,
+        models="ctao:/m@v1",
+        blocks=[block],
+        steps=steps,
+        skipped=["dl3 skipped: no IRF in the archive (give --irf)"],
+        failures=[
+            {"step": "dl2", "obs_id": BLOCK, "job": 13, "inputs": ["d1"], "error": steps[2].reason}
+        ],
+        verification=Verification(products=2, checksums_verified=2),
+        seconds=12.5,
+    )
     return report.to_mapping()
 
 
@@ -110,8 +139,10 @@ def store(seeded: Seeded, tmp_path: Path) -> CampaignStore:
 
 
 def _counts(row: Any) -> dict[str, int]:
-    return {c.get_attribute("data-count"): int(c.inner_text())
-            for c in row.query_selector_all("td[data-count]")}  # fmt: skip
+    return {
+        c.get_attribute("data-count"): int(c.inner_text())
+        for c in row.query_selector_all("td[data-count]")
+    }
 
 
 @pytest.mark.verifies_usecase("UC-160-1.1")
@@ -143,7 +174,9 @@ def test_campaign_pages_in_headless_chromium(
         assert row.query_selector("[data-testid=state]").inner_text() == info.state
         cell = row.query_selector("[data-testid=progress]")
         assert (cell.get_attribute("data-done"), cell.get_attribute("data-total")) == (
-            str(info.done), str(info.total))  # fmt: skip
+            str(info.done),
+            str(info.total),
+        )
         assert info.spec["software_version"] in row.inner_text()
         assert info.spec["query"] in row.inner_text()
         assert bool(cell.query_selector(".progress")) == (info.state == "RUNNING")
@@ -167,7 +200,8 @@ def test_campaign_pages_in_headless_chromium(
     assert page.inner_text("[data-testid=campaign-state]") == "DONE"
     assert page.inner_text("[data-testid=volume-files]") == str(volume["total"]["files"]) == "5"
     assert page.get_attribute("[data-testid=volume-bytes]", "data-bytes") == str(
-        volume["total"]["bytes"])  # fmt: skip
+        volume["total"]["bytes"]
+    )
     sites = {
         r.get_attribute("data-site"): int(r.query_selector("[data-testid=files]").inner_text())
         for r in page.query_selector_all("[data-testid=volume-sites] tbody tr[data-site]")
@@ -192,8 +226,9 @@ def test_campaign_pages_in_headless_chromium(
         r.get_attribute("data-step"): _counts(r)
         for r in page.query_selector_all("[data-testid=step-counts] tbody tr[data-step]")
     }
-    expected = {step: {k: n.get(k, 0) for k in counts[step]}
-                for step, n in info.report["counts"].items()}  # fmt: skip
+    expected = {
+        step: {k: n.get(k, 0) for k in counts[step]} for step, n in info.report["counts"].items()
+    }
     assert counts == expected
     assert counts["dl2"]["failed"] == 1
     assert counts["dl1"]["existing"] == 1
@@ -246,8 +281,13 @@ def test_campaign_page_survives_a_partial_or_odd_report(
     store = WMS(seeded.archive).campaigns
     store.submit("odd", "reprocess", {"query": "obs_id=42", "software_version": "x"})
     assert store.claim(RUNNER, "odd") is not None
-    odd = {"ok": "yes", "volume": {"total": {"files": 4, "bytes": "many"}, "sites": [1]},
-           "counts": {"dl1": {"runs": 2, "ok": 2}}, "steps": 5, "failures": ["boom"]}  # fmt: skip
+    odd = {
+        "ok": "yes",
+        "volume": {"total": {"files": 4, "bytes": "many"}, "sites": [1]},
+        "counts": {"dl1": {"runs": 2, "ok": 2}},
+        "steps": 5,
+        "failures": ["boom"],
+    }
     store.finish("odd", RUNNER, CampaignState.DONE, report=odd)
     page = signed_in.get("/ui/campaigns/odd")
     assert page.status_code == 200
@@ -262,8 +302,9 @@ def test_campaign_page_survives_a_partial_or_odd_report(
 
 def test_campaign_list_escapes_what_users_wrote(seeded: Seeded, signed_in: TestClient) -> None:
     store = WMS(seeded.archive).campaigns
-    store.submit("x1", "reprocess", {"query": "<script>alert(1)</script>",
-                                     "software_version": "<b>v</b>"})  # fmt: skip
+    store.submit(
+        "x1", "reprocess", {"query": "<script>alert(1)</script>", "software_version": "<b>v</b>"}
+    )
     text = signed_in.get("/ui/campaigns").text
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text

@@ -32,9 +32,10 @@ from tests.wms.conftest import PY, TIMEOUT_S, write
 
 PRODUCT = "/ctao/dl1/obs_42/params.h5"
 IMAGES = {3: 50, 4: 30}  # images per telescope: tel 4 fails "at least 40"
-STRICT = [{"kind": "threshold", "metric": "dl1.n_images", "op": ">=", "value": 40},
-          {"kind": "range", "metric": "dl1.width_median", "min": 0.0, "max": 1.0,
-           "severity": "warning"}]  # fmt: skip
+STRICT = [
+    {"kind": "threshold", "metric": "dl1.n_images", "op": ">=", "value": 40},
+    {"kind": "range", "metric": "dl1.width_median", "min": 0.0, "max": 1.0, "severity": "warning"},
+]
 LENIENT = [{"kind": "threshold", "metric": "dl1.n_images", "op": ">=", "value": 10}]
 
 
@@ -55,21 +56,26 @@ def _dl1(tmp: Path) -> Path:
 def judge(seeded: Seeded, tmp: Path, criteria: list[dict[str, Any]], name: str) -> list[Any]:
     """Run QualPipe on the archived product and archive its report and page beside it."""
     out = tmp / name
-    result = run_tool("qualpipe-report", {"criteria": criteria, "title": name},
-                      {"dl1": [tmp / "params.h5"]}, out)  # fmt: skip
+    result = run_tool(
+        "qualpipe-report", {"criteria": criteria, "title": name}, {"dl1": [tmp / "params.h5"]}, out
+    )
     assert result.exit_code == EXIT_OK, result.error
     page = out / "quality_report.html"
     return archive_report(
-        seeded.archive, out / "quality_report.json", "CTAO-S", product=f"ctao:{PRODUCT}",
+        seeded.archive,
+        out / "quality_report.json",
+        "CTAO-S",
+        product=f"ctao:{PRODUCT}",
         html_path=page,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
 def reports(seeded: Seeded, tmp_path: Path) -> list[Any]:
     dl1 = _dl1(tmp_path)
-    ingested = seeded.archive.ingest([dl1], "CTAO-S", lfn=PRODUCT,
-                                     meta={"data_level": "DL1", "obs_id": "42"})  # fmt: skip
+    ingested = seeded.archive.ingest(
+        [dl1], "CTAO-S", lfn=PRODUCT, meta={"data_level": "DL1", "obs_id": "42"}
+    )
     assert not ingested.failed, ingested.failed
     first = judge(seeded, tmp_path, STRICT, "strict")
     second = judge(seeded, tmp_path, LENIENT, "lenient")
@@ -101,13 +107,16 @@ def test_quality_page_in_headless_chromium(
     stored = _content(seeded, latest_json.did)
     box = shown[0]
     assert box.query_selector("[data-testid=verdict]").inner_text() == (
-        "passed" if stored["passed"] else "failed")  # fmt: skip
+        "passed" if stored["passed"] else "failed"
+    )
     for key in ("checks", "passed", "failed", "missing"):
         testid = "checks" if key == "checks" else f"checks-{key}"
         assert box.query_selector(f"[data-testid={testid}]").inner_text() == str(
-            stored["summary"][key])  # fmt: skip
+            stored["summary"][key]
+        )
     assert box.query_selector("[data-testid=metrics-count]").inner_text() == str(
-        len(stored["metrics"]))  # fmt: skip
+        len(stored["metrics"])
+    )
 
     # QualPipe's PNG plots, read from the archived page, loaded in the browser.
     plots = box.query_selector_all("img[data-testid=plot]")
@@ -189,10 +198,12 @@ def test_plots_of_a_report_made_by_a_wms_job(
     (the job's other QUAL outputs), each served as an image by its own DID."""
     _dl1(tmp_path)
     assert not seeded.archive.ingest([tmp_path / "params.h5"], "CTAO-S", lfn=PRODUCT).failed
-    script = ("import json, sys; from pathlib import Path; "
-              "from dpps.pipelines.tool import run_tool; "
-              "r = run_tool('qualpipe-report', json.loads(sys.argv[2]), {'dl1': [sys.argv[1]]}, "
-              "Path('out')); sys.exit(r.exit_code)")  # fmt: skip
+    script = (
+        "import json, sys; from pathlib import Path; "
+        "from dpps.pipelines.tool import run_tool; "
+        "r = run_tool('qualpipe-report', json.loads(sys.argv[2]), {'dl1': [sys.argv[1]]}, "
+        "Path('out')); sys.exit(r.exit_code)"
+    )
     prefix = "/ctao/qual/obs_42"
     job = {
         "name": "quality-obs42",
@@ -200,13 +211,23 @@ def test_plots_of_a_report_made_by_a_wms_job(
         "inputs": {"dl1": f"lfn:{PRODUCT}"},
         "outputs": [
             {"name": "report", "glob": "out/quality_report.json", "lfn": f"{prefix}/report.json"},
-            {"name": "page", "glob": "out/quality_report.html", "lfn": f"{prefix}/report.html",
-             "data_level": "QUAL", "meta": {"product_type": "quality report page"}},
-            {"name": "plots", "glob": "out/quality_plots/*.png", "array": True,
-             "lfn": prefix + "/$(self.basename)", "data_level": "QUAL",
-             "meta": {"product_type": "quality plot"}},
+            {
+                "name": "page",
+                "glob": "out/quality_report.html",
+                "lfn": f"{prefix}/report.html",
+                "data_level": "QUAL",
+                "meta": {"product_type": "quality report page"},
+            },
+            {
+                "name": "plots",
+                "glob": "out/quality_plots/*.png",
+                "array": True,
+                "lfn": prefix + "/$(self.basename)",
+                "data_level": "QUAL",
+                "meta": {"product_type": "quality plot"},
+            },
         ],
-    }  # fmt: skip
+    }
     wms = WMS(seeded.archive)
     sub = wms.submit(write(tmp_path / "quality.yaml", json.dumps(job)))
     assert wms.wait(sub, timeout_s=TIMEOUT_S) == "DONE", wms.job(sub.id)

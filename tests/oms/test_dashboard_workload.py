@@ -35,7 +35,9 @@ class Work:
 def run_work(seeded: Seeded, tmp: Path) -> Work:
     wms = WMS(seeded.archive)
     first = seeded.dl0_files[0].split(":", 1)[1]
-    summary = write(tmp / "summary.yaml", f"""\
+    summary = write(
+        tmp / "summary.yaml",
+        f"""\
         name: summary
         tool: dpps.wms.samples:summarize
         inputs: {{infile: "lfn:{first}"}}
@@ -46,10 +48,12 @@ def run_work(seeded: Seeded, tmp: Path) -> Work:
             glob: "*.summary.json"
             lfn: /ctao/dl1/obs_42/$(inputs.infile.nameroot).summary.json
             data_level: DL1
-    """)  # fmt: skip
-    failing = {"name": "broken-step",
-               "command": [PY, "-c", "import sys; print('calibration table missing'); "
-                                     "sys.exit(3)"]}  # fmt: skip
+    """,
+    )
+    failing = {
+        "name": "broken-step",
+        "command": [PY, "-c", "import sys; print('calibration table missing'); sys.exit(3)"],
+    }
     failing_path = write(tmp / "failing.yaml", json.dumps(failing))
     job = wms.submit(summary)
     assert wms.wait(job, timeout_s=TIMEOUT_S) == "DONE", wms.job(job.id)
@@ -93,8 +97,11 @@ def test_job_and_workflow_pages_in_headless_chromium(
         row = page.query_selector(f"[data-testid=jobs] tr[data-id='{job.id}']")
         assert row.query_selector("[data-testid=state]").inner_text() == job.state
         assert row.query_selector("[data-testid=activity]").inner_text() == job.activity
-        assert row.query_selector("[data-testid=attempts]").inner_text().startswith(
-            f"{job.attempts} /")  # fmt: skip
+        assert (
+            row.query_selector("[data-testid=attempts]")
+            .inner_text()
+            .startswith(f"{job.attempts} /")
+        )
         assert row.query_selector("[data-testid=account]").inner_text() == "root"
     assert page.query_selector("[data-nav=jobs].active")
     bars = page.query_selector_all("svg.plot rect")
@@ -108,8 +115,11 @@ def test_job_and_workflow_pages_in_headless_chromium(
     assert _ids(page, "[data-testid=jobs] tbody tr[data-id]") == failed == [work.failed_job]
     page.goto(f"{live.url}/ui/jobs")
     page.click("[data-activity-link=cat-b]")
-    assert _ids(page, "[data-testid=jobs] tbody tr[data-id]") == [
-        j.id for j in wms.list_jobs(activity="cat-b")] == [work.summary_job]  # fmt: skip
+    assert (
+        _ids(page, "[data-testid=jobs] tbody tr[data-id]")
+        == [j.id for j in wms.list_jobs(activity="cat-b")]
+        == [work.summary_job]
+    )
 
     # A job page: details, outputs linked to their product page, its history and its log.
     page.goto(f"{live.url}/ui/jobs")
@@ -117,12 +127,15 @@ def test_job_and_workflow_pages_in_headless_chromium(
     page.wait_for_url(f"{live.url}/ui/jobs/{work.summary_job}")
     info = wms.job(work.summary_job)
     assert page.inner_text("[data-testid=job-state]") == "DONE"
-    history = [r.get_attribute("data-state")
-               for r in page.query_selector_all("[data-testid=job-events] tbody tr")]  # fmt: skip
+    history = [
+        r.get_attribute("data-state")
+        for r in page.query_selector_all("[data-testid=job-events] tbody tr")
+    ]
     assert history == [e.state for e in info.events]
     assert history[-1] == "DONE"
-    outputs = [a.get_attribute("data-did")
-               for a in page.query_selector_all("[data-testid=job-outputs] a")]  # fmt: skip
+    outputs = [
+        a.get_attribute("data-did") for a in page.query_selector_all("[data-testid=job-outputs] a")
+    ]
     assert outputs == info.outputs == ["ctao:/ctao/dl1/obs_42/tel_001.summary.json"]
     assert page.inner_text("[data-testid=job-inputs]").strip() == info.inputs[0]
     shot("wms-job")
@@ -150,12 +163,15 @@ def test_job_and_workflow_pages_in_headless_chromium(
     page.wait_for_url(f"{live.url}/ui/workflows/{work.workflow}")
     assert page.inner_text("[data-testid=workflow-state]") == flow.state == "DONE"
     shown = {
-        step: sorted(int(r.get_attribute("data-job"))
-                     for r in page.query_selector_all(f"tr[data-step='{step}'][data-job]"))
+        step: sorted(
+            int(r.get_attribute("data-job"))
+            for r in page.query_selector_all(f"tr[data-step='{step}'][data-job]")
+        )
         for step in flow.steps
-    }  # fmt: skip
-    assert shown == {step: sorted(j.id for j in flow.jobs if j.step == step)
-                     for step in flow.steps}  # fmt: skip
+    }
+    assert shown == {
+        step: sorted(j.id for j in flow.jobs if j.step == step) for step in flow.steps
+    }
     assert [len(v) for v in shown.values()] == [2, 1]
     states = [c.inner_text() for c in page.query_selector_all("[data-testid=step-state]")]
     assert states == [s["state"] for s in flow.steps.values()]
@@ -169,11 +185,16 @@ def test_job_and_workflow_pages_in_headless_chromium(
     page.click(f"tr[data-job='{merge_job}'] a[data-testid=job-link]")
     page.wait_for_url(f"{live.url}/ui/jobs/{merge_job}")
     assert page.get_attribute("[data-testid=workflow-link]", "href") == (
-        f"/ui/workflows/{work.workflow}")  # fmt: skip
+        f"/ui/workflows/{work.workflow}"
+    )
 
     # Unknown ids are the 404 page; bad filters are explained with a 400.
-    for path in ("/ui/jobs/999999", "/ui/jobs/abc", "/ui/workflows/999999",
-                 "/ui/jobs/99999999999999999999"):  # fmt: skip
+    for path in (
+        "/ui/jobs/999999",
+        "/ui/jobs/abc",
+        "/ui/workflows/999999",
+        "/ui/jobs/99999999999999999999",
+    ):
         response = page.goto(f"{live.url}{path}")
         assert response.status == 404, path
         assert "no " in page.inner_text("[data-testid=error]")
@@ -204,8 +225,10 @@ def test_empty_lists_and_paging(seeded: Seeded, signed_in: TestClient, tmp_path:
     job = write(tmp_path / "j.yaml", json.dumps({"name": "noop", "command": [PY, "-c", "0"]}))
     from dpps.oms.dashboard import workload
 
-    ids = [wms.submit(job, opts=SubmitOptions(activity="simulation")).id
-           for _ in range(workload.PAGE + 2)]  # fmt: skip
+    ids = [
+        wms.submit(job, opts=SubmitOptions(activity="simulation")).id
+        for _ in range(workload.PAGE + 2)
+    ]
     first = signed_in.get("/ui/jobs?activity=simulation&state=submitted")
     assert first.status_code == 200
     assert f'data-id="{ids[-1]}"' in first.text
@@ -220,8 +243,10 @@ def test_empty_lists_and_paging(seeded: Seeded, signed_in: TestClient, tmp_path:
 
 def test_job_names_are_escaped(seeded: Seeded, signed_in: TestClient, tmp_path: Path) -> None:
     wms = WMS(seeded.archive)
-    job = write(tmp_path / "j.yaml", json.dumps({"name": "<script>alert(1)</script>",
-                                                 "command": [PY, "-c", "0"]}))  # fmt: skip
+    job = write(
+        tmp_path / "j.yaml",
+        json.dumps({"name": "<script>alert(1)</script>", "command": [PY, "-c", "0"]}),
+    )
     sub = wms.submit(job)
     for path in ("/ui/jobs", f"/ui/jobs/{sub.id}"):
         text = signed_in.get(path).text

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dpps.bdms.archive import Archive
 from dpps.cli.main import app
-from dpps.oms.client import RemoteArchive
+from dpps.client.archive import RemoteArchive
 from dpps.oms.server import BackgroundServer
 from dpps.storage.checksums import checksum_file
 from dpps.wms.api import WMS
@@ -259,8 +259,10 @@ def test_wms_commands_locally_and_remotely(
     template = write(tmp_path / "cwl" / "summarize.cwl", SUMMARIZE_CWL)
     dpm = "data-processing-manager"
     ids: dict[str, int] = {}
-    for where, run in (("local", lambda *a: _local(seeded.archive, *a)),
-                       ("remote", lambda *a: _remote(live, seeded.tokens[dpm], *a))):  # fmt: skip
+    for where, run in (
+        ("local", lambda *a: _local(seeded.archive, *a)),
+        ("remote", lambda *a: _remote(live, seeded.tokens[dpm], *a)),
+    ):
         code, out, err = run("wms", "submit", str(job), "--json")
         assert code == 0, (where, err)
         sub = json.loads(out)
@@ -278,8 +280,16 @@ def test_wms_commands_locally_and_remotely(
         code, out, err = run("wms", "list", "--state", "SUBMITTED", "--json")
         assert sub["id"] in [j["id"] for j in json.loads(out)], (where, err)
         name = f"summaries-{where}"
-        code, out, err = run("wms", "transformation", "add", name, str(template),
-                             "--filter", "data_level=DL1", "--json")  # fmt: skip
+        code, out, err = run(
+            "wms",
+            "transformation",
+            "add",
+            name,
+            str(template),
+            "--filter",
+            "data_level=DL1",
+            "--json",
+        )
         assert code == 0, (where, err)
         assert json.loads(out)["input_port"] == "infile"
         code, out, err = run("wms", "transformation", "list", "--json")
@@ -308,7 +318,7 @@ def test_wms_commands_locally_and_remotely(
 
 def test_remote_wms_methods_accept_what_wms_methods_accept() -> None:
     """The same check for ``dpps wms``: RemoteWMS stands in for WMS in the commands."""
-    from dpps.oms.client_wms import RemoteWMS
+    from dpps.client.wms import RemoteWMS
     from dpps.wms.api import WMS
 
     checked = 0

@@ -67,19 +67,25 @@ def test_transfer_list_and_retry_both_ways(seeded: Seeded, live: BackgroundServe
         local, remote = _both(seeded, live, *args, role="reader")
         assert local[0] == 0, local
         assert local[1] == remote[1], args
-    failed = json.loads(_local(seeded.archive, "transfer", "list", "--state", "FAILED",
-                               "--json")[1])  # fmt: skip
+    failed = json.loads(
+        _local(seeded.archive, "transfer", "list", "--state", "FAILED", "--json")[1]
+    )
     assert {t["id"] for t in failed} == {first, second}
     assert {t["error"] for t in failed} == {"destination unreachable"}
 
     reader = _remote(live, seeded.tokens["reader"], "transfer", "retry", str(first))
     assert reader[0] == 8, reader
-    code, out, err = _remote(live, seeded.tokens["operator"], "transfer", "retry", str(first),
-                             "--json")  # fmt: skip
+    code, out, err = _remote(
+        live, seeded.tokens["operator"], "transfer", "retry", str(first), "--json"
+    )
     assert code == 0, err
     retried = json.loads(out)
     assert (retried["id"], retried["state"], retried["attempts"], retried["error"]) == (
-        first, "QUEUED", 0, None)  # fmt: skip
+        first,
+        "QUEUED",
+        0,
+        None,
+    )
     code, out, err = _local(seeded.archive, "transfer", "retry", str(second), "--json")
     assert code == 0, err
     assert json.loads(out)["state"] == "QUEUED"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dpps.oms import client_views
+from dpps.client import views as client_views
 from dpps.oms.server import BackgroundServer
 from tests.bdms.preservation_helpers import storage_file
 from tests.oms.conftest import Seeded

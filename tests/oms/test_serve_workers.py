@@ -29,8 +29,18 @@ def test_serve_with_two_api_workers(archive: Archive) -> None:
     token = service.create_token("ops").token
     port = free_port()
     dpps = Path(sys.executable).with_name("dpps")
-    cmd = [str(dpps), "-w", str(archive.config.workspace), "serve", "--port", str(port),
-           "--workers", "2", "--only", "evaluator"]  # fmt: skip
+    cmd = [
+        str(dpps),
+        "-w",
+        str(archive.config.workspace),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--only",
+        "evaluator",
+    ]
     proc = subprocess.Popen(
         cmd,
         env={**os.environ, "DPPS_URL": ""},

@@ -98,10 +98,23 @@ EXPECTED = {
 def _run_pytest(directory: Path, junit: Path, *extra: str) -> None:
     """Run the sample tests in a real pytest subprocess, writing JUnit XML."""
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "dpps.verify.pytest_plugin",
-         "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", *extra],
-        cwd=directory, check=False, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "dpps.verify.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "-q",
+            *extra,
+        ],
+        cwd=directory,
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
     assert junit.is_file(), "pytest did not write the JUnit XML"
 
 

@@ -44,8 +44,16 @@ def wms(wms_archive: Archive) -> WMS:
     return WMS(wms_archive)
 
 
-def ingest(archive: Archive, rse: str, lfn: str, *, obs_id: int = 1, tel_id: int = 1,
-           seed: int = 0, hdf5: bool = False) -> str:  # fmt: skip
+def ingest(
+    archive: Archive,
+    rse: str,
+    lfn: str,
+    *,
+    obs_id: int = 1,
+    tel_id: int = 1,
+    seed: int = 0,
+    hdf5: bool = False,
+) -> str:
     """A real FITS (or HDF5) product registered on ``rse``; returns the ``lfn:`` location."""
     src = archive.config.workspace / "incoming" / f"{seed}_{obs_id}_{tel_id}"
     src.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,9 @@ def _expire(archive: Archive, name: str) -> None:
     """What a runner that died leaves behind: its lease runs out."""
     past = dt.datetime(2000, 1, 1)
     with transaction(archive.sessions) as s:
-        s.execute(update(CampaignRow).where(CampaignRow.name == name)
-                  .values(lease_expires_at=past))  # fmt: skip
+        s.execute(
+            update(CampaignRow).where(CampaignRow.name == name).values(lease_expires_at=past)
+        )
 
 
 def test_submit_claim_progress_finish_and_rerun(archive: Archive) -> None:
@@ -36,7 +37,11 @@ def test_submit_claim_progress_finish_and_rerun(archive: Archive) -> None:
     claimed = store.claim("runner-a")
     assert claimed is not None
     assert (claimed.name, claimed.state, claimed.owner, claimed.attempts) == (
-        "c1", "RUNNING", "runner-a", 1)  # fmt: skip
+        "c1",
+        "RUNNING",
+        "runner-a",
+        1,
+    )
     assert store.claim("runner-b") is None  # held: nothing else to take
     with pytest.raises(Conflict, match="is running"):
         store.claim("runner-b", "c1")

@@ -27,8 +27,17 @@ def test_submit_wait_status_list_logs_accounting(
     ws = wms_archive.config.workspace
     lfn = ingest(wms_archive, "PIC", "/ctao/dl0/obs_1/tel_1.fits")
     inputs = write(tmp_path / "inputs.yaml", f"files: [{lfn}]\ntag: cli\n")
-    code, out, err = _run(ws, "submit", str(scatter_cwl), "--inputs", str(inputs), "--wait",
-                          "--activity", "cat-b", "--json")  # fmt: skip
+    code, out, err = _run(
+        ws,
+        "submit",
+        str(scatter_cwl),
+        "--inputs",
+        str(inputs),
+        "--wait",
+        "--activity",
+        "cat-b",
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["kind"] == "workflow"
@@ -67,11 +76,14 @@ def test_submit_wait_status_list_logs_accounting(
 
 def test_failed_job_exit_code_kill_retry_and_errors(wms_archive: Archive, tmp_path: Path) -> None:
     ws = wms_archive.config.workspace
-    bad = write(tmp_path / "bad.yaml", f"""\
+    bad = write(
+        tmp_path / "bad.yaml",
+        f"""\
         name: bad
         command: ["{PY}", "-c", "import sys; sys.exit('boom')"]
         max_attempts: 1
-    """)  # fmt: skip
+    """,
+    )
     code, out, err = _run(ws, "submit", str(bad), "--wait")
     assert code == 10, (out, err)
     assert "FAILED" in out
@@ -119,8 +131,18 @@ def test_transformation_commands(wms_archive: Archive, tmp_path: Path) -> None:
             outputBinding: {glob: c.fits}
     """,
     )
-    code, out, err = _run(ws, "transformation", "add", "calib", str(tool), "--filter",
-                          "data_level=DL0", "--activity", "cat-b", "--json")  # fmt: skip
+    code, out, err = _run(
+        ws,
+        "transformation",
+        "add",
+        "calib",
+        str(tool),
+        "--filter",
+        "data_level=DL0",
+        "--activity",
+        "cat-b",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["input_port"] == "raw"
     ingest(wms_archive, "PIC", "/ctao/dl0/t/a.fits")
@@ -141,8 +163,7 @@ def test_transformation_commands(wms_archive: Archive, tmp_path: Path) -> None:
     code, _out, err = _run(ws, "transformation", "add", "calib", str(tool), "--filter", "x=1")
     assert code == 3
     assert "unknown field" in err
-    code, _out, err = _run(ws, "transformation", "add", "calib", str(tool), "--filter",
-                           "obs_id=1")  # fmt: skip
+    code, _out, err = _run(ws, "transformation", "add", "calib", str(tool), "--filter", "obs_id=1")
     assert code == 6
     assert "exists already" in err
     assert _run(ws, "transformation", "status", "nope")[0] == 5

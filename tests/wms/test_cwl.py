@@ -43,26 +43,43 @@ TOOL = """\
 def test_command_line_follows_cwl_bindings(tmp_path: Path) -> None:
     spec = cwl.load(write(tmp_path / "tool.cwl", TOOL))
     tool = spec.steps[0].tool
-    files = [{**file_object("lfn:/a.fits", "a.fits"), "did_id": 1},
-             {**file_object("lfn:/b.fits", "b.fits"), "did_id": 2}]  # fmt: skip
+    files = [
+        {**file_object("lfn:/a.fits", "a.fits"), "did_id": 1},
+        {**file_object("lfn:/b.fits", "b.fits"), "did_id": 2},
+    ]
     argv = command_line(tool, {"raws": files, "ids": [1, 2], "verbose": True, "label": None})
-    assert argv == ["calib", "--out", "-v", "--in", "$(inputs.raws[0].path)",
-                    "$(inputs.raws[1].path)", "--ids=1,2",
-                    "$(runtime.outdir)/x.h5"]  # fmt: skip
+    assert argv == [
+        "calib",
+        "--out",
+        "-v",
+        "--in",
+        "$(inputs.raws[0].path)",
+        "$(inputs.raws[1].path)",
+        "--ids=1,2",
+        "$(runtime.outdir)/x.h5",
+    ]
     staged = [{**f, "path": f"/sandbox/{f['basename']}"} for f in files]
     context = {"inputs": {"raws": staged}, "runtime": {"outdir": "/sandbox/out"}}
     assert expand_argv(argv, context)[4:6] == ["/sandbox/a.fits", "/sandbox/b.fits"]
     assert command_line(tool, {"raws": [], "ids": [3], "verbose": False, "label": "x"}) == [
-        "calib", "--out", "--in", "--ids=3", "x", "$(runtime.outdir)/x.h5"
-    ]  # fmt: skip
+        "calib",
+        "--out",
+        "--in",
+        "--ids=3",
+        "x",
+        "$(runtime.outdir)/x.h5",
+    ]
 
 
 def test_references_expand_and_escape() -> None:
     files = [{"class": "File", "path": "/p/a"}, {"class": "File", "path": "/p/b"}]
     context = {"inputs": {"files": files, "n": 3, "f": files[0]}, "runtime": {"cores": 2}}
     assert expand_argv(["$(inputs.files)", "n=$(inputs.n)", "$(inputs.f.path)"], context) == [
-        "/p/a", "/p/b", "n=3", "/p/a"
-    ]  # fmt: skip
+        "/p/a",
+        "/p/b",
+        "n=3",
+        "/p/a",
+    ]
     assert evaluate("$(inputs.files.length)", context) == 2
     assert evaluate("$(inputs.files[1].path)", context) == "/p/b"
     assert expand_argv([escape("$(inputs.n) is literal")], context) == ["$(inputs.n) is literal"]

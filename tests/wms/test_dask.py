@@ -46,8 +46,9 @@ def test_scatter_runs_each_job_at_the_site_holding_its_input(
         ingest(wms_archive, "DESY", "/ctao/dl0/obs_2/tel_002.fits", obs_id=2, tel_id=2, seed=2),
         ingest(wms_archive, "DESY", "/ctao/dl0/obs_2/tel_003.fits", obs_id=2, tel_id=3, seed=3),
     ]
-    sub = wms.submit(scatter_cwl, {"files": files, "tag": "dask"},
-                     opts=SubmitOptions(executor="dask"))  # fmt: skip
+    sub = wms.submit(
+        scatter_cwl, {"files": files, "tag": "dask"}, opts=SubmitOptions(executor="dask")
+    )
     state = wms.wait(sub, executor="dask", scheduler=cluster.address, timeout_s=TIMEOUT_S)
     assert state == "DONE", wms.workflow(sub.id)
     info = wms.workflow(sub.id)
@@ -71,12 +72,15 @@ def test_scatter_runs_each_job_at_the_site_holding_its_input(
 def test_a_job_asking_for_a_site_without_workers_waits_with_the_reason(
     wms: WMS, wms_archive: Archive, tmp_path: Path, cluster: DaskCluster
 ) -> None:
-    job = write(tmp_path / "job.yaml", f"""\
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: nowhere
         command: ["{PY}", "-c", "open('x.txt','w').write('x')"]
         site: CSCS
         outputs: [{{glob: x.txt}}]
-    """)  # fmt: skip
+    """,
+    )
     sub = wms.submit(job, opts=SubmitOptions(executor="dask"))
     manager = wms.manager("dask", scheduler=cluster.address)
     try:
@@ -99,12 +103,15 @@ def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
     wms = WMS(archive)
     marker = tmp_path / "started"
     lfn = ingest(archive, "PIC", "/ctao/dl0/obs_3/tel_001.fits", obs_id=3)
-    job = write(tmp_path / "job.yaml", f"""\
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: slow
         command: {json.dumps([PY, "-c", SLOW_COPY, "$(inputs.raw.path)", str(marker)])}
         inputs: {{raw: "{lfn}"}}
         outputs: [{{glob: out.fits, lfn: /ctao/dl1/obs_3/out.fits}}]
-    """)  # fmt: skip
+    """,
+    )
     sub = wms.submit(job, opts=SubmitOptions(executor="dask"))
     manager = wms.manager("dask", scheduler=cluster.address)
     try:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from dpps.bdms import stager
 from dpps.bdms.archive import Archive
+from dpps.bdms.staging import stager
 from dpps.catalog.models import DIDRow, ReplicaRow, StageRequestRow
 from dpps.catalog.models_wms import JobFileRow
 from dpps.core.daemon import DaemonContext
@@ -39,11 +39,14 @@ def _stray_uploads(archive: Archive) -> list[Path]:
 def test_a_failing_tool_is_retried_then_failed_with_its_logs(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
-    job = write(tmp_path / "job.yaml", f"""\
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: broken
         command: {json.dumps([PY, "-c", BROKEN])}
         outputs: [{{glob: out.txt, lfn: /ctao/user/out.txt}}]
-    """)  # fmt: skip
+    """,
+    )
     before = snapshot(wms_archive)
     sub = wms.submit(job, opts=SubmitOptions(max_attempts=2))
     assert wms.wait(sub, timeout_s=TIMEOUT_S) == "FAILED"
@@ -52,8 +55,15 @@ def test_a_failing_tool_is_retried_then_failed_with_its_logs(
     assert info.exit_code == 1
     assert info.reason == "tool failed: exit code 1"
     states = [e.state for e in info.events]
-    assert states == ["SUBMITTED", "MATCHED", "RUNNING", "SUBMITTED", "MATCHED", "RUNNING",
-                      "FAILED"]  # fmt: skip
+    assert states == [
+        "SUBMITTED",
+        "MATCHED",
+        "RUNNING",
+        "SUBMITTED",
+        "MATCHED",
+        "RUNNING",
+        "FAILED",
+    ]
     log = wms.logs(sub.id)
     assert "reading calibration" in log
     assert "no calibration for tel 3" in log
@@ -76,13 +86,16 @@ def test_a_failing_tool_is_retried_then_failed_with_its_logs(
 def test_partial_outputs_register_nothing(
     wms: WMS, wms_archive: Archive, tmp_path: Path, script: str, reason: str
 ) -> None:
-    job = write(tmp_path / "job.yaml", f"""\
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: partial
         command: ["{PY}", "-c", "{script}"]
         outputs:
           - {{name: a, glob: a.txt, lfn: /ctao/user/a.txt}}
           - {{name: b, glob: b.txt, lfn: /ctao/user/b.txt}}
-    """)  # fmt: skip
+    """,
+    )
     before = snapshot(wms_archive)
     sub = wms.submit(job, opts=SubmitOptions(max_attempts=1))
     assert wms.wait(sub, timeout_s=TIMEOUT_S) == "FAILED"
@@ -98,11 +111,14 @@ def test_an_output_conflicting_with_the_archive_fails_without_retry_and_leaves_n
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
     ingest(wms_archive, "PIC", "/ctao/user/taken.fits", seed=1)
-    job = write(tmp_path / "job.yaml", f"""\
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: clash
         command: ["{PY}", "-c", "open('x.txt','w').write('other bytes')"]
         outputs: [{{glob: x.txt, lfn: /ctao/user/taken.fits}}]
-    """)  # fmt: skip
+    """,
+    )
     sub = wms.submit(job)
     assert wms.wait(sub, timeout_s=TIMEOUT_S) == "FAILED"
     info = wms.job(sub.id)
@@ -118,24 +134,37 @@ def test_an_input_without_available_replica_waits_and_one_on_tape_is_staged(
     lfn = ingest(wms_archive, "PIC", "/ctao/dl0/obs_4/tel_1.fits", obs_id=4)
     tape = ingest(wms_archive, "PIC-TAPE", "/ctao/dl0/obs_4/tel_2.fits", obs_id=4, seed=2)
     with wms_archive.sessions.begin() as s:
-        s.execute(update(ReplicaRow).values(state="UNAVAILABLE").where(
-            ReplicaRow.did_id == select(DIDRow.id).where(
-                DIDRow.name == "/ctao/dl0/obs_4/tel_1.fits").scalar_subquery()))  # fmt: skip
+        s.execute(
+            update(ReplicaRow)
+            .values(state="UNAVAILABLE")
+            .where(
+                ReplicaRow.did_id
+                == select(DIDRow.id)
+                .where(DIDRow.name == "/ctao/dl0/obs_4/tel_1.fits")
+                .scalar_subquery()
+            )
+        )
     template = f"""\
         name: NAME
         command: {json.dumps([PY, "-c", COPY, "$(inputs.raw.path)"])}
         inputs: {{raw: "LFN"}}
         outputs: [{{glob: o.fits, lfn: /ctao/dl1/obs_4/NAME.fits}}]
-    """  # fmt: skip
-    disk = wms.submit(write(tmp_path / "a.yaml",
-                            template.replace("NAME", "a").replace("LFN", lfn)))  # fmt: skip
-    nearline = wms.submit(write(tmp_path / "b.yaml",
-                                template.replace("NAME", "b").replace("LFN", tape)))  # fmt: skip
+    """
+    disk = wms.submit(
+        write(tmp_path / "a.yaml", template.replace("NAME", "a").replace("LFN", lfn))
+    )
+    nearline = wms.submit(
+        write(tmp_path / "b.yaml", template.replace("NAME", "b").replace("LFN", tape))
+    )
     manager = wms.manager()
     try:
-        wms.run_until(lambda: wms.job(disk.id).state == "WAITING"
-                      and wms.job(nearline.id).state == "WAITING", manager=manager,
-                      timeout_s=TIMEOUT_S)  # fmt: skip
+        wms.run_until(
+            lambda: (
+                wms.job(disk.id).state == "WAITING" and wms.job(nearline.id).state == "WAITING"
+            ),
+            manager=manager,
+            timeout_s=TIMEOUT_S,
+        )
         assert wms.job(disk.id).reason == (
             "input ctao:/ctao/dl0/obs_4/tel_1.fits has no AVAILABLE replica"
         )
@@ -146,8 +175,11 @@ def test_an_input_without_available_replica_waits_and_one_on_tape_is_staged(
             requests = s.scalars(select(StageRequestRow.state)).all()
         assert requests == ["QUEUED"]
         with wms_archive.sessions.begin() as s:  # the disk replica comes back
-            s.execute(update(ReplicaRow).values(state="AVAILABLE").where(
-                ReplicaRow.state == "UNAVAILABLE"))  # fmt: skip
+            s.execute(
+                update(ReplicaRow)
+                .values(state="AVAILABLE")
+                .where(ReplicaRow.state == "UNAVAILABLE")
+            )
         # The stager daemon (here: its unit of work) recalls the tape copy after its delay.
         ctx = DaemonContext(name="stager")
 
@@ -169,38 +201,55 @@ def test_a_killed_pool_worker_is_replaced_and_its_job_registered_once(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
     marker = tmp_path / "started"
-    victim = (f"import time; open({str(marker)!r},'a').write('x'); time.sleep(1); "
-              "open('o.txt','w').write('done')")  # fmt: skip
-    job = write(tmp_path / "job.yaml", f"""\
+    victim = (
+        f"import time; open({str(marker)!r},'a').write('x'); time.sleep(1); "
+        "open('o.txt','w').write('done')"
+    )
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: victim
         command: {json.dumps([PY, "-c", victim])}
         outputs: [{{glob: o.txt, lfn: /ctao/user/o.txt}}]
-    """)  # fmt: skip
+    """,
+    )
     sub = wms.submit(job)
     manager = wms.manager()
     try:
         wms.run_until(marker.exists, manager=manager, timeout_s=TIMEOUT_S)
         running = [e for e in wms.job(sub.id).events if e.state == "RUNNING"]
         os.kill(int(running[-1].details["pid"]), signal.SIGKILL)  # the pool process, mid-job
-        wms.run_until(lambda: wms.job(sub.id).state == "DONE", manager=manager,
-                      timeout_s=TIMEOUT_S)  # fmt: skip
+        wms.run_until(
+            lambda: wms.job(sub.id).state == "DONE", manager=manager, timeout_s=TIMEOUT_S
+        )
     finally:
         manager.close()
     info = wms.job(sub.id)
     assert info.attempts >= 2
     assert info.outputs == ["ctao:/ctao/user/o.txt"]
-    assert any("executor error" in (e.reason or "") or "stalled" in (e.reason or "")
-               for e in info.events)  # fmt: skip
+    assert any(
+        "executor error" in (e.reason or "") or "stalled" in (e.reason or "") for e in info.events
+    )
     assert len(wms_archive.show("/ctao/user/o.txt").replicas) == 1
 
 
 def _daemon(workspace: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "dpps"), "-w", str(workspace), "wms", "daemon",
-             "wms-manager", "--log-level", "WARNING"],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "dpps"),
+                "-w",
+                str(workspace),
+                "wms",
+                "daemon",
+                "wms-manager",
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 @pytest.mark.verifies_usecase("UC-100-2")
@@ -215,11 +264,14 @@ def test_the_manager_daemon_killed_and_restarted_loses_and_duplicates_nothing(
     script = f"import os,time; open(os.path.join({str(pids)!r}, str(os.getpid())),'w'); "
     script += "time.sleep(2); "
     for i in range(3):
-        job = write(tmp_path / f"j{i}.yaml", f"""\
+        job = write(
+            tmp_path / f"j{i}.yaml",
+            f"""\
             name: job{i}
             command: {json.dumps([PY, "-c", script + f"open('o.txt','w').write('{i}')"])}
             outputs: [{{glob: o.txt, lfn: /ctao/user/out_{i}.txt}}]
-        """)  # fmt: skip
+        """,
+        )
         subs.append(wms.submit(job))
     first = _daemon(archive.config.workspace, tmp_path / "daemon.log")
     try:
@@ -250,8 +302,9 @@ def test_the_manager_daemon_killed_and_restarted_loses_and_duplicates_nothing(
     ]
     assert any(i.attempts > 1 for i in infos)  # some were running when the daemon died
     with archive.sessions() as s:
-        outputs = s.scalar(select(func.count()).select_from(JobFileRow).where(
-            JobFileRow.role == "output"))  # fmt: skip
+        outputs = s.scalar(
+            select(func.count()).select_from(JobFileRow).where(JobFileRow.role == "output")
+        )
     assert outputs == 3
     assert sorted(f.name for f in archive.list_files("name like /ctao/user/%")) == [
         f"/ctao/user/out_{i}.txt" for i in range(3)

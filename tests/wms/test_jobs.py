@@ -22,7 +22,9 @@ def test_single_job_goes_through_its_states_and_registers_outputs(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
     lfn = ingest(wms_archive, "PIC", "/ctao/dl0/obs_1/tel_1.fits")
-    job = write(tmp_path / "job.yaml", f"""\
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: summary
         tool: dpps.wms.samples:summarize
         inputs: {{infile: "{lfn}"}}
@@ -35,7 +37,8 @@ def test_single_job_goes_through_its_states_and_registers_outputs(
             lfn: /ctao/dl1/obs_1/$(inputs.infile.nameroot).json
             data_level: DL1
             meta: {{pipeline: samples}}
-    """)  # fmt: skip
+    """,
+    )
     sub = wms.submit(job)
     assert sub.kind == "job"
     assert wms.job(sub.id).state == JobState.SUBMITTED
@@ -63,8 +66,9 @@ def test_single_job_goes_through_its_states_and_registers_outputs(
     assert summary["label"] == "night-1"
     # Accounting: per site, activity and software version.
     rows = wms.accounting()
-    assert [(r.key["site"], r.key["activity"], r.key["software_version"], r.done) for r in rows] \
-        == [("PIC", "cat-b", "samples 2.0", 1)]  # fmt: skip
+    assert [
+        (r.key["site"], r.key["activity"], r.key["software_version"], r.done) for r in rows
+    ] == [("PIC", "cat-b", "samples 2.0", 1)]
     assert rows[0].cpu_hours > 0
     assert rows[0].max_rss_mb > 0
     assert rows[0].bytes_read == info.bytes_read > 0
@@ -81,8 +85,12 @@ def test_higher_activity_and_priority_run_first(tmp_path: Path, catalog_url: str
         path = write(tmp_path / f"{name}.yaml", json.dumps(job))
         return wms.submit(path, opts=SubmitOptions(activity=activity, priority=priority)).id
 
-    ids = [submit("sim", "simulation", 9), submit("reproc", "reprocessing", 3),
-           submit("catb-low", "cat-b", 1), submit("catb-high", "cat-b", 7)]  # fmt: skip
+    ids = [
+        submit("sim", "simulation", 9),
+        submit("reproc", "reprocessing", 3),
+        submit("catb-low", "cat-b", 1),
+        submit("catb-high", "cat-b", 7),
+    ]
     wms.run_until(lambda: all(wms.job(i).state == "DONE" for i in ids), timeout_s=TIMEOUT_S)
     assert order.read_text().split() == ["catb-high", "catb-low", "reproc", "sim"]
     archive.close()
@@ -92,13 +100,18 @@ def test_kill_stops_the_tool_and_registers_nothing(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "pid"
-    sleeper = (f"import os,time; open('out.txt','w').write('x'); open({str(pidfile)!r},'w')"
-               ".write(str(os.getpid())); time.sleep(600)")  # fmt: skip
-    job = write(tmp_path / "job.yaml", f"""\
+    sleeper = (
+        f"import os,time; open('out.txt','w').write('x'); open({str(pidfile)!r},'w')"
+        ".write(str(os.getpid())); time.sleep(600)"
+    )
+    job = write(
+        tmp_path / "job.yaml",
+        f"""\
         name: sleeper
         command: {json.dumps([PY, "-c", sleeper])}
         outputs: [{{glob: out.txt, lfn: /ctao/user/never.txt}}]
-    """)  # fmt: skip
+    """,
+    )
     sub = wms.submit(job)
     manager = wms.manager()
     try:
@@ -142,16 +155,28 @@ def test_bad_job_files_are_refused_with_clear_errors(wms: WMS, tmp_path: Path) -
         "unknown key": ({"command": ["true"], "comand": 1}, InvalidInput, "comand"),
         "no command": ({"name": "x"}, InvalidInput, "command line or a python tool"),
         "javascript": ({"command": ["echo", "${return 1}"]}, InvalidInput, "JavaScript"),
-        "bad reference": ({"command": ["cat", "$(inputs.nope.path)"]}, InvalidInput,
-                          "names no input"),
-        "missing did": ({"command": ["cat", "$(inputs.a.path)"], "inputs": {"a": "lfn:/ctao/x"}},
-                        NotFound, "no such DID"),
-        "local path": ({"command": ["true"], "inputs": {"a": {"class": "File", "path": "/x"}}},
-                       InvalidInput, "not an archive file"),
+        "bad reference": (
+            {"command": ["cat", "$(inputs.nope.path)"]},
+            InvalidInput,
+            "names no input",
+        ),
+        "missing did": (
+            {"command": ["cat", "$(inputs.a.path)"], "inputs": {"a": "lfn:/ctao/x"}},
+            NotFound,
+            "no such DID",
+        ),
+        "local path": (
+            {"command": ["true"], "inputs": {"a": {"class": "File", "path": "/x"}}},
+            InvalidInput,
+            "not an archive file",
+        ),
         "unknown site": ({"command": ["true"], "site": "MOON"}, InvalidInput, "unknown site"),
-        "bad output": ({"command": ["true"], "outputs": [{"glob": "x", "rse": 3}]},
-                       InvalidInput, "outputs"),
-    }  # fmt: skip
+        "bad output": (
+            {"command": ["true"], "outputs": [{"glob": "x", "rse": 3}]},
+            InvalidInput,
+            "outputs",
+        ),
+    }
     for name, (data, error, match) in cases.items():
         path = write(tmp_path / f"{name.replace(' ', '_')}.yaml", json.dumps(data))
         with pytest.raises(error, match=match):

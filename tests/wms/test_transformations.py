@@ -22,11 +22,18 @@ COPY = [PY, "-c", "import shutil,sys; shutil.copy(sys.argv[1], sys.argv[2])"]
 
 def _copy_tool(name: str, suffix: str, level: str) -> object:
     return tool_command(
-        name, [*COPY, "$(inputs.infile.path)", f"$(inputs.infile.nameroot).{suffix}"],
+        name,
+        [*COPY, "$(inputs.infile.path)", f"$(inputs.infile.nameroot).{suffix}"],
         inputs={"infile": "File"},
-        outputs=[Output(name="out", glob=f"*.{suffix}", data_level=level,
-                        lfn=f"/ctao/{level.lower()}/$(inputs.infile.nameroot).{suffix}")],
-    )  # fmt: skip
+        outputs=[
+            Output(
+                name="out",
+                glob=f"*.{suffix}",
+                data_level=level,
+                lfn=f"/ctao/{level.lower()}/$(inputs.infile.nameroot).{suffix}",
+            )
+        ],
+    )
 
 
 def _drain(wms: WMS, done: object) -> None:
@@ -43,14 +50,17 @@ def test_a_production_keeps_processing_new_files_once_each_and_feeds_the_next(
     wms: WMS, wms_archive: Archive
 ) -> None:
     calib = wms.add_transformation(
-        "calib", _copy_tool("calib", "dl1", "DL1"), filter_text="data_level=DL0 and obs_id=5",
+        "calib",
+        _copy_tool("calib", "dl1", "DL1"),
+        filter_text="data_level=DL0 and obs_id=5",
         opts=SubmitOptions(activity="cat-b", priority=5),
-    )  # fmt: skip
+    )
     assert calib.output_query == 'meta.wms_transformation="calib"'
     wms.add_transformation("reco", _copy_tool("reco", "dl2", "DL2"), input_from="calib")
     for tel in (1, 2, 3):
-        ingest(wms_archive, "PIC", f"/ctao/dl0/obs_5/tel_{tel}.fits", obs_id=5, tel_id=tel,
-               seed=tel)  # fmt: skip
+        ingest(
+            wms_archive, "PIC", f"/ctao/dl0/obs_5/tel_{tel}.fits", obs_id=5, tel_id=tel, seed=tel
+        )
     ingest(wms_archive, "PIC", "/ctao/dl0/obs_6/tel_1.fits", obs_id=6, seed=9)  # not matched
 
     _drain(wms, lambda: _files(wms, "reco")["PROCESSED"] == 3)
@@ -58,8 +68,9 @@ def test_a_production_keeps_processing_new_files_once_each_and_feeds_the_next(
 
     # More data arrives: only the new files are processed, through both steps.
     for tel in (4, 5):
-        ingest(wms_archive, "DESY", f"/ctao/dl0/obs_5/tel_{tel}.fits", obs_id=5, tel_id=tel,
-               seed=tel)  # fmt: skip
+        ingest(
+            wms_archive, "DESY", f"/ctao/dl0/obs_5/tel_{tel}.fits", obs_id=5, tel_id=tel, seed=tel
+        )
     _drain(wms, lambda: _files(wms, "reco")["PROCESSED"] == 5)
     assert _files(wms, "calib")["PROCESSED"] == 5
     with wms_archive.sessions() as s:
@@ -83,22 +94,30 @@ def test_a_production_keeps_processing_new_files_once_each_and_feeds_the_next(
 
 def test_grouping_by_n_files_and_by_observation(wms: WMS, wms_archive: Archive) -> None:
     cat = tool_command(
-        "cat", ["cat", "$(inputs.files)"],
+        "cat",
+        ["cat", "$(inputs.files)"],
         inputs={"files": InputPort(name="files", type="File[]")},
-        outputs=[Output(name="out", glob="all.bin", lfn="/ctao/dl3/$(job.id).bin",
-                        data_level="DL3")],
+        outputs=[
+            Output(name="out", glob="all.bin", lfn="/ctao/dl3/$(job.id).bin", data_level="DL3")
+        ],
         stdout="all.bin",
-    )  # fmt: skip
+    )
     # Their FITS outputs keep the obs_id of their inputs: the filters name the data level too.
-    wms.add_transformation("pairs", cat, filter_text="obs_id=7 and data_level=DL0",
-                           grouping="files:2")  # fmt: skip
-    wms.add_transformation("per_obs", cat, filter_text="obs_id in (7,8) and data_level=DL0",
-                           grouping="by:obs_id")  # fmt: skip
+    wms.add_transformation(
+        "pairs", cat, filter_text="obs_id=7 and data_level=DL0", grouping="files:2"
+    )
+    wms.add_transformation(
+        "per_obs", cat, filter_text="obs_id in (7,8) and data_level=DL0", grouping="by:obs_id"
+    )
     for i in range(5):
         ingest(wms_archive, "PIC", f"/ctao/dl0/g/obs7_{i}.fits", obs_id=7, tel_id=i + 1, seed=i)
     ingest(wms_archive, "PIC", "/ctao/dl0/g/obs8_0.fits", obs_id=8, seed=20)
-    _drain(wms, lambda: _files(wms, "pairs")["PROCESSED"] == 4
-           and _files(wms, "per_obs")["PROCESSED"] == 6)  # fmt: skip
+    _drain(
+        wms,
+        lambda: (
+            _files(wms, "pairs")["PROCESSED"] == 4 and _files(wms, "per_obs")["PROCESSED"] == 6
+        ),
+    )
     assert _files(wms, "pairs")["NEW"] == 1  # the fifth file waits for a partner
     tasks = {j.name: len(wms.job(j.id).inputs) for j in wms.list_jobs()}
     assert sorted(n for name, n in tasks.items() if name.startswith("pairs")) == [2, 2]
@@ -111,16 +130,29 @@ def test_failed_tasks_are_retried_then_their_files_problematic_and_recoverable(
 ) -> None:
     switch = tmp_path / "fixed"
     flaky = tool_command(
-        "flaky", [PY, "-c", "import os,sys,shutil; os.path.exists(sys.argv[3]) or "
-                  "sys.exit('calibration constants missing'); "
-                  "shutil.copy(sys.argv[1], sys.argv[2])",
-                  "$(inputs.infile.path)", "out.fits", str(switch)],
+        "flaky",
+        [
+            PY,
+            "-c",
+            "import os,sys,shutil; os.path.exists(sys.argv[3]) or "
+            "sys.exit('calibration constants missing'); "
+            "shutil.copy(sys.argv[1], sys.argv[2])",
+            "$(inputs.infile.path)",
+            "out.fits",
+            str(switch),
+        ],
         inputs={"infile": "File"},
-        outputs=[Output(name="out", glob="out.fits",
-                        lfn="/ctao/dl1/fix/$(inputs.infile.basename)")],
-    )  # fmt: skip
-    wms.add_transformation("fragile", flaky, filter_text="obs_id=9", max_task_attempts=2,
-                           opts=SubmitOptions(max_attempts=1))  # fmt: skip
+        outputs=[
+            Output(name="out", glob="out.fits", lfn="/ctao/dl1/fix/$(inputs.infile.basename)")
+        ],
+    )
+    wms.add_transformation(
+        "fragile",
+        flaky,
+        filter_text="obs_id=9",
+        max_task_attempts=2,
+        opts=SubmitOptions(max_attempts=1),
+    )
     ingest(wms_archive, "PIC", "/ctao/dl0/obs_9/a.fits", obs_id=9)
     _drain(wms, lambda: _files(wms, "fragile")["PROBLEMATIC"] == 1)
     info = wms.transformation("fragile")

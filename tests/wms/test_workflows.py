@@ -25,16 +25,19 @@ def test_scatter_workflow_over_archive_files_runs_and_registers_provenance(
     files = [
         ingest(wms_archive, "PIC", "/ctao/dl0/obs_1/tel_001.fits", obs_id=1, tel_id=1, seed=1),
         ingest(wms_archive, "PIC", "/ctao/dl0/obs_1/tel_002.fits", obs_id=1, tel_id=2, seed=2),
-        ingest(wms_archive, "PIC", "/ctao/dl0/obs_1/tel_003.h5", obs_id=1, tel_id=3, seed=3,
-               hdf5=True),
-    ]  # fmt: skip
+        ingest(
+            wms_archive, "PIC", "/ctao/dl0/obs_1/tel_003.h5", obs_id=1, tel_id=3, seed=3, hdf5=True
+        ),
+    ]
     sub = wms.submit(scatter_cwl, {"files": files, "tag": "night1"})
     assert sub.kind == "workflow"
     assert wms.wait(sub, timeout_s=TIMEOUT_S) == "DONE", wms.workflow(sub.id)
 
     info = wms.workflow(sub.id)
-    assert info.steps == {"summarize": {"state": "DONE", "jobs": 3},
-                          "merge": {"state": "DONE", "jobs": 1}}  # fmt: skip
+    assert info.steps == {
+        "summarize": {"state": "DONE", "jobs": 3},
+        "merge": {"state": "DONE", "jobs": 1},
+    }
     assert info.outputs == {"merged": "ctao:/ctao/dl2/night1/merged.json"}
     by_step = {j.step: j for j in info.jobs}
     summaries = [j for j in info.jobs if j.step == "summarize"]
@@ -79,18 +82,24 @@ def test_scatter_workflow_over_archive_files_runs_and_registers_provenance(
 def test_python_builder_makes_the_same_workflow_as_cwl(scatter_cwl: Path) -> None:
     parsed = cwl.load(scatter_cwl)
     summarize = tool_command(
-        "summarize", [PY, "-m", "dpps.wms.samples", "summarize"],
+        "summarize",
+        [PY, "-m", "dpps.wms.samples", "summarize"],
         inputs={"infile": InputPort(name="infile", type="File", position=1), "tag": "string"},
-        outputs=[Output(name="summary", glob="*.summary.json",
-                        lfn="/ctao/dl1/$(inputs.tag)/$(inputs.infile.nameroot).summary.json",
-                        data_level="DL1", meta={"campaign": "test"})],
+        outputs=[
+            Output(
+                name="summary",
+                glob="*.summary.json",
+                lfn="/ctao/dl1/$(inputs.tag)/$(inputs.infile.nameroot).summary.json",
+                data_level="DL1",
+                meta={"campaign": "test"},
+            )
+        ],
         arguments=[{"value": "$(runtime.outdir)"}],
         software_version="dpps-samples 1.0",
-    )  # fmt: skip
+    )
     merge = parsed.step("merge").tool
     wf = Workflow("night", inputs={"files": "File[]", "tag": "string"})
-    step = wf.step("summarize", summarize, infile=wf.input("files"), tag="tag",
-                   scatter=["infile"])  # fmt: skip
+    step = wf.step("summarize", summarize, infile=wf.input("files"), tag="tag", scatter=["infile"])
     last = wf.step("merge", merge, parts=step.out("summary"), tag="tag")
     wf.output("merged", last.out("merged"))
     assert wf.build() == parsed
@@ -103,18 +112,23 @@ def test_a_job_uploads_a_file_and_another_retrieves_it_by_lfn(
     producer = {
         "name": "producer",
         "command": [PY, "-c", "import os; open('made.bin','wb').write(os.urandom(4096))"],
-        "outputs": [{"name": "made", "glob": "made.bin", "lfn": "/ctao/user/made.bin",
-                     "rse": "DESY"}],
-    }  # fmt: skip
+        "outputs": [
+            {"name": "made", "glob": "made.bin", "lfn": "/ctao/user/made.bin", "rse": "DESY"}
+        ],
+    }
     job1 = wms.submit(write(tmp_path / "producer.yaml", _yaml(producer)))
     assert wms.wait(job1, timeout_s=TIMEOUT_S) == "DONE", wms.job(job1.id)
     consumer = {
         "name": "consumer",
-        "command": [PY, "-c", "import shutil,sys; shutil.copy(sys.argv[1], 'back.bin')",
-                    "$(inputs.data.path)"],
+        "command": [
+            PY,
+            "-c",
+            "import shutil,sys; shutil.copy(sys.argv[1], 'back.bin')",
+            "$(inputs.data.path)",
+        ],
         "inputs": {"data": "lfn:/ctao/user/made.bin"},
         "outputs": [{"glob": "back.bin", "lfn": "/ctao/user/back.bin"}],
-    }  # fmt: skip
+    }
     job2 = wms.submit(write(tmp_path / "consumer.yaml", _yaml(consumer)))
     assert wms.wait(job2, timeout_s=TIMEOUT_S) == "DONE", wms.job(job2.id)
     made, back = wms_archive.show("/ctao/user/made.bin"), wms_archive.show("/ctao/user/back.bin")

@@ -202,9 +202,14 @@ def shower_image(
     if shower.hadron:  # a second, offset sub-shower makes the image irregular
         off = rng.normal(0.0, 2 * width)
         extra, _ = _gauss2d(
-            x, y, cog_x - off * math.sin(psi), cog_y + off * math.cos(psi),
-            0.6 * length, width, psi + rng.normal(0.0, 0.3),
-        )  # fmt: skip
+            x,
+            y,
+            cog_x - off * math.sin(psi),
+            cog_y + off * math.cos(psi),
+            0.6 * length,
+            width,
+            psi + rng.normal(0.0, 0.3),
+        )
         density = 0.7 * density + 0.3 * extra
     pixel_area = camera.pixel_spacing_deg**2 * math.sqrt(3) / 2
     pe = size * density * pixel_area

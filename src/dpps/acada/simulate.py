@@ -266,8 +266,11 @@ def _plan_wobble(
     that triggered nothing are simply absent (ids need not be contiguous)."""
     tels = config.chosen()
     rng = _rng(config.seed, obs_id, 7)
-    n_other = round(config.event_rate_hz * config.duration_s
-                    * (config.calibration_fraction + config.muon_fraction))  # fmt: skip
+    n_other = round(
+        config.event_rate_hz
+        * config.duration_s
+        * (config.calibration_fraction + config.muon_fraction)
+    )
     share = config.calibration_fraction / max(
         config.calibration_fraction + config.muon_fraction, 1e-12
     )
@@ -275,8 +278,9 @@ def _plan_wobble(
         (float(t), None, bool(rng.random() < share))
         for t in rng.uniform(0.0, config.duration_s, n_other)
     ]
-    candidates += [(t, s, False) for t, s in
-                   wobble.thrown_showers(rng, source, config.duration_s, camera_xy)]  # fmt: skip
+    candidates += [
+        (t, s, False) for t, s in wobble.thrown_showers(rng, source, config.duration_s, camera_xy)
+    ]
     candidates.sort(key=lambda c: c[0])
     planned: list[_Planned] = []
     n_cal = 0
@@ -291,11 +295,17 @@ def _plan_wobble(
             planned.append(_Planned(event_id, EventType.MUON, when, (tel.tel_id,), None))
         else:
             seen = tuple(
-                tel.tel_id for tel in tels
-                if showers.telescope_triggers(_image(_rng(config.seed, obs_id, event_id,
-                                                          tel.tel_id), tel,
-                                                     EventType.SUBARRAY, shower))
-            )  # fmt: skip
+                tel.tel_id
+                for tel in tels
+                if showers.telescope_triggers(
+                    _image(
+                        _rng(config.seed, obs_id, event_id, tel.tel_id),
+                        tel,
+                        EventType.SUBARRAY,
+                        shower,
+                    )
+                )
+            )
             if seen:
                 planned.append(_Planned(event_id, EventType.SUBARRAY, when, seen, shower))
     return planned
@@ -315,8 +325,9 @@ def _shower_event(
         shower = showers.draw_shower(rng)
         seen = []
         for tel in tels:
-            image = _image(_rng(config.seed, obs_id, event_id, tel.tel_id), tel,
-                           EventType.SUBARRAY, shower)  # fmt: skip
+            image = _image(
+                _rng(config.seed, obs_id, event_id, tel.tel_id), tel, EventType.SUBARRAY, shower
+            )
             if showers.telescope_triggers(image):
                 seen.append(tel.tel_id)
             if best is None or image.size_pe > best[0]:
@@ -394,9 +405,11 @@ class _Writer:
             "PNT_ALT": (round(float(alt), 6), "pointing altitude at mid-block (deg)"),
             "PNT_AZ": (round(float(az), 6), "pointing azimuth at mid-block (deg)"),
             "WOBBLE": (src.wobble_offset_deg, "wobble offset of the source (deg)"),
-            "WOBANG": (wobble.WOBBLE_ANGLES_DEG[index % len(wobble.WOBBLE_ANGLES_DEG)],
-                       "wobble direction (deg from +RA towards +Dec)"),
-        }  # fmt: skip
+            "WOBANG": (
+                wobble.WOBBLE_ANGLES_DEG[index % len(wobble.WOBBLE_ANGLES_DEG)],
+                "wobble direction (deg from +RA towards +Dec)",
+            ),
+        }
 
     def path(self, ae: str, kind: str, night: dt.date, name: str) -> Path:
         return self.landing / "dl0" / ae / kind / f"{night:%Y/%m/%d}" / name
@@ -420,12 +433,15 @@ class _Writer:
         self.sky = self.sky_cards(index, start_unix)
         camera_xy = (0.0, 0.0)
         if cfg.source is not None:
-            camera_xy = wobble.source_in_camera(cfg.site, cfg.source, index,
-                                                start_unix + cfg.duration_s / 2)  # fmt: skip
+            camera_xy = wobble.source_in_camera(
+                cfg.site, cfg.source, index, start_unix + cfg.duration_s / 2
+            )
         events = plan_events(cfg, obs_id, start_unix, camera_xy)
         if not events:
-            raise InvalidInput(f"simulation: observation block {obs_id} has no events: raise "
-                               "the rates or the duration")  # fmt: skip
+            raise InvalidInput(
+                f"simulation: observation block {obs_id} has no events: raise "
+                "the rates or the duration"
+            )
         for tel in cfg.chosen():
             self.telescope_files(tel, events, night, stamp, sb_id, obs_id, start_unix)
         sub = f"SUB{site.subarray_id:03d}"
@@ -476,13 +492,21 @@ class _Writer:
                     name = f"{ae}_SDH{sdh:03d}_{stamp}_TEL_{stream}_CHUNK{chunk:03d}.fits.fz"
                     path = self.path(ae, "events", night, name)
                     ids: dict[str, HeaderValue] = {
-                        "OBS_ID": obs_id, "SB_ID": sb_id, "AE_ID": tel.tel_id,
-                        "SDH_ID": sdh, "CHUNK_ID": chunk,
-                    }  # fmt: skip
+                        "OBS_ID": obs_id,
+                        "SB_ID": sb_id,
+                        "AE_ID": tel.tel_id,
+                        "SDH_ID": sdh,
+                        "CHUNK_ID": chunk,
+                    }
                     header = self.header(
-                        path, ids, part[0].unix_s, part[-1].unix_s,
-                        asso="Telescope", type="EVENTS", div=stream,
-                    )  # fmt: skip
+                        path,
+                        ids,
+                        part[0].unix_s,
+                        part[-1].unix_s,
+                        asso="Telescope",
+                        type="EVENTS",
+                        div=stream,
+                    )
                     header["INSTRUME"] = (tel.camera, "camera")
                     header.update(self.sky)
                     write_telescope_events(

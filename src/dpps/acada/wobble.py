@@ -64,8 +64,7 @@ def wobble_pointing(source: Source, index: int) -> tuple[float, float]:
     angle = WOBBLE_ANGLES_DEG[index % len(WOBBLE_ANGLES_DEG)]
     centre = SkyCoord(source.ra_deg * u.deg, source.dec_deg * u.deg, frame="icrs")
     # position angle is measured from north (+Dec) towards east (+RA)
-    moved = centre.directional_offset_by((90.0 - angle) * u.deg,
-                                         source.wobble_offset_deg * u.deg)  # fmt: skip
+    moved = centre.directional_offset_by((90.0 - angle) * u.deg, source.wobble_offset_deg * u.deg)
     return float(moved.ra.deg), float(moved.dec.deg)
 
 
@@ -81,14 +80,19 @@ def track(
     lat, lon, height = SITE_LOCATIONS[site]
     location = EarthLocation(lat=lat * u.deg, lon=lon * u.deg, height=height * u.m)
     times = Time(np.asarray(unix_s, dtype=np.float64), format="unix")
-    with (iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None),
-          warnings.catch_warnings()):  # fmt: skip
+    with (
+        iers.conf.set_temp("auto_download", False),
+        iers.conf.set_temp("auto_max_age", None),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")  # IERS extrapolation beyond the bundled table
         altaz = SkyCoord(ra_deg * u.deg, dec_deg * u.deg, frame="icrs").transform_to(
             AltAz(obstime=times, location=location)
         )
-    return (np.asarray(altaz.alt.deg, dtype=np.float64),
-            np.asarray(altaz.az.deg, dtype=np.float64) % 360.0)  # fmt: skip
+    return (
+        np.asarray(altaz.alt.deg, dtype=np.float64),
+        np.asarray(altaz.az.deg, dtype=np.float64) % 360.0,
+    )
 
 
 def _unit(lon_deg: float, lat_deg: float) -> NDArray[np.float64]:
@@ -107,8 +111,10 @@ def to_camera(
     tilt = np.array([[math.cos(a), 0, -math.sin(a)], [0, 1, 0], [math.sin(a), 0, math.cos(a)]])
     turn = np.array([[math.cos(z), -math.sin(z), 0], [math.sin(z), math.cos(z), 0], [0, 0, 1]])
     v = (turn @ tilt).T @ _unit(az_deg, alt_deg)
-    return (math.degrees(math.atan2(v[1], v[0])),
-            math.degrees(math.asin(max(-1.0, min(1.0, v[2])))))  # fmt: skip
+    return (
+        math.degrees(math.atan2(v[1], v[0])),
+        math.degrees(math.asin(max(-1.0, min(1.0, v[2])))),
+    )
 
 
 def source_in_camera(
@@ -133,9 +139,13 @@ def thrown_showers(
     for hadron, rate in ((False, source.gamma_rate_hz), (True, source.hadron_rate_hz)):
         n = int(rng.poisson(rate * duration_s))
         for t in rng.uniform(0.0, duration_s, n):
-            drawn = showers.draw_shower(rng, hadron_fraction=1.0 if hadron else 0.0,
-                                        e_min_tev=E_MIN_TEV, e_max_tev=E_MAX_TEV,
-                                        max_core_m=MAX_CORE_M)  # fmt: skip
+            drawn = showers.draw_shower(
+                rng,
+                hadron_fraction=1.0 if hadron else 0.0,
+                e_min_tev=E_MIN_TEV,
+                e_max_tev=E_MAX_TEV,
+                max_core_m=MAX_CORE_M,
+            )
             if hadron:
                 cos_max = math.cos(math.radians(source.hadron_cone_deg))
                 theta = math.degrees(math.acos(1.0 - rng.random() * (1.0 - cos_max)))
@@ -143,8 +153,12 @@ def thrown_showers(
                 x, y = theta * math.cos(phi), theta * math.sin(phi)
             else:
                 x, y = camera_xy
-            out.append((float(t), showers.Shower(drawn.energy_tev, drawn.core_x_m,
-                                                 drawn.core_y_m, hadron, x, y)))  # fmt: skip
+            out.append(
+                (
+                    float(t),
+                    showers.Shower(drawn.energy_tev, drawn.core_x_m, drawn.core_y_m, hadron, x, y),
+                )
+            )
     out.sort(key=lambda item: item[0])
     return out
 

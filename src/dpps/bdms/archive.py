@@ -18,9 +18,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import ingest as ingest_mod
-from dpps.bdms import metadata_ops, retrieve, rules
-from dpps.bdms.preservation import Preservation
-from dpps.bdms.replication import Replication
+from dpps.bdms import metadata_ops, retrieve
+from dpps.bdms.preservation.api import Preservation
+from dpps.bdms.replication import rules
+from dpps.bdms.replication.api import Replication
 from dpps.bdms.types import (
     BulkReport,
     EventInfo,
@@ -54,7 +55,7 @@ from dpps.core.workspace import CONFIG_NAME, find_workspace
 from dpps.storage.rse import StorageElement
 
 if TYPE_CHECKING:
-    from dpps.bdms.ingestion_api import AcadaAPI
+    from dpps.bdms.ingestion.api import AcadaAPI
 
 Progress = Callable[[int], None]
 
@@ -328,7 +329,7 @@ class Archive:
     @property
     def acada(self) -> AcadaAPI:
         """ACADA ingestion: landing-area queues and the one-off ``ingest --acada`` (sub-API)."""
-        from dpps.bdms.ingestion_api import AcadaAPI  # imports the queue only when used
+        from dpps.bdms.ingestion.api import AcadaAPI  # imports the queue only when used
 
         return AcadaAPI(self)
 
@@ -386,7 +387,7 @@ class Archive:
 
     @property
     def replication(self) -> Replication:
-        """Rules and transfers: list, show, delete (``dpps.bdms.replication``)."""
+        """Rules and transfers: list, show, delete (``dpps.bdms.replication.api``)."""
         return Replication(self.config, self.sessions, self.account)
 
     def rse_select(self, expression: str) -> list[str]:

@@ -162,36 +162,36 @@ def _close(run_once: Any) -> None:
 
 register(
     "evaluator",
-    "dpps.bdms.evaluator:daemon",
+    "dpps.bdms.replication.evaluator:daemon",
     "Turn replication rules into the transfers and locks they still need; mark rules "
     "OK, REPLICATING or STUCK.",
 )
 register(
     "transfer",
-    "dpps.bdms.transfers:daemon",
+    "dpps.bdms.transfer.daemon:daemon",
     "Copy files between RSEs with checksum verification, retries with backoff and per-link "
     "limits.",
 )
 register(
     "stager",
-    "dpps.bdms.stager:daemon",
+    "dpps.bdms.staging.stager:daemon",
     "Complete tape stage requests after the RSE's staging delay; expire buffer copies.",
 )
 register(
     "reaper",
-    "dpps.bdms.reaper:daemon",
+    "dpps.bdms.preservation.reaper:daemon",
     "Delete replicas past their retention: expired rules and lifetimes, on-site copies once "
     "preserved off-site, tombstones.",
 )
 register(
     "auditor",
-    "dpps.bdms.auditor:daemon",
+    "dpps.bdms.preservation.auditor:daemon",
     "Re-read replicas oldest-verified first (rate-limited); mark damaged ones BAD, alarm on "
     "lost files.",
 )
 register(
     "ingest",
-    "dpps.bdms.ingestion_queue:daemon",
+    "dpps.bdms.ingestion.queue:daemon",
     "Take ACADA files from the landing area (trigger files) into the archive in place, with "
     "datasets, rules and quarantine.",
 )

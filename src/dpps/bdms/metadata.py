@@ -33,13 +33,25 @@ from astropy.io import fits
 from dpps.core.errors import IntegrityFailure, InvalidInput, NotFound
 from dpps.core.states import Category, DataLevel
 
-__all__ = ["INDEXED_KEYS", "META_KEY_RE", "ExtractedMetadata", "convert_indexed",
-           "extract_metadata", "validate_meta_key"]  # fmt: skip
+__all__ = [
+    "INDEXED_KEYS",
+    "META_KEY_RE",
+    "ExtractedMetadata",
+    "convert_indexed",
+    "extract_metadata",
+    "validate_meta_key",
+]
 
 INDEXED_KEYS = (
-    "data_level", "category", "obs_id", "tel_id", "observing_night", "time_start", "time_end",
+    "data_level",
+    "category",
+    "obs_id",
+    "tel_id",
+    "observing_night",
+    "time_start",
+    "time_end",
     "product_type",
-)  # fmt: skip
+)
 META_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 FITS_MAGIC = b"SIMPLE  ="
@@ -214,10 +226,15 @@ def _map_columns(
     used: list[set[str]] = [set() for _ in sources]
     for column, groups in _ALIASES.items():
         found = next(
-            ((i, alias) for group in groups for i, src in enumerate(sources)
-             for alias in group if alias in src),
+            (
+                (i, alias)
+                for group in groups
+                for i, src in enumerate(sources)
+                for alias in group
+                if alias in src
+            ),
             None,
-        )  # fmt: skip
+        )
         if found is None:
             continue
         index, alias = found
@@ -316,9 +333,15 @@ def _read_fits(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=False,
-                           disable_image_compression=True, do_not_scale_image_data=True,
-                           checksum=False) as hdul:  # fmt: skip
+            with fits.open(
+                path,
+                mode="readonly",
+                memmap=False,
+                lazy_load_hdus=False,
+                disable_image_compression=True,
+                do_not_scale_image_data=True,
+                checksum=False,
+            ) as hdul:
                 hdus = list(hdul)
                 infos = [hdu.fileinfo() for hdu in hdus]
                 keymaps = [_fits_keymap(hdu.header) for hdu in hdus]
@@ -453,9 +476,12 @@ def extract_metadata(
     notes = [] if size else ["empty file: no metadata extracted"]
     fmt = _detect(path, size) if size else "other"
     columns, meta = (
-        _read_fits(path, size, verify_checksums, notes) if fmt == "fits"
-        else _read_hdf5(path, notes) if fmt == "hdf5" else ({}, {})
-    )  # fmt: skip
+        _read_fits(path, size, verify_checksums, notes)
+        if fmt == "fits"
+        else _read_hdf5(path, notes)
+        if fmt == "hdf5"
+        else ({}, {})
+    )
     if fmt == "other" and size and path.suffix.lower() == ".json":
         found = _read_json_product(path, size, notes)
         if found is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import nearline
+from dpps.bdms.staging import client as nearline
 from dpps.bdms.types import BulkReport, FileResult, Location, ReplicaInfo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events

@@ -33,8 +33,14 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[str], None], Callable[[
         TimeElapsedColumn,
     )
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("campaign", total=None)
 
         def phase(name: str) -> None:
@@ -72,7 +78,7 @@ def _remote(ctx: typer.Context) -> Any | None:
     """``RemoteCampaigns`` when $DPPS_URL is set, else None (run in this process)."""
     if not os.environ.get("DPPS_URL"):
         return None
-    from dpps.oms.client_campaigns import RemoteCampaigns
+    from dpps.client.campaigns import RemoteCampaigns
 
     return RemoteCampaigns(cast(Any, open_archive(ctx)))  # a RemoteArchive here
 
@@ -133,10 +139,17 @@ def reprocess(
     """
     from dpps.pipelines.campaign import CampaignSpec
 
-    spec = CampaignSpec(query=query, software_version=software_version, name=name or "",
-                        category=category, configs=_configs(config, options or []),
-                        models=models, irf=irf, priority=priority,
-                        timeout_s=timeout)  # fmt: skip
+    spec = CampaignSpec(
+        query=query,
+        software_version=software_version,
+        name=name or "",
+        category=category,
+        configs=_configs(config, options or []),
+        models=models,
+        irf=irf,
+        priority=priority,
+        timeout_s=timeout,
+    )
     remote = _remote(ctx)
     if dry_run:
         _report(_plan(ctx, remote, spec), json_)
@@ -195,13 +208,36 @@ def list_campaigns(
     if json_:
         emit_json(infos)
         return
-    console.print(table(None, ["name", "state", "phase", "progress", "version", "query",
-                               "account", "created", "finished"], [
-        [i.name, i.state, i.phase, f"{i.done}/{i.total}" if i.total else "",
-         i.spec.get("software_version", ""), i.spec.get("query", ""), i.account,
-         i.created_at.isoformat(timespec="seconds"),
-         i.finished_at.isoformat(timespec="seconds") if i.finished_at else ""]
-        for i in infos]))  # fmt: skip
+    console.print(
+        table(
+            None,
+            [
+                "name",
+                "state",
+                "phase",
+                "progress",
+                "version",
+                "query",
+                "account",
+                "created",
+                "finished",
+            ],
+            [
+                [
+                    i.name,
+                    i.state,
+                    i.phase,
+                    f"{i.done}/{i.total}" if i.total else "",
+                    i.spec.get("software_version", ""),
+                    i.spec.get("query", ""),
+                    i.account,
+                    i.created_at.isoformat(timespec="seconds"),
+                    i.finished_at.isoformat(timespec="seconds") if i.finished_at else "",
+                ]
+                for i in infos
+            ],
+        )
+    )
 
 
 def show(
@@ -224,11 +260,15 @@ def _info(info: Any, json_: bool) -> None:
         emit_json(info)
         return
     progress = f" {info.done}/{info.total}" if info.total else ""
-    console.print(f"campaign {info.name}: {info.state} ({info.phase}{progress}); submitted by "
-                  f"{info.account}, attempt {info.attempts}")  # fmt: skip
+    console.print(
+        f"campaign {info.name}: {info.state} ({info.phase}{progress}); submitted by "
+        f"{info.account}, attempt {info.attempts}"
+    )
     spec = info.spec
-    console.print(f"query {spec.get('query')!r}, software version "
-                  f"{spec.get('software_version')}, category {spec.get('category')}")  # fmt: skip
+    console.print(
+        f"query {spec.get('query')!r}, software version "
+        f"{spec.get('software_version')}, category {spec.get('category')}"
+    )
     if info.error:
         err_console.print(f"[red]error:[/red] {info.error}", highlight=False)
 
@@ -247,10 +287,12 @@ def _report(data: dict[str, Any] | None, json_: bool) -> None:
 
 def _print(report: dict[str, Any]) -> None:
     v, total = report["volume"], report["volume"]["total"]
-    console.print(f"campaign {report['name']}: {total['files']} DL0 files, "
-                  f"{human_bytes(total['bytes'])}; on disk {total['on_disk_files']}, tape only "
-                  f"{total['tape_only_files']} ({human_bytes(total['tape_only_bytes'])}); "
-                  f"estimated staging {v['estimated_staging_s']:.0f} s")  # fmt: skip
+    console.print(
+        f"campaign {report['name']}: {total['files']} DL0 files, "
+        f"{human_bytes(total['bytes'])}; on disk {total['on_disk_files']}, tape only "
+        f"{total['tape_only_files']} ({human_bytes(total['tape_only_bytes'])}); "
+        f"estimated staging {v['estimated_staging_s']:.0f} s"
+    )
     console.print(
         table(
             "observation blocks (the files DataPipe reads)",
@@ -261,25 +303,55 @@ def _print(report: dict[str, Any]) -> None:
             ],
         )
     )
-    console.print(table("data centers", ["site", "replicas", "disk", "tape"], [
-        [s, d["files"], human_bytes(d.get("disk_bytes", 0)), human_bytes(d.get("tape_bytes", 0))]
-        for s, d in sorted(v["sites"].items())]))  # fmt: skip
+    console.print(
+        table(
+            "data centers",
+            ["site", "replicas", "disk", "tape"],
+            [
+                [
+                    s,
+                    d["files"],
+                    human_bytes(d.get("disk_bytes", 0)),
+                    human_bytes(d.get("tape_bytes", 0)),
+                ]
+                for s, d in sorted(v["sites"].items())
+            ],
+        )
+    )
     console.print(f"models: {report['models'] or 'none'}; IRF: {report['irf'] or 'none'}")
     if report["dry_run"]:
         console.print("dry run: nothing staged, submitted or changed")
         return
     s = report["staging"]
-    console.print(f"staged {s['ready']} of {s['files']} files in {s['seconds']:.1f} s; released "
-                  f"{len(s['released'])} buffer copies")  # fmt: skip
-    console.print(table("steps", ["step", "runs", "ok", "failed", "how"], [
-        [step, c["runs"], c["ok"], c["failed"],
-         ", ".join(f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed"))]
-        for step, c in report["counts"].items()]))  # fmt: skip
+    console.print(
+        f"staged {s['ready']} of {s['files']} files in {s['seconds']:.1f} s; released "
+        f"{len(s['released'])} buffer copies"
+    )
+    console.print(
+        table(
+            "steps",
+            ["step", "runs", "ok", "failed", "how"],
+            [
+                [
+                    step,
+                    c["runs"],
+                    c["ok"],
+                    c["failed"],
+                    ", ".join(
+                        f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed")
+                    ),
+                ]
+                for step, c in report["counts"].items()
+            ],
+        )
+    )
     for note in report["skipped"]:
         console.print(note)
     ver = report["verification"]
-    console.print(f"verified {ver['products']} products ({ver['checksums_verified']} checksums), "
-                  f"{len(ver['previous_versions'])} earlier versions intact")  # fmt: skip
+    console.print(
+        f"verified {ver['products']} products ({ver['checksums_verified']} checksums), "
+        f"{len(ver['previous_versions'])} earlier versions intact"
+    )
     for problem in ver["problems"]:
         err_console.print(f"[red]verification:[/red] {problem}", highlight=False)
     for failure in report["failures"]:

@@ -28,7 +28,7 @@ def open_archive(ctx: typer.Context) -> Archive:
     clean "not available over REST" error. Typed as ``Archive`` so commands stay simple.
     """
     if os.environ.get("DPPS_URL"):
-        from dpps.oms.client import RemoteArchive  # httpx only when talking to a server
+        from dpps.client.archive import RemoteArchive  # httpx only when talking to a server
 
         remote = RemoteArchive.from_env()
         if ctx is not None:

@@ -98,9 +98,12 @@ def run_named(
     archive = open_local_archive(ctx)
     if executor is not None or scheduler is not None:
         wms = archive.config.wms.model_copy(
-            update={k: v for k, v in (("executor", executor), ("dask_scheduler", scheduler))
-                    if v is not None}
-        )  # fmt: skip
+            update={
+                k: v
+                for k, v in (("executor", executor), ("dask_scheduler", scheduler))
+                if v is not None
+            }
+        )
         archive.config = archive.config.model_copy(update={"wms": wms})
     from dpps.oms.server import daemon_metrics  # prometheus only when asked for
 
@@ -126,8 +129,15 @@ def _daemon_command(name: str, summary: str) -> Callable[..., None]:
         metrics_port: MetricsOpt = None,
         json_: JsonOpt = False,
     ) -> None:
-        run_named(ctx, name, once=once, sleep=sleep, log_level=log_level,
-                  metrics_port=metrics_port, json_=json_)  # fmt: skip
+        run_named(
+            ctx,
+            name,
+            once=once,
+            sleep=sleep,
+            log_level=log_level,
+            metrics_port=metrics_port,
+            json_=json_,
+        )
 
     run_one.__name__ = f"daemon_{name}"
     run_one.__doc__ = _doc(summary)
@@ -151,9 +161,17 @@ def wms_manager(
     of managers may run, and any may be killed at any moment: the jobs it held are found again
     when their leases expire.
     """
-    run_named(ctx, "wms-manager", once=once, sleep=sleep, log_level=log_level,
-              metrics_port=metrics_port, json_=json_, executor=executor,
-              scheduler=scheduler)  # fmt: skip
+    run_named(
+        ctx,
+        "wms-manager",
+        once=once,
+        sleep=sleep,
+        log_level=log_level,
+        metrics_port=metrics_port,
+        json_=json_,
+        executor=executor,
+        scheduler=scheduler,
+    )
 
 
 def list_daemons(json_: JsonOpt = False) -> None:
@@ -166,8 +184,13 @@ def list_daemons(json_: JsonOpt = False) -> None:
     if json_:
         emit_json(rows)
         return
-    console.print(table(None, ["daemon", "package", "what it does"],
-                        [[r["name"], r["package"], r["summary"]] for r in rows]))  # fmt: skip
+    console.print(
+        table(
+            None,
+            ["daemon", "package", "what it does"],
+            [[r["name"], r["package"], r["summary"]] for r in rows],
+        )
+    )
 
 
 def serve(

@@ -50,8 +50,13 @@ def _stages(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int, int],
     if not enabled or not err_console.is_terminal:
         yield lambda _name, _total: lambda _d, _t: None
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
         current: list[Any] = []
 
         def stage(name: str, total: int) -> Callable[[int, int], None]:
@@ -66,34 +71,59 @@ def _stages(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int, int],
 
 def _print(report: dict[str, Any]) -> None:
     plan, analysis, sim = report["plan"], report["analysis"], report["simulated"]
-    console.print(f"[bold]night[/bold] {plan['blocks']} blocks x {plan['block_s']:.0f} s on "
-                  f"{plan['target']['name']} (wobble {plan['wobble_deg']} deg), workspace "
-                  f"{report['workspace']}")  # fmt: skip
+    console.print(
+        f"[bold]night[/bold] {plan['blocks']} blocks x {plan['block_s']:.0f} s on "
+        f"{plan['target']['name']} (wobble {plan['wobble_deg']} deg), workspace "
+        f"{report['workspace']}"
+    )
     models = report["models"]
-    console.print(f"models and IRF {'produced' if models['produced'] else 'reused'}: "
-                  f"{models['models']}, {models['irf']}")  # fmt: skip
-    rows = [[level, site, v["files"], human_bytes(v["bytes"])]
-            for level, sites in sorted(report["volume"].items())
-            for site, v in sorted(sites.items())]  # fmt: skip
-    console.print(table("archive: files and bytes per level and site",
-                        ["level", "site", "files", "bytes"], rows))  # fmt: skip
+    console.print(
+        f"models and IRF {'produced' if models['produced'] else 'reused'}: "
+        f"{models['models']}, {models['irf']}"
+    )
+    rows = [
+        [level, site, v["files"], human_bytes(v["bytes"])]
+        for level, sites in sorted(report["volume"].items())
+        for site, v in sorted(sites.items())
+    ]
+    console.print(
+        table(
+            "archive: files and bytes per level and site",
+            ["level", "site", "files", "bytes"],
+            rows,
+        )
+    )
     console.print(
         f"replication rules: DL0 {report['replication']['rules']}, products "
         f"{report['replication']['product_rules'] or 'no policy'}; DL0 files by number "
         f"of off-site data centres: {report['replication']['dl0_files_by_offsite_sites']}"
     )
     jobs = report["jobs"]
-    console.print(table(f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
-                        f"{jobs['cpu_s']:.0f} s CPU)", ["step", "states"],
-                        [[step, states] for step, states in jobs["by_step"].items()]))  # fmt: skip
+    console.print(
+        table(
+            f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
+            f"{jobs['cpu_s']:.0f} s CPU)",
+            ["step", "states"],
+            [[step, states] for step, states in jobs["by_step"].items()],
+        )
+    )
     for problem in report["transformation"]["problematic"]:
         console.print(f"[red]problematic:[/red] {problem}")
     for job in jobs["retried_or_failed"]:
-        console.print(f"[yellow]job {job['job']} ({job['step']}): {job['state']} after "
-                      f"{job['attempts']} attempt(s): {job['reason']}[/yellow]")  # fmt: skip
-    console.print(table("quality (QualPipe)", ["obs_id", "verdict", "failed checks"],
-                        [[obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
-                         for obs, q in report["quality"].items()]))  # fmt: skip
+        console.print(
+            f"[yellow]job {job['job']} ({job['step']}): {job['state']} after "
+            f"{job['attempts']} attempt(s): {job['reason']}[/yellow]"
+        )
+    console.print(
+        table(
+            "quality (QualPipe)",
+            ["obs_id", "verdict", "failed checks"],
+            [
+                [obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
+                for obs, q in report["quality"].items()
+            ],
+        )
+    )
     if "error" in analysis:
         console.print(f"[red]analysis failed:[/red] {analysis['error']}")
     else:
@@ -143,8 +173,13 @@ def night(
     started = time.perf_counter()
     archive, workspace = _workspace(ctx, directory)
     ctx.call_on_close(archive.close)
-    plan = replace(NightPlan(), blocks=blocks, duration_s=block_seconds, seed=seed,
-                   first_obs_id=first_obs_id or next_obs_id(archive))  # fmt: skip
+    plan = replace(
+        NightPlan(),
+        blocks=blocks,
+        duration_s=block_seconds,
+        seed=seed,
+        first_obs_id=first_obs_id or next_obs_id(archive),
+    )
     # the zfits writer logs every file it closes on stdout: keep --json one JSON document
     with _stages(not json_) as stage, quiet_native_stdout():
         report = run_night(archive, workspace / "night", plan, stage=stage)

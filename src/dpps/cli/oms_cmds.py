@@ -46,7 +46,7 @@ class AccountsAPI(Protocol):
 
 
 def _remote(ctx: typer.Context) -> Any:
-    from dpps.oms.client import RemoteArchive
+    from dpps.client.archive import RemoteArchive
 
     remote = RemoteArchive.from_env()
     ctx.call_on_close(remote.close)

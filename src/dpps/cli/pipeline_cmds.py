@@ -108,18 +108,30 @@ def run(
         raise typer.Exit(EXIT_CONFIG) from None
     result = instance.run()
     if json_:
-        emit_json({
-            "tool": name, "exit_code": result.exit_code, "error": result.error,
-            "outputs": [{"path": str(o.path), "data_level": o.data_level,
-                         "product_type": o.product_type, "metadata": o.metadata}
-                        for o in result.outputs],
-            "provenance": str(output_dir / "provenance.json"),
-        })  # fmt: skip
+        emit_json(
+            {
+                "tool": name,
+                "exit_code": result.exit_code,
+                "error": result.error,
+                "outputs": [
+                    {
+                        "path": str(o.path),
+                        "data_level": o.data_level,
+                        "product_type": o.product_type,
+                        "metadata": o.metadata,
+                    }
+                    for o in result.outputs
+                ],
+                "provenance": str(output_dir / "provenance.json"),
+            }
+        )
     elif result.exit_code == EXIT_OK:
         for o in result.outputs:
             console.print(f"{o.path} ({o.data_level}, {o.product_type})", soft_wrap=True)
-        console.print(f"{name}: {len(result.outputs)} outputs, provenance in "
-                      f"{output_dir / 'provenance.json'}")  # fmt: skip
+        console.print(
+            f"{name}: {len(result.outputs)} outputs, provenance in "
+            f"{output_dir / 'provenance.json'}"
+        )
     if result.error:
         err_console.print(f"[red]error:[/red] {name}: {result.error}", highlight=False)
     raise typer.Exit(result.exit_code)
@@ -165,9 +177,15 @@ def production(
     if local is not None:
         with progress_bar(len(plan.cards), "runs", enabled=not json_) as advance:
             results = prod.run_locally(plan, local, on_run=lambda _c, _r: advance(1))
-        info["results"] = [{"obs_id": c.obs_id, "exit_code": r.exit_code, "error": r.error,
-                            "outputs": [str(o.path) for o in r.outputs]}
-                           for c, r in zip(plan.cards, results, strict=True)]  # fmt: skip
+        info["results"] = [
+            {
+                "obs_id": c.obs_id,
+                "exit_code": r.exit_code,
+                "error": r.error,
+                "outputs": [str(o.path) for o in r.outputs],
+            }
+            for c, r in zip(plan.cards, results, strict=True)
+        ]
         _report(info, json_)
         if any(r.exit_code for r in results):
             raise typer.Exit(FAILED_EXIT)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dpps.bdms.health import HealthReport
+from dpps.bdms.preservation.health import HealthReport
 from dpps.bdms.types import to_jsonable
 from dpps.cli.common import JsonOpt, command, open_archive
 from dpps.cli.output import console, emit_json, err_console, human_bytes, progress_bar, table

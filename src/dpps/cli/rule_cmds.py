@@ -179,7 +179,7 @@ def rule_update(
 
     Resuming makes the evaluator look at the rule at once. The change is in the event log.
     """
-    from dpps.bdms.interventions import RuleChange
+    from dpps.bdms.replication.interventions import RuleChange
 
     if lifetime is not None and lifetime <= 0:
         raise InvalidInput("--lifetime must be more than 0 days (use --no-lifetime to clear it)")
@@ -194,8 +194,10 @@ def rule_update(
     if json_:
         emit_json(info)
         return
-    console.print(f"rule {info.id} on {info.did}: {info.state}, priority {info.priority}, "
-                  f"expires {info.expires_at or 'never'}")  # fmt: skip
+    console.print(
+        f"rule {info.id} on {info.did}: {info.state}, priority {info.priority}, "
+        f"expires {info.expires_at or 'never'}"
+    )
 
 
 def transfer_list(

@@ -40,7 +40,7 @@ WorkflowFlag = Annotated[
 def _wms(ctx: typer.Context) -> Any:
     """The WMS of the workspace, or the server at $DPPS_URL (``RemoteWMS``, same methods)."""
     if os.environ.get("DPPS_URL"):
-        from dpps.oms.client_wms import RemoteWMS
+        from dpps.client.wms import RemoteWMS
 
         return RemoteWMS(cast(Any, open_archive(ctx)))  # a RemoteArchive here
     from dpps.wms.api import WMS
@@ -54,9 +54,13 @@ def _bar(enabled: bool) -> Iterator[Callable[[int, int], None]]:
         yield lambda _done, _total: None
         return
     with Progress(
-        TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
-    ) as bar:  # fmt: skip
+        TextColumn("[bold]jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("jobs", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=max(total, 1))
 
@@ -96,25 +100,35 @@ def submit(
     state = None
     if wait:
         with _bar(not json_) as tick:
-            state = wms.wait(sub, executor=executor, scheduler=scheduler, timeout_s=timeout,
-                             progress=tick)  # fmt: skip
+            state = wms.wait(
+                sub, executor=executor, scheduler=scheduler, timeout_s=timeout, progress=tick
+            )
     result = {"kind": sub.kind, "id": sub.id, "name": sub.name, "state": state}
     if json_:
         detail = wms.job(sub.id) if sub.kind == "job" else wms.workflow(sub.id)
         emit_json({**result, "detail": detail})
     else:
-        console.print(f"{sub.kind} {sub.id} ({sub.name}) submitted"
-                      + (f": {state}" if state else ""))  # fmt: skip
+        console.print(
+            f"{sub.kind} {sub.id} ({sub.name}) submitted" + (f": {state}" if state else "")
+        )
     if state in ("FAILED", "KILLED"):
         raise typer.Exit(FAILED_EXIT)
 
 
 def _job_rows(jobs: list[Any]) -> list[list[Any]]:
     return [
-        [j.id, j.name, j.state, j.run_site or j.site, j.activity, j.priority,
-         f"{j.attempts}/{j.max_attempts}", j.reason or ""]
+        [
+            j.id,
+            j.name,
+            j.state,
+            j.run_site or j.site,
+            j.activity,
+            j.priority,
+            f"{j.attempts}/{j.max_attempts}",
+            j.reason or "",
+        ]
         for j in jobs
-    ]  # fmt: skip
+    ]
 
 
 JOB_COLUMNS = ["id", "name", "state", "site", "activity", "prio", "attempts", "reason"]
@@ -133,8 +147,10 @@ def status(
         if json_:
             emit_json(info)
             return
-        console.print(f"workflow {info.id} {info.name}: [bold]{info.state}[/bold]"
-                      + (f" ({info.reason})" if info.reason else ""))  # fmt: skip
+        console.print(
+            f"workflow {info.id} {info.name}: [bold]{info.state}[/bold]"
+            + (f" ({info.reason})" if info.reason else "")
+        )
         for step, st in info.steps.items():
             console.print(f"  step {step}: {st['state']} ({st['jobs']} jobs)")
         console.print(table(None, JOB_COLUMNS, _job_rows(info.jobs)))
@@ -145,18 +161,26 @@ def status(
     if json_:
         emit_json(job)
         return
-    console.print(f"job {job.id} {job.name}: [bold]{job.state}[/bold]"
-                  + (f" ({job.reason})" if job.reason else ""))  # fmt: skip
-    console.print(f"  tool {job.tool}; site {job.run_site or job.site or '-'}; host "
-                  f"{job.host or '-'}; attempts {job.attempts}/{job.max_attempts}")  # fmt: skip
-    console.print(f"  cpu {job.cpu_s:.2f} s, wall {job.wall_s:.2f} s, peak {job.max_rss_mb:.0f} "
-                  f"MB, read {human_bytes(job.bytes_read)}, wrote "
-                  f"{human_bytes(job.bytes_written)}")  # fmt: skip
+    console.print(
+        f"job {job.id} {job.name}: [bold]{job.state}[/bold]"
+        + (f" ({job.reason})" if job.reason else "")
+    )
+    console.print(
+        f"  tool {job.tool}; site {job.run_site or job.site or '-'}; host "
+        f"{job.host or '-'}; attempts {job.attempts}/{job.max_attempts}"
+    )
+    console.print(
+        f"  cpu {job.cpu_s:.2f} s, wall {job.wall_s:.2f} s, peak {job.max_rss_mb:.0f} "
+        f"MB, read {human_bytes(job.bytes_read)}, wrote "
+        f"{human_bytes(job.bytes_written)}"
+    )
     for label, dids in (("input", job.inputs), ("output", job.outputs)):
         for did in dids:
             console.print(f"  {label} {did}")
-    rows = [[e.ts.isoformat(timespec="seconds"), e.state, e.attempt, e.reason or ""]
-            for e in job.events]  # fmt: skip
+    rows = [
+        [e.ts.isoformat(timespec="seconds"), e.state, e.attempt, e.reason or ""]
+        for e in job.events
+    ]
     console.print(table("history", ["time", "state", "attempt", "reason"], rows))
 
 
@@ -170,8 +194,9 @@ def list_jobs(
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    jobs = _wms(ctx).list_jobs(state=state, workflow_id=workflow, site=site,
-                               activity=activity, limit=limit)  # fmt: skip
+    jobs = _wms(ctx).list_jobs(
+        state=state, workflow_id=workflow, site=site, activity=activity, limit=limit
+    )
     if json_:
         emit_json(jobs)
         return
@@ -245,12 +270,26 @@ def accounting(
     if json_:
         emit_json(rows)
         return
-    console.print(table(None, [*keys, "jobs", "done", "failed", "cpu h", "wall h", "peak MB",
-                               "read", "written"],
-                        [[*(r.key[k] for k in keys), r.jobs, r.done, r.failed,
-                          f"{r.cpu_hours:.4f}", f"{r.wall_hours:.4f}", f"{r.max_rss_mb:.0f}",
-                          human_bytes(r.bytes_read), human_bytes(r.bytes_written)]
-                         for r in rows]))  # fmt: skip
+    console.print(
+        table(
+            None,
+            [*keys, "jobs", "done", "failed", "cpu h", "wall h", "peak MB", "read", "written"],
+            [
+                [
+                    *(r.key[k] for k in keys),
+                    r.jobs,
+                    r.done,
+                    r.failed,
+                    f"{r.cpu_hours:.4f}",
+                    f"{r.wall_hours:.4f}",
+                    f"{r.max_rss_mb:.0f}",
+                    human_bytes(r.bytes_read),
+                    human_bytes(r.bytes_written),
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def daemon(
@@ -272,8 +311,17 @@ def daemon(
 
     if name not in daemons.REGISTRY:
         raise NotFound(f"no WMS daemon {name!r} (known: {', '.join(daemons.REGISTRY)})")
-    run_named(ctx, name, once=once, sleep=0.2, log_level=log_level, metrics_port=None,
-              json_=json_, executor=executor, scheduler=scheduler)  # fmt: skip
+    run_named(
+        ctx,
+        name,
+        once=once,
+        sleep=0.2,
+        log_level=log_level,
+        metrics_port=None,
+        json_=json_,
+        executor=executor,
+        scheduler=scheduler,
+    )
 
 
 # -- transformations ---------------------------------------------------------------------------
@@ -284,9 +332,11 @@ def _tr_info(info: Any, json_: bool) -> None:
         emit_json(info)
         return
     console.print(f"transformation {info.name} ({info.state}): {info.filter}")
-    console.print(f"  grouping {info.grouping} -> input {info.input_port}; activity "
-                  f"{info.activity}, priority {info.priority}; outputs: "
-                  f"{info.output_query}")  # fmt: skip
+    console.print(
+        f"  grouping {info.grouping} -> input {info.input_port}; activity "
+        f"{info.activity}, priority {info.priority}; outputs: "
+        f"{info.output_query}"
+    )
     console.print("  files: " + ", ".join(f"{k} {v}" for k, v in info.files.items()))
     console.print("  tasks: " + (", ".join(f"{k} {v}" for k, v in info.tasks.items()) or "none"))
     for p in info.problematic:
@@ -331,10 +381,17 @@ def tr_add(
     wms = _wms(ctx)
     given = read_yaml(inputs, "inputs") if inputs is not None else {}
     info = wms.add_transformation(
-        name, template, filter_text=filter_text, input_from=input_from, input_port=input_port,
-        grouping=grouping, inputs=given, settle_s=settle, max_task_attempts=max_task_attempts,
+        name,
+        template,
+        filter_text=filter_text,
+        input_from=input_from,
+        input_port=input_port,
+        grouping=grouping,
+        inputs=given,
+        settle_s=settle,
+        max_task_attempts=max_task_attempts,
         opts=SubmitOptions(None, priority, activity, site, executor),
-    )  # fmt: skip
+    )
     _tr_info(info, json_)
 
 
@@ -344,11 +401,21 @@ def tr_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         emit_json(infos)
         return
-    rows = [[t.name, t.state, t.activity, t.priority, t.grouping,
-             " ".join(f"{k}={v}" for k, v in t.files.items() if v), t.filter]
-            for t in infos]  # fmt: skip
-    console.print(table(None, ["name", "state", "activity", "prio", "grouping", "files",
-                               "filter"], rows))  # fmt: skip
+    rows = [
+        [
+            t.name,
+            t.state,
+            t.activity,
+            t.priority,
+            t.grouping,
+            " ".join(f"{k}={v}" for k, v in t.files.items() if v),
+            t.filter,
+        ]
+        for t in infos
+    ]
+    console.print(
+        table(None, ["name", "state", "activity", "prio", "grouping", "files", "filter"], rows)
+    )
 
 
 def tr_status(
@@ -377,14 +444,18 @@ def _set_state(state: str) -> Callable[..., None]:
         _wms(ctx).set_transformation_state(name, TransformationState(state))
         console.print(f"transformation {name} {state}")
 
-    fn.__doc__ = ("Pause a transformation: no new tasks until resumed." if state == "PAUSED"
-                  else "Resume a paused transformation.")  # fmt: skip
+    fn.__doc__ = (
+        "Pause a transformation: no new tasks until resumed."
+        if state == "PAUSED"
+        else "Resume a paused transformation."
+    )
     return fn
 
 
 def register(app: typer.Typer) -> None:
-    wms_app = typer.Typer(help="Workload management: jobs, CWL workflows, transformations.",
-                          no_args_is_help=True)  # fmt: skip
+    wms_app = typer.Typer(
+        help="Workload management: jobs, CWL workflows, transformations.", no_args_is_help=True
+    )
     tr_app = typer.Typer(help="Transformations: data-driven productions.", no_args_is_help=True)
     command(wms_app, submit, "submit")
     command(wms_app, status, "status")

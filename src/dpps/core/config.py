@@ -239,10 +239,14 @@ class WMSConfig(_Strict):
     keep_failed_sandboxes: bool = Field(True, description="Keep a failed job's sandbox.")
     activities: dict[str, int] = Field(
         default_factory=lambda: {
-            "calibration": 90, "cat-b": 80, "reprocessing": 50, "default": 30, "simulation": 10,
+            "calibration": 90,
+            "cat-b": 80,
+            "reprocessing": 50,
+            "default": 30,
+            "simulation": 10,
         },
         description="Activity ranks: jobs of a higher-ranked activity are dispatched first.",
-    )  # fmt: skip
+    )
 
 
 class Config(_Strict):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from dpps.bdms import health as bdms_health
-from dpps.bdms.health import HealthReport
+from dpps.bdms.preservation import health as bdms_health
+from dpps.bdms.preservation.health import HealthReport
 from dpps.catalog.models import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput

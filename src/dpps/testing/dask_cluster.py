@@ -70,11 +70,26 @@ class DaskCluster:
         log = self._log("scheduler")
         try:
             self.scheduler = subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                 "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
-                 str(info), "--idle-timeout", "3600"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.workdir,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--scheduler-file",
+                    str(info),
+                    "--idle-timeout",
+                    "3600",
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
         finally:
             os.close(log)
         deadline = time.monotonic() + self.timeout_s
@@ -97,12 +112,32 @@ class DaskCluster:
         log = self._log(name)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
-                 "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--no-nanny",
-                 "--nthreads", str(self.slots), "--resources", f"SITE_{site}={self.slots}",
-                 "--name", name, "--local-directory", str(local), "--death-timeout", "60"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=local,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    self.address,
+                    "--host",
+                    "127.0.0.1",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--no-nanny",
+                    "--nthreads",
+                    str(self.slots),
+                    "--resources",
+                    f"SITE_{site}={self.slots}",
+                    "--name",
+                    name,
+                    "--local-directory",
+                    str(local),
+                    "--death-timeout",
+                    "60",
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=local,
+            )
         finally:
             os.close(log)
         self.workers[name] = proc
@@ -125,11 +160,13 @@ class DaskCluster:
 
     def _check(self, proc: subprocess.Popen[bytes] | None, name: str, deadline: float) -> None:
         if proc is not None and proc.poll() is not None and name == "scheduler":
-            raise Unavailable(f"dask {name} exited with {proc.returncode}; see "
-                              f"{self.workdir / (name + '.log')}")  # fmt: skip
+            raise Unavailable(
+                f"dask {name} exited with {proc.returncode}; see {self.workdir / (name + '.log')}"
+            )
         if time.monotonic() > deadline:
-            raise Unavailable(f"dask cluster not ready after {self.timeout_s:.0f} s; see "
-                              f"{self.workdir}")  # fmt: skip
+            raise Unavailable(
+                f"dask cluster not ready after {self.timeout_s:.0f} s; see {self.workdir}"
+            )
 
     def kill_worker(self, pid: int) -> None:
         """SIGKILL one worker (a fault test): no goodbye to the scheduler."""

@@ -56,8 +56,13 @@ class WMS(reports.Reports):
         return CampaignStore(self.sessions, self.account)
 
     # -- submission ------------------------------------------------------------------------
-    def submit(self, path: Path, inputs: Path | Mapping[str, Any] | None = None, *,
-               opts: job_repo.SubmitOptions | None = None) -> Submitted:  # fmt: skip
+    def submit(
+        self,
+        path: Path,
+        inputs: Path | Mapping[str, Any] | None = None,
+        *,
+        opts: job_repo.SubmitOptions | None = None,
+    ) -> Submitted:
         """A ``JOB.yaml`` becomes a job; a ``.cwl`` document a workflow on ``inputs``."""
         opts = opts or job_repo.SubmitOptions()
         if path.suffix == ".cwl":
@@ -74,8 +79,9 @@ class WMS(reports.Reports):
             raise InvalidInput(f"{path} is a CWL document: give it a .cwl name")
         return self.submit_document(data, opts=opts, what=str(path.name))
 
-    def submit_document(self, data: Any, *, opts: job_repo.SubmitOptions | None = None,
-                        what: str = "job") -> Submitted:  # fmt: skip
+    def submit_document(
+        self, data: Any, *, opts: job_repo.SubmitOptions | None = None, what: str = "job"
+    ) -> Submitted:
         """A JOB.yaml document already read (a server receives the mapping, not the file);
         options given here win over the document's own, defaults do not."""
         opts = opts or job_repo.SubmitOptions()
@@ -83,40 +89,64 @@ class WMS(reports.Reports):
             raise InvalidInput(f"{what} is a CWL document: submit it as a workflow")
         tool, values, job = load_job(data, what)
         merged = job_repo.SubmitOptions(
-            name=opts.name or job.name, priority=job.priority if opts.priority == 3 else
-            opts.priority, activity=job.activity if opts.activity == "default" else
-            opts.activity, site=opts.site or job.site, executor=opts.executor,
+            name=opts.name or job.name,
+            priority=job.priority if opts.priority == 3 else opts.priority,
+            activity=job.activity if opts.activity == "default" else opts.activity,
+            site=opts.site or job.site,
+            executor=opts.executor,
             max_attempts=opts.max_attempts or job.max_attempts,
-        )  # fmt: skip
+        )
         return self.submit_job(tool, values, opts=merged, parameters=job.parameters)
 
-    def submit_job(self, tool: Tool, values: Mapping[str, Any], *,
-                   opts: job_repo.SubmitOptions | None = None,
-                   parameters: Mapping[str, Any] | None = None) -> Submitted:  # fmt: skip
+    def submit_job(
+        self,
+        tool: Tool,
+        values: Mapping[str, Any],
+        *,
+        opts: job_repo.SubmitOptions | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Submitted:
         opts = opts or job_repo.SubmitOptions()
         with transaction(self.sessions) as s:
-            bound = bind_inputs(s, tool.inputs, values, self.config.default_scope,
-                                f"job {tool.name}")  # fmt: skip
+            bound = bind_inputs(
+                s, tool.inputs, values, self.config.default_scope, f"job {tool.name}"
+            )
             draft = job_repo.draft(
-                tool, bound, opts_name=opts.name or tool.name, priority=opts.priority,
+                tool,
+                bound,
+                opts_name=opts.name or tool.name,
+                priority=opts.priority,
                 activity=opts.activity,
                 activity_rank=job_repo.activity_rank(self.config, opts.activity),
-                site=self._site(opts.site), executor=self._executor(opts.executor),
+                site=self._site(opts.site),
+                executor=self._executor(opts.executor),
                 max_attempts=opts.max_attempts or self.config.wms.max_attempts,
-                account=self.account, parameters=parameters,
-            )  # fmt: skip
+                account=self.account,
+                parameters=parameters,
+            )
             (job_id,) = job_repo.create_jobs(s, [draft])
         return Submitted("job", job_id, draft.name)
 
-    def submit_workflow(self, spec: WorkflowSpec, inputs: Mapping[str, Any], *,
-                        opts: job_repo.SubmitOptions | None = None) -> Submitted:  # fmt: skip
+    def submit_workflow(
+        self,
+        spec: WorkflowSpec,
+        inputs: Mapping[str, Any],
+        *,
+        opts: job_repo.SubmitOptions | None = None,
+    ) -> Submitted:
         opts = opts or job_repo.SubmitOptions()
-        opts = job_repo.SubmitOptions(opts.name, opts.priority, opts.activity,
-                                      self._site(opts.site), self._executor(opts.executor),
-                                      opts.max_attempts)  # fmt: skip
+        opts = job_repo.SubmitOptions(
+            opts.name,
+            opts.priority,
+            opts.activity,
+            self._site(opts.site),
+            self._executor(opts.executor),
+            opts.max_attempts,
+        )
         with transaction(self.sessions) as s:
-            row = workflows.new_workflow(s, self.config, spec, inputs, opts=opts,
-                                         account=self.account)  # fmt: skip
+            row = workflows.new_workflow(
+                s, self.config, spec, inputs, opts=opts, account=self.account
+            )
             s.flush()
             workflows.advance(s, self.config, [row], self.account)
             return Submitted("workflow", row.id, row.name)
@@ -143,8 +173,13 @@ class WMS(reports.Reports):
             job = self._job_row(s, job_id)
             if job.state in FINAL_JOB_STATES:
                 raise Conflict(f"job {job_id} is {job.state} already")
-            job_repo.set_state(s, job, JobState.KILLED, account=self.account,
-                               reason=reason or f"killed by {self.account}")  # fmt: skip
+            job_repo.set_state(
+                s,
+                job,
+                JobState.KILLED,
+                account=self.account,
+                reason=reason or f"killed by {self.account}",
+            )
             workflows.flag(s, [job.workflow_id])
             return job.state
 
@@ -164,10 +199,18 @@ class WMS(reports.Reports):
             job = self._job_row(s, job_id)
             if job.state not in (JobState.FAILED, JobState.KILLED):
                 raise Conflict(f"job {job_id} is {job.state}: only FAILED or KILLED jobs retry")
-            job_repo.set_state(s, job, JobState.SUBMITTED, account=self.account,
-                               reason=f"retried by {self.account}", attempts=0,
-                               lease_owner=None, lease_expires_at=None, finished_at=None,
-                               not_before=None)  # fmt: skip
+            job_repo.set_state(
+                s,
+                job,
+                JobState.SUBMITTED,
+                account=self.account,
+                reason=f"retried by {self.account}",
+                attempts=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=None,
+                not_before=None,
+            )
             if job.workflow_id is not None:
                 wf = self._workflow_row(s, job.workflow_id)
                 if wf.state in (WorkflowState.FAILED, WorkflowState.KILLED):
@@ -180,9 +223,14 @@ class WMS(reports.Reports):
     def retry_workflow(self, workflow_id: int) -> int:
         """Retry every FAILED or KILLED job of a workflow; returns how many."""
         with self.sessions() as s:
-            ids = list(s.scalars(select(JobRow.id).where(
-                JobRow.workflow_id == workflow_id,
-                JobRow.state.in_([JobState.FAILED.value, JobState.KILLED.value]))))  # fmt: skip
+            ids = list(
+                s.scalars(
+                    select(JobRow.id).where(
+                        JobRow.workflow_id == workflow_id,
+                        JobRow.state.in_([JobState.FAILED.value, JobState.KILLED.value]),
+                    )
+                )
+            )
         if not ids:
             raise Conflict(f"workflow {workflow_id} has no FAILED or KILLED job")
         for job_id in ids:
@@ -217,8 +265,12 @@ class WMS(reports.Reports):
         filters = [f for f in (filter_text.strip(),) if f]
         if input_from is not None:
             with self.sessions() as s:
-                if s.scalar(select(TransformationRow.id).where(
-                        TransformationRow.name == input_from)) is None:  # fmt: skip
+                if (
+                    s.scalar(
+                        select(TransformationRow.id).where(TransformationRow.name == input_from)
+                    )
+                    is None
+                ):
                     raise NotFound(f"no transformation named {input_from!r}")
             filters.insert(0, transformations.output_query(input_from))
         if not filters:
@@ -227,17 +279,31 @@ class WMS(reports.Reports):
         files = [p for p in spec.inputs if p.is_file]
         port = input_port or (files[0].name if len(files) == 1 else None)
         if port is None:
-            raise InvalidInput(f"workflow {spec.name} has {len(files)} File inputs: name the "
-                               "one the files go to (input_port)")  # fmt: skip
+            raise InvalidInput(
+                f"workflow {spec.name} has {len(files)} File inputs: name the "
+                "one the files go to (input_port)"
+            )
         with transaction(self.sessions) as s:
             transformations.add(
-                s, self.config, name=name, spec=spec, filter_text=text, input_port=port,
-                grouping=grouping, inputs=inputs or {},
-                opts=job_repo.SubmitOptions(opts.name, opts.priority, opts.activity,
-                                            self._site(opts.site),
-                                            self._executor(opts.executor)),
-                settle_s=settle_s, max_task_attempts=max_task_attempts, account=self.account,
-            )  # fmt: skip
+                s,
+                self.config,
+                name=name,
+                spec=spec,
+                filter_text=text,
+                input_port=port,
+                grouping=grouping,
+                inputs=inputs or {},
+                opts=job_repo.SubmitOptions(
+                    opts.name,
+                    opts.priority,
+                    opts.activity,
+                    self._site(opts.site),
+                    self._executor(opts.executor),
+                ),
+                settle_s=settle_s,
+                max_task_attempts=max_task_attempts,
+                account=self.account,
+            )
         return self.transformation(name)
 
     def set_transformation_state(self, name: str, state: TransformationState) -> None:
@@ -248,9 +314,14 @@ class WMS(reports.Reports):
         """Give a transformation's PROBLEMATIC files another round of tasks (UC-100-1.4)."""
         with transaction(self.sessions) as s:
             t = self._transformation_row(s, name)
-            rows = list(s.scalars(select(TransformationFileRow).where(
-                TransformationFileRow.transformation_id == t.id,
-                TransformationFileRow.status == FileStatus.PROBLEMATIC.value)))  # fmt: skip
+            rows = list(
+                s.scalars(
+                    select(TransformationFileRow).where(
+                        TransformationFileRow.transformation_id == t.id,
+                        TransformationFileRow.status == FileStatus.PROBLEMATIC.value,
+                    )
+                )
+            )
             for tf in rows:
                 tf.status, tf.attempts, tf.reason, tf.workflow_id = (
                     FileStatus.NEW.value,
@@ -263,8 +334,9 @@ class WMS(reports.Reports):
     # -- running in this process -----------------------------------------------------------
     def manager(self, executor: str | None = None, *, scheduler: str | None = None) -> JobManager:
         name = self._executor(executor)
-        return JobManager(self.config, self.sessions,
-                          make_executor(name, self.config, scheduler=scheduler))  # fmt: skip
+        return JobManager(
+            self.config, self.sessions, make_executor(name, self.config, scheduler=scheduler)
+        )
 
     def run_until(
         self,
@@ -297,9 +369,16 @@ class WMS(reports.Reports):
             if own:
                 mgr.close()
 
-    def wait(self, submitted: Submitted, *, run: bool = True, executor: str | None = None,
-             scheduler: str | None = None, timeout_s: float = 3600.0,
-             progress: Progress | None = None) -> str:  # fmt: skip
+    def wait(
+        self,
+        submitted: Submitted,
+        *,
+        run: bool = True,
+        executor: str | None = None,
+        scheduler: str | None = None,
+        timeout_s: float = 3600.0,
+        progress: Progress | None = None,
+    ) -> str:
         """Until the job or workflow is final; with ``run`` this process runs its jobs.
 
         Returns the final state. Without ``run`` a manager elsewhere must be running.
@@ -312,9 +391,15 @@ class WMS(reports.Reports):
                     return job.state, int(job.state in FINAL_JOB_STATES), 1
                 wf = self._workflow_row(s, submitted.id)
                 total = int(s.scalar(select(func.count()).where(JobRow.workflow_id == wf.id)) or 0)
-                final = int(s.scalar(select(func.count()).where(
-                    JobRow.workflow_id == wf.id,
-                    JobRow.state.in_([x.value for x in FINAL_JOB_STATES]))) or 0)  # fmt: skip
+                final = int(
+                    s.scalar(
+                        select(func.count()).where(
+                            JobRow.workflow_id == wf.id,
+                            JobRow.state.in_([x.value for x in FINAL_JOB_STATES]),
+                        )
+                    )
+                    or 0
+                )
                 return wf.state, final, total
 
         def finished() -> bool:
@@ -330,11 +415,19 @@ class WMS(reports.Reports):
             deadline = time.monotonic() + timeout_s
             while not finished():
                 if time.monotonic() > deadline:
-                    raise Unavailable(f"{submitted.kind} {submitted.id} still running after "
-                                      f"{timeout_s:.0f} s")  # fmt: skip
+                    raise Unavailable(
+                        f"{submitted.kind} {submitted.id} still running after {timeout_s:.0f} s"
+                    )
                 time.sleep(0.5)
         return state()[0]
 
 
-__all__ = ["WMS", "AccountingRow", "JobInfo", "Submitted", "TransformationInfo",
-           "WorkflowInfo", "WorkflowRow"]  # fmt: skip
+__all__ = [
+    "WMS",
+    "AccountingRow",
+    "JobInfo",
+    "Submitted",
+    "TransformationInfo",
+    "WorkflowInfo",
+    "WorkflowRow",
+]

@@ -69,8 +69,9 @@ def _scalar(core: str, value: Any, where: str) -> Any:
     return float(cast(float, value)) if core == "float" else value
 
 
-def bind_value(session: Session, port: InputPort, value: Any, default_scope: str,
-               where: str) -> Any:  # fmt: skip
+def bind_value(
+    session: Session, port: InputPort, value: Any, default_scope: str, where: str
+) -> Any:
     """Check one value against its port's type; resolve archive files."""
     core, array, optional = base_type(port.type)
     if value is None:

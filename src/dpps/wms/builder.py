@@ -35,10 +35,13 @@ Output = OutputPort
 
 def _ports(inputs: Mapping[str, str | InputPort] | None) -> list[dict[str, Any]]:
     return [
-        (t.model_copy(update={"name": n}) if isinstance(t, InputPort) else
-         InputPort(name=n, type=t)).model_dump()
+        (
+            t.model_copy(update={"name": n})
+            if isinstance(t, InputPort)
+            else InputPort(name=n, type=t)
+        ).model_dump()
         for n, t in (inputs or {}).items()
-    ]  # fmt: skip
+    ]
 
 
 def tool_command(
@@ -54,10 +57,15 @@ def tool_command(
     ports = _ports(inputs)
     return validated(
         Tool,
-        {"name": name, "base_command": list(command), "inputs": ports,
-         "outputs": [o.model_dump() for o in outputs], **options},
+        {
+            "name": name,
+            "base_command": list(command),
+            "inputs": ports,
+            "outputs": [o.model_dump() for o in outputs],
+            **options,
+        },
         f"tool {name}",
-    )  # fmt: skip
+    )
 
 
 def tool_python(
@@ -72,10 +80,15 @@ def tool_python(
     ports = _ports(inputs)
     return validated(
         Tool,
-        {"name": name, "python": target, "inputs": ports,
-         "outputs": [o.model_dump() for o in outputs], **options},
+        {
+            "name": name,
+            "python": target,
+            "inputs": ports,
+            "outputs": [o.model_dump() for o in outputs],
+            **options,
+        },
         f"tool {name}",
-    )  # fmt: skip
+    )
 
 
 class StepRef:
@@ -116,10 +129,15 @@ class Workflow:
             bindings[port] = {"source": [src] if isinstance(src, str) else list(src)}
         for port, value in (defaults or {}).items():
             bindings.setdefault(port, {"source": []})["default"] = value
-        self._steps.append({
-            "name": name, "tool": tool.model_dump(), "inputs": bindings,
-            "scatter": list(scatter), "scatter_method": scatter_method,
-        })  # fmt: skip
+        self._steps.append(
+            {
+                "name": name,
+                "tool": tool.model_dump(),
+                "inputs": bindings,
+                "scatter": list(scatter),
+                "scatter_method": scatter_method,
+            }
+        )
         return StepRef(name)
 
     def output(self, name: str, source: str) -> None:
@@ -128,10 +146,14 @@ class Workflow:
     def build(self) -> WorkflowSpec:
         return validated(
             WorkflowSpec,
-            {"name": self.name, "inputs": self._inputs, "outputs": self._outputs,
-             "steps": self._steps},
+            {
+                "name": self.name,
+                "inputs": self._inputs,
+                "outputs": self._outputs,
+                "steps": self._steps,
+            },
             f"workflow {self.name}",
-        )  # fmt: skip
+        )
 
 
 class JobFile(_Model):
@@ -182,11 +204,17 @@ def load_job(data: Any, where: str = "job") -> tuple[Tool, dict[str, Any], JobFi
     job = validated(JobFile, data, where)
     name = job.name or "job"
     outputs = [{"name": o.get("name", f"out{i}"), **o} for i, o in enumerate(job.outputs)]
-    options: dict[str, Any] = {"name": name, "inputs": [
-        {"name": k, "type": _infer(k, v)} for k, v in job.inputs.items()],
-        "outputs": outputs, "stdout": job.stdout, "stderr": job.stderr, "env": job.env,
-        "software_version": job.software_version, "cores": job.cores,
-        "memory_mb": job.memory_mb}  # fmt: skip
+    options: dict[str, Any] = {
+        "name": name,
+        "inputs": [{"name": k, "type": _infer(k, v)} for k, v in job.inputs.items()],
+        "outputs": outputs,
+        "stdout": job.stdout,
+        "stderr": job.stderr,
+        "env": job.env,
+        "software_version": job.software_version,
+        "cores": job.cores,
+        "memory_mb": job.memory_mb,
+    }
     if job.command is not None:
         options["base_command"] = job.command
     if job.tool is not None:
@@ -207,15 +235,33 @@ def single_tool_workflow(tool: Tool) -> WorkflowSpec:
     """A tool as a one-step workflow (how transformations run a single tool)."""
     return validated(
         WorkflowSpec,
-        {"name": tool.name,
-         "inputs": [i.model_copy(update={"position": None, "prefix": None}).model_dump()
-                    for i in tool.inputs],
-         "outputs": {o.name: f"{tool.name}/{o.name}" for o in tool.outputs},
-         "steps": [{"name": tool.name, "tool": tool.model_dump(),
-                    "inputs": {i.name: {"source": [i.name]} for i in tool.inputs}}]},
+        {
+            "name": tool.name,
+            "inputs": [
+                i.model_copy(update={"position": None, "prefix": None}).model_dump()
+                for i in tool.inputs
+            ],
+            "outputs": {o.name: f"{tool.name}/{o.name}" for o in tool.outputs},
+            "steps": [
+                {
+                    "name": tool.name,
+                    "tool": tool.model_dump(),
+                    "inputs": {i.name: {"source": [i.name]} for i in tool.inputs},
+                }
+            ],
+        },
         f"tool {tool.name}",
-    )  # fmt: skip
+    )
 
 
-__all__ = ["JobFile", "Output", "Workflow", "WorkflowSpec", "load_job", "read_yaml",
-           "single_tool_workflow", "tool_command", "tool_python"]  # fmt: skip
+__all__ = [
+    "JobFile",
+    "Output",
+    "Workflow",
+    "WorkflowSpec",
+    "load_job",
+    "read_yaml",
+    "single_tool_workflow",
+    "tool_command",
+    "tool_python",
+]

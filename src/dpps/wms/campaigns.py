@@ -80,9 +80,18 @@ class CampaignStore:
     def _event(self, session: Session, action: str, row: CampaignRow, **details: Any) -> None:
         """The preservation record names who queued and who finished a campaign, in the same
         transaction as the change."""
-        events.record(session, account=self.account, action=action,
-                      details={"campaign": row.name, "kind": row.kind, "state": row.state,
-                               "attempts": row.attempts, **details})  # fmt: skip
+        events.record(
+            session,
+            account=self.account,
+            action=action,
+            details={
+                "campaign": row.name,
+                "kind": row.kind,
+                "state": row.state,
+                "attempts": row.attempts,
+                **details,
+            },
+        )
 
     def submit(
         self,
@@ -111,9 +120,17 @@ class CampaignStore:
         with transaction(self.sessions) as s:
             row = s.scalar(select(CampaignRow).where(CampaignRow.name == name))
             if row is None:
-                row = CampaignRow(name=name, kind=kind, state=CampaignState.QUEUED.value,
-                                  account=self.account, spec=wanted, phase="queued", done=0,
-                                  total=0, attempts=0)  # fmt: skip
+                row = CampaignRow(
+                    name=name,
+                    kind=kind,
+                    state=CampaignState.QUEUED.value,
+                    account=self.account,
+                    spec=wanted,
+                    phase="queued",
+                    done=0,
+                    total=0,
+                    attempts=0,
+                )
                 s.add(row)
                 s.flush()
                 self._event(s, "campaign.submit", row)
@@ -146,8 +163,15 @@ class CampaignStore:
         if name is not None:
             where.append(CampaignRow.name == name)
         with transaction(self.sessions) as s:
-            rows = claim_rows(s, CampaignRow, owner=owner, lease_s=LEASE_S, where=where,
-                         order_by=[CampaignRow.created_at, CampaignRow.id], limit=1)  # fmt: skip
+            rows = claim_rows(
+                s,
+                CampaignRow,
+                owner=owner,
+                lease_s=LEASE_S,
+                where=where,
+                order_by=[CampaignRow.created_at, CampaignRow.id],
+                limit=1,
+            )
             if not rows:
                 if name is not None:
                     row = self._row(s, name)

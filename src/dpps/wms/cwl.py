@@ -58,8 +58,10 @@ def load(path: Path) -> WorkflowSpec:
         return single_tool_workflow(_tool(doc, path.stem))
     if isinstance(doc, cwl.cwl_v1_2.Workflow):
         return _workflow(doc, path)
-    raise InvalidInput(f"{path.name}: class {type(doc).__name__} is not supported "
-                       "(use Workflow or CommandLineTool)")  # fmt: skip
+    raise InvalidInput(
+        f"{path.name}: class {type(doc).__name__} is not supported "
+        "(use Workflow or CommandLineTool)"
+    )
 
 
 def _load_uri(uri: str) -> Any:
@@ -71,8 +73,10 @@ def _load_uri(uri: str) -> Any:
         raise InvalidInput(f"cannot read CWL {uri}: {exc}") from None
     version = getattr(doc, "cwlVersion", None)
     if version != "v1.2":
-        raise InvalidInput(f"{uri}: cwlVersion {version} is not supported; use v1.2 "
-                           "(cwl-upgrader converts older documents)")  # fmt: skip
+        raise InvalidInput(
+            f"{uri}: cwlVersion {version} is not supported; use v1.2 "
+            "(cwl-upgrader converts older documents)"
+        )
     return doc
 
 
@@ -191,8 +195,11 @@ def _tool(doc: Any, fallback_name: str, name: str | None = None) -> Tool:
             glob = out.outputBinding.glob
         if glob is None:
             raise InvalidInput(f"{where}: output {oname} needs outputBinding.glob (one pattern)")
-        ext = {k.rsplit("#", 1)[-1]: v for k, v in (out.extension_fields or {}).items()
-               if k.startswith(DPPS_NS)}  # fmt: skip
+        ext = {
+            k.rsplit("#", 1)[-1]: v
+            for k, v in (out.extension_fields or {}).items()
+            if k.startswith(DPPS_NS)
+        }
         unknown = sorted(set(ext) - set(_OUTPUT_EXT))
         if unknown:
             raise InvalidInput(f"{where}: output {oname}: unknown dpps field(s) {unknown}")
@@ -217,10 +224,13 @@ def _workflow(doc: Any, path: Path) -> WorkflowSpec:
     where = f"CWL workflow {path.name}"
     _requirements(doc, where)
     inputs = [
-        {"name": _short(i.id), "type": _type(i.type_, f"{where} input {_short(i.id)}"),
-         "default": i.default}
+        {
+            "name": _short(i.id),
+            "type": _type(i.type_, f"{where} input {_short(i.id)}"),
+            "default": i.default,
+        }
         for i in doc.inputs
-    ]  # fmt: skip
+    ]
     outputs: dict[str, str] = {}
     for out in doc.outputs:
         src = out.outputSource
@@ -234,16 +244,17 @@ def _workflow(doc: Any, path: Path) -> WorkflowSpec:
         if isinstance(run, str):
             run = _load_uri(run)
         if not isinstance(run, cwl.cwl_v1_2.CommandLineTool):
-            raise InvalidInput(f"{where}: step {sname} must run a CommandLineTool "
-                               "(nested workflows are not supported)")  # fmt: skip
+            raise InvalidInput(
+                f"{where}: step {sname} must run a CommandLineTool "
+                "(nested workflows are not supported)"
+            )
         tool = _tool(run, sname, name=sname)
         bindings: dict[str, Any] = {}
         for si in st.in_:
             if getattr(si, "valueFrom", None) is not None:
                 raise InvalidInput(f"{where}: step {sname} input valueFrom is not supported")
             srcs = si.source if isinstance(si.source, list) else [si.source] if si.source else []
-            bindings[_short(si.id)] = {"source": [_source(s) for s in srcs],
-                                       "default": si.default}  # fmt: skip
+            bindings[_short(si.id)] = {"source": [_source(s) for s in srcs], "default": si.default}
         scatter = (
             st.scatter if isinstance(st.scatter, list) else [st.scatter] if st.scatter else []
         )

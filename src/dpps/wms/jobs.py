@@ -81,8 +81,9 @@ def activity_rank(config: Config, activity: str) -> int:
     return ranks[activity]
 
 
-def config_hash(spec: Mapping[str, Any], parameters: Mapping[str, Any],
-                software_version: str | None) -> str:  # fmt: skip
+def config_hash(
+    spec: Mapping[str, Any], parameters: Mapping[str, Any], software_version: str | None
+) -> str:
     """What makes two runs the same computation, inputs aside (for provenance)."""
     effective = {k: v for k, v in spec.items() if k != "inputs"}
     blob = json.dumps([effective, parameters, software_version], sort_keys=True, default=str)
@@ -243,8 +244,14 @@ def set_state(
         setattr(job, key, value)
     if state in (JobState.DONE, JobState.FAILED, JobState.KILLED):
         job.finished_at = utcnow()
-    event = {"job_id": job.id, "state": state.value, "attempt": job.attempts,
-             "account": account, "reason": reason, "details": details}  # fmt: skip
+    event = {
+        "job_id": job.id,
+        "state": state.value,
+        "attempt": job.attempts,
+        "account": account,
+        "reason": reason,
+        "details": details,
+    }
     if batch is not None:
         batch.append(event)
     else:
@@ -293,11 +300,14 @@ def guarded_take(
     UPDATE ... RETURNING), or None when the token does not own the job."""
     row = session.execute(
         update(_JOBS)
-        .where(_JOBS.c.id == job_id, _JOBS.c.lease_owner == token,
-               _JOBS.c.state == JobState.MATCHED.value)
+        .where(
+            _JOBS.c.id == job_id,
+            _JOBS.c.lease_owner == token,
+            _JOBS.c.state == JobState.MATCHED.value,
+        )
         .values(updated_at=utcnow(), **values)
         .returning(*returning)
-    ).first()  # fmt: skip
+    ).first()
     if row is not None:
         add_events(session, [{"job_id": job_id, **event}])
     return row

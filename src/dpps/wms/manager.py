@@ -116,8 +116,11 @@ class JobManager:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            futures.wait([f for f, _s, _t in self.inflight.values()], timeout=left,
-                         return_when=futures.FIRST_COMPLETED)  # fmt: skip
+            futures.wait(
+                [f for f, _s, _t in self.inflight.values()],
+                timeout=left,
+                return_when=futures.FIRST_COMPLETED,
+            )
             reaped += self.reap()
             if self._refill_due(self._free()):
                 break
@@ -127,8 +130,11 @@ class JobManager:
         """Wait for the jobs in flight to end."""
         deadline = time.monotonic() + timeout_s
         while self.inflight and time.monotonic() < deadline:
-            futures.wait([f for f, _s, _t in self.inflight.values()], timeout=1.0,
-                         return_when=futures.FIRST_COMPLETED)  # fmt: skip
+            futures.wait(
+                [f for f, _s, _t in self.inflight.values()],
+                timeout=1.0,
+                return_when=futures.FIRST_COMPLETED,
+            )
             self.reap()
 
     def run_queue(self, ctx: DaemonContext | None = None, timeout_s: float = 3600.0) -> int:
@@ -154,12 +160,22 @@ class JobManager:
         with writes.write(self.sessions) as s:
             for job_id, (_f, _site, token) in self.inflight.items():
                 job_repo.guarded_update(
-                    s, job_id, token, states,
-                    {"state": JobState.SUBMITTED.value, "lease_owner": None,
-                     "lease_expires_at": None, "attempts": JobRow.__table__.c.attempts - 1},
-                    event={"state": JobState.SUBMITTED.value, "account": ACCOUNT,
-                           "reason": "manager stopped; requeued"},
-                )  # fmt: skip
+                    s,
+                    job_id,
+                    token,
+                    states,
+                    {
+                        "state": JobState.SUBMITTED.value,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                        "attempts": JobRow.__table__.c.attempts - 1,
+                    },
+                    event={
+                        "state": JobState.SUBMITTED.value,
+                        "account": ACCOUNT,
+                        "reason": "manager stopped; requeued",
+                    },
+                )
         self.inflight.clear()
 
     # -- 1. futures ------------------------------------------------------------------------
@@ -181,11 +197,19 @@ class JobManager:
                 final = job is not None and job.attempts >= job.max_attempts
                 state = JobState.FAILED if final else JobState.SUBMITTED
                 won = job_repo.guarded_update(
-                    s, job_id, token, [JobState.MATCHED, JobState.RUNNING],
-                    {"state": state.value, "lease_owner": None, "lease_expires_at": None,
-                     "reason": reason, **({"finished_at": utcnow()} if final else {})},
+                    s,
+                    job_id,
+                    token,
+                    [JobState.MATCHED, JobState.RUNNING],
+                    {
+                        "state": state.value,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                        "reason": reason,
+                        **({"finished_at": utcnow()} if final else {}),
+                    },
                     event={"state": state.value, "account": ACCOUNT, "reason": reason},
-                )  # fmt: skip
+                )
                 if won and final and job is not None:
                     workflows.flag(s, [job.workflow_id])
         return len(finished)
@@ -216,43 +240,74 @@ class JobManager:
             rows = list(s.scalars(stmt))
             for job in rows:
                 seen = job.heartbeat_at.isoformat(timespec="seconds") if job.heartbeat_at else None
-                what = (f"stalled: no heartbeat since {seen}" if seen
-                        else "stalled: no worker took it")  # fmt: skip
+                what = (
+                    f"stalled: no heartbeat since {seen}" if seen else "stalled: no worker took it"
+                )
                 details = {"host": job.host, "site": job.run_site}
                 if job.state == JobState.MATCHED:
                     # Never started: the executor was slow or lost the task. Not the job's
                     # fault, so the attempt does not count.
-                    job_repo.set_state(s, job, JobState.SUBMITTED, account=ACCOUNT,
-                                       reason=f"{what}; requeued", details=details,
-                                       lease_owner=None, lease_expires_at=None,
-                                       attempts=max(job.attempts - 1, 0))  # fmt: skip
+                    job_repo.set_state(
+                        s,
+                        job,
+                        JobState.SUBMITTED,
+                        account=ACCOUNT,
+                        reason=f"{what}; requeued",
+                        details=details,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        attempts=max(job.attempts - 1, 0),
+                    )
                 elif job.attempts >= job.max_attempts:
-                    job_repo.set_state(s, job, JobState.FAILED, account=ACCOUNT, details=details,
-                                       reason=f"{what} (attempt {job.attempts} of "
-                                       f"{job.max_attempts})")  # fmt: skip
+                    job_repo.set_state(
+                        s,
+                        job,
+                        JobState.FAILED,
+                        account=ACCOUNT,
+                        details=details,
+                        reason=f"{what} (attempt {job.attempts} of {job.max_attempts})",
+                    )
                     workflows.flag(s, [job.workflow_id])
                 else:
-                    job_repo.set_state(s, job, JobState.SUBMITTED, account=ACCOUNT,
-                                       reason=f"{what}; rescheduled", details=details,
-                                       lease_owner=None, lease_expires_at=None)  # fmt: skip
+                    job_repo.set_state(
+                        s,
+                        job,
+                        JobState.SUBMITTED,
+                        account=ACCOUNT,
+                        reason=f"{what}; rescheduled",
+                        details=details,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
                 self.inflight.pop(job.id, None)
         return len(rows)
 
     # -- 3. workflows ----------------------------------------------------------------------
     def advance_workflows(self) -> int:
         with self.sessions() as s:
-            flagged = s.scalar(select(WorkflowRow.id).where(
-                WorkflowRow.state == WorkflowState.RUNNING.value,
-                WorkflowRow.needs_advance.is_(True)).limit(1))  # fmt: skip
+            flagged = s.scalar(
+                select(WorkflowRow.id)
+                .where(
+                    WorkflowRow.state == WorkflowState.RUNNING.value,
+                    WorkflowRow.needs_advance.is_(True),
+                )
+                .limit(1)
+            )
         if flagged is None:
             return 0
         with writes.write(self.sessions) as s:
             rows = claim(
-                s, WorkflowRow, owner=self.instance, lease_s=self.config.wms.lease_s,
-                where=[WorkflowRow.state == WorkflowState.RUNNING.value,
-                       WorkflowRow.needs_advance.is_(True)],
-                order_by=[WorkflowRow.id], limit=self.batch,
-            )  # fmt: skip
+                s,
+                WorkflowRow,
+                owner=self.instance,
+                lease_s=self.config.wms.lease_s,
+                where=[
+                    WorkflowRow.state == WorkflowState.RUNNING.value,
+                    WorkflowRow.needs_advance.is_(True),
+                ],
+                order_by=[WorkflowRow.id],
+                limit=self.batch,
+            )
             if not rows:
                 return 0
             workflows.advance(s, self.config, rows, ACCOUNT)
@@ -263,16 +318,23 @@ class JobManager:
 
     # -- 4. waiting jobs -------------------------------------------------------------------
     def recheck_waiting(self) -> int:
-        if not self._any(JobRow.state == JobState.WAITING.value,
-                         JobRow.executor == self.executor.name):  # fmt: skip
+        if not self._any(
+            JobRow.state == JobState.WAITING.value, JobRow.executor == self.executor.name
+        ):
             return 0
         with writes.write(self.sessions) as s:
             rows = claim(
-                s, JobRow, owner=self.instance, lease_s=60.0,
-                where=[JobRow.state == JobState.WAITING.value,
-                       JobRow.executor == self.executor.name],
-                order_by=[JobRow.updated_at, JobRow.id], limit=self.batch,
-            )  # fmt: skip
+                s,
+                JobRow,
+                owner=self.instance,
+                lease_s=60.0,
+                where=[
+                    JobRow.state == JobState.WAITING.value,
+                    JobRow.executor == self.executor.name,
+                ],
+                order_by=[JobRow.updated_at, JobRow.id],
+                limit=self.batch,
+            )
             checks = check_inputs(s, self.config, [j.id for j in rows])
             woken = 0
             for job in rows:
@@ -280,14 +342,16 @@ class JobManager:
                 job.lease_expires_at = None
                 check = checks[job.id]
                 if check.ready:
-                    job_repo.set_state(s, job, JobState.SUBMITTED, account=ACCOUNT,
-                                       reason="inputs readable")  # fmt: skip
+                    job_repo.set_state(
+                        s, job, JobState.SUBMITTED, account=ACCOUNT, reason="inputs readable"
+                    )
                     woken += 1
                     continue
                 request_staging(s, self.config, check, ACCOUNT)
                 if check.reason != job.reason:
-                    job_repo.set_state(s, job, JobState.WAITING, account=ACCOUNT,
-                                       reason=check.reason)  # fmt: skip
+                    job_repo.set_state(
+                        s, job, JobState.WAITING, account=ACCOUNT, reason=check.reason
+                    )
                 else:
                     job.updated_at = utcnow()
         return woken
@@ -337,8 +401,11 @@ class JobManager:
 
     def dispatch(self) -> int:
         now = utcnow()
-        ready = (JobRow.state == JobState.SUBMITTED.value, JobRow.executor == self.executor.name,
-                 or_(JobRow.not_before.is_(None), JobRow.not_before <= now))  # fmt: skip
+        ready = (
+            JobRow.state == JobState.SUBMITTED.value,
+            JobRow.executor == self.executor.name,
+            or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
+        )
         # Idle: a cheap read first, so that an idle manager (``dpps serve``) does not even
         # start its executor. Busy: the queues' room first, which needs no database at all.
         if not self.inflight and not self._any(*ready):
@@ -361,7 +428,7 @@ class JobManager:
                 .where(*ready)
                 .order_by(JobRow.activity_rank.desc(), JobRow.priority.desc(), JobRow.id)
                 .limit(min(self.batch, room))
-            )  # fmt: skip
+            )
             if s.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = list(s.scalars(stmt))
@@ -370,8 +437,14 @@ class JobManager:
                 check = checks[job.id]
                 if not check.ready:
                     request_staging(s, self.config, check, ACCOUNT)
-                    job_repo.set_state(s, job, JobState.WAITING, account=ACCOUNT,
-                                       reason=check.reason, batch=events)  # fmt: skip
+                    job_repo.set_state(
+                        s,
+                        job,
+                        JobState.WAITING,
+                        account=ACCOUNT,
+                        reason=check.reason,
+                        batch=events,
+                    )
                     continue
                 site, why = choose_site(job.site, check.site_bytes, free)
                 if why is not None or free.get(site if None not in free else None, 0) <= 0:
@@ -382,13 +455,28 @@ class JobManager:
                 attempt = job.attempts + 1
                 token = f"{self.instance}/{job.id}/{attempt}"
                 job_repo.set_state(
-                    s, job, JobState.MATCHED, account=ACCOUNT, batch=events,
+                    s,
+                    job,
+                    JobState.MATCHED,
+                    account=ACCOUNT,
+                    batch=events,
                     details={"site": site, "executor": self.executor.name},
-                    attempts=attempt, lease_owner=token, lease_expires_at=now + lease,
-                    run_site=site, not_before=None,
-                )  # fmt: skip
-                tasks.append(Task(job.id, token, attempt, str(self.config.workspace), site,
-                                  self.executor.name))  # fmt: skip
+                    attempts=attempt,
+                    lease_owner=token,
+                    lease_expires_at=now + lease,
+                    run_site=site,
+                    not_before=None,
+                )
+                tasks.append(
+                    Task(
+                        job.id,
+                        token,
+                        attempt,
+                        str(self.config.workspace),
+                        site,
+                        self.executor.name,
+                    )
+                )
             job_repo.add_events(s, events)
         for task in tasks:
             try:

@@ -3,7 +3,7 @@
 The observatory's rule is to move jobs to the data: a job runs at the site it asks for, else at
 the site holding most of its input bytes on AVAILABLE disk replicas, and only on workers of
 that site. A job whose input has no AVAILABLE replica, or only one on tape, WAITs with the
-reason; for an input only on tape the manager asks the stager (``dpps.bdms.stager``) for a
+reason; for an input only on tape the manager asks the stager (``dpps.bdms.staging.stager``) for a
 recall, and the job runs once the copy is READY in the staging buffer, from which the worker
 reads it.
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dpps.bdms.stager import StageState
-from dpps.bdms.stager import request_stage as stage_request
+from dpps.bdms.staging.stager import StageState
+from dpps.bdms.staging.stager import request_stage as stage_request
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, StageRequestRow, utcnow
 from dpps.catalog.models_wms import JobFileRow
 from dpps.core.config import Config
@@ -45,13 +45,23 @@ def check_inputs(
     if not job_ids:
         return checks
     stmt = (
-        select(JobFileRow.job_id, DIDRow.id, DIDRow.scope, DIDRow.name, DIDRow.bytes,
-               ReplicaRow.state, RSERow.name, RSERow.site, RSERow.kind, RSERow.available)
+        select(
+            JobFileRow.job_id,
+            DIDRow.id,
+            DIDRow.scope,
+            DIDRow.name,
+            DIDRow.bytes,
+            ReplicaRow.state,
+            RSERow.name,
+            RSERow.site,
+            RSERow.kind,
+            RSERow.available,
+        )
         .join(DIDRow, DIDRow.id == JobFileRow.did_id)
         .outerjoin(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
         .outerjoin(RSERow, RSERow.id == ReplicaRow.rse_id)
         .where(JobFileRow.job_id.in_(job_ids), JobFileRow.role == "input")
-    )  # fmt: skip
+    )
     files: dict[tuple[int, int], list[tuple[str | None, ...]]] = defaultdict(list)
     labels: dict[int, tuple[str, int]] = {}
     for job_id, did_id, scope, name, size, state, rse, site, kind, available in session.execute(

@@ -24,9 +24,9 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from dpps import __version__
-from dpps.bdms import rules
 from dpps.bdms.ingest import parse_user_meta
 from dpps.bdms.metadata import extract_metadata
+from dpps.bdms.replication import rules
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.models import DIDRow
@@ -90,29 +90,48 @@ def collect(
         if not found:
             raise InvalidInput(f"output {spec.name}: nothing matches {pattern!r}")
         if len(found) > 1 and not spec.array:
-            raise InvalidInput(f"output {spec.name}: {len(found)} files match {pattern!r} "
-                               "but the output is a single File")  # fmt: skip
+            raise InvalidInput(
+                f"output {spec.name}: {len(found)} files match {pattern!r} "
+                "but the output is a single File"
+            )
         empty = [p.name for p in found if p.stat().st_size == 0]
         if empty:
-            raise InvalidInput(f"output {spec.name}: {', '.join(empty)} is empty (the archive "
-                               "refuses 0-byte files)")  # fmt: skip
+            raise InvalidInput(
+                f"output {spec.name}: {', '.join(empty)} is empty (the archive "
+                "refuses 0-byte files)"
+            )
         for position, path in enumerate(found):
-            me = {**context, "self": {**file_object("", path.name, path.stat().st_size),
-                                       "path": str(path)}}  # fmt: skip
+            me = {
+                **context,
+                "self": {**file_object("", path.name, path.stat().st_size), "path": str(path)},
+            }
             if spec.lfn:
                 lfn = str(evaluate(spec.lfn, me))
             else:
                 lfn = f"{config.wms.output_lfn_prefix.rstrip('/')}/job_{job_id}/{path.name}"
-            produced.append(Produced(spec.name, position, path, validate_lfn(lfn),
-                                     output_rse(config, spec.rse, site), spec))  # fmt: skip
+            produced.append(
+                Produced(
+                    spec.name,
+                    position,
+                    path,
+                    validate_lfn(lfn),
+                    output_rse(config, spec.rse, site),
+                    spec,
+                )
+            )
     lfns = [p.lfn for p in produced]
     if len(set(lfns)) != len(lfns):
         raise InvalidInput(f"outputs would share an LFN: {sorted(lfns)}")
     return produced
 
 
-def provenance(view: Any, task: Any, inputs: Mapping[str, Any], times: Mapping[str, str],
-               argv: Sequence[str] | None) -> dict[str, Any]:  # fmt: skip
+def provenance(
+    view: Any,
+    task: Any,
+    inputs: Mapping[str, Any],
+    times: Mapping[str, str],
+    argv: Sequence[str] | None,
+) -> dict[str, Any]:
     """The record preserved with every output: what ran, on what, where, when, how."""
     from dpps.wms.spec import iter_files
 
@@ -156,8 +175,9 @@ def discard(config: Config, produced: Sequence[Produced]) -> None:
             p.rel = None
 
 
-def new_files(session: Session, config: Config, produced: Sequence[Produced],
-              prov: Mapping[str, Any]) -> list[did_repo.NewFile]:  # fmt: skip
+def new_files(
+    session: Session, config: Config, produced: Sequence[Produced], prov: Mapping[str, Any]
+) -> list[did_repo.NewFile]:
     from dpps.catalog import rses as rse_repo
 
     rse_ids = {r.name: r.id for r in rse_repo.list_rses(session)}
@@ -168,8 +188,13 @@ def new_files(session: Session, config: Config, produced: Sequence[Produced],
         if p.spec.data_level:
             given["data_level"] = p.spec.data_level
         columns, meta = parse_user_meta(given)
-        meta = {**extracted.meta, **meta, "format": extracted.format, "provenance": dict(prov),
-                "wms_job": prov["job_id"]}  # fmt: skip
+        meta = {
+            **extracted.meta,
+            **meta,
+            "format": extracted.format,
+            "provenance": dict(prov),
+            "wms_job": prov["job_id"],
+        }
         if prov.get("transformation"):
             meta["wms_transformation"] = prov["transformation"]
         out.append(
@@ -213,14 +238,24 @@ def register(
             duplicates.append(p)
     session.execute(
         insert(JobFileRow),
-        [{"job_id": job_id, "did_id": p.did_id, "role": "output", "port": p.port,
-          "position": p.position} for p in produced],
-    )  # fmt: skip
+        [
+            {
+                "job_id": job_id,
+                "did_id": p.did_id,
+                "role": "output",
+                "port": p.port,
+                "position": p.position,
+            }
+            for p in produced
+        ],
+    )
     events.record_many(
         session,
-        ({"account": account, "action": "wms.output", "did_id": p.did_id,
-          "details": dict(prov)} for p in produced),
-    )  # fmt: skip
+        (
+            {"account": account, "action": "wms.output", "did_id": p.did_id, "details": dict(prov)}
+            for p in produced
+        ),
+    )
     for p in produced:
         if p.spec.policy:
             row = session.get(DIDRow, p.did_id)

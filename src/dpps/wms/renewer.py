@@ -60,8 +60,7 @@ class Renewer:
         with self._lock:
             self._held[task.token] = held
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="wms-leases",
-                                                daemon=True)  # fmt: skip
+                self._thread = threading.Thread(target=self._run, name="wms-leases", daemon=True)
                 self._thread.start()
         return held
 
@@ -92,9 +91,12 @@ class Renewer:
             with writes.write(held.ctx.sessions) as s:
                 now = utcnow()
                 return job_repo.guarded_update(
-                    s, held.task.job_id, held.task.token, [JobState.RUNNING],
+                    s,
+                    held.task.job_id,
+                    held.task.token,
+                    [JobState.RUNNING],
                     {"heartbeat_at": now, "lease_expires_at": now + lease},
-                )  # fmt: skip
+                )
         except Exception as exc:
             log.warning("job %s: heartbeat failed: %s", held.task.job_id, exc)
             return True
@@ -112,8 +114,9 @@ class Remover:
         self._queue.put(path)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="wms-sandbox-cleanup",
-                                                daemon=True)  # fmt: skip
+                self._thread = threading.Thread(
+                    target=self._run, name="wms-sandbox-cleanup", daemon=True
+                )
                 self._thread.start()
 
     def _run(self) -> None:

@@ -45,19 +45,43 @@ ACCOUNTING_KEYS = {
 }
 
 
-def job_info(row: JobRow, *, inputs: Sequence[str] = (), outputs: Sequence[str] = (),
-             events: Sequence[JobEventInfo] = ()) -> JobInfo:  # fmt: skip
+def job_info(
+    row: JobRow,
+    *,
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    events: Sequence[JobEventInfo] = (),
+) -> JobInfo:
     return JobInfo(
-        id=row.id, name=row.name, state=row.state, tool=row.tool, activity=row.activity,
-        priority=row.priority, site=row.site, run_site=row.run_site, host=row.host,
-        executor=row.executor, attempts=row.attempts, max_attempts=row.max_attempts,
-        reason=row.reason, exit_code=row.exit_code, workflow_id=row.workflow_id, step=row.step,
-        software_version=row.software_version, created_at=row.created_at,
-        started_at=row.started_at, finished_at=row.finished_at, cpu_s=row.cpu_s,
-        wall_s=row.wall_s, max_rss_mb=row.max_rss_mb, bytes_read=row.bytes_read,
-        bytes_written=row.bytes_written, inputs=list(inputs), outputs=list(outputs),
+        id=row.id,
+        name=row.name,
+        state=row.state,
+        tool=row.tool,
+        activity=row.activity,
+        priority=row.priority,
+        site=row.site,
+        run_site=row.run_site,
+        host=row.host,
+        executor=row.executor,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        reason=row.reason,
+        exit_code=row.exit_code,
+        workflow_id=row.workflow_id,
+        step=row.step,
+        software_version=row.software_version,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        cpu_s=row.cpu_s,
+        wall_s=row.wall_s,
+        max_rss_mb=row.max_rss_mb,
+        bytes_read=row.bytes_read,
+        bytes_written=row.bytes_written,
+        inputs=list(inputs),
+        outputs=list(outputs),
         events=list(events),
-    )  # fmt: skip
+    )
 
 
 class Reports:
@@ -101,10 +125,11 @@ class Reports:
             evs = [
                 JobEventInfo(e.ts, e.state, e.attempt, e.account, e.reason, dict(e.details))
                 for e in s.scalars(
-                    select(JobEventRow).where(JobEventRow.job_id == job_id)
+                    select(JobEventRow)
+                    .where(JobEventRow.job_id == job_id)
                     .order_by(JobEventRow.id)
                 )
-            ]  # fmt: skip
+            ]
             return job_info(row, inputs=files["input"], outputs=files["output"], events=evs)
 
     def workflow(self, workflow_id: int) -> WorkflowInfo:
@@ -118,16 +143,30 @@ class Reports:
             ]
             outputs = {k: _labels(v) for k, v in (row.outputs or {}).items()}
             return WorkflowInfo(
-                id=row.id, name=row.name, state=row.state, reason=row.reason,
-                activity=row.activity, priority=row.priority, executor=row.executor,
-                transformation_id=row.transformation_id, steps=dict(row.steps or {}),
-                outputs=outputs, created_at=row.created_at, finished_at=row.finished_at,
+                id=row.id,
+                name=row.name,
+                state=row.state,
+                reason=row.reason,
+                activity=row.activity,
+                priority=row.priority,
+                executor=row.executor,
+                transformation_id=row.transformation_id,
+                steps=dict(row.steps or {}),
+                outputs=outputs,
+                created_at=row.created_at,
+                finished_at=row.finished_at,
                 jobs=jobs,
-            )  # fmt: skip
+            )
 
-    def list_jobs(self, *, state: str | None = None, workflow_id: int | None = None,
-                  site: str | None = None, activity: str | None = None,
-                  limit: int = 100) -> list[JobInfo]:  # fmt: skip
+    def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        workflow_id: int | None = None,
+        site: str | None = None,
+        activity: str | None = None,
+        limit: int = 100,
+    ) -> list[JobInfo]:
         stmt = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
         if state is not None:
             if state.upper() not in JobState.__members__:
@@ -153,31 +192,42 @@ class Reports:
             for name in ("stdout.log", "stderr.log"):
                 path = Path(sandbox) / name
                 if path.is_file():
-                    parts.append(f"--- {name.split('.')[0]} ---\n"
-                                 + path.read_text(encoding="utf-8", errors="replace"))  # fmt: skip
+                    parts.append(
+                        f"--- {name.split('.')[0]} ---\n"
+                        + path.read_text(encoding="utf-8", errors="replace")
+                    )
             if parts:
                 return "".join(parts)
         return tail or ""
 
     # -- accounting ------------------------------------------------------------------------
-    def accounting(self, by: Sequence[str] = ("site", "activity", "software_version"),
-                   ) -> list[AccountingRow]:  # fmt: skip
+    def accounting(
+        self,
+        by: Sequence[str] = ("site", "activity", "software_version"),
+    ) -> list[AccountingRow]:
         """CPU, wall time, peak memory and bytes of jobs that ran, per group (all attempts)."""
         unknown = [k for k in by if k not in ACCOUNTING_KEYS]
         if unknown or not by:
-            raise InvalidInput(f"cannot group by {unknown or 'nothing'}; use "
-                               f"{', '.join(ACCOUNTING_KEYS)}")  # fmt: skip
+            raise InvalidInput(
+                f"cannot group by {unknown or 'nothing'}; use {', '.join(ACCOUNTING_KEYS)}"
+            )
         cols = [ACCOUNTING_KEYS[k] for k in by]
         stmt = (
             select(
-                *cols, func.count(), func.sum(_is(JobState.DONE)), func.sum(_is(JobState.FAILED)),
-                func.sum(JobRow.cpu_s), func.sum(JobRow.wall_s), func.max(JobRow.max_rss_mb),
-                func.sum(JobRow.bytes_read), func.sum(JobRow.bytes_written),
+                *cols,
+                func.count(),
+                func.sum(_is(JobState.DONE)),
+                func.sum(_is(JobState.FAILED)),
+                func.sum(JobRow.cpu_s),
+                func.sum(JobRow.wall_s),
+                func.max(JobRow.max_rss_mb),
+                func.sum(JobRow.bytes_read),
+                func.sum(JobRow.bytes_written),
             )
             .where(JobRow.started_at.is_not(None))
             .group_by(*cols)
             .order_by(*cols)
-        )  # fmt: skip
+        )
         with self.sessions() as s:
             rows = s.execute(stmt).all()
         n = len(cols)
@@ -235,15 +285,27 @@ def _transformation_info(s: Session, t: TransformationRow, *, details: bool) -> 
         for tf, did in s.execute(
             select(TransformationFileRow, DIDRow)
             .join(DIDRow, DIDRow.id == TransformationFileRow.did_id)
-            .where(TransformationFileRow.transformation_id == t.id,
-                   TransformationFileRow.status == FileStatus.PROBLEMATIC.value)
+            .where(
+                TransformationFileRow.transformation_id == t.id,
+                TransformationFileRow.status == FileStatus.PROBLEMATIC.value,
+            )
             .order_by(DIDRow.name)
-        ):  # fmt: skip
+        ):
             problematic.append(ProblematicFile(label(did), tf.reason))
     return TransformationInfo(
-        id=t.id, name=t.name, state=t.state, filter=t.filter, grouping=t.grouping,
-        input_port=t.input_port, activity=t.activity, priority=t.priority, executor=t.executor,
-        max_task_attempts=t.max_task_attempts, output_query=transformations.output_query(t.name),
-        created_at=t.created_at, files=transformations.counts(s, t.id), tasks=tasks,
+        id=t.id,
+        name=t.name,
+        state=t.state,
+        filter=t.filter,
+        grouping=t.grouping,
+        input_port=t.input_port,
+        activity=t.activity,
+        priority=t.priority,
+        executor=t.executor,
+        max_task_attempts=t.max_task_attempts,
+        output_query=transformations.output_query(t.name),
+        created_at=t.created_at,
+        files=transformations.counts(s, t.id),
+        tasks=tasks,
         problematic=problematic,
-    )  # fmt: skip
+    )

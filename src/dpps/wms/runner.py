@@ -99,19 +99,46 @@ def _take(ctx: WorkerContext, task: Task) -> JobView | None:
     now = utcnow()
     lease = dt.timedelta(seconds=ctx.config.wms.lease_s)
     c = JobRow.__table__.c
-    cols = (c.account, c.tool, c.spec, c.parameters, c.software_version, c.config_hash,
-            c.workflow_id, c.step, c.scatter_index, c.cores, c.memory_mb)  # fmt: skip
+    cols = (
+        c.account,
+        c.tool,
+        c.spec,
+        c.parameters,
+        c.software_version,
+        c.config_hash,
+        c.workflow_id,
+        c.step,
+        c.scatter_index,
+        c.cores,
+        c.memory_mb,
+    )
     with writes.write(ctx.sessions) as s:
         job = job_repo.guarded_take(
-            s, task.job_id, task.token,
-            {"state": JobState.RUNNING.value, "started_at": now, "heartbeat_at": now,
-             "lease_expires_at": now + lease, "host": socket.gethostname(),
-             "run_site": task.site, "reason": None},
+            s,
+            task.job_id,
+            task.token,
+            {
+                "state": JobState.RUNNING.value,
+                "started_at": now,
+                "heartbeat_at": now,
+                "lease_expires_at": now + lease,
+                "host": socket.gethostname(),
+                "run_site": task.site,
+                "reason": None,
+            },
             cols,
-            {"state": JobState.RUNNING.value, "attempt": task.attempt, "account": "wms",
-             "details": {"host": socket.gethostname(), "site": task.site,
-                         "executor": task.executor, "pid": os.getpid()}},
-        )  # fmt: skip
+            {
+                "state": JobState.RUNNING.value,
+                "attempt": task.attempt,
+                "account": "wms",
+                "details": {
+                    "host": socket.gethostname(),
+                    "site": task.site,
+                    "executor": task.executor,
+                    "pid": os.getpid(),
+                },
+            },
+        )
         if job is None:
             return None
         transformation = None
@@ -121,10 +148,21 @@ def _take(ctx: WorkerContext, task: Task) -> JobView | None:
                 .join(WorkflowRow, WorkflowRow.transformation_id == TransformationRow.id)
                 .where(WorkflowRow.id == job.workflow_id)
             )
-        return JobView(task.job_id, job.account, job.tool, dict(job.spec),
-                       dict(job.parameters), job.software_version, job.config_hash,
-                       job.workflow_id, job.step, job.scatter_index, job.cores, job.memory_mb,
-                       transformation)  # fmt: skip
+        return JobView(
+            task.job_id,
+            job.account,
+            job.tool,
+            dict(job.spec),
+            dict(job.parameters),
+            job.software_version,
+            job.config_hash,
+            job.workflow_id,
+            job.step,
+            job.scatter_index,
+            job.cores,
+            job.memory_mb,
+            transformation,
+        )
 
 
 def _stage(
@@ -146,8 +184,7 @@ def _stage(
                 dest = indir / port / str(pos)
                 dest.mkdir(parents=True, exist_ok=True)
                 did = parse_did(f["did"], config.default_scope)
-                report = retrieve.get(ctx.sessions, config, [did],
-                                      dest, account=view.account)  # fmt: skip
+                report = retrieve.get(ctx.sessions, config, [did], dest, account=view.account)
                 if report.failed:
                     raise Unavailable(f"input {f['did']}: {report.failed[0].error}")
                 path = Path(report.results[0].path or "")
@@ -189,8 +226,15 @@ def _accounting(result: process.ProcessResult | None, read: int, written: int) -
     }
 
 
-def _end_attempt(ctx: WorkerContext, task: Task, view: JobView, reason: str, *, retry: bool,
-                 values: dict[str, Any]) -> str:  # fmt: skip
+def _end_attempt(
+    ctx: WorkerContext,
+    task: Task,
+    view: JobView,
+    reason: str,
+    *,
+    retry: bool,
+    values: dict[str, Any],
+) -> str:
     """Record a failed attempt: back to SUBMITTED (with backoff) or FAILED for good."""
     with writes.write(ctx.sessions) as s:
         job = s.get(JobRow, task.job_id)
@@ -208,10 +252,18 @@ def _end_attempt(ctx: WorkerContext, task: Task, view: JobView, reason: str, *, 
         else:
             extra.update(lease_owner=None, lease_expires_at=None, not_before=utcnow() + backoff)
         won = job_repo.guarded_update(
-            s, job.id, task.token, [JobState.RUNNING], {**values, **extra},
-            event={"state": state.value, "attempt": task.attempt, "account": "wms",
-                   "reason": reason + ("" if final else "; will retry")},
-        )  # fmt: skip
+            s,
+            job.id,
+            task.token,
+            [JobState.RUNNING],
+            {**values, **extra},
+            event={
+                "state": state.value,
+                "attempt": task.attempt,
+                "account": "wms",
+                "reason": reason + ("" if final else "; will retry"),
+            },
+        )
         if won and final:
             workflows.flag(s, [job.workflow_id])
         return state.value if won else "lost"
@@ -245,33 +297,62 @@ def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) 
     try:
         inputs, read = _stage(ctx, view, task, sandbox / "in")
     except DppsError as exc:
-        return _end_attempt(ctx, task, view, f"input staging failed: {exc}", retry=True,
-                            values={**base, **_accounting(None, 0, 0)})  # fmt: skip
+        return _end_attempt(
+            ctx,
+            task,
+            view,
+            f"input staging failed: {exc}",
+            retry=True,
+            values={**base, **_accounting(None, 0, 0)},
+        )
     spec = view.spec
-    runtime = {"outdir": str(outdir), "tmpdir": str(tmpdir), "cores": view.cores,
-               "ram": view.memory_mb}  # fmt: skip
-    job_info = {"id": view.id, "attempt": task.attempt, "workflow": view.workflow_id,
-                "step": view.step, "scatter_index": view.scatter_index}  # fmt: skip
+    runtime = {
+        "outdir": str(outdir),
+        "tmpdir": str(tmpdir),
+        "cores": view.cores,
+        "ram": view.memory_mb,
+    }
+    job_info = {
+        "id": view.id,
+        "attempt": task.attempt,
+        "workflow": view.workflow_id,
+        "step": view.step,
+        "scatter_index": view.scatter_index,
+    }
     tctx = {"inputs": inputs, "runtime": runtime, "parameters": view.parameters, "job": job_info}
     try:
         argv = _argv(spec, view, tctx, sandbox)
         out_target = outdir / str(evaluate(spec["stdout"], tctx)) if spec.get("stdout") else None
         err_target = outdir / str(evaluate(spec["stderr"], tctx)) if spec.get("stderr") else None
     except DppsError as exc:
-        return _end_attempt(ctx, task, view, f"cannot build the command line: {exc}",
-                            retry=False, values=base)  # fmt: skip
-    env = {**os.environ, **spec.get("env", {}), "TMPDIR": str(tmpdir), "HOME": str(tmpdir),
-           "DPPS_JOB_ID": str(view.id), "DPPS_JOB_ATTEMPT": str(task.attempt)}  # fmt: skip
-    result = process.run(argv, cwd=outdir, env=env, stdout=out_target or stdout_log,
-                         stderr=err_target or stderr_log, stop=beat.lost)  # fmt: skip
+        return _end_attempt(
+            ctx, task, view, f"cannot build the command line: {exc}", retry=False, values=base
+        )
+    env = {
+        **os.environ,
+        **spec.get("env", {}),
+        "TMPDIR": str(tmpdir),
+        "HOME": str(tmpdir),
+        "DPPS_JOB_ID": str(view.id),
+        "DPPS_JOB_ATTEMPT": str(task.attempt),
+    }
+    result = process.run(
+        argv,
+        cwd=outdir,
+        env=env,
+        stdout=out_target or stdout_log,
+        stderr=err_target or stderr_log,
+        stop=beat.lost,
+    )
     log_tail = _logs(stdout_log, stderr_log)
     values = {**base, "log_tail": log_tail, **_accounting(result, read, 0)}
     if beat.lost.is_set() or result.stopped:
         status = _end_attempt(ctx, task, view, "stopped", retry=True, values=values)
         return status
     if not result.ok:
-        status = _end_attempt(ctx, task, view, f"tool failed: {result.describe()}", retry=True,
-                              values=values)  # fmt: skip
+        status = _end_attempt(
+            ctx, task, view, f"tool failed: {result.describe()}", retry=True, values=values
+        )
         _cleanup(config, sandbox, failed=True)
         return status
     return _finish(ctx, task, view, tctx, argv, sandbox, result, read, log_tail, started)
@@ -282,9 +363,16 @@ def _argv(spec: dict[str, Any], view: JobView, tctx: dict[str, Any], sandbox: Pa
         import json
 
         ctx_file = sandbox / "tool.json"
-        ctx_file.write_text(json.dumps({"tool": spec["python"], "inputs": tctx["inputs"],
-                                        "parameters": view.parameters,
-                                        "outdir": tctx["runtime"]["outdir"]}))  # fmt: skip
+        ctx_file.write_text(
+            json.dumps(
+                {
+                    "tool": spec["python"],
+                    "inputs": tctx["inputs"],
+                    "parameters": view.parameters,
+                    "outdir": tctx["runtime"]["outdir"],
+                }
+            )
+        )
         return [sys.executable, "-m", "dpps.wms.pytool", str(ctx_file)]
     return expand_argv(spec["argv"], tctx)
 
@@ -301,49 +389,87 @@ def _cleanup(config: Config, sandbox: Path, *, failed: bool) -> None:
     renewer.REMOVER.remove(sandbox)
 
 
-def _finish(ctx: WorkerContext, task: Task, view: JobView, tctx: dict[str, Any],
-            argv: list[str], sandbox: Path, result: process.ProcessResult, read: int,
-            log_tail: str, started: dt.datetime) -> str:  # fmt: skip
+def _finish(
+    ctx: WorkerContext,
+    task: Task,
+    view: JobView,
+    tctx: dict[str, Any],
+    argv: list[str],
+    sandbox: Path,
+    result: process.ProcessResult,
+    read: int,
+    log_tail: str,
+    started: dt.datetime,
+) -> str:
     config = ctx.config
     base = {"sandbox": str(sandbox), "log_tail": log_tail}
     try:
-        produced = outputs.collect(config, view.spec["outputs"], Path(tctx["runtime"]["outdir"]),
-                                   tctx, view.id, task.site)  # fmt: skip
+        produced = outputs.collect(
+            config, view.spec["outputs"], Path(tctx["runtime"]["outdir"]), tctx, view.id, task.site
+        )
         outputs.upload(config, produced, view.id, task.attempt)
     except DppsError as exc:
-        return _end_attempt(ctx, task, view, f"outputs: {exc}", retry=True,
-                            values={**base, **_accounting(result, read, 0)})  # fmt: skip
+        return _end_attempt(
+            ctx,
+            task,
+            view,
+            f"outputs: {exc}",
+            retry=True,
+            values={**base, **_accounting(result, read, 0)},
+        )
     written = sum(p.size for p in produced)
     times = {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
-    prov = outputs.provenance(view, task, view.spec["inputs"], times,
-                              None if view.spec.get("python") else argv)  # fmt: skip
+    prov = outputs.provenance(
+        view, task, view.spec["inputs"], times, None if view.spec.get("python") else argv
+    )
     duplicates: list[outputs.Produced] = []
     try:
         with writes.write(ctx.sessions) as s:
             won = job_repo.guarded_update(
-                s, view.id, task.token, [JobState.RUNNING],
-                {**base, **_accounting(result, read, written), "state": JobState.DONE.value,
-                 "finished_at": utcnow(), "reason": None},
-                event={"state": JobState.DONE.value, "attempt": task.attempt, "account": "wms",
-                       "details": {"outputs": [p.lfn for p in produced]}},
-            )  # fmt: skip
+                s,
+                view.id,
+                task.token,
+                [JobState.RUNNING],
+                {
+                    **base,
+                    **_accounting(result, read, written),
+                    "state": JobState.DONE.value,
+                    "finished_at": utcnow(),
+                    "reason": None,
+                },
+                event={
+                    "state": JobState.DONE.value,
+                    "attempt": task.attempt,
+                    "account": "wms",
+                    "details": {"outputs": [p.lfn for p in produced]},
+                },
+            )
             if not won:
                 raise _Lost
-            duplicates = outputs.register(s, config, produced, prov, job_id=view.id,
-                                          account=view.account)  # fmt: skip
+            duplicates = outputs.register(
+                s, config, produced, prov, job_id=view.id, account=view.account
+            )
             workflows.flag(s, [view.workflow_id])
     except _Lost:
         outputs.discard(config, produced)
-        return _end_attempt(ctx, task, view, "lost the job before registering", retry=True,
-                            values={})  # fmt: skip
+        return _end_attempt(
+            ctx, task, view, "lost the job before registering", retry=True, values={}
+        )
     except Conflict as exc:
         outputs.discard(config, produced)
-        return _end_attempt(ctx, task, view, str(exc), retry=False,
-                            values={**base, **_accounting(result, read, 0)})  # fmt: skip
+        return _end_attempt(
+            ctx, task, view, str(exc), retry=False, values={**base, **_accounting(result, read, 0)}
+        )
     except DppsError as exc:
         outputs.discard(config, produced)
-        return _end_attempt(ctx, task, view, f"registration failed: {exc}", retry=True,
-                            values={**base, **_accounting(result, read, 0)})  # fmt: skip
+        return _end_attempt(
+            ctx,
+            task,
+            view,
+            f"registration failed: {exc}",
+            retry=True,
+            values={**base, **_accounting(result, read, 0)},
+        )
     except BaseException:
         outputs.discard(config, produced)  # a bug or a lost database: leave no stray bytes
         raise

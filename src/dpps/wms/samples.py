@@ -23,18 +23,32 @@ def _summary(path: Path) -> dict[str, Any]:
 
         with fits.open(path) as hdus:
             header = hdus[0].header
-            info.update(format="fits", hdus=len(hdus),
-                        obs_id=header.get("OBS_ID"), tel_id=header.get("TEL_ID"),
-                        rows=sum(int((getattr(h, "data", None) is not None and
-                                     getattr(h.data, "shape", (0,))[0]) or 0)
-                                 for h in hdus[1:]))  # fmt: skip
+            info.update(
+                format="fits",
+                hdus=len(hdus),
+                obs_id=header.get("OBS_ID"),
+                tel_id=header.get("TEL_ID"),
+                rows=sum(
+                    int(
+                        (
+                            getattr(h, "data", None) is not None
+                            and getattr(h.data, "shape", (0,))[0]
+                        )
+                        or 0
+                    )
+                    for h in hdus[1:]
+                ),
+            )
     elif head.startswith(b"\x89HDF"):
         import h5py
 
         with h5py.File(path, "r") as h5:
-            info.update(format="hdf5", obs_id=_plain(h5.attrs.get("obs_id")),
-                        tel_id=_plain(h5.attrs.get("tel_id")),
-                        datasets=len(h5.keys()))  # fmt: skip
+            info.update(
+                format="hdf5",
+                obs_id=_plain(h5.attrs.get("obs_id")),
+                tel_id=_plain(h5.attrs.get("tel_id")),
+                datasets=len(h5.keys()),
+            )
     else:
         info.update(format="other")
     return info
@@ -67,8 +81,10 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) >= 2 and argv[0] == "merge":
         merge([Path(a) for a in argv[2:]], Path(argv[1]))
         return 0
-    print("usage: python -m dpps.wms.samples (summarize OUTDIR FILE... | merge OUT FILE...)",
-          file=sys.stderr)  # fmt: skip
+    print(
+        "usage: python -m dpps.wms.samples (summarize OUTDIR FILE... | merge OUT FILE...)",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -29,8 +29,10 @@ def base_type(type_: str) -> tuple[str, bool, bool]:
     array = core.endswith("[]")
     core = core.removesuffix("[]")
     if core not in ("File", *SCALAR_TYPES):
-        raise ValueError(f"unsupported type {type_!r}: use File, string, int, float, boolean, "
-                         "optionally with [] (array) and ? (optional)")  # fmt: skip
+        raise ValueError(
+            f"unsupported type {type_!r}: use File, string, int, float, boolean, "
+            "optionally with [] (array) and ? (optional)"
+        )
     return core, array, optional
 
 
@@ -119,8 +121,9 @@ class Tool(_Model):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if bool(self.base_command or self.arguments) == bool(self.python):
-            raise ValueError(f"tool {self.name!r}: give a command line or a python tool, not "
-                             "both or neither")  # fmt: skip
+            raise ValueError(
+                f"tool {self.name!r}: give a command line or a python tool, not both or neither"
+            )
         if self.python and not _PY_TOOL.match(self.python):
             raise ValueError(f"tool {self.name!r}: python tool must be 'module:function'")
         _unique([i.name for i in self.inputs], f"tool {self.name!r} input")
@@ -189,12 +192,15 @@ class WorkflowSpec(_Model):
                     _check_source(src, inputs, outs, f"step {step.name!r} input {port!r}")
             for port in step.scatter:
                 if port not in step.inputs:
-                    raise ValueError(f"step {step.name!r}: scatter names {port!r}, which is "
-                                     "not a connected input of the step")  # fmt: skip
+                    raise ValueError(
+                        f"step {step.name!r}: scatter names {port!r}, which is "
+                        "not a connected input of the step"
+                    )
             for inp in step.tool.inputs:
                 if inp.name not in step.inputs and not inp.optional:
-                    raise ValueError(f"step {step.name!r}: required input {inp.name!r} is not "
-                                     "connected")  # fmt: skip
+                    raise ValueError(
+                        f"step {step.name!r}: required input {inp.name!r} is not connected"
+                    )
         for name, src in self.outputs.items():
             _check_source(src, inputs, outs, f"workflow output {name!r}")
         self.order()  # raises on cycles
@@ -208,8 +214,9 @@ class WorkflowSpec(_Model):
         while pending:
             ready = [s for s in pending if s.upstream() <= names]
             if not ready:
-                raise ValueError(f"workflow {self.name!r}: steps {[s.name for s in pending]} "
-                                 "form a cycle")  # fmt: skip
+                raise ValueError(
+                    f"workflow {self.name!r}: steps {[s.name for s in pending]} form a cycle"
+                )
             for s in ready:
                 done.append(s)
                 names.add(s.name)
@@ -294,16 +301,18 @@ def command_line(tool: Tool, values: Mapping[str, Any]) -> list[str]:
     """The argv templates of one invocation: base command, then bindings by position."""
     bound: list[tuple[int, int, str, list[str]]] = []
     for index, arg in enumerate(tool.arguments):
-        bound.append((arg.position, 0, f"{index:06d}", _with_prefix(
-            arg.prefix, arg.separate, [arg.value])))  # fmt: skip
+        bound.append(
+            (arg.position, 0, f"{index:06d}", _with_prefix(arg.prefix, arg.separate, [arg.value]))
+        )
     for port in tool.inputs:
         if port.position is None:
             continue
         items = _render_value(port, values.get(port.name), f"inputs.{port.name}")
         if items is None:
             continue
-        bound.append((port.position, 1, port.name, _with_prefix(
-            port.prefix, port.separate, items)))  # fmt: skip
+        bound.append(
+            (port.position, 1, port.name, _with_prefix(port.prefix, port.separate, items))
+        )
     argv = list(tool.base_command)
     for *_key, items in sorted(bound, key=lambda b: (b[0], b[1], b[2])):
         argv.extend(items)

@@ -87,28 +87,43 @@ def add(
     kind, size, _keys = parse_grouping(grouping)
     port = next((p for p in spec.inputs if p.name == input_port), None)
     if port is None or not port.is_file:
-        raise InvalidInput(f"workflow {spec.name} has no File input {input_port!r} to bind "
-                           "the files to")  # fmt: skip
+        raise InvalidInput(
+            f"workflow {spec.name} has no File input {input_port!r} to bind the files to"
+        )
     if kind != "file" and not port.is_array:
-        raise InvalidInput(f"grouping {grouping!r} makes groups of files: input {input_port!r} "
-                           "must be File[]")  # fmt: skip
+        raise InvalidInput(
+            f"grouping {grouping!r} makes groups of files: input {input_port!r} must be File[]"
+        )
     if max_task_attempts < 1 or settle_s < 0:
         raise InvalidInput("max_task_attempts must be >= 1 and settle_s >= 0")
     if session.scalar(select(TransformationRow.id).where(TransformationRow.name == name)):
         raise Conflict(f"a transformation named {name!r} exists already")
     row = TransformationRow(
-        name=name, state=TransformationState.ACTIVE.value, account=account, filter=filter_text,
-        document=spec.model_dump(mode="json"), input_port=input_port, inputs=dict(inputs),
-        grouping=grouping, group_size=size, settle_s=settle_s, priority=opts.priority,
-        activity=opts.activity, activity_rank=job_repo.activity_rank(config, opts.activity),
-        site=opts.site, executor=opts.executor or config.wms.executor,
+        name=name,
+        state=TransformationState.ACTIVE.value,
+        account=account,
+        filter=filter_text,
+        document=spec.model_dump(mode="json"),
+        input_port=input_port,
+        inputs=dict(inputs),
+        grouping=grouping,
+        group_size=size,
+        settle_s=settle_s,
+        priority=opts.priority,
+        activity=opts.activity,
+        activity_rank=job_repo.activity_rank(config, opts.activity),
+        site=opts.site,
+        executor=opts.executor or config.wms.executor,
         max_task_attempts=max_task_attempts,
-    )  # fmt: skip
+    )
     session.add(row)
     session.flush()
-    events.record(session, account=account, action="wms.transformation.add",
-                  details={"transformation": name, "filter": filter_text,
-                           "grouping": grouping})  # fmt: skip
+    events.record(
+        session,
+        account=account,
+        action="wms.transformation.add",
+        details={"transformation": name, "filter": filter_text, "grouping": grouping},
+    )
     return row
 
 
@@ -130,11 +145,17 @@ def scan(session: Session, t: TransformationRow) -> int:
     own = not_(func.coalesce(compile_filter(output_query(t.name)), false()))
     stmt = (
         select(DIDRow)
-        .where(compile_filter(t.filter), DIDRow.did_type == DIDType.FILE.value,
-               DIDRow.is_latest.is_(True), DIDRow.deleted_at.is_(None), ~booked, own)
+        .where(
+            compile_filter(t.filter),
+            DIDRow.did_type == DIDType.FILE.value,
+            DIDRow.is_latest.is_(True),
+            DIDRow.deleted_at.is_(None),
+            ~booked,
+            own,
+        )
         .order_by(DIDRow.id)
         .limit(SCAN_CHUNK)
-    )  # fmt: skip
+    )
     kind, _size, keys = parse_grouping(t.grouping)
     if kind == "by":
         keyed = [(r.id, _key(r, keys)[:256]) for r in session.scalars(stmt)]
@@ -144,10 +165,19 @@ def scan(session: Session, t: TransformationRow) -> int:
         now = utcnow()
         session.execute(
             _TF.insert(),
-            [{"transformation_id": t.id, "did_id": did_id, "status": FileStatus.NEW.value,
-              "group_key": key, "attempts": 0, "created_at": now, "updated_at": now}
-             for did_id, key in keyed],
-        )  # fmt: skip
+            [
+                {
+                    "transformation_id": t.id,
+                    "did_id": did_id,
+                    "status": FileStatus.NEW.value,
+                    "group_key": key,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for did_id, key in keyed
+            ],
+        )
     return len(keyed)
 
 
@@ -178,13 +208,22 @@ def _ready_groups(session: Session, t: TransformationRow) -> list[list[tuple[Any
     new = [
         (_Booked(r[0], r[1], r[2]), _File(*r[3:]))
         for r in session.execute(
-            select(tf.id, tf.group_key, tf.created_at, d.id, d.scope, d.name, d.bytes,
-                   d.version, d.is_latest)
+            select(
+                tf.id,
+                tf.group_key,
+                tf.created_at,
+                d.id,
+                d.scope,
+                d.name,
+                d.bytes,
+                d.version,
+                d.is_latest,
+            )
             .join(d, d.id == tf.did_id)
             .where(tf.transformation_id == t.id, tf.status == FileStatus.NEW.value)
             .order_by(tf.id)
         )
-    ]  # fmt: skip
+    ]
     if kind == "file":
         return [[pair] for pair in new]
     settled = utcnow() - dt.timedelta(seconds=t.settle_s)
@@ -203,21 +242,31 @@ def _ready_groups(session: Session, t: TransformationRow) -> list[list[tuple[Any
     return ready
 
 
-def _task(session: Session, config: Config, t: TransformationRow, spec: WorkflowSpec,
-          dids: Sequence[Any]) -> dict[str, Any]:  # fmt: skip
+def _task(
+    session: Session, config: Config, t: TransformationRow, spec: WorkflowSpec, dids: Sequence[Any]
+) -> dict[str, Any]:
     port = next(p for p in spec.inputs if p.name == t.input_port)
     files = [file_value(d) for d in dids]
     given = {**t.inputs, t.input_port: files if port.is_array else files[0]}
     opts = job_repo.SubmitOptions(
-        name=f"{t.name}.{dids[0].id}", priority=t.priority, activity=t.activity, site=t.site,
+        name=f"{t.name}.{dids[0].id}",
+        priority=t.priority,
+        activity=t.activity,
+        site=t.site,
         executor=t.executor,
-    )  # fmt: skip
-    return workflows.workflow_values(session, config, spec, given, opts=opts,
-                                     account=t.account, transformation_id=t.id)  # fmt: skip
+    )
+    return workflows.workflow_values(
+        session, config, spec, given, opts=opts, account=t.account, transformation_id=t.id
+    )
 
 
-def _start(session: Session, config: Config, t: TransformationRow, spec: WorkflowSpec,
-           groups: Sequence[Sequence[tuple[Any, Any]]]) -> int:  # fmt: skip
+def _start(
+    session: Session,
+    config: Config,
+    t: TransformationRow,
+    spec: WorkflowSpec,
+    groups: Sequence[Sequence[tuple[Any, Any]]],
+) -> int:
     """One task per group: workflows and bookkeeping in bulk, then their first jobs."""
     if not groups:
         return 0
@@ -226,12 +275,21 @@ def _start(session: Session, config: Config, t: TransformationRow, spec: Workflo
     )
     table = _TF
     session.execute(
-        update(table).where(table.c.id == bindparam("tf_id"))
-        .values(status=FileStatus.ASSIGNED.value, workflow_id=bindparam("wf_id"),
-                attempts=table.c.attempts + 1, reason=None, updated_at=utcnow()),
-        [{"tf_id": tf.id, "wf_id": wf.id} for wf, g in zip(rows, groups, strict=True)
-         for tf, _d in g],
-    )  # fmt: skip
+        update(table)
+        .where(table.c.id == bindparam("tf_id"))
+        .values(
+            status=FileStatus.ASSIGNED.value,
+            workflow_id=bindparam("wf_id"),
+            attempts=table.c.attempts + 1,
+            reason=None,
+            updated_at=utcnow(),
+        ),
+        [
+            {"tf_id": tf.id, "wf_id": wf.id}
+            for wf, g in zip(rows, groups, strict=True)
+            for tf, _d in g
+        ],
+    )
     workflows.advance(session, config, rows, t.account)
     return len(rows)
 
@@ -248,11 +306,13 @@ def settle_tasks(session: Session, config: Config, t: TransformationRow) -> int:
         session.execute(
             select(TransformationFileRow, WorkflowRow)
             .join(WorkflowRow, WorkflowRow.id == TransformationFileRow.workflow_id)
-            .where(TransformationFileRow.transformation_id == t.id,
-                   TransformationFileRow.status == FileStatus.ASSIGNED.value,
-                   WorkflowRow.state != WorkflowState.RUNNING.value)
+            .where(
+                TransformationFileRow.transformation_id == t.id,
+                TransformationFileRow.status == FileStatus.ASSIGNED.value,
+                WorkflowRow.state != WorkflowState.RUNNING.value,
+            )
         )
-    )  # fmt: skip
+    )
     if not pairs:
         return 0
     spec = WorkflowSpec.model_validate(t.document)
@@ -265,9 +325,14 @@ def settle_tasks(session: Session, config: Config, t: TransformationRow) -> int:
         else:
             tf.status = FileStatus.PROBLEMATIC.value
             tf.reason = f"task {wf.id} {wf.state} after {tf.attempts} attempt(s): {wf.reason}"
-            events.record(session, account=t.account, action="wms.problematic", did_id=tf.did_id,
-                          reason=tf.reason, details={"transformation": t.name,
-                                                     "workflow_id": wf.id})  # fmt: skip
+            events.record(
+                session,
+                account=t.account,
+                action="wms.problematic",
+                did_id=tf.did_id,
+                reason=tf.reason,
+                details={"transformation": t.name, "workflow_id": wf.id},
+            )
     groups = []
     for members in retry.values():
         pairs_ = [(tf, session.get(DIDRow, tf.did_id)) for tf in members]
@@ -289,8 +354,15 @@ def counts(session: Session, transformation_id: int) -> dict[str, int]:
     return {s.value: found.get(s.value, 0) for s in FileStatus}
 
 
-__all__ = ["add", "counts", "create_tasks", "output_query", "parse_grouping", "scan",
-           "settle_tasks"]  # fmt: skip
+__all__ = [
+    "add",
+    "counts",
+    "create_tasks",
+    "output_query",
+    "parse_grouping",
+    "scan",
+    "settle_tasks",
+]
 
 
 def run_once(sessions: sessionmaker[Session], config: Config, owner: str) -> int:
@@ -302,12 +374,18 @@ def run_once(sessions: sessionmaker[Session], config: Config, owner: str) -> int
     """
     with transaction(sessions) as s:
         rows = claim(
-            s, TransformationRow, owner=owner, lease_s=max(60.0, config.wms.lease_s),
+            s,
+            TransformationRow,
+            owner=owner,
+            lease_s=max(60.0, config.wms.lease_s),
             where=[TransformationRow.state == TransformationState.ACTIVE.value],
-            order_by=[TransformationRow.activity_rank.desc(), TransformationRow.priority.desc(),
-                      TransformationRow.id],
+            order_by=[
+                TransformationRow.activity_rank.desc(),
+                TransformationRow.priority.desc(),
+                TransformationRow.id,
+            ],
             limit=50,
-        )  # fmt: skip
+        )
         ids = [r.id for r in rows]
     done = 0
     for tid in ids:

@@ -92,8 +92,17 @@ def new_workflow(
     transformation_id: int | None = None,
 ) -> WorkflowRow:
     """A RUNNING workflow in the session (its jobs come with ``advance``)."""
-    row = WorkflowRow(**workflow_values(session, config, spec, given, opts=opts, account=account,
-                                        transformation_id=transformation_id))  # fmt: skip
+    row = WorkflowRow(
+        **workflow_values(
+            session,
+            config,
+            spec,
+            given,
+            opts=opts,
+            account=account,
+            transformation_id=transformation_id,
+        )
+    )
     session.add(row)
     return row
 
@@ -128,8 +137,9 @@ def _outputs_of(session: Session, job_ids: Sequence[int]) -> dict[int, dict[str,
 class _Run:
     """One workflow's state while advancing it: its steps' jobs and their outputs."""
 
-    def __init__(self, session: Session, row: WorkflowRow, jobs: Sequence[JobRow],
-                 spec: WorkflowSpec) -> None:  # fmt: skip
+    def __init__(
+        self, session: Session, row: WorkflowRow, jobs: Sequence[JobRow], spec: WorkflowSpec
+    ) -> None:
         self.session = session
         self.row = row
         self.spec = spec
@@ -188,8 +198,10 @@ def _scatter(step: Step, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         lists.append(value)
     if step.scatter_method == "dotproduct":
         if len({len(v) for v in lists}) > 1:
-            raise InvalidInput(f"step {step.name}: dotproduct scatter over lists of "
-                               f"different lengths {[len(v) for v in lists]}")  # fmt: skip
+            raise InvalidInput(
+                f"step {step.name}: dotproduct scatter over lists of "
+                f"different lengths {[len(v) for v in lists]}"
+            )
         combos: list[tuple[Any, ...]] = list(zip(*lists, strict=True))
     else:
         combos = list(itertools.product(*lists))

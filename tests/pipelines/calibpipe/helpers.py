@@ -95,8 +95,11 @@ def write_injected(
 
     def event(i: int) -> TelEvent:
         kind = EventType.FLATFIELD if i % 2 == 0 else EventType.SKY_PEDESTAL
-        image = (showers.flatfield_image(rng, camera) if kind == EventType.FLATFIELD
-                 else showers.pedestal_image(camera))  # fmt: skip
+        image = (
+            showers.flatfield_image(rng, camera)
+            if kind == EventType.FLATFIELD
+            else showers.pedestal_image(camera)
+        )
         shifted = dataclasses.replace(image, peak_time_ns=image.peak_time_ns + time_shift)
         wave = showers.waveforms(rng, camera, shifted).astype(np.float64)
         wave *= noise_factor[:, None]  # hot pixels: far more noise (and signal)
@@ -117,13 +120,26 @@ def write_injected(
     }
     with quiet_native_stdout():
         write_telescope_events(
-            path, header=header, camera=camera, tel_id=tel_id, sb_id=1, obs_id=obs_id,
-            config_time_s=START_UNIX, events=(event(i) for i in range(2 * n_each)),
-        )  # fmt: skip
+            path,
+            header=header,
+            camera=camera,
+            tel_id=tel_id,
+            sb_id=1,
+            obs_id=obs_id,
+            config_time_s=START_UNIX,
+            events=(event(i) for i in range(2 * n_each)),
+        )
     return Injected(
-        path, camera, gain, pedestal, time_shift, dead, hot, START_UNIX,
+        path,
+        camera,
+        gain,
+        pedestal,
+        time_shift,
+        dead,
+        hot,
+        START_UNIX,
         START_UNIX + 0.01 * (2 * n_each - 1),
-    )  # fmt: skip
+    )
 
 
 def cal_files(files: list[Path]) -> list[Path]:
@@ -158,7 +174,8 @@ def weather_table(
         name="WEATHER",
     )
     primary = fits.PrimaryHDU()
-    primary.header.update({"DATALEVL": "DL0", "DATATYPE": "MONITORING", "SITE": site,
-                           "OBS_ID": obs_id})  # fmt: skip
+    primary.header.update(
+        {"DATALEVL": "DL0", "DATATYPE": "MONITORING", "SITE": site, "OBS_ID": obs_id}
+    )
     fits.HDUList([primary, table]).writeto(path, checksum=True)
     return path

@@ -26,8 +26,9 @@ def test_acada_weather_selects_a_model(tmp_path: Path) -> None:
     """The simulator's weather (8 deg C, 780 hPa, 30 %) is intermediate at the north site."""
     path = tmp_path / "AUX001_WEATHER.fits"
     header = {"SITE": ("CTAO-North", "site"), "OBS_ID": (3, "obs"), "DATALEVL": ("DL0", "")}
-    monitoring.write_weather(path, header=header, start_unix=START_UNIX, duration_s=600,
-                             rng=np.random.default_rng(0))  # fmt: skip
+    monitoring.write_weather(
+        path, header=header, start_unix=START_UNIX, duration_s=600, rng=np.random.default_rng(0)
+    )
     result = run_tool("calibpipe-atmosphere", {}, {"weather": [path]}, tmp_path / "out")
     assert result.exit_code == EXIT_OK, result.error
     (output,) = result.outputs
@@ -56,8 +57,14 @@ def test_acada_weather_selects_a_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize("season", ["winter", "intermediate", "summer"])
 def test_each_reference_model_is_chosen_for_its_own_climate(site: str, season: str) -> None:
     model = next(m for m in REFERENCE_MODELS[site] if m.name == season)
-    weather = WeatherSummary(model.temperature_c + 0.5, model.pressure_hpa - 0.3,
-                             model.humidity_pct + 2.0, 10, 0.0, 100.0)  # fmt: skip
+    weather = WeatherSummary(
+        model.temperature_c + 0.5,
+        model.pressure_hpa - 0.3,
+        model.humidity_pct + 2.0,
+        10,
+        0.0,
+        100.0,
+    )
     chosen = select_model(f"CTAO-{site.capitalize()}", weather)
     assert chosen.model.name == season
     assert chosen.distances[season] == min(chosen.distances.values())
@@ -79,8 +86,12 @@ def test_tool_follows_the_weather(
 def test_gaps_in_the_weather_are_ignored() -> None:
     t = np.arange(5.0)
     nan = float("nan")
-    summary = summarize(t, np.array([2.0, nan, 4.0, nan, 6.0]), np.full(5, 780.0),
-                        np.array([30.0, 30, nan, 30, 30]))  # fmt: skip
+    summary = summarize(
+        t,
+        np.array([2.0, nan, 4.0, nan, 6.0]),
+        np.full(5, 780.0),
+        np.array([30.0, 30, nan, 30, 30]),
+    )
     assert summary.temperature_c == pytest.approx(4.0)
     assert summary.humidity_pct == pytest.approx(30.0)
     assert summary.n_samples == 5
@@ -115,9 +126,14 @@ def test_inputs_from_two_sites_or_without_weather(tmp_path: Path) -> None:
     assert result.error is not None
     assert "several sites" in result.error
     pointing = tmp_path / "pointing.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
-        [fits.Column(name="TIME", format="D", array=[1.0])], name="POINTING")]).writeto(
-        pointing, checksum=True)  # fmt: skip
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.BinTableHDU.from_columns(
+                [fits.Column(name="TIME", format="D", array=[1.0])], name="POINTING"
+            ),
+        ]
+    ).writeto(pointing, checksum=True)
     result = run_tool("calibpipe-atmosphere", {}, {"weather": [pointing]}, tmp_path / "b")
     assert result.error is not None
     assert "no WEATHER table" in result.error

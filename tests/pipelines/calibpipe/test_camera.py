@@ -71,8 +71,13 @@ def test_product_header_validity_and_provenance(acada_dl0: list[Path], tmp_path:
     with fits.open(path, checksum=True) as hdul:
         primary, table = hdul[0].header, hdul["CALIBRATION"].header
         assert hdul["CALIBRATION"].columns.names[:6] == [
-            "pixel_id", "pedestal", "pedestal_width", "gain", "time_shift", "unusable",
-        ]  # fmt: skip
+            "pixel_id",
+            "pedestal",
+            "pedestal_width",
+            "gain",
+            "time_shift",
+            "unusable",
+        ]
         for header in (primary, table):
             assert header["TEL_ID"] == 1
             assert header["OBS_ID"] == 1
@@ -123,8 +128,9 @@ def test_second_pass_rereads_when_events_exceed_the_cache(
     injected: Injected, tmp_path: Path
 ) -> None:
     cached = run_tool("calibpipe-camera", {}, {"dl0": [injected.path]}, tmp_path / "a")
-    reread = run_tool("calibpipe-camera", {"cache_mb": 0}, {"dl0": [injected.path]},
-                      tmp_path / "b")  # fmt: skip
+    reread = run_tool(
+        "calibpipe-camera", {"cache_mb": 0}, {"dl0": [injected.path]}, tmp_path / "b"
+    )
     assert cached.exit_code == reread.exit_code == EXIT_OK
     assert cached.outputs[0].path.read_bytes() == reread.outputs[0].path.read_bytes()
 

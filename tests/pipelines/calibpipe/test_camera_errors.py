@@ -20,8 +20,12 @@ def injected(tmp_path_factory: pytest.TempPathFactory) -> Injected:
     return write_injected(tmp_path_factory.mktemp("injected"), n_each=60)
 
 
-def _fails(out: Path, inputs: dict[str, list[Path]], config: dict[str, object] | None = None,
-           code: int = EXIT_FAILURE) -> str:  # fmt: skip
+def _fails(
+    out: Path,
+    inputs: dict[str, list[Path]],
+    config: dict[str, object] | None = None,
+    code: int = EXIT_FAILURE,
+) -> str:
     result = run_tool("calibpipe-camera", config or {}, inputs, out)
     assert result.exit_code == code, result.error
     assert result.outputs == []

@@ -27,24 +27,44 @@ pytestmark = pytest.mark.verifies_usecase("UC-120-2.20")
 HOUR = 3600.0
 
 
-def product(directory: Path, tel_id: int, obs_id: int, first: float, *, gain: float = 80.0,
-            after_s: float = 12 * HOUR) -> Path:  # fmt: skip
+def product(
+    directory: Path,
+    tel_id: int,
+    obs_id: int,
+    first: float,
+    *,
+    gain: float = 80.0,
+    after_s: float = 12 * HOUR,
+) -> Path:
     """A small calibration product of 20 minutes of calibration events from ``first``."""
     n = 61
     calibration = CameraCalibration(
-        pedestal=np.full(n, 400.0), pedestal_width=np.full(n, 46.6), gain=np.full(n, gain),
-        gain_error=np.full(n, 2.0), time_shift=np.zeros(n), flags=np.zeros(n, np.int16),
-        n_pe=np.full(n, 80.0), n_pedestal=100, n_flatfield=100, time_first=first,
-        time_last=first + 1200.0, containment=0.99,
-    )  # fmt: skip
+        pedestal=np.full(n, 400.0),
+        pedestal_width=np.full(n, 46.6),
+        gain=np.full(n, gain),
+        gain_error=np.full(n, 2.0),
+        time_shift=np.zeros(n),
+        flags=np.zeros(n, np.int16),
+        n_pe=np.full(n, 80.0),
+        n_pedestal=100,
+        n_flatfield=100,
+        time_first=first,
+        time_last=first + 1200.0,
+        containment=0.99,
+    )
     path = (
         directory / f"gain{gain:g}" / f"TEL{tel_id:03d}_OBSID{obs_id:010d}_CAMERA_CALIBRATION.fits"
     )
     return write_calibration(
-        path, calibration, tel_id=tel_id, obs_id=obs_id, camera="TestCam",
-        valid_from=iso(first - HOUR), valid_to=iso(first + 1200.0 + after_s, up=True),
+        path,
+        calibration,
+        tel_id=tel_id,
+        obs_id=obs_id,
+        camera="TestCam",
+        valid_from=iso(first - HOUR),
+        valid_to=iso(first + 1200.0 + after_s, up=True),
         category="B",
-    )  # fmt: skip
+    )
 
 
 def at(hours: float) -> dt.datetime:
@@ -59,8 +79,11 @@ class Fake:
     meta: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.meta = {k: v for k, v in (("valid_from", self.valid_from),
-                                       ("valid_to", self.valid_to)) if v is not None}  # fmt: skip
+        self.meta = {
+            k: v
+            for k, v in (("valid_from", self.valid_from), ("valid_to", self.valid_to))
+            if v is not None
+        }
 
 
 def test_select_valid_prefers_the_latest_start_then_the_highest_version() -> None:
@@ -129,8 +152,9 @@ def test_only_calibration_products_are_archived_this_way(archive: Archive, tmp_p
 @pytest.mark.verifies_usecase("UC-120-1.3")
 def test_atmosphere_selection_is_found_by_time(archive: Archive, tmp_path: Path) -> None:
     weather = weather_table(tmp_path / "w.fits", 2.0, 775.0, 60.0, n=200)
-    result = run_tool("calibpipe-atmosphere", {"validity_after_s": 600}, {"weather": [weather]},
-                      tmp_path / "out")  # fmt: skip
+    result = run_tool(
+        "calibpipe-atmosphere", {"validity_after_s": 600}, {"weather": [weather]}, tmp_path / "out"
+    )
     assert result.exit_code == 0, result.error
     stored = archive_product(archive, result.outputs[0].path, "CTAO-N")
     assert stored.name.startswith("/ctao/cal/atmosphere/2026/11/21/")

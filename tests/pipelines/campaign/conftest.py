@@ -72,20 +72,29 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def _build(root: Path, chain: Chain) -> Inputs:
     simulate_landing(root)
     if not (root / "done").exists():
-        irf = run_tool("datapipe-irf", {"cuts": "fixed", "gh_cut": 0.5, "theta_cut_deg": 0.3},
-                       {"gammas": [chain.dl2["gamma_test"]],
-                        "protons": [chain.dl2["proton_test"]]}, root / "irf")  # fmt: skip
+        irf = run_tool(
+            "datapipe-irf",
+            {"cuts": "fixed", "gh_cut": 0.5, "theta_cut_deg": 0.3},
+            {"gammas": [chain.dl2["gamma_test"]], "protons": [chain.dl2["proton_test"]]},
+            root / "irf",
+        )
         _ok(irf, "datapipe-irf")
         files = sorted((root / "landing").rglob("*OBSID0000000001*"))
         shower = [f for f in files if f.name.endswith("_TEL_SHOWER_CHUNK000.fits.fz")]
         pointing = [f for f in files if f.name.endswith("_POINTING.fits")][:1]
-        dl1 = run_tool("datapipe-dl1", {"picture_pe": 10.0, "output_name": "night_obs1_dl1.h5"},
-                       {"dl0": shower, "pointing": pointing}, root / "night-dl1")  # fmt: skip
+        dl1 = run_tool(
+            "datapipe-dl1",
+            {"picture_pe": 10.0, "output_name": "night_obs1_dl1.h5"},
+            {"dl0": shower, "pointing": pointing},
+            root / "night-dl1",
+        )
         _ok(dl1, "night dl1")
-        dl2 = run_tool("datapipe-dl2", {"target": TARGET, "category": "B",
-                                        "output_name": "night_obs1_dl2.fits"},
-                       {"dl1": [dl1.outputs[0].path], "models": [chain.models]},
-                       root / "night-dl2")  # fmt: skip
+        dl2 = run_tool(
+            "datapipe-dl2",
+            {"target": TARGET, "category": "B", "output_name": "night_obs1_dl2.fits"},
+            {"dl1": [dl1.outputs[0].path], "models": [chain.models]},
+            root / "night-dl2",
+        )
         _ok(dl2, "night dl2")
         (root / "done").write_text("")
     return Inputs(
@@ -107,11 +116,16 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
 
 def tape_only_archive(tmp_path: Path, catalog_url: str, inputs: Inputs) -> Archive:
     """DL0 on tape only; models, IRF and the night's category-B products on disk."""
-    from dpps.bdms import reaper
+    from dpps.bdms.preservation import reaper
 
-    archive = open_workspace(tmp_path, catalog_url, {
-        "reaper": {"onsite_retention_days": 0, "min_offsite_copies": 1},
-        "wms": {"local_workers": 2}})  # fmt: skip
+    archive = open_workspace(
+        tmp_path,
+        catalog_url,
+        {
+            "reaper": {"onsite_retention_days": 0, "min_offsite_copies": 1},
+            "wms": {"local_workers": 2},
+        },
+    )
     report = archive.ingest(inputs.landing, "CTAO-N", lfn_prefix=DL0_PREFIX, dataset=DL0_PREFIX)
     assert not report.failed, report.failed
     archive.add_rule(DL0_PREFIX, copies=1, rses="PIC-TAPE")
@@ -119,12 +133,15 @@ def tape_only_archive(tmp_path: Path, catalog_url: str, inputs: Inputs) -> Archi
     reaper.run_once(DaemonContext(name="reaper"), archive.sessions, archive.config)
     assert archive.count(f"name like {DL0_PREFIX}/%") == len(inputs.landing)
     products = [
-        (inputs.models, "/ctao/models/v1/models.joblib",
-         {"product_type": "reconstruction models", "category": "SIM", "data_level": "OTHER"}),
+        (
+            inputs.models,
+            "/ctao/models/v1/models.joblib",
+            {"product_type": "reconstruction models", "category": "SIM", "data_level": "OTHER"},
+        ),
         (inputs.irf, "/ctao/irf/v1/irf.fits", {}),  # CUTMODE in its header: found as is
         (inputs.night_dl1, NIGHT_DL1, {"category": "B"}),
         (inputs.night_dl2, NIGHT_DL2, {}),
-    ]  # fmt: skip
+    ]
     for path, lfn, meta in products:
         done = archive.ingest([path], "PIC", lfn=lfn, meta=meta)
         assert not done.failed, done.failed

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.stager import buffer_storage
+from dpps.bdms.staging.stager import buffer_storage
 from dpps.pipelines.campaign import CampaignSpec, run_campaign
 from dpps.pipelines.campaign.selection import dl0_filter
 from dpps.pipelines.campaign.staging import still_staged
@@ -20,8 +20,14 @@ QUERY = "observing_night = 2026-11-21 and obs_id in (1, 2)"
 
 def spec(**extra: object) -> CampaignSpec:
     configs = {"dl2": {"target": TARGET}, "dl3": {"pointing_tolerance_deg": 0.2}}
-    return CampaignSpec(query=QUERY, software_version="datapipe 2.0", name="reproc-2026",
-                        configs=configs, timeout_s=900, **extra)  # type: ignore[arg-type]  # fmt: skip
+    return CampaignSpec(
+        query=QUERY,
+        software_version="datapipe 2.0",
+        name="reproc-2026",
+        configs=configs,
+        timeout_s=900,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def buffer_files(archive: Archive) -> list[Path]:
@@ -83,18 +89,22 @@ def test_campaign_reprocesses_tape_only_dl0(tape_archive: Archive) -> None:
     infos = archive.preservation.stage_requests(ids=report.staging.own_requests)
     assert {i.state for i in infos} == {"EXPIRED"}
     steps = ("camera", "atmosphere", "dl1", "dl2", "dl3", "quality")  # the night's chain
-    assert report.counts() == {s: {"runs": 2, "ok": 2, "failed": 0, "submitted": 2}
-                               for s in steps}  # fmt: skip
+    assert report.counts() == {s: {"runs": 2, "ok": 2, "failed": 0, "submitted": 2} for s in steps}
     # jobs: reprocessing activity, the new software version
     jobs = WMS(archive).list_jobs(limit=1000)
     assert len(jobs) == 12
     assert {(j.activity, j.software_version, j.state) for j in jobs} == {
-        ("reprocessing", "datapipe 2.0", "DONE")}  # fmt: skip
+        ("reprocessing", "datapipe 2.0", "DONE")
+    }
     # outputs: category C, the new version in provenance, inputs named
     new = archive.list_files("meta.campaign = 'reproc-2026'", limit=None)
     kinds = sorted((f.data_level, f.product_type or "") for f in new)
-    for kind in [("DL1", "image parameters"), ("DL2", "reconstructed events"),
-                 ("DL3", "event list"), ("DL3", "irf")]:  # fmt: skip
+    for kind in [
+        ("DL1", "image parameters"),
+        ("DL2", "reconstructed events"),
+        ("DL3", "event list"),
+        ("DL3", "irf"),
+    ]:
         assert kinds.count(kind) == 2, kinds
     assert {f.data_level for f in new} == {"CAL", "DL1", "DL2", "DL3", "QUAL"}
     for f in new:
@@ -124,7 +134,8 @@ def test_campaign_reprocesses_tape_only_dl0(tape_archive: Archive) -> None:
     assert not got.failed
     assert got.results[0].bytes == old[0].bytes
     assert sorted(report.verification.previous_versions) == sorted(
-        [f"ctao:{NIGHT_DL1}@v1", f"ctao:{NIGHT_DL2}@v1"])  # fmt: skip
+        [f"ctao:{NIGHT_DL1}@v1", f"ctao:{NIGHT_DL2}@v1"]
+    )
 
     # -- the same campaign again: nothing new
     before = state(archive)

@@ -68,8 +68,9 @@ def test_empty_query_and_bad_options_are_refused() -> None:
 
 def test_misspelled_tool_option_stops_before_staging(dl0_archive: Archive) -> None:
     before = _untouched(dl0_archive)
-    spec = CampaignSpec(query="obs_id=1", software_version="2.0",
-                        configs={"dl1": {"picture_threshold": 9}})  # fmt: skip
+    spec = CampaignSpec(
+        query="obs_id=1", software_version="2.0", configs={"dl1": {"picture_threshold": 9}}
+    )
     with pytest.raises(ConfigError, match="picture_threshold"):
         run_campaign(dl0_archive, spec)
     assert _untouched(dl0_archive) == before
@@ -80,8 +81,20 @@ def test_cli_dry_run_and_bad_query(dl0_archive: Archive) -> None:
     runner = CliRunner()
     ws = str(dl0_archive.config.workspace)
     before = _untouched(dl0_archive)
-    result = runner.invoke(app, ["-w", ws, "campaign", "reprocess", "obs_id = 2",
-                                 "--software-version", "2.0", "--dry-run", "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "-w",
+            ws,
+            "campaign",
+            "reprocess",
+            "obs_id = 2",
+            "--software-version",
+            "2.0",
+            "--dry-run",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     expected = dl0_archive.list_files("obs_id = 2 and data_level = DL0", limit=None)
@@ -93,13 +106,27 @@ def test_cli_dry_run_and_bad_query(dl0_archive: Archive) -> None:
     assert data["dry_run"] is True
     assert data["steps"] == []
     assert _untouched(dl0_archive) == before
-    bad = runner.invoke(app, ["-w", ws, "campaign", "reprocess", "obs_id in (1",
-                              "--software-version", "2.0", "--json"])  # fmt: skip
+    bad = runner.invoke(
+        app,
+        ["-w", ws, "campaign", "reprocess", "obs_id in (1", "--software-version", "2.0", "--json"],
+    )
     assert bad.exit_code == 3
     assert "obs_id in (1" in bad.stderr
     assert "Traceback" not in bad.output
-    wrong = runner.invoke(app, ["-w", ws, "campaign", "reprocess", "obs_id = 2",
-                                "--software-version", "2.0", "--set", "dl1=3"])  # fmt: skip
+    wrong = runner.invoke(
+        app,
+        [
+            "-w",
+            ws,
+            "campaign",
+            "reprocess",
+            "obs_id = 2",
+            "--software-version",
+            "2.0",
+            "--set",
+            "dl1=3",
+        ],
+    )
     assert wrong.exit_code == 4  # a configuration error
     assert "STEP.OPTION" in wrong.stderr
     assert _untouched(dl0_archive) == before

@@ -22,9 +22,15 @@ def test_failed_jobs_are_reported_and_retried(archive: Archive, landing: list[Pa
     assert not archive.ingest(landing, "CTAO-N", lfn_prefix=DL0_PREFIX).failed
     # "models" that are not DataPipe models: datapipe-dl2 fails (exit 1) in every block
     wrong = archive.list_files("obs_id = 1 and meta.datadiv = POINTING")[0].did
-    spec = CampaignSpec(query="obs_id in (1, 2)", software_version="2.0", name="broken",
-                        models=wrong, max_attempts=1, configs={"dl2": {"target": TARGET}},
-                        timeout_s=600)  # fmt: skip
+    spec = CampaignSpec(
+        query="obs_id in (1, 2)",
+        software_version="2.0",
+        name="broken",
+        models=wrong,
+        max_attempts=1,
+        configs={"dl2": {"target": TARGET}},
+        timeout_s=600,
+    )
     report = run_campaign(archive, spec)
     assert not report.ok
     counts = report.counts()
@@ -43,10 +49,25 @@ def test_failed_jobs_are_reported_and_retried(archive: Archive, landing: list[Pa
     jobs = WMS(archive).list_jobs(limit=100)
     assert sorted(j.state for j in jobs) == ["DONE"] * 6 + ["FAILED"] * 2
     # the same campaign again, from the CLI: exit 10, the failed jobs retried, none added
-    result = CliRunner().invoke(app, [
-        "-w", str(archive.config.workspace), "campaign", "reprocess", "obs_id in (1, 2)",
-        "--software-version", "2.0", "--name", "broken", "--models", wrong,
-        "--set", f"dl2.target={json.dumps(TARGET)}", "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "-w",
+            str(archive.config.workspace),
+            "campaign",
+            "reprocess",
+            "obs_id in (1, 2)",
+            "--software-version",
+            "2.0",
+            "--name",
+            "broken",
+            "--models",
+            wrong,
+            "--set",
+            f"dl2.target={json.dumps(TARGET)}",
+            "--json",
+        ],
+    )
     assert result.exit_code == 10, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is False

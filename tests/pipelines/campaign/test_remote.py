@@ -49,8 +49,18 @@ class Live:
         return r.exit_code, r.stdout, r.stderr
 
     def reprocess(self, *extra: str) -> list[str]:
-        return ["campaign", "reprocess", QUERY, "--software-version", "datapipe 2.0",
-                "--config", str(self.config), "--timeout", "900", *extra]  # fmt: skip
+        return [
+            "campaign",
+            "reprocess",
+            QUERY,
+            "--software-version",
+            "datapipe 2.0",
+            "--config",
+            str(self.config),
+            "--timeout",
+            "900",
+            *extra,
+        ]
 
 
 @pytest.fixture
@@ -62,8 +72,9 @@ def live(tape_archive: Archive, tmp_path: Path) -> Iterator[Live]:
         service.add_account(f"acct-{role.value}", [role.value], ["ctao"])
         tokens[role.value] = service.create_token(f"acct-{role.value}").token
     config = tmp_path / "campaign.yaml"
-    config.write_text(yaml.safe_dump({"dl2": {"target": TARGET},
-                                      "dl3": {"pointing_tolerance_deg": 0.2}}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump({"dl2": {"target": TARGET}, "dl3": {"pointing_tolerance_deg": 0.2}})
+    )
     register_all()
     stop = threading.Event()
     options = {"stop": stop, "sleep_s": 0.2, "max_sleep_s": 0.5}
@@ -102,8 +113,9 @@ def test_a_remote_campaign_is_run_by_the_server_and_reported_alike(live: Live) -
     assert code == 0, err
     report = json.loads(out)
     assert report["ok"] is True
-    assert report["counts"] == {s: {"runs": 2, "ok": 2, "failed": 0, "submitted": 2}
-                                for s in STEPS}  # fmt: skip
+    assert report["counts"] == {
+        s: {"runs": 2, "ok": 2, "failed": 0, "submitted": 2} for s in STEPS
+    }
     info = WMS(live.archive).campaigns.get("remote-2026")
     assert (info.state, info.account) == ("DONE", f"acct-{dpm}")
     assert info.report == report
@@ -138,12 +150,28 @@ def test_remote_campaign_refusals_record_nothing(live: Live) -> None:
     assert "obs_id in (1" in bad[2]
     none = live.remote(dpm, "campaign", "reprocess", "obs_id = 999", "--software-version", "2")
     assert none[0] == 5, none  # selects no DL0: refused, not a campaign over nothing
-    options = live.remote(dpm, "campaign", "reprocess", QUERY, "--software-version", "2",
-                          "--set", "dl1.no_such_option=1")  # fmt: skip
+    options = live.remote(
+        dpm,
+        "campaign",
+        "reprocess",
+        QUERY,
+        "--software-version",
+        "2",
+        "--set",
+        "dl1.no_such_option=1",
+    )
     assert options[0] == 4, options
     for flag in ("--models", "--irf"):
-        unknown = live.remote(dpm, "campaign", "reprocess", QUERY, "--software-version", "2",
-                              flag, "ctao:/ctao/none.joblib")  # fmt: skip
+        unknown = live.remote(
+            dpm,
+            "campaign",
+            "reprocess",
+            QUERY,
+            "--software-version",
+            "2",
+            flag,
+            "ctao:/ctao/none.joblib",
+        )
         assert unknown[0] == 5, unknown
         assert "ctao:/ctao/none.joblib" in unknown[2]
     assert WMS(live.archive).campaigns.recent() == []
@@ -153,7 +181,16 @@ def test_remote_campaign_refusals_record_nothing(live: Live) -> None:
     code, out, err = live.remote(dpm, *live.reprocess("--name", "queued", "--no-wait", "--json"))
     assert code == 0, err
     assert json.loads(out)["name"] == "queued"
-    other = live.remote(dpm, "campaign", "reprocess", "obs_id = 1", "--software-version", "3",
-                        "--name", "queued", "--no-wait")  # fmt: skip
+    other = live.remote(
+        dpm,
+        "campaign",
+        "reprocess",
+        "obs_id = 1",
+        "--software-version",
+        "3",
+        "--name",
+        "queued",
+        "--no-wait",
+    )
     assert other[0] == 6, other
     assert "another definition" in other[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.stager import buffer_storage
+from dpps.bdms.staging.stager import buffer_storage
 from dpps.pipelines.campaign import staging
 from tests.pipelines.campaign.conftest import DL0_PREFIX
 

@@ -166,8 +166,13 @@ def _diffuse(
 
 def _table(columns: dict[str, Any]) -> QTable:
     degrees = ("reco_alt", "reco_az", "pointing_alt", "pointing_az", "true_alt", "true_az")
-    units = {"time": u.s, "reco_energy": u.TeV, "true_energy": u.TeV, "true_core_x": u.m,
-             "true_core_y": u.m} | dict.fromkeys(degrees, u.deg)  # fmt: skip
+    units = {
+        "time": u.s,
+        "reco_energy": u.TeV,
+        "true_energy": u.TeV,
+        "true_core_x": u.m,
+        "true_core_y": u.m,
+    } | dict.fromkeys(degrees, u.deg)
     table = QTable()
     for name, values in columns.items():
         table[name] = values * units[name] if name in units else values
@@ -210,9 +215,12 @@ def simulated_dl2(
     n = len(energy)
     pnt_az, pnt_alt = np.full(n, prod.pointing_az), np.full(n, prod.pointing_alt)
     if prod.particle == "gamma":
-        lon, lat = offset_by(np.deg2rad(pnt_az) * u.rad, np.deg2rad(pnt_alt) * u.rad,
-                             np.full(n, np.pi / 2) * u.rad,
-                             np.full(n, np.deg2rad(prod.source_offset_deg)) * u.rad)  # fmt: skip
+        lon, lat = offset_by(
+            np.deg2rad(pnt_az) * u.rad,
+            np.deg2rad(pnt_alt) * u.rad,
+            np.full(n, np.pi / 2) * u.rad,
+            np.full(n, np.deg2rad(prod.source_offset_deg)) * u.rad,
+        )
         true_az, true_alt = lon.wrap_at(360 * u.deg).to_value(u.deg), lat.to_value(u.deg)
         cone = 0.0
     else:
@@ -235,10 +243,16 @@ def simulated_dl2(
         "particle_type": np.full(n, prod.particle),
     }
     header = {
-        "DATALEVL": "DL2", "DATACAT": "SIM", "PARTICLE": prod.particle,
-        "SIM_NSHW": prod.n_showers, "SIM_EMIN": prod.e_min, "SIM_EMAX": prod.e_max,
-        "SIM_IDX": prod.index, "SIM_RMAX": instrument.max_impact_m, "SIM_VCON": cone,
-    }  # fmt: skip
+        "DATALEVL": "DL2",
+        "DATACAT": "SIM",
+        "PARTICLE": prod.particle,
+        "SIM_NSHW": prod.n_showers,
+        "SIM_EMIN": prod.e_min,
+        "SIM_EMAX": prod.e_max,
+        "SIM_IDX": prod.index,
+        "SIM_RMAX": instrument.max_impact_m,
+        "SIM_VCON": cone,
+    }
     if prod.particle == "gamma":
         header["SRC_OFFS"] = prod.source_offset_deg
     return _table(columns), header
@@ -275,12 +289,19 @@ def observed_dl2(
     source = PowerLaw(obs.amplitude * u.Unit("cm-2 s-1 TeV-1"), -obs.index)
     solid_angle = 2 * np.pi * (1 - np.cos(np.deg2rad(obs.view_cone_deg))) * u.sr
     parts = []
-    for particle, spectrum, extent in (("gamma", source, 1.0), ("proton", IRFDOC_PROTON_SPECTRUM,
-                                                                solid_angle)):  # fmt: skip
-        expected = (_powerlaw_integral(spectrum, obs.e_min, obs.e_max) * instrument.area
-                    * duration * extent).to_value(u.one)  # fmt: skip
-        energy = _detected_energies(rng, float(expected), spectrum.index, obs.e_min, obs.e_max,
-                                    instrument.model(particle))  # fmt: skip
+    for particle, spectrum, extent in (
+        ("gamma", source, 1.0),
+        ("proton", IRFDOC_PROTON_SPECTRUM, solid_angle),
+    ):
+        expected = (
+            _powerlaw_integral(spectrum, obs.e_min, obs.e_max)
+            * instrument.area
+            * duration
+            * extent
+        ).to_value(u.one)
+        energy = _detected_energies(
+            rng, float(expected), spectrum.index, obs.e_min, obs.e_max, instrument.model(particle)
+        )
         parts.append((particle, energy))
     particle = np.concatenate([np.full(len(e), p) for p, e in parts])
     energy = np.concatenate([e for _, e in parts])
@@ -289,8 +310,11 @@ def observed_dl2(
     particle, energy, offsets = particle[order], energy[order], offsets[order]
     start = Time(obs.start, scale="utc")
     times = start + offsets * u.s
-    location = EarthLocation(lon=obs.site["GEOLON"] * u.deg, lat=obs.site["GEOLAT"] * u.deg,
-                             height=obs.site["ALTITUDE"] * u.m)  # fmt: skip
+    location = EarthLocation(
+        lon=obs.site["GEOLON"] * u.deg,
+        lat=obs.site["GEOLAT"] * u.deg,
+        height=obs.site["ALTITUDE"] * u.m,
+    )
     target = SkyCoord(obs.ra_deg * u.deg, obs.dec_deg * u.deg)
     pointing = target.directional_offset_by(obs.wobble_posang_deg * u.deg, obs.wobble_deg * u.deg)
     frame = AltAz(obstime=times, location=location)
@@ -310,8 +334,9 @@ def observed_dl2(
     reco: dict[str, np.ndarray] = {}
     for name in ("gamma", "proton"):
         mask = particle == name
-        part = _reconstruct(rng, instrument.model(name), energy[mask], true_az[mask],
-                            true_alt[mask])  # fmt: skip
+        part = _reconstruct(
+            rng, instrument.model(name), energy[mask], true_az[mask], true_alt[mask]
+        )
         for key, values in part.items():
             reco.setdefault(key, np.zeros(len(energy), dtype=values.dtype))[mask] = values
     columns = {
@@ -324,10 +349,16 @@ def observed_dl2(
     }
     end = start + duration
     header = {
-        "DATALEVL": "DL2", "DATACAT": "B", **obs.site, "OBS_ID": obs.obs_id,
-        "OBJECT": obs.target, "RA_OBJ": obs.ra_deg, "DEC_OBJ": obs.dec_deg,
-        "DATE-OBS": start.isot, "DATE-END": end.isot,
-    }  # fmt: skip
+        "DATALEVL": "DL2",
+        "DATACAT": "B",
+        **obs.site,
+        "OBS_ID": obs.obs_id,
+        "OBJECT": obs.target,
+        "RA_OBJ": obs.ra_deg,
+        "DEC_OBJ": obs.dec_deg,
+        "DATE-OBS": start.isot,
+        "DATE-END": end.isot,
+    }
     table = _table(columns)
     table.meta["n_gamma"] = int(np.count_nonzero(~is_proton))
     return table, header

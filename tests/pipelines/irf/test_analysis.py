@@ -22,8 +22,14 @@ from tests.pipelines.irf import dl2_factory
 def other_target_dl3(irf_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short observation of another target, so the query has something to leave out."""
     base = tmp_path_factory.mktemp("mrk421")
-    obs = dl2_factory.Observation(obs_id=2001, start="2026-11-22T05:00:00", duration_s=60.0,
-                                  target="Mrk 421", ra_deg=166.1138, dec_deg=38.2088)  # fmt: skip
+    obs = dl2_factory.Observation(
+        obs_id=2001,
+        start="2026-11-22T05:00:00",
+        duration_s=60.0,
+        target="Mrk 421",
+        ra_deg=166.1138,
+        dec_deg=38.2088,
+    )
     events, header = dl2_factory.observed_dl2(obs, seed=7)
     dl2 = dl2_factory.write_dl2(base / "obs_2001.dl2.fits", events, header)
     result = run_tool("datapipe-dl3", {}, {"dl2": [dl2], "irf": [irf_file]}, base / "dl3")
@@ -49,9 +55,11 @@ def test_find_retrieve_and_analyse_a_target(
     # what the archive learnt from the headers is what the queries rely on
     crab = archive.list_files("data_level=DL3 and meta.target=Crab", limit=None)
     assert sorted((f.obs_id, f.product_type, f.category) for f in crab) == [
-        (1001, "event list", "B"), (1001, "irf", "B"),
-        (1002, "event list", "B"), (1002, "irf", "B"),
-    ]  # fmt: skip
+        (1001, "event list", "B"),
+        (1001, "irf", "B"),
+        (1002, "event list", "B"),
+        (1002, "irf", "B"),
+    ]
     assert all(f.observing_night is not None and f.time_start is not None for f in crab)
     found = find_observations(archive, "Crab", category="B")
     assert [f.obs_id for f in found] == [1001, 1002]
@@ -64,8 +72,11 @@ def test_find_retrieve_and_analyse_a_target(
     hdu_index, obs_index = retrieve_observations(archive, found, dest)
     assert hdu_index.parent == dest
     assert obs_index.is_file()
-    fit = fit_power_law(dest, fits.getheader(dest / "obs_001001.events.fits")["RA_OBJ"],
-                        fits.getheader(dest / "obs_001001.events.fits")["DEC_OBJ"])  # fmt: skip
+    fit = fit_power_law(
+        dest,
+        fits.getheader(dest / "obs_001001.events.fits")["RA_OBJ"],
+        fits.getheader(dest / "obs_001001.events.fits")["DEC_OBJ"],
+    )
     assert fit.success
     assert fit.n_observations == 2  # Mrk 421 was not retrieved
     pulls = fit.pulls(dl2_factory.SOURCE_INDEX, dl2_factory.SOURCE_AMPLITUDE)

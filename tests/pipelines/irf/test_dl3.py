@@ -27,26 +27,41 @@ OBS_IDS = (1001, 1002)
 def test_dl3_layout_and_archive_headers(dl3_dir: Path, irf_file: Path) -> None:
     names = sorted(p.name for p in dl3_dir.iterdir())
     assert names == [
-        "hdu-index.fits.gz", "obs-index.fits.gz", "obs_001001.events.fits",
-        "obs_001001.irf.fits", "obs_001002.events.fits", "obs_001002.irf.fits",
+        "hdu-index.fits.gz",
+        "obs-index.fits.gz",
+        "obs_001001.events.fits",
+        "obs_001001.irf.fits",
+        "obs_001002.events.fits",
+        "obs_001002.irf.fits",
         "provenance.json",
-    ]  # fmt: skip
+    ]
     irf_id = fits.getheader(irf_file)["IRF_ID"]
     for obs_id in OBS_IDS:
         with fits.open(dl3_dir / f"obs_{obs_id:06d}.events.fits") as hdul:
             assert [h.name for h in hdul[1:]] == ["EVENTS", "GTI", "POINTING"]
             primary = hdul[0].header
             assert (primary["DATALEVL"], primary["DATACAT"], primary["DATATYPE"]) == (
-                "DL3", "B", "event list",
-            )  # fmt: skip
+                "DL3",
+                "B",
+                "event list",
+            )
             assert (primary["OBS_ID"], primary["TARGET"], primary["IRF_ID"]) == (
-                obs_id, "Crab", irf_id,
-            )  # fmt: skip
+                obs_id,
+                "Crab",
+                irf_id,
+            )
             assert primary["OBSNIGHT"] == "2026-11-21"  # the night began on the 21st
             events = hdul["EVENTS"].header
-            for key, value in {"HDUCLASS": "GADF", "HDUCLAS1": "EVENTS", "OBS_ID": obs_id,
-                               "TIMESYS": "TAI", "MJDREFI": 51910, "OBS_MODE": "POINTING",
-                               "RADECSYS": "ICRS", "OBJECT": "Crab"}.items():  # fmt: skip
+            for key, value in {
+                "HDUCLASS": "GADF",
+                "HDUCLAS1": "EVENTS",
+                "OBS_ID": obs_id,
+                "TIMESYS": "TAI",
+                "MJDREFI": 51910,
+                "OBS_MODE": "POINTING",
+                "RADECSYS": "ICRS",
+                "OBJECT": "Crab",
+            }.items():
                 assert events[key] == value, key
             assert events["ONTIME"] == pytest.approx(600.0)
             assert events["TSTOP"] - events["TSTART"] == pytest.approx(600.0)
@@ -93,13 +108,17 @@ def test_times_and_sky_directions(dl3_dir: Path, observations: list[Path]) -> No
     back = (Time(51910.0, format="mjd", scale="tai") + events["TIME"]).utc.unix
     assert np.max(np.abs(back - source["time"].to_value(u.s))) < 1e-5
     # RA/Dec against an exact (not interpolated) astropy conversion of a sample
-    site = EarthLocation(lon=header["GEOLON"] * u.deg, lat=header["GEOLAT"] * u.deg,
-                         height=header["ALTITUDE"] * u.m)  # fmt: skip
+    site = EarthLocation(
+        lon=header["GEOLON"] * u.deg, lat=header["GEOLAT"] * u.deg, height=header["ALTITUDE"] * u.m
+    )
     sample = np.linspace(0, len(events) - 1, 25).astype(int)
     with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None):
         times = Time(source["time"][sample].to_value(u.s), format="unix", scale="utc")
-        exact = SkyCoord(alt=source["reco_alt"][sample], az=source["reco_az"][sample],
-                         frame=AltAz(obstime=times, location=site)).icrs  # fmt: skip
+        exact = SkyCoord(
+            alt=source["reco_alt"][sample],
+            az=source["reco_az"][sample],
+            frame=AltAz(obstime=times, location=site),
+        ).icrs
     written = SkyCoord(events["RA"][sample], events["DEC"][sample])
     assert written.separation(exact).max() < 0.1 * u.arcsec
     # the pointing is the wobble position, 0.4 deg from the target
@@ -145,9 +164,11 @@ def test_category_c_through_the_wms_entry(
     manifest = json.loads((tmp_path / "outputs.json").read_text())
     kinds = sorted((Path(m["path"]).name, m["product_type"]) for m in manifest)
     assert kinds == [
-        ("hdu-index.fits.gz", "index"), ("obs-index.fits.gz", "index"),
-        ("obs_001002.events.fits", "event list"), ("obs_001002.irf.fits", "irf"),
-    ]  # fmt: skip
+        ("hdu-index.fits.gz", "index"),
+        ("obs-index.fits.gz", "index"),
+        ("obs_001002.events.fits", "event list"),
+        ("obs_001002.irf.fits", "irf"),
+    ]
     assert all(m["metadata"]["category"] == "C" for m in manifest)
     assert fits.getheader(tmp_path / "obs_001002.events.fits")["DATACAT"] == "C"
 

@@ -40,9 +40,14 @@ def test_effective_area_without_cuts_is_the_instruments(
     measured = aeff["EFFAREA"][0, 0].to_value(u.m**2)
     header = fits.getheader(production["gamma"])
     info = SimulatedEventsInfo(
-        header["SIM_NSHW"], header["SIM_EMIN"] * u.TeV, header["SIM_EMAX"] * u.TeV,
-        header["SIM_RMAX"] * u.m, header["SIM_IDX"], 0 * u.deg, 0 * u.deg,
-    )  # fmt: skip
+        header["SIM_NSHW"],
+        header["SIM_EMIN"] * u.TeV,
+        header["SIM_EMAX"] * u.TeV,
+        header["SIM_RMAX"] * u.m,
+        header["SIM_IDX"],
+        0 * u.deg,
+        0 * u.deg,
+    )
     thrown = info.calculate_n_showers_per_energy(np.append(lo, hi[-1]) * u.TeV)
     instrument = ToyInstrument()
     compared = 0
@@ -69,14 +74,21 @@ def test_optimised_cuts_separate_gammas_from_protons(
 ) -> None:
     with fits.open(irf_file) as hdul:
         assert [h.name for h in hdul[1:]] == [
-            "EFFECTIVE AREA", "ENERGY DISPERSION", "RAD_MAX", "GH_CUTS",
-        ]  # fmt: skip
+            "EFFECTIVE AREA",
+            "ENERGY DISPERSION",
+            "RAD_MAX",
+            "GH_CUTS",
+        ]
         assert hdul["EFFECTIVE AREA"].header["HDUCLAS3"] == "POINT-LIKE"
         assert hdul[0].header["CUTMODE"] == "optimised"
         assert hdul[0].header["IRF_ID"].startswith("irf-")
         multiplicity = hdul["GH_CUTS"].header["MULTIMIN"]
-        for name, column in (("EFFECTIVE AREA", "EFFAREA"), ("ENERGY DISPERSION", "MATRIX"),
-                             ("RAD_MAX", "RAD_MAX"), ("GH_CUTS", "cut")):  # fmt: skip
+        for name, column in (
+            ("EFFECTIVE AREA", "EFFAREA"),
+            ("ENERGY DISPERSION", "MATRIX"),
+            ("RAD_MAX", "RAD_MAX"),
+            ("GH_CUTS", "cut"),
+        ):
             assert np.all(np.isfinite(hdul[name].data[column])), name
     gh = _table(irf_file, "GH_CUTS")
     gammas = read_dl2(production["gamma"], simulated=True).events
@@ -141,8 +153,14 @@ def test_background_and_provenance(production: dict[str, Path], tmp_path: Path) 
     assert [o.product_type for o in result.outputs] == ["irf"]
 
 
-def _rewrite(src: Path, dst: Path, *, drop_key: str | None = None, drop_column: str | None = None,
-             set_keys: dict[str, object] | None = None) -> Path:  # fmt: skip
+def _rewrite(
+    src: Path,
+    dst: Path,
+    *,
+    drop_key: str | None = None,
+    drop_column: str | None = None,
+    set_keys: dict[str, object] | None = None,
+) -> Path:
     with fits.open(src) as hdul:
         primary = hdul[0].copy()
         table = QTable.read(hdul["EVENTS"])

@@ -37,9 +37,12 @@ def _ok(result: object, what: str) -> None:
 def test_real_chain_to_dl3(chain: Chain, tmp_path: Path) -> None:
     # IRFs from the chain's simulated test DL2 (fixed cuts: a test-sized production is too
     # small to optimise on)
-    irf = run_tool("datapipe-irf", {"cuts": "fixed", "gh_cut": 0.5, "theta_cut_deg": 0.3},
-                   {"gammas": [chain.dl2["gamma_test"]], "protons": [chain.dl2["proton_test"]]},
-                   tmp_path / "irf")  # fmt: skip
+    irf = run_tool(
+        "datapipe-irf",
+        {"cuts": "fixed", "gh_cut": 0.5, "theta_cut_deg": 0.3},
+        {"gammas": [chain.dl2["gamma_test"]], "protons": [chain.dl2["proton_test"]]},
+        tmp_path / "irf",
+    )
     _ok(irf, "datapipe-irf")
     aeff = fits.getdata(tmp_path / "irf" / "irf.fits", "EFFECTIVE AREA")["EFFAREA"]
     assert np.all(np.isfinite(aeff))
@@ -48,9 +51,15 @@ def test_real_chain_to_dl3(chain: Chain, tmp_path: Path) -> None:
     selected = fits.getheader(tmp_path / "irf" / "irf.fits")["NGAMSEL"]
     assert 0 < selected <= fits.getheader(chain.dl2["gamma_test"])["SIM_NSHW"]
     # an observation: ACADA-simulated DL0 -> DL1 (default calibration) -> DL2 with the models
-    config = SimulationConfig(duration_s=12.0, event_rate_hz=12.0, triggers=False,
-                              calibration_fraction=0.0, muon_fraction=0.0, seed=5,
-                              events_per_chunk=1000)  # fmt: skip
+    config = SimulationConfig(
+        duration_s=12.0,
+        event_rate_hz=12.0,
+        triggers=False,
+        calibration_fraction=0.0,
+        muon_fraction=0.0,
+        seed=5,
+        events_per_chunk=1000,
+    )
     with quiet_native_stdout():
         files = simulate(tmp_path / "acada", config)
     shower = [f for f in files if f.name.endswith("_TEL_SHOWER_CHUNK000.fits.fz")]
@@ -65,9 +74,12 @@ def test_real_chain_to_dl3(chain: Chain, tmp_path: Path) -> None:
         tmp_path / "dl2",
     )
     _ok(dl2, "datapipe-dl2")
-    dl3 = run_tool("datapipe-dl3", {"pointing_tolerance_deg": 0.2},
-                   {"dl2": [dl2.outputs[0].path], "irf": [tmp_path / "irf" / "irf.fits"]},
-                   tmp_path / "dl3")  # fmt: skip
+    dl3 = run_tool(
+        "datapipe-dl3",
+        {"pointing_tolerance_deg": 0.2},
+        {"dl2": [dl2.outputs[0].path], "irf": [tmp_path / "irf" / "irf.fits"]},
+        tmp_path / "dl3",
+    )
     _ok(dl3, "datapipe-dl3")
     from gammapy.data import DataStore
 

@@ -87,16 +87,21 @@ def _check_products_are_category_b_with_a_provenance_chain_to_dl0(
         assert any("_TEL_CAL_" in n for n in seen_dl0)
         assert all(f"OBSID{obs_id:010d}" in n for n in seen_dl0)
         quality = _files(archive, f"data_level=QUAL and obs_id={obs_id}")
-        quality = quality or [f for f in _files(archive, "data_level=QUAL")
-                              if f"obs{obs_id:010d}_" in f.name]  # fmt: skip
+        quality = quality or [
+            f for f in _files(archive, "data_level=QUAL") if f"obs{obs_id:010d}_" in f.name
+        ]
         assert {f.category for f in quality} == {"B"}
         inputs = quality[0].meta["provenance"]["inputs"]
         assert any(i.endswith("_dl2.fits") for i in inputs)
         assert any(i.endswith("_dl1.h5") for i in inputs)
         for level in ("CAL", "DL1", "DL2", "DL3"):
-            products = [f for f in _files(archive, f"data_level={level} and category=B")
-                        if f.obs_id == obs_id or f"{obs_id:010d}" in f.name
-                        or f"obs_{obs_id:06d}" in f.name]  # fmt: skip
+            products = [
+                f
+                for f in _files(archive, f"data_level={level} and category=B")
+                if f.obs_id == obs_id
+                or f"{obs_id:010d}" in f.name
+                or f"obs_{obs_id:06d}" in f.name
+            ]
             assert products, (level, obs_id)
             assert all("provenance" in f.meta for f in products)
 
@@ -109,8 +114,11 @@ def _check_dl0_has_replicas_at_two_offsite_data_centres(
     assert set(report["replication"]["product_rules"]) == {"OK"}
     for level in ("DL1", "DL2", "DL3"):  # processed products: two off-site disk copies too
         for f in _files(archive, f"data_level={level} and category=B")[:3]:
-            sites = {archive.config.rses[r.rse].site
-                     for r in archive.show(f.did).replicas if r.state == "AVAILABLE"}  # fmt: skip
+            sites = {
+                archive.config.rses[r.rse].site
+                for r in archive.show(f.did).replicas
+                if r.state == "AVAILABLE"
+            }
             assert len(sites - {"CTAO-North", "CTAO-South"}) >= 2, (f.did, sites)
     dl0 = _files(archive, 'data_level=DL0 and name like "/ctao/dl0/%"')
     assert len(dl0) == report["acada"]["files"]

@@ -36,16 +36,27 @@ def _placeholder(archive: Archive, tmp_path: Path, name: str) -> FileInfo:
 
 def test_a_failing_step_is_retried_then_reported(archive: Archive, tmp_path: Path) -> None:
     wms = WMS(archive)
-    models = NightModels(_placeholder(archive, tmp_path, "models.joblib"),
-                         _placeholder(archive, tmp_path, "irf.dat"), produced=False)  # fmt: skip
+    models = NightModels(
+        _placeholder(archive, tmp_path, "models.joblib"),
+        _placeholder(archive, tmp_path, "irf.dat"),
+        produced=False,
+    )
     tf = ensure_transformation(wms, models, settle_s=0.0, max_task_attempts=2)
     assert ensure_transformation(wms, models).id == tf.id  # found, not created twice
     queue = archive.acada.queue(executor="inline")
     try:
-        files = simulate(queue.settings.landing, SimulationConfig(
-            telescopes=(1,), duration_s=2.0, event_rate_hz=5.0, calibration_fraction=0.2,
-            muon_fraction=0.0, start=dt.datetime(2026, 11, 21, 23, 0), first_obs_id=7,
-        ))  # fmt: skip
+        files = simulate(
+            queue.settings.landing,
+            SimulationConfig(
+                telescopes=(1,),
+                duration_s=2.0,
+                event_rate_hz=5.0,
+                calibration_fraction=0.2,
+                muon_fraction=0.0,
+                start=dt.datetime(2026, 11, 21, 23, 0),
+                first_obs_id=7,
+            ),
+        )
         queue.run_once(DaemonContext("ingest"))
     finally:
         queue.close()

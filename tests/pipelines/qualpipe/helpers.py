@@ -43,10 +43,17 @@ class Observation:
 
 def config() -> SimulationConfig:
     return SimulationConfig(
-        telescopes=(1, 2), duration_s=4.0, event_rate_hz=40.0, calibration_fraction=0.5,
-        muon_fraction=0.0, streams=("SHOWER", "CAL"), events_per_chunk=1000, triggers=False,
-        start=START, first_obs_id=OBS_ID,
-    )  # fmt: skip
+        telescopes=(1, 2),
+        duration_s=4.0,
+        event_rate_hz=40.0,
+        calibration_fraction=0.5,
+        muon_fraction=0.0,
+        streams=("SHOWER", "CAL"),
+        events_per_chunk=1000,
+        triggers=False,
+        start=START,
+        first_obs_id=OBS_ID,
+    )
 
 
 def _ok(result: ToolResult, what: str) -> None:
@@ -59,17 +66,26 @@ def observe(root: Path) -> Observation:
     if done.exists():
         saved = json.loads(done.read_text())
         return Observation(
-            config(), [Path(p) for p in saved["dl0"]], [Path(p) for p in saved["calibration"]],
-            Path(saved["dl1"]), Path(saved["dl2"]), saved["shower_multiplicity"],
-        )  # fmt: skip
+            config(),
+            [Path(p) for p in saved["dl0"]],
+            [Path(p) for p in saved["calibration"]],
+            Path(saved["dl1"]),
+            Path(saved["dl2"]),
+            saved["shower_multiplicity"],
+        )
     shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way starts again
     observation = _build(root)
-    done.write_text(json.dumps({
-        "dl0": [str(p) for p in observation.dl0],
-        "calibration": [str(p) for p in observation.calibration],
-        "dl1": str(observation.dl1), "dl2": str(observation.dl2),
-        "shower_multiplicity": observation.shower_multiplicity,
-    }))  # fmt: skip
+    done.write_text(
+        json.dumps(
+            {
+                "dl0": [str(p) for p in observation.dl0],
+                "calibration": [str(p) for p in observation.calibration],
+                "dl1": str(observation.dl1),
+                "dl2": str(observation.dl2),
+                "shower_multiplicity": observation.shower_multiplicity,
+            }
+        )
+    )
     return observation
 
 
@@ -82,8 +98,12 @@ def _build(root: Path) -> Observation:
     products = [o.path for o in calibration.outputs]
     showers = [f for f in files if "_TEL_SHOWER_" in f.name]
     pointing = [f for f in files if f.name.endswith("_POINTING.fits")]
-    dl1 = run_tool("datapipe-dl1", {}, {"dl0": showers, "calibration": products,
-                                        "pointing": pointing[:1]}, root / "dl1")  # fmt: skip
+    dl1 = run_tool(
+        "datapipe-dl1",
+        {},
+        {"dl0": showers, "calibration": products, "pointing": pointing[:1]},
+        root / "dl1",
+    )
     _ok(dl1, "datapipe-dl1")
     planned = [e for e in plan_events(cfg, OBS_ID, START_UNIX) if e.kind == EventType.SUBARRAY]
     rng = np.random.default_rng(5)
@@ -95,11 +115,13 @@ def _build(root: Path) -> Observation:
         * rng.lognormal(0.0, 0.2, len(planned)),
         gh_score=np.clip(
             [rng.normal(0.25 if e.shower and e.shower.hadron else 0.8, 0.15) for e in planned],
-            0.0, 1.0,
+            0.0,
+            1.0,
         ),
-    )  # fmt: skip
-    return Observation(cfg, files, products, dl1.outputs[0].path, dl2,
-                       [len(e.tel_ids) for e in planned])  # fmt: skip
+    )
+    return Observation(
+        cfg, files, products, dl1.outputs[0].path, dl2, [len(e.tel_ids) for e in planned]
+    )
 
 
 def write_dl2(
@@ -126,11 +148,21 @@ def write_dl2(
     table["pointing_alt"] = np.full(n, 70.0) * u.deg
     table["pointing_az"] = np.full(n, 180.0) * u.deg
     primary = fits.PrimaryHDU()
-    primary.header.update({
-        "DATALEVL": "DL2", "OBSERVAT": "CTAO-North", "GEOLAT": 28.76, "GEOLON": -17.89,
-        "ALTITUDE": 2200.0, "OBS_ID": obs_id, "OBJECT": "test", "RA_OBJ": 83.63,
-        "DEC_OBJ": 22.01, "DATE-OBS": START.isoformat(), "DATE-END": START.isoformat(),
-    })  # fmt: skip
+    primary.header.update(
+        {
+            "DATALEVL": "DL2",
+            "OBSERVAT": "CTAO-North",
+            "GEOLAT": 28.76,
+            "GEOLON": -17.89,
+            "ALTITUDE": 2200.0,
+            "OBS_ID": obs_id,
+            "OBJECT": "test",
+            "RA_OBJ": 83.63,
+            "DEC_OBJ": 22.01,
+            "DATE-OBS": START.isoformat(),
+            "DATE-END": START.isoformat(),
+        }
+    )
     events = fits.table_to_hdu(table)
     events.name = "EVENTS"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -37,16 +37,25 @@ def test_report_lfn_sits_beside_the_product() -> None:
 
 def test_archive_report_next_to_the_product(archive: Archive, tmp_path: Path) -> None:
     n = 100
-    dl2 = write_dl2(tmp_path / "obs0000000001_dl2.fits", time=np.linspace(0, 50, n),
-                    multiplicity=np.full(n, 2), energy=np.full(n, 1.0),
-                    gh_score=np.full(n, 0.7))  # fmt: skip
+    dl2 = write_dl2(
+        tmp_path / "obs0000000001_dl2.fits",
+        time=np.linspace(0, 50, n),
+        multiplicity=np.full(n, 2),
+        energy=np.full(n, 1.0),
+        gh_score=np.full(n, 0.7),
+    )
     ingest = archive.ingest([dl2], "CTAO-N", lfn=LFN, dataset=DATASET)
     assert ingest.results[0].status == "registered", ingest.results[0].error
     product = archive.list_files(f'name = "{LFN}"')[0]
 
     out = _evaluate(dl2, tmp_path / "q1")
-    stored = archive_report(archive, out / "quality_report.json", "CTAO-N", product=product.did,
-                            html_path=out / "quality_report.html")  # fmt: skip
+    stored = archive_report(
+        archive,
+        out / "quality_report.json",
+        "CTAO-N",
+        product=product.did,
+        html_path=out / "quality_report.html",
+    )
     report, page = stored
     assert report.name == "/ctao/dl2/2026/11/21/obs0000000001_dl2.quality.json"
     assert page.name == "/ctao/dl2/2026/11/21/obs0000000001_dl2.quality.html"
@@ -60,8 +69,7 @@ def test_archive_report_next_to_the_product(archive: Archive, tmp_path: Path) ->
     assert archive.list_files("meta.quality_passed = false") == []
 
     # A re-evaluation with stricter criteria is a new version, the first one is kept.
-    strict = [{"kind": "threshold", "metric": "dl2.gamma_like_fraction", "op": ">=",
-               "value": 2}]  # fmt: skip
+    strict = [{"kind": "threshold", "metric": "dl2.gamma_like_fraction", "op": ">=", "value": 2}]
     out2 = _evaluate(dl2, tmp_path / "q2", strict)
     again = archive_report(archive, out2 / "quality_report.json", "CTAO-N", product=product.did)
     assert len(again) == 1
@@ -76,13 +84,21 @@ def test_archive_report_next_to_the_product(archive: Archive, tmp_path: Path) ->
 def test_a_report_describes_itself_to_any_ingest(archive: Archive, tmp_path: Path) -> None:
     """WMS outputs and plain ingests read the report's own product keywords."""
     n = 10
-    dl2 = write_dl2(tmp_path / "x.fits", time=np.arange(n, dtype=float),
-                    multiplicity=np.ones(n), energy=np.ones(n), gh_score=np.ones(n))  # fmt: skip
+    dl2 = write_dl2(
+        tmp_path / "x.fits",
+        time=np.arange(n, dtype=float),
+        multiplicity=np.ones(n),
+        energy=np.ones(n),
+        gh_score=np.ones(n),
+    )
     out = _evaluate(dl2, tmp_path / "q")
     extracted = extract_metadata(out / "quality_report.json")
     assert extracted.format == "json"
-    assert extracted.columns == {"data_level": "QUAL", "obs_id": 1,
-                                 "product_type": "quality report"}  # fmt: skip
+    assert extracted.columns == {
+        "data_level": "QUAL",
+        "obs_id": 1,
+        "product_type": "quality report",
+    }
     assert extracted.meta["creator"].startswith("dpps QualPipe")
     report = archive.ingest([out / "quality_report.json"], "CTAO-N", lfn="/ctao/q/r.json")
     assert report.results[0].status == "registered"
@@ -95,8 +111,13 @@ def test_a_report_describes_itself_to_any_ingest(archive: Archive, tmp_path: Pat
 
 def test_archive_report_refuses_what_it_cannot_place(archive: Archive, tmp_path: Path) -> None:
     n = 10
-    dl2 = write_dl2(tmp_path / "x.fits", time=np.arange(n, dtype=float),
-                    multiplicity=np.ones(n), energy=np.ones(n), gh_score=np.ones(n))  # fmt: skip
+    dl2 = write_dl2(
+        tmp_path / "x.fits",
+        time=np.arange(n, dtype=float),
+        multiplicity=np.ones(n),
+        energy=np.ones(n),
+        gh_score=np.ones(n),
+    )
     out = _evaluate(dl2, tmp_path / "q")
     with pytest.raises(NotFound):
         archive_report(archive, out / "quality_report.json", "CTAO-N", product="/ctao/nowhere")

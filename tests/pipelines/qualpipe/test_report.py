@@ -39,8 +39,9 @@ def _metric(report: dict[str, object], name: str, tel: int | None = None) -> flo
 def test_good_observation_passes_with_the_default_criteria(
     observation: Observation, tmp_path: Path
 ) -> None:
-    result = run_tool("qualpipe-report", {"title": "Night 2026-11-21"}, _inputs(observation),
-                      tmp_path)  # fmt: skip
+    result = run_tool(
+        "qualpipe-report", {"title": "Night 2026-11-21"}, _inputs(observation), tmp_path
+    )
     assert result.exit_code == EXIT_OK, result.error
     report = json.loads((tmp_path / "quality_report.json").read_text())
     assert report["passed"] is True, [c for c in report["checks"] if c["status"] != "pass"]
@@ -75,8 +76,11 @@ def test_plots_are_pngs_and_the_page_is_self_contained(
     assert result.exit_code == EXIT_OK, result.error
     pngs = sorted((tmp_path / "quality_plots").glob("*.png"))
     assert [p.stem for p in pngs] == [
-        "calibration_tel001", "calibration_tel002", "dl1_parameters", "dl2_events",
-    ]  # fmt: skip
+        "calibration_tel001",
+        "calibration_tel002",
+        "dl1_parameters",
+        "dl2_events",
+    ]
     for png in pngs:
         image = imread(png)
         assert image.ndim == 3
@@ -103,8 +107,9 @@ def test_criteria_that_the_data_miss_fail_the_report(
         "  - {kind: range, metric: dl1.image_rate_hz, min: 1000, severity: warning}\n"
         "  - {kind: range, metric: calibration.gain_median, min: 70, max: 90}\n"
     )
-    result = run_tool("qualpipe-report", {"criteria_file": str(criteria)}, _inputs(observation),
-                      tmp_path / "out")  # fmt: skip
+    result = run_tool(
+        "qualpipe-report", {"criteria_file": str(criteria)}, _inputs(observation), tmp_path / "out"
+    )
     assert result.exit_code == EXIT_OK, result.error  # a failed verdict is a result
     report = json.loads((tmp_path / "out" / "quality_report.json").read_text())
     assert report["passed"] is False
@@ -113,8 +118,13 @@ def test_criteria_that_the_data_miss_fail_the_report(
     assert gamma["value"] == pytest.approx(_metric(report, "dl2.gamma_like_fraction"))
     assert _check(report, "dl1.image_rate_hz", 1)["status"] == "fail"  # a warning only
     assert _check(report, "calibration.gain_median", 2)["status"] == "pass"
-    assert report["summary"] == {"checks": 5, "passed": 2, "failed": 3, "failed_errors": 1,
-                                 "missing": 0}  # fmt: skip
+    assert report["summary"] == {
+        "checks": 5,
+        "passed": 2,
+        "failed": 3,
+        "failed_errors": 1,
+        "missing": 0,
+    }
     assert result.outputs[-1].metadata["passed"] is False
     assert "FAILED" in (tmp_path / "out" / "quality_report.html").read_text()
 
@@ -126,15 +136,23 @@ def test_warnings_alone_do_not_fail_but_a_required_missing_metric_does(
         {"kind": "range", "metric": "dl1.image_rate_hz", "min": 1000, "severity": "warning"},
         {"kind": "threshold", "metric": "dl2.n_events", "op": ">", "value": 0},
     ]
-    result = run_tool("qualpipe-report", {"criteria": inline, "plots": False},
-                      {"dl1": [observation.dl1]}, tmp_path / "a")  # fmt: skip
+    result = run_tool(
+        "qualpipe-report",
+        {"criteria": inline, "plots": False},
+        {"dl1": [observation.dl1]},
+        tmp_path / "a",
+    )
     report = json.loads((tmp_path / "a" / "quality_report.json").read_text())
     assert report["passed"] is True
     assert _check(report, "dl2.n_events")["status"] == "missing"
     assert not (tmp_path / "a" / "quality_plots").exists()
     inline[1]["required"] = True
-    result = run_tool("qualpipe-report", {"criteria": inline, "plots": False},
-                      {"dl1": [observation.dl1]}, tmp_path / "b")  # fmt: skip
+    result = run_tool(
+        "qualpipe-report",
+        {"criteria": inline, "plots": False},
+        {"dl1": [observation.dl1]},
+        tmp_path / "b",
+    )
     assert result.exit_code == EXIT_OK
     report = json.loads((tmp_path / "b" / "quality_report.json").read_text())
     assert report["passed"] is False
@@ -149,8 +167,13 @@ def test_broken_camera_and_bad_reconstruction_fail_the_defaults(tmp_path: Path) 
     assert cal.exit_code == EXIT_OK, cal.error
     n = 200
     energy = np.where(np.arange(n) % 10 == 0, np.nan, 1.0)
-    dl2 = write_dl2(tmp_path / "dl2.fits", time=np.linspace(0, 100, n), multiplicity=np.full(n, 2),
-                    energy=energy, gh_score=np.full(n, 0.5))  # fmt: skip
+    dl2 = write_dl2(
+        tmp_path / "dl2.fits",
+        time=np.linspace(0, 100, n),
+        multiplicity=np.full(n, 2),
+        energy=energy,
+        gh_score=np.full(n, 0.5),
+    )
     inputs = {"calibration": [cal.outputs[0].path], "dl2": [dl2]}
     result = run_tool("qualpipe-report", {}, inputs, tmp_path / "out")
     assert result.exit_code == EXIT_OK, result.error
@@ -209,8 +232,14 @@ def test_unreadable_inputs_are_clear_errors_and_write_no_report(
     with h5py.File(tmp_path / "table.h5", "w") as f:
         f.create_dataset("something", data=np.arange(3))
     fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "events.fits")
-    write_dl2(tmp_path / "energy_in_m.fits", time=np.arange(3.0), multiplicity=np.ones(3),
-              energy=np.ones(3), gh_score=np.ones(3), energy_unit=u.m)  # fmt: skip
+    write_dl2(
+        tmp_path / "energy_in_m.fits",
+        time=np.arange(3.0),
+        multiplicity=np.ones(3),
+        energy=np.ones(3),
+        gh_score=np.ones(3),
+        energy_unit=u.m,
+    )
     given = {k: [tmp_path / p for p in v] for k, v in inputs.items()}
     result = run_tool("qualpipe-report", {}, given, tmp_path / "out")
     assert result.exit_code == code

@@ -90,8 +90,9 @@ def metric_charts(checks: list[Mapping[str, Any]]) -> list[tuple[str, Markup]]:
             {str(c.get("criterion", "")) for c in checks if c.get("metric") == metric}
         )
         title = f"{metric} ({'; '.join(criteria)})"
-        charts.append((title, svg.hbar_chart(list(rows.items()), title=title, colours=colours,
-                                             width=420)))  # fmt: skip
+        charts.append(
+            (title, svg.hbar_chart(list(rows.items()), title=title, colours=colours, width=420))
+        )
     return charts
 
 

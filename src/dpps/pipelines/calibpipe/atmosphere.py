@@ -37,8 +37,14 @@ class ReferenceAtmosphere:
 SCALES = {"temperature_c": 4.0, "pressure_hpa": 3.0, "humidity_pct": 15.0}
 
 #: Site aliases as written in DL0 headers (``SITE``) -> site key.
-SITE_ALIASES = {"north": "north", "ctao-north": "north", "la palma": "north",
-                "south": "south", "ctao-south": "south", "paranal": "south"}  # fmt: skip
+SITE_ALIASES = {
+    "north": "north",
+    "ctao-north": "north",
+    "la palma": "north",
+    "south": "south",
+    "ctao-south": "south",
+    "paranal": "south",
+}
 
 REFERENCE_MODELS: dict[str, tuple[ReferenceAtmosphere, ...]] = {
     "north": (

@@ -127,8 +127,14 @@ def write_selection(
         name="SELECTION",
     )
     cards = product_cards(
-        data_type=DATA_TYPE, tel_id=None, obs_id=obs_id, time_first=w.time_first,
-        time_last=w.time_last, valid_from=valid_from, valid_to=valid_to, category=category,
+        data_type=DATA_TYPE,
+        tel_id=None,
+        obs_id=obs_id,
+        time_first=w.time_first,
+        time_last=w.time_last,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        category=category,
         extra={
             "DATAASSO": ("Site", "what the product is associated with"),
             "SITE": (f"CTAO-{selection.site.capitalize()}", "telescope site"),
@@ -138,10 +144,12 @@ def write_selection(
             "MEAN_P": (round(w.pressure_hpa, 3), "mean pressure, hPa"),
             "MEAN_H": (round(w.humidity_pct, 3), "mean relative humidity, %"),
             "N_SAMPL": (w.n_samples, "weather samples used"),
-            "ATMDIST": (round(selection.distances[selection.model.name], 4),
-                        "distance to the selected model"),
+            "ATMDIST": (
+                round(selection.distances[selection.model.name], 4),
+                "distance to the selected model",
+            ),
         },
-    )  # fmt: skip
+    )
     return write_fits(path, cards, table)
 
 
@@ -161,9 +169,12 @@ class AtmosphereTool(Tool[AtmosphereConfig]):
         if not site:
             raise InvalidInput("the weather inputs name no SITE: set 'site' in the config")
         weather = summarize(
-            data["TIME"], data["TEMPERATURE"], data["PRESSURE"], data["HUMIDITY"],
+            data["TIME"],
+            data["TEMPERATURE"],
+            data["PRESSURE"],
+            data["HUMIDITY"],
             min_samples=cfg.min_samples,
-        )  # fmt: skip
+        )
         selection = select_model(str(site), weather)
         obs_id = header["obs_id"]
         valid_from = iso(weather.time_first - cfg.validity_before_s)
@@ -178,7 +189,13 @@ class AtmosphereTool(Tool[AtmosphereConfig]):
             category=cfg.category or (str(header["category"]) if header["category"] else None),
         )
         self.add_output(
-            path, "CAL", DATA_TYPE, obs_id=obs_id, site=selection.site,
-            model=selection.model.name, model_id=selection.model.model_id,
-            valid_from=valid_from, valid_to=valid_to,
-        )  # fmt: skip
+            path,
+            "CAL",
+            DATA_TYPE,
+            obs_id=obs_id,
+            site=selection.site,
+            model=selection.model.name,
+            model_id=selection.model.model_id,
+            valid_from=valid_from,
+            valid_to=valid_to,
+        )

@@ -183,9 +183,15 @@ class FirstPass:
         sane = np.isfinite(containment) & (containment > 0.2) & (containment <= 1.5)
         containment = np.where(sane, np.clip(containment, None, 1.0), np.nan)
         return Windows(
-            pedestal, width, start.astype(np.intp), containment, self.n_ped, self.n_ff,
-            self.time_first, self.time_last,
-        )  # fmt: skip
+            pedestal,
+            width,
+            start.astype(np.intp),
+            containment,
+            self.n_ped,
+            self.n_ff,
+            self.time_first,
+            self.time_last,
+        )
 
 
 class _Moments:

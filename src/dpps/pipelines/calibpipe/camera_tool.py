@@ -142,10 +142,18 @@ class CameraCalibrationTool(Tool[CameraCalibrationConfig]):
         # Everything is computed before anything is written: a bad telescope leaves no
         # partial set of products behind.
         results = [
-            (stream, calibrate(stream, cfg.options(), batch_size=cfg.batch_size,
-                               min_events=cfg.min_events, cache_mb=cfg.cache_mb))
+            (
+                stream,
+                calibrate(
+                    stream,
+                    cfg.options(),
+                    batch_size=cfg.batch_size,
+                    min_events=cfg.min_events,
+                    cache_mb=cfg.cache_mb,
+                ),
+            )
             for stream in self.streams
-        ]  # fmt: skip
+        ]
         for stream, calibration in results:
             valid_from = iso(calibration.time_first - cfg.validity_before_s)
             valid_to = iso(calibration.time_last + cfg.validity_after_s, up=True)
@@ -161,7 +169,12 @@ class CameraCalibrationTool(Tool[CameraCalibrationConfig]):
                 site=stream.site,
             )
             self.add_output(
-                path, "CAL", DATA_TYPE, tel_id=stream.tel_id, obs_id=stream.obs_id,
-                valid_from=valid_from, valid_to=valid_to,
+                path,
+                "CAL",
+                DATA_TYPE,
+                tel_id=stream.tel_id,
+                obs_id=stream.obs_id,
+                valid_from=valid_from,
+                valid_to=valid_to,
                 unusable_pixels=int(calibration.unusable.sum()),
-            )  # fmt: skip
+            )

@@ -37,9 +37,16 @@ class Versioned(Protocol):
 
 _ERRORS: dict[str, type[DppsError]] = {
     c.__name__: c
-    for c in (errors.InvalidInput, errors.ConfigError, errors.NotFound, errors.Conflict,
-              errors.IntegrityFailure, errors.PermissionDenied, errors.Unavailable)
-}  # fmt: skip
+    for c in (
+        errors.InvalidInput,
+        errors.ConfigError,
+        errors.NotFound,
+        errors.Conflict,
+        errors.IntegrityFailure,
+        errors.PermissionDenied,
+        errors.Unavailable,
+    )
+}
 TimeOrRange = dt.datetime | tuple[dt.datetime, dt.datetime]
 
 

@@ -150,8 +150,14 @@ def write_calibration(
     for key, (value, comment) in ident.items():
         table.header[f"HIERARCH {key}" if len(key) > 8 else key] = (value, comment)
     cards = product_cards(
-        data_type=DATA_TYPE, tel_id=tel_id, obs_id=obs_id, time_first=c.time_first,
-        time_last=c.time_last, valid_from=valid_from, valid_to=valid_to, category=category,
+        data_type=DATA_TYPE,
+        tel_id=tel_id,
+        obs_id=obs_id,
+        time_first=c.time_first,
+        time_last=c.time_last,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        category=category,
         extra={
             "DATAASSO": ("Telescope", "what the product is associated with"),
             "INSTRUME": (camera, "camera"),
@@ -162,7 +168,7 @@ def write_calibration(
             "CONTAIN": (_finite(c.containment), "median window containment of the pulse"),
             **(extra or {}),
         },
-    )  # fmt: skip
+    )
     return write_fits(path, cards, table)
 
 

@@ -35,8 +35,14 @@ PRODUCTS: dict[tuple[str, str], tuple[str, str]] = {
 NEEDS_MODELS = ("dl2", "dl3", "quality")
 NEEDS_IRF = ("dl3",)
 #: The campaign's step options apply to these steps of the workflow.
-OPTION_STEPS = {"dl1": "dl1", "dl2": "dl2", "dl3": "dl3", "camera": "camera",
-                "atmosphere": "atmosphere", "quality": "quality"}  # fmt: skip
+OPTION_STEPS = {
+    "dl1": "dl1",
+    "dl2": "dl2",
+    "dl3": "dl3",
+    "camera": "camera",
+    "atmosphere": "atmosphere",
+    "quality": "quality",
+}
 
 
 def target(spec: CampaignSpec) -> Target:
@@ -60,11 +66,13 @@ def block_workflow(
     supersedes: dict[str, str],
 ) -> WorkflowSpec:
     """The night's workflow for one block, with the campaign's outputs, options and steps."""
-    base = build_block_workflow(obs_id, spec.category, spec.software_version,
-                                target=target(spec))  # fmt: skip
+    base = build_block_workflow(obs_id, spec.category, spec.software_version, target=target(spec))
     dropped = {s for s in NEEDS_MODELS if not models} | {s for s in NEEDS_IRF if not irf}
-    meta = {"category": spec.category, "campaign": spec.name,
-            "software_version": spec.software_version}  # fmt: skip
+    meta = {
+        "category": spec.category,
+        "campaign": spec.name,
+        "software_version": spec.software_version,
+    }
     steps = [
         _adapt(archive, spec, step, obs_id, night, meta, supersedes)
         for step in base.steps
@@ -74,9 +82,14 @@ def block_workflow(
         p for p in base.inputs if (p.name != "models" or models) and (p.name != "irf" or irf)
     ]
     outputs = {k: v for k, v in base.outputs.items() if v.split("/")[0] not in dropped}
-    return WorkflowSpec.model_validate({
-        "name": f"{spec.name}-obs{obs_id:06d}", "inputs": [p.model_dump() for p in inputs],
-        "outputs": outputs, "steps": [s.model_dump() for s in steps]})  # fmt: skip
+    return WorkflowSpec.model_validate(
+        {
+            "name": f"{spec.name}-obs{obs_id:06d}",
+            "inputs": [p.model_dump() for p in inputs],
+            "outputs": outputs,
+            "steps": [s.model_dump() for s in steps],
+        }
+    )
 
 
 def _adapt(
@@ -118,5 +131,4 @@ def _adapt(
 def _relocated(port: OutputPort, lfn: str, meta: Mapping[str, Any]) -> OutputPort:
     if port.array and "$(self.basename)" not in lfn:
         lfn = f"{posixpath.dirname(lfn)}/$(self.basename)"
-    return port.model_copy(update={"lfn": lfn, "meta": {**port.meta, **meta},
-                                   "new_version": True})  # fmt: skip
+    return port.model_copy(update={"lfn": lfn, "meta": {**port.meta, **meta}, "new_version": True})

@@ -27,9 +27,14 @@ from dpps.wms.states import FINAL_WORKFLOW_STATES, JobState, WorkflowState
 
 Tick = Callable[[int, int], None]
 #: The campaign's step options go to these pipeline tools (``--set STEP.OPTION=...``).
-TOOLS = {"camera": "calibpipe-camera", "atmosphere": "calibpipe-atmosphere",
-         "dl1": "datapipe-dl1", "dl2": "datapipe-dl2", "dl3": "datapipe-dl3",
-         "quality": "qualpipe-report"}  # fmt: skip
+TOOLS = {
+    "camera": "calibpipe-camera",
+    "atmosphere": "calibpipe-atmosphere",
+    "dl1": "datapipe-dl1",
+    "dl2": "datapipe-dl2",
+    "dl3": "datapipe-dl3",
+    "quality": "qualpipe-report",
+}
 
 
 @dataclass(slots=True)
@@ -86,8 +91,9 @@ def existing_products(
     archive: Archive, spec: CampaignSpec, obs_id: int, wanted: set[str]
 ) -> list[str]:
     """Products an earlier run of this campaign registered for the block (pinned labels)."""
-    found = archive.list_files(f"meta.campaign = '{spec.name}' and obs_id = {obs_id}",
-                               limit=None, all_versions=True)  # fmt: skip
+    found = archive.list_files(
+        f"meta.campaign = '{spec.name}' and obs_id = {obs_id}", limit=None, all_versions=True
+    )
     if not wanted <= {f.product_type for f in found}:
         return []
     return sorted(f"{f.scope}:{f.name}@v{f.version}" for f in found)
@@ -113,9 +119,14 @@ def _workflows_by_name(wms: WMS, spec: CampaignSpec) -> dict[str, tuple[int, str
 
 
 def start(
-    wms: WMS, spec: CampaignSpec, blocks: Sequence[BlockRun], nights: dict[int, object | None],
-    *, models: bool, irf: bool,
-) -> None:  # fmt: skip
+    wms: WMS,
+    spec: CampaignSpec,
+    blocks: Sequence[BlockRun],
+    nights: dict[int, object | None],
+    *,
+    models: bool,
+    irf: bool,
+) -> None:
     """Submit (or find, or retry) the workflow of every block that has no products yet."""
     archive = wms.archive
     known = _workflows_by_name(wms, spec)
@@ -124,8 +135,17 @@ def start(
         found = existing_products(archive, spec, block.obs_id, wanted)
         if found:
             block.how, block.state = "existing", WorkflowState.DONE.value
-            block.steps = [StepRun("block", block.obs_id, block.name, {}, "existing",
-                                   state=JobState.DONE.value, outputs=found)]  # fmt: skip
+            block.steps = [
+                StepRun(
+                    "block",
+                    block.obs_id,
+                    block.name,
+                    {},
+                    "existing",
+                    state=JobState.DONE.value,
+                    outputs=found,
+                )
+            ]
             continue
         earlier = known.get(block.name)
         if earlier is not None and earlier[1] not in FINAL_WORKFLOW_STATES:
@@ -135,11 +155,21 @@ def start(
             wms.retry_workflow(earlier[0])
             block.how, block.workflow_id = "retried", earlier[0]
             continue
-        workflow = chain.block_workflow(archive, spec, block.obs_id, nights.get(block.obs_id),
-                                        models=models, irf=irf,
-                                        supersedes=block.supersedes)  # fmt: skip
-        opts = SubmitOptions(name=block.name, priority=spec.priority, activity=spec.activity,
-                             max_attempts=spec.max_attempts)  # fmt: skip
+        workflow = chain.block_workflow(
+            archive,
+            spec,
+            block.obs_id,
+            nights.get(block.obs_id),
+            models=models,
+            irf=irf,
+            supersedes=block.supersedes,
+        )
+        opts = SubmitOptions(
+            name=block.name,
+            priority=spec.priority,
+            activity=spec.activity,
+            max_attempts=spec.max_attempts,
+        )
         block.workflow_id = wms.submit_workflow(workflow, block.inputs, opts=opts).id
         block.how = "submitted"
 
@@ -167,6 +197,16 @@ def finish(wms: WMS, blocks: Sequence[BlockRun], *, timeout_s: float, tick: Tick
                 outputs = [pinned(wms.archive, d) for d in details.outputs]
             except DppsError as exc:  # an output vanished since: verification reports it
                 outputs, block.reason = [], str(exc)
-            block.steps.append(StepRun(job.step or job.name, block.obs_id, job.name,
-                                       {"inputs": list(details.inputs)}, block.how, job.id,
-                                       job.state, job.reason, outputs))  # fmt: skip
+            block.steps.append(
+                StepRun(
+                    job.step or job.name,
+                    block.obs_id,
+                    job.name,
+                    {"inputs": list(details.inputs)},
+                    block.how,
+                    job.id,
+                    job.state,
+                    job.reason,
+                    outputs,
+                )
+            )

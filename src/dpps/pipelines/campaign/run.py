@@ -103,8 +103,15 @@ def run_campaign(
     say("selecting DL0")
     jobs.check_configs(spec)
     chosen = selection.select(archive, spec.query)
-    report = CampaignReport(spec.name, spec.query, spec.software_version, spec.category,
-                            spec.activity, dry_run, chosen.volume)  # fmt: skip
+    report = CampaignReport(
+        spec.name,
+        spec.query,
+        spec.software_version,
+        spec.category,
+        spec.activity,
+        dry_run,
+        chosen.volume,
+    )
     report.models = _newest(archive, spec.models, MODELS_QUERY)
     report.irf = _newest(archive, spec.irf, IRF_QUERY)
     if dry_run:
@@ -116,9 +123,13 @@ def run_campaign(
     todo = [b for b in blocks if not jobs.existing_products(archive, spec, b.obs_id, wanted)]
     tape = [f for b in todo for f in b.inputs if not f.on_disk]
     say(f"staging {len(tape)} tape-only files")
-    report.staging = staging.stage(archive, [f.did for f in tape],
-                                   [f.info.bytes or 0 for f in tape],
-                                   timeout_s=spec.timeout_s, progress=tick)  # fmt: skip
+    report.staging = staging.stage(
+        archive,
+        [f.did for f in tape],
+        [f.info.bytes or 0 for f in tape],
+        timeout_s=spec.timeout_s,
+        progress=tick,
+    )
     if report.staging.failed:
         report.failures += [{"step": "staging", "error": e} for e in report.staging.failed]
     try:
@@ -137,8 +148,14 @@ def _readable(blocks: list[Block], report: CampaignReport) -> list[Block]:
     for block in blocks:
         lost = [f.did for f in block.inputs if not f.location.available]
         if lost:
-            report.failures.append({"step": "staging", "obs_id": block.obs_id, "inputs": lost,
-                                    "error": "no AVAILABLE replica of these inputs"})  # fmt: skip
+            report.failures.append(
+                {
+                    "step": "staging",
+                    "obs_id": block.obs_id,
+                    "inputs": lost,
+                    "error": "no AVAILABLE replica of these inputs",
+                }
+            )
         else:
             good.append(block)
     return good
@@ -149,12 +166,17 @@ def _pin(f: selection.DL0File) -> str:
 
 
 def _process(
-    wms: WMS, spec: CampaignSpec, blocks: list[Block], report: CampaignReport, say: Phase,
+    wms: WMS,
+    spec: CampaignSpec,
+    blocks: list[Block],
+    report: CampaignReport,
+    say: Phase,
     tick: Tick | None,
-) -> None:  # fmt: skip
+) -> None:
     if report.models is None:
-        report.skipped.append("dl2, dl3 and quality skipped: no reconstruction models in the "
-                              "archive (give --models)")  # fmt: skip
+        report.skipped.append(
+            "dl2, dl3 and quality skipped: no reconstruction models in the archive (give --models)"
+        )
     elif report.irf is None:
         report.skipped.append("dl3 skipped: no IRF in the archive (give --irf)")
     runs = []
@@ -174,15 +196,26 @@ def _process(
         report.steps += run.steps
         for step in run.steps:
             if step.state in (JobState.FAILED.value, JobState.KILLED.value):
-                report.failures.append({"step": step.step, "obs_id": run.obs_id,
-                                        "job": step.job_id, "inputs": step.inputs["inputs"],
-                                        "error": step.reason or step.state})  # fmt: skip
+                report.failures.append(
+                    {
+                        "step": step.step,
+                        "obs_id": run.obs_id,
+                        "job": step.job_id,
+                        "inputs": step.inputs["inputs"],
+                        "error": step.reason or step.state,
+                    }
+                )
         if run.state not in (WorkflowState.DONE.value, "") and not any(
             s.state in (JobState.FAILED.value, JobState.KILLED.value) for s in run.steps
         ):
-            report.failures.append({"step": "workflow", "obs_id": run.obs_id,
-                                    "workflow": run.workflow_id,
-                                    "error": run.reason or run.state})  # fmt: skip
+            report.failures.append(
+                {
+                    "step": "workflow",
+                    "obs_id": run.obs_id,
+                    "workflow": run.workflow_id,
+                    "error": run.reason or run.state,
+                }
+            )
 
 
 __all__ = ["CampaignReport", "run_campaign"]

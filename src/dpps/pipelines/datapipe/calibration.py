@@ -74,8 +74,9 @@ def read_product(path: Path) -> CalibrationProduct:
     try:
         with fits.open(path, memmap=False) as hdul:
             if CALIBRATION_HDU not in hdul:
-                raise InvalidInput(f"{path.name}: no {CALIBRATION_HDU} HDU: not a calibration "
-                                   "product")  # fmt: skip
+                raise InvalidInput(
+                    f"{path.name}: no {CALIBRATION_HDU} HDU: not a calibration product"
+                )
             primary = hdul[0].header
             hdu = hdul[CALIBRATION_HDU]
             header = {**dict(primary), **dict(hdu.header)}
@@ -124,9 +125,11 @@ def select_product(
         return None
     valid = [p for p in mine if p.covers(when)]
     if not valid:
-        raise InvalidInput(f"no calibration product for telescope {tel_id} is valid at "
-                           f"{when:%Y-%m-%dT%H:%M:%S} (given: "
-                           f"{', '.join(p.path.name for p in mine)})")  # fmt: skip
+        raise InvalidInput(
+            f"no calibration product for telescope {tel_id} is valid at "
+            f"{when:%Y-%m-%dT%H:%M:%S} (given: "
+            f"{', '.join(p.path.name for p in mine)})"
+        )
     return max(valid, key=lambda p: p.valid_from or dt.datetime.min)
 
 

@@ -87,8 +87,9 @@ def open_dl0(path: Path) -> DL0File:
     try:
         with File(str(path)) as zf:
             if not hasattr(zf, "Events"):
-                raise InvalidInput(f"{path.name} holds no telescope events (not a DL0 "
-                                   "telescope stream)")  # fmt: skip
+                raise InvalidInput(
+                    f"{path.name} holds no telescope events (not a DL0 telescope stream)"
+                )
             stream = next(iter(zf.DataStream))
             config = next(iter(zf.CameraConfiguration))
     except (OSError, StopIteration, AttributeError, ValueError) as exc:

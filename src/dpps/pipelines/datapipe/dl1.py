@@ -41,10 +41,25 @@ from dpps.pipelines.tool import Tool, ToolConfig, register_tool
 
 #: DL0 primary-header keywords carried into DL1 (and from there into DL2).
 CARRIED = (
-    "DATACAT", "OBS_ID", "SB_ID", "SITE", "OBSNIGHT", "PNT_ALT", "PNT_AZ", "SIM_NSHW",
-    "SIM_EMIN", "SIM_EMAX", "SIM_IDX", "SIM_RMAX", "SIM_VCON", "PARTICLE", "SRC_OFFS",
-    "SRC_ANG", "LIFETIME_DAYS", "SIMSEED",
-)  # fmt: skip
+    "DATACAT",
+    "OBS_ID",
+    "SB_ID",
+    "SITE",
+    "OBSNIGHT",
+    "PNT_ALT",
+    "PNT_AZ",
+    "SIM_NSHW",
+    "SIM_EMIN",
+    "SIM_EMAX",
+    "SIM_IDX",
+    "SIM_RMAX",
+    "SIM_VCON",
+    "PARTICLE",
+    "SRC_OFFS",
+    "SRC_ANG",
+    "LIFETIME_DAYS",
+    "SIMSEED",
+)
 
 
 class DL1Config(ToolConfig):
@@ -62,8 +77,13 @@ class DL1Config(ToolConfig):
     output_name: str | None = Field(None, description="Output file name (default derived).")
 
     def settings(self) -> ImageSettings:
-        return ImageSettings(self.window_width, self.window_shift, self.picture_pe,
-                             self.boundary_pe, self.min_neighbors)  # fmt: skip
+        return ImageSettings(
+            self.window_width,
+            self.window_shift,
+            self.picture_pe,
+            self.boundary_pe,
+            self.min_neighbors,
+        )
 
 
 def _read_table(path: Path, hdu: int | str, what: str) -> Table:
@@ -125,16 +145,20 @@ class DL1Tool(Tool[DL1Config]):
             return pointing_from_table(self.inputs["pointing"][0])
         if "PNT_ALT" in first.header and "PNT_AZ" in first.header:
             return float(first.header["PNT_ALT"]), float(first.header["PNT_AZ"])
-        raise InvalidInput("datapipe-dl1: no pointing: give a 'pointing' input (ACADA pointing "
-                           "table) or pointing_alt_deg/pointing_az_deg")  # fmt: skip
+        raise InvalidInput(
+            "datapipe-dl1: no pointing: give a 'pointing' input (ACADA pointing "
+            "table) or pointing_alt_deg/pointing_az_deg"
+        )
 
     def coefficients(self, f: DL0File, when: dt.datetime) -> Coefficients:
         product = select_product(self.products, f.tel_id, when)
         if product is None:
             return default_coefficients(f.n_pixels, f.waveform_scale, f.waveform_offset)
         if product.coefficients.gain.size != f.n_pixels:
-            raise InvalidInput(f"{product.path.name}: {product.coefficients.gain.size} pixels, "
-                               f"telescope {f.tel_id} has {f.n_pixels}")  # fmt: skip
+            raise InvalidInput(
+                f"{product.path.name}: {product.coefficients.gain.size} pixels, "
+                f"telescope {f.tel_id} has {f.n_pixels}"
+            )
         return product.coefficients
 
     def start(self) -> None:
@@ -152,25 +176,36 @@ class DL1Tool(Tool[DL1Config]):
                 if ev.event_type != SHOWER_EVENT_TYPE:
                     continue
                 wave = calibrate(ev.waveform, coeffs)
-                params = process(geom, wave, f.camera.sampling_ghz, coeffs.time_shift,
-                                 coeffs.unusable, settings)  # fmt: skip
-                rows.append((f.obs_id, ev.event_id, f.tel_id, ev.event_type, ev.time_unix,
-                             *(params[p] for p in PARAMETERS)))  # fmt: skip
+                params = process(
+                    geom, wave, f.camera.sampling_ghz, coeffs.time_shift, coeffs.unusable, settings
+                )
+                rows.append(
+                    (
+                        f.obs_id,
+                        ev.event_id,
+                        f.tel_id,
+                        ev.event_type,
+                        ev.time_unix,
+                        *(params[p] for p in PARAMETERS),
+                    )
+                )
         if not rows:
             raise InvalidInput("datapipe-dl1: the inputs hold no array-triggered shower events")
         table = np.array(rows, dtype=PARAMETER_DTYPE)
         table.sort(order=["obs_id", "event_id", "tel_id"])
         truth = None
         if self.inputs.get("truth"):
-            wanted = {(int(o), int(e)) for o, e in zip(table["obs_id"], table["event_id"],
-                                                         strict=True)}  # fmt: skip
+            wanted = {
+                (int(o), int(e)) for o, e in zip(table["obs_id"], table["event_id"], strict=True)
+            }
             truth = truth_rows(self.inputs["truth"][0], wanted)
         header = self.header(first, alt, az, table, used)
         path = self.output_dir / (self.config.output_name or self.default_name(first))
         write_dl1(path, header, table, self.telescope_table(), truth)
         meta = {"obs_id": first.obs_id, "category": header.get("DATACAT") or None}
-        self.add_output(path, "DL1", "image parameters",
-                        **{k: v for k, v in meta.items() if v is not None})  # fmt: skip
+        self.add_output(
+            path, "DL1", "image parameters", **{k: v for k, v in meta.items() if v is not None}
+        )
 
     def telescope_table(self) -> NDArray[Any]:
         tels = sorted({f.tel_id for f in self.files})
@@ -180,23 +215,33 @@ class DL1Tool(Tool[DL1Config]):
             out[i] = (tel_id, tel.camera.encode(), tel.x_m, tel.y_m)
         return out
 
-    def header(self, first: DL0File, alt: float, az: float, table: NDArray[Any],
-               used: dict[int, str]) -> dict[str, Any]:  # fmt: skip
+    def header(
+        self, first: DL0File, alt: float, az: float, table: NDArray[Any], used: dict[int, str]
+    ) -> dict[str, Any]:
         header = {k: first.header[k] for k in CARRIED if k in first.header}
         times = table["time"]
 
         def iso(t: float) -> str:
             return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None).isoformat("T")
 
-        header.update({
-            "CTAOMETA": "1.0", "ORIGIN": "CTAO", "CREATOR": "dpps DataPipe datapipe-dl1",
-            "DATALEVL": "DL1", "DATATYPE": "image parameters", "OBS_ID": first.obs_id,
-            "TIMESYS": "UTC", "DATE-OBS": iso(float(times.min())),
-            "DATE-END": iso(float(times.max())), "PNT_ALT": alt, "PNT_AZ": az,
-            "SITE_KEY": site_of_telescope(first.tel_id),
-            "CALIB": ",".join(f"{t}:{s}" for t, s in sorted(used.items())),
-            "TELESCOP": ",".join(str(t) for t in sorted(used)),
-        })  # fmt: skip
+        header.update(
+            {
+                "CTAOMETA": "1.0",
+                "ORIGIN": "CTAO",
+                "CREATOR": "dpps DataPipe datapipe-dl1",
+                "DATALEVL": "DL1",
+                "DATATYPE": "image parameters",
+                "OBS_ID": first.obs_id,
+                "TIMESYS": "UTC",
+                "DATE-OBS": iso(float(times.min())),
+                "DATE-END": iso(float(times.max())),
+                "PNT_ALT": alt,
+                "PNT_AZ": az,
+                "SITE_KEY": site_of_telescope(first.tel_id),
+                "CALIB": ",".join(f"{t}:{s}" for t, s in sorted(used.items())),
+                "TELESCOP": ",".join(str(t) for t in sorted(used)),
+            }
+        )
         return header
 
     def default_name(self, first: DL0File) -> str:

@@ -34,23 +34,56 @@ TELESCOPES_PATH = "dl1/telescopes"
 TRUTH_PATH = "simulation/showers"
 
 PARAMETER_DTYPE = np.dtype(
-    [("obs_id", "i8"), ("event_id", "i8"), ("tel_id", "i2"), ("event_type", "i2"),
-     ("time", "f8"), *((name, "f8") for name in PARAMETERS)]
-)  # fmt: skip
+    [
+        ("obs_id", "i8"),
+        ("event_id", "i8"),
+        ("tel_id", "i2"),
+        ("event_type", "i2"),
+        ("time", "f8"),
+        *((name, "f8") for name in PARAMETERS),
+    ]
+)
 TELESCOPE_DTYPE = np.dtype([("tel_id", "i2"), ("camera", "S16"), ("pos_x", "f8"), ("pos_y", "f8")])
 TRUTH_DTYPE = np.dtype(
-    [("obs_id", "i8"), ("event_id", "i8"), ("true_energy", "f8"), ("true_alt", "f8"),
-     ("true_az", "f8"), ("true_x", "f8"), ("true_y", "f8"), ("true_core_x", "f8"),
-     ("true_core_y", "f8"), ("particle_type", "S8")]
-)  # fmt: skip
+    [
+        ("obs_id", "i8"),
+        ("event_id", "i8"),
+        ("true_energy", "f8"),
+        ("true_alt", "f8"),
+        ("true_az", "f8"),
+        ("true_x", "f8"),
+        ("true_y", "f8"),
+        ("true_core_x", "f8"),
+        ("true_core_y", "f8"),
+        ("particle_type", "S8"),
+    ]
+)
 UNITS = {
-    PARAMETERS_PATH: {"time": "s", "intensity": "pe", "x": "deg", "y": "deg", "r": "deg",
-                      "phi": "deg", "psi": "deg", "length": "deg", "width": "deg",
-                      "time_slope": "ns/deg", "time_intercept": "ns", "peak_time_mean": "ns"},
+    PARAMETERS_PATH: {
+        "time": "s",
+        "intensity": "pe",
+        "x": "deg",
+        "y": "deg",
+        "r": "deg",
+        "phi": "deg",
+        "psi": "deg",
+        "length": "deg",
+        "width": "deg",
+        "time_slope": "ns/deg",
+        "time_intercept": "ns",
+        "peak_time_mean": "ns",
+    },
     TELESCOPES_PATH: {"pos_x": "m", "pos_y": "m"},
-    TRUTH_PATH: {"true_energy": "TeV", "true_alt": "deg", "true_az": "deg", "true_x": "deg",
-                 "true_y": "deg", "true_core_x": "m", "true_core_y": "m"},
-}  # fmt: skip
+    TRUTH_PATH: {
+        "true_energy": "TeV",
+        "true_alt": "deg",
+        "true_az": "deg",
+        "true_x": "deg",
+        "true_y": "deg",
+        "true_core_x": "m",
+        "true_core_y": "m",
+    },
+}
 
 
 @dataclass(frozen=True)

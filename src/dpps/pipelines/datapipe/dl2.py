@@ -71,15 +71,18 @@ def prepare(data: DL1Data, quality: Quality) -> Prepared:
     rows = _rows_of(events, params)
     use = (rows >= 0) & np.isfinite(impact) & (impact > 0)
     multiplicity = np.where(rows >= 0, events["multiplicity"][np.maximum(rows, 0)], 0)
-    feats = models.image_features(params[use], impact[use], disp[use],
-                                  multiplicity[use].astype(float))  # fmt: skip
+    feats = models.image_features(
+        params[use], impact[use], disp[use], multiplicity[use].astype(float)
+    )
     return Prepared(data, events, feats, rows[use], params["intensity"][use])
 
 
 def truth_for(data: DL1Data, events: NDArray[Any]) -> NDArray[Any]:
     if data.truth is None:
-        raise InvalidInput(f"{data.path.name}: simulated DL1 without truth (run datapipe-dl1 "
-                           "with the SimPipe truth table as input 'truth')")  # fmt: skip
+        raise InvalidInput(
+            f"{data.path.name}: simulated DL1 without truth (run datapipe-dl1 "
+            "with the SimPipe truth table as input 'truth')"
+        )
     rows = _rows_of(data.truth, events)
     if np.any(rows < 0):
         raise InvalidInput(f"{data.path.name}: events without truth rows")
@@ -114,19 +117,32 @@ def observation_header(data: DL1Data, target: TargetConfig, times: NDArray[Any])
     start, end = float(np.min(times)), float(np.max(times))
     ra, dec = target.ra_deg, target.dec_deg
     if ra is None or dec is None:
-        ra, dec = pointing_radec(site.lat_deg, site.lon_deg, site.height_m,
-                                 float(data.header["PNT_ALT"]), float(data.header["PNT_AZ"]),
-                                 (start + end) / 2)  # fmt: skip
+        ra, dec = pointing_radec(
+            site.lat_deg,
+            site.lon_deg,
+            site.height_m,
+            float(data.header["PNT_ALT"]),
+            float(data.header["PNT_AZ"]),
+            (start + end) / 2,
+        )
     return {
-        "OBSERVAT": site.observatory, "GEOLAT": site.lat_deg, "GEOLON": site.lon_deg,
-        "ALTITUDE": site.height_m, "OBS_ID": int(data.header["OBS_ID"]),
-        "OBJECT": target.name, "RA_OBJ": ra, "DEC_OBJ": dec,
-        "DATE-OBS": _iso(start), "DATE-END": _iso(end), "TIMESYS": "UTC",
-    }  # fmt: skip
+        "OBSERVAT": site.observatory,
+        "GEOLAT": site.lat_deg,
+        "GEOLON": site.lon_deg,
+        "ALTITUDE": site.height_m,
+        "OBS_ID": int(data.header["OBS_ID"]),
+        "OBJECT": target.name,
+        "RA_OBJ": ra,
+        "DEC_OBJ": dec,
+        "DATE-OBS": _iso(start),
+        "DATE-END": _iso(end),
+        "TIMESYS": "UTC",
+    }
 
 
-def pointing_radec(lat: float, lon: float, height: float, alt: float, az: float,
-                   unix: float) -> tuple[float, float]:  # fmt: skip
+def pointing_radec(
+    lat: float, lon: float, height: float, alt: float, az: float, unix: float
+) -> tuple[float, float]:
     """ICRS direction of a horizontal pointing at a time, offline (bundled IERS data)."""
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.time import Time
@@ -156,8 +172,7 @@ class DL2Config(ToolConfig):
 
 
 def events_table(prep: Prepared, trained: models.Models) -> QTable:
-    keys, energy, score = models.predict(trained, prep.features, prep.event_index,
-                                         prep.intensity)  # fmt: skip
+    keys, energy, score = models.predict(trained, prep.features, prep.event_index, prep.intensity)
     ev = prep.events[keys]
     header = prep.data.header
     alt0, az0 = float(header["PNT_ALT"]), float(header["PNT_AZ"])
@@ -179,9 +194,15 @@ def events_table(prep: Prepared, trained: models.Models) -> QTable:
     table["reco_core_y"] = u.Quantity(ev["reco_core_y"], u.m)
     if prep.data.is_simulation:
         truth = truth_for(prep.data, ev)
-        for name, unit in (("true_energy", u.TeV), ("true_alt", u.deg), ("true_az", u.deg),
-                           ("true_core_x", u.m), ("true_core_y", u.m), ("true_x", u.deg),
-                           ("true_y", u.deg)):  # fmt: skip
+        for name, unit in (
+            ("true_energy", u.TeV),
+            ("true_alt", u.deg),
+            ("true_az", u.deg),
+            ("true_core_x", u.m),
+            ("true_core_y", u.m),
+            ("true_x", u.deg),
+            ("true_y", u.deg),
+        ):
             table[name] = u.Quantity(truth[name], unit)
         table["particle_type"] = np.char.strip(truth["particle_type"].astype(str))
     good = np.isfinite(energy) & (energy > 0) & np.isfinite(score)
@@ -224,8 +245,9 @@ class DL2Tool(Tool[DL2Config]):
         if len(kinds) > 1:
             raise InvalidInput("datapipe-dl2: cannot mix simulated and observed DL1")
         if not self.files[0].is_simulation and len({f.header["OBS_ID"] for f in self.files}) > 1:
-            raise InvalidInput("datapipe-dl2: observed DL1 of several observations: one DL2 "
-                               "per observation")  # fmt: skip
+            raise InvalidInput(
+                "datapipe-dl2: observed DL1 of several observations: one DL2 per observation"
+            )
 
     def start(self) -> None:
         quality = self.config.quality.quality()
@@ -235,11 +257,14 @@ class DL2Tool(Tool[DL2Config]):
             raise InvalidInput("datapipe-dl2: no event could be reconstructed")
         first = self.files[0]
         header: dict[str, Any] = {
-            "CTAOMETA": "1.0", "ORIGIN": "CTAO", "CREATOR": "dpps DataPipe datapipe-dl2",
-            "DATALEVL": "DL2", "DATATYPE": "reconstructed events",
+            "CTAOMETA": "1.0",
+            "ORIGIN": "CTAO",
+            "CREATOR": "dpps DataPipe datapipe-dl2",
+            "DATALEVL": "DL2",
+            "DATATYPE": "reconstructed events",
             "DATACAT": "SIM" if first.is_simulation else self.config.category,
             "MODELS": Path(self.input("models")[0]).name,
-        }  # fmt: skip
+        }
         if first.is_simulation:
             header |= sim_header(self.files)
             header["OBS_ID"] = int(first.header["OBS_ID"])

@@ -46,9 +46,17 @@ TRUTH_COLUMNS: dict[str, u.UnitBase | None] = {
 #: Header keywords of simulated DL2 (pyirf's SimulatedEventsInfo) and of observed DL2.
 SIMULATION_KEYWORDS = ("SIM_NSHW", "SIM_EMIN", "SIM_EMAX", "SIM_IDX", "SIM_RMAX", "SIM_VCON")
 OBSERVATION_KEYWORDS = (
-    "OBSERVAT", "GEOLAT", "GEOLON", "ALTITUDE", "OBS_ID", "OBJECT", "RA_OBJ", "DEC_OBJ",
-    "DATE-OBS", "DATE-END",
-)  # fmt: skip
+    "OBSERVAT",
+    "GEOLAT",
+    "GEOLON",
+    "ALTITUDE",
+    "OBS_ID",
+    "OBJECT",
+    "RA_OBJ",
+    "DEC_OBJ",
+    "DATE-OBS",
+    "DATE-END",
+)
 
 
 @dataclass(frozen=True)

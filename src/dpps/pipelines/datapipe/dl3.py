@@ -115,10 +115,12 @@ def _pointing(
     table["RA_PNT"], table["DEC_PNT"] = radec.ra.to(u.deg), radec.dec.to(u.deg)
     table["ALT_PNT"], table["AZ_PNT"] = alt.to(u.deg), az.to(u.deg)
     cards = {
-        "OBS_MODE": mode, "RA_PNT": center.ra.deg, "DEC_PNT": center.dec.deg,
+        "OBS_MODE": mode,
+        "RA_PNT": center.ra.deg,
+        "DEC_PNT": center.dec.deg,
         "ALT_PNT": float(alt.mean().to_value(u.deg)),
         "AZ_PNT": float(altaz_mean.ra.wrap_at(360 * u.deg).deg),
-    }  # fmt: skip
+    }
     return table, cards
 
 
@@ -144,8 +146,12 @@ def convert_observation(
     if ontime <= 0:
         raise InvalidInput(f"{label}: DATE-END is not after DATE-OBS")
     t = Time(np.asarray(events["time"].to_value(u.s)), format="unix", scale="utc")
-    outside = int(np.count_nonzero(((t - start).to_value(u.s) < -time_tolerance_s)
-                                   | ((t - end).to_value(u.s) > time_tolerance_s)))  # fmt: skip
+    outside = int(
+        np.count_nonzero(
+            ((t - start).to_value(u.s) < -time_tolerance_s)
+            | ((t - end).to_value(u.s) > time_tolerance_s)
+        )
+    )
     if outside:
         raise InvalidInput(f"{label}: {outside} events lie outside DATE-OBS..DATE-END")
     events = events[np.argsort(events["time"], kind="stable")]
@@ -166,25 +172,43 @@ def convert_observation(
     deadc = float(header.get("DEADC", 1.0))
     tai_start, tai_end = start.tai, end.tai
     common = {
-        "OBS_ID": obs_id, "TELESCOP": telescope,
+        "OBS_ID": obs_id,
+        "TELESCOP": telescope,
         "INSTRUME": instrument or str(header.get("OBSERVAT", telescope)),
-        "OBSERVAT": str(header.get("OBSERVAT", "")), "CREATOR": f"dpps {__version__}",
-        **gadf.time_header(), "TSTART": float(gadf.seconds(start)),
+        "OBSERVAT": str(header.get("OBSERVAT", "")),
+        "CREATOR": f"dpps {__version__}",
+        **gadf.time_header(),
+        "TSTART": float(gadf.seconds(start)),
         "TSTOP": float(gadf.seconds(end)),
-        "GEOLON": location.lon.deg, "GEOLAT": location.lat.deg,
+        "GEOLON": location.lon.deg,
+        "GEOLAT": location.lat.deg,
         "ALTITUDE": location.height.to_value(u.m),
-    }  # fmt: skip
+    }
     target = str(header.get("OBJECT", "")).strip()
     ra_obj = header_value(header, "RA_OBJ", label)
     dec_obj = header_value(header, "DEC_OBJ", label)
     event_cards = gadf.base_header(
-        "EVENTS", **common, **pointing_cards, ONTIME=ontime, LIVETIME=ontime * deadc,
-        DEADC=deadc, TELAPSE=ontime, EQUINOX=2000.0, RADECSYS="ICRS", ORIGIN="CTAO",
-        OBJECT=target, RA_OBJ=ra_obj, DEC_OBJ=dec_obj,
+        "EVENTS",
+        **common,
+        **pointing_cards,
+        ONTIME=ontime,
+        LIVETIME=ontime * deadc,
+        DEADC=deadc,
+        TELAPSE=ontime,
+        EQUINOX=2000.0,
+        RADECSYS="ICRS",
+        ORIGIN="CTAO",
+        OBJECT=target,
+        RA_OBJ=ra_obj,
+        DEC_OBJ=dec_obj,
         N_TELS=int(header.get("N_TELS", int(np.max(events["multiplicity"])))),
-        **{"DATE-OBS": tai_start.strftime("%Y-%m-%d"), "TIME-OBS": tai_start.strftime("%H:%M:%S"),
-           "DATE-END": tai_end.strftime("%Y-%m-%d"), "TIME-END": tai_end.strftime("%H:%M:%S")},
-    )  # fmt: skip
+        **{
+            "DATE-OBS": tai_start.strftime("%Y-%m-%d"),
+            "TIME-OBS": tai_start.strftime("%H:%M:%S"),
+            "DATE-END": tai_end.strftime("%Y-%m-%d"),
+            "TIME-END": tai_end.strftime("%H:%M:%S"),
+        },
+    )
     hdus = []
     for name, data, cards in (
         ("EVENTS", table, event_cards),
@@ -196,8 +220,9 @@ def convert_observation(
         gadf.set_cards(hdu.header, cards)
         hdus.append(hdu)
     local = start + location.lon.deg / 15.0 * u.hour - 12 * u.hour  # the evening's date
-    return DL3Observation(obs_id, hdus, start, end, len(table), target, ra_obj, dec_obj,
-                          local.to_datetime().date())  # fmt: skip
+    return DL3Observation(
+        obs_id, hdus, start, end, len(table), target, ra_obj, dec_obj, local.to_datetime().date()
+    )
 
 
 def _gti(start: Time, end: Time) -> QTable:
@@ -267,12 +292,16 @@ class DL3Tool(Tool[DL3Config]):
                 header["DATE-END"] = max(str(f.header["DATE-END"]) for f in files)
             label = ", ".join(f.path.name for f in files)
             obs = convert_observation(
-                stack(files), header, cuts, telescope=self.config.telescope,
+                stack(files),
+                header,
+                cuts,
+                telescope=self.config.telescope,
                 instrument=self.config.instrument,
                 pointing_interval_s=self.config.pointing_interval_s,
                 pointing_tolerance_deg=self.config.pointing_tolerance_deg,
-                time_tolerance_s=self.config.time_tolerance_s, label=label,
-            )  # fmt: skip
+                time_tolerance_s=self.config.time_tolerance_s,
+                label=label,
+            )
             written += self._write(obs, responses, irf_id)
         for path in gadf.write_index_tables(self.output_dir, written):
             self.add_output(path, "DL3", "index", category=self.config.category)
@@ -284,22 +313,41 @@ class DL3Tool(Tool[DL3Config]):
         events_path = self.output_dir / f"{stem}.events.fits"
         irf_path = self.output_dir / f"{stem}.irf.fits"
         meta = {
-            "DATALEVL": "DL3", "DATACAT": self.config.category, "OBS_ID": obs.obs_id,
-            "OBSNIGHT": obs.night.isoformat(), "DATE-OBS": obs.start.utc.isot,
-            "DATE-END": obs.end.utc.isot, "TARGET": obs.target, "RA_OBJ": obs.ra_obj,
-            "DEC_OBJ": obs.dec_obj, "IRF_ID": irf_id, "TELESCOP": self.config.telescope,
+            "DATALEVL": "DL3",
+            "DATACAT": self.config.category,
+            "OBS_ID": obs.obs_id,
+            "OBSNIGHT": obs.night.isoformat(),
+            "DATE-OBS": obs.start.utc.isot,
+            "DATE-END": obs.end.utc.isot,
+            "TARGET": obs.target,
+            "RA_OBJ": obs.ra_obj,
+            "DEC_OBJ": obs.dec_obj,
+            "IRF_ID": irf_id,
+            "TELESCOP": self.config.telescope,
             "CREATOR": f"dpps {__version__}",
-        }  # fmt: skip
-        gadf.write_fits(events_path, obs.hdus,
-                        {**meta, "DATATYPE": "event list", "IRF_FILE": irf_path.name,
-                         "N_EVENTS": obs.n_events})  # fmt: skip
+        }
+        gadf.write_fits(
+            events_path,
+            obs.hdus,
+            {
+                **meta,
+                "DATATYPE": "event list",
+                "IRF_FILE": irf_path.name,
+                "N_EVENTS": obs.n_events,
+            },
+        )
         copies = [h.copy() for h in responses]
         for hdu in copies:
             hdu.header["OBS_ID"] = obs.obs_id
-        gadf.write_fits(irf_path, copies,
-                        {**meta, "DATATYPE": "irf", "EVT_FILE": events_path.name})  # fmt: skip
-        common = {"obs_id": obs.obs_id, "category": self.config.category, "target": obs.target,
-                  "irf_id": irf_id}  # fmt: skip
+        gadf.write_fits(
+            irf_path, copies, {**meta, "DATATYPE": "irf", "EVT_FILE": events_path.name}
+        )
+        common = {
+            "obs_id": obs.obs_id,
+            "category": self.config.category,
+            "target": obs.target,
+            "irf_id": irf_id,
+        }
         self.add_output(events_path, "DL3", "event list", **common)
         self.add_output(irf_path, "DL3", "irf", **common)
         return [events_path, irf_path]

@@ -60,9 +60,13 @@ def find_observations(
     )
     found = []
     for ev in events:
-        match = [i for i in irfs if i.obs_id == ev.obs_id
-                 and i.meta.get("irf_id") == ev.meta.get("irf_id")
-                 and i.category == ev.category]  # fmt: skip
+        match = [
+            i
+            for i in irfs
+            if i.obs_id == ev.obs_id
+            and i.meta.get("irf_id") == ev.meta.get("irf_id")
+            and i.category == ev.category
+        ]
         if len(match) != 1:
             raise NotFound(
                 f"event list {ev.did}: {len(match)} IRFs with obs_id={ev.obs_id} and "
@@ -109,8 +113,10 @@ class SpectrumFit:
 
     def pulls(self, index: float, amplitude: float) -> tuple[float, float]:
         """(fit - truth) / error for the index and the amplitude."""
-        return ((self.index - index) / self.index_error,
-                (self.amplitude - amplitude) / self.amplitude_error)  # fmt: skip
+        return (
+            (self.index - index) / self.index_error,
+            (self.amplitude - amplitude) / self.amplitude_error,
+        )
 
 
 def fit_power_law(
@@ -142,15 +148,23 @@ def fit_power_law(
     if len(observations) == 0:
         raise NotFound(f"no point-like observation in {directory}")
     e_min, e_max = energy_range_tev
-    reco = MapAxis.from_energy_bounds(e_min, e_max, nbin=bins_per_decade, per_decade=True,
-                                      unit="TeV", name="energy")  # fmt: skip
-    true = MapAxis.from_energy_bounds(e_min / 5, e_max * 5, nbin=2 * bins_per_decade,
-                                      per_decade=True, unit="TeV", name="energy_true")  # fmt: skip
+    reco = MapAxis.from_energy_bounds(
+        e_min, e_max, nbin=bins_per_decade, per_decade=True, unit="TeV", name="energy"
+    )
+    true = MapAxis.from_energy_bounds(
+        e_min / 5,
+        e_max * 5,
+        nbin=2 * bins_per_decade,
+        per_decade=True,
+        unit="TeV",
+        name="energy_true",
+    )
     target = SkyCoord(ra_deg, dec_deg, unit="deg", frame="icrs")
     geom = RegionGeom.create(region=PointSkyRegion(target), axes=[reco])
     empty = SpectrumDataset.create(geom=geom, energy_axis_true=true)
-    maker = SpectrumDatasetMaker(containment_correction=False,
-                                 selection=["counts", "exposure", "edisp"])  # fmt: skip
+    maker = SpectrumDatasetMaker(
+        containment_correction=False, selection=["counts", "exposure", "edisp"]
+    )
     background = ReflectedRegionsBackgroundMaker(
         region_finder=WobbleRegionsFinder(n_off_regions=n_off_regions)
     )
@@ -161,8 +175,9 @@ def fit_power_law(
         dataset = maker.run(empty.copy(name=f"obs_{obs.obs_id}"), obs)
         on_off = safe.run(background.run(dataset, obs), obs)
         datasets.append(on_off)
-    model = PowerLawSpectralModel(index=2.0, amplitude=1e-11 * u.Unit("cm-2 s-1 TeV-1"),
-                                  reference=reference_tev * u.TeV)  # fmt: skip
+    model = PowerLawSpectralModel(
+        index=2.0, amplitude=1e-11 * u.Unit("cm-2 s-1 TeV-1"), reference=reference_tev * u.TeV
+    )
     datasets.models = [SkyModel(spectral_model=model, name="target")]
     result = Fit().run(datasets=datasets)
     index, amplitude = model.parameters["index"], model.parameters["amplitude"]

@@ -44,12 +44,25 @@ _DATA = {
     "POINTING": ("pointing", "pointing"),
 }
 _OBS_KEYS = {  # obs-index column -> EVENTS header keyword
-    "RA_PNT": "RA_PNT", "DEC_PNT": "DEC_PNT", "ALT_PNT": "ALT_PNT", "AZ_PNT": "AZ_PNT",
-    "ONTIME": "ONTIME", "LIVETIME": "LIVETIME", "DEADC": "DEADC", "TSTART": "TSTART",
-    "TSTOP": "TSTOP", "N_TELS": "N_TELS", "OBJECT": "OBJECT", "RA_OBJ": "RA_OBJ",
-    "DEC_OBJ": "DEC_OBJ", "EVENT_COUNT": "NAXIS2", "DATE-OBS": "DATE-OBS", "TIME-OBS": "TIME-OBS",
-    "DATE-END": "DATE-END", "TIME-END": "TIME-END",
-}  # fmt: skip
+    "RA_PNT": "RA_PNT",
+    "DEC_PNT": "DEC_PNT",
+    "ALT_PNT": "ALT_PNT",
+    "AZ_PNT": "AZ_PNT",
+    "ONTIME": "ONTIME",
+    "LIVETIME": "LIVETIME",
+    "DEADC": "DEADC",
+    "TSTART": "TSTART",
+    "TSTOP": "TSTOP",
+    "N_TELS": "N_TELS",
+    "OBJECT": "OBJECT",
+    "RA_OBJ": "RA_OBJ",
+    "DEC_OBJ": "DEC_OBJ",
+    "EVENT_COUNT": "NAXIS2",
+    "DATE-OBS": "DATE-OBS",
+    "TIME-OBS": "TIME-OBS",
+    "DATE-END": "DATE-END",
+    "TIME-END": "TIME-END",
+}
 
 
 def base_header(hduclas1: str, **more: Any) -> dict[str, Any]:
@@ -57,8 +70,13 @@ def base_header(hduclas1: str, **more: Any) -> dict[str, Any]:
 
 
 def time_header() -> dict[str, Any]:
-    return {"MJDREFI": int(MJDREF), "MJDREFF": MJDREF % 1, "TIMEUNIT": "s", "TIMESYS": "TAI",
-            "TIMEREF": "LOCAL"}  # fmt: skip
+    return {
+        "MJDREFI": int(MJDREF),
+        "MJDREFF": MJDREF % 1,
+        "TIMEUNIT": "s",
+        "TIMESYS": "TAI",
+        "TIMEREF": "LOCAL",
+    }
 
 
 def seconds(time: Time) -> np.ndarray:
@@ -115,12 +133,17 @@ def write_index_tables(directory: Path, files: Sequence[Path]) -> tuple[Path, Pa
                     obs_id = hdu.header.get("OBS_ID", primary_obs)
                     if kind is None or obs_id is None:
                         continue
-                    hdu_rows.append({
-                        "OBS_ID": int(obs_id), "HDU_TYPE": kind[0], "HDU_CLASS": kind[1],
-                        "FILE_DIR": str(rel.parent) if str(rel.parent) != "." else "",
-                        "FILE_NAME": rel.name, "HDU_NAME": hdu.name,
-                        "SIZE": path.stat().st_size,
-                    })  # fmt: skip
+                    hdu_rows.append(
+                        {
+                            "OBS_ID": int(obs_id),
+                            "HDU_TYPE": kind[0],
+                            "HDU_CLASS": kind[1],
+                            "FILE_DIR": str(rel.parent) if str(rel.parent) != "." else "",
+                            "FILE_NAME": rel.name,
+                            "HDU_NAME": hdu.name,
+                            "SIZE": path.stat().st_size,
+                        }
+                    )
                     if kind[0] == "events":
                         event_header = hdu.header
                         obs_rows[int(obs_id)] = _obs_row(int(obs_id), hdu.header)
@@ -142,8 +165,10 @@ def write_index_tables(directory: Path, files: Sequence[Path]) -> tuple[Path, Pa
         if key in event_header:
             obs_table.meta[key] = event_header[key]
     hdu_path, obs_path = directory / HDU_INDEX_NAME, directory / OBS_INDEX_NAME
-    for table, target, name in ((hdu_table, hdu_path, "HDU_INDEX"), (obs_table, obs_path,
-                                                                       "OBS_INDEX")):  # fmt: skip
+    for table, target, name in (
+        (hdu_table, hdu_path, "HDU_INDEX"),
+        (obs_table, obs_path, "OBS_INDEX"),
+    ):
         hdu = fits.table_to_hdu(table)
         hdu.name = name
         temp = target.with_name(f".{target.name}.part.gz")

@@ -23,11 +23,29 @@ if TYPE_CHECKING:
 
 #: The DL1 image parameters, in the order the DL1 table stores them (all float64).
 PARAMETERS = (
-    "intensity", "n_pixels", "x", "y", "r", "phi", "psi", "length", "width", "skewness",
-    "kurtosis", "leakage_pixels_1", "leakage_pixels_2", "leakage_intensity_1",
-    "leakage_intensity_2", "time_slope", "time_intercept", "time_deviation", "n_islands",
-    "concentration_cog", "concentration_core", "peak_time_mean",
-)  # fmt: skip
+    "intensity",
+    "n_pixels",
+    "x",
+    "y",
+    "r",
+    "phi",
+    "psi",
+    "length",
+    "width",
+    "skewness",
+    "kurtosis",
+    "leakage_pixels_1",
+    "leakage_pixels_2",
+    "leakage_intensity_1",
+    "leakage_intensity_2",
+    "time_slope",
+    "time_intercept",
+    "time_deviation",
+    "n_islands",
+    "concentration_cog",
+    "concentration_core",
+    "peak_time_mean",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,12 +310,25 @@ def irf_hdus(irf: PointLikeIRF, cards: Mapping[str, Any]) -> list[fits.BinTableH
     """GADF point-like HDUs (pyirf's writers) plus the gamma/hadron cut table."""
     b = irf.binning
     hdus = [
-        create_aeff2d_hdu(irf.aeff, b.true_energy, b.fov_offset, extname="EFFECTIVE AREA",
-                          point_like=True, **cards),
-        create_energy_dispersion_hdu(irf.edisp, b.true_energy, b.migration, b.fov_offset,
-                                     point_like=True, extname="ENERGY DISPERSION", **cards),
+        create_aeff2d_hdu(
+            irf.aeff,
+            b.true_energy,
+            b.fov_offset,
+            extname="EFFECTIVE AREA",
+            point_like=True,
+            **cards,
+        ),
+        create_energy_dispersion_hdu(
+            irf.edisp,
+            b.true_energy,
+            b.migration,
+            b.fov_offset,
+            point_like=True,
+            extname="ENERGY DISPERSION",
+            **cards,
+        ),
         create_rad_max_hdu(irf.rad_max, _edges(irf.cuts.theta), b.fov_offset, **cards),
-    ]  # fmt: skip
+    ]
     gh = QTable()
     gh["low"], gh["high"] = irf.cuts.gh["low"], irf.cuts.gh["high"]
     gh["cut"] = np.asarray(irf.cuts.gh["cut"], dtype=float)
@@ -326,14 +339,16 @@ def irf_hdus(irf: PointLikeIRF, cards: Mapping[str, Any]) -> list[fits.BinTableH
     table.header["GHOP"] = ("ge", "an event is gamma-like if gh_score >= cut")
     hdus.append(table)
     if irf.background is not None:
-        hdus.append(create_background_2d_hdu(irf.background, b.reco_energy, b.background_offset,
-                                             **cards))  # fmt: skip
+        hdus.append(
+            create_background_2d_hdu(irf.background, b.reco_energy, b.background_offset, **cards)
+        )
     return hdus
 
 
 def _edges(table: QTable) -> u.Quantity:
-    return u.Quantity(np.append(table["low"].to_value(u.TeV), table["high"][-1].to_value(u.TeV)),
-                      u.TeV)  # fmt: skip
+    return u.Quantity(
+        np.append(table["low"].to_value(u.TeV), table["high"][-1].to_value(u.TeV)), u.TeV
+    )
 
 
 def cuts_from_hdu(hdu: fits.BinTableHDU, label: str) -> Cuts:

@@ -52,8 +52,9 @@ class IRFConfig(ToolConfig):
     background_offset_bins: int = Field(5, ge=1, le=50, description="background offset bins")
     telescope: str = Field("CTAO", description="TELESCOP keyword")
     instrument: str = Field("CTAO", description="INSTRUME keyword")
-    output_name: str = Field("irf.fits", pattern=r"^[A-Za-z0-9_.+-]+\.fits$",
-                             description="name of the IRF file")  # fmt: skip
+    output_name: str = Field(
+        "irf.fits", pattern=r"^[A-Za-z0-9_.+-]+\.fits$", description="name of the IRF file"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> IRFConfig:
@@ -92,8 +93,9 @@ class IRFTool(Tool[IRFConfig]):
             [irf.simulation_info(f.header, f.path.name) for f in gamma_files], "gammas"
         )
         if gamma_info.viewcone_max > 0 * u.deg:
-            raise InvalidInput("gammas: a point-like IRF needs a point-source simulation "
-                               "(SIM_VCON = 0)")  # fmt: skip
+            raise InvalidInput(
+                "gammas: a point-like IRF needs a point-source simulation (SIM_VCON = 0)"
+            )
         offsets = {header_value(f.header, "SRC_OFFS", f.path.name) for f in gamma_files}
         if len(offsets) != 1:
             raise InvalidInput(f"gammas: files with different source offsets {sorted(offsets)}")
@@ -112,10 +114,13 @@ class IRFTool(Tool[IRFConfig]):
             reco_energy=(*c.reco_energy_tev, c.bins_per_decade),
             migration=(*c.migration, c.migration_bins),
             fov_offset_max=c.fov_offset_max_deg,
-            background_offset_max=(proton_info.viewcone_max.to_value(u.deg)
-                                   if proton_info is not None else c.fov_offset_max_deg),
+            background_offset_max=(
+                proton_info.viewcone_max.to_value(u.deg)
+                if proton_info is not None
+                else c.fov_offset_max_deg
+            ),
             background_offset_bins=c.background_offset_bins,
-        )  # fmt: skip
+        )
         obstime = c.optimisation_time_h * u.hour
         if protons is not None and proton_info is not None:
             protons["weight"] = irf.event_weights(
@@ -130,24 +135,42 @@ class IRFTool(Tool[IRFConfig]):
             assert proton_info is not None
             gammas["weight"] = irf.event_weights(gammas, gamma_info, CRAB_HEGRA, obstime)
             cuts = irf.optimised_cuts(
-                gammas, protons, binning.reco_energy,
-                multiplicity=c.multiplicity_min, gh_efficiencies=c.gh_efficiencies,
+                gammas,
+                protons,
+                binning.reco_energy,
+                multiplicity=c.multiplicity_min,
+                gh_efficiencies=c.gh_efficiencies,
                 theta_containment=c.theta_containment_percent,
-                theta_min=c.theta_min_deg * u.deg, theta_max=c.theta_max_deg * u.deg,
-                fov_offset_max=proton_info.viewcone_max, alpha=c.alpha,
-            )  # fmt: skip
+                theta_min=c.theta_min_deg * u.deg,
+                theta_max=c.theta_max_deg * u.deg,
+                fov_offset_max=proton_info.viewcone_max,
+                alpha=c.alpha,
+            )
         response = irf.point_like_irf(
-            gammas, gamma_info, cuts, binning,
+            gammas,
+            gamma_info,
+            cuts,
+            binning,
             protons=protons if c.background else None,
             background_time=obstime if c.background else None,
-        )  # fmt: skip
+        )
         identifier = irf.irf_id(response)
         cards = {"TELESCOP": c.telescope, "INSTRUME": c.instrument}
         path = self.output_dir / c.output_name
-        gadf.write_fits(path, irf.irf_hdus(response, cards), {
-            "DATALEVL": "DL3", "DATATYPE": "irf", "IRF_ID": identifier, "CUTMODE": cuts.mode,
-            "MULTIMIN": cuts.multiplicity, "SRC_OFFS": offsets.pop(),
-            "NGAMSEL": response.n_selected, "TELESCOP": c.telescope, "INSTRUME": c.instrument,
-            "CREATOR": f"dpps {__version__}",
-        })  # fmt: skip
+        gadf.write_fits(
+            path,
+            irf.irf_hdus(response, cards),
+            {
+                "DATALEVL": "DL3",
+                "DATATYPE": "irf",
+                "IRF_ID": identifier,
+                "CUTMODE": cuts.mode,
+                "MULTIMIN": cuts.multiplicity,
+                "SRC_OFFS": offsets.pop(),
+                "NGAMSEL": response.n_selected,
+                "TELESCOP": c.telescope,
+                "INSTRUME": c.instrument,
+                "CREATOR": f"dpps {__version__}",
+            },
+        )
         self.add_output(path, "DL3", "irf", irf_id=identifier, cut_mode=cuts.mode)

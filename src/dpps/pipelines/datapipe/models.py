@@ -30,17 +30,29 @@ from dpps.core.errors import InvalidInput
 
 FORMAT = "dpps-datapipe-models/1"
 FEATURES = (
-    "log_intensity", "width", "length", "width_length", "skewness", "kurtosis",
-    "abs_time_slope", "leakage_intensity_2", "n_islands", "concentration_core", "log_impact",
-    "disp", "multiplicity",
-)  # fmt: skip
+    "log_intensity",
+    "width",
+    "length",
+    "width_length",
+    "skewness",
+    "kurtosis",
+    "abs_time_slope",
+    "leakage_intensity_2",
+    "n_islands",
+    "concentration_core",
+    "log_impact",
+    "disp",
+    "multiplicity",
+)
 MISSING = -1.0  # NaN features (e.g. no timing fit) become this: forests split on it cleanly
 
 
 def image_features(
-    params: NDArray[Any], impact: NDArray[np.float64], disp: NDArray[np.float64],
+    params: NDArray[Any],
+    impact: NDArray[np.float64],
+    disp: NDArray[np.float64],
     multiplicity: NDArray[np.float64],
-) -> NDArray[np.float64]:  # fmt: skip
+) -> NDArray[np.float64]:
     """Feature matrix (images x FEATURES) of DL1 parameter rows."""
     with np.errstate(divide="ignore", invalid="ignore"):
         columns = {
@@ -113,15 +125,21 @@ def train(data: TrainingSet, settings: ForestSettings, test_fraction: float) -> 
     gammas = int(np.unique(data.event_key[data.is_gamma]).size)
     hadrons = int(np.unique(data.event_key[~data.is_gamma]).size)
     if gammas < 10 or hadrons < 10:
-        raise InvalidInput(f"training needs at least 10 gamma and 10 hadron events with "
-                           f"usable images, got {gammas} and {hadrons}")  # fmt: skip
+        raise InvalidInput(
+            f"training needs at least 10 gamma and 10 hadron events with "
+            f"usable images, got {gammas} and {hadrons}"
+        )
     held = _split(data.event_key, test_fraction, settings.seed)
     fit = ~held
 
     def forest(cls: Any) -> Any:
-        return cls(n_estimators=settings.n_estimators, max_depth=settings.max_depth,
-                   min_samples_leaf=settings.min_samples_leaf, random_state=settings.seed,
-                   n_jobs=settings.n_jobs)  # fmt: skip
+        return cls(
+            n_estimators=settings.n_estimators,
+            max_depth=settings.max_depth,
+            min_samples_leaf=settings.min_samples_leaf,
+            random_state=settings.seed,
+            n_jobs=settings.n_jobs,
+        )
 
     energy = forest(RandomForestRegressor)
     energy.fit(data.features[fit & data.is_gamma], data.log_energy[fit & data.is_gamma])
@@ -139,8 +157,9 @@ def train(data: TrainingSet, settings: ForestSettings, test_fraction: float) -> 
     if held.sum() >= 5 and len(set(data.is_gamma[held].tolist())) == 2:
         prob = gh.predict_proba(data.features[held])[:, 1]
         keys, p_event = combine(data.event_key[held], prob, data.intensity[held])
-        _, label = combine(data.event_key[held], data.is_gamma[held].astype(float),
-                           np.ones(int(held.sum())))  # fmt: skip
+        _, label = combine(
+            data.event_key[held], data.is_gamma[held].astype(float), np.ones(int(held.sum()))
+        )
         scores["gh_roc_auc"] = float(roc_auc_score(label > 0.5, p_event))
         scores["held_out_events"] = int(keys.size)
     card = {
@@ -148,21 +167,29 @@ def train(data: TrainingSet, settings: ForestSettings, test_fraction: float) -> 
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "features": list(FEATURES),
         "sklearn": sklearn_version,
-        "energy_model": {"type": "RandomForestRegressor", "target": "log10(true_energy/TeV)",
-                         "training_images": int((fit & data.is_gamma).sum())},
-        "gh_model": {"type": "RandomForestClassifier", "target": "gamma (1) vs hadron (0)",
-                     "training_images": int(fit.sum())},
+        "energy_model": {
+            "type": "RandomForestRegressor",
+            "target": "log10(true_energy/TeV)",
+            "training_images": int((fit & data.is_gamma).sum()),
+        },
+        "gh_model": {
+            "type": "RandomForestClassifier",
+            "target": "gamma (1) vs hadron (0)",
+            "training_images": int(fit.sum()),
+        },
         "hyperparameters": settings.__dict__,
         "events": {"gamma": gammas, "hadron": hadrons},
         "scores": scores,
-    }  # fmt: skip
+    }
     return Models(energy, gh, FEATURES, card)
 
 
 def predict(
-    models: Models, features: NDArray[np.float64], keys: NDArray[np.int64],
+    models: Models,
+    features: NDArray[np.float64],
+    keys: NDArray[np.int64],
     intensity: NDArray[np.float64],
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:  # fmt: skip
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
     """Per event key: reconstructed energy (TeV) and gamma/hadron score in [0, 1]."""
     if features.shape[0] == 0:
         empty = np.zeros(0)
@@ -176,8 +203,17 @@ def predict(
 
 def save(models: Models, path: Path) -> Path:
     temp = path.with_name(f".{path.name}.part")
-    joblib.dump({"format": FORMAT, "features": list(models.features), "energy": models.energy,
-                 "gh": models.gh, "card": models.card}, temp, compress=3)  # fmt: skip
+    joblib.dump(
+        {
+            "format": FORMAT,
+            "features": list(models.features),
+            "energy": models.energy,
+            "gh": models.gh,
+            "card": models.card,
+        },
+        temp,
+        compress=3,
+    )
     temp.rename(path)
     return path
 
@@ -191,6 +227,8 @@ def load(path: Path) -> Models:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InvalidInput(f"{Path(path).name}: not DataPipe models ({FORMAT})")
     if tuple(data["features"]) != FEATURES:
-        raise InvalidInput(f"{Path(path).name}: trained on features {data['features']}, this "
-                           f"version uses {list(FEATURES)}: retrain")  # fmt: skip
+        raise InvalidInput(
+            f"{Path(path).name}: trained on features {data['features']}, this "
+            f"version uses {list(FEATURES)}: retrain"
+        )
     return Models(data["energy"], data["gh"], FEATURES, dict(data.get("card", {})))

@@ -38,9 +38,11 @@ def intersect_lines(
         return float("nan"), float("nan")
     nx, ny = -np.sin(angle_rad), np.cos(angle_rad)  # unit normals of the lines
     a = np.array(
-        [[np.sum(weights * nx * nx), np.sum(weights * nx * ny)],
-         [np.sum(weights * nx * ny), np.sum(weights * ny * ny)]]
-    )  # fmt: skip
+        [
+            [np.sum(weights * nx * nx), np.sum(weights * nx * ny)],
+            [np.sum(weights * nx * ny), np.sum(weights * ny * ny)],
+        ]
+    )
     proj = nx * x + ny * y
     b = np.array([np.sum(weights * nx * proj), np.sum(weights * ny * proj)])
     eig = np.linalg.eigvalsh(a)
@@ -69,9 +71,17 @@ def usable(params: NDArray[Any], quality: Quality) -> NDArray[np.bool_]:
 
 
 EVENT_DTYPE = np.dtype(
-    [("obs_id", "i8"), ("event_id", "i8"), ("time", "f8"), ("multiplicity", "i2"),
-     ("reco_x", "f8"), ("reco_y", "f8"), ("reco_core_x", "f8"), ("reco_core_y", "f8")]
-)  # fmt: skip
+    [
+        ("obs_id", "i8"),
+        ("event_id", "i8"),
+        ("time", "f8"),
+        ("multiplicity", "i2"),
+        ("reco_x", "f8"),
+        ("reco_y", "f8"),
+        ("reco_core_x", "f8"),
+        ("reco_core_y", "f8"),
+    ]
+)
 
 
 def reconstruct(

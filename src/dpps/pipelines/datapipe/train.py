@@ -46,8 +46,10 @@ class TrainTool(Tool[TrainConfig]):
         for data in (*self.gammas, *self.protons):
             if not data.is_simulation or data.truth is None:
                 raise InvalidInput(f"{data.path.name}: training needs simulated DL1 with truth")
-        for data, want in [*((g, "gamma") for g in self.gammas),
-                           *((p, "proton") for p in self.protons)]:  # fmt: skip
+        for data, want in [
+            *((g, "gamma") for g in self.gammas),
+            *((p, "proton") for p in self.protons),
+        ]:
             particle = str(data.header.get("PARTICLE", ""))
             if particle != want:
                 raise InvalidInput(f"{data.path.name}: given as {want}s but holds {particle!r}")
@@ -62,8 +64,11 @@ class TrainTool(Tool[TrainConfig]):
             truth = truth_for(data, prep.events)
             log_e = np.log10(truth["true_energy"])[prep.event_index]
             gamma = np.full(prep.event_index.size, data.header.get("PARTICLE") == "gamma")
-            parts.append(models.TrainingSet(prep.features, prep.event_index + offset,
-                                            prep.intensity, log_e, gamma))  # fmt: skip
+            parts.append(
+                models.TrainingSet(
+                    prep.features, prep.event_index + offset, prep.intensity, log_e, gamma
+                )
+            )
             offset += max(len(prep.events), 1)
         data_set = models.TrainingSet(
             np.concatenate([p.features for p in parts]),
@@ -72,14 +77,18 @@ class TrainTool(Tool[TrainConfig]):
             np.concatenate([p.log_energy for p in parts]),
             np.concatenate([p.is_gamma for p in parts]),
         )
-        settings = models.ForestSettings(cfg.n_estimators, cfg.max_depth, cfg.min_samples_leaf,
-                                         cfg.seed, cfg.n_jobs)  # fmt: skip
+        settings = models.ForestSettings(
+            cfg.n_estimators, cfg.max_depth, cfg.min_samples_leaf, cfg.seed, cfg.n_jobs
+        )
         trained = models.train(data_set, settings, cfg.test_fraction)
         trained.card["training_files"] = [
-            {"name": d.path.name, "particle": d.header.get("PARTICLE"),
-             "adler32": checksum_file(d.path, ("adler32",))[1]["adler32"]}
+            {
+                "name": d.path.name,
+                "particle": d.header.get("PARTICLE"),
+                "adler32": checksum_file(d.path, ("adler32",))[1]["adler32"],
+            }
             for d in (*self.gammas, *self.protons)
-        ]  # fmt: skip
+        ]
         trained.card["quality"] = cfg.quality.model_dump()
         path = models.save(trained, self.output_dir / "models.joblib")
         card = self.output_dir / "model_card.json"

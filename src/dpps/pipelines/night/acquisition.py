@@ -36,9 +36,17 @@ class NightPlan:
 
     blocks: int = 3
     duration_s: float = 15.0
-    source: wobble.Source = field(default_factory=lambda: wobble.Source(
-        "Crab", 83.6333, 22.0145, wobble_offset_deg=0.5, gamma_rate_hz=12.0,
-        hadron_rate_hz=8.0, hadron_cone_deg=2.5))  # fmt: skip
+    source: wobble.Source = field(
+        default_factory=lambda: wobble.Source(
+            "Crab",
+            83.6333,
+            22.0145,
+            wobble_offset_deg=0.5,
+            gamma_rate_hz=12.0,
+            hadron_rate_hz=8.0,
+            hadron_cone_deg=2.5,
+        )
+    )
     start: dt.datetime = dt.datetime(2026, 11, 22, 1, 30, 0)
     first_obs_id: int = 1
     seed: int = 0
@@ -48,12 +56,20 @@ class NightPlan:
         """The ACADA simulator's configuration: ~16 flat-field and ~16 pedestal events per
         telescope and block (CalibPipe is run with ``min_events`` 15), few muons."""
         return SimulationConfig(
-            telescopes=self.telescopes, observation_blocks=self.blocks,
-            duration_s=self.duration_s, event_rate_hz=2.5, calibration_fraction=0.85,
-            muon_fraction=0.05, events_per_chunk=100, start=self.start,
-            first_obs_id=self.first_obs_id, gap_s=30.0, compression="zstd1", seed=self.seed,
+            telescopes=self.telescopes,
+            observation_blocks=self.blocks,
+            duration_s=self.duration_s,
+            event_rate_hz=2.5,
+            calibration_fraction=0.85,
+            muon_fraction=0.05,
+            events_per_chunk=100,
+            start=self.start,
+            first_obs_id=self.first_obs_id,
+            gap_s=30.0,
+            compression="zstd1",
+            seed=self.seed,
             source=self.source,
-        )  # fmt: skip
+        )
 
     def obs_ids(self) -> list[int]:
         return list(range(self.first_obs_id, self.first_obs_id + self.blocks))
@@ -64,8 +80,11 @@ def next_obs_id(archive: Archive) -> int:
     from dpps.catalog.models import DIDRow
 
     with archive.sessions() as s:
-        last = s.scalar(select(func.max(DIDRow.obs_id)).where(
-            DIDRow.data_level == "DL0", DIDRow.name.like("/ctao/dl0/%")))  # fmt: skip
+        last = s.scalar(
+            select(func.max(DIDRow.obs_id)).where(
+                DIDRow.data_level == "DL0", DIDRow.name.like("/ctao/dl0/%")
+            )
+        )
     return int(last or 0) + 1
 
 
@@ -94,7 +113,8 @@ def ingest(archive: Archive, *, rounds: int = 20) -> int:
 
 def replication_step(archive: Archive) -> int:
     """One round of the rule evaluator and the transfer daemon; returns the work done."""
-    from dpps.bdms import evaluator, transfers
+    from dpps.bdms.replication import evaluator
+    from dpps.bdms.transfer import daemon as transfers
 
     done = evaluator.run_once(DaemonContext("evaluator"), archive)
     return done + transfers.run_once(DaemonContext("transfer"), archive)
@@ -103,8 +123,11 @@ def replication_step(archive: Archive) -> int:
 def rule_states(archive: Archive, policy: str = "acada") -> dict[str, int]:
     """Rules of the policy by state."""
     with archive.sessions() as s:
-        rows = s.execute(select(RuleRow.state, func.count()).where(RuleRow.policy == policy)
-                         .group_by(RuleRow.state)).all()  # fmt: skip
+        rows = s.execute(
+            select(RuleRow.state, func.count())
+            .where(RuleRow.policy == policy)
+            .group_by(RuleRow.state)
+        ).all()
     return {str(state): int(n) for state, n in rows}
 
 

@@ -68,10 +68,11 @@ def production_name(software_version: str = SOFTWARE_VERSION) -> str:
 def find_products(archive: Archive, production: str) -> NightModels:
     """The latest models and IRF of ``production`` in the archive; NotFound if either lacks."""
     found = {}
-    for key, query in (("models", f'product_type="{MODELS_TYPE}"'),
-                       ("irf", "data_level=DL3 and product_type=irf")):  # fmt: skip
-        files = archive.list_files(f'{query} and meta.night_production="{production}"',
-                                   limit=None)  # fmt: skip
+    for key, query in (
+        ("models", f'product_type="{MODELS_TYPE}"'),
+        ("irf", "data_level=DL3 and product_type=irf"),
+    ):
+        files = archive.list_files(f'{query} and meta.night_production="{production}"', limit=None)
         if not files:
             raise NotFound(f"no {key} of production {production} in the archive")
         found[key] = max(files, key=lambda f: (f.version, f.did))
@@ -91,18 +92,31 @@ def production_workflow(
     meta = {"category": "SIM", "night_production": production}
     lfn = f"/ctao/sim/{production}/$(self.basename)"
 
-    def out(name: str, glob: str, array: bool = False, level: str | None = None,
-            **extra: str) -> OutputPort:  # fmt: skip
-        return OutputPort.model_validate({"name": name, "glob": glob, "array": array, "lfn": lfn,
-                                          "meta": meta | extra, "data_level": level,
-                                          "new_version": True})  # fmt: skip
+    def out(
+        name: str, glob: str, array: bool = False, level: str | None = None, **extra: str
+    ) -> OutputPort:
+        return OutputPort.model_validate(
+            {
+                "name": name,
+                "glob": glob,
+                "array": array,
+                "lfn": lfn,
+                "meta": meta | extra,
+                "data_level": level,
+                "new_version": True,
+            }
+        )
 
     def params(tool: str, config: dict[str, Any]) -> dict[str, str]:
         return {"tool": tool, "config": json.dumps(config, sort_keys=True)}
 
     sv = software_version
-    common = {"e_min_tev": wobble.E_MIN_TEV, "e_max_tev": wobble.E_MAX_TEV,
-              "max_impact_m": wobble.MAX_CORE_M, "compression": "zstd1"}  # fmt: skip
+    common = {
+        "e_min_tev": wobble.E_MIN_TEV,
+        "e_max_tev": wobble.E_MAX_TEV,
+        "max_impact_m": wobble.MAX_CORE_M,
+        "compression": "zstd1",
+    }
     runs = {
         "gamma_train": ("gamma", size.gammas_train, 990001, {}),
         "proton_train": ("proton", size.protons_train, 990002, {"view_cone_deg": 2.5}),
@@ -111,39 +125,73 @@ def production_workflow(
     wf = Workflow(production)
     dl1 = {}
     for key, (particle, n, obs_id, extra) in runs.items():
-        card = {**common, "particle": particle, "n_showers": n, "obs_id": obs_id,
-                "seed": obs_id, "source_offset_deg": size.wobble_offset_deg, **extra}  # fmt: skip
-        sim = wf.step(f"sim_{key}", _step_tool(f"sim_{key}", {}, [
-            out("dl0", "*.fits.fz", array=True), out("truth", "*_truth.fits")], sv),
-            defaults=params("simpipe-simulate", card))  # fmt: skip
+        card = {
+            **common,
+            "particle": particle,
+            "n_showers": n,
+            "obs_id": obs_id,
+            "seed": obs_id,
+            "source_offset_deg": size.wobble_offset_deg,
+            **extra,
+        }
+        sim = wf.step(
+            f"sim_{key}",
+            _step_tool(
+                f"sim_{key}",
+                {},
+                [out("dl0", "*.fits.fz", array=True), out("truth", "*_truth.fits")],
+                sv,
+            ),
+            defaults=params("simpipe-simulate", card),
+        )
         dl1[key] = wf.step(
             f"dl1_{key}",
-            _step_tool(f"dl1_{key}", {"dl0": "File[]", "truth": "File"},
-                       [out("dl1", "*_dl1.h5", level="DL1")], sv),
-            dl0=sim.out("dl0"), truth=sim.out("truth"), defaults=params("datapipe-dl1", {}),
-        )  # fmt: skip
+            _step_tool(
+                f"dl1_{key}",
+                {"dl0": "File[]", "truth": "File"},
+                [out("dl1", "*_dl1.h5", level="DL1")],
+                sv,
+            ),
+            dl0=sim.out("dl0"),
+            truth=sim.out("truth"),
+            defaults=params("datapipe-dl1", {}),
+        )
     train = wf.step(
         "train",
-        _step_tool("train", {"gammas": "File", "protons": "File"},
-                   [out("models", "models.joblib", product_type=MODELS_TYPE),
-                    out("card", "model_card.json", product_type="model card")], sv),
-        gammas=dl1["gamma_train"].out("dl1"), protons=dl1["proton_train"].out("dl1"),
+        _step_tool(
+            "train",
+            {"gammas": "File", "protons": "File"},
+            [
+                out("models", "models.joblib", product_type=MODELS_TYPE),
+                out("card", "model_card.json", product_type="model card"),
+            ],
+            sv,
+        ),
+        gammas=dl1["gamma_train"].out("dl1"),
+        protons=dl1["proton_train"].out("dl1"),
         defaults=params("datapipe-train", {"n_estimators": size.n_estimators}),
-    )  # fmt: skip
+    )
     dl2 = wf.step(
         "dl2_gamma_irf",
-        _step_tool("dl2_gamma_irf", {"dl1": "File", "models": "File"},
-                   [out("dl2", "*_dl2.fits", level="DL2")], sv),
-        dl1=dl1["gamma_irf"].out("dl1"), models=train.out("models"),
+        _step_tool(
+            "dl2_gamma_irf",
+            {"dl1": "File", "models": "File"},
+            [out("dl2", "*_dl2.fits", level="DL2")],
+            sv,
+        ),
+        dl1=dl1["gamma_irf"].out("dl1"),
+        models=train.out("models"),
         defaults=params("datapipe-dl2", {}),
-    )  # fmt: skip
+    )
     irf = wf.step(
         "irf",
         _step_tool("irf", {"gammas": "File"}, [out("irf", "irf.fits", level="DL3")], sv),
         gammas=dl2.out("dl2"),
-        defaults=params("datapipe-irf", {"cuts": "fixed", "gh_cut": size.gh_cut,
-                                         "theta_cut_deg": size.theta_cut_deg}),
-    )  # fmt: skip
+        defaults=params(
+            "datapipe-irf",
+            {"cuts": "fixed", "gh_cut": size.gh_cut, "theta_cut_deg": size.theta_cut_deg},
+        ),
+    )
     wf.output("models", train.out("models"))
     wf.output("irf", irf.out("irf"))
     return wf.build()
@@ -166,10 +214,11 @@ def ensure_models(
     except NotFound:
         pass
     spec = production_workflow(production, size, software_version)
-    run = wms.submit_workflow(spec, {}, opts=SubmitOptions(name=production,
-                                                            activity="simulation"))  # fmt: skip
+    run = wms.submit_workflow(spec, {}, opts=SubmitOptions(name=production, activity="simulation"))
     state = wms.wait(run, progress=progress, timeout_s=timeout_s)
     if state != "DONE":
-        raise DppsError(f"model production {production} (workflow {run.id}) ended {state}: "
-                        f"see dpps wms status {run.id} --workflow")  # fmt: skip
+        raise DppsError(
+            f"model production {production} (workflow {run.id}) ended {state}: "
+            f"see dpps wms status {run.id} --workflow"
+        )
     return replace(find_products(wms.archive, production), produced=True)

@@ -30,10 +30,11 @@ def volume(archive: Archive) -> dict[str, dict[str, dict[str, int]]]:
         select(DIDRow.data_level, RSERow.site, func.count(), func.sum(DIDRow.bytes))
         .join(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
         .join(RSERow, RSERow.id == ReplicaRow.rse_id)
-        .where(ReplicaRow.state == "AVAILABLE", DIDRow.did_type == "FILE",
-               DIDRow.deleted_at.is_(None))
+        .where(
+            ReplicaRow.state == "AVAILABLE", DIDRow.did_type == "FILE", DIDRow.deleted_at.is_(None)
+        )
         .group_by(DIDRow.data_level, RSERow.site)
-    )  # fmt: skip
+    )
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     with archive.sessions() as s:
         for level, site, n, size in s.execute(stmt):
@@ -47,13 +48,18 @@ def offsite_sites(archive: Archive, lfn_prefix: str = "/ctao/dl0/") -> Counter[i
         select(DIDRow.id, RSERow.site)
         .join(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
         .join(RSERow, RSERow.id == ReplicaRow.rse_id)
-        .where(ReplicaRow.state == "AVAILABLE", RSERow.onsite.is_(False),
-               DIDRow.name.like(f"{lfn_prefix}%"), DIDRow.did_type == "FILE")
-    )  # fmt: skip
+        .where(
+            ReplicaRow.state == "AVAILABLE",
+            RSERow.onsite.is_(False),
+            DIDRow.name.like(f"{lfn_prefix}%"),
+            DIDRow.did_type == "FILE",
+        )
+    )
     sites: dict[int, set[str]] = defaultdict(set)
     with archive.sessions() as s:
-        all_ids = s.scalars(select(DIDRow.id).where(DIDRow.name.like(f"{lfn_prefix}%"),
-                                                    DIDRow.did_type == "FILE")).all()  # fmt: skip
+        all_ids = s.scalars(
+            select(DIDRow.id).where(DIDRow.name.like(f"{lfn_prefix}%"), DIDRow.did_type == "FILE")
+        ).all()
         for did_id, site in s.execute(stmt):
             sites[did_id].add(str(site))
     return Counter(len(sites.get(i, set())) for i in all_ids)
@@ -71,23 +77,34 @@ def jobs(wms: WMS, workflow_ids: list[int]) -> dict[str, Any]:
             cpu += job.cpu_s
             wall += job.wall_s
             if job.state != "DONE" or job.attempts > 1:
-                failed.append({"job": job.id, "step": job.step, "state": job.state,
-                               "attempts": job.attempts, "reason": job.reason})  # fmt: skip
+                failed.append(
+                    {
+                        "job": job.id,
+                        "step": job.step,
+                        "state": job.state,
+                        "attempts": job.attempts,
+                        "reason": job.reason,
+                    }
+                )
     return {
         "by_step": {k: dict(v) for k, v in sorted(by_step.items())},
         "total": int(sum(sum(v.values()) for v in by_step.values())),
-        "attempts": int(attempts), "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+        "attempts": int(attempts),
+        "cpu_s": round(cpu, 1),
+        "wall_s": round(wall, 1),
         "retried_or_failed": failed,
-    }  # fmt: skip
+    }
 
 
 def quality_verdicts(
     archive: Archive, category: str, dest: Path, obs_ids: Sequence[int] | None = None
 ) -> dict[int, dict[str, Any]]:
     """obs_id -> {passed, failed checks} from the archived QualPipe reports (retrieved)."""
-    reports = [f for f in archive.list_files(f"data_level=QUAL and category={category}",
-                                             limit=None) if f.name.endswith(".json")
-               and (obs_ids is None or f.obs_id in set(obs_ids))]  # fmt: skip
+    reports = [
+        f
+        for f in archive.list_files(f"data_level=QUAL and category={category}", limit=None)
+        if f.name.endswith(".json") and (obs_ids is None or f.obs_id in set(obs_ids))
+    ]
     if not reports:
         return {}
     got = archive.get([f.did for f in reports], dest, overwrite=True)
@@ -96,8 +113,14 @@ def quality_verdicts(
     verdicts: dict[int, dict[str, Any]] = {}
     for f in reports:
         report = json.loads((dest / Path(f.name).name).read_text(encoding="utf-8"))
-        failed = [f"{c.get('metric')}" + (f" (tel {c['tel_id']})" if c.get("tel_id") else "")
-                  for c in report.get("checks", []) if c.get("status") == "fail"]  # fmt: skip
-        verdicts[int(f.obs_id or 0)] = {"passed": bool(report.get("passed")),
-                                        "failed_checks": failed, "did": f.did}  # fmt: skip
+        failed = [
+            f"{c.get('metric')}" + (f" (tel {c['tel_id']})" if c.get("tel_id") else "")
+            for c in report.get("checks", [])
+            if c.get("status") == "fail"
+        ]
+        verdicts[int(f.obs_id or 0)] = {
+            "passed": bool(report.get("passed")),
+            "failed_checks": failed,
+            "did": f.did,
+        }
     return dict(sorted(verdicts.items()))

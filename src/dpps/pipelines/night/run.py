@@ -42,8 +42,9 @@ def quiet(_name: str, _total: int) -> Update:
     return lambda _done, _total: None
 
 
-def _process(wms: WMS, archive: Archive, name: str, expected: int, stage: StageFn,
-             timeout_s: float) -> float:  # fmt: skip
+def _process(
+    wms: WMS, archive: Archive, name: str, expected: int, stage: StageFn, timeout_s: float
+) -> float:
     """Replicate and let the transformation process every block, interleaved; seconds.
 
     The catalog is polled at most twice a second (``run_until`` loops every 50 ms when idle:
@@ -66,8 +67,9 @@ def _process(wms: WMS, archive: Archive, name: str, expected: int, stage: StageF
         state["done"] = bool(state["replicated"]) and sum(files.values()) >= expected and not open_
         update(settled + int(bool(state["replicated"])) * expected, 2 * expected)
 
-    wms.run_until(lambda: bool(state["done"]), with_transformations=True, tick=tick,
-                  timeout_s=timeout_s)  # fmt: skip
+    wms.run_until(
+        lambda: bool(state["done"]), with_transformations=True, tick=tick, timeout_s=timeout_s
+    )
     return time.perf_counter() - started
 
 
@@ -113,8 +115,10 @@ def _replicate_products(archive: Archive, policy: str, stage: StageFn, timeout_s
     deadline = time.monotonic() + timeout_s
     while not acquisition.replication_done(archive, policy):
         if time.monotonic() > deadline:
-            raise DppsError(f"products not replicated after {timeout_s:.0f} s: "
-                            f"{acquisition.rule_states(archive, policy)}")  # fmt: skip
+            raise DppsError(
+                f"products not replicated after {timeout_s:.0f} s: "
+                f"{acquisition.rule_states(archive, policy)}"
+            )
         if not acquisition.replication_step(archive):
             time.sleep(0.2)
     update(1, 1)
@@ -147,17 +151,25 @@ def run_night(
         seconds[name] = round(now - clock, 2)
         clock = now
 
-    models = ensure_models(wms, size, software_version, progress=stage("models + IRF", 1),
-                           timeout_s=timeout_s)  # fmt: skip
+    models = ensure_models(
+        wms, size, software_version, progress=stage("models + IRF", 1), timeout_s=timeout_s
+    )
     lap("models")
     # the products get two off-site copies where the workspace defines the policy (older
     # workspaces' dpps.yaml may not)
     policy = PRODUCTS_POLICY if PRODUCTS_POLICY in archive.config.policies else None
-    tf = ensure_transformation(wms, models, category=category, software_version=software_version,
-                               target=target, policy=policy)  # fmt: skip
+    tf = ensure_transformation(
+        wms,
+        models,
+        category=category,
+        software_version=software_version,
+        target=target,
+        policy=policy,
+    )
     update = stage("ACADA simulation", plan.blocks)
-    files = acquisition.simulate_night(archive, plan,
-                                       on_block=lambda i: update(i + 1, plan.blocks))  # fmt: skip
+    files = acquisition.simulate_night(
+        archive, plan, on_block=lambda i: update(i + 1, plan.blocks)
+    )
     lap("simulate")
     registered = acquisition.ingest(archive)
     lap("ingest")
@@ -181,26 +193,41 @@ def run_night(
     workflow_ids = sorted({wf for wf in _workflows(wms, tf.id)})
     return {
         "workspace": str(archive.config.workspace),
-        "plan": {"blocks": plan.blocks, "block_s": plan.duration_s, "obs_ids": plan.obs_ids(),
-                 "target": target.__dict__, "wobble_deg": src.wobble_offset_deg},
-        "models": {"produced": models.produced, "models": models.models.did,
-                   "irf": models.irf.did},
-        "acada": {"files": len(files), "registered": registered,
-                  "bytes": sum(p.stat().st_size for p in files)},
-        "replication": {"rules": acquisition.rule_states(archive),
-                        "product_rules": acquisition.rule_states(archive, policy) if policy
-                        else {},
-                        "dl0_files_by_offsite_sites": dict(report.offsite_sites(archive))},
-        "transformation": {"name": tf.name, "files": info.files, "tasks": info.tasks,
-                           "problematic": [p.reason for p in info.problematic]},
+        "plan": {
+            "blocks": plan.blocks,
+            "block_s": plan.duration_s,
+            "obs_ids": plan.obs_ids(),
+            "target": target.__dict__,
+            "wobble_deg": src.wobble_offset_deg,
+        },
+        "models": {
+            "produced": models.produced,
+            "models": models.models.did,
+            "irf": models.irf.did,
+        },
+        "acada": {
+            "files": len(files),
+            "registered": registered,
+            "bytes": sum(p.stat().st_size for p in files),
+        },
+        "replication": {
+            "rules": acquisition.rule_states(archive),
+            "product_rules": acquisition.rule_states(archive, policy) if policy else {},
+            "dl0_files_by_offsite_sites": dict(report.offsite_sites(archive)),
+        },
+        "transformation": {
+            "name": tf.name,
+            "files": info.files,
+            "tasks": info.tasks,
+            "problematic": [p.reason for p in info.problematic],
+        },
         "jobs": report.jobs(wms, workflow_ids),
         "volume": report.volume(archive),
-        "quality": report.quality_verdicts(archive, category, workdir / "quality",
-                                           plan.obs_ids()),
+        "quality": report.quality_verdicts(archive, category, workdir / "quality", plan.obs_ids()),
         "analysis": analysis,
         "simulated": {"index": index, "amplitude": amplitude, "reference_tev": 1.0},
         "seconds": seconds,
-    }  # fmt: skip
+    }
 
 
 def _workflows(wms: WMS, transformation_id: int) -> list[int]:
@@ -209,5 +236,8 @@ def _workflows(wms: WMS, transformation_id: int) -> list[int]:
     from dpps.catalog.models_wms import WorkflowRow
 
     with wms.sessions() as s:
-        return list(s.scalars(select(WorkflowRow.id).where(
-            WorkflowRow.transformation_id == transformation_id)))  # fmt: skip
+        return list(
+            s.scalars(
+                select(WorkflowRow.id).where(WorkflowRow.transformation_id == transformation_id)
+            )
+        )

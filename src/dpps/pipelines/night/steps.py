@@ -76,8 +76,11 @@ def run_step(*, inputs: Mapping[str, Any], parameters: Mapping[str, Any], outdir
     files = select_inputs(inputs, select)
     if select and not files:
         raise InvalidInput(f"night step {tool}: no input file matches {select}")
-    code = wms_entry(inputs={k: [str(p) for p in v] for k, v in files.items()},
-                     parameters={"tool": tool, "config": config}, outdir=outdir)  # fmt: skip
+    code = wms_entry(
+        inputs={k: [str(p) for p in v] for k, v in files.items()},
+        parameters={"tool": tool, "config": config},
+        outdir=outdir,
+    )
     if code == EXIT_OK and rename:
         obs_id = observation_id([p for paths in files.values() for p in paths])
         for name in rename:

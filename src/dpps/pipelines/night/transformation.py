@@ -50,10 +50,16 @@ def ensure_transformation(
         pass
     spec = build_block_workflow(None, category, software_version, target=target, policy=policy)
     return wms.add_transformation(
-        name, spec, filter_text=filter_text, input_port="dl0", grouping="by:obs_id",
-        inputs=models.inputs(), settle_s=settle_s, max_task_attempts=max_task_attempts,
+        name,
+        spec,
+        filter_text=filter_text,
+        input_port="dl0",
+        grouping="by:obs_id",
+        inputs=models.inputs(),
+        settle_s=settle_s,
+        max_task_attempts=max_task_attempts,
         opts=SubmitOptions(activity=ACTIVITY.get(category, "default"), priority=5),
-    )  # fmt: skip
+    )
 
 
 def pending(wms: WMS, name: str) -> int:

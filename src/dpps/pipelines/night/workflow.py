@@ -64,15 +64,23 @@ def _tool(
 ) -> Tool:
     ports: dict[str, str | InputPort] = dict(files)
     ports.update({s: "string" for s in _SCALARS})
-    return tool_python(name, STEP_ENTRY, inputs=ports, outputs=outputs,
-                       software_version=software_version)  # fmt: skip
+    return tool_python(
+        name, STEP_ENTRY, inputs=ports, outputs=outputs, software_version=software_version
+    )
 
 
-def _params(tool: str, config: Mapping[str, Any], select: Mapping[str, str] | None = None,
-            rename: list[str] | None = None) -> dict[str, str]:  # fmt: skip
-    return {"tool": tool, "config": json.dumps(dict(config), sort_keys=True),
-            "select": json.dumps(dict(select or {}), sort_keys=True),
-            "rename": json.dumps(rename or [])}  # fmt: skip
+def _params(
+    tool: str,
+    config: Mapping[str, Any],
+    select: Mapping[str, str] | None = None,
+    rename: list[str] | None = None,
+) -> dict[str, str]:
+    return {
+        "tool": tool,
+        "config": json.dumps(dict(config), sort_keys=True),
+        "select": json.dumps(dict(select or {}), sort_keys=True),
+        "rename": json.dumps(rename or []),
+    }
 
 
 def build_block_workflow(
@@ -98,63 +106,116 @@ def build_block_workflow(
 
     def out(name: str, glob: str, kind: str, level: str, array: bool = False) -> OutputPort:
         lfn = f"{base}/{kind}/$(self.basename)"
-        return OutputPort.model_validate({"name": name, "glob": glob, "array": array, "lfn": lfn,
-                                          "data_level": level, "meta": meta,
-                                          "new_version": True, "policy": policy})  # fmt: skip
+        return OutputPort.model_validate(
+            {
+                "name": name,
+                "glob": glob,
+                "array": array,
+                "lfn": lfn,
+                "data_level": level,
+                "meta": meta,
+                "new_version": True,
+                "policy": policy,
+            }
+        )
 
     sv = software_version
     name = f"night-block-{obs_id}" if obs_id is not None else "night-block"
     wf = Workflow(name, inputs={"dl0": "File[]", "models": "File", "irf": "File"})
     camera = wf.step(
         "camera",
-        _tool("camera", {"dl0": "File[]"},
-              [out("camera", "*_CAMERA_CALIBRATION.fits", "cal", "CAL", array=True)], sv),
+        _tool(
+            "camera",
+            {"dl0": "File[]"},
+            [out("camera", "*_CAMERA_CALIBRATION.fits", "cal", "CAL", array=True)],
+            sv,
+        ),
         dl0="dl0",
-        defaults=_params("calibpipe-camera",
-                         {"category": category, "min_events": calibration_min_events},
-                         {"dl0": "*_TEL_CAL_*"}),
-    )  # fmt: skip
+        defaults=_params(
+            "calibpipe-camera",
+            {"category": category, "min_events": calibration_min_events},
+            {"dl0": "*_TEL_CAL_*"},
+        ),
+    )
     wf.step(
         "atmosphere",
-        _tool("atmosphere", {"weather": "File[]"},
-              [out("atmosphere", "*_ATMOSPHERE_SELECTION.fits", "cal", "CAL")], sv),
+        _tool(
+            "atmosphere",
+            {"weather": "File[]"},
+            [out("atmosphere", "*_ATMOSPHERE_SELECTION.fits", "cal", "CAL")],
+            sv,
+        ),
         weather="dl0",
-        defaults=_params("calibpipe-atmosphere", {"category": category},
-                         {"weather": "*_WEATHER.fits"}),
-    )  # fmt: skip
+        defaults=_params(
+            "calibpipe-atmosphere", {"category": category}, {"weather": "*_WEATHER.fits"}
+        ),
+    )
     dl1 = wf.step(
         "dl1",
-        _tool("dl1", {"dl0": "File[]", "pointing": "File[]", "calibration": "File[]"},
-              [out("dl1", "*_dl1.h5", "dl1", "DL1")], sv),
-        dl0="dl0", pointing="dl0", calibration=camera.out("camera"),
-        defaults=_params("datapipe-dl1", {},
-                         {"dl0": "*_TEL_SHOWER_*", "pointing": "*_POINTING.fits"}),
-    )  # fmt: skip
+        _tool(
+            "dl1",
+            {"dl0": "File[]", "pointing": "File[]", "calibration": "File[]"},
+            [out("dl1", "*_dl1.h5", "dl1", "DL1")],
+            sv,
+        ),
+        dl0="dl0",
+        pointing="dl0",
+        calibration=camera.out("camera"),
+        defaults=_params(
+            "datapipe-dl1", {}, {"dl0": "*_TEL_SHOWER_*", "pointing": "*_POINTING.fits"}
+        ),
+    )
     dl2 = wf.step(
         "dl2",
-        _tool("dl2", {"dl1": "File", "models": "File"}, [out("dl2", "*_dl2.fits", "dl2", "DL2")],
-              sv),
-        dl1=dl1.out("dl1"), models="models",
-        defaults=_params("datapipe-dl2", {"category": category, "target": {
-            "name": target.name, "ra_deg": target.ra_deg, "dec_deg": target.dec_deg}}),
-    )  # fmt: skip
+        _tool(
+            "dl2", {"dl1": "File", "models": "File"}, [out("dl2", "*_dl2.fits", "dl2", "DL2")], sv
+        ),
+        dl1=dl1.out("dl1"),
+        models="models",
+        defaults=_params(
+            "datapipe-dl2",
+            {
+                "category": category,
+                "target": {
+                    "name": target.name,
+                    "ra_deg": target.ra_deg,
+                    "dec_deg": target.dec_deg,
+                },
+            },
+        ),
+    )
     dl3 = wf.step(
         "dl3",
-        _tool("dl3", {"dl2": "File", "irf": "File"},
-              [out("events", "obs_*.events.fits", "dl3", "DL3"),
-               out("irf", "obs_*.irf.fits", "dl3", "DL3")], sv),
-        dl2=dl2.out("dl2"), irf="irf",
+        _tool(
+            "dl3",
+            {"dl2": "File", "irf": "File"},
+            [
+                out("events", "obs_*.events.fits", "dl3", "DL3"),
+                out("irf", "obs_*.irf.fits", "dl3", "DL3"),
+            ],
+            sv,
+        ),
+        dl2=dl2.out("dl2"),
+        irf="irf",
         defaults=_params("datapipe-dl3", {"category": category}),
-    )  # fmt: skip
+    )
     reports = ["quality_report.json", "quality_report.html"]
     quality = wf.step(
         "quality",
-        _tool("quality", {"calibration": "File[]", "dl1": "File", "dl2": "File"},
-              [out("report", "obs*_quality_report.json", "quality", "QUAL"),
-               out("page", "obs*_quality_report.html", "quality", "QUAL")], sv),
-        calibration=camera.out("camera"), dl1=dl1.out("dl1"), dl2=dl2.out("dl2"),
+        _tool(
+            "quality",
+            {"calibration": "File[]", "dl1": "File", "dl2": "File"},
+            [
+                out("report", "obs*_quality_report.json", "quality", "QUAL"),
+                out("page", "obs*_quality_report.html", "quality", "QUAL"),
+            ],
+            sv,
+        ),
+        calibration=camera.out("camera"),
+        dl1=dl1.out("dl1"),
+        dl2=dl2.out("dl2"),
         defaults=_params("qualpipe-report", {"category": category}, rename=reports),
-    )  # fmt: skip
+    )
     wf.output("events", dl3.out("events"))
     wf.output("irf", dl3.out("irf"))
     wf.output("quality", quality.out("report"))

@@ -77,7 +77,8 @@ def archive_report(
         page_meta = {**meta, "product_type": "quality report page"}
         items.append((Path(html_path), report_lfn(target.name, ".quality.html"), page_meta))
     return [
-        ingest_version(archive, path, rse, lfn=lfn, meta=given, scope=target.scope,
-                       dataset=dataset)
+        ingest_version(
+            archive, path, rse, lfn=lfn, meta=given, scope=target.scope, dataset=dataset
+        )
         for path, lfn, given in items
-    ]  # fmt: skip
+    ]

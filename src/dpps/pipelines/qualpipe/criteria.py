@@ -167,10 +167,15 @@ class CheckResult:
     def as_dict(self) -> dict[str, Any]:
         value = self.value if self.value is None or math.isfinite(self.value) else str(self.value)
         return {
-            "metric": self.metric, "tel_id": self.tel_id, "value": value,
-            "unit": METRICS[self.metric][0], "criterion": self.criterion,
-            "severity": self.severity, "status": self.status, "description": self.description,
-        }  # fmt: skip
+            "metric": self.metric,
+            "tel_id": self.tel_id,
+            "value": value,
+            "unit": METRICS[self.metric][0],
+            "criterion": self.criterion,
+            "severity": self.severity,
+            "status": self.status,
+            "description": self.description,
+        }
 
 
 def evaluate(
@@ -187,11 +192,21 @@ def evaluate(
         values = by_name.get(c.metric, [])
         if not values:
             status: Status = "fail" if c.required else "missing"
-            results.append(CheckResult(c.metric, None, None, c.describe(), c.severity, status,
-                                       c.description))  # fmt: skip
+            results.append(
+                CheckResult(c.metric, None, None, c.describe(), c.severity, status, c.description)
+            )
             continue
         for m in values:
             ok = math.isfinite(m.value) and c.accepts(m.value)
-            results.append(CheckResult(c.metric, m.tel_id, m.value, c.describe(), c.severity,
-                                       "pass" if ok else "fail", c.description))  # fmt: skip
+            results.append(
+                CheckResult(
+                    c.metric,
+                    m.tel_id,
+                    m.value,
+                    c.describe(),
+                    c.severity,
+                    "pass" if ok else "fail",
+                    c.description,
+                )
+            )
     return results

@@ -117,12 +117,17 @@ def calibration_metrics(products: Sequence[CalibrationProduct]) -> list[MetricVa
         usable = ~product.unusable
         tel = product.tel_id
         out += [
-            MetricValue("calibration.pedestal_width_median",
-                        _median(product.pedestal_width[usable]), tel),
+            MetricValue(
+                "calibration.pedestal_width_median", _median(product.pedestal_width[usable]), tel
+            ),
             MetricValue("calibration.gain_median", _median(product.gain[usable]), tel),
             MetricValue("calibration.unusable_fraction", float(product.unusable.mean()), tel),
-            MetricValue("calibration.time_shift_rms",
-                        float(np.sqrt(np.mean(product.time_shift[usable] ** 2)))
-                        if usable.any() else math.nan, tel),
-        ]  # fmt: skip
+            MetricValue(
+                "calibration.time_shift_rms",
+                float(np.sqrt(np.mean(product.time_shift[usable] ** 2)))
+                if usable.any()
+                else math.nan,
+                tel,
+            ),
+        ]
     return out

@@ -110,14 +110,23 @@ def calibration_plot(product: CalibrationProduct) -> bytes:
         )
         bad = product.unusable
         points = PolyCollection(
-            list(verts), array=width, cmap="viridis", edgecolors=np.where(bad, "red", "none"),
+            list(verts),
+            array=width,
+            cmap="viridis",
+            edgecolors=np.where(bad, "red", "none"),
             linewidths=np.where(bad, 1.5, 0.0),
-        )  # fmt: skip
+        )
         ax_cam.add_collection(points)
         ax_cam.autoscale_view()
         ax_cam.set(xlabel="x (deg)", ylabel="y (deg)", aspect="equal")
-        ax_cam.text(0.01, 0.99, f"red outline: unusable ({int(bad.sum())} pixels)",
-                    transform=ax_cam.transAxes, va="top", fontsize="small")  # fmt: skip
+        ax_cam.text(
+            0.01,
+            0.99,
+            f"red outline: unusable ({int(bad.sum())} pixels)",
+            transform=ax_cam.transAxes,
+            va="top",
+            fontsize="small",
+        )
     else:  # unknown camera geometry: per pixel id
         points = ax_cam.scatter(product.pixel_id, width, c=width, s=4, cmap="viridis")
         ax_cam.set(xlabel="pixel id", ylabel="pedestal width (adu)")

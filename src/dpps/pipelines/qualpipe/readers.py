@@ -162,9 +162,12 @@ def merge_dl1(items: Sequence[DL1Images]) -> DL1Images:
     parts: list[dict[str, np.ndarray]] = []
     for item in items:
         part: dict[str, np.ndarray] = {
-            "tel_id": item.tel_id, "intensity": item.intensity, "width": item.width,
-            "length": item.length, **item.optional,
-        }  # fmt: skip
+            "tel_id": item.tel_id,
+            "intensity": item.intensity,
+            "width": item.width,
+            "length": item.length,
+            **item.optional,
+        }
         for key in ("time", "event_type", "obs_id"):
             value = getattr(item, key)
             if value is not None:

@@ -150,9 +150,12 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         for name, png in images.items()
     ]
     return template.render(
-        report=report, s=report["summary"], images=uris, fmt=_fmt,
+        report=report,
+        s=report["summary"],
+        images=uris,
+        fmt=_fmt,
         meaning=lambda name: METRICS.get(name, ("", ""))[1],
-    )  # fmt: skip
+    )
 
 
 def write_html(path: Path, report: Mapping[str, Any], images: Mapping[str, bytes]) -> Path:

@@ -72,8 +72,9 @@ def expand(spec: Mapping[str, Any], source: str = "production") -> Production:
     """A production mapping (the YAML form) -> validated run cards."""
     unknown = set(spec) - _TOP_KEYS
     if unknown:
-        raise ConfigError(f"{source}: unknown keys {sorted(unknown)} (allowed: "
-                          f"{', '.join(sorted(_TOP_KEYS))})")  # fmt: skip
+        raise ConfigError(
+            f"{source}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(_TOP_KEYS))})"
+        )
     name = str(spec.get("name") or "")
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"{source}: 'name' must be a simple word (letters, digits, - _ .)")
@@ -86,8 +87,10 @@ def expand(spec: Mapping[str, Any], source: str = "production") -> Production:
         if not isinstance(grid, Mapping) or not all(isinstance(v, list) for v in grid.values()):
             raise ConfigError(f"{source}: 'grid' maps run card fields to lists of values")
         keys = list(grid)
-        runs += [dict(zip(keys, combo, strict=True))
-                 for combo in itertools.product(*(grid[k] for k in keys))]  # fmt: skip
+        runs += [
+            dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(grid[k] for k in keys))
+        ]
     if not runs:
         raise ConfigError(f"{source}: no runs (give 'runs' or 'grid')")
     next_obs = int(spec.get("first_obs_id", 1))
@@ -102,8 +105,9 @@ def expand(spec: Mapping[str, Any], source: str = "production") -> Production:
     seen: dict[int, int] = {}
     for i, card in enumerate(cards, start=1):
         if card.obs_id in seen:
-            raise ConfigError(f"{source}: runs {seen[card.obs_id]} and {i} share obs_id "
-                              f"{card.obs_id}")  # fmt: skip
+            raise ConfigError(
+                f"{source}: runs {seen[card.obs_id]} and {i} share obs_id {card.obs_id}"
+            )
         seen[card.obs_id] = i
     return Production(name, prefix, tuple(cards))
 
@@ -174,8 +178,12 @@ def submit(
 
     submitted = []
     for card in production.cards:
-        opts = SubmitOptions(name=f"{production.name}-run{card.obs_id:06d}", priority=priority,
-                             activity="simulation", executor=executor)  # fmt: skip
+        opts = SubmitOptions(
+            name=f"{production.name}-run{card.obs_id:06d}",
+            priority=priority,
+            activity="simulation",
+            executor=executor,
+        )
         submitted.append(
             wms.submit_job(
                 job_tool(production, card, rse=rse),
@@ -196,8 +204,9 @@ def run_locally(
     """Run every card here, each into ``output_dir/run<obs_id>``: no archive needed."""
     results = []
     for card in production.cards:
-        result = run_tool(TOOL, card.model_dump(mode="json"), {},
-                          Path(output_dir) / f"run{card.obs_id:06d}")  # fmt: skip
+        result = run_tool(
+            TOOL, card.model_dump(mode="json"), {}, Path(output_dir) / f"run{card.obs_id:06d}"
+        )
         results.append(result)
         if on_run is not None:
             on_run(card, result)

@@ -119,15 +119,20 @@ class _Run:
                 seconds = math.floor(unix)
                 qns = round((unix - seconds) * 4e9) % 4_000_000_000
                 wave = telescope_waveform(card, run, int(index), tel)
-                yield TelEvent(int(index) + 1, EVENT_TYPE_SUBARRAY, seconds + TAI_UTC_S, qns,
-                               wave)  # fmt: skip
+                yield TelEvent(int(index) + 1, EVENT_TYPE_SUBARRAY, seconds + TAI_UTC_S, qns, wave)
 
         with quiet_native_stdout():
             write_telescope_events(
-                path, header=header, camera=tel.spec, tel_id=tel.tel_id, sb_id=0,
-                obs_id=card.obs_id, config_time_s=self.start_unix, events=events(),
+                path,
+                header=header,
+                camera=tel.spec,
+                tel_id=tel.tel_id,
+                sb_id=0,
+                obs_id=card.obs_id,
+                config_time_s=self.start_unix,
+                events=events(),
                 compression=card.compression,
-            )  # fmt: skip
+            )
         return path
 
     def write_truth(self, run: ThrownRun) -> Path:
@@ -180,9 +185,11 @@ class SimulateTool(Tool[RunCard]):
         writer = _Run(card, self.output_dir)
         run = throw(card, writer.tels)
         common: dict[str, Any] = {
-            "category": "SIM", "obs_id": card.obs_id, "particle": card.particle,
+            "category": "SIM",
+            "obs_id": card.obs_id,
+            "particle": card.particle,
             "lifetime_days": card.lifetime_days,
-        }  # fmt: skip
+        }
         for tel in writer.tels:
             path = writer.write_dl0(run, tel)
             if path is not None:

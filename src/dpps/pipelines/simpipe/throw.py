@@ -117,11 +117,12 @@ def throw(card: RunCard, telescopes: list[Telescope]) -> ThrownRun:
             tel.tel_id
             for tel in telescopes
             if showers.telescope_triggers(
-                showers.shower_image(image_rng(card, i, tel.tel_id), tel.spec, shower,
-                                     tel.x_m, tel.y_m),
+                showers.shower_image(
+                    image_rng(card, i, tel.tel_id), tel.spec, shower, tel.x_m, tel.y_m
+                ),
                 card.trigger_threshold_pe,
             )
-        )  # fmt: skip
+        )
         seen_by.append(seen)
     triggered = np.array([len(s) >= card.min_telescopes for s in seen_by], dtype=bool)
     return ThrownRun(energy, core_x, core_y, src_x, src_y, alt, az, seen_by, triggered)

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from dpps.bdms.export_worker import run_export
+from dpps.bdms.export.worker import run_export
 from dpps.core.authz import Action, require
 from dpps.core.errors import NotFound
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal

@@ -3,7 +3,7 @@
 Rules on raw data (a DL0 file, or a collection holding one) need the ``rule.write.dl0``
 action (archive managers); other rules ``rule.write``; both only in the account's scopes.
 ``PATCH /rules/{id}`` changes priority, lifetime, comment or suspends/resumes a rule, with
-the same rights as adding it (``dpps.bdms.interventions.update_rule``); ``DELETE
+the same rights as adding it (``dpps.bdms.replication.interventions.update_rule``); ``DELETE
 /rules/{id}?reason=`` removes it, with the same rights, the way ``dpps rule delete`` does.
 ``GET /rules/{id}/details`` answers ``archive.replication.get_rule`` itself (what ``dpps rule
 show`` prints), and rules carry their lock counts, so the remote CLI shows what the local one does.
@@ -19,8 +19,8 @@ from fastapi import APIRouter, Path, Query, status
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from dpps.bdms.interventions import RuleChange
-from dpps.bdms.replication import lock_counts
+from dpps.bdms.replication.api import lock_counts
+from dpps.bdms.replication.interventions import RuleChange
 from dpps.bdms.retrieve import did_label
 from dpps.bdms.types import RuleDetails
 from dpps.catalog.models import DIDRow, RuleRow

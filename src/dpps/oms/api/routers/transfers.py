@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from dpps.bdms.replication import transfer_state
+from dpps.bdms.replication.api import transfer_state
 from dpps.bdms.retrieve import did_label
 from dpps.catalog.models import DIDRow, RSERow, TransferRow
 from dpps.core.authz import Action, Principal

@@ -59,10 +59,13 @@ def job_accounting(
     _who: Reader,
     by: Annotated[
         str,
-        Query(max_length=200, description="Group by, comma-separated: site, activity, "
-              "software_version, executor, tool"),
+        Query(
+            max_length=200,
+            description="Group by, comma-separated: site, activity, "
+            "software_version, executor, tool",
+        ),
     ] = "site,activity,software_version",
-) -> list[AccountingRow]:  # fmt: skip
+) -> list[AccountingRow]:
     """What ``dpps wms accounting`` prints: CPU, wall time, peak memory, bytes, per group."""
     return wms.accounting([k.strip() for k in by.split(",") if k.strip()])
 

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from dpps.bdms import rse_expression
 from dpps.bdms.daemons import REGISTRY
+from dpps.bdms.replication import rse_expression
 from dpps.catalog.models import (
     DIDRow,
     EventRow,

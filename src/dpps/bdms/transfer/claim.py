@@ -3,7 +3,7 @@
 Runs in the transfer daemon's main thread, in one short transaction per batch (the caller
 commits). A claimed transfer becomes ACTIVE with a lease and a source, and its destination
 replica COPYING; the worker threads then copy without touching the catalog, and
-``dpps.bdms.transfer_catalog.record_outcomes`` moves everything on afterwards.
+``dpps.bdms.transfer.outcomes.record_outcomes`` moves everything on afterwards.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from dpps.bdms import rse_expression
-from dpps.bdms.transfer_catalog import Job, finish, locks_ok, settle_rules
+from dpps.bdms.replication import rse_expression
+from dpps.bdms.transfer.outcomes import Job, finish, locks_ok, settle_rules
 from dpps.catalog import events
 from dpps.catalog.leases import lock_free
 from dpps.catalog.models import (
@@ -83,9 +83,14 @@ class SourceSelector:
 
 #: What a claim reads of each transfer (plain rows: the ORM costs more than the copies).
 _COLUMNS = (
-    TransferRow.id, TransferRow.did_id, TransferRow.dest_rse_id, TransferRow.rule_id,
-    TransferRow.priority, TransferRow.attempts, TransferRow.max_attempts,
-)  # fmt: skip
+    TransferRow.id,
+    TransferRow.did_id,
+    TransferRow.dest_rse_id,
+    TransferRow.rule_id,
+    TransferRow.priority,
+    TransferRow.attempts,
+    TransferRow.max_attempts,
+)
 
 
 def claim_jobs(
@@ -127,18 +132,28 @@ def claim_jobs(
         d.id: d
         for d in session.execute(
             select(
-                DIDRow.id, DIDRow.scope, DIDRow.name, DIDRow.version, DIDRow.bytes,
-                DIDRow.adler32, DIDRow.blake3, DIDRow.deleted_at,
+                DIDRow.id,
+                DIDRow.scope,
+                DIDRow.name,
+                DIDRow.version,
+                DIDRow.bytes,
+                DIDRow.adler32,
+                DIDRow.blake3,
+                DIDRow.deleted_at,
             ).where(among(session, DIDRow.id, did_ids))
         )
-    }  # fmt: skip
+    }
     replicas: dict[int, list[Any]] = defaultdict(list)
     for rep in session.execute(
         select(
-            ReplicaRow.id, ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.state,
-            ReplicaRow.path, ReplicaRow.bytes,
+            ReplicaRow.id,
+            ReplicaRow.did_id,
+            ReplicaRow.rse_id,
+            ReplicaRow.state,
+            ReplicaRow.path,
+            ReplicaRow.bytes,
         ).where(among(session, ReplicaRow.did_id, did_ids))
-    ):  # fmt: skip
+    ):
         replicas[rep.did_id].append(rep)
     rule_ids = sorted({r.rule_id for r in rows if r.rule_id is not None})
     sources_of = dict(
@@ -204,9 +219,15 @@ def claim_jobs(
             continue  # not leased: free for the next claim
         active[link] += 1
         leased.append(
-            {"tid": row.id, "state": TransferState.ACTIVE.value, "source": source.rse_id,
-             "owner": owner, "until": lease_until, "now": now}
-        )  # fmt: skip
+            {
+                "tid": row.id,
+                "state": TransferState.ACTIVE.value,
+                "source": source.rse_id,
+                "owner": owner,
+                "until": lease_until,
+                "now": now,
+            }
+        )
         path = StorageElement.path_for(did.scope, did.name, did.version)
         if present is None:
             new_replicas.append(
@@ -223,9 +244,8 @@ def claim_jobs(
             )
         else:
             recopied.append(
-                {"rid": present.id, "state": ReplicaState.COPYING.value, "path": path,
-                 "now": now}
-            )  # fmt: skip
+                {"rid": present.id, "state": ReplicaState.COPYING.value, "path": path, "now": now}
+            )
         copying_events.append(
             {
                 "account": account,
@@ -267,23 +287,29 @@ def claim_jobs(
             update(transfers)
             .where(transfers.c.id == bindparam("tid"))
             .values(
-                state=bindparam("state"), source_rse_id=bindparam("source"),
-                lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
+                state=bindparam("state"),
+                source_rse_id=bindparam("source"),
+                lease_owner=bindparam("owner"),
+                lease_expires_at=bindparam("until"),
                 updated_at=bindparam("now"),
             ),
             leased,
-        )  # fmt: skip
+        )
     if postponed:
         session.execute(
             update(transfers)
             .where(transfers.c.id == bindparam("tid"))
             .values(
-                state=TransferState.QUEUED.value, next_attempt_at=bindparam("at"),
-                lease_owner=None, lease_expires_at=None, source_rse_id=None,
-                error=bindparam("reason"), updated_at=bindparam("now"),
+                state=TransferState.QUEUED.value,
+                next_attempt_at=bindparam("at"),
+                lease_owner=None,
+                lease_expires_at=None,
+                source_rse_id=None,
+                error=bindparam("reason"),
+                updated_at=bindparam("now"),
             ),
             postponed,
-        )  # fmt: skip
+        )
     if recopied:
         session.execute(
             update(replica_table)

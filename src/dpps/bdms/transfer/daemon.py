@@ -20,14 +20,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING
 
-from dpps.bdms.transfer_catalog import (
+from dpps.bdms.transfer.claim import claim_jobs
+from dpps.bdms.transfer.outcomes import (
     Job,
     Outcome,
     record_outcomes,
     renew_leases,
     settle_rule_ids,
 )
-from dpps.bdms.transfer_claim import claim_jobs
 from dpps.catalog.models import utcnow
 from dpps.catalog.replication import write_retrying
 from dpps.core.daemon import DaemonContext

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from dpps.client.views import ENV_URL, RemoteUnsupported, Transport, load, paged
 from dpps.core.errors import InvalidInput, Unavailable
-from dpps.oms.client_views import ENV_URL, RemoteUnsupported, Transport, load, paged
 from dpps.wms.builder import read_yaml, single_tool_workflow
 from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import Tool, WorkflowSpec

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from dpps.bdms import interventions, rse_expression, rules
+from dpps.bdms.replication import interventions, rse_expression, rules
 from dpps.bdms.retrieve import did_label
 from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
 from dpps.catalog import dids as did_repo
@@ -131,7 +131,7 @@ class Replication:
             ]
 
     def delete_rule(self, rule_id: int, *, reason: str) -> RuleInfo:
-        """Delete a rule (see ``dpps.bdms.rules.delete_rule``); returns what it was."""
+        """Delete a rule (see ``dpps.bdms.replication.rules.delete_rule``); returns what it was."""
         with transaction(self.sessions) as session:
             before = self._rule_info(session, rule_id)
             rules.delete_rule(session, rule_id, reason=reason, account=self.account)

@@ -15,7 +15,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import auditor, deletion, export, health, reaper, stager
+from dpps.bdms.export import bag as export
+from dpps.bdms.preservation import auditor, deletion, health, reaper
+from dpps.bdms.staging import stager
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events as event_repo
 from dpps.catalog.engine import transaction

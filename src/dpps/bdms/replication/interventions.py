@@ -1,10 +1,10 @@
 """An operator's interventions on rules and transfers: change a rule in place, retry a transfer.
 
-``dpps.bdms.rules`` adds and deletes rules and the daemons move transfers on; changing a rule's
-priority, lifetime or comment, suspending and resuming it, and queueing a FAILED transfer again
-are what a person on shift does (``dpps rule update``, ``dpps transfer retry``, the REST API).
-Same conventions as ``dpps.bdms.rules``: a session is passed in (the caller commits), the row
-changed is locked, and an event names the account. ``archive.replication`` wraps them in their
+``replication.rules`` adds and deletes rules and the daemons move transfers on; changing a
+rule's priority, lifetime or comment, suspending and resuming it, and queueing a FAILED transfer
+again are what a person on shift does (``dpps rule update``, ``dpps transfer retry``, the REST
+API). Same conventions as ``replication.rules``: a session is passed in (the caller commits), the
+row changed is locked, and an event names the account. ``archive.replication`` wraps them in their
 transactions.
 """
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import stager
+from dpps.bdms.staging import stager
 from dpps.bdms.types import FileResult, ReplicaInfo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, StageRequestRow, utcnow

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpps.bdms.ingestion_queue import FileOutcome, IngestionQueue
-from dpps.bdms.ingestion_settings import QueueSettings
+from dpps.bdms.ingestion.queue import FileOutcome, IngestionQueue
+from dpps.bdms.ingestion.settings import QueueSettings
 from dpps.bdms.types import BulkReport, FileResult
 from dpps.core.errors import (
     Conflict,
@@ -70,8 +70,10 @@ class AcadaAPI:
             outcomes = queue.ingest_files(paths)
         finally:
             queue.close()
-        return BulkReport([_result(o, self.archive.config.default_scope) for o in outcomes],
-                          time.perf_counter() - started)  # fmt: skip
+        return BulkReport(
+            [_result(o, self.archive.config.default_scope) for o in outcomes],
+            time.perf_counter() - started,
+        )
 
 
 def _result(outcome: FileOutcome, scope: str) -> FileResult:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpps.bdms.interventions import RuleChange
-from dpps.bdms.replication import rule_state, transfer_state
+from dpps.bdms.replication.api import rule_state, transfer_state
+from dpps.bdms.replication.interventions import RuleChange
 from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
+from dpps.client.views import Transport, load, paged, unsupported
 from dpps.core.identifiers import DID
-from dpps.oms.client_views import Transport, load, paged, unsupported
 
 RULES = "/api/v1/rules"
 TRANSFERS = "/api/v1/transfers"
@@ -24,10 +24,21 @@ PAGE = 1000
 
 def transfer_info(out: dict[str, Any]) -> TransferInfo:
     """A ``TransferOut`` answer as the library's ``TransferInfo``."""
-    fields = ("id", "did", "state", "attempts", "max_attempts", "bytes", "error",
-              "next_attempt_at", "finished_at")  # fmt: skip
-    return load(TransferInfo, {**{k: out[k] for k in fields},
-                               "source": out["source_rse"], "dest": out["dest_rse"]})  # fmt: skip
+    fields = (
+        "id",
+        "did",
+        "state",
+        "attempts",
+        "max_attempts",
+        "bytes",
+        "error",
+        "next_attempt_at",
+        "finished_at",
+    )
+    return load(
+        TransferInfo,
+        {**{k: out[k] for k in fields}, "source": out["source_rse"], "dest": out["dest_rse"]},
+    )
 
 
 def rule_info(out: dict[str, Any]) -> RuleInfo:

@@ -4,7 +4,7 @@ The ``bagit`` library changes the working directory (``os.chdir``) while it writ
 manifests. The working directory belongs to the whole process: in a threaded server every
 other request would resolve relative paths against the bag being written meanwhile. So the
 server never calls ``export_bag`` itself: ``run_export`` starts ``python -m
-dpps.bdms.export_worker``, which opens the workspace as the requesting account, writes the
+dpps.bdms.export.worker``, which opens the workspace as the requesting account, writes the
 bag and answers with one JSON document on stdout (the report, or the error's class and
 message, which ``run_export`` raises again as the same ``DppsError`` subclass).
 """
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpps.bdms.export import ExportReport
+from dpps.bdms.export.bag import ExportReport
 from dpps.bdms.types import to_jsonable
 from dpps.core import errors
 from dpps.core.errors import DppsError, Unavailable
@@ -42,7 +42,7 @@ def run_export(
     }
     try:
         done = subprocess.run(  # our own interpreter and module, no shell
-            [sys.executable, "-m", "dpps.bdms.export_worker"],
+            [sys.executable, "-m", "dpps.bdms.export.worker"],
             input=json.dumps(request),
             capture_output=True,
             text=True,

@@ -15,11 +15,11 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
-from dpps.bdms.auditor import AuditReport
-from dpps.bdms.deletion import DeletionReport
-from dpps.bdms.export import ExportReport
-from dpps.bdms.health import HealthReport
-from dpps.bdms.stager import StageInfo
+from dpps.bdms.export.bag import ExportReport
+from dpps.bdms.preservation.auditor import AuditReport
+from dpps.bdms.preservation.deletion import DeletionReport
+from dpps.bdms.preservation.health import HealthReport
+from dpps.bdms.staging.stager import StageInfo
 from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID
 from dpps.oms.accounts import AccountInfo, NewToken, TokenInfo
@@ -139,7 +139,7 @@ class RemotePreservation:
         timeout_s: float | None = None,
     ) -> ExportReport:
         """The bag is written on the server (``export`` role) and downloaded to ``dest``."""
-        from dpps.oms.client_export import export_remote
+        from dpps.client.export import export_remote
 
         del timeout_s  # the server's export runs to its end (wait=False: replicas not staged)
         report = export_remote(self.remote, str(did), dest, wait=wait)

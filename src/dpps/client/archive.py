@@ -35,6 +35,14 @@ from dpps.bdms.types import (
     RefreshReport,
     RSEInfo,
 )
+from dpps.client.replication import RemoteReplication
+from dpps.client.views import (
+    ENV_URL,
+    RemoteAccounts,
+    RemotePreservation,
+    RemoteUnsupported,
+    load,
+)
 from dpps.core.errors import (
     ConfigError,
     Conflict,
@@ -46,14 +54,6 @@ from dpps.core.errors import (
     Unavailable,
 )
 from dpps.core.identifiers import DID, parse_did, validate_scope
-from dpps.oms.client_replication import RemoteReplication
-from dpps.oms.client_views import (
-    ENV_URL,
-    RemoteAccounts,
-    RemotePreservation,
-    RemoteUnsupported,
-    load,
-)
 from dpps.oms.registration import RegisterOutcome, Registration
 from dpps.oms.wire import (
     CONTENT_PATH,

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpps.bdms.rules import policy_templates
+from dpps.bdms.replication.rules import policy_templates
 from dpps.core.config import Config
 from dpps.core.errors import ConfigError, NotFound
 from dpps.core.identifiers import validate_lfn

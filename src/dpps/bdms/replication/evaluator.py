@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from dpps.bdms.placement import OPEN, Plan, build_plan, decide
+from dpps.bdms.replication.placement import OPEN, Plan, build_plan, decide
 from dpps.catalog import events
 from dpps.catalog.bulk import insert_rows
 from dpps.catalog.leases import claim

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from dpps.bdms import deletion
-from dpps.bdms import rse_expression as rse_expr
+from dpps.bdms.preservation import deletion
+from dpps.bdms.replication import rse_expression as rse_expr
 from dpps.catalog import events
 from dpps.catalog.models import DIDRow, RuleRow, utcnow
 from dpps.catalog.replication import lock_rules

@@ -42,11 +42,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from dpps.bdms import ingestion_landing as landing_mod
-from dpps.bdms.ingestion_landing import Inspection, Quarantine, QuarantineRecord, Trigger
-from dpps.bdms.ingestion_metrics import QueueMetrics
-from dpps.bdms.ingestion_settings import QueueSettings
-from dpps.bdms.rules import apply_policy
+from dpps.bdms.ingestion import landing as landing_mod
+from dpps.bdms.ingestion.landing import Inspection, Quarantine, QuarantineRecord, Trigger
+from dpps.bdms.ingestion.metrics import QueueMetrics
+from dpps.bdms.ingestion.settings import QueueSettings
+from dpps.bdms.replication.rules import apply_policy
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
@@ -197,9 +197,10 @@ class IngestionQueue:
         self.start()
         now = time.monotonic()
         triggers = [
-            t for t in landing_mod.scan_triggers(self.settings.landing)
+            t
+            for t in landing_mod.scan_triggers(self.settings.landing)
             if self._waiting.get(t.rel, (0.0, 0.0))[0] <= now
-        ]  # fmt: skip
+        ]
         self.metrics.queue_length.set(len(triggers))
         handled = 0
         size = self.settings.batch_size

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dpps.bdms import rse_expression
+from dpps.bdms.replication import rse_expression
 from dpps.catalog.models import RSERow, RuleRow, TransferRow
 from dpps.core.config import Config
 from dpps.core.states import ReplicaState, RuleState, TransferState

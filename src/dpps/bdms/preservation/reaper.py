@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import deletion
+from dpps.bdms.preservation import deletion
 from dpps.catalog import events, replication
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RSERow, RuleRow, utcnow

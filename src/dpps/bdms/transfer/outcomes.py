@@ -1,6 +1,6 @@
 """The transfer daemon's catalog records: jobs, outcomes, and what an outcome changes.
 
-A claimed transfer (``dpps.bdms.transfer_claim``) is ACTIVE with a lease and its destination
+A claimed transfer (``dpps.bdms.transfer.claim``) is ACTIVE with a lease and its destination
 replica COPYING; the outcome of a copy moves both on in one transaction: DONE + AVAILABLE
 (+ rule locks OK, rules OK once all their locks are), or back to QUEUED with a backoff, or
 FAILED after ``max_attempts`` (locks and rules STUCK with the reason, to be retried by the
@@ -152,10 +152,11 @@ def record_outcomes(
     owned = set(session.scalars(owned_stmt))
     # Successes (nearly all) are written in bulk; only the rest need ORM rows.
     others = [o.job.transfer_id for o in outcomes if o.status != "done"]
-    rows = {
-        r.id: r
-        for r in session.scalars(select(TransferRow).where(TransferRow.id.in_(others)))
-    } if others else {}  # fmt: skip
+    rows = (
+        {r.id: r for r in session.scalars(select(TransferRow).where(TransferRow.id.in_(others)))}
+        if others
+        else {}
+    )
     done: list[Outcome] = []
     stuck_pairs: list[tuple[int, int, str]] = []
     log: list[dict[str, object]] = []
@@ -227,22 +228,31 @@ def _record_done(
         update(transfers)
         .where(transfers.c.id == bindparam("tid"))
         .values(
-            state=TransferState.DONE.value, finished_at=now, lease_owner=None,
-            lease_expires_at=None, error=None, bytes=bindparam("size"),
-            source_rse_id=bindparam("source"), updated_at=now,
+            state=TransferState.DONE.value,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            error=None,
+            bytes=bindparam("size"),
+            source_rse_id=bindparam("source"),
+            updated_at=now,
         ),
-        [{"tid": o.job.transfer_id, "size": o.job.bytes, "source": o.job.source_rse_id}
-         for o in done],
-    )  # fmt: skip
+        [
+            {"tid": o.job.transfer_id, "size": o.job.bytes, "source": o.job.source_rse_id}
+            for o in done
+        ],
+    )
     session.execute(
         update(replicas)
         .where(replicas.c.id == bindparam("rid"))
         .values(
-            state=ReplicaState.AVAILABLE.value, bytes=bindparam("size"), last_verified_at=now,
+            state=ReplicaState.AVAILABLE.value,
+            bytes=bindparam("size"),
+            last_verified_at=now,
             updated_at=now,
         ),
         [{"rid": o.job.replica_id, "size": o.job.bytes} for o in done],
-    )  # fmt: skip
+    )
     locks_ok(session, [(o.job.did_id, o.job.dest_rse_id) for o in done], now)
     log.extend(
         _event(

@@ -1,6 +1,6 @@
 """``dpps export`` against a server: the server writes the bag, the client downloads it.
 
-The bag is written on the server (in a child process, see ``bdms/export_worker.py``) under its
+The bag is written on the server (in a child process, see ``bdms/export/worker.py``) under its
 ``exports/`` directory with a one-off name, then fetched as one tar stream and unpacked beside
 the destination under a hidden name, renamed into place only when complete: like a local
 export, a destination either holds a whole bag or does not exist. The server's copy is removed
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from dpps.bdms.export import ExportReport
+from dpps.bdms.export.bag import ExportReport
 from dpps.core.errors import Conflict, InvalidInput
 
 
@@ -31,7 +31,7 @@ class Transport(Protocol):
 
 def export_remote(remote: Transport, did: str, dest: Path, *, wait: bool = True) -> ExportReport:
     """Export ``did`` as a BagIt bag at the local path ``dest`` through the server."""
-    from dpps.oms.client import _error  # client.py imports the views: import on use
+    from dpps.client.archive import _error  # client.py imports the views: import on use
 
     dest = dest.expanduser().absolute()
     if os.path.lexists(dest):

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from dpps.client.views import NO_READ_TIMEOUT, Transport, load
 from dpps.core.errors import error_from_text
-from dpps.oms.client_views import NO_READ_TIMEOUT, Transport, load
 from dpps.pipelines.campaign.spec import CampaignSpec
 from dpps.wms.states import FINAL_CAMPAIGN_STATES, CampaignState
 from dpps.wms.types import CampaignInfo

@@ -1,0 +1,1 @@
+"""OAIS dissemination: BagIt export of archived files, written in a child process."""

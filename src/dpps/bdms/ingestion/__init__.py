@@ -1,0 +1,1 @@
+"""ACADA ingestion: the landing-area queue daemon, its settings, metrics and submission API."""

@@ -1,0 +1,1 @@
+"""Keeping bytes safe over time: fixity audits, the reaper and deletion, health, the sub-API."""

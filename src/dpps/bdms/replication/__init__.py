@@ -1,0 +1,1 @@
+"""Replication rules: RSE expressions, placement, the evaluator and operator interventions."""

@@ -1,0 +1,1 @@
+"""The transfer daemon: claim queued transfers, copy them with verification, record outcomes."""

@@ -1,0 +1,1 @@
+"""The REST client: remote twins of the library's facades, speaking to ``dpps serve`` over HTTP."""
