@@ -28,7 +28,6 @@ import bagit
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps import __version__
 from dpps.bdms import retrieve
 from dpps.bdms.types import FileResult, to_jsonable
 from dpps.catalog import dids as did_repo
@@ -49,6 +48,7 @@ from dpps.core.errors import (
 )
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType
+from dpps.core.version import __version__
 from dpps.storage.rse import StorageElement
 
 #: Manifest algorithms: the BagIt defaults, readable by every BagIt tool.
