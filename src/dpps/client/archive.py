@@ -52,17 +52,17 @@ from dpps.core.errors import (
     NotFound,
     PermissionDenied,
     Unavailable,
+    error_for,
 )
 from dpps.core.identifiers import DID, parse_did, validate_scope
-from dpps.oms.registration import RegisterOutcome, Registration
-from dpps.oms.wire import (
+from dpps.core.wire import (
     CONTENT_PATH,
     PLACEHOLDER,
     PROBLEM_TYPE_PREFIX,
     SIDECAR_HEADER,
     UPLOAD_PATH,
-    error_for,
 )
+from dpps.oms.registration import RegisterOutcome, Registration
 from dpps.storage.checksums import MultiHasher, compare
 from dpps.storage.rse import StorageElement
 

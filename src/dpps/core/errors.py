@@ -87,7 +87,10 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-_BY_NAME: dict[str, type[DppsError]] = {
+#: The classes a message may name, by class name: the one registry behind the REST problem
+#: types (``dpps.oms.api.problems``), the remote client's decoding of them and of failed bulk
+#: items (``dpps.client``), and errors stored as text by daemons (``error_from_text``).
+ERROR_CLASSES: dict[str, type[DppsError]] = {
     cls.__name__: cls
     for cls in (
         InvalidInput,
@@ -101,6 +104,25 @@ _BY_NAME: dict[str, type[DppsError]] = {
 }
 
 
+def public_name(exc: DppsError) -> str:
+    """The registered class ``exc`` is shown as (a subclass such as a query syntax error is
+    shown as its ``InvalidInput`` base, so the other side can rebuild it)."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in ERROR_CLASSES:
+            return cls.__name__
+    return Unavailable.__name__
+
+
+def error_for(name: str | None, exit_code: int, message: str) -> DppsError:
+    """The exception a problem or a failed bulk item stands for: by class name, else by the
+    exit code, else ``Unavailable``."""
+    cls = ERROR_CLASSES.get(name or "")
+    if cls is None:
+        by_code = {c.exit_code: c for c in ERROR_CLASSES.values()}
+        cls = by_code.get(exit_code, Unavailable)
+    return cls(message)
+
+
 def error_text(exc: BaseException) -> str:
     """An error as one stored line that ``error_from_text`` turns back into the same class
     (work that failed in a daemon reports the error its caller would have seen)."""
@@ -110,5 +132,5 @@ def error_text(exc: BaseException) -> str:
 def error_from_text(text: str) -> DppsError:
     """The inverse of ``error_text``; an unknown class is a plain ``DppsError``."""
     name, sep, message = text.partition(": ")
-    cls = _BY_NAME.get(name) if sep else None
+    cls = ERROR_CLASSES.get(name) if sep else None
     return cls(message) if cls is not None else DppsError(text)

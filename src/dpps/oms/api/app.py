@@ -29,6 +29,7 @@ from dpps import __version__
 from dpps.bdms.archive import Archive
 from dpps.core.config import Config
 from dpps.core.errors import ConfigError
+from dpps.core.wire import UPLOAD_PATH
 from dpps.oms import metrics
 from dpps.oms.api import problems
 from dpps.oms.api.deps import ApiContext, ApiSettings
@@ -51,7 +52,6 @@ from dpps.oms.api.routers import (
     wms_flows,
 )
 from dpps.oms.dashboard.views import router as dashboard_router
-from dpps.oms.wire import UPLOAD_PATH
 
 ROUTERS = (
     ops.public,

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dpps.core import errors
 from dpps.core.errors import DppsError
-from dpps.oms.wire import ERROR_CLASSES, PROBLEM_TYPE_PREFIX
+from dpps.core.wire import PROBLEM_TYPE_PREFIX
 
 log = logging.getLogger("dpps.api")
 
@@ -74,21 +74,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _public_name(exc: DppsError) -> str:
-    """The class of the hierarchy a client knows (a subclass like QuerySyntaxError is shown
-    as its InvalidInput base)."""
-    for cls in type(exc).__mro__:
-        if cls.__name__ in ERROR_CLASSES:
-            return cls.__name__
-    return "Unavailable"
-
-
 def from_error(exc: DppsError, instance: str | None = None) -> JSONResponse:
     return problem_response(
         exc.http_status,
         exc.title,
         str(exc),
-        type_=TYPE_PREFIX + _public_name(exc),
+        type_=TYPE_PREFIX + errors.public_name(exc),
         instance=instance,
         exit_code=exc.exit_code,
     )

@@ -28,11 +28,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dpps.bdms.types import BulkReport
 from dpps.core.authz import Action, require
-from dpps.core.errors import InvalidInput
+from dpps.core.errors import InvalidInput, error_for
+from dpps.core.wire import CONTENT_PATH, PLACEHOLDER, SIDECAR_HEADER, UPLOAD_PATH
 from dpps.oms.api.deps import ArchiveView, Context, CurrentPrincipal, Reader
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import BulkReportOut, FileResultOut
-from dpps.oms.wire import CONTENT_PATH, PLACEHOLDER, SIDECAR_HEADER, UPLOAD_PATH, error_for
 
 router = APIRouter(tags=["files"], responses=PROBLEM_RESPONSES)
 
