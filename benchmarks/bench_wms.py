@@ -37,8 +37,8 @@ from sqlalchemy import event, func, insert, select
 from dpps.bdms.archive import Archive
 from dpps.catalog.dids import NewFile
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobRow, TransformationFileRow
+from dpps.core.clock import utcnow
 from dpps.core.workspace import CONFIG_NAME
 from dpps.wms import transformations
 from dpps.wms.api import WMS

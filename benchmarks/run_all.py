@@ -1,10 +1,12 @@
 """Run every benchmark in this directory, one after another, and print their tables.
 
-    .venv/bin/python benchmarks/run_all.py [--only checksum,catalog] [--json]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only checksum,catalog] [--json]
 
 Each ``bench_<name>.py`` runs in its own process (so one benchmark's caches and threads do not
 colour the next) with its default sizes; each prints its figures next to the baseline it
-measured in the same run.
+measured in the same run. ``--quick`` runs every benchmark at small sizes (a few minutes in
+all), so that anyone can rerun all of them after a change; the figures of record in
+docs/performance.md come from the default sizes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+# Small sizes per benchmark for --quick: the same code paths, a fraction of the work. A
+# benchmark missing here runs with its defaults.
+QUICK: dict[str, list[str]] = {
+    "acada": ["--small", "60", "--latency-files", "10"],
+    "api": ["--files", "2000", "--clients", "10", "--per-client", "10"],
+    "calibpipe": ["--events", "100", "--rounds", "1"],
+    "catalog": ["--files", "5000"],
+    "checksum": ["--size-mib", "128", "--repeat", "2"],
+    "pipelines": ["--showers", "150"],
+    "preservation": ["--files", "300", "--kib", "64"],
+    "replication": ["--small-files", "5000", "--large-files", "2", "--large-mb", "64"],
+    "rest_cpu": ["--files", "1000", "--requests", "50", "--rounds", "2"],
+    "wms": ["--jobs", "60", "--files", "1000", "--dask-jobs", "30"],
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -25,6 +42,7 @@ def main() -> int:
     )
     parser.add_argument("--only", default="", help="comma-separated names (e.g. checksum,catalog)")
     parser.add_argument("--json", action="store_true", help="collect every result as JSON")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes in all)")
     args = parser.parse_args()
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -35,7 +53,8 @@ def main() -> int:
     for script in scripts:
         name = script.stem.removeprefix("bench_")
         started = time.perf_counter()
-        cmd = [sys.executable, str(script), *(["--json"] if args.json else [])]
+        sizes = QUICK.get(name, []) if args.quick else []
+        cmd = [sys.executable, str(script), *sizes, *(["--json"] if args.json else [])]
         if not args.json:
             print(f"\n## {name}\n", flush=True)
         proc = subprocess.run(

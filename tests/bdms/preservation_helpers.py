@@ -12,7 +12,8 @@ from sqlalchemy import insert, select, update
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, utcnow
+from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow
+from dpps.core.clock import utcnow
 from dpps.core.identifiers import parse_did
 from dpps.storage.rse import StorageElement
 from tests.bdms.helpers import make_fits

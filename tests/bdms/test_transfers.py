@@ -15,7 +15,8 @@ from dpps.bdms.transfer import daemon as transfers
 from dpps.bdms.transfer.claim import claim_jobs
 from dpps.bdms.transfer.outcomes import Outcome, record_outcomes
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, TransferRow, utcnow
+from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, TransferRow
+from dpps.core.clock import utcnow
 from dpps.core.daemon import DaemonContext
 from tests.bdms.replication_helpers import (
     drive,

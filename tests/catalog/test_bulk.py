@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from dpps.bdms.archive import Archive
 from dpps.catalog import bulk, events
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, EventRow, RSERow, TransferRow, utcnow
+from dpps.catalog.models import DIDRow, EventRow, RSERow, TransferRow
+from dpps.core.clock import utcnow
 from tests.bdms.replication_helpers import ingest_dataset
 
 TRANSFERS: Table = TransferRow.__table__  # type: ignore[assignment]

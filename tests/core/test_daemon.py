@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.catalog.engine import make_engine, make_sessionmaker, transaction, upgrade
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.catalog.leases import claim, release
-from dpps.catalog.models import DIDRow, HeartbeatRow, RSERow, TransferRow, utcnow
+from dpps.catalog.models import DIDRow, HeartbeatRow, RSERow, TransferRow
+from dpps.core.clock import utcnow
 from dpps.core.daemon import (
     DaemonContext,
     NoHeartbeats,

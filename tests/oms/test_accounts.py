@@ -13,9 +13,10 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from dpps.bdms.archive import Archive
-from dpps.catalog.models import EventRow, TokenRow, utcnow
+from dpps.catalog.models import EventRow, TokenRow
 from dpps.cli.main import app
 from dpps.core.authz import MATRIX, Action, Principal, Role
+from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from dpps.oms.accounts import AccountService, authenticate
 from tests.oms.conftest import Seeded

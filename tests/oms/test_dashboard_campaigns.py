@@ -21,8 +21,8 @@ from sqlalchemy import update
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import CampaignRow
+from dpps.core.clock import utcnow
 from dpps.oms.api import create_app
 from dpps.oms.dashboard.common import COOKIE
 from dpps.oms.server import BackgroundServer

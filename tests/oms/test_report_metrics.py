@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from dpps.catalog import dids
 from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import TransferRow, utcnow
+from dpps.catalog.models import TransferRow
 from dpps.cli.main import app
+from dpps.core.clock import utcnow
 from dpps.core.daemon import DaemonContext, run_daemon
 from dpps.core.errors import InvalidInput, Unavailable
 from dpps.oms import metrics

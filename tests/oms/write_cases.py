@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, RSERow, RuleLockRow, TransferRow, utcnow
+from dpps.catalog.models import DIDRow, RSERow, RuleLockRow, TransferRow
+from dpps.core.clock import utcnow
 from dpps.core.states import RuleState, TransferState
 from dpps.wms.api import WMS
 from dpps.wms.builder import load_job, single_tool_workflow

@@ -18,8 +18,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog import events
-from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, utcnow
+from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow
 from dpps.catalog.replication import bump_rules
+from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, NotFound
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, ReplicaState

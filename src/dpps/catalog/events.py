@@ -9,7 +9,8 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from dpps.catalog import bulk
-from dpps.catalog.models import EventRow, utcnow
+from dpps.catalog.models import EventRow
+from dpps.core.clock import utcnow
 
 
 def record(

@@ -12,7 +12,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import HeartbeatRow, utcnow
+from dpps.catalog.models import HeartbeatRow
+from dpps.core.clock import utcnow
 from dpps.core.daemon import WorkerSlot
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, or_, select, update
 from sqlalchemy.orm import Session
 
-from dpps.catalog.models import utcnow
+from dpps.core.clock import utcnow
 
 
 def claim[T](

@@ -27,7 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dpps.catalog.models import Base, utcnow
+from dpps.catalog.models import Base
+from dpps.core.clock import utcnow
 
 
 class TransformationRow(Base):

@@ -18,8 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RuleLockRow, RuleRow, utcnow
+from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RuleLockRow, RuleRow
 from dpps.catalog.sets import among
+from dpps.core.clock import utcnow
 from dpps.core.errors import Unavailable
 from dpps.core.states import DIDType, RuleState
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import AccountRow, TokenRow, utcnow
+from dpps.catalog.models import AccountRow, TokenRow
 from dpps.core.authz import (
     ROOT,
     Action,
@@ -36,6 +36,7 @@ from dpps.core.authz import (
     principal_of,
     require,
 )
+from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")

@@ -29,7 +29,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.catalog.models import EventRow, HeartbeatRow, utcnow
+from dpps.catalog.models import EventRow, HeartbeatRow
+from dpps.core.clock import utcnow
 from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.oms import stats
 

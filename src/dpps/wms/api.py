@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobRow, TransformationFileRow, TransformationRow, WorkflowRow
+from dpps.core.clock import utcnow
 from dpps.core.daemon import new_instance_id
 from dpps.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 from dpps.wms import jobs as job_repo

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim as claim_rows
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import CampaignRow
+from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, NotFound
 from dpps.wms.states import FINAL_CAMPAIGN_STATES, CampaignState
 from dpps.wms.types import CampaignInfo

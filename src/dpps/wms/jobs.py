@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobEventRow, JobFileRow, JobRow
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput
 from dpps.wms.spec import Tool, command_line, iter_files

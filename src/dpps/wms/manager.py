@@ -30,8 +30,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog.leases import claim
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobRow, WorkflowRow
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext, new_instance_id
 from dpps.core.errors import DppsError

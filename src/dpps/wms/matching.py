@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from dpps.bdms.staging.stager import StageState
 from dpps.bdms.staging.stager import request_stage as stage_request
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, StageRequestRow, utcnow
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, StageRequestRow
 from dpps.catalog.models_wms import JobFileRow
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.states import ReplicaState, RSEKind
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpps.catalog.models import utcnow
+from dpps.core.clock import utcnow
 from dpps.wms import jobs as job_repo
 from dpps.wms import writes
 from dpps.wms.executors.base import Task

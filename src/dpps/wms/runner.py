@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import retrieve
 from dpps.catalog.engine import make_engine, make_sessionmaker
-from dpps.catalog.models import utcnow
 from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
 from dpps.catalog.replicas import replicas_of
+from dpps.core.clock import utcnow
 from dpps.core.config import Config, load_config
 from dpps.core.errors import Conflict, DppsError, Unavailable
 from dpps.core.identifiers import parse_did

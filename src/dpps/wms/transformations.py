@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim
-from dpps.catalog.models import DIDRow, utcnow
+from dpps.catalog.models import DIDRow
 from dpps.catalog.models_wms import TransformationFileRow, TransformationRow, WorkflowRow
 from dpps.catalog.query import FIELDS, compile_filter, parse_filter
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import Conflict, InvalidInput
 from dpps.core.states import DIDType

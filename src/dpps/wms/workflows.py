@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from dpps.catalog.models import DIDRow, utcnow
+from dpps.catalog.models import DIDRow
 from dpps.catalog.models_wms import JobFileRow, JobRow, TransformationRow, WorkflowRow
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput
 from dpps.wms import jobs as job_repo

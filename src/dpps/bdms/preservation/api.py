@@ -21,8 +21,9 @@ from dpps.bdms.staging import stager
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events as event_repo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import StageRequestRow, utcnow
+from dpps.catalog.models import StageRequestRow
 from dpps.catalog.replication import expand_files
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext
 from dpps.core.errors import InvalidInput, Unavailable

@@ -27,7 +27,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.catalog import events, replication
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, utcnow
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext, RunOnce, WorkerSlot
 from dpps.core.errors import DppsError, NotFound, Unavailable

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.bdms.preservation import deletion
 from dpps.catalog import events, replication
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RSERow, RuleRow, utcnow
+from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RSERow, RuleRow
 from dpps.catalog.query import compile_filter
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.core.errors import ConfigError, InvalidInput

@@ -17,8 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog import events
-from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow, utcnow
+from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow
 from dpps.catalog.replication import bump_rules, lock_rules
+from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.states import RuleState, TransferState
 

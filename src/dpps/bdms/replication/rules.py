@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from dpps.bdms.preservation import deletion
 from dpps.bdms.replication import rse_expression as rse_expr
 from dpps.catalog import events
-from dpps.catalog.models import DIDRow, RuleRow, utcnow
+from dpps.catalog.models import DIDRow, RuleRow
 from dpps.catalog.replication import lock_rules
+from dpps.core.clock import utcnow
 from dpps.core.config import Config, RuleTemplate
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.states import RuleState

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.bdms.staging import stager
 from dpps.bdms.types import FileResult, ReplicaInfo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, StageRequestRow, utcnow
+from dpps.catalog.models import DIDRow, StageRequestRow
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext
 from dpps.core.errors import DppsError, IntegrityFailure, NotFound, Unavailable

@@ -28,8 +28,8 @@ from dpps.bdms.transfer.outcomes import (
     renew_leases,
     settle_rule_ids,
 )
-from dpps.catalog.models import utcnow
 from dpps.catalog.replication import write_retrying
+from dpps.core.clock import utcnow
 from dpps.core.daemon import DaemonContext
 from dpps.core.errors import DppsError
 from dpps.storage.copy import CopyInterrupted, SourceCorrupt, copy_replica

@@ -21,8 +21,9 @@ from starlette.exceptions import HTTPException
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import TokenRow, utcnow
+from dpps.catalog.models import TokenRow
 from dpps.core.authz import Action, Principal, require
+from dpps.core.clock import utcnow
 from dpps.core.errors import PermissionDenied
 from dpps.oms import accounts
 

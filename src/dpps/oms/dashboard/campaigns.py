@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dpps.catalog.models import utcnow
+from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput
 from dpps.oms import stats
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer

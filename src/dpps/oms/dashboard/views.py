@@ -18,9 +18,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 
 from dpps.bdms.archive import Archive
-from dpps.catalog.models import utcnow
 from dpps.catalog.query import describe_fields
 from dpps.core.authz import Action, Principal
+from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
 from dpps.oms import accounts, stats
 from dpps.oms.dashboard import campaigns, quality, workload
