@@ -61,6 +61,22 @@ def test_environment_overrides(tmp_path: Path) -> None:
         config_from_dict(default_config(), tmp_path, environ={"DPPS_NOSUCH__KEY": "1"})
 
 
+def test_api_section_from_file_and_environment(tmp_path: Path) -> None:
+    """The API server's limits live in the one tree: defaults, YAML, ``DPPS_API__*``."""
+    cfg = config_from_dict(default_config(), tmp_path, environ={})
+    assert cfg.api.threads == 40
+    assert cfg.api.spool_dir is None
+    data = {**default_config(), "api": {"threads": 8, "spool_dir": "uploads"}}
+    env = {"DPPS_API__MAX_BODY_BYTES": "1000"}
+    cfg = config_from_dict(data, tmp_path, environ=env)
+    assert (cfg.api.threads, cfg.api.max_body_bytes) == (8, 1000)
+    assert cfg.api.spool_dir == Path("uploads")
+    with pytest.raises(ConfigError, match=r"api\.threads"):
+        config_from_dict(default_config(), tmp_path, environ={"DPPS_API__THREADS": "0"})
+    with pytest.raises(ConfigError, match=r"api\.nosuch"):
+        config_from_dict({**default_config(), "api": {"nosuch": 1}}, tmp_path, environ={})
+
+
 def test_load_config_errors(tmp_path: Path) -> None:
     (tmp_path / CONFIG_NAME).write_text("catalog: [unclosed", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):

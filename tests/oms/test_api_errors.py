@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from dpps.core.config import ApiConfig
 from dpps.oms.api import create_app
-from dpps.oms.api.deps import ApiSettings
 from dpps.oms.server import BackgroundServer
 from tests.bdms.helpers import snapshot
 from tests.oms.conftest import Seeded
@@ -57,7 +57,7 @@ def test_malformed_json_unknown_fields_and_wrong_types(seeded: Seeded, client: T
 @pytest.fixture
 def small_limit_client(seeded: Seeded) -> Iterator[TestClient]:
     app = create_app(
-        seeded.archive, settings=ApiSettings(max_body_bytes=1000, max_upload_bytes=5000)
+        seeded.archive, settings=ApiConfig(max_body_bytes=1000, max_upload_bytes=5000)
     )
     with TestClient(app) as test_client:
         yield test_client

@@ -24,6 +24,7 @@ from dpps.oms.server import free_port
 
 
 def test_serve_with_two_api_workers(archive: Archive) -> None:
+    """Both workers answer, and both apply the ``api`` settings of the environment."""
     service = AccountService(archive.sessions)
     service.add_account("ops", ["reader"], [])
     token = service.create_token("ops").token
@@ -43,7 +44,7 @@ def test_serve_with_two_api_workers(archive: Archive) -> None:
     ]
     proc = subprocess.Popen(
         cmd,
-        env={**os.environ, "DPPS_URL": ""},
+        env={**os.environ, "DPPS_URL": "", "DPPS_API__MAX_BODY_BYTES": "1000"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -64,6 +65,8 @@ def test_serve_with_two_api_workers(archive: Archive) -> None:
             for _ in range(6):  # new connections: the kernel spreads them over the workers
                 answer = httpx.get(f"{url}/api/v1/whoami", headers=headers, timeout=30)
                 assert answer.json()["name"] == "ops"
+                big = httpx.post(f"{url}/api/v1/rules", headers=headers, content=b"x" * 2000)
+                assert big.status_code == 413, big.text
             assert client.get("/api/v1/dids", params={"filter": "obs_id="}).status_code == 400
         workers = [
             p
@@ -85,19 +88,16 @@ def test_bad_worker_and_thread_settings_are_refused(
     archive: Archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dpps.oms.api import app_from_env
-    from dpps.oms.api.deps import ApiSettings
     from dpps.oms.server import serve
 
     monkeypatch.setenv("DPPS_WORKSPACE", str(archive.config.workspace))
     for bad in ("x", "0", "-3"):
-        monkeypatch.setenv("DPPS_API_THREADS", bad)
-        with pytest.raises(ConfigError, match="DPPS_API_THREADS"):
+        monkeypatch.setenv("DPPS_API__THREADS", bad)
+        with pytest.raises(ConfigError, match=r"api\.threads"):
             app_from_env()
-    monkeypatch.setenv("DPPS_API_THREADS", "4")
+    monkeypatch.setenv("DPPS_API__THREADS", "4")
     app = app_from_env()
     assert app.state.dpps.settings.threads == 4
     app.state.dpps.archive.close()  # the app opened it; its lifespan never ran here
     with pytest.raises(InvalidInput, match="at least 1"):
         serve(archive, [], workers=0)
-    with pytest.raises(InvalidInput, match="workers=1"):
-        serve(archive, [], workers=2, settings=ApiSettings(threads=4))

@@ -249,6 +249,36 @@ class WMSConfig(_Strict):
     )
 
 
+class ApiConfig(_Strict):
+    """The REST API and dashboard of ``dpps serve`` (``api:`` section). Every worker process
+    of ``dpps serve --workers N`` reads it from the same file and environment."""
+
+    threads: int = Field(
+        40,
+        ge=1,
+        description="Threads running the (synchronous) request handlers per API process. Python "
+        "runs one at a time per process, so more threads add hand-overs, not throughput; "
+        "enough to overlap database waits.",
+    )
+    max_body_bytes: int = Field(
+        8 * 2**20, ge=1, description="Largest request body in bytes, uploads excepted."
+    )
+    max_upload_bytes: int = Field(
+        64 * 2**30, ge=1, description="Largest file uploaded to the ingest endpoint, in bytes."
+    )
+    touch_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="A token's last use is written at most this often (writing it on every "
+        "request would make every read a write).",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Where uploads wait before ingest; a relative path is relative to the "
+        "workspace (None: <workspace>/spool).",
+    )
+
+
 class Config(_Strict):
     """The whole configuration of one dpps deployment."""
 
@@ -271,6 +301,7 @@ class Config(_Strict):
     reaper: ReaperConfig = Field(default_factory=ReaperConfig)  # type: ignore[arg-type]
     auditor: AuditorConfig = Field(default_factory=AuditorConfig)  # type: ignore[arg-type]
     acada: AcadaConfig = Field(default_factory=AcadaConfig)  # type: ignore[arg-type]
+    api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
 
     @field_validator("default_scope")
     @classmethod

@@ -23,11 +23,11 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
+from dpps.core.config import ApiConfig
 from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.core.errors import InvalidInput, Unavailable
 from dpps.oms import metrics
 from dpps.oms.api import create_app
-from dpps.oms.api.deps import ApiSettings
 
 LOOPBACK = "127.0.0.1"
 Wrap = Callable[[RunOnce], RunOnce]
@@ -60,7 +60,6 @@ def serve(
     host: str = LOOPBACK,
     port: int = 8000,
     api: bool = True,
-    settings: ApiSettings | None = None,
     announce: Callable[[str], None] | None = None,
     workers: int = 1,
 ) -> dict[str, DaemonContext]:
@@ -78,7 +77,7 @@ def serve(
     if workers == 1:
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(archive, settings=settings),
+                create_app(archive),
                 host=host,
                 port=port,
                 log_level="info",
@@ -86,7 +85,7 @@ def serve(
             )
         )
     else:
-        server = _workers(archive, host, port, workers, settings)
+        server = _workers(archive, host, port, workers)
     stop = threading.Event()
     contexts: dict[str, DaemonContext] = {}
     failures: list[BaseException] = []
@@ -117,14 +116,10 @@ def serve(
     return contexts
 
 
-def _workers(
-    archive: Archive, host: str, port: int, workers: int, settings: ApiSettings | None
-) -> Multiprocess:
+def _workers(archive: Archive, host: str, port: int, workers: int) -> Multiprocess:
     """uvicorn's supervisor of ``workers`` API processes; each builds its app from the
-    environment (``app_from_env``: the workspace of ``$DPPS_WORKSPACE``), so only default
-    settings apply there."""
-    if settings is not None and settings != ApiSettings():
-        raise InvalidInput("custom API settings need workers=1 (worker processes use defaults)")
+    environment (``app_from_env``: the workspace of ``$DPPS_WORKSPACE``, whose ``dpps.yaml``
+    and ``DPPS_*`` overrides give it the same ``api`` settings as this process)."""
     os.environ["DPPS_WORKSPACE"] = str(archive.config.workspace)
     config = uvicorn.Config(
         "dpps.oms.api:app_from_env",
@@ -152,7 +147,7 @@ class BackgroundServer:
     """The API on 127.0.0.1 in a thread of this process (tests, benchmarks, notebooks)."""
 
     def __init__(
-        self, archive: Archive, *, port: int | None = None, settings: ApiSettings | None = None
+        self, archive: Archive, *, port: int | None = None, settings: ApiConfig | None = None
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"

@@ -13,7 +13,6 @@ action of ``dpps.core.authz`` per write) and append it to ``ROUTERS`` below.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,12 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from dpps import __version__
 from dpps.bdms.archive import Archive
-from dpps.core.config import Config
-from dpps.core.errors import ConfigError
+from dpps.core.config import ApiConfig, Config
 from dpps.core.wire import UPLOAD_PATH
 from dpps.oms import metrics
 from dpps.oms.api import problems
-from dpps.oms.api.deps import ApiContext, ApiSettings
+from dpps.oms.api.deps import ApiContext
 from dpps.oms.api.limits import BodySizeLimit
 from dpps.oms.api.middleware import RequestMetrics, TextGuard
 from dpps.oms.api.routers import (
@@ -93,11 +91,12 @@ def _open(source: Archive | Config | str | Path | None) -> tuple[Archive, bool]:
 def create_app(
     source: Archive | Config | str | Path | None = None,
     *,
-    settings: ApiSettings | None = None,
+    settings: ApiConfig | None = None,
 ) -> FastAPI:
-    """The API and dashboard over one archive (an app that opened it also closes it)."""
+    """The API and dashboard over one archive (an app that opened it also closes it); its
+    limits and thread count are the archive's ``api`` settings unless ``settings`` is given."""
     archive, owned = _open(source)
-    settings = settings or ApiSettings()
+    settings = settings or archive.config.api
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -167,10 +166,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ASGI servers: the workspace of ``$DPPS_WORKSPACE`` or the current dir;
-    ``$DPPS_API_THREADS`` sizes the handler thread pool (default 40)."""
-    threads = os.environ.get("DPPS_API_THREADS", "").strip()
-    if threads and not (threads.isdigit() and int(threads) >= 1):
-        raise ConfigError(f"DPPS_API_THREADS must be a positive integer, not {threads!r}")
-    settings = ApiSettings(threads=int(threads)) if threads else None
-    return create_app(None, settings=settings)
+    """Factory for ASGI servers: the workspace of ``$DPPS_WORKSPACE`` or the current dir, with
+    its ``api`` settings read from ``dpps.yaml`` and ``DPPS_API__*`` like any other process's
+    (so every worker of ``dpps serve --workers N`` has the same)."""
+    return create_app(None)

@@ -24,35 +24,24 @@ from dpps.catalog.engine import transaction
 from dpps.catalog.models import TokenRow
 from dpps.core.authz import Action, Principal, require
 from dpps.core.clock import utcnow
+from dpps.core.config import ApiConfig
 from dpps.core.errors import PermissionDenied
 from dpps.oms import accounts
 
 
-@dataclass(frozen=True)
-class ApiSettings:
-    """Limits of one API server (``dpps serve`` options)."""
-
-    max_body_bytes: int = 8 * 2**20
-    max_upload_bytes: int = 64 * 2**30
-    touch_interval_s: float = 60.0
-    spool_dir: Path | None = None
-    #: Threads that run the (synchronous) handlers. Python runs one at a time per process,
-    #: so more threads add GIL hand-overs, not throughput; enough to overlap database waits.
-    threads: int = 40
-
-
 @dataclass
 class ApiContext:
-    """What every request shares: the archive (one engine), settings, token bookkeeping."""
+    """What every request shares: the archive (one engine), its ``api`` settings (from the
+    configuration tree, or given by a test), token bookkeeping."""
 
     archive: Archive
-    settings: ApiSettings
+    settings: ApiConfig
     _touched: dict[int, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def spool(self) -> Path:
-        path = self.settings.spool_dir or (self.archive.config.workspace / "spool")
+        path = self.archive.config.workspace / (self.settings.spool_dir or "spool")
         path.mkdir(parents=True, exist_ok=True)
         return path
 
