@@ -56,6 +56,7 @@ from dpps.storage.rse import StorageElement
 
 if TYPE_CHECKING:
     from dpps.bdms.ingestion.api import AcadaAPI
+    from dpps.bdms.listings import ArchiveViews
 
 Progress = Callable[[int], None]
 
@@ -389,6 +390,14 @@ class Archive:
     def replication(self) -> Replication:
         """Rules and transfers: list, show, delete (``dpps.bdms.replication.api``)."""
         return Replication(self.config, self.sessions, self.account)
+
+    @property
+    def views(self) -> ArchiveViews:
+        """Listings and aggregates with filters, order, paging and totals
+        (``dpps.bdms.listings``, ``dpps.bdms.stats``): what REST, dashboard and CLI show."""
+        from dpps.bdms.listings import ArchiveViews
+
+        return ArchiveViews(self.sessions)
 
     def rse_select(self, expression: str) -> list[str]:
         """Names of the RSEs an RSE expression selects, e.g. ``offsite&type=tape``."""

@@ -206,3 +206,100 @@ class RuleDetails:
     files: int
     transfers: dict[str, int]
     problems: list[TransferInfo]
+
+
+# -- listings: one page of a filtered, ordered list and its total ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Which slice of a list a caller wants; impossible values are refused here, once, so
+    the REST API, the dashboard and the CLI give the same answer to the same mistake."""
+
+    offset: int = 0
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        from dpps.core.errors import InvalidInput
+
+        if self.offset < 0:
+            raise InvalidInput(f"offset must be 0 or more, not {self.offset}")
+        if self.limit < 1:
+            raise InvalidInput(f"limit must be 1 or more, not {self.limit}")
+
+
+@dataclass(frozen=True, slots=True)
+class Page[T]:
+    """One page of a listing and how many items match its filter in all."""
+
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """A transfer as operators' lists show it: ``TransferInfo`` and the rule, activity,
+    priority and times that the REST API and the dashboard show besides."""
+
+    id: int
+    did: str
+    source: str | None
+    dest: str
+    rule_id: int | None
+    state: str
+    activity: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    bytes: int | None
+    error: str | None
+    next_attempt_at: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    def info(self) -> TransferInfo:
+        """The part ``dpps transfer list`` prints (the same both ways, local and remote)."""
+        return TransferInfo(
+            id=self.id,
+            did=self.did,
+            source=self.source,
+            dest=self.dest,
+            state=self.state,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            bytes=self.bytes,
+            error=self.error,
+            next_attempt_at=self.next_attempt_at,
+            finished_at=self.finished_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    """One replica in a listing by RSE and state (``did`` always carries its version)."""
+
+    did: str
+    rse: str
+    state: str
+    path: str
+    bytes: int
+    lock_count: int
+    last_verified_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of the preservation record as the event listing shows it."""
+
+    id: int
+    ts: dt.datetime
+    account: str
+    action: str
+    did: str | None
+    rse: str | None
+    reason: str | None
+    details: dict[str, Any]
+

@@ -6,23 +6,37 @@ opens its own session or transaction and returns plain records from ``dpps.bdms.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms import listings
+from dpps.bdms.listings import (
+    RuleFilter,
+    RuleOrder,
+    TransferFilter,
+    TransferOrder,
+)
+from dpps.bdms.listings import lock_counts as lock_counts
+from dpps.bdms.listings import rule_state as rule_state
+from dpps.bdms.listings import transfer_state as transfer_state
 from dpps.bdms.replication import interventions, rse_expression, rules
-from dpps.bdms.retrieve import did_label
-from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
+from dpps.bdms.types import (
+    Page,
+    PageRequest,
+    RuleDetails,
+    RuleInfo,
+    TransferInfo,
+    TransferRecord,
+)
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, RSERow, RuleLockRow, RuleRow, TransferRow
+from dpps.catalog.models import DIDRow, RSERow, RuleRow, TransferRow
 from dpps.catalog.replication import expand_files
 from dpps.core.config import Config
-from dpps.core.errors import InvalidInput, NotFound
+from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID, parse_did
-from dpps.core.states import RuleState, TransferState
 
 
 class Replication:
@@ -42,27 +56,38 @@ class Replication:
     def list_rules(
         self, *, state: str | None = None, did: str | DID | None = None, limit: int = 1000
     ) -> list[RuleInfo]:
-        stmt = select(RuleRow, DIDRow).join(DIDRow, DIDRow.id == RuleRow.did_id)
-        if state is not None:
-            stmt = stmt.where(RuleRow.state == rule_state(state).value)
+        """Rules oldest first (``dpps rule list``); an unknown ``did`` is NotFound."""
         with self.sessions() as session:
+            where = RuleFilter(state=state)
             if did is not None:
                 row = did_repo.get_did(session, self._did(did))
-                stmt = stmt.where(RuleRow.did_id == row.id)
-            pairs = session.execute(stmt.order_by(RuleRow.id).limit(limit)).all()
-            counts = lock_counts(session, [r.id for r, _ in pairs])
-            return [_info(r, d, counts.get(r.id, {})) for r, d in pairs]
+                where = RuleFilter(state=state, did=DID(row.scope, row.name, row.version))
+            page = listings.list_rules(session, where, PageRequest(limit=limit), order="oldest")
+            return page.items
+
+    def rules_page(
+        self,
+        where: RuleFilter = RuleFilter(),
+        page: PageRequest = PageRequest(),
+        *,
+        order: RuleOrder = "newest",
+    ) -> Page[RuleInfo]:
+        """A page of rules and how many match (REST, dashboard): ``dpps.bdms.listings``."""
+        with self.sessions() as session:
+            return listings.list_rules(session, where, page, order=order)
+
+    def rule(self, rule_id: int) -> RuleInfo:
+        """One rule as lists show it (``get_rule`` adds RSEs, files and transfers)."""
+        with self.sessions() as session:
+            return listings.get_rule(session, rule_id)
 
     def get_rule(self, rule_id: int, *, problems: int = 10) -> RuleDetails:
         with self.sessions() as session:
-            pair = session.execute(
-                select(RuleRow, DIDRow)
-                .join(DIDRow, DIDRow.id == RuleRow.did_id)
-                .where(RuleRow.id == rule_id)
-            ).first()
-            if pair is None:
-                raise NotFound(f"no rule {rule_id}")
-            rule, did = pair
+            info = listings.get_rule(session, rule_id)
+            rule = session.get(RuleRow, rule_id)
+            did = session.get(DIDRow, rule.did_id) if rule is not None else None
+            assert rule is not None
+            assert did is not None
             transfers = dict(
                 session.execute(
                     select(TransferRow.state, func.count())
@@ -75,7 +100,7 @@ class Replication:
             except InvalidInput:
                 names = []
             return RuleDetails(
-                rule=_info(rule, did, lock_counts(session, [rule_id]).get(rule_id, {})),
+                rule=info,
                 rse_names=names,
                 files=len(expand_files(session, did)),
                 transfers=transfers,
@@ -94,41 +119,28 @@ class Replication:
     ) -> list[TransferInfo]:
         """Transfers, newest change first; ``rse`` is the destination, ``errors_only`` keeps
         those with an error."""
-        src, dst = aliased(RSERow), aliased(RSERow)
-        stmt = (
-            select(TransferRow, DIDRow, src.name, dst.name)
-            .join(DIDRow, DIDRow.id == TransferRow.did_id)
-            .join(dst, dst.id == TransferRow.dest_rse_id)
-            .outerjoin(src, src.id == TransferRow.source_rse_id)
+        where = TransferFilter(
+            state=state, rse=rse, rule_id=rule_id, ids=ids, errors_only=errors_only
         )
-        if rule_id is not None:
-            stmt = stmt.where(TransferRow.rule_id == rule_id)
-        if state is not None:
-            stmt = stmt.where(TransferRow.state == transfer_state(state).value)
-        if rse is not None:
-            stmt = stmt.where(dst.name == rse)
-        if ids is not None:
-            stmt = stmt.where(TransferRow.id.in_(list(ids)))
-        if errors_only:
-            stmt = stmt.where(TransferRow.error.is_not(None))
-        stmt = stmt.order_by(TransferRow.updated_at.desc(), TransferRow.id.desc()).limit(limit)
+        if limit < 1:  # none wanted (a rule shown without its problems)
+            return []
+        page = self.transfers_page(where, PageRequest(limit=limit), order="updated")
+        return [t.info() for t in page.items]
+
+    def transfers_page(
+        self,
+        where: TransferFilter = TransferFilter(),
+        page: PageRequest = PageRequest(),
+        *,
+        order: TransferOrder = "id",
+    ) -> Page[TransferRecord]:
+        """A page of transfers and how many match (REST, dashboard): ``dpps.bdms.listings``."""
         with self.sessions() as session:
-            return [
-                TransferInfo(
-                    id=t.id,
-                    did=did_label(d),
-                    source=s,
-                    dest=r,
-                    state=t.state,
-                    attempts=t.attempts,
-                    max_attempts=t.max_attempts,
-                    bytes=t.bytes,
-                    error=t.error,
-                    next_attempt_at=t.next_attempt_at,
-                    finished_at=t.finished_at,
-                )
-                for t, d, s, r in session.execute(stmt)
-            ]
+            return listings.list_transfers(session, where, page, order=order)
+
+    def transfer(self, transfer_id: int) -> TransferRecord:
+        with self.sessions() as session:
+            return listings.get_transfer(session, transfer_id)
 
     def delete_rule(self, rule_id: int, *, reason: str) -> RuleInfo:
         """Delete a rule (see ``dpps.bdms.replication.rules.delete_rule``); returns what it was."""
@@ -148,71 +160,10 @@ class Replication:
         """Queue a FAILED transfer again (``interventions.retry_transfer``)."""
         with transaction(self.sessions) as session:
             interventions.retry_transfer(session, transfer_id, account=self.account)
-        found = self.transfers(ids=[transfer_id])
-        return found[0]
+        return self.transfer(transfer_id).info()
 
     def _rule_info(self, session: Session, rule_id: int) -> RuleInfo:
-        rule = session.get(RuleRow, rule_id)
-        if rule is None:
-            raise NotFound(f"no rule {rule_id}")
-        did = session.get(DIDRow, rule.did_id)
-        assert did is not None
-        return _info(rule, did, lock_counts(session, [rule_id]).get(rule_id, {}))
+        return listings.get_rule(session, rule_id)
 
     def _did(self, did: str | DID) -> DID:
         return did if isinstance(did, DID) else parse_did(did, self.config.default_scope)
-
-
-def rule_state(text: str) -> RuleState:
-    """A rule state given by a user (any case), or a clear error naming the known ones."""
-    try:
-        return RuleState(text.upper())
-    except ValueError:
-        known = ", ".join(s.value for s in RuleState)
-        raise InvalidInput(f"unknown rule state {text!r} (use {known})") from None
-
-
-def transfer_state(text: str) -> TransferState:
-    """A transfer state given by a user (any case), or a clear error naming the known ones."""
-    try:
-        return TransferState(text.upper())
-    except ValueError:
-        known = ", ".join(s.value for s in TransferState)
-        raise InvalidInput(f"unknown transfer state {text!r} (use {known})") from None
-
-
-def lock_counts(session: Session, rule_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """File locks of each rule counted by state (shared with the REST rules router)."""
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    if rule_ids:
-        for rule_id, state, n in session.execute(
-            select(RuleLockRow.rule_id, RuleLockRow.state, func.count())
-            .where(RuleLockRow.rule_id.in_(list(rule_ids)))
-            .group_by(RuleLockRow.rule_id, RuleLockRow.state)
-        ):
-            counts[rule_id][state] = int(n)
-    return counts
-
-
-def _info(rule: RuleRow, did: DIDRow, locks: dict[str, int]) -> RuleInfo:
-    return RuleInfo(
-        id=rule.id,
-        did=did_label(did),
-        did_type=did.did_type,
-        copies=rule.copies,
-        rses=rule.rse_expression,
-        source=rule.source_expression,
-        state=rule.state,
-        error=rule.error,
-        priority=rule.priority,
-        activity=rule.activity,
-        account=rule.account,
-        policy=rule.policy,
-        comment=rule.comment,
-        locked=rule.locked,
-        created_at=rule.created_at,
-        updated_at=rule.updated_at,
-        expires_at=rule.expires_at,
-        next_evaluation_at=rule.next_evaluation_at,
-        locks=dict(locks),
-    )

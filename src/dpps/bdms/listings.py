@@ -1,0 +1,479 @@
+"""The archive's listings: rules, transfers, replicas, events and files, filtered, ordered, paged.
+
+One query per listing, whoever asks: ``archive.replication`` (the CLI), the REST routers and
+the dashboard all call these, so a list and its total are the same rows everywhere (the REST
+API once re-implemented rules and transfers and ordered them differently). Each function takes
+the caller's session and only reads; ``ArchiveViews`` is the facade's door to them (each call
+its own session). Filter values a person typed (states, orders) are checked here, with an
+error naming the known values, never turned into an empty list that looks like "nothing".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from dpps.bdms.retrieve import did_label
+from dpps.bdms.types import (
+    EventRecord,
+    FileInfo,
+    Page,
+    PageRequest,
+    ReplicaRecord,
+    RuleInfo,
+    TransferRecord,
+)
+from dpps.catalog.models import (
+    DIDRow,
+    EventRow,
+    ReplicaRow,
+    RSERow,
+    RuleLockRow,
+    RuleRow,
+    TransferRow,
+)
+from dpps.catalog.query import describe_fields, select_dids
+from dpps.core.errors import InvalidInput, NotFound
+from dpps.core.identifiers import DID
+from dpps.core.states import DIDType, ReplicaState, RuleState, TransferState
+
+#: A SELECT of any columns (the listings' statements before their window).
+Rows = Select[*tuple[Any, ...]]
+
+RuleOrder = Literal["newest", "oldest"]
+TransferOrder = Literal["id", "updated"]
+
+
+def rule_state(text: str) -> RuleState:
+    """A rule state given by a user (any case), or a clear error naming the known ones."""
+    try:
+        return RuleState(text.upper())
+    except ValueError:
+        known = ", ".join(s.value for s in RuleState)
+        raise InvalidInput(f"unknown rule state {text!r} (use {known})") from None
+
+
+def transfer_state(text: str) -> TransferState:
+    """A transfer state given by a user (any case), or a clear error naming the known ones."""
+    try:
+        return TransferState(text.upper())
+    except ValueError:
+        known = ", ".join(s.value for s in TransferState)
+        raise InvalidInput(f"unknown transfer state {text!r} (use {known})") from None
+
+
+def replica_state(text: str) -> ReplicaState:
+    """A replica state given by a user (any case), or a clear error naming the known ones."""
+    try:
+        return ReplicaState(text.upper())
+    except ValueError:
+        known = ", ".join(s.value for s in ReplicaState)
+        raise InvalidInput(f"unknown replica state {text!r} (use {known})") from None
+
+
+def _order(value: str, allowed: Any, what: str) -> str:
+    """``value`` if it is one of the ``Literal`` ``allowed``'s values, else a clear error."""
+    known: tuple[str, ...] = get_args(allowed)
+    if value not in known:
+        raise InvalidInput(f"unknown {what} order {value!r} (use {', '.join(known)})")
+    return value
+
+
+def _page[T](session: Session, stmt: Rows, page: PageRequest, rows: Any) -> Page[T]:
+    """The total of ``stmt`` without its order, and ``rows`` (the page's items)."""
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    return Page(items=list(rows), total=int(total or 0), offset=page.offset, limit=page.limit)
+
+
+def _window(stmt: Rows, page: PageRequest) -> Rows:
+    return stmt.limit(page.limit).offset(page.offset)
+
+
+# -- rules ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFilter:
+    """Rules in ``state``, of ``account``, of ``policy``, on ``did`` (a DID without a version
+    means any version of that name)."""
+
+    state: str | None = None
+    account: str | None = None
+    did: DID | None = None
+    policy: str | None = None
+
+
+def lock_counts(session: Session, rule_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """File locks of each rule counted by state."""
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if rule_ids:
+        for rule_id, state, n in session.execute(
+            select(RuleLockRow.rule_id, RuleLockRow.state, func.count())
+            .where(RuleLockRow.rule_id.in_(list(rule_ids)))
+            .group_by(RuleLockRow.rule_id, RuleLockRow.state)
+        ):
+            counts[rule_id][state] = int(n)
+    return counts
+
+
+def rule_info(rule: RuleRow, did: DIDRow, locks: dict[str, int]) -> RuleInfo:
+    return RuleInfo(
+        id=rule.id,
+        did=did_label(did),
+        did_type=did.did_type,
+        copies=rule.copies,
+        rses=rule.rse_expression,
+        source=rule.source_expression,
+        state=rule.state,
+        error=rule.error,
+        priority=rule.priority,
+        activity=rule.activity,
+        account=rule.account,
+        policy=rule.policy,
+        comment=rule.comment,
+        locked=rule.locked,
+        created_at=rule.created_at,
+        updated_at=rule.updated_at,
+        expires_at=rule.expires_at,
+        next_evaluation_at=rule.next_evaluation_at,
+        locks=dict(locks),
+    )
+
+
+def _rule_infos(session: Session, pairs: Sequence[Any]) -> list[RuleInfo]:
+    counts = lock_counts(session, [r.id for r, _ in pairs])
+    return [rule_info(r, d, counts.get(r.id, {})) for r, d in pairs]
+
+
+def _rules(where: RuleFilter) -> Rows:
+    stmt: Rows = select(RuleRow, DIDRow).join(DIDRow, DIDRow.id == RuleRow.did_id)
+    if where.state is not None:
+        stmt = stmt.where(RuleRow.state == rule_state(where.state).value)
+    if where.account is not None:
+        stmt = stmt.where(RuleRow.account == where.account)
+    if where.policy is not None:
+        stmt = stmt.where(RuleRow.policy == where.policy)
+    if where.did is not None:
+        stmt = stmt.where(DIDRow.scope == where.did.scope, DIDRow.name == where.did.name)
+        if where.did.version is not None:
+            stmt = stmt.where(DIDRow.version == where.did.version)
+    return stmt
+
+
+def list_rules(
+    session: Session,
+    where: RuleFilter = RuleFilter(),
+    page: PageRequest = PageRequest(),
+    *,
+    order: RuleOrder = "newest",
+) -> Page[RuleInfo]:
+    """Rules with their lock counts; ``newest`` first or ``oldest`` first (by id)."""
+    stmt = _rules(where)
+    by = RuleRow.id.asc() if _order(order, RuleOrder, "rule") == "oldest" else RuleRow.id.desc()
+    pairs = session.execute(_window(stmt.order_by(by), page)).all()
+    return _page(session, stmt, page, _rule_infos(session, pairs))
+
+
+def get_rule(session: Session, rule_id: int) -> RuleInfo:
+    pair = session.execute(
+        select(RuleRow, DIDRow)
+        .join(DIDRow, DIDRow.id == RuleRow.did_id)
+        .where(RuleRow.id == rule_id)
+    ).one_or_none()
+    if pair is None:
+        raise NotFound(f"no rule {rule_id}")
+    return _rule_infos(session, [pair])[0]
+
+
+# -- transfers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFilter:
+    """Transfers in ``state``, to the destination RSE ``rse``, of ``rule_id``, among ``ids``;
+    ``errors_only`` keeps those with an error."""
+
+    state: str | None = None
+    rse: str | None = None
+    rule_id: int | None = None
+    ids: Sequence[int] | None = None
+    errors_only: bool = False
+
+
+_src = aliased(RSERow)
+_dst = aliased(RSERow)
+
+
+def _transfers(where: TransferFilter) -> Rows:
+    stmt: Rows = (
+        select(TransferRow, DIDRow, _src.name, _dst.name)
+        .join(DIDRow, DIDRow.id == TransferRow.did_id)
+        .join(_dst, _dst.id == TransferRow.dest_rse_id)
+        .outerjoin(_src, _src.id == TransferRow.source_rse_id)
+    )
+    if where.state is not None:
+        stmt = stmt.where(TransferRow.state == transfer_state(where.state).value)
+    if where.rse is not None:
+        stmt = stmt.where(_dst.name == where.rse)
+    if where.rule_id is not None:
+        stmt = stmt.where(TransferRow.rule_id == where.rule_id)
+    if where.ids is not None:
+        stmt = stmt.where(TransferRow.id.in_(list(where.ids)))
+    if where.errors_only:
+        stmt = stmt.where(TransferRow.error.is_not(None))
+    return stmt
+
+
+def _transfer(t: TransferRow, did: DIDRow, src: str | None, dest: str) -> TransferRecord:
+    return TransferRecord(
+        id=t.id,
+        did=did_label(did),
+        source=src,
+        dest=dest,
+        rule_id=t.rule_id,
+        state=t.state,
+        activity=t.activity,
+        priority=t.priority,
+        attempts=t.attempts,
+        max_attempts=t.max_attempts,
+        bytes=t.bytes,
+        error=t.error,
+        next_attempt_at=t.next_attempt_at,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        finished_at=t.finished_at,
+    )
+
+
+def list_transfers(
+    session: Session,
+    where: TransferFilter = TransferFilter(),
+    page: PageRequest = PageRequest(),
+    *,
+    order: TransferOrder = "id",
+) -> Page[TransferRecord]:
+    """Transfers, newest id first, or newest change first (``updated``, then newest id)."""
+    stmt = _transfers(where)
+    newest = (
+        (TransferRow.updated_at.desc(),)
+        if _order(order, TransferOrder, "transfer") == "updated"
+        else ()
+    )
+    rows = session.execute(_window(stmt.order_by(*newest, TransferRow.id.desc()), page))
+    return _page(session, stmt, page, [_transfer(t, d, s, r) for t, d, s, r in rows])
+
+
+def get_transfer(session: Session, transfer_id: int) -> TransferRecord:
+    row = session.execute(_transfers(TransferFilter(ids=[transfer_id]))).one_or_none()
+    if row is None:
+        raise NotFound(f"no such transfer {transfer_id}")
+    return _transfer(row[0], row[1], row[2], row[3])
+
+
+# -- replicas and events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaFilter:
+    rse: str | None = None
+    state: str | None = None
+
+
+def list_replicas(
+    session: Session,
+    where: ReplicaFilter = ReplicaFilter(),
+    page: PageRequest = PageRequest(),
+) -> Page[ReplicaRecord]:
+    """Replicas by RSE and state, oldest first (by id)."""
+    stmt: Rows = (
+        select(ReplicaRow, RSERow.name, DIDRow.scope, DIDRow.name, DIDRow.version)
+        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+        .join(DIDRow, DIDRow.id == ReplicaRow.did_id)
+    )
+    if where.rse is not None:
+        stmt = stmt.where(RSERow.name == where.rse)
+    if where.state is not None:
+        stmt = stmt.where(ReplicaRow.state == replica_state(where.state).value)
+    rows = session.execute(_window(stmt.order_by(ReplicaRow.id), page))
+    items = [
+        ReplicaRecord(
+            did=f"{scope}:{name}@v{version}",
+            rse=rse,
+            state=rep.state,
+            path=rep.path,
+            bytes=rep.bytes,
+            lock_count=rep.lock_count,
+            last_verified_at=rep.last_verified_at,
+        )
+        for rep, rse, scope, name, version in rows
+    ]
+    return _page(session, stmt, page, items)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Events about ``did`` (every version unless it names one), by ``account``, of
+    ``action``, in [``since``, ``until``) (aware times are taken in UTC)."""
+
+    did: DID | None = None
+    account: str | None = None
+    action: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def list_events(
+    session: Session,
+    where: EventFilter = EventFilter(),
+    page: PageRequest = PageRequest(),
+) -> Page[EventRecord]:
+    """Events, newest first."""
+    stmt: Rows = (
+        select(EventRow, DIDRow.scope, DIDRow.name, DIDRow.version, RSERow.name)
+        .outerjoin(DIDRow, DIDRow.id == EventRow.did_id)
+        .outerjoin(RSERow, RSERow.id == EventRow.rse_id)
+    )
+    if where.did is not None:
+        stmt = stmt.where(DIDRow.scope == where.did.scope, DIDRow.name == where.did.name)
+        if where.did.version is not None:
+            stmt = stmt.where(DIDRow.version == where.did.version)
+    if where.account is not None:
+        stmt = stmt.where(EventRow.account == where.account)
+    if where.action is not None:
+        stmt = stmt.where(EventRow.action == where.action)
+    if where.since is not None:
+        stmt = stmt.where(EventRow.ts >= _naive_utc(where.since))
+    if where.until is not None:
+        stmt = stmt.where(EventRow.ts < _naive_utc(where.until))
+    rows = session.execute(_window(stmt.order_by(EventRow.id.desc()), page))
+    items = [
+        EventRecord(
+            id=e.id,
+            ts=e.ts,
+            account=e.account,
+            action=e.action,
+            did=f"{scope}:{name}@v{version}" if scope else None,
+            rse=rse,
+            reason=e.reason,
+            details=dict(e.details or {}),
+        )
+        for e, scope, name, version, rse in rows
+    ]
+    return _page(session, stmt, page, items)
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def list_files(
+    session: Session,
+    filter_text: str = "",
+    page: PageRequest = PageRequest(),
+    *,
+    order_by: str = "name",
+) -> Page[FileInfo]:
+    """Latest file versions matching a query (``dpps ls``'s language), ordered by a query
+    field (``-`` first for descending)."""
+    from dpps.bdms.archive import file_info  # the archive imports this module
+
+    stmt = select_dids(filter_text, limit=None, order_by=order_by)
+    rows = session.scalars(_window(stmt, page))
+    return _page(session, stmt, page, [file_info(r) for r in rows])
+
+
+def find_file(session: Session, did: DID) -> FileInfo | None:
+    """The file ``did`` names (its version, else the latest), if it exists and is not deleted."""
+    stmt = select(DIDRow).where(
+        DIDRow.scope == did.scope,
+        DIDRow.name == did.name,
+        DIDRow.did_type == DIDType.FILE.value,
+        DIDRow.deleted_at.is_(None),
+    )
+    if did.version is None:
+        stmt = stmt.where(DIDRow.is_latest.is_(True))
+    else:
+        stmt = stmt.where(DIDRow.version == did.version)
+    from dpps.bdms.archive import file_info  # the archive imports this module
+
+    row = session.scalars(stmt).one_or_none()
+    return None if row is None else file_info(row)
+
+
+def query_fields() -> list[tuple[str, str, str]]:
+    """(name, type, description) of every field of the query language (help pages)."""
+    return describe_fields()
+
+
+class ArchiveViews:
+    """``archive.views``: the listings above, each call in its own read session."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def rules(
+        self,
+        where: RuleFilter = RuleFilter(),
+        page: PageRequest = PageRequest(),
+        *,
+        order: RuleOrder = "newest",
+    ) -> Page[RuleInfo]:
+        with self.sessions() as session:
+            return list_rules(session, where, page, order=order)
+
+    def rule(self, rule_id: int) -> RuleInfo:
+        with self.sessions() as session:
+            return get_rule(session, rule_id)
+
+    def transfers(
+        self,
+        where: TransferFilter = TransferFilter(),
+        page: PageRequest = PageRequest(),
+        *,
+        order: TransferOrder = "id",
+    ) -> Page[TransferRecord]:
+        with self.sessions() as session:
+            return list_transfers(session, where, page, order=order)
+
+    def transfer(self, transfer_id: int) -> TransferRecord:
+        with self.sessions() as session:
+            return get_transfer(session, transfer_id)
+
+    def replicas(
+        self,
+        where: ReplicaFilter = ReplicaFilter(),
+        page: PageRequest = PageRequest(),
+    ) -> Page[ReplicaRecord]:
+        with self.sessions() as session:
+            return list_replicas(session, where, page)
+
+    def events(
+        self,
+        where: EventFilter = EventFilter(),
+        page: PageRequest = PageRequest(),
+    ) -> Page[EventRecord]:
+        with self.sessions() as session:
+            return list_events(session, where, page)
+
+    def files(
+        self,
+        filter_text: str = "",
+        page: PageRequest = PageRequest(),
+        *,
+        order_by: str = "name",
+    ) -> Page[FileInfo]:
+        with self.sessions() as session:
+            return list_files(session, filter_text, page, order_by=order_by)
+
+    def file(self, did: DID) -> FileInfo | None:
+        with self.sessions() as session:
+            return find_file(session, did)
