@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dpps.acada.simulate import SimulationConfig, simulate, write_trigger
-from dpps.acada.zfits import quiet_native_stdout
+from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.bdms.archive import Archive
 from dpps.bdms.ingestion.landing import WorkSpec, inspect, scan_triggers
 from dpps.bdms.ingestion.queue import IngestionQueue

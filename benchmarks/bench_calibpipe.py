@@ -31,7 +31,7 @@ import numpy as np
 from protozfits import File
 
 from dpps.acada.simulate import SimulationConfig, simulate
-from dpps.acada.zfits import quiet_native_stdout
+from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.pipelines.tool import run_tool
 
 FLOOR_EVENTS_S = 200.0

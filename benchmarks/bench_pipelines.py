@@ -1,7 +1,7 @@
 """SimPipe and DataPipe (DL0 -> DL1 -> DL2) throughput, each next to a baseline of the same run.
 
 * ``simpipe-simulate``: telescope images simulated and written per second; baseline: the
-  shower model's waveforms alone (``dpps.acada.showers.waveforms``) for the same images, so
+  shower model's waveforms alone (``dpps.physics.showers.waveforms``) for the same images, so
   the ratio is the price of the throw, the trigger decisions and the zfits writing;
 * ``datapipe-dl1``: images per second; baseline: reading the same DL0 with protozfits only
   (decompressing every waveform), so the ratio is the price of checksums, calibration,
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from protozfits import File
 
-from dpps.acada import showers
+from dpps.physics import showers
 from dpps.pipelines.simpipe.instrument import telescopes
 from dpps.pipelines.simpipe.runcard import RunCard
 from dpps.pipelines.simpipe.throw import image_rng, throw

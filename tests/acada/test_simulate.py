@@ -15,11 +15,12 @@ from astropy.io import fits
 from protozfits import File
 from typer.testing import CliRunner
 
-from dpps.acada.showers import CAMERAS
-from dpps.acada.simulate import TAI_UTC_S, SimulationConfig, simulate
+from dpps.acada.simulate import SimulationConfig, simulate
 from dpps.bdms.metadata import extract_metadata
 from dpps.cli.main import app
 from dpps.core.errors import Conflict, InvalidInput
+from dpps.instrument.camera import CAMERAS
+from dpps.instrument.clock import TAI_UTC_S
 
 UC = "UC-110-1.1.1"
 EVENTS_RE = re.compile(

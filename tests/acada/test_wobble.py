@@ -12,9 +12,12 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from dpps.acada import wobble
-from dpps.acada.showers import EventType
-from dpps.acada.simulate import SimulationConfig, plan_events, simulate
+from dpps.acada.planning import plan_events
+from dpps.acada.simulate import SimulationConfig, simulate
 from dpps.core.errors import InvalidInput
+from dpps.instrument.events import EventType
+from dpps.instrument.frames import nominal_to_altaz
+from dpps.instrument.pointing import track
 
 SOURCE = wobble.Source(
     "Crab",
@@ -44,18 +47,6 @@ def _config(**changes: object) -> SimulationConfig:
 
 
 @pytest.mark.verifies_usecase("UC-000-4")
-def test_site_locations_match_simpipe() -> None:
-    from dpps.pipelines.simpipe.instrument import LOCATIONS
-
-    for site, (lat, lon, height) in wobble.SITE_LOCATIONS.items():
-        assert (LOCATIONS[site].lat_deg, LOCATIONS[site].lon_deg, LOCATIONS[site].height_m) == (
-            lat,
-            lon,
-            height,
-        )
-
-
-@pytest.mark.verifies_usecase("UC-000-4")
 def test_blocks_point_half_a_degree_off_the_source_in_alternating_directions(
     tmp_path: Path,
 ) -> None:
@@ -72,7 +63,7 @@ def test_blocks_point_half_a_degree_off_the_source_in_alternating_directions(
         # the pointing table holds the true, tracked pointing: the wobble position
         table = next(f for f in files if f"OBSID{obs_id:010d}_POINTING" in f.name)
         data = fits.getdata(table, "POINTING")
-        alt, az = wobble.track("north", head["RA_PNT"], head["DEC_PNT"], data["TIME"])
+        alt, az = track("north", head["RA_PNT"], head["DEC_PNT"], data["TIME"])
         assert np.allclose(data["ALT"], alt, atol=5e-3)
         assert np.allclose(data["AZ"], az, atol=5e-3 / np.cos(np.radians(alt)))
         assert np.ptp(data["AZ"]) > 0.01  # it tracks: the horizontal position moves
@@ -83,8 +74,6 @@ def test_blocks_point_half_a_degree_off_the_source_in_alternating_directions(
 
 @pytest.mark.verifies_usecase("UC-000-4")
 def test_gammas_come_from_the_source_and_hadrons_from_a_cone() -> None:
-    from dpps.pipelines.simpipe.instrument import nominal_to_altaz
-
     config = _config(observation_blocks=1)
     mid = START.replace(tzinfo=dt.UTC).timestamp() + config.duration_s / 2
     xy = wobble.source_in_camera("north", SOURCE, 0, mid)
@@ -98,10 +87,10 @@ def test_gammas_come_from_the_source_and_hadrons_from_a_cone() -> None:
     assert max(np.hypot(h.source_x_deg, h.source_y_deg) for h in hadrons) <= 2.5
     assert sum(e.kind in (EventType.FLATFIELD, EventType.SKY_PEDESTAL) for e in events) > 0
     # the camera position, turned back into the sky with the pointing, is the source
-    ra, dec = wobble.wobble_pointing(SOURCE, 0)
-    (alt0,), (az0,) = wobble.track("north", ra, dec, [mid])
+    ra, dec = wobble.pointing_of(SOURCE, 0)
+    (alt0,), (az0,) = track("north", ra, dec, [mid])
     alt, az = nominal_to_altaz(xy[0], xy[1], float(alt0), float(az0))
-    (src_alt,), (src_az,) = wobble.track("north", SOURCE.ra_deg, SOURCE.dec_deg, [mid])
+    (src_alt,), (src_az,) = track("north", SOURCE.ra_deg, SOURCE.dec_deg, [mid])
     assert float(alt) == pytest.approx(float(src_alt), abs=1e-6)
     assert float(az) == pytest.approx(float(src_az), abs=1e-5)
 

@@ -15,8 +15,8 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from dpps.acada.zfits import HeaderValue
 from dpps.core.errors import Conflict
+from dpps.instrument.dl0 import HeaderValue
 
 
 def _write(

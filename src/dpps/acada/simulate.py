@@ -24,175 +24,43 @@ Everything is a deterministic function of the configuration and the seed.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dpps.acada import monitoring, showers, wobble
-from dpps.acada.showers import CAMERAS, CameraSpec, EventType
-from dpps.acada.zfits import (
+from dpps.acada import monitoring, wobble
+from dpps.acada.config import STREAMS, SimulationConfig
+from dpps.acada.planning import PlannedEvent, image_of, plan_events, rng_for, stream_of
+from dpps.core.errors import InvalidInput
+from dpps.instrument.camera import digitise
+from dpps.instrument.clock import observing_night, tai
+from dpps.instrument.dl0 import (
     ArrayEvent,
     HeaderValue,
     TelEvent,
     write_subarray_events,
     write_telescope_events,
 )
-from dpps.core.errors import InvalidInput
+from dpps.instrument.pointing import track, wobble_angle
+from dpps.instrument.sites import Telescope
+from dpps.physics import showers
 
-#: TAI - UTC (s), constant since 2017-01-01; DL0 event times are TAI.
-TAI_UTC_S = 37
-STREAMS = ("SHOWER", "CAL", "MUON")
+#: What other modules take from here: ``SimulationConfig`` and ``STREAMS`` live in
+#: ``config`` and are re-exported, since a run is described and started together.
+__all__ = [
+    "STREAMS",
+    "TRIGGER_SUFFIX",
+    "SimulationConfig",
+    "simulate",
+    "trigger_path",
+    "write_trigger",
+]
+
 TRIGGER_SUFFIX = ".trigger"
 _ID = uuid.UUID("5b0d3c3e-8c44-4b7f-9d0e-ac0da0d10001")  # namespace of DATAID values
-
-
-@dataclass(frozen=True, slots=True)
-class Telescope:
-    tel_id: int
-    camera: str
-    x_m: float
-    y_m: float
-
-    @property
-    def spec(self) -> CameraSpec:
-        return CAMERAS[self.camera]
-
-
-@dataclass(frozen=True, slots=True)
-class Site:
-    name: str
-    description: str
-    rse: str  # the on-site storage element whose landing area ACADA writes to
-    telescopes: dict[int, Telescope]
-    subarray_id: int
-    weather_id: int
-    default_telescopes: tuple[int, ...]
-
-
-def _ring(ids: range, camera: str, radius: float, phase: float = 0.0) -> dict[int, Telescope]:
-    n = len(ids)
-    return {
-        t: Telescope(
-            t,
-            camera,
-            round(radius * math.cos(phase + 2 * math.pi * i / n), 1),
-            round(radius * math.sin(phase + 2 * math.pi * i / n), 1),
-        )
-        for i, t in enumerate(ids)
-    }
-
-
-#: The simulator's own array layouts (plausible, not official CTAO positions).
-SITES: dict[str, Site] = {
-    "north": Site(
-        "north",
-        "CTAO-North",
-        "CTAO-N",
-        _ring(range(1, 5), "LSTCam", 80.0, math.pi / 4) | _ring(range(5, 14), "NectarCAM", 220.0),
-        subarray_id=1,
-        weather_id=1,
-        default_telescopes=(1, 2, 3, 4),
-    ),
-    "south": Site(
-        "south",
-        "CTAO-South",
-        "CTAO-S",
-        _ring(range(101, 109), "FlashCam", 180.0) | _ring(range(109, 121), "SSTCam", 400.0),
-        subarray_id=101,
-        weather_id=101,
-        default_telescopes=(101, 102, 103, 104),
-    ),
-}
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """What to simulate; every field has a small default so a run takes seconds."""
-
-    site: str = "north"
-    telescopes: tuple[int, ...] | None = None  # None: the site's default telescopes
-    observation_blocks: int = 1
-    duration_s: float = 10.0  # per observation block
-    event_rate_hz: float = 10.0  # array triggers per second
-    events_per_chunk: int = 25
-    sdh_per_telescope: int = 1
-    muon_fraction: float = 0.05
-    calibration_fraction: float = 0.05
-    start: dt.datetime = dt.datetime(2026, 11, 21, 22, 0, 0)
-    first_sb_id: int = 1
-    first_obs_id: int = 1
-    gap_s: float = 30.0  # between observation blocks
-    compression: str = "zstd3"
-    monitoring: bool = True
-    triggers: bool = True
-    seed: int = 0
-    streams: tuple[str, ...] = field(default=STREAMS)
-    #: Wobble observations of a point source (None: the legacy fixed pointing at alt 70,
-    #: az 180 with every shower from the camera centre). With a source, showers are thrown at
-    #: its physical rates and ``event_rate_hz`` x the fractions sets the calibration and muon
-    #: events only.
-    source: wobble.Source | None = None
-
-    def layout(self) -> Site:
-        site = SITES.get(self.site)
-        if site is None:
-            raise InvalidInput(f"unknown site {self.site!r}; use one of {', '.join(SITES)}")
-        return site
-
-    def chosen(self) -> list[Telescope]:
-        site = self.layout()
-        ids = self.telescopes or site.default_telescopes
-        unknown = [t for t in ids if t not in site.telescopes]
-        if unknown:
-            raise InvalidInput(
-                f"telescopes {unknown} are not at site {site.name} "
-                f"(its ids: {min(site.telescopes)}..{max(site.telescopes)})"
-            )
-        return [site.telescopes[t] for t in sorted(set(ids))]
-
-    def validate(self) -> None:
-        self.chosen()
-        checks = [
-            (self.observation_blocks >= 1, "observation_blocks must be >= 1"),
-            (self.duration_s > 0, "duration_s must be > 0"),
-            (self.event_rate_hz > 0, "event_rate_hz must be > 0"),
-            (self.events_per_chunk >= 1, "events_per_chunk must be >= 1"),
-            (self.sdh_per_telescope >= 1, "sdh_per_telescope must be >= 1"),
-            (0 <= self.muon_fraction + self.calibration_fraction < 1, "fractions must sum < 1"),
-            (set(self.streams) <= set(STREAMS) and bool(self.streams), f"streams: {STREAMS}"),
-        ]
-        if self.source is not None:
-            src = self.source
-            checks += [
-                (0 < src.wobble_offset_deg <= 3, "wobble_offset_deg must be in (0, 3]"),
-                (-90 <= src.dec_deg <= 90, "source dec_deg must be in [-90, 90]"),
-                (src.gamma_rate_hz >= 0 and src.hadron_rate_hz >= 0, "rates must be >= 0"),
-                (0 < src.hadron_cone_deg <= 10, "hadron_cone_deg must be in (0, 10]"),
-            ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidInput(f"simulation: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    """One array event before its waveforms exist."""
-
-    event_id: int
-    kind: EventType
-    unix_s: float
-    tel_ids: tuple[int, ...]
-    shower: showers.Shower | None
-
-
-def observing_night(when: dt.datetime) -> dt.date:
-    """The date of the evening the night began (day boundary at 12:00 UTC)."""
-    return (when - dt.timedelta(hours=12)).date()
 
 
 def trigger_path(path: Path) -> Path:
@@ -204,149 +72,6 @@ def write_trigger(path: Path) -> Path:
     link = trigger_path(path)
     os.symlink(path.name, link)
     return link
-
-
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *key])
-
-
-def _image(
-    rng: np.random.Generator, tel: Telescope, kind: EventType, shower: showers.Shower | None
-) -> showers.TelescopeImage:
-    spec = tel.spec
-    if kind == EventType.SUBARRAY and shower is not None:
-        return showers.shower_image(rng, spec, shower, tel.x_m, tel.y_m)
-    if kind == EventType.MUON:
-        return showers.muon_image(rng, spec)
-    if kind == EventType.FLATFIELD:
-        return showers.flatfield_image(rng, spec)
-    return showers.pedestal_image(spec)
-
-
-def plan_events(
-    config: SimulationConfig,
-    obs_id: int,
-    start_unix: float,
-    camera_xy: tuple[float, float] = (0, 0),
-) -> list[_Planned]:
-    """The array events of one observation block, in time order, with who saw what."""
-    if config.source is not None:
-        return _plan_wobble(config, config.source, obs_id, start_unix, camera_xy)
-    tels = config.chosen()
-    rng = _rng(config.seed, obs_id)
-    n = max(1, round(config.event_rate_hz * config.duration_s))
-    times = np.sort(rng.uniform(0.0, config.duration_s, n)) + start_unix
-    planned: list[_Planned] = []
-    n_cal = 0
-    for i, t in enumerate(times, start=1):
-        u = rng.random()
-        if u < config.calibration_fraction:
-            kind = EventType.FLATFIELD if n_cal % 2 == 0 else EventType.SKY_PEDESTAL
-            n_cal += 1
-            planned.append(_Planned(i, kind, float(t), tuple(x.tel_id for x in tels), None))
-        elif u < config.calibration_fraction + config.muon_fraction:
-            tel = tels[int(rng.integers(len(tels)))]
-            planned.append(_Planned(i, EventType.MUON, float(t), (tel.tel_id,), None))
-        else:
-            planned.append(_shower_event(config, rng, i, float(t), obs_id, tels))
-    return planned
-
-
-def _plan_wobble(
-    config: SimulationConfig,
-    source: wobble.Source,
-    obs_id: int,
-    start_unix: float,
-    camera_xy: tuple[float, float],
-) -> list[_Planned]:
-    """Wobble mode: thrown showers that trigger a telescope, plus calibration and muons.
-
-    Event ids number every candidate in time order, and a shower's trigger is decided on the
-    image drawn with that id's generator, the very image written later; the ids of showers
-    that triggered nothing are simply absent (ids need not be contiguous)."""
-    tels = config.chosen()
-    rng = _rng(config.seed, obs_id, 7)
-    n_other = round(
-        config.event_rate_hz
-        * config.duration_s
-        * (config.calibration_fraction + config.muon_fraction)
-    )
-    share = config.calibration_fraction / max(
-        config.calibration_fraction + config.muon_fraction, 1e-12
-    )
-    candidates: list[tuple[float, showers.Shower | None, bool]] = [
-        (float(t), None, bool(rng.random() < share))
-        for t in rng.uniform(0.0, config.duration_s, n_other)
-    ]
-    candidates += [
-        (t, s, False) for t, s in wobble.thrown_showers(rng, source, config.duration_s, camera_xy)
-    ]
-    candidates.sort(key=lambda c: c[0])
-    planned: list[_Planned] = []
-    n_cal = 0
-    for event_id, (t, shower, calibration) in enumerate(candidates, start=1):
-        when = start_unix + t
-        if shower is None and calibration:
-            kind = EventType.FLATFIELD if n_cal % 2 == 0 else EventType.SKY_PEDESTAL
-            n_cal += 1
-            planned.append(_Planned(event_id, kind, when, tuple(x.tel_id for x in tels), None))
-        elif shower is None:
-            tel = tels[int(rng.integers(len(tels)))]
-            planned.append(_Planned(event_id, EventType.MUON, when, (tel.tel_id,), None))
-        else:
-            seen = tuple(
-                tel.tel_id
-                for tel in tels
-                if showers.telescope_triggers(
-                    _image(
-                        _rng(config.seed, obs_id, event_id, tel.tel_id),
-                        tel,
-                        EventType.SUBARRAY,
-                        shower,
-                    )
-                )
-            )
-            if seen:
-                planned.append(_Planned(event_id, EventType.SUBARRAY, when, seen, shower))
-    return planned
-
-
-def _shower_event(
-    config: SimulationConfig,
-    rng: np.random.Generator,
-    event_id: int,
-    t: float,
-    obs_id: int,
-    tels: list[Telescope],
-) -> _Planned:
-    """Draw showers until one triggers a telescope (the array trigger's definition)."""
-    best: tuple[float, showers.Shower, int] | None = None
-    for _ in range(200):
-        shower = showers.draw_shower(rng)
-        seen = []
-        for tel in tels:
-            image = _image(
-                _rng(config.seed, obs_id, event_id, tel.tel_id), tel, EventType.SUBARRAY, shower
-            )
-            if showers.telescope_triggers(image):
-                seen.append(tel.tel_id)
-            if best is None or image.size_pe > best[0]:
-                best = (image.size_pe, shower, tel.tel_id)
-        if seen:
-            return _Planned(event_id, EventType.SUBARRAY, t, tuple(seen), shower)
-    assert best is not None  # the brightest image of 200 tries: small telescopes, low energy
-    return _Planned(event_id, EventType.SUBARRAY, t, (best[2],), best[1])
-
-
-def _stream_of(kind: EventType) -> str:
-    if kind == EventType.SUBARRAY:
-        return "SHOWER"
-    return "MUON" if kind == EventType.MUON else "CAL"
-
-
-def _tai(unix_s: float) -> tuple[int, int]:
-    seconds = math.floor(unix_s)
-    return int(seconds) + TAI_UTC_S, round((unix_s - seconds) * 4e9) % 4_000_000_000
 
 
 def _iso(unix_s: float) -> str:
@@ -393,8 +118,8 @@ class _Writer:
         if src is None:
             self.pointing: tuple[float, float] = (70.0, 180.0)
             return {}
-        ra, dec = wobble.wobble_pointing(src, index)
-        (alt,), (az,) = wobble.track(cfg.site, ra, dec, [start_unix + cfg.duration_s / 2])
+        ra, dec = wobble.pointing_of(src, index)
+        (alt,), (az,) = track(cfg.site, ra, dec, [start_unix + cfg.duration_s / 2])
         self.pointing = (ra, dec)
         return {
             "OBJECT": (src.name, "observed target"),
@@ -405,10 +130,7 @@ class _Writer:
             "PNT_ALT": (round(float(alt), 6), "pointing altitude at mid-block (deg)"),
             "PNT_AZ": (round(float(az), 6), "pointing azimuth at mid-block (deg)"),
             "WOBBLE": (src.wobble_offset_deg, "wobble offset of the source (deg)"),
-            "WOBANG": (
-                wobble.WOBBLE_ANGLES_DEG[index % len(wobble.WOBBLE_ANGLES_DEG)],
-                "wobble direction (deg from +RA towards +Dec)",
-            ),
+            "WOBANG": (wobble_angle(index), "wobble direction (deg from +RA towards +Dec)"),
         }
 
     def path(self, ae: str, kind: str, night: dt.date, name: str) -> Path:
@@ -447,7 +169,7 @@ class _Writer:
         sub = f"SUB{site.subarray_id:03d}"
         path = self.path(sub, "events", night, f"{sub}_SWAT001_{stamp}_SUBARRAY_CHUNK000.fits.fz")
         array_events = [
-            ArrayEvent(e.event_id, int(e.kind), *_tai(e.unix_s), e.tel_ids) for e in events
+            ArrayEvent(e.event_id, int(e.kind), *tai(e.unix_s), e.tel_ids) for e in events
         ]
         write_subarray_events(
             path,
@@ -473,7 +195,7 @@ class _Writer:
     def telescope_files(
         self,
         tel: Telescope,
-        events: list[_Planned],
+        events: list[PlannedEvent],
         night: dt.date,
         stamp: str,
         sb_id: int,
@@ -484,7 +206,7 @@ class _Writer:
         mine = [e for e in events if tel.tel_id in e.tel_ids]
         ae = f"TEL{tel.tel_id:03d}"
         for stream in cfg.streams:
-            selected = [e for e in mine if _stream_of(e.kind) == stream]
+            selected = [e for e in mine if stream_of(e.kind) == stream]
             for sdh in range(1, cfg.sdh_per_telescope + 1):
                 handled = [e for e in selected if e.event_id % cfg.sdh_per_telescope == sdh - 1]
                 for chunk, begin in enumerate(range(0, len(handled), cfg.events_per_chunk)):
@@ -522,12 +244,14 @@ class _Writer:
                     )
                     self.done(path)
 
-    def tel_events(self, tel: Telescope, part: list[_Planned], obs_id: int) -> Iterator[TelEvent]:
+    def tel_events(
+        self, tel: Telescope, part: list[PlannedEvent], obs_id: int
+    ) -> Iterator[TelEvent]:
         for e in part:
-            rng = _rng(self.config.seed, obs_id, e.event_id, tel.tel_id)
-            image = _image(rng, tel, e.kind, e.shower)
-            wave = showers.digitise(showers.waveforms(rng, tel.spec, image), tel.spec)
-            yield TelEvent(e.event_id, int(e.kind), *_tai(e.unix_s), wave[np.newaxis])
+            rng = rng_for(self.config.seed, obs_id, e.event_id, tel.tel_id)
+            image = image_of(rng, tel, e.kind, e.shower)
+            wave = digitise(showers.waveforms(rng, tel.spec, image), tel.spec)
+            yield TelEvent(e.event_id, int(e.kind), *tai(e.unix_s), wave[np.newaxis])
 
     def monitoring(
         self, night: dt.date, stamp: str, sb_id: int, obs_id: int, start_unix: float
@@ -538,7 +262,7 @@ class _Writer:
         altaz = None
         if cfg.source is not None:  # the true pointing: the wobble position, tracked
             samples = start_unix + np.arange(max(1, int(cfg.duration_s) + 1), dtype=np.float64)
-            altaz = wobble.track(cfg.site, *self.pointing, samples)
+            altaz = track(cfg.site, *self.pointing, samples)
         for tel in cfg.chosen():
             ae = f"TEL{tel.tel_id:03d}"
             path = self.path(ae, "monitoring", night, f"{ae}_ACADA_{stamp}_POINTING.fits")
@@ -554,7 +278,7 @@ class _Writer:
                 duration_s=cfg.duration_s,
                 alt_deg=70.0,
                 az_deg=180.0,
-                rng=_rng(cfg.seed, obs_id, tel.tel_id, 1),
+                rng=rng_for(cfg.seed, obs_id, tel.tel_id, 1),
             )
             self.done(path)
         aux = f"AUX{site.weather_id:03d}"
@@ -567,7 +291,7 @@ class _Writer:
             ),
             start_unix=start_unix,
             duration_s=cfg.duration_s,
-            rng=_rng(cfg.seed, obs_id, 0, 2),
+            rng=rng_for(cfg.seed, obs_id, 0, 2),
         )
         self.done(path)
 

@@ -62,7 +62,7 @@ def simulate(
     """
     from dpps.acada.simulate import SimulationConfig
     from dpps.acada.simulate import simulate as run_simulation
-    from dpps.acada.zfits import quiet_native_stdout
+    from dpps.instrument.dl0 import quiet_native_stdout
 
     config = SimulationConfig(
         site=site,
@@ -142,7 +142,7 @@ def ingest_daemon(
         settings = queue.settings
         run_daemon(
             "ingest",
-            queue,
+            queue.run_once,
             DatabaseHeartbeats(archive.sessions),
             once=once,
             sleep_s=queue.sleep_s,

@@ -3,7 +3,7 @@
 Simulate ACADA data for a few wobble blocks on a point source, ingest them through the
 ingestion queue, replicate them off site, let the category-B WMS transformation process each
 block (calibration, DataPipe to DL3, QualPipe), analyse the night's DL3 with gammapy and print
-what the archive now holds. The work itself is ``dpps.pipelines.night.run``.
+what the archive now holds. The work itself is ``dpps.scenarios.night.run``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dpps.acada.zfits import quiet_native_stdout
 from dpps.bdms.archive import Archive
 from dpps.cli.common import JsonOpt, command
 from dpps.cli.output import console, emit_json, err_console, human_bytes, table
 from dpps.core.errors import InvalidInput, NotFound
+from dpps.instrument.dl0 import quiet_native_stdout
 
 
 def _workspace(ctx: typer.Context, directory: Path | None) -> tuple[Archive, Path]:
@@ -167,8 +167,8 @@ def night(
     analyse with gammapy, report (UC-000-4)."""
     from dataclasses import replace
 
-    from dpps.pipelines.night.acquisition import NightPlan, next_obs_id
-    from dpps.pipelines.night.run import run_night
+    from dpps.scenarios.night.acquisition import NightPlan, next_obs_id
+    from dpps.scenarios.night.run import run_night
 
     started = time.perf_counter()
     archive, workspace = _workspace(ctx, directory)

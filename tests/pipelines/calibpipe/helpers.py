@@ -18,10 +18,12 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from dpps.acada import showers
-from dpps.acada.showers import CameraSpec, EventType
-from dpps.acada.simulate import TAI_UTC_S, SimulationConfig, simulate
-from dpps.acada.zfits import TelEvent, quiet_native_stdout, write_telescope_events
+from dpps.acada.simulate import SimulationConfig, simulate
+from dpps.instrument.camera import CameraSpec
+from dpps.instrument.clock import TAI_UTC_S
+from dpps.instrument.dl0 import TelEvent, quiet_native_stdout, write_telescope_events
+from dpps.instrument.events import EventType
+from dpps.physics import showers
 
 START = dt.datetime(2026, 11, 21, 22, 0, 0)
 START_UNIX = START.replace(tzinfo=dt.UTC).timestamp()

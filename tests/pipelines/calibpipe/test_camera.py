@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from dpps.acada.showers import CAMERAS
+from dpps.instrument.camera import CAMERAS
 from dpps.pipelines.calibpipe.camera import Flag
 from dpps.pipelines.calibpipe.product import parse_time, read_calibration
 from dpps.pipelines.tool import EXIT_OK, PROVENANCE_NAME, run_tool, wms_entry

@@ -20,7 +20,7 @@ from dpps.pipelines.tool import run_tool
 pytest.importorskip("dpps.pipelines.simpipe", reason="the pipelines extra is not installed")
 
 from dpps.acada.simulate import simulate
-from dpps.acada.zfits import quiet_native_stdout
+from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.pipelines.night.acquisition import NightPlan
 from tests.bdms.preservation_helpers import open_workspace, replicate
 from tests.pipelines.datapipe.chain import Chain, shared_chain

@@ -12,15 +12,16 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from dpps.acada import showers
 from dpps.core.errors import InvalidInput
+from dpps.instrument.camera import CAMERAS, digitise
+from dpps.physics import showers
 from dpps.pipelines.datapipe import calibration, models
 from dpps.pipelines.datapipe.dl1_io import PARAMETER_DTYPE
 from dpps.pipelines.datapipe.image import ImageSettings, process
 from dpps.pipelines.datapipe.reconstruction import Quality, intersect_lines, reconstruct
 from dpps.pipelines.simpipe.instrument import camera_geometry
 
-LST = showers.CAMERAS["LSTCam"]
+LST = CAMERAS["LSTCam"]
 
 
 def write_product(
@@ -84,7 +85,7 @@ def test_calibrate_inverts_the_dl0_digitisation() -> None:
     coeffs = calibration.default_coefficients(
         LST.n_pixels, LST.waveform_scale, LST.waveform_offset
     )
-    back = calibration.calibrate(showers.digitise(wave, LST), coeffs)
+    back = calibration.calibrate(digitise(wave, LST), coeffs)
     assert np.max(np.abs(back - wave)) <= 0.5 / LST.waveform_scale + 1e-6
 
 

@@ -11,9 +11,9 @@ from astropy.io import fits
 from astropy.table import QTable
 from sklearn.metrics import roc_auc_score
 
+from dpps.instrument.frames import angular_separation
 from dpps.pipelines.datapipe.dl1_io import PARAMETERS_PATH, TRUTH_PATH, read_dl1
 from dpps.pipelines.datapipe.dl2_contract import read_dl2
-from dpps.pipelines.simpipe.instrument import angular_separation
 from tests.pipelines.datapipe.chain import RUNS, Chain
 
 

@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from dpps.acada.simulate import SimulationConfig, simulate
-from dpps.acada.zfits import quiet_native_stdout
+from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.pipelines.datapipe.dl2_contract import read_dl2
 from dpps.pipelines.tool import EXIT_FAILURE, run_tool
 from tests.pipelines.datapipe.chain import Chain

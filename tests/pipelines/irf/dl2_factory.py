@@ -47,7 +47,7 @@ from astropy.time import Time
 from astropy.utils import iers
 from pyirf.spectral import IRFDOC_PROTON_SPECTRUM, PowerLaw
 
-#: CTAO-North, as in dpps.pipelines.simpipe.instrument.LOCATIONS.
+#: CTAO-North, as in dpps.instrument.sites.LOCATIONS.
 SITE = {"OBSERVAT": "CTAO-North", "GEOLAT": 28.7616, "GEOLON": -17.8906, "ALTITUDE": 2200.0}
 N_TELS = 4
 CRAB_RA, CRAB_DEC = 83.6333, 22.0145

@@ -20,7 +20,7 @@ from dpps.pipelines.tool import run_tool
 pytest.importorskip("dpps.pipelines.simpipe", reason="the real chain (SimPipe) is not installed")
 
 from dpps.acada.simulate import SimulationConfig, simulate
-from dpps.acada.zfits import quiet_native_stdout
+from dpps.instrument.dl0 import quiet_native_stdout
 from tests.pipelines.datapipe.chain import Chain, shared_chain
 
 

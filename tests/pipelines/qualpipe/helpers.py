@@ -21,9 +21,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable
 
-from dpps.acada.showers import EventType
-from dpps.acada.simulate import SimulationConfig, plan_events, simulate
-from dpps.acada.zfits import quiet_native_stdout
+from dpps.acada.planning import plan_events
+from dpps.acada.simulate import SimulationConfig, simulate
+from dpps.instrument.dl0 import quiet_native_stdout
+from dpps.instrument.events import EventType
 from dpps.pipelines.tool import ToolResult, run_tool
 
 START = dt.datetime(2026, 11, 21, 22, 0, 0)

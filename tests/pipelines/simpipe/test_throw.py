@@ -7,17 +7,12 @@ import math
 import astropy.units as u
 import numpy as np
 import pytest
-from astropy.coordinates import AltAz, SkyCoord, SkyOffsetFrame
 
-from dpps.acada import showers
+from dpps.instrument.camera import CAMERAS
+from dpps.instrument.frames import angular_separation
+from dpps.physics import showers
 from dpps.pipelines.simpipe import throw
-from dpps.pipelines.simpipe.instrument import (
-    altaz_to_nominal,
-    angular_separation,
-    camera_geometry,
-    nominal_to_altaz,
-    telescopes,
-)
+from dpps.pipelines.simpipe.instrument import camera_geometry, telescopes
 from dpps.pipelines.simpipe.runcard import RunCard
 
 
@@ -53,22 +48,8 @@ def test_directions_point_source_and_view_cone() -> None:
     assert np.mean(theta < half) == pytest.approx(0.5, abs=0.01)
 
 
-def test_nominal_frame_matches_astropy_sky_offset_frame() -> None:
-    x = np.array([0.0, 0.4, -1.5, 2.0])
-    y = np.array([0.0, 0.3, 0.7, -2.5])
-    alt, az = nominal_to_altaz(x, y, 70.0, 180.0)
-    origin = SkyCoord(alt=70 * u.deg, az=180 * u.deg, frame=AltAz())
-    offset = SkyCoord(lon=x * u.deg, lat=y * u.deg, frame=SkyOffsetFrame(origin=origin))
-    expected = offset.transform_to(AltAz())
-    assert np.allclose(alt, expected.alt.deg, atol=1e-9)
-    assert np.allclose(az, expected.az.deg, atol=1e-9)
-    back_x, back_y = altaz_to_nominal(alt, az, 70.0, 180.0)
-    assert np.allclose(back_x, x, atol=1e-9)
-    assert np.allclose(back_y, y, atol=1e-9)
-
-
 def test_image_axes_pass_through_an_off_centre_source() -> None:
-    spec = showers.CAMERAS["LSTCam"]
+    spec = CAMERAS["LSTCam"]
     shower = showers.Shower(2.0, 120.0, -60.0, False, 0.3, 0.4)
     for tel in telescopes("north"):
         image = showers.shower_image(
@@ -99,7 +80,7 @@ def test_throw_is_deterministic_and_triggers_need_min_telescopes() -> None:
 
 
 def test_camera_geometry_is_built_in_code() -> None:
-    geom = camera_geometry(showers.CAMERAS["LSTCam"])
+    geom = camera_geometry(CAMERAS["LSTCam"])
     assert geom.n_pixels == 1855
     assert geom.pix_x.unit == u.deg
     assert int(np.median(geom.neighbor_matrix.sum(axis=1))) == 6  # hexagonal grid

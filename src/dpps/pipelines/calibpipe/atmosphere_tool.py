@@ -1,7 +1,7 @@
 """``calibpipe-atmosphere``: select the reference atmospheric model of an observation.
 
 UC-120-1.3. Input ``weather``: the ACADA weather monitoring tables (plain FITS, HDU
-``WEATHER`` with TIME, TEMPERATURE, PRESSURE, HUMIDITY; ``dpps.acada.monitoring``) of one site.
+``WEATHER`` with TIME, TEMPERATURE, PRESSURE, HUMIDITY, as ACADA writes them) of one site.
 Output: a small FITS product (``DATATYPE = 'atmospheric model selection'``) naming the chosen
 model in its primary header (``ATMMODEL``, ``ATMMODID``) with the candidates and their
 distances in a ``SELECTION`` table.

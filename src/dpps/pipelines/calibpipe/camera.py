@@ -45,8 +45,8 @@ from enum import IntFlag
 import numpy as np
 from numpy.typing import NDArray
 
-from dpps.acada.showers import EventType
 from dpps.core.errors import InvalidInput
+from dpps.instrument.events import EventType
 
 FloatArray = NDArray[np.float64]
 

@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 from protozfits import File
 
-from dpps.acada.showers import EventType
-from dpps.acada.simulate import TAI_UTC_S
 from dpps.bdms.metadata import extract_metadata
 from dpps.core.errors import IntegrityFailure, InvalidInput
+from dpps.instrument.clock import TAI_UTC_S
+from dpps.instrument.events import EventType
 
 #: Event types a camera calibration uses.
 CALIBRATION_TYPES = (EventType.FLATFIELD, EventType.SKY_PEDESTAL)

@@ -2,7 +2,7 @@
 
 ctapipe-io-zfits was tried first: it fetches an instrument description from the network when
 opening a file, which dpps may not do, so the files are read here with protozfits directly and
-the camera comes from the header (``INSTRUME``, a ``dpps.acada.showers.CAMERAS`` name).
+the camera comes from the header (``INSTRUME``, a ``dpps.instrument.camera.CAMERAS`` name).
 
 protozfits reads a file whose bytes were flipped without complaint, so every file's FITS
 ``CHECKSUM``/``DATASUM`` are verified first (the archive's own streaming check,
@@ -22,15 +22,15 @@ from astropy.io import fits
 from numpy.typing import NDArray
 from protozfits import File
 
-from dpps.acada.showers import CameraSpec
 from dpps.bdms.metadata import extract_metadata
 from dpps.core.errors import IntegrityFailure, InvalidInput
+from dpps.instrument.camera import CameraSpec
+from dpps.instrument.clock import TAI_UTC_S
+from dpps.instrument.events import EventType
 from dpps.pipelines.simpipe.instrument import camera_spec
 
-#: TAI - UTC (s) since 2017: DL0 event times are TAI, DL1/DL2 times UTC.
-TAI_UTC_S = 37
 #: Event type of array-triggered showers (DL0v1 / ctapipe ``EventType.SUBARRAY``).
-SHOWER_EVENT_TYPE = 32
+SHOWER_EVENT_TYPE = int(EventType.SUBARRAY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from astropy.table import Table
 from numpy.typing import NDArray
 from pydantic import Field
 
-from dpps.acada.simulate import SITES
 from dpps.core.errors import InvalidInput
+from dpps.instrument.sites import SITES
 from dpps.pipelines.datapipe.calibration import (
     Coefficients,
     calibrate,

@@ -24,10 +24,11 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from dpps.core.errors import InvalidInput
+from dpps.instrument.frames import nominal_to_altaz
+from dpps.instrument.sites import LOCATIONS
 from dpps.pipelines.datapipe import models
 from dpps.pipelines.datapipe.dl1_io import DL1Data, read_dl1
 from dpps.pipelines.datapipe.reconstruction import Quality, reconstruct
-from dpps.pipelines.simpipe.instrument import LOCATIONS, nominal_to_altaz
 from dpps.pipelines.tool import Tool, ToolConfig, register_tool
 
 SIM_SAME = ("SIM_EMIN", "SIM_EMAX", "SIM_IDX", "SIM_RMAX", "SIM_VCON", "PARTICLE")

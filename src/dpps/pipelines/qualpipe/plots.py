@@ -16,7 +16,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from dpps.acada.showers import CAMERAS, pixel_positions
+from dpps.instrument.camera import CAMERAS, pixel_positions
 from dpps.pipelines.calibpipe.product import CalibrationProduct
 from dpps.pipelines.qualpipe.readers import DL1Images, DL2Events
 

@@ -1,54 +1,32 @@
-"""The instrument SimPipe simulates and DataPipe reconstructs: arrays, cameras, sky frames.
+"""The instrument as ctapipe sees it, for SimPipe and DataPipe: telescopes, cameras, sites.
 
-One description shared by both, so that a DL1 parameter means in DataPipe exactly what the
-shower model meant when it drew the image:
+The instrument model itself (camera specs, site layouts and locations, the camera frame on
+the sky) is ``dpps.instrument``, shared with the ACADA simulator; this module adds the lookups
+the pipelines need and the ctapipe view of it:
 
-* **Arrays** are the ACADA simulator's site layouts (``dpps.acada.simulate.SITES``): telescope
-  ids, camera types and ground positions (m, x and y axes aligned with the camera's).
+* **Arrays** are the site layouts of ``dpps.instrument.sites.SITES``: telescope ids, camera
+  types and ground positions (m, x and y axes aligned with the camera's).
 * **Cameras** become ctapipe ``CameraGeometry`` objects in ``TelescopeFrame`` (pixel
   coordinates in degrees on the sky), built in code from ``CameraSpec``; nothing is downloaded.
-* **The camera frame on the sky** (the "nominal" frame) is the spherical offset frame centred on
-  the pointing: ``x`` (fov_lon) grows with azimuth, ``y`` (fov_lat) with altitude, as astropy's
-  ``SkyOffsetFrame`` of an ``AltAz`` origin does. ``nominal_to_altaz`` and ``altaz_to_nominal``
-  are the exact rotations (no small-angle approximation).
+* **The camera frame on the sky** (the "nominal" frame) and its rotations to alt/az are
+  ``dpps.instrument.frames``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
 import astropy.units as u
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
-from dpps.acada.showers import CAMERAS, CameraSpec, pixel_positions
-from dpps.acada.simulate import SITES, Telescope
 from dpps.core.errors import InvalidInput
+from dpps.instrument.camera import CAMERAS, CameraSpec, pixel_positions
+from dpps.instrument.sites import SITES, Telescope
 
 if TYPE_CHECKING:
     from ctapipe.instrument import CameraGeometry
-
-FloatArray = NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class SiteLocation:
-    """Where a site is on Earth (DL2 headers carry it so DL3 can convert to RA/Dec)."""
-
-    observatory: str
-    lat_deg: float
-    lon_deg: float
-    height_m: float
-
-
-#: Reference positions of the two CTAO sites (array centres, rounded).
-LOCATIONS: dict[str, SiteLocation] = {
-    "north": SiteLocation("CTAO-North", 28.7616, -17.8906, 2200.0),
-    "south": SiteLocation("CTAO-South", -24.6833, -70.3167, 2150.0),
-}
 
 
 def site_of_telescope(tel_id: int) -> str:
@@ -99,49 +77,3 @@ def camera_geometry(spec: CameraSpec) -> CameraGeometry:
         cam_rotation=0 * u.deg,
         frame=TelescopeFrame(),
     )
-
-
-def _unit(lon: FloatArray, lat: FloatArray) -> FloatArray:
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
-
-
-def _rotation(alt0_deg: float, az0_deg: float) -> FloatArray:
-    """Offset-frame unit vectors -> horizontal-frame unit vectors (az as longitude)."""
-    a, z = math.radians(alt0_deg), math.radians(az0_deg)
-    tilt = np.array([[math.cos(a), 0, -math.sin(a)], [0, 1, 0], [math.sin(a), 0, math.cos(a)]])
-    turn = np.array([[math.cos(z), -math.sin(z), 0], [math.sin(z), math.cos(z), 0], [0, 0, 1]])
-    return np.asarray(turn @ tilt, dtype=np.float64)
-
-
-def nominal_to_altaz(
-    x_deg: ArrayLike, y_deg: ArrayLike, alt0_deg: float, az0_deg: float
-) -> tuple[FloatArray, FloatArray]:
-    """Camera-frame offsets (deg) around a pointing -> (alt, az) in degrees, az in [0, 360)."""
-    lon = np.radians(np.asarray(x_deg, dtype=np.float64))
-    lat = np.radians(np.asarray(y_deg, dtype=np.float64))
-    v = np.tensordot(_rotation(alt0_deg, az0_deg), _unit(lon, lat), axes=1)
-    alt = np.degrees(np.arcsin(np.clip(v[2], -1.0, 1.0)))
-    az = np.degrees(np.arctan2(v[1], v[0])) % 360.0
-    return alt, az
-
-
-def altaz_to_nominal(
-    alt_deg: ArrayLike, az_deg: ArrayLike, alt0_deg: float, az0_deg: float
-) -> tuple[FloatArray, FloatArray]:
-    """(alt, az) in degrees -> camera-frame offsets (deg) around the pointing."""
-    alt = np.radians(np.asarray(alt_deg, dtype=np.float64))
-    az = np.radians(np.asarray(az_deg, dtype=np.float64))
-    v = np.tensordot(_rotation(alt0_deg, az0_deg).T, _unit(az, alt), axes=1)
-    y = np.degrees(np.arcsin(np.clip(v[2], -1.0, 1.0)))
-    x = np.degrees(np.arctan2(v[1], v[0]))
-    return x, y
-
-
-def angular_separation(
-    alt1: ArrayLike, az1: ArrayLike, alt2: ArrayLike, az2: ArrayLike
-) -> FloatArray:
-    """Great-circle distance (deg) between horizontal directions (haversine, stable)."""
-    a1, a2 = np.radians(np.asarray(alt1, float)), np.radians(np.asarray(alt2, float))
-    dz = np.radians(np.asarray(az2, float) - np.asarray(az1, float))
-    h = np.sin((a2 - a1) / 2) ** 2 + np.cos(a1) * np.cos(a2) * np.sin(dz / 2) ** 2
-    return np.asarray(np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))), dtype=np.float64)

@@ -11,7 +11,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from dpps.acada.zfits import COMPRESSIONS
+from dpps.instrument.dl0 import COMPRESSIONS
 from dpps.pipelines.tool import ToolConfig
 
 Particle = Literal["gamma", "proton"]

@@ -3,7 +3,7 @@
 Outputs, in the output directory:
 
 * per telescope that saw anything, ``sim_<particle>_run<obs_id>_tel<NNN>.fits.fz``: DL0 zfits
-  written by the ACADA writer (``dpps.acada.zfits``), so DataPipe reads simulations and
+  written by the DL0 codec (``dpps.instrument.dl0``), so DataPipe reads simulations and
   observations alike; the primary header marks it as simulation (``DATACAT = 'SIM'``) and
   carries the thrown-spectrum keywords and a lifetime hint (``LIFETIME_DAYS``, which the
   archive turns into ``expires_at`` at registration);
@@ -26,10 +26,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable
 
-from dpps.acada.simulate import TAI_UTC_S, Telescope, observing_night
-from dpps.acada.zfits import HeaderValue, TelEvent, quiet_native_stdout, write_telescope_events
 from dpps.core.errors import Conflict
-from dpps.pipelines.simpipe.instrument import LOCATIONS, telescopes
+from dpps.instrument.clock import TAI_UTC_S, observing_night
+from dpps.instrument.dl0 import HeaderValue, TelEvent, quiet_native_stdout, write_telescope_events
+from dpps.instrument.sites import LOCATIONS, Telescope
+from dpps.pipelines.simpipe.instrument import telescopes
 from dpps.pipelines.simpipe.runcard import RunCard
 from dpps.pipelines.simpipe.throw import ThrownRun, telescope_waveform, throw
 from dpps.pipelines.tool import Tool, register_tool

@@ -8,7 +8,7 @@ the *thrown* distribution, because pyirf reweights events by it (``SimulatedEven
 * directions either a point at ``source_offset`` from the pointing, or uniform in solid angle
   within ``view_cone`` of the pointing (diffuse).
 
-Each shower then goes through ``dpps.acada.showers`` for every telescope; a telescope triggers
+Each shower then goes through ``dpps.physics.showers`` for every telescope; a telescope triggers
 when its image holds ``trigger_threshold_pe`` photo-electrons, the array when
 ``min_telescopes`` do. Every random draw comes from a generator seeded by (seed, obs_id) or
 (seed, obs_id, shower, telescope), so a telescope's waveform can be recomputed alone, which is
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from dpps.acada import showers
-from dpps.acada.simulate import Telescope
-from dpps.pipelines.simpipe.instrument import FloatArray, nominal_to_altaz
+from dpps.instrument.camera import FloatArray, digitise
+from dpps.instrument.frames import nominal_to_altaz
+from dpps.instrument.sites import Telescope
+from dpps.physics import showers
 from dpps.pipelines.simpipe.runcard import RunCard
 
 
@@ -137,5 +138,5 @@ def telescope_waveform(
     image = showers.shower_image(
         rng, tel.spec, run.shower(index, card.particle != "gamma"), tel.x_m, tel.y_m
     )
-    wave = showers.digitise(showers.waveforms(rng, tel.spec, image), tel.spec)
+    wave = digitise(showers.waveforms(rng, tel.spec, image), tel.spec)
     return wave[np.newaxis]

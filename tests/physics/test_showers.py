@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
-from dpps.acada import showers
-from dpps.acada.showers import CAMERAS
+from dpps.instrument.camera import CAMERAS, digitise, pixel_positions, undigitise
+from dpps.physics import showers
 
 LST = CAMERAS["LSTCam"]
 
@@ -28,30 +27,6 @@ def _hillas(q: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, float, 
     return cx, cy, 0.5 * math.atan2(2 * sxy, sxx - syy)
 
 
-@pytest.mark.parametrize("name", sorted(CAMERAS))
-def test_cameras_are_hexagonal_grids_centred_first(name: str) -> None:
-    camera = CAMERAS[name]
-    x, y = showers.pixel_positions(camera)
-    assert x.size == camera.n_pixels
-    assert (x[0], y[0]) == (0.0, 0.0)
-    radius = np.hypot(x, y)
-    assert np.all(np.diff(np.round(radius, 6)) >= 0)  # ordered outwards
-    # Nearest neighbours sit one pixel spacing apart, as on a hexagonal grid.
-    d = np.hypot(x[1:7] - x[0], y[1:7] - y[0])
-    assert np.allclose(d, camera.pixel_spacing_deg)
-    assert len({(round(a, 9), round(b, 9)) for a, b in zip(x, y, strict=True)}) == x.size
-
-
-def test_digitise_round_trips_within_one_count() -> None:
-    rng = np.random.default_rng(3)
-    image = showers.flatfield_image(rng, LST)
-    wave = showers.waveforms(rng, LST, image)
-    back = showers.undigitise(showers.digitise(wave, LST), LST)
-    assert np.max(np.abs(back - wave)) <= 0.5 / LST.waveform_scale + 1e-4  # float32
-    # Unit-area pulses: the summed waveform recovers the photo-electrons of a bright pixel.
-    assert abs(float(back.sum(axis=1).mean()) - 80.0) < 5.0
-
-
 def test_same_seed_same_waveforms_other_seed_differs() -> None:
     shower = showers.Shower(1.0, 60.0, -30.0, hadron=False)
 
@@ -65,7 +40,7 @@ def test_same_seed_same_waveforms_other_seed_differs() -> None:
 
 def test_gamma_showers_are_found_where_the_model_put_them() -> None:
     """Integrate, clean, compute Hillas moments: centroid and orientation match the truth."""
-    x, y = showers.pixel_positions(LST)
+    x, y = pixel_positions(LST)
     rng = np.random.default_rng(11)
     found = tried = 0
     while tried < 40:
@@ -74,7 +49,7 @@ def test_gamma_showers_are_found_where_the_model_put_them() -> None:
         if truth.size_pe < 300 or math.hypot(truth.cog_x_deg, truth.cog_y_deg) > 1.6:
             continue  # too faint, or leaking out of the camera
         tried += 1
-        wave = showers.undigitise(showers.digitise(showers.waveforms(rng, LST, truth), LST), LST)
+        wave = undigitise(digitise(showers.waveforms(rng, LST, truth), LST), LST)
         q = _charge(wave)
         mask = q > 10.0
         cx, cy, psi = _hillas(q[mask], x[mask], y[mask])
@@ -91,7 +66,7 @@ def test_image_axis_points_back_to_the_source_and_time_gradient_along_it() -> No
     assert image.cog_x_deg > 0.5
     assert abs(image.cog_y_deg) < 1e-9  # on the line source -> core
     bright = image.pe > 5
-    x, _ = showers.pixel_positions(LST)
+    x, _ = pixel_positions(LST)
     slope = np.polyfit(x[bright], image.peak_time_ns[bright], 1)[0]
     assert slope > 1.0  # later pulses further from the source, a few ns per degree
 
@@ -99,7 +74,7 @@ def test_image_axis_points_back_to_the_source_and_time_gradient_along_it() -> No
 def test_muon_ring_radius_is_the_cherenkov_angle() -> None:
     rng = np.random.default_rng(8)
     image = showers.muon_image(rng, LST)
-    x, y = showers.pixel_positions(LST)
+    x, y = pixel_positions(LST)
     ring = image.pe > 0.3 * image.pe.max()
     r = np.hypot(x[ring] - image.cog_x_deg, y[ring] - image.cog_y_deg)
     assert abs(float(np.median(r)) - showers.MUON_RING_DEG) < 0.1

@@ -1,15 +1,16 @@
 """A simple but physical model of what Cherenkov cameras record: pure functions, no I/O.
 
-The ACADA simulator writes DL0 waveforms made here, and SimPipe may reuse the same model, so
-everything is a deterministic function of its inputs and a ``numpy.random.Generator``. It is
+Both simulators draw their waveforms here: the ACADA simulator (``dpps.acada``) for the DL0
+files a site writes, SimPipe for simulation productions. So it lives outside either of them,
+and everything is a deterministic function of its inputs and a ``numpy.random.Generator``. It is
 meant to be good enough that a data pipeline finds showers in the data with the textbook
 method (integrate the pulses, clean the image, compute Hillas moments); it is not a replacement
 for CORSIKA/sim_telarray.
 
 The model, step by step:
 
-* **Cameras** are hexagonal grids of pixels (``CameraSpec``): the pixel nearest the centre
-  first, then outwards ring by ring, coordinates in degrees on the sky.
+* **Cameras** are the instrument's (``dpps.instrument.camera``): hexagonal grids of pixels,
+  coordinates in degrees on the sky.
 * **Showers** (``draw_shower``): energy from a power law (spectral index 2.7 for hadrons,
   2.5 for gammas), a core position on the ground, a zenith-pointing array and a source in the
   camera centre (or, for SimPipe, at ``Shower.source_x_deg/source_y_deg``). Each telescope
@@ -27,21 +28,19 @@ The model, step by step:
   pixel, or no signal at all.
 * **Waveforms** (``waveforms``): per pixel a Gaussian pulse (unit area over the samples) times
   the Poisson-fluctuated photo-electrons, plus night-sky background (Poisson) and electronic
-  noise (Gaussian). ``digitise`` stores them as uint16 the way DL0 does:
-  ``stored = (waveform + offset) * scale``, so ``waveform = stored / scale - offset``.
+  noise (Gaussian). ``dpps.instrument.camera.digitise`` stores them as uint16 the way DL0
+  does: ``stored = (waveform + offset) * scale``, so ``waveform = stored / scale - offset``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import IntEnum
-from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+from dpps.instrument.camera import CameraSpec, FloatArray, pixel_positions
 
 #: Distance to the shower maximum (m): converts impact distance to angle in the camera.
 SHOWER_MAX_M = 10_000.0
@@ -49,66 +48,6 @@ SHOWER_MAX_M = 10_000.0
 LIGHT_POOL_M = 120.0
 #: Cherenkov angle of a muon at ground level (deg): the muon ring radius.
 MUON_RING_DEG = 1.1
-
-
-class EventType(IntEnum):
-    """Event types as CTAO DL0 data (and ctapipe's ``EventType``) number them."""
-
-    FLATFIELD = 0
-    SKY_PEDESTAL = 2
-    MUON = 16
-    SUBARRAY = 32
-
-
-@dataclass(frozen=True, slots=True)
-class CameraSpec:
-    """What the simulation needs to know about a camera and the telescope it sits on."""
-
-    name: str
-    n_pixels: int
-    pixel_spacing_deg: float
-    n_samples: int
-    sampling_ghz: float
-    pulse_sigma_ns: float
-    mirror_area_m2: float
-    noise_pe: float  # electronic noise per sample, photo-electrons
-    nsb_pe_per_ns: float  # night-sky background per pixel
-    waveform_scale: float  # DL0 digitisation: stored = (waveform + offset) * scale
-    waveform_offset: float
-
-    @property
-    def window_ns(self) -> float:
-        return self.n_samples / self.sampling_ghz
-
-
-#: Cameras roughly like CTAO's (pixel counts, sampling, mirror areas); not official values.
-CAMERAS: dict[str, CameraSpec] = {
-    "LSTCam": CameraSpec("LSTCam", 1855, 0.1, 40, 1.0, 1.2, 370.0, 0.3, 0.25, 80.0, 5.0),
-    "NectarCAM": CameraSpec("NectarCAM", 1855, 0.17, 60, 1.0, 1.6, 100.0, 0.3, 0.2, 80.0, 5.0),
-    "FlashCam": CameraSpec("FlashCam", 1764, 0.17, 25, 0.25, 4.0, 100.0, 0.3, 0.2, 80.0, 5.0),
-    "SSTCam": CameraSpec("SSTCam", 2048, 0.16, 64, 1.0, 2.0, 8.0, 0.2, 0.1, 100.0, 5.0),
-}
-
-
-@cache
-def pixel_positions(camera: CameraSpec) -> tuple[FloatArray, FloatArray]:
-    """Pixel centres (deg) of a hexagonal camera, nearest to the centre first.
-
-    Ties in radius are broken by angle, so the layout is the same on every machine."""
-    n = camera.n_pixels
-    rings = math.ceil(math.sqrt(n / 3.0)) + 2
-    q, r = np.meshgrid(np.arange(-rings, rings + 1), np.arange(-rings, rings + 1))
-    x = (q + 0.5 * r).ravel().astype(np.float64)
-    y = (r * math.sqrt(3.0) / 2.0).ravel().astype(np.float64)
-    radius = np.round(np.hypot(x, y), 9)
-    angle = np.round(np.arctan2(y, x), 9)
-    order = np.lexsort((angle, radius))[:n]
-    return x[order] * camera.pixel_spacing_deg, y[order] * camera.pixel_spacing_deg
-
-
-def camera_radius_deg(camera: CameraSpec) -> float:
-    x, y = pixel_positions(camera)
-    return float(np.hypot(x, y).max())
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,19 +209,6 @@ def waveforms(
     wave += rng.poisson(nsb_mean, (n_pix, n_samp)) - nsb_mean
     wave += rng.normal(0.0, camera.noise_pe, (n_pix, n_samp))
     return wave.astype(np.float32)
-
-
-def digitise(wave: NDArray[np.float32], camera: CameraSpec) -> NDArray[np.uint16]:
-    """DL0 storage: ``(waveform + offset) * scale`` rounded and clipped to uint16."""
-    stored = np.rint((wave + camera.waveform_offset) * camera.waveform_scale)
-    return np.clip(stored, 0, np.iinfo(np.uint16).max).astype(np.uint16)
-
-
-def undigitise(stored: NDArray[np.uint16], camera: CameraSpec) -> NDArray[np.float32]:
-    """The inverse of ``digitise`` (up to rounding): what a DL0 reader computes."""
-    return (stored.astype(np.float32) / camera.waveform_scale - camera.waveform_offset).astype(
-        np.float32
-    )
 
 
 def telescope_triggers(image: TelescopeImage, threshold_pe: float = 50.0) -> bool:

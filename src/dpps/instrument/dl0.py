@@ -1,11 +1,15 @@
-"""Writing DL0 event files the way ACADA does: zfits (``.fits.fz``) through protozfits.
+"""The DL0 event file format: zfits (``.fits.fz``) written through protozfits, as ACADA does.
+
+The ACADA simulator and SimPipe both write their DL0 through this codec, so the pipelines
+read one format whichever produced the file.
 
 A file holds one binary-table HDU per protobuf message type of CTAO's DL0v1 data model
 (``DataStream``, ``CameraConfiguration``, then ``Events``; or ``DataStream`` and
 ``SubarrayEvents`` for the subarray trigger stream), tile-compressed by the ADH library that
 ACADA itself uses. The CTAO product keywords go into the primary header. protozfits writes
 CHECKSUM and DATASUM on every HDU when it closes the file, so no post-processing is needed
-(``tests/acada`` verifies them with astropy and with the archive's own streaming reader).
+(``tests/instrument`` and ``tests/acada`` verify them with astropy and with the archive's
+own streaming reader).
 
 The ADH library logs every file it opens and closes to the process's standard output (file
 descriptor 1, not Python's ``sys.stdout``) and offers no switch; ``quiet_native_stdout``
@@ -32,8 +36,8 @@ from protozfits.DL0v1_Telescope_pb2 import CameraConfiguration
 from protozfits.DL0v1_Telescope_pb2 import DataStream as TelescopeDataStream
 from protozfits.DL0v1_Telescope_pb2 import Event as TelescopeEvent
 
-from dpps.acada.showers import CameraSpec, pixel_positions
 from dpps.core.errors import Conflict, InvalidInput
+from dpps.instrument.camera import CameraSpec, pixel_positions
 
 HeaderValue = str | int | float | bool
 
