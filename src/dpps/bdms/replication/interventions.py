@@ -11,37 +11,24 @@ transactions.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dpps.bdms.records import RuleChange as RuleChange
+from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
-from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow
-from dpps.catalog.replication import bump_rules, lock_rules
+from dpps.catalog.models import RuleRow, TransferRow
+from dpps.catalog.replication import lock_rules
 from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.states import RuleState, TransferState
 
 
-@dataclass(frozen=True, slots=True)
-class RuleChange:
-    """What to change on a rule; None leaves a field as it is."""
-
-    priority: int | None = None
-    lifetime: dt.timedelta | None = None  # from now
-    clear_lifetime: bool = False  # the rule never expires
-    suspended: bool | None = None  # True: SUSPENDED, False: resume
-    comment: str | None = None
-
-
 def update_rule(session: Session, rule_id: int, change: RuleChange, *, account: str) -> RuleRow:
-    """Change a rule in place; resuming makes it due so the evaluator looks at it at once
-    (through ``bump_rules``, like any change of what a rule covers).
-
-    Suspending also drops an evaluator's lease: an evaluation in progress then stops at its
-    next write (it checks the lease) instead of overwriting SUSPENDED with its result.
-    """
+    """Change a rule in place. Suspending and resuming are transitions of
+    ``dpps.bdms.states.rules`` (resuming makes the rule due at once; suspending drops an
+    evaluator's lease); the one ``rule.update`` event lists every change."""
     if change.priority is not None and not 0 <= change.priority <= 5:
         raise InvalidInput(f"priority must be between 0 and 5, not {change.priority}")
     if change.lifetime is not None and change.clear_lifetime:
@@ -63,16 +50,9 @@ def update_rule(session: Session, rule_id: int, change: RuleChange, *, account: 
         changed["comment"] = [rule.comment, change.comment]
         rule.comment = change.comment
     if change.suspended is True and rule.state != RuleState.SUSPENDED.value:
-        changed["state"] = [rule.state, RuleState.SUSPENDED.value]
-        rule.state = RuleState.SUSPENDED.value
-        rule.lease_owner = rule.lease_expires_at = None
+        changed["state"] = rule_states.suspend(rule, now=now)
     elif change.suspended is False:
-        if rule.state != RuleState.SUSPENDED.value:
-            raise Conflict(f"rule {rule_id} is {rule.state}, not SUSPENDED: nothing to resume")
-        changed["state"] = [rule.state, RuleState.REPLICATING.value]
-        rule.state = RuleState.REPLICATING.value
-        session.flush()
-        bump_rules(session, [rule.did_id], now=now)  # due now, as a change of what it covers
+        changed["state"] = rule_states.resume(session, rule, now=now)
     if not changed:
         raise InvalidInput(f"nothing to change on rule {rule_id}")
     rule.updated_at = now
@@ -118,17 +98,7 @@ def retry_transfer(session: Session, transfer_id: int, *, account: str) -> Trans
     row.next_attempt_at = now
     row.lease_owner = row.lease_expires_at = None
     row.updated_at = now
-    session.execute(
-        update(RuleLockRow)
-        .where(
-            RuleLockRow.did_id == row.did_id,
-            RuleLockRow.rse_id == row.dest_rse_id,
-            RuleLockRow.state == RuleState.STUCK.value,
-        )
-        .values(state=RuleState.REPLICATING.value, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    bump_rules(session, [row.did_id], now=now)
+    rule_states.locks_retry(session, row.did_id, row.dest_rse_id, now)
     events.record(
         session,
         account=account,

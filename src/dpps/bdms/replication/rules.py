@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 
 from dpps.bdms.preservation import deletion
 from dpps.bdms.replication import rse_expression as rse_expr
+from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
 from dpps.catalog.models import DIDRow, RuleRow
 from dpps.catalog.replication import lock_rules
 from dpps.core.clock import utcnow
 from dpps.core.config import Config, RuleTemplate
 from dpps.core.errors import Conflict, InvalidInput, NotFound
-from dpps.core.states import RuleState
 
 
 def add_rule(
@@ -60,7 +60,6 @@ def add_rule(
         rse_expression=rse_expression,
         source_expression=source_expression,
         copies=copies,
-        state=RuleState.REPLICATING.value,
         priority=priority,
         activity=activity,
         policy=policy,
@@ -69,8 +68,8 @@ def add_rule(
         purge_replicas=False,
         created_at=now,
         updated_at=now,
-        next_evaluation_at=now,
         expires_at=now + lifetime if lifetime is not None else None,
+        **rule_states.start(now),
     )
     session.add(rule)
     session.flush()

@@ -18,7 +18,9 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dpps.bdms.replication import rse_expression
-from dpps.bdms.transfer.outcomes import Job, finish, locks_ok, settle_rules
+from dpps.bdms.states import replicas as replica_states
+from dpps.bdms.states import rules as rule_states
+from dpps.bdms.transfer.outcomes import Job, finish
 from dpps.catalog import events
 from dpps.catalog.leases import lock_free
 from dpps.catalog.models import (
@@ -169,7 +171,7 @@ def claim_jobs(
     leased: list[dict[str, Any]] = []
     postponed: list[dict[str, Any]] = []
     new_replicas: list[dict[str, Any]] = []
-    recopied: list[dict[str, Any]] = []
+    recopied: list[tuple[int, str]] = []
     copying_events: list[dict[str, object]] = []
     finished: set[int] = set()
 
@@ -191,7 +193,7 @@ def claim_jobs(
         present = next((r for r in replicas[did.id] if r.rse_id == dest.id), None)
         if present is not None and present.state == ReplicaState.AVAILABLE.value:
             end(row, TransferState.DONE, None)
-            locks_ok(session, [(did.id, dest.id)], now)
+            rule_states.locks_ok(session, [(did.id, dest.id)], now)
             finished.add(did.id)
             continue
         if present is not None and present.state == ReplicaState.BEING_DELETED.value:
@@ -243,9 +245,7 @@ def claim_jobs(
                 }
             )
         else:
-            recopied.append(
-                {"rid": present.id, "state": ReplicaState.COPYING.value, "path": path, "now": now}
-            )
+            recopied.append((present.id, path))
         copying_events.append(
             {
                 "account": account,
@@ -310,13 +310,7 @@ def claim_jobs(
             ),
             postponed,
         )
-    if recopied:
-        session.execute(
-            update(replica_table)
-            .where(replica_table.c.id == bindparam("rid"))
-            .values(state=bindparam("state"), path=bindparam("path"), updated_at=bindparam("now")),
-            recopied,
-        )
+    replica_states.copying(session, recopied, now=now)
     if new_replicas:
         # Counted from rule_locks in this transaction, as refresh_lock_counts would, without
         # writing every new row a second time.
@@ -331,7 +325,7 @@ def claim_jobs(
         jobs = [replace(j, replica_id=next(new_ids)) if j.replica_id == 0 else j for j in jobs]
     events.record_many(session, copying_events)
     if finished:
-        settle_rules(session, finished, now, account)
+        rule_states.settle_files(session, finished, account=account, now=now)
     return jobs
 
 

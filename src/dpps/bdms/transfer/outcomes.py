@@ -5,7 +5,10 @@ replica COPYING; the outcome of a copy moves both on in one transaction: DONE + 
 (+ rule locks OK, rules OK once all their locks are), or back to QUEUED with a backoff, or
 FAILED after ``max_attempts`` (locks and rules STUCK with the reason, to be retried by the
 evaluator). A transfer whose lease expired (its daemon died) is claimed again by anyone and
-redone from scratch, debris included. Functions take the session; the caller commits.
+redone from scratch, debris included. Replica and rule states change only through
+``dpps.bdms.states`` (its ``rules`` module explains why a rule is settled OK only when its
+generation counter says no request is outstanding). Functions take the session; the caller
+commits.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from dpps.bdms.states import replicas as replica_states
+from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
-from dpps.catalog.models import ReplicaRow, RuleLockRow, TransferRow, utcnow
+from dpps.catalog.models import RuleLockRow, TransferRow
 from dpps.catalog.replication import bump_rules, lock_rules
 from dpps.catalog.sets import among
+from dpps.core.clock import utcnow
 from dpps.core.config import Config
-from dpps.core.states import ReplicaState, RuleState, TransferState
+from dpps.core.states import RuleState, TransferState
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,21 +104,6 @@ def finish(
         reason=reason or ("already present" if state == TransferState.DONE else None),
         details={"transfer_id": row.id},
     )
-
-
-def locks_ok(session: Session, pairs: Sequence[tuple[int, int]], now: dt.datetime) -> None:
-    if pairs:
-        table = cast(Table, RuleLockRow.__table__)
-        session.execute(  # a Core executemany: one statement, one row of parameters per pair
-            update(table)
-            .where(
-                table.c.did_id == bindparam("d"),
-                table.c.rse_id == bindparam("r"),
-                table.c.state != RuleState.OK.value,
-            )
-            .values(state=RuleState.OK.value, updated_at=now),
-            [{"d": d, "r": r} for d, r in pairs],
-        )
 
 
 def renew_leases(session: Session, owner: str, ids: Sequence[int], lease_s: float) -> None:
@@ -223,7 +214,7 @@ def _record_done(
     log: list[dict[str, object]],
 ) -> None:
     # Core executemany statements: the ORM's bulk UPDATE costs more per row than the copy.
-    transfers, replicas = cast(Table, TransferRow.__table__), cast(Table, ReplicaRow.__table__)
+    transfers = cast(Table, TransferRow.__table__)
     session.execute(
         update(transfers)
         .where(transfers.c.id == bindparam("tid"))
@@ -242,18 +233,8 @@ def _record_done(
             for o in done
         ],
     )
-    session.execute(
-        update(replicas)
-        .where(replicas.c.id == bindparam("rid"))
-        .values(
-            state=ReplicaState.AVAILABLE.value,
-            bytes=bindparam("size"),
-            last_verified_at=now,
-            updated_at=now,
-        ),
-        [{"rid": o.job.replica_id, "size": o.job.bytes} for o in done],
-    )
-    locks_ok(session, [(o.job.did_id, o.job.dest_rse_id) for o in done], now)
+    replica_states.copied(session, [(o.job.replica_id, o.job.bytes) for o in done], now=now)
+    rule_states.locks_ok(session, [(o.job.did_id, o.job.dest_rse_id) for o in done], now)
     log.extend(
         _event(
             o,
@@ -267,26 +248,21 @@ def _record_done(
 
 def _declare_bad_source(session: Session, o: Outcome, now: dt.datetime, account: str) -> None:
     """Proven by reading it: the source's bytes do not match the catalog."""
-    result = session.execute(
-        update(ReplicaRow)
-        .where(
-            ReplicaRow.did_id == o.job.did_id,
-            ReplicaRow.rse_id == o.job.source_rse_id,
-            ReplicaRow.state == ReplicaState.AVAILABLE.value,
-        )
-        .values(state=ReplicaState.BAD.value, updated_at=now)
-        .execution_options(synchronize_session=False)
+    replica_states.declare_bad(
+        session,
+        [
+            replica_states.Damaged(
+                o.job.did_id,
+                o.job.source_rse_id,
+                f"checksum mismatch found by a transfer: {o.error}",
+                rse=o.job.source_rse,
+                did=o.job.label,
+            )
+        ],
+        account=account,
+        lost_reason="no AVAILABLE replica left after a transfer found its source damaged",
+        now=now,
     )
-    if getattr(result, "rowcount", 0):
-        events.record(
-            session,
-            account=account,
-            action="replica.bad",
-            did_id=o.job.did_id,
-            rse_id=o.job.source_rse_id,
-            reason=f"checksum mismatch found by a transfer: {o.error}",
-        )
-        bump_rules(session, [o.job.did_id], now=now)
 
 
 def _record_stuck(
@@ -301,91 +277,17 @@ def _record_stuck(
     labels = {(o.job.did_id, o.job.dest_rse_id): (o.job.label, o.job.dest_rse) for o in outcomes}
     retry_at = now + dt.timedelta(seconds=config.rules.stuck_retry_s)
     for did_id, rse_id, error in pairs:
-        session.execute(
-            delete(ReplicaRow).where(
-                ReplicaRow.did_id == did_id,
-                ReplicaRow.rse_id == rse_id,
-                ReplicaRow.state == ReplicaState.COPYING.value,
-            )
-        )
-        session.execute(
-            update(RuleLockRow)
-            .where(RuleLockRow.did_id == did_id, RuleLockRow.rse_id == rse_id)
-            .values(state=RuleState.STUCK.value, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        replica_states.copy_failed(session, did_id, rse_id)
+        rule_ids = rule_states.locks_stuck(session, did_id, rse_id, now)
         label, rse = labels[(did_id, rse_id)]
         reason = f"transfer of {label} to {rse} failed: {error}"
-        rule_ids = session.scalars(
-            select(RuleLockRow.rule_id).where(
-                RuleLockRow.did_id == did_id, RuleLockRow.rse_id == rse_id
-            )
-        ).all()
-        for rule in lock_rules(session, rule_ids):
-            if rule.state == RuleState.SUSPENDED.value:
-                continue
-            if rule.state != RuleState.STUCK.value:
-                events.record(
-                    session,
-                    account=account,
-                    action="rule.state",
-                    did_id=rule.did_id,
-                    reason=reason,
-                    details={"rule_id": rule.id, "from": rule.state, "to": "STUCK"},
-                )
-            rule.state = RuleState.STUCK.value
-            rule.error = reason
-            rule.updated_at = now
-            if rule.next_evaluation_at is None or rule.next_evaluation_at > retry_at:
-                rule.next_evaluation_at = retry_at
-
-
-def settle_rules(session: Session, did_ids: set[int], now: dt.datetime, account: str) -> list[int]:
-    """``settle_rule_ids`` for the rules with locks on these files."""
-    on_files = among(session, RuleLockRow.did_id, did_ids)
-    rule_ids = set(session.scalars(select(RuleLockRow.rule_id).distinct().where(on_files)))
-    return settle_rule_ids(session, rule_ids, now, account)
+        rule_states.mark_stuck(
+            session, rule_ids, reason, account=account, retry_at=retry_at, now=now
+        )
 
 
 def settle_rule_ids(
     session: Session, rule_ids: set[int], now: dt.datetime, account: str
 ) -> list[int]:
-    """REPLICATING rules whose every lock is now OK become OK; returns their ids.
-
-    A rule with a request for evaluation outstanding (files attached meanwhile: ``generation``
-    ahead of ``evaluated_generation``) or due is left to the evaluator. The counters decide,
-    not ``now``: on PostgreSQL an attach may commit after the caller read its clock and before
-    the rule row is locked here, so a due time can look like the future. Checking costs a
-    scan of the rule's locks, so the transfer daemon calls it for a batch of rules every few
-    seconds rather than after every batch of copies.
-    """
-    settled: list[int] = []
-    for rule in lock_rules(session, rule_ids):
-        if rule.state != RuleState.REPLICATING.value:
-            continue
-        if rule.generation != rule.evaluated_generation:
-            continue
-        if rule.next_evaluation_at is not None and rule.next_evaluation_at <= now:
-            continue
-        pending = session.scalar(
-            select(
-                exists().where(
-                    RuleLockRow.rule_id == rule.id, RuleLockRow.state != RuleState.OK.value
-                )
-            )
-        )
-        if pending:
-            continue
-        rule.state = RuleState.OK.value
-        rule.error = None
-        rule.updated_at = now
-        rule.next_evaluation_at = None
-        settled.append(rule.id)
-        events.record(
-            session,
-            account=account,
-            action="rule.state",
-            did_id=rule.did_id,
-            details={"rule_id": rule.id, "from": "REPLICATING", "to": "OK"},
-        )
-    return settled
+    """The transfer daemon's periodic settling: ``dpps.bdms.states.rules.settle``."""
+    return rule_states.settle(session, rule_ids, account=account, now=now)
