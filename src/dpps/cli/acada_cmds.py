@@ -142,7 +142,7 @@ def ingest_daemon(
         settings = queue.settings
         run_daemon(
             "ingest",
-            queue.run_once,
+            queue,
             DatabaseHeartbeats(archive.sessions),
             once=once,
             sleep_s=queue.sleep_s,
