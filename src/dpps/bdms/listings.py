@@ -11,7 +11,7 @@ error naming the known values, never turned into an empty list that looks like "
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from dpps.bdms import stats
 from dpps.bdms.retrieve import did_label
 from dpps.bdms.types import (
     EventRecord,
@@ -477,3 +478,17 @@ class ArchiveViews:
     def file(self, did: DID) -> FileInfo | None:
         with self.sessions() as session:
             return find_file(session, did)
+
+    # -- aggregates (``dpps.bdms.stats``) --------------------------------------------------
+
+    def rules_by_state(self, *, policy: str | None = None) -> dict[str, int]:
+        with self.sessions() as session:
+            return stats.rules_by_state(session, policy=policy)
+
+    def stored(self, *, live_files_only: bool = False) -> list[stats.SiteLevelVolume]:
+        with self.sessions() as session:
+            return stats.stored_by_site_and_level(session, live_files_only=live_files_only)
+
+    def files_by_offsite_sites(self, lfn_prefix: str) -> Counter[int]:
+        with self.sessions() as session:
+            return stats.files_by_offsite_sites(session, lfn_prefix)

@@ -3,7 +3,7 @@
 Simulate ACADA data for a few wobble blocks on a point source, ingest them through the
 ingestion queue, replicate them off site, let the category-B WMS transformation process each
 block (calibration, DataPipe to DL3, QualPipe), analyse the night's DL3 with gammapy and print
-what the archive now holds. The work itself is ``dpps.pipelines.night.run``.
+what the archive now holds. The work itself is ``dpps.scenarios.night.run``.
 """
 
 from __future__ import annotations
@@ -167,8 +167,8 @@ def night(
     analyse with gammapy, report (UC-000-4)."""
     from dataclasses import replace
 
-    from dpps.pipelines.night.acquisition import NightPlan, next_obs_id
-    from dpps.pipelines.night.run import run_night
+    from dpps.scenarios.night.acquisition import NightPlan, next_obs_id
+    from dpps.scenarios.night.run import run_night
 
     started = time.perf_counter()
     archive, workspace = _workspace(ctx, directory)

@@ -26,13 +26,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.catalog.models import EventRow, HeartbeatRow
-from dpps.core.clock import utcnow
+from dpps.bdms import stats
 from dpps.core.daemon import DaemonContext, RunOnce
-from dpps.oms import stats
+from dpps.wms import stats as wms_stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -163,7 +161,7 @@ class CatalogCollector(Collector):
         for name, text, counts in (
             ("dpps_rules", "Replication rules by state", stats.rules_by_state(session)),
             ("dpps_transfers", "Transfers by state", stats.transfers_by_state(session)),
-            ("dpps_jobs", "Jobs by state", stats.optional_counts(session, "jobs") or {}),
+            ("dpps_jobs", "Jobs by state", wms_stats.jobs_by_state(session)),
         ):
             family = GaugeMetricFamily(name, text, labels=["state"])
             for state, n in counts.items():
@@ -179,22 +177,16 @@ class CatalogCollector(Collector):
             "Seconds since each daemon instance last beat",
             labels=["daemon", "instance"],
         )
-        now = utcnow()
-        for h in session.scalars(select(HeartbeatRow)):
-            family.add_metric([h.daemon, h.instance], (now - h.last_seen).total_seconds())
+        for h in stats.heartbeat_ages(session):
+            family.add_metric([h.daemon, h.instance], h.seconds)
         return family
 
     def _event_counts(self, session: Session) -> Metric:
         """Events by action since the catalog began; only events newer than the last scrape
         are read."""
-        stmt = (
-            select(EventRow.action, func.count(), func.max(EventRow.id))
-            .where(EventRow.id > self._event_id)
-            .group_by(EventRow.action)
-        )
-        for action, n, top in session.execute(stmt):
-            self._events[action] = self._events.get(action, 0) + int(n)
-            self._event_id = max(self._event_id, int(top))
+        for action, n, top in stats.events_after(session, self._event_id):
+            self._events[action] = self._events.get(action, 0) + n
+            self._event_id = max(self._event_id, top)
         family = CounterMetricFamily(
             "dpps_events",
             "Catalog events by action (ingest, transfers, audits, errors ...)",

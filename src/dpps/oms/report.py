@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from dpps.bdms import stats
 from dpps.bdms.preservation import health as bdms_health
 from dpps.bdms.preservation.health import HealthReport
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput
-from dpps.oms import stats
+from dpps.core.states import TransferState
 from dpps.oms.templating import render
+from dpps.wms import stats as wms_stats
 
 FORMATS = ("markdown", "html", "json")
 _FAILURE = re.compile(r"(^|[._])(bad|fail|failed|failure|lost|error|stuck)($|[._])")
@@ -103,14 +105,14 @@ def build_report(
         since=since,
         until=until,
         ingested=stats.ingested_by_site(session, since, until),
-        replicated=stats.transfers_by_site(session, stats.TRANSFER_DONE, since, until),
-        transfers_failed=stats.transfers_by_site(session, stats.TRANSFER_FAILED, since, until),
+        replicated=stats.transfers_by_site(session, TransferState.DONE, since, until),
+        transfers_failed=stats.transfers_by_site(session, TransferState.FAILED, since, until),
         failures={a: n for a, n in actions.items() if _FAILURE.search(a)},
         repairs={a: n for a, n in actions.items() if _REPAIR.search(a)},
         events_by_action=actions,
         rules_by_state=stats.rules_by_state(session),
         transfers_by_state=stats.transfers_by_state(session),
-        jobs_by_state=stats.optional_counts(session, "jobs"),
+        jobs_by_state=wms_stats.jobs_by_state(session),
         stored=stats.stored_by_site_and_level(session),
         health=health,
         alarms=alarms(health),

@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.types import FileRef, Page, PageRequest
 from dpps.catalog.models import DIDRow
 from dpps.catalog.models_wms import (
     JobEventRow,
@@ -24,8 +25,10 @@ from dpps.catalog.models_wms import (
 )
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput, NotFound
-from dpps.wms import transformations
+from dpps.core.identifiers import DID
+from dpps.wms import listings, transformations
 from dpps.wms.binding import label
+from dpps.wms.listings import JobFilter, WorkflowFilter, WorkflowRecord
 from dpps.wms.states import FileStatus, JobState
 from dpps.wms.types import (
     AccountingRow,
@@ -81,6 +84,7 @@ def job_info(
         inputs=list(inputs),
         outputs=list(outputs),
         events=list(events),
+        account=row.account,
     )
 
 
@@ -156,6 +160,7 @@ class Reports:
                 created_at=row.created_at,
                 finished_at=row.finished_at,
                 jobs=jobs,
+                account=row.account,
             )
 
     def list_jobs(
@@ -167,19 +172,33 @@ class Reports:
         activity: str | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
-        stmt = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
-        if state is not None:
-            if state.upper() not in JobState.__members__:
-                raise InvalidInput(f"unknown job state {state!r} ({', '.join(JobState)})")
-            stmt = stmt.where(JobRow.state == state.upper())
-        if workflow_id is not None:
-            stmt = stmt.where(JobRow.workflow_id == workflow_id)
-        if site is not None:
-            stmt = stmt.where(JobRow.run_site == site)
-        if activity is not None:
-            stmt = stmt.where(JobRow.activity == activity)
+        """Jobs newest first (``dpps wms list``): the first page of ``jobs_page``."""
+        where = JobFilter(state=state, workflow_id=workflow_id, site=site, activity=activity)
+        return self.jobs_page(where, PageRequest(limit=limit)).items
+
+    def jobs_page(
+        self,
+        where: JobFilter = JobFilter(),
+        page: PageRequest = PageRequest(),
+    ) -> Page[JobInfo]:
+        """A page of jobs newest first and how many match (REST, dashboard)."""
         with self.sessions() as s:
-            return [job_info(r) for r in s.scalars(stmt)]
+            return listings.list_jobs(s, where, page)
+
+    def workflows_page(
+        self,
+        where: WorkflowFilter = WorkflowFilter(),
+        page: PageRequest = PageRequest(),
+    ) -> Page[WorkflowRecord]:
+        """A page of workflows newest first and how many match (REST, dashboard, scenarios)."""
+        with self.sessions() as s:
+            return listings.list_workflows(s, where, page)
+
+    def output_siblings(self, did: DID) -> list[FileRef]:
+        """The other outputs of the job(s) that wrote ``did``, by name (a QualPipe report's
+        page and plots, for the dashboard)."""
+        with self.sessions() as s:
+            return listings.sibling_outputs(s, did)
 
     def logs(self, job_id: int) -> str:
         """The job's last attempt's output: the sandbox files if still there, else the tail

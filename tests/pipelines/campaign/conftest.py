@@ -21,7 +21,7 @@ pytest.importorskip("dpps.pipelines.simpipe", reason="the pipelines extra is not
 
 from dpps.acada.simulate import simulate
 from dpps.instrument.dl0 import quiet_native_stdout
-from dpps.pipelines.night.acquisition import NightPlan
+from dpps.scenarios.night.acquisition import NightPlan
 from tests.bdms.preservation_helpers import open_workspace, replicate
 from tests.pipelines.datapipe.chain import Chain, shared_chain
 

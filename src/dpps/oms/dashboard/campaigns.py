@@ -19,8 +19,8 @@ from fastapi.responses import Response
 
 from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput
-from dpps.oms import stats
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer
+from dpps.wms import stats
 from dpps.wms.api import WMS
 from dpps.wms.states import CampaignState
 

@@ -26,14 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select
-
-from dpps.bdms.archive import Archive, file_info
-from dpps.bdms.types import FileInfo
-from dpps.catalog.models import DIDRow
-from dpps.catalog.models_wms import JobFileRow
-from dpps.catalog.query import select_dids
+from dpps.bdms.archive import Archive
+from dpps.bdms.types import FileInfo, PageRequest
 from dpps.core.errors import InvalidInput, NotFound, Unavailable
+from dpps.core.identifiers import DID
+from dpps.wms.api import WMS
 
 REPORT = "quality report"
 PAGE = "quality report page"
@@ -92,10 +89,8 @@ _cache = _Cache(_CACHE_SIZE)
 
 def recent_reports(archive: Archive, limit: int, offset: int) -> tuple[list[FileInfo], int]:
     """The latest version of each quality report, newest first, and how many there are."""
-    stmt = select_dids(REPORT_FILTER, limit=limit, offset=offset, order_by="-created_at")
-    with archive.sessions() as s:
-        files = [file_info(row) for row in s.scalars(stmt)]
-    return files, archive.count(REPORT_FILTER)
+    page = archive.views.files(REPORT_FILTER, PageRequest(offset, limit), order_by="-created_at")
+    return page.items, page.total
 
 
 def read_bytes(archive: Archive, info: FileInfo) -> bytes:
@@ -152,52 +147,24 @@ def page_images(archive: Archive, info: FileInfo) -> list[tuple[str, bytes]]:
     return _cache.get(("page", *_key(info)), load)
 
 
-def _row(s: Any, info: FileInfo) -> DIDRow | None:
-    row: DIDRow | None = s.scalar(
-        select(DIDRow).where(
-            DIDRow.scope == info.scope, DIDRow.name == info.name, DIDRow.version == info.version
-        )
-    )
-    return row
-
-
 def companions(archive: Archive, report: FileInfo) -> list[FileInfo]:
     """The page and plot products that belong to ``report``: the other QUAL outputs of the
     job that wrote it, else the page archived beside it (same name with ``.html``, same
     version, as ``archive_report`` and the night workflow name it)."""
-    with archive.sessions() as s:
-        row = _row(s, report)
-        if row is None:
-            return []
-        job_ids = select(JobFileRow.job_id).where(
-            JobFileRow.did_id == row.id, JobFileRow.role == "output"
-        )
-        siblings = s.scalars(
-            select(DIDRow)
-            .join(JobFileRow, JobFileRow.did_id == DIDRow.id)
-            .where(
-                JobFileRow.job_id.in_(job_ids),
-                JobFileRow.role == "output",
-                DIDRow.id != row.id,
-                DIDRow.data_level == "QUAL",
-                DIDRow.product_type.in_((PAGE, PLOT)),
-            )
-            .order_by(DIDRow.name)
-        ).all()
-        if siblings:
-            return [file_info(r) for r in siblings]
-        if not report.name.endswith(".json"):
-            return []
-        page = s.scalar(
-            select(DIDRow).where(
-                DIDRow.scope == report.scope,
-                DIDRow.name == report.name[: -len(".json")] + ".html",
-                DIDRow.version == report.version,
-                DIDRow.product_type == PAGE,
-                DIDRow.deleted_at.is_(None),
-            )
-        )
-        return [file_info(page)] if page is not None else []
+    refs = WMS(archive).output_siblings(DID(report.scope, report.name, report.version))
+    siblings = [
+        f
+        for f in (archive.views.file(DID(r.scope, r.name, r.version)) for r in refs)
+        if f is not None and f.data_level == "QUAL" and f.product_type in (PAGE, PLOT)
+    ]
+    if siblings:
+        return siblings
+    if not report.name.endswith(".json"):
+        return []
+    page = archive.views.file(
+        DID(report.scope, report.name[: -len(".json")] + ".html", report.version)
+    )
+    return [page] if page is not None and page.product_type == PAGE else []
 
 
 def plots_of(archive: Archive, report: FileInfo) -> list[Plot]:

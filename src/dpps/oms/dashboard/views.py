@@ -17,15 +17,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from dpps.bdms import stats
 from dpps.bdms.archive import Archive
-from dpps.catalog.query import describe_fields
+from dpps.bdms.listings import query_fields
+from dpps.bdms.types import PageRequest
 from dpps.core.authz import Action, Principal
 from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
-from dpps.oms import accounts, stats
+from dpps.core.states import TransferState
+from dpps.oms import accounts
+from dpps.oms.api.routers.rules import rule_out
+from dpps.oms.api.routers.transfers import transfer_out
 from dpps.oms.dashboard import campaigns, quality, workload
 from dpps.oms.dashboard.common import COOKIE, ctx, error_page, html, login_redirect, viewer
 from dpps.oms.report import alarms
+from dpps.wms import stats as wms_stats
 from dpps.wms.states import CampaignState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -108,7 +114,7 @@ def overview(request: Request) -> Response:
         transfers = stats.transfers_by_state(s)
         hourly = stats.ingestion_rate(s, now - dt.timedelta(hours=23), now, "hour")
         daily = stats.ingestion_rate(s, now - dt.timedelta(days=29), now, "day")
-        campaign_states = stats.campaigns_by_state(s)
+        campaign_states = wms_stats.campaigns_by_state(s)
     health = archive.preservation.health()
     site_bytes: dict[str, dict[str, float]] = {}
     for v in stored:
@@ -124,7 +130,7 @@ def overview(request: Request) -> Response:
         rules=rules,
         transfers=transfers,
         in_flight=sum(transfers.get(s, 0) for s in stats.TRANSFER_IN_FLIGHT),
-        failed=transfers.get(stats.TRANSFER_FAILED, 0),
+        failed=transfers.get(TransferState.FAILED.value, 0),
         hourly=[(v.key, v.files) for v in hourly],
         daily=[(v.key[:10], v.files) for v in daily],
         ingested_24h=sum(v.files for v in hourly),
@@ -160,7 +166,7 @@ def products(request: Request, q: str = "", offset: int = 0) -> Response:
         offset=offset,
         limit=PAGE,
         error=error,
-        fields=describe_fields(),
+        fields=query_fields(),
     )
 
 
@@ -196,19 +202,20 @@ def product(request: Request, did: str) -> Response:
 def _table_page(
     request: Request, who: Principal, title: str, key: str, columns: list[str]
 ) -> HTMLResponse:
-    """Rules and transfers: reuse the API's own handlers, so both show the same rows."""
-    from dpps.oms.api.routers import rules, transfers
-
+    """Rules and transfers: the library's listings, shown with the API's field names."""
     archive = ctx(request).archive
+    first = PageRequest(limit=100)
+    rows: list[dict[str, Any]]
     if key == "rules":
-        page: Any = rules.list_rules(archive, who, limit=100)
+        rules = archive.replication.rules_page(page=first)
+        total, rows = rules.total, [rule_out(r).model_dump() for r in rules.items]
         with archive.sessions() as s:
             by_state = stats.rules_by_state(s)
     else:
-        page = transfers.list_transfers(archive, who, limit=100)
+        transfers = archive.replication.transfers_page(page=first)
+        total, rows = transfers.total, [transfer_out(t).model_dump() for t in transfers.items]
         with archive.sessions() as s:
             by_state = stats.transfers_by_state(s)
-    rows = [item.model_dump() for item in page.items]
     return html(
         "dash/table.html",
         title=title,
@@ -216,7 +223,7 @@ def _table_page(
         who=who,
         by_state=by_state,
         rows=rows,
-        total=page.total,
+        total=total,
         columns=columns,
     )
 

@@ -1,9 +1,9 @@
 """Dashboard pages of the workload manager: jobs (``/ui/jobs``) and workflows (``/ui/workflows``).
 
-The lists read the ``jobs`` and ``workflows`` tables directly (newest first, filtered,
-paged: the WMS's own ``list_jobs`` has no offset and no account column), the detail pages
-read ``WMS.job``/``WMS.workflow``/``WMS.logs``, the same views ``dpps wms`` and the REST API
-show, so a person in a browser sees what the catalog records. Pages only read.
+The lists are the WMS's own listings (``WMS.jobs_page``/``WMS.workflows_page``: newest first,
+filtered, paged, the same query as the REST API's), the detail pages read
+``WMS.job``/``WMS.workflow``/``WMS.logs``, the same views ``dpps wms`` and the REST API show,
+so a person in a browser sees what the catalog records. Pages only read.
 
 Filters are query parameters checked here: an unknown state is the 400 page, never an empty
 list that looks like "nothing failed".
@@ -17,15 +17,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from dpps.catalog.models_wms import JobRow, WorkflowRow
+from dpps.bdms.types import PageRequest
 from dpps.core.errors import DppsError, InvalidInput, NotFound
-from dpps.oms import stats, svg
+from dpps.oms import svg
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer
+from dpps.wms import stats
 from dpps.wms.api import WMS
+from dpps.wms.listings import JobFilter, WorkflowFilter, job_state, workflow_state
 from dpps.wms.states import JobState, WorkflowState
+from dpps.wms.types import JobInfo
 
 router = APIRouter()
 
@@ -80,11 +81,11 @@ class WorkflowLine:
     finished_at: dt.datetime | None
 
 
-def _state(value: str, allowed: tuple[str, ...], what: str) -> str:
-    wanted = value.strip().upper()
-    if wanted and wanted not in allowed:
-        raise InvalidInput(f"unknown {what} state {value[:40]!r}: use one of {', '.join(allowed)}")
-    return wanted
+def _state(value: str, what: str) -> str:
+    """The state filter as typed ('' for none), checked by the WMS's own listing rules."""
+    if not value.strip():
+        return ""
+    return (job_state(value) if what == "job" else workflow_state(value)).value
 
 
 def _offset(value: int) -> int:
@@ -111,40 +112,33 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def job_line(j: JobInfo) -> JobLine:
+    return JobLine(
+        j.id,
+        j.name,
+        j.state,
+        j.activity,
+        j.software_version,
+        j.account,
+        j.run_site or j.site,
+        j.executor,
+        j.attempts,
+        j.max_attempts,
+        j.workflow_id,
+        j.step,
+        j.created_at,
+        j.started_at,
+        j.finished_at,
+    )
+
+
 def job_lines(
-    s: Session, *, state: str, activity: str, limit: int, offset: int
+    wms: WMS, *, state: str, activity: str, limit: int, offset: int
 ) -> tuple[list[JobLine], int]:
     """The page of jobs newest first and how many match the filters in all."""
-    where = []
-    if state:
-        where.append(JobRow.state == state)
-    if activity:
-        where.append(JobRow.activity == activity)
-    total = int(s.scalar(select(func.count()).select_from(JobRow).where(*where)) or 0)
-    rows = s.scalars(
-        select(JobRow).where(*where).order_by(JobRow.id.desc()).limit(limit).offset(offset)
-    )
-    lines = [
-        JobLine(
-            r.id,
-            r.name,
-            r.state,
-            r.activity,
-            r.software_version,
-            r.account,
-            r.run_site or r.site,
-            r.executor,
-            r.attempts,
-            r.max_attempts,
-            r.workflow_id,
-            r.step,
-            r.created_at,
-            r.started_at,
-            r.finished_at,
-        )
-        for r in rows
-    ]
-    return lines, total
+    where = JobFilter(state=state or None, activity=activity or None)
+    page = wms.jobs_page(where, PageRequest(offset, limit))
+    return [job_line(j) for j in page.items], page.total
 
 
 def steps_done(steps: dict[str, Any]) -> int:
@@ -152,36 +146,24 @@ def steps_done(steps: dict[str, Any]) -> int:
 
 
 def workflow_lines(
-    s: Session, *, state: str, limit: int, offset: int
+    wms: WMS, *, state: str, limit: int, offset: int
 ) -> tuple[list[WorkflowLine], int]:
-    where = [WorkflowRow.state == state] if state else []
-    total = int(s.scalar(select(func.count()).select_from(WorkflowRow).where(*where)) or 0)
-    rows = s.scalars(
-        select(WorkflowRow)
-        .where(*where)
-        .order_by(WorkflowRow.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
+    page = wms.workflows_page(WorkflowFilter(state=state or None), PageRequest(offset, limit))
     lines = [
         WorkflowLine(
             r.id,
             r.name,
             r.state,
-            steps_done(dict(r.steps or {})),
-            len(r.steps or {}),
+            steps_done(r.steps),
+            len(r.steps),
             r.account,
             r.activity,
             r.created_at,
             r.finished_at,
         )
-        for r in rows
+        for r in page.items
     ]
-    return lines, total
-
-
-def _activities(s: Session) -> list[str]:
-    return [a for a in s.scalars(select(JobRow.activity).distinct().order_by(JobRow.activity))]
+    return lines, page.total
 
 
 @router.get("/jobs")
@@ -190,16 +172,17 @@ def jobs_page(request: Request, state: str = "", activity: str = "", offset: int
     if who is None:
         return login_redirect(request)
     try:
-        wanted = _state(state, JOB_STATES, "job")
+        wanted = _state(state, "job")
         if len(activity) > MAX_ACTIVITY:
             raise InvalidInput(f"an activity has at most {MAX_ACTIVITY} characters")
     except InvalidInput as exc:
         return error_page(who, exc)
     offset = _offset(offset)
-    with ctx(request).archive.sessions() as s:
-        rows, total = job_lines(s, state=wanted, activity=activity, limit=PAGE, offset=offset)
-        by_state = stats.optional_counts(s, "jobs") or {}
-        activities = _activities(s)
+    wms = WMS(ctx(request).archive)
+    rows, total = job_lines(wms, state=wanted, activity=activity, limit=PAGE, offset=offset)
+    with wms.sessions() as s:
+        by_state = stats.jobs_by_state(s)
+        activities = stats.job_activities(s)
     return html(
         "dash/jobs.html",
         title="Jobs",
@@ -230,8 +213,7 @@ def job_page(request: Request, job_id: str) -> Response:
         log = wms.logs(number)
     except DppsError as exc:
         return error_page(who, exc)
-    with wms.sessions() as s:
-        account = s.scalar(select(JobRow.account).where(JobRow.id == number)) or ""
+    account = info.account
     took = duration(
         (info.finished_at - info.started_at).total_seconds()
         if info.finished_at and info.started_at
@@ -256,13 +238,14 @@ def workflows_page(request: Request, state: str = "", offset: int = 0) -> Respon
     if who is None:
         return login_redirect(request)
     try:
-        wanted = _state(state, WORKFLOW_STATES, "workflow")
+        wanted = _state(state, "workflow")
     except InvalidInput as exc:
         return error_page(who, exc)
     offset = _offset(offset)
-    with ctx(request).archive.sessions() as s:
-        rows, total = workflow_lines(s, state=wanted, limit=PAGE, offset=offset)
-        by_state = stats.optional_counts(s, "workflows") or {}
+    wms = WMS(ctx(request).archive)
+    rows, total = workflow_lines(wms, state=wanted, limit=PAGE, offset=offset)
+    with wms.sessions() as s:
+        by_state = stats.workflows_by_state(s)
     return html(
         "dash/workflows.html",
         title="Workflows",
@@ -300,8 +283,7 @@ def workflow_page(request: Request, workflow_id: str) -> Response:
         info = wms.workflow(number)
     except DppsError as exc:
         return error_page(who, exc)
-    with wms.sessions() as s:
-        account = s.scalar(select(WorkflowRow.account).where(WorkflowRow.id == number)) or ""
+    account = info.account
     steps = {
         name: (value if isinstance(value, dict) else {}) for name, value in info.steps.items()
     }

@@ -6,9 +6,9 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func, select
 
-from dpps.catalog.models import DIDRow, EventRow, RSERow
+from dpps.bdms.listings import EventFilter
+from dpps.bdms.types import PageRequest
 from dpps.oms.api.deps import ArchiveView, Reader
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import EventOut, Page
@@ -28,38 +28,25 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Page[EventOut]:
-    stmt = (
-        select(EventRow, DIDRow.scope, DIDRow.name, DIDRow.version, RSERow.name)
-        .outerjoin(DIDRow, DIDRow.id == EventRow.did_id)
-        .outerjoin(RSERow, RSERow.id == EventRow.rse_id)
+    where = EventFilter(
+        did=archive.did(did) if did is not None else None,
+        account=account,
+        action=action,
+        since=since,
+        until=until,
     )
-    if did is not None:
-        parsed = archive.did(did)
-        stmt = stmt.where(DIDRow.scope == parsed.scope, DIDRow.name == parsed.name)
-        if parsed.version is not None:
-            stmt = stmt.where(DIDRow.version == parsed.version)
-    if account is not None:
-        stmt = stmt.where(EventRow.account == account)
-    if action is not None:
-        stmt = stmt.where(EventRow.action == action)
-    for bound, op in ((since, "ge"), (until, "lt")):
-        if bound is not None:
-            naive = bound.astimezone(dt.UTC).replace(tzinfo=None) if bound.tzinfo else bound
-            stmt = stmt.where(EventRow.ts >= naive if op == "ge" else EventRow.ts < naive)
-    with archive.sessions() as session:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = session.execute(stmt.order_by(EventRow.id.desc()).limit(limit).offset(offset)).all()
+    page = archive.views.events(where, PageRequest(offset, limit))
     items = [
         EventOut(
             id=e.id,
             ts=e.ts,
             account=e.account,
             action=e.action,
-            did=f"{scope}:{name}@v{version}" if scope else None,
-            rse=rse,
+            did=e.did,
+            rse=e.rse,
             reason=e.reason,
-            details=dict(e.details or {}),
+            details=e.details,
         )
-        for e, scope, name, version, rse in rows
+        for e in page.items
     ]
-    return Page[EventOut](items=items, total=int(total), limit=limit, offset=offset)
+    return Page[EventOut](items=items, total=page.total, limit=limit, offset=offset)

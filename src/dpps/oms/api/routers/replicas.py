@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import func, select
 
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.bdms.listings import ReplicaFilter
+from dpps.bdms.types import PageRequest
 from dpps.core.states import ReplicaState
 from dpps.oms.api.deps import ArchiveView, Reader
 from dpps.oms.api.fastjson import model_response
@@ -38,33 +38,21 @@ def list_replicas(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Page[ReplicaRowOut]:
-    where = []
-    if rse is not None:
-        where.append(RSERow.name == rse)
-    if state is not None:
-        where.append(ReplicaRow.state == state.value)
-    base = (
-        select(ReplicaRow, RSERow.name, DIDRow.scope, DIDRow.name, DIDRow.version)
-        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
-        .join(DIDRow, DIDRow.id == ReplicaRow.did_id)
-        .where(*where)
-    )
-    with archive.sessions() as session:
-        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-        rows = session.execute(base.order_by(ReplicaRow.id).limit(limit).offset(offset)).all()
+    where = ReplicaFilter(rse=rse, state=state.value if state is not None else None)
+    page = archive.views.replicas(where, PageRequest(offset, limit))
     items = [
         ReplicaRowOut(
-            did=f"{scope}:{name}@v{version}",
-            rse=rse_name,
-            state=rep.state,
-            path=rep.path,
-            bytes=rep.bytes,
-            lock_count=rep.lock_count,
-            last_verified_at=rep.last_verified_at,
+            did=r.did,
+            rse=r.rse,
+            state=r.state,
+            path=r.path,
+            bytes=r.bytes,
+            lock_count=r.lock_count,
+            last_verified_at=r.last_verified_at,
         )
-        for rep, rse_name, scope, name, version in rows
+        for r in page.items
     ]
-    return Page[ReplicaRowOut](items=items, total=int(total), limit=limit, offset=offset)
+    return Page[ReplicaRowOut](items=items, total=page.total, limit=limit, offset=offset)
 
 
 @router.get(

@@ -12,19 +12,13 @@ show`` prints), and rules carry their lock counts, so the remote CLI shows what 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from sqlalchemy import Row, func, select
-from sqlalchemy.orm import Session
 
-from dpps.bdms.replication.api import lock_counts
+from dpps.bdms.listings import RuleFilter
 from dpps.bdms.replication.interventions import RuleChange
-from dpps.bdms.retrieve import did_label
-from dpps.bdms.types import RuleDetails
-from dpps.catalog.models import DIDRow, RuleRow
-from dpps.core.errors import NotFound
+from dpps.bdms.types import PageRequest, RuleDetails, RuleInfo
 from dpps.core.states import RuleState
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
 from dpps.oms.api.guards import require_rule_write
@@ -34,13 +28,14 @@ from dpps.oms.api.schemas import Page, PolicyIn, RuleIdsOut, RuleIn, RuleOut, Ru
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=PROBLEM_RESPONSES)
 
 
-def _out(rule: RuleRow, did: DIDRow, locks: dict[str, int]) -> RuleOut:
+def rule_out(rule: RuleInfo) -> RuleOut:
+    """The library's rule as the REST schema names it (``rse_expression``, ...)."""
     return RuleOut(
         id=rule.id,
-        did=did_label(did),  # scope:name, with @vN for an earlier version (as the library)
+        did=rule.did,  # scope:name, with @vN for an earlier version (as the library)
         account=rule.account,
-        rse_expression=rule.rse_expression,
-        source_expression=rule.source_expression,
+        rse_expression=rule.rses,
+        source_expression=rule.source,
         copies=rule.copies,
         state=rule.state,
         error=rule.error,
@@ -52,16 +47,10 @@ def _out(rule: RuleRow, did: DIDRow, locks: dict[str, int]) -> RuleOut:
         policy=rule.policy,
         comment=rule.comment,
         locked=rule.locked,
-        did_type=did.did_type,
+        did_type=rule.did_type,
         next_evaluation_at=rule.next_evaluation_at,
-        locks=locks,
+        locks=dict(rule.locks),
     )
-
-
-def _outs(session: Session, rows: Sequence[Row[RuleRow, DIDRow]]) -> list[RuleOut]:
-    """Rules with their lock counts, counted by the library (as ``dpps rule list`` shows)."""
-    counts = lock_counts(session, [r.id for r, _ in rows])
-    return [_out(r, d, counts.get(r.id, {})) for r, d in rows]
 
 
 @router.get("", response_model=Page[RuleOut], summary="Rules, newest first")
@@ -77,37 +66,22 @@ def list_rules(
         Literal["newest", "oldest"], Query(description="oldest: by id, as 'dpps rule list'")
     ] = "newest",
 ) -> Page[RuleOut]:
-    where = []
-    if state is not None:
-        where.append(RuleRow.state == state.value)
-    if account is not None:
-        where.append(RuleRow.account == account)
-    if did is not None:
-        parsed = archive.did(did)
-        where += [DIDRow.scope == parsed.scope, DIDRow.name == parsed.name]
-    base = select(RuleRow, DIDRow).join(DIDRow, DIDRow.id == RuleRow.did_id).where(*where)
-    by = RuleRow.id.asc() if order == "oldest" else RuleRow.id.desc()
-    with archive.sessions() as session:
-        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-        items = _outs(
-            session, session.execute(base.order_by(by).limit(limit).offset(offset)).all()
-        )
-    return Page[RuleOut](items=items, total=int(total), limit=limit, offset=offset)
+    where = RuleFilter(
+        state=state.value if state is not None else None,
+        account=account,
+        did=archive.did(did) if did is not None else None,
+    )
+    page = archive.replication.rules_page(where, PageRequest(offset, limit), order=order)
+    return Page[RuleOut](
+        items=[rule_out(r) for r in page.items], total=page.total, limit=limit, offset=offset
+    )
 
 
 RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _one(archive: ArchiveView, rule_id: int) -> RuleOut:
-    with archive.sessions() as session:
-        row = session.execute(
-            select(RuleRow, DIDRow)
-            .join(DIDRow, DIDRow.id == RuleRow.did_id)
-            .where(RuleRow.id == rule_id)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"no such rule {rule_id}")
-        return _outs(session, [row])[0]
+    return rule_out(archive.replication.rule(rule_id))
 
 
 @router.get("/{rule_id}", response_model=RuleOut, summary="One rule")

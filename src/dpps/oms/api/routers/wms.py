@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
-from sqlalchemy import func, select
 
-from dpps.catalog.models_wms import JobRow
+from dpps.bdms.types import PageRequest
 from dpps.core.authz import Action, Principal
 from dpps.oms.api.deps import ArchiveView, Reader, allowed, producing
 from dpps.oms.api.problems import PROBLEM_RESPONSES
@@ -29,6 +28,7 @@ from dpps.oms.api.schemas_wms import (
 from dpps.oms.wms_submit import record
 from dpps.wms.api import WMS, JobInfo
 from dpps.wms.jobs import SubmitOptions
+from dpps.wms.listings import JobFilter
 from dpps.wms.types import AccountingRow
 
 
@@ -81,21 +81,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Page[JobInfo]:
-    items = wms.list_jobs(
-        state=state, workflow_id=workflow_id, site=site, activity=activity, limit=offset + limit
-    )[offset:]
-    where = []
-    if state is not None:
-        where.append(JobRow.state == state.upper())
-    if workflow_id is not None:
-        where.append(JobRow.workflow_id == workflow_id)
-    if site is not None:
-        where.append(JobRow.run_site == site)
-    if activity is not None:
-        where.append(JobRow.activity == activity)
-    with wms.sessions() as session:
-        total = session.scalar(select(func.count()).select_from(JobRow).where(*where)) or 0
-    return Page[JobInfo](items=items, total=int(total), limit=limit, offset=offset)
+    where = JobFilter(state=state, workflow_id=workflow_id, site=site, activity=activity)
+    page = wms.jobs_page(where, PageRequest(offset, limit))
+    return Page[JobInfo](items=page.items, total=page.total, limit=limit, offset=offset)
 
 
 @jobs.get("/{job_id}", response_model=JobInfo, summary="One job: history, inputs, outputs")

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
-from sqlalchemy import func, inspect, select
 
-from dpps.catalog.models_wms import WorkflowRow
+from dpps.bdms.types import PageRequest, to_jsonable
 from dpps.oms.api.deps import Reader
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.routers.wms import Id, Killer, Submitter, Workload, options
@@ -27,6 +26,7 @@ from dpps.oms.api.schemas_wms import (
 from dpps.oms.wms_submit import record, workflow_spec
 from dpps.wms.api import TransformationInfo, WorkflowInfo
 from dpps.wms.jobs import SubmitOptions
+from dpps.wms.listings import WorkflowFilter
 from dpps.wms.states import TransformationState
 
 workflows = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=PROBLEM_RESPONSES)
@@ -34,14 +34,6 @@ transformations = APIRouter(
     prefix="/api/v1/transformations", tags=["transformations"], responses=PROBLEM_RESPONSES
 )
 TrName = Annotated[str, Path(min_length=1, max_length=200)]
-
-
-def _row(row: Any) -> dict[str, Any]:
-    out = {}
-    for column in inspect(row).mapper.column_attrs:
-        value = getattr(row, column.key)
-        out[column.key] = value.isoformat() if hasattr(value, "isoformat") else value
-    return out
 
 
 @workflows.get("", response_model=Page[dict[str, Any]], summary="Workflows, newest first")
@@ -52,14 +44,9 @@ def list_workflows(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Page[dict[str, Any]]:
-    stmt = select(WorkflowRow)
-    if state is not None:
-        stmt = stmt.where(WorkflowRow.state == state.upper())
-    with wms.sessions() as session:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = session.scalars(stmt.order_by(WorkflowRow.id.desc()).limit(limit).offset(offset))
-        items = [_row(r) for r in rows]
-    return Page[dict[str, Any]](items=items, total=int(total), limit=limit, offset=offset)
+    page = wms.workflows_page(WorkflowFilter(state=state), PageRequest(offset, limit))
+    items = [to_jsonable(w) for w in page.items]
+    return Page[dict[str, Any]](items=items, total=page.total, limit=limit, offset=offset)
 
 
 @workflows.get("/{workflow_id}", response_model=WorkflowInfo, summary="One workflow and jobs")

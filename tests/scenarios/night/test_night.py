@@ -23,8 +23,8 @@ from dpps.acada.simulate import write_trigger
 from dpps.bdms.archive import Archive
 from dpps.catalog.models_wms import JobRow
 from dpps.core.daemon import DaemonContext
-from dpps.pipelines.night.acquisition import NightPlan
-from dpps.pipelines.night.run import run_night
+from dpps.scenarios.night.acquisition import NightPlan
+from dpps.scenarios.night.run import run_night
 from dpps.wms import transformations
 from dpps.wms.api import WMS
 

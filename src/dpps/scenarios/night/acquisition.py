@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
-
 from dpps.acada import wobble
 from dpps.acada.simulate import SimulationConfig, simulate
-from dpps.catalog.models import RuleRow
-from dpps.core.daemon import DaemonContext
+from dpps.bdms.types import PageRequest
+from dpps.core.daemon import DaemonContext, spec
 from dpps.core.errors import IntegrityFailure
 from dpps.core.states import RuleState
 
@@ -75,17 +73,14 @@ class NightPlan:
         return list(range(self.first_obs_id, self.first_obs_id + self.blocks))
 
 
+#: Observed DL0 (ACADA's tree) with an observation id, latest id first.
+_OBSERVED = 'data_level=DL0 and name like "/ctao/dl0/%" and obs_id >= 0'
+
+
 def next_obs_id(archive: Archive) -> int:
     """One more than the largest obs_id of observed DL0 in the archive (1 for a new one)."""
-    from dpps.catalog.models import DIDRow
-
-    with archive.sessions() as s:
-        last = s.scalar(
-            select(func.max(DIDRow.obs_id)).where(
-                DIDRow.data_level == "DL0", DIDRow.name.like("/ctao/dl0/%")
-            )
-        )
-    return int(last or 0) + 1
+    last = archive.views.files(_OBSERVED, PageRequest(limit=1), order_by="-obs_id").items
+    return int(last[0].obs_id or 0) + 1 if last else 1
 
 
 def simulate_night(
@@ -111,24 +106,23 @@ def ingest(archive: Archive, *, rounds: int = 20) -> int:
     raise IntegrityFailure(f"triggers left in {queue.settings.landing} after {rounds} rounds")
 
 
+def daemon_pass(archive: Archive, name: str) -> int:
+    """One pass of the archive daemon registered as ``name`` (``dpps daemon NAME --once``
+    without heartbeats); returns the work it did."""
+    import dpps.bdms.daemons  # noqa: F401  (declares the archive's daemons in the registry)
+
+    with spec(name).start(archive.context) as daemon:
+        return daemon.run_once(DaemonContext(name))
+
+
 def replication_step(archive: Archive) -> int:
     """One round of the rule evaluator and the transfer daemon; returns the work done."""
-    from dpps.bdms.replication import evaluator
-    from dpps.bdms.transfer import daemon as transfers
-
-    done = evaluator.run_once(DaemonContext("evaluator"), archive)
-    return done + transfers.run_once(DaemonContext("transfer"), archive)
+    return daemon_pass(archive, "evaluator") + daemon_pass(archive, "transfer")
 
 
 def rule_states(archive: Archive, policy: str = "acada") -> dict[str, int]:
     """Rules of the policy by state."""
-    with archive.sessions() as s:
-        rows = s.execute(
-            select(RuleRow.state, func.count())
-            .where(RuleRow.policy == policy)
-            .group_by(RuleRow.state)
-        ).all()
-    return {str(state): int(n) for state, n in rows}
+    return archive.views.rules_by_state(policy=policy)
 
 
 def replication_done(archive: Archive, policy: str = "acada") -> bool:

@@ -1,5 +1,9 @@
 """A whole observing night on one archive: what ``dpps night`` runs (UC-000-4).
 
+A scenario, not a pipeline: it plays the site (ACADA), the archive's daemons and the WMS in
+one process, through their public APIs only (``Archive``, ``WMS``, the daemon registry), and
+uses the night's pipeline definitions (``dpps.pipelines.night``); pipelines never import it.
+
 1. models and IRF: found in the archive, or produced first through WMS (``models``);
 2. the category-B transformation, created once (``transformation``);
 3. ACADA writes the night (wobble blocks on a point source, calibration, monitoring);
@@ -20,12 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpps.acada import wobble
+from dpps.bdms.types import PageRequest
 from dpps.core.errors import DppsError, NotFound, Unavailable
-from dpps.pipelines.night import acquisition, report
-from dpps.pipelines.night.acquisition import NightPlan
 from dpps.pipelines.night.models import ProductionSize, ensure_models
 from dpps.pipelines.night.transformation import ensure_transformation
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION, Target
+from dpps.scenarios.night import acquisition, report
+from dpps.scenarios.night.acquisition import NightPlan
+from dpps.wms.listings import WorkflowFilter
 
 if TYPE_CHECKING:
     from dpps.bdms.archive import Archive
@@ -231,13 +237,11 @@ def run_night(
 
 
 def _workflows(wms: WMS, transformation_id: int) -> list[int]:
-    from sqlalchemy import select
-
-    from dpps.catalog.models_wms import WorkflowRow
-
-    with wms.sessions() as s:
-        return list(
-            s.scalars(
-                select(WorkflowRow.id).where(WorkflowRow.transformation_id == transformation_id)
-            )
-        )
+    """Ids of the workflows the transformation made (its tasks), through the WMS's listing."""
+    where = WorkflowFilter(transformation_id=transformation_id)
+    ids: list[int] = []
+    while True:
+        page = wms.workflows_page(where, PageRequest(offset=len(ids), limit=1000))
+        ids += [w.id for w in page.items]
+        if not page.items or len(ids) >= page.total:
+            return ids

@@ -18,9 +18,9 @@ from dpps.acada.simulate import SimulationConfig, simulate
 from dpps.bdms.archive import Archive
 from dpps.bdms.types import FileInfo
 from dpps.core.daemon import DaemonContext
-from dpps.pipelines.night import report
 from dpps.pipelines.night.models import NightModels
 from dpps.pipelines.night.transformation import ensure_transformation, pending
+from dpps.scenarios.night import report
 from dpps.wms.api import WMS
 
 pytestmark = pytest.mark.verifies_usecase("UC-000-4")

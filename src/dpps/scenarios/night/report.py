@@ -14,9 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
 from dpps.core.errors import IntegrityFailure
 
 if TYPE_CHECKING:
@@ -26,43 +23,16 @@ if TYPE_CHECKING:
 
 def volume(archive: Archive) -> dict[str, dict[str, dict[str, int]]]:
     """{data level: {site: {files, bytes}}} over AVAILABLE replicas of the latest files."""
-    stmt = (
-        select(DIDRow.data_level, RSERow.site, func.count(), func.sum(DIDRow.bytes))
-        .join(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
-        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
-        .where(
-            ReplicaRow.state == "AVAILABLE", DIDRow.did_type == "FILE", DIDRow.deleted_at.is_(None)
-        )
-        .group_by(DIDRow.data_level, RSERow.site)
-    )
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    with archive.sessions() as s:
-        for level, site, n, size in s.execute(stmt):
-            out[str(level or "other")][str(site)] = {"files": int(n), "bytes": int(size or 0)}
+    for v in archive.views.stored(live_files_only=True):
+        level = "other" if v.data_level == "none" else v.data_level
+        out[level][v.site] = {"files": v.files, "bytes": v.bytes}
     return dict(out)
 
 
 def offsite_sites(archive: Archive, lfn_prefix: str = "/ctao/dl0/") -> Counter[int]:
     """How many DL0 files have their AVAILABLE copies at N distinct off-site data centres."""
-    stmt = (
-        select(DIDRow.id, RSERow.site)
-        .join(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
-        .join(RSERow, RSERow.id == ReplicaRow.rse_id)
-        .where(
-            ReplicaRow.state == "AVAILABLE",
-            RSERow.onsite.is_(False),
-            DIDRow.name.like(f"{lfn_prefix}%"),
-            DIDRow.did_type == "FILE",
-        )
-    )
-    sites: dict[int, set[str]] = defaultdict(set)
-    with archive.sessions() as s:
-        all_ids = s.scalars(
-            select(DIDRow.id).where(DIDRow.name.like(f"{lfn_prefix}%"), DIDRow.did_type == "FILE")
-        ).all()
-        for did_id, site in s.execute(stmt):
-            sites[did_id].add(str(site))
-    return Counter(len(sites.get(i, set())) for i in all_ids)
+    return archive.views.files_by_offsite_sites(lfn_prefix)
 
 
 def jobs(wms: WMS, workflow_ids: list[int]) -> dict[str, Any]:
