@@ -21,10 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from dpps.catalog import events, leases, replication
+from dpps.bdms.states import replicas as replica_states
+from dpps.catalog import events, leases
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import (
     DIDRow,
@@ -40,6 +38,8 @@ from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.core.errors import Conflict, DppsError, IntegrityFailure, NotFound, Unavailable
 from dpps.core.states import ReplicaState, RSEKind
 from dpps.storage.rse import StorageElement
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from dpps.bdms.archive import Archive
@@ -374,25 +374,19 @@ def _finish(
             req.expires_at = now + dt.timedelta(seconds=config.staging.buffer_lifetime_s)
             details["buffer_path"] = buffer_path
         if bad_replica is not None:
-            changed = session.execute(
-                update(ReplicaRow)
-                .where(
-                    ReplicaRow.did_id == req.did_id,
-                    ReplicaRow.rse_id == req.rse_id,
-                    ReplicaRow.state == ReplicaState.AVAILABLE.value,
-                )
-                .values(state=ReplicaState.BAD.value, updated_at=now)
+            replica_states.declare_bad(
+                session,
+                [
+                    replica_states.Damaged(
+                        req.did_id,
+                        req.rse_id,
+                        f"staging found the tape replica {bad_replica}: {error}",
+                    )
+                ],
+                account=ctx.name,
+                lost_reason="no AVAILABLE replica left after staging found the tape copy damaged",
+                now=now,
             )
-            if getattr(changed, "rowcount", 0):
-                replication.bump_rules(session, [req.did_id])
-                events.record(
-                    session,
-                    account=ctx.name,
-                    action="replica.bad",
-                    did_id=req.did_id,
-                    rse_id=req.rse_id,
-                    reason=f"staging found the tape replica {bad_replica}: {error}",
-                )
         events.record(
             session,
             account=ctx.name,
