@@ -3,7 +3,9 @@
 Modelled on ctapipe's ``Tool``: resources are closed through an ExitStack even on error, exit
 codes are documented, and every run writes a provenance record (inputs with checksums, outputs,
 effective configuration, software versions, host, times) next to its outputs. Preservation
-depends on that record: a DL3 file is only as trustworthy as the chain that made it.
+depends on that record: a DL3 file is only as trustworthy as the chain that made it. Run as a
+WMS job, the tool's ``provenance.json`` is archived with every output, inside the WMS's own
+record under ``activity`` (``dpps.wms.outputs.provenance``).
 
 Algorithms stay pure functions in their own modules; a Tool only parses its configuration,
 opens files, calls them and writes results.
@@ -31,8 +33,8 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from dpps import __version__
 from dpps.core.errors import ConfigError, DppsError
+from dpps.core.version import __version__
 from dpps.storage.checksums import checksum_file
 
 #: Documented exit codes of ``dpps pipeline run`` and of WMS pipeline jobs.

@@ -13,6 +13,7 @@ overwrite each other's files; what an attempt uploaded but could not register is
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,6 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from dpps import __version__
 from dpps.bdms.ingest import parse_user_meta
 from dpps.bdms.metadata import extract_metadata
 from dpps.bdms.replication import rules
@@ -35,6 +35,7 @@ from dpps.core.config import Config
 from dpps.core.errors import Conflict, InvalidInput
 from dpps.core.identifiers import validate_lfn
 from dpps.core.states import RSEKind
+from dpps.core.version import __version__
 from dpps.storage.rse import StorageElement
 from dpps.wms.expressions import evaluate, file_object
 from dpps.wms.spec import OutputPort
@@ -125,17 +126,29 @@ def collect(
     return produced
 
 
+#: The file a tool may write in its output directory to describe its own run (what
+#: ``dpps.pipelines.tool.Tool.run`` writes, the ctapipe way: effective configuration, package
+#: versions, inputs and outputs with checksums). The WMS archives it inside its own record.
+TOOL_PROVENANCE = "provenance.json"
+
+
 def provenance(
     view: Any,
     task: Any,
     inputs: Mapping[str, Any],
     times: Mapping[str, str],
     argv: Sequence[str] | None,
+    outdir: Path | None = None,
 ) -> dict[str, Any]:
-    """The record preserved with every output: what ran, on what, where, when, how."""
+    """The record preserved with every output: what ran, on what, where, when, how.
+
+    The WMS knows the job (command, parameters, archive inputs, host); only the tool knows
+    what it made of them (effective configuration, package versions, checksums of what it
+    read and wrote). So when the tool left ``TOOL_PROVENANCE`` in ``outdir``, its record is
+    kept whole under ``activity``: one record per output, joining the two views."""
     from dpps.wms.spec import iter_files
 
-    return {
+    record: dict[str, Any] = {
         "job_id": view.id,
         "attempt": task.attempt,
         "workflow_id": view.workflow_id,
@@ -154,6 +167,25 @@ def provenance(
         "python": platform.python_version(),
         **times,
     }
+    activity = _tool_activity(outdir)
+    if activity is not None:
+        record["activity"] = activity
+    return record
+
+
+def _tool_activity(outdir: Path | None) -> dict[str, Any] | None:
+    """The tool's own provenance record, if it wrote one; an unreadable one is noted, not
+    fatal: the outputs are good, and the WMS half of the record still says how they were made."""
+    path = outdir / TOOL_PROVENANCE if outdir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {"error": f"unreadable {TOOL_PROVENANCE}: {exc}"}
+    if not isinstance(loaded, dict):
+        return {"error": f"{TOOL_PROVENANCE} holds a {type(loaded).__name__}, not an object"}
+    return loaded
 
 
 def upload(config: Config, produced: Sequence[Produced], job_id: int, attempt: int) -> None:
@@ -264,4 +296,13 @@ def register(
     return duplicates
 
 
-__all__ = ["Produced", "collect", "discard", "output_rse", "provenance", "register", "upload"]
+__all__ = [
+    "TOOL_PROVENANCE",
+    "Produced",
+    "collect",
+    "discard",
+    "output_rse",
+    "provenance",
+    "register",
+    "upload",
+]

@@ -420,7 +420,12 @@ def _finish(
     written = sum(p.size for p in produced)
     times = {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
     prov = outputs.provenance(
-        view, task, view.spec["inputs"], times, None if view.spec.get("python") else argv
+        view,
+        task,
+        view.spec["inputs"],
+        times,
+        None if view.spec.get("python") else argv,
+        outdir=Path(tctx["runtime"]["outdir"]),
     )
     duplicates: list[outputs.Produced] = []
     try:
