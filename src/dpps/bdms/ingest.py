@@ -12,7 +12,6 @@ for a file that then fails registration is removed again.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, extract_metadata, validate_meta_key
+from dpps.bdms.metadata import extract_metadata
+from dpps.bdms.planning import PlannedFile as _Item
+from dpps.bdms.planning import display as _display
+from dpps.bdms.planning import parse_user_meta as parse_user_meta
+from dpps.bdms.planning import plan as plan
+from dpps.bdms.records import IngestOptions as IngestOptions
 from dpps.bdms.types import BulkReport, FileResult
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
@@ -36,25 +40,6 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
-class IngestOptions:
-    rse: str
-    scope: str
-    lfn: str | None = None
-    lfn_prefix: str | None = None
-    dataset: str | None = None
-    meta: Mapping[str, str] | None = None
-    recursive: bool = False
-    new_version: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    source: Path
-    lfn: str | None
-    error: DppsError | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Prepared:
     item: _Item
     lfn: str
@@ -62,91 +47,6 @@ class _Prepared:
     meta: dict[str, Any]
     in_place_path: str | None
     size: int
-
-
-def parse_user_meta(pairs: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``--meta key=value`` pairs into typed indexed columns and free metadata."""
-    columns: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
-    for key, raw in pairs.items():
-        validate_meta_key(key)
-        if key in INDEXED_KEYS:
-            columns[key] = convert_indexed(key, raw)
-        else:
-            meta[key] = _scalar(raw)
-    return columns, meta
-
-
-def _scalar(raw: str) -> Any:
-    """Free metadata keeps numbers and booleans typed so queries can compare them."""
-    low = raw.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return raw
-
-
-def _display(path: Path) -> str:
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def plan(paths: Sequence[Path], opts: IngestOptions, rse: StorageElement) -> list[_Item]:
-    """Turn the command's paths into (file, LFN) items; problems become failed items."""
-    if opts.lfn is not None and opts.lfn_prefix is not None:
-        raise InvalidInput("give either --lfn or --lfn-prefix, not both")
-    if opts.lfn is not None:
-        validate_lfn(opts.lfn)
-        if len(paths) != 1 or Path(paths[0]).is_dir():
-            raise InvalidInput("--lfn names exactly one file; use --lfn-prefix for several")
-    prefix = None
-    if opts.lfn_prefix is not None:
-        prefix = "/" + opts.lfn_prefix.strip("/")
-        validate_lfn(prefix)
-    items: list[_Item] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            if not opts.recursive:
-                items.append(
-                    _Item(
-                        path,
-                        None,
-                        InvalidInput(
-                            f"{_display(path)} is a directory "
-                            "(use --recursive to ingest its files)"
-                        ),
-                    )
-                )
-                continue
-            for sub in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
-                rel = sub.relative_to(path).as_posix()
-                items.append(_item_for(sub, rel, prefix, opts, rse))
-        else:
-            items.append(_item_for(path, path.name, prefix, opts, rse))
-    return items
-
-
-def _item_for(
-    path: Path, rel: str, prefix: str | None, opts: IngestOptions, rse: StorageElement
-) -> _Item:
-    try:
-        if opts.lfn is not None:
-            return _Item(path, opts.lfn)
-        if prefix is not None:
-            return _Item(path, validate_lfn(f"{prefix}/{rel}"))
-        in_place = rse.relative_path_of(path) if path.exists() else None
-        if in_place is not None:
-            return _Item(path, validate_lfn("/" + in_place.lstrip("/")))
-        raise InvalidInput(
-            f"{_display(path)}: no LFN: give --lfn or --lfn-prefix, or place the file under "
-            f"the RSE root to register it in place"
-        )
-    except DppsError as exc:
-        return _Item(path, None, exc)
 
 
 def _failed(item: _Item, exc: DppsError, scope: str) -> FileResult:

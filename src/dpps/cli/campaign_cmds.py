@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dpps.cli.common import JsonOpt, command, open_archive, open_local_archive, parse_pairs
+from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs, remote_archive
 from dpps.cli.output import console, emit_json, err_console, human_bytes, table
 from dpps.core.errors import ConfigError, DppsError
+
+if TYPE_CHECKING:
+    from dpps.client.campaigns import RemoteCampaigns
 
 EXIT_PARTIAL = 10
 
@@ -74,13 +76,14 @@ def _configs(config: Path | None, options: list[str]) -> dict[str, dict[str, Any
     return data
 
 
-def _remote(ctx: typer.Context) -> Any | None:
-    """``RemoteCampaigns`` when $DPPS_URL is set, else None (run in this process)."""
-    if not os.environ.get("DPPS_URL"):
+def _remote(ctx: typer.Context) -> RemoteCampaigns | None:
+    """``RemoteCampaigns`` when the command talks to a server, else None (run here)."""
+    remote = remote_archive(ctx)
+    if remote is None:
         return None
     from dpps.client.campaigns import RemoteCampaigns
 
-    return RemoteCampaigns(cast(Any, open_archive(ctx)))  # a RemoteArchive here
+    return RemoteCampaigns(remote)
 
 
 def reprocess(

@@ -5,36 +5,66 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Annotated, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from dpps.bdms.api_types import ArchiveAPI
 from dpps.bdms.archive import Archive
 from dpps.cli.output import err_console
 from dpps.core.errors import DppsError
+from dpps.wms.api_types import WMSAPI
+
+if TYPE_CHECKING:
+    from dpps.client.archive import RemoteArchive
+    from dpps.client.wms import RemoteWMS
+    from dpps.wms.api import WMS
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+ENV_URL = "DPPS_URL"
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def open_archive(ctx: typer.Context) -> Archive:
-    """The archive of the command's workspace, or the server at $DPPS_URL (with $DPPS_TOKEN)
-    when that is set; closed when the command ends.
+def is_remote() -> bool:
+    """Whether commands talk to the server at $DPPS_URL instead of a local workspace."""
+    return bool(os.environ.get(ENV_URL))
 
-    Remotely this is a ``RemoteArchive``: the methods the commands call, over REST, with the
-    same signatures (tests/oms/test_remote_cli.py checks them); any other attribute is a
-    clean "not available over REST" error. Typed as ``Archive`` so commands stay simple.
-    """
-    if os.environ.get("DPPS_URL"):
-        from dpps.client.archive import RemoteArchive  # httpx only when talking to a server
 
-        remote = RemoteArchive.from_env()
-        if ctx is not None:
-            ctx.call_on_close(remote.close)
-        return cast("Archive", remote)
+def remote_archive(ctx: typer.Context | None) -> RemoteArchive | None:
+    """The server at $DPPS_URL (with $DPPS_TOKEN), closed when the command ends, or None when
+    $DPPS_URL is unset: the one place that decides whether a command runs here or there."""
+    if not is_remote():
+        return None
+    from dpps.client.archive import RemoteArchive  # httpx only when talking to a server
+
+    remote = RemoteArchive.from_env()
+    if ctx is not None:
+        ctx.call_on_close(remote.close)
+    return remote
+
+
+def open_archive(ctx: typer.Context) -> ArchiveAPI:
+    """The archive of the command's workspace, or the server at $DPPS_URL: either way an
+    ``ArchiveAPI``, so a command means the same in both places (mypy holds the twins to it)."""
+    remote = remote_archive(ctx)
+    if remote is not None:
+        return remote
     return open_local_archive(ctx)
+
+
+def open_wms(ctx: typer.Context) -> WMSAPI:
+    """The WMS of the command's workspace, or the server's at $DPPS_URL (a ``WMSAPI``)."""
+    remote = remote_archive(ctx)
+    if remote is not None:
+        from dpps.client.wms import RemoteWMS
+
+        return RemoteWMS(remote)
+    from dpps.wms.api import WMS
+
+    return WMS(open_local_archive(ctx))
 
 
 def open_local_archive(ctx: typer.Context) -> Archive:
@@ -44,6 +74,14 @@ def open_local_archive(ctx: typer.Context) -> Archive:
     if ctx is not None:
         ctx.call_on_close(archive.close)
     return archive
+
+
+def _twins(
+    archive: Archive, remote: RemoteArchive, wms: WMS, remote_wms: RemoteWMS
+) -> tuple[ArchiveAPI, ArchiveAPI, WMSAPI, WMSAPI]:
+    """Never called: mypy proves here that each local facade and its REST twin satisfy the
+    one Protocol (a signature that drifts on either side fails the type check)."""
+    return archive, remote, wms, remote_wms
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, str]:

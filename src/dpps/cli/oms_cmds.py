@@ -11,52 +11,23 @@ matrix. Either way the checks are the ones in ``dpps.oms.accounts`` and ``dpps.c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
 import typer
 
 from dpps.bdms.types import to_jsonable
-from dpps.cli.common import JsonOpt, command, open_local_archive
+from dpps.cli.common import JsonOpt, command, is_remote, open_local_archive, remote_archive
 from dpps.cli.output import console, emit_json, err_console, table
+from dpps.core.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, AccountsAPI
 from dpps.core.authz import Role, matrix_rows
 from dpps.core.errors import InvalidInput
-from dpps.oms.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, NewToken, TokenInfo
-
-
-class AccountsAPI(Protocol):
-    """What ``AccountService`` (local) and ``RemoteAccounts`` (REST) both offer."""
-
-    def add_account(
-        self, name: str, roles: list[str], scopes: list[str] = ..., email: str | None = ...
-    ) -> AccountInfo: ...
-    def list_accounts(self) -> list[AccountInfo]: ...
-    def get_account(self, name: str) -> AccountInfo: ...
-    def grant_role(self, name: str, role: str) -> AccountInfo: ...
-    def revoke_role(self, name: str, role: str) -> AccountInfo: ...
-    def grant_scope(self, name: str, scope: str) -> AccountInfo: ...
-    def revoke_scope(self, name: str, scope: str) -> AccountInfo: ...
-    def disable_account(self, name: str) -> AccountInfo: ...
-    def create_token(
-        self, name: str, *, days: float = ..., description: str | None = ...
-    ) -> NewToken: ...
-    def list_tokens(self, name: str | None = ...) -> list[TokenInfo]: ...
-    def revoke_token(self, token_id: int) -> TokenInfo: ...
-
-
-def _remote(ctx: typer.Context) -> Any:
-    from dpps.client.archive import RemoteArchive
-
-    remote = RemoteArchive.from_env()
-    ctx.call_on_close(remote.close)
-    return remote
 
 
 def accounts_api(ctx: typer.Context) -> AccountsAPI:
-    if os.environ.get("DPPS_URL"):
-        remote: AccountsAPI = _remote(ctx).accounts
-        return remote
+    remote = remote_archive(ctx)
+    if remote is not None:
+        return remote.accounts
     from dpps.core.authz import ROOT
     from dpps.oms.accounts import AccountService
 
@@ -192,9 +163,7 @@ def token_list(
     json_: JsonOpt = False,
 ) -> None:
     """List an account's tokens (never their secrets)."""
-    tokens = accounts_api(ctx).list_tokens(
-        name or (None if os.environ.get("DPPS_URL") else "root")
-    )
+    tokens = accounts_api(ctx).list_tokens(name or (None if is_remote() else "root"))
     if json_:
         emit_json(tokens)
         return
@@ -251,8 +220,9 @@ def report(
     fmt = "json" if json_ else fmt
     if fmt not in report_mod.FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(report_mod.FORMATS)}")
-    if os.environ.get("DPPS_URL"):
-        text = _remote(ctx).report(since, until, fmt)
+    remote = remote_archive(ctx)
+    if remote is not None:
+        text = remote.report(since, until, fmt)
         if fmt == "json":
             text = json.dumps(json.loads(text), indent=2) + "\n"
     else:

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dpps.cli.common import JsonOpt, command, open_archive, open_local_archive
+from dpps.cli.common import JsonOpt, command, open_wms
 from dpps.cli.output import console, emit_json, err_console, human_bytes, table
 from dpps.core.errors import EXIT_CODES
 
@@ -35,17 +34,6 @@ ActivityOpt = Annotated[
 WorkflowFlag = Annotated[
     bool, typer.Option("--workflow", "-W", help="ID is a workflow, not a job.")
 ]
-
-
-def _wms(ctx: typer.Context) -> Any:
-    """The WMS of the workspace, or the server at $DPPS_URL (``RemoteWMS``, same methods)."""
-    if os.environ.get("DPPS_URL"):
-        from dpps.client.wms import RemoteWMS
-
-        return RemoteWMS(cast(Any, open_archive(ctx)))  # a RemoteArchive here
-    from dpps.wms.api import WMS
-
-    return WMS(open_local_archive(ctx))
 
 
 @contextmanager
@@ -92,9 +80,9 @@ def submit(
     manager in this process and exits 0 when everything is DONE, 10 when something FAILED or
     was KILLED.
     """
-    from dpps.wms.jobs import SubmitOptions
+    from dpps.wms.types import SubmitOptions
 
-    wms = _wms(ctx)
+    wms = open_wms(ctx)
     opts = SubmitOptions(name, priority, activity, site, executor, max_attempts)
     sub = wms.submit(path, inputs, opts=opts)
     state = None
@@ -141,7 +129,7 @@ def status(
     json_: JsonOpt = False,
 ) -> None:
     """State of a job (history, inputs, outputs, accounting) or of a workflow (steps, jobs)."""
-    wms = _wms(ctx)
+    wms = open_wms(ctx)
     if workflow:
         info = wms.workflow(ident)
         if json_:
@@ -194,7 +182,7 @@ def list_jobs(
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    jobs = _wms(ctx).list_jobs(
+    jobs = open_wms(ctx).list_jobs(
         state=state, workflow_id=workflow, site=site, activity=activity, limit=limit
     )
     if json_:
@@ -209,7 +197,7 @@ def logs(
     json_: JsonOpt = False,
 ) -> None:
     """The output (stdout and stderr) of a job's last attempt."""
-    text = _wms(ctx).logs(ident)
+    text = open_wms(ctx).logs(ident)
     if json_:
         emit_json({"job": ident, "log": text})
     else:
@@ -227,7 +215,7 @@ def kill(
 
     A running tool is stopped when its worker next renews its lease.
     """
-    wms = _wms(ctx)
+    wms = open_wms(ctx)
     killed = wms.kill_workflow(ident, reason) if workflow else (wms.kill(ident, reason) and 1)
     if json_:
         emit_json({"id": ident, "workflow": workflow, "jobs_killed": killed})
@@ -242,7 +230,7 @@ def retry(
     json_: JsonOpt = False,
 ) -> None:
     """Run FAILED or KILLED jobs again (attempts start over); reopens their workflow."""
-    wms = _wms(ctx)
+    wms = open_wms(ctx)
     if workflow:
         n = wms.retry_workflow(ident)
     else:
@@ -266,7 +254,7 @@ def accounting(
 ) -> None:
     """CPU time, wall time, peak memory and bytes read/written of jobs that ran."""
     keys = [k.strip() for k in by.split(",") if k.strip()]
-    rows = _wms(ctx).accounting(keys)
+    rows = open_wms(ctx).accounting(keys)
     if json_:
         emit_json(rows)
         return
@@ -309,8 +297,8 @@ def daemon(
     from dpps.core.errors import NotFound
     from dpps.wms import daemons
 
-    if name not in daemons.REGISTRY:
-        raise NotFound(f"no WMS daemon {name!r} (known: {', '.join(daemons.REGISTRY)})")
+    if name not in daemons.NAMES:
+        raise NotFound(f"no WMS daemon {name!r} (known: {', '.join(daemons.NAMES)})")
     run_named(
         ctx,
         name,
@@ -376,9 +364,9 @@ def tr_add(
 ) -> None:
     """Define a production: files matching the filter (now and later) become tasks."""
     from dpps.wms.builder import read_yaml
-    from dpps.wms.jobs import SubmitOptions
+    from dpps.wms.types import SubmitOptions
 
-    wms = _wms(ctx)
+    wms = open_wms(ctx)
     given = read_yaml(inputs, "inputs") if inputs is not None else {}
     info = wms.add_transformation(
         name,
@@ -397,7 +385,7 @@ def tr_add(
 
 def tr_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List transformations with their file counts."""
-    infos = _wms(ctx).transformations()
+    infos = open_wms(ctx).transformations()
     if json_:
         emit_json(infos)
         return
@@ -424,7 +412,7 @@ def tr_status(
     json_: JsonOpt = False,
 ) -> None:
     """A transformation's files by status, tasks by state, and its problematic files."""
-    _tr_info(_wms(ctx).transformation(name), json_)
+    _tr_info(open_wms(ctx).transformation(name), json_)
 
 
 def tr_retry(
@@ -433,7 +421,7 @@ def tr_retry(
     json_: JsonOpt = False,
 ) -> None:
     """Send a transformation's PROBLEMATIC files through again."""
-    n = _wms(ctx).retry_problematic(name)
+    n = open_wms(ctx).retry_problematic(name)
     emit_json({"retried": n}) if json_ else console.print(f"{n} file(s) will be processed again")
 
 
@@ -441,7 +429,7 @@ def _set_state(state: str) -> Callable[..., None]:
     def fn(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Name.")]) -> None:
         from dpps.wms.states import TransformationState
 
-        _wms(ctx).set_transformation_state(name, TransformationState(state))
+        open_wms(ctx).set_transformation_state(name, TransformationState(state))
         console.print(f"transformation {name} {state}")
 
     fn.__doc__ = (

@@ -18,13 +18,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
 from dpps import __version__
-from dpps.bdms import ingest as ingest_mod
+from dpps.bdms.api_types import AcadaIngestAPI
+from dpps.bdms.planning import count_files, parse_user_meta, plan
+from dpps.bdms.records import IngestOptions, RegisterOutcome, Registration
 from dpps.bdms.types import (
     BulkReport,
     FileDetails,
@@ -40,8 +42,8 @@ from dpps.client.views import (
     ENV_URL,
     RemoteAccounts,
     RemotePreservation,
-    RemoteUnsupported,
     load,
+    unsupported,
 )
 from dpps.core.errors import (
     ConfigError,
@@ -62,9 +64,7 @@ from dpps.core.wire import (
     SIDECAR_HEADER,
     UPLOAD_PATH,
 )
-from dpps.oms.registration import RegisterOutcome, Registration
 from dpps.storage.checksums import MultiHasher, compare
-from dpps.storage.rse import StorageElement
 
 ENV_TOKEN = "DPPS_TOKEN"
 PAGE = 1000
@@ -109,12 +109,12 @@ def _error(response: httpx.Response) -> DppsError:
 class _NoStorage:
     """Stands in for the RSE when planning a remote ingest: nothing is registered in place."""
 
-    def relative_path_of(self, _path: object) -> None:
+    def relative_path_of(self, _path: Path, /) -> None:
         return None
 
 
 class RemoteArchive:
-    """The subset of ``Archive`` the CLI uses, over the REST API of a dpps server."""
+    """``ArchiveAPI`` (``dpps.bdms.api_types``) over the REST API of a dpps server."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 300.0) -> None:
         if not url.startswith(("http://", "https://")):
@@ -212,6 +212,10 @@ class RemoteArchive:
     def rses(self) -> list[RSEInfo]:
         return load(list[RSEInfo], self._json("GET", "/api/v1/rses")["items"])
 
+    def rse_select(self, expression: str) -> list[str]:
+        """RSE expressions are evaluated by the local library only, for now."""
+        return unsupported("rse_select")
+
     # -- metadata ----------------------------------------------------------------------------
     def set_meta(
         self, did: str | DID, pairs: Mapping[str, str], *, reason: str | None = None
@@ -275,13 +279,7 @@ class RemoteArchive:
 
     # -- ingest (upload) ---------------------------------------------------------------------
     def plan_size(self, paths: Sequence[Path], recursive: bool = False) -> int:
-        total = 0
-        for p in paths:
-            if p.is_dir() and recursive:
-                total += sum(1 for q in p.rglob("*") if q.is_file() and not q.is_symlink())
-            else:
-                total += 1
-        return total
+        return count_files(paths, recursive)
 
     def ingest(
         self,
@@ -299,7 +297,7 @@ class RemoteArchive:
     ) -> BulkReport:
         started = dt.datetime.now()
         label_scope = scope or self.default_scope
-        opts = ingest_mod.IngestOptions(
+        opts = IngestOptions(
             rse=rse,
             scope=label_scope,
             lfn=lfn,
@@ -311,13 +309,13 @@ class RemoteArchive:
         )
         # The checks a local ingest makes before touching any file, with the same messages.
         validate_scope(label_scope)
-        ingest_mod.parse_user_meta(meta or {})
+        parse_user_meta(meta or {})
         if dataset:
             parse_did(dataset, label_scope)
         known = sorted(r.name for r in self.rses())
         if rse not in known:
             raise NotFound(f"unknown RSE {rse!r} (known: {', '.join(known)})")
-        items = ingest_mod.plan(paths, opts, cast(StorageElement, _NoStorage()))
+        items = plan(paths, opts, _NoStorage())
         params: dict[str, Any] = {"rse": rse, "new_version": new_version}
         if scope:
             params["scope"] = scope
@@ -494,13 +492,10 @@ class RemoteArchive:
     def replication(self) -> RemoteReplication:
         return RemoteReplication(self)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise RemoteUnsupported(
-            f"'{name}' is not available over REST yet: unset {ENV_URL} and run the command "
-            "on the server"
-        )
+    @property
+    def acada(self) -> AcadaIngestAPI:
+        """Registering in place in an on-site landing area is the server's own business."""
+        return unsupported("acada")
 
     def report(self, since: str, until: str | None, fmt: str, min_copies: int = 2) -> str:
         params: dict[str, Any] = {"since": since, "format": fmt, "min_copies": min_copies}

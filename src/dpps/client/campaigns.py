@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from dpps.client.views import NO_READ_TIMEOUT, Transport, load
 from dpps.core.errors import error_from_text
-from dpps.pipelines.campaign.spec import CampaignSpec
 from dpps.wms.states import FINAL_CAMPAIGN_STATES, CampaignState
 from dpps.wms.types import CampaignInfo
 
 PATH = "/api/v1/campaigns"
 POLL_S = 1.0
+
+
+class CampaignDocument(Protocol):
+    """A campaign as it is sent: ``dpps.pipelines.campaign.CampaignSpec`` (the client does not
+    import the pipelines: the server validates the mapping with the same class)."""
+
+    def to_mapping(self) -> dict[str, Any]: ...
 
 
 class RemoteCampaigns:
@@ -29,14 +35,14 @@ class RemoteCampaigns:
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
 
-    def plan(self, spec: CampaignSpec) -> dict[str, Any]:
+    def plan(self, spec: CampaignDocument) -> dict[str, Any]:
         """The dry run's report (the server reads the whole selection: no read timeout)."""
         data: dict[str, Any] = self.remote._json(
             "POST", f"{PATH}/plan", json=spec.to_mapping(), timeout=NO_READ_TIMEOUT
         )
         return data
 
-    def submit(self, spec: CampaignSpec) -> CampaignInfo:
+    def submit(self, spec: CampaignDocument) -> CampaignInfo:
         return load(CampaignInfo, self.remote._json("POST", PATH, json=spec.to_mapping()))
 
     def get(self, name: str) -> CampaignInfo:

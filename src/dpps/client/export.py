@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from dpps.bdms.export.bag import ExportReport
+from dpps.bdms.records import ExportReport
 from dpps.core.errors import Conflict, InvalidInput
 
 

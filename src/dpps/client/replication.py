@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpps.bdms.replication.api import rule_state, transfer_state
-from dpps.bdms.replication.interventions import RuleChange
+from dpps.bdms.records import RuleChange
 from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
-from dpps.client.views import Transport, load, paged, unsupported
+from dpps.client.views import Transport, load, paged
 from dpps.core.identifiers import DID
+from dpps.core.states import RuleState, TransferState, parse_state
 
 RULES = "/api/v1/rules"
 TRANSFERS = "/api/v1/transfers"
@@ -54,7 +54,7 @@ def rule_info(out: dict[str, Any]) -> RuleInfo:
 
 
 class RemoteReplication:
-    """``Replication``'s rule and transfer methods over REST (the server checks the rights)."""
+    """``ReplicationAPI``: rules and transfers over REST (the server checks the rights)."""
 
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
@@ -64,7 +64,7 @@ class RemoteReplication:
     ) -> list[RuleInfo]:
         params: dict[str, Any] = {"order": "oldest"}
         if state is not None:
-            params["state"] = rule_state(state).value  # the library's check and message
+            params["state"] = parse_state(RuleState, state, "rule").value  # the library's check
         if did is not None:
             params["did"] = str(did)
         return [rule_info(i) for i in paged(self.remote, RULES, params, limit, PAGE)]
@@ -100,7 +100,7 @@ class RemoteReplication:
         """Newest change first, as the library orders them."""
         params: dict[str, Any] = {"order": "updated", "errors": errors_only}
         if state is not None:
-            params["state"] = transfer_state(state).value  # the library's check and message
+            params["state"] = parse_state(TransferState, state, "transfer").value
         for key, value in (("rule_id", rule_id), ("rse", rse)):
             if value is not None:
                 params[key] = value
@@ -114,6 +114,3 @@ class RemoteReplication:
         """What the rule was; the server records the deletion under the token's account."""
         data = self.remote._json("DELETE", f"{RULES}/{int(rule_id)}", params={"reason": reason})
         return rule_info(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return unsupported(f"replication.{name}")

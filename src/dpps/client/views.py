@@ -1,28 +1,30 @@
 """Remote views of the sub-APIs the CLI uses besides the archive's own methods: accounts
-(``AccountService`` over REST) and the part of ``Archive.preservation`` the server offers
-(health, deletion, staging, audits).
+(``AccountsAPI`` over REST) and ``Archive.preservation`` (``PreservationAPI``: health,
+deletion, staging, audits, export).
 
-Kept apart from ``client.py`` so each module keeps to one job; both import no server code.
+Kept apart from ``archive.py`` so each module keeps to one job; both import record types only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
-from dpps.bdms.export.bag import ExportReport
-from dpps.bdms.preservation.auditor import AuditReport
-from dpps.bdms.preservation.deletion import DeletionReport
-from dpps.bdms.preservation.health import HealthReport
-from dpps.bdms.staging.stager import StageInfo
+from dpps.bdms.records import (
+    AuditReport,
+    DeletionReport,
+    ExportReport,
+    HealthReport,
+    StageInfo,
+)
+from dpps.core.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, NewToken, TokenInfo
 from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID
-from dpps.oms.accounts import AccountInfo, NewToken, TokenInfo
 
 ENV_URL = "DPPS_URL"
 STAGE = "/api/v1/stage-requests"
@@ -64,11 +66,9 @@ class RemoteUnsupported(InvalidInput, AttributeError):
     """A command asked the remote archive for something only a local archive offers."""
 
 
-def unsupported(what: str) -> Any:
-    """What a remote view's ``__getattr__`` does for ``what`` (e.g. ``'replication.x'``):
-    private names stay plain AttributeErrors; anything else is a clear "run it on the server"."""
-    if what.rpartition(".")[2].startswith("_"):
-        raise AttributeError(what)
+def unsupported(what: str) -> NoReturn:
+    """What a remote twin does in a method of the shared Protocol the server does not offer
+    (``what``, e.g. ``'acada'``): a clear "run it on the server" (exit code 3)."""
     raise RemoteUnsupported(
         f"'{what}' is not available over REST yet: unset {ENV_URL} and run the command on "
         "the server"
@@ -76,8 +76,8 @@ def unsupported(what: str) -> Any:
 
 
 class RemotePreservation:
-    """The part of ``Archive.preservation`` the server offers: the health check, deletion,
-    tape staging and audits by hand (same records as the library; the server checks roles)."""
+    """``PreservationAPI`` over REST: the health check, deletion, tape staging, audits and
+    export by hand (same records as the library; the server checks roles)."""
 
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
@@ -176,9 +176,6 @@ class RemotePreservation:
             errors=[e for p in parts for e in p.errors],
         )
 
-    def __getattr__(self, name: str) -> Any:
-        return unsupported(f"preservation.{name}")
-
 
 class RemoteAccounts:
     """``AccountService``'s methods over REST (the server checks the role matrix)."""
@@ -218,7 +215,7 @@ class RemoteAccounts:
         return self._account("POST", f"/api/v1/accounts/{quote(name)}/disable")
 
     def create_token(
-        self, name: str, *, days: float = 30, description: str | None = None
+        self, name: str, *, days: float = DEFAULT_TOKEN_DAYS, description: str | None = None
     ) -> NewToken:
         body = {"expires_days": days, "description": description}
         data = self.remote._json("POST", f"/api/v1/accounts/{quote(name)}/tokens", json=body)

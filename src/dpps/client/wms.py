@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dpps.client.views import ENV_URL, RemoteUnsupported, Transport, load, paged
+from dpps.client.views import Transport, load, paged
 from dpps.core.errors import InvalidInput, Unavailable
 from dpps.wms.builder import read_yaml, single_tool_workflow
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import Tool, WorkflowSpec
 from dpps.wms.states import FINAL_JOB_STATES, FINAL_WORKFLOW_STATES, TransformationState
 from dpps.wms.types import (
     AccountingRow,
     JobInfo,
+    SubmitOptions,
     Submitted,
     TransformationInfo,
     WorkflowInfo,
@@ -51,7 +51,7 @@ def _spec(template: WorkflowSpec | Tool | Path) -> dict[str, Any]:
 
 
 class RemoteWMS:
-    """The subset of ``WMS`` the CLI uses, spoken to a dpps server."""
+    """``WMSAPI`` (``dpps.wms.api_types``) spoken to a dpps server."""
 
     def __init__(self, remote: Transport) -> None:
         self.remote = remote
@@ -212,11 +212,3 @@ class RemoteWMS:
     def retry_problematic(self, name: str) -> int:
         path = f"/api/v1/transformations/{quote(name, safe='')}/retry"
         return int(self.remote._json("POST", path)["count"])
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise RemoteUnsupported(
-            f"'wms {name}' is not available over REST yet: unset {ENV_URL} and run the "
-            "command on the server"
-        )

@@ -65,3 +65,15 @@ class TransferState(StrEnum):
     DONE = "DONE"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+def parse_state[E: StrEnum](kind: type[E], text: str, what: str) -> E:
+    """A state given by a user (any case), or a clear error naming the known ones: the one
+    check the library, the REST API and the remote client make (``what``: "rule", ...)."""
+    from dpps.core.errors import InvalidInput
+
+    try:
+        return kind(text.upper())
+    except ValueError:
+        known = ", ".join(s.value for s in kind)
+        raise InvalidInput(f"unknown {what} state {text!r} (use {known})") from None

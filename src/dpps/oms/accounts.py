@@ -18,7 +18,6 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AccountRow, TokenRow
+from dpps.core.accounts import DEFAULT_TOKEN_DAYS as DEFAULT_TOKEN_DAYS
+from dpps.core.accounts import AccountInfo as AccountInfo
+from dpps.core.accounts import NewToken as NewToken
+from dpps.core.accounts import TokenInfo as TokenInfo
 from dpps.core.authz import (
     ROOT,
     Action,
@@ -41,41 +44,9 @@ from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
 TOKEN_PREFIX = "dpps_"
-DEFAULT_TOKEN_DAYS = 30
 MAX_TOKEN_DAYS = 3650
 
 #: The local catalog owner: whoever can open the catalog database acts as this account.
-
-
-@dataclass(frozen=True, slots=True)
-class AccountInfo:
-    name: str
-    roles: list[str]
-    scopes: list[str]
-    email: str | None
-    created_at: dt.datetime
-    disabled_at: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    id: int
-    account: str
-    description: str | None
-    created_at: dt.datetime
-    expires_at: dt.datetime
-    revoked_at: dt.datetime | None
-    last_used_at: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewToken:
-    """A token just created: the only time its secret is ever shown."""
-
-    id: int
-    account: str
-    token: str
-    expires_at: dt.datetime
 
 
 def hash_token(token: str) -> str:

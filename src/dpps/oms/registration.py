@@ -10,11 +10,12 @@ that is the point of bulk registration (the auditor verifies copies later).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, validate_meta_key
+from dpps.bdms.records import RegisterOutcome as RegisterOutcome
+from dpps.bdms.records import Registration as Registration
 from dpps.catalog import dids as did_repo
 from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
@@ -22,29 +23,6 @@ from dpps.core.errors import DppsError, InvalidInput
 from dpps.core.identifiers import parse_did, validate_lfn, validate_scope
 from dpps.core.states import DIDType
 from dpps.storage.rse import StorageElement
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """One file to register (the library's view of the API's request item)."""
-
-    name: str
-    bytes: int
-    adler32: str
-    rse: str
-    scope: str | None = None
-    blake3: str | None = None
-    path: str | None = None
-    meta: Mapping[str, Any] | None = None
-    new_version: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterOutcome:
-    did: str
-    status: str
-    version: int | None
-    message: str = ""
 
 
 def _split_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

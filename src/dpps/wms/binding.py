@@ -21,9 +21,7 @@ from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID, parse_did
 from dpps.core.states import DIDType
 from dpps.wms.expressions import file_object
-from dpps.wms.spec import InputPort, base_type
-
-LFN_SCHEME = "lfn:"
+from dpps.wms.spec import LFN_SCHEME, InputPort, base_type
 
 
 def parse_location(value: Any, default_scope: str, where: str) -> DID:

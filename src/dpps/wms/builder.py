@@ -27,8 +27,7 @@ import yaml
 from pydantic import Field
 
 from dpps.core.errors import InvalidInput, NotFound
-from dpps.wms.binding import LFN_SCHEME
-from dpps.wms.spec import InputPort, OutputPort, Tool, WorkflowSpec, _Model, validated
+from dpps.wms.spec import LFN_SCHEME, InputPort, OutputPort, Tool, WorkflowSpec, _Model, validated
 
 Output = OutputPort
 

@@ -24,26 +24,11 @@ from dpps.core.config import Config
 from dpps.core.errors import InvalidInput
 from dpps.wms.spec import Tool, command_line, iter_files
 from dpps.wms.states import JobState
+from dpps.wms.types import SubmitOptions as SubmitOptions
 
 _JOBS: Table = JobRow.__table__  # type: ignore[assignment]
 _EVENTS: Table = JobEventRow.__table__  # type: ignore[assignment]
 _FILES: Table = JobFileRow.__table__  # type: ignore[assignment]
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitOptions:
-    """How to run what is submitted: name, priority, activity, site, executor, attempts."""
-
-    name: str | None = None
-    priority: int = 3
-    activity: str = "default"
-    site: str | None = None
-    executor: str | None = None
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.priority <= 10:
-            raise InvalidInput(f"priority must be 0..10, not {self.priority}")
 
 
 @dataclass(slots=True)

@@ -19,6 +19,8 @@ from dpps.wms.expressions import check_template, escape
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 SCALAR_TYPES = ("string", "int", "float", "boolean")
+#: How a job's inputs name an archived file: ``lfn:scope:/name`` (bound by ``wms.binding``).
+LFN_SCHEME = "lfn:"
 _PY_TOOL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

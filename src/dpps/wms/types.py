@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpps.core.errors import InvalidInput
+
 
 @dataclass(frozen=True, slots=True)
 class JobEventInfo:
@@ -47,8 +49,6 @@ class JobInfo:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     events: list[JobEventInfo] = field(default_factory=list)
-    #: Who submitted it (the dashboard shows it; a record from an older server has none).
-    account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +66,6 @@ class WorkflowInfo:
     created_at: dt.datetime
     finished_at: dt.datetime | None
     jobs: list[JobInfo] = field(default_factory=list)
-    #: Who submitted it (the dashboard shows it; a record from an older server has none).
-    account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +138,19 @@ class CampaignInfo:
     updated_at: dt.datetime
     error: str | None = None
     report: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """How to run what is submitted: name, priority, activity, site, executor, attempts."""
+
+    name: str | None = None
+    priority: int = 3
+    activity: str = "default"
+    site: str | None = None
+    executor: str | None = None
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.priority <= 10:
+            raise InvalidInput(f"priority must be 0..10, not {self.priority}")

@@ -20,7 +20,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import retrieve
+from dpps.bdms.records import ExportReport as ExportReport
 from dpps.bdms.types import FileResult, to_jsonable
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
@@ -55,15 +55,6 @@ from dpps.storage.rse import StorageElement
 BAG_ALGORITHMS = ("sha256", "sha512")
 #: Event actions that tell where a file came from.
 PROVENANCE_ACTIONS = ("file.register", "meta.set", "meta.refresh", "dataset.create")
-
-
-@dataclass(frozen=True, slots=True)
-class ExportReport:
-    did: str
-    dest: str
-    files: int
-    bytes: int
-    seconds: float
 
 
 def _label(row: DIDRow) -> str:

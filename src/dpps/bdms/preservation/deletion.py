@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, delete, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.records import DeletionReport as DeletionReport
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events, replication
 from dpps.catalog.engine import transaction
@@ -43,20 +43,6 @@ from dpps.storage.rse import StorageElement
 log = logging.getLogger("dpps.deletion")
 
 _CHUNK = 500
-
-
-@dataclass(frozen=True, slots=True)
-class DeletionReport:
-    """What ``dpps delete`` did: ``pending`` replicas wait for their store to come back."""
-
-    did: str
-    reason: str
-    files: int
-    rules_removed: int
-    replicas_deleted: int
-    replicas_pending: int
-    kept: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:

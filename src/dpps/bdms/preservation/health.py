@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from dpps.bdms.daemons import REGISTRY
+from dpps.bdms.records import DaemonHealth as DaemonHealth
+from dpps.bdms.records import HealthReport as HealthReport
+from dpps.bdms.records import RuleProblem as RuleProblem
+from dpps.bdms.records import Shortfall as Shortfall
 from dpps.bdms.replication import rse_expression
 from dpps.catalog.models import (
     DIDRow,
@@ -37,52 +40,6 @@ from dpps.core.states import DIDType, ReplicaState, RuleState
 STALE_AFTER_S = 120.0
 #: Items listed per problem (the counts are always complete).
 SHOW = 20
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonHealth:
-    name: str
-    instances: int
-    last_seen: dt.datetime | None
-    stale: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RuleProblem:
-    rule_id: int
-    did: str
-    state: str
-    error: str | None
-    since: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Shortfall:
-    did: str
-    rule_id: int
-    wanted: int
-    good: int
-
-
-@dataclass(frozen=True, slots=True)
-class HealthReport:
-    checked_at: dt.datetime
-    daemons: list[DaemonHealth]
-    stuck_rules: list[RuleProblem]
-    under_replicated: int
-    under_replicated_files: list[Shortfall]
-    lost: int
-    lost_files: list[str]
-    lost_events: int
-    bad_replicas: int
-    being_deleted: int
-    stage_queued: int
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No lost file, no stuck rule and no stale daemon."""
-        return not (self.lost or self.stuck_rules or any(d.stale for d in self.daemons))
 
 
 def _label(scope: str, name: str) -> str:

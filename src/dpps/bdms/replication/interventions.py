@@ -11,11 +11,11 @@ transactions.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dpps.bdms.records import RuleChange as RuleChange
 from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
 from dpps.catalog.models import RuleRow, TransferRow
@@ -23,17 +23,6 @@ from dpps.catalog.replication import lock_rules
 from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.states import RuleState, TransferState
-
-
-@dataclass(frozen=True, slots=True)
-class RuleChange:
-    """What to change on a rule; None leaves a field as it is."""
-
-    priority: int | None = None
-    lifetime: dt.timedelta | None = None  # from now
-    clear_lifetime: bool = False  # the rule never expires
-    suspended: bool | None = None  # True: SUSPENDED, False: resume
-    comment: str | None = None
 
 
 def update_rule(session: Session, rule_id: int, change: RuleChange, *, account: str) -> RuleRow:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpps.bdms.states import replicas as replica_states
-from dpps.catalog import events, leases
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms.records import StageInfo as StageInfo
+from dpps.bdms.records import StageState as StageState
+from dpps.catalog import events, leases, replication
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import (
     DIDRow,
@@ -38,8 +40,6 @@ from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.core.errors import Conflict, DppsError, IntegrityFailure, NotFound, Unavailable
 from dpps.core.states import ReplicaState, RSEKind
 from dpps.storage.rse import StorageElement
-from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from dpps.bdms.archive import Archive
@@ -48,30 +48,6 @@ log = logging.getLogger("dpps.stager")
 
 DAEMON = "stager"
 BUFFER_NAME = "staging-buffer"
-
-
-class StageState(StrEnum):
-    QUEUED = "QUEUED"
-    READY = "READY"
-    EXPIRED = "EXPIRED"
-    FAILED = "FAILED"
-
-
-@dataclass(frozen=True, slots=True)
-class StageInfo:
-    """One stage request as users see it."""
-
-    id: int
-    did: str
-    rse: str
-    state: str
-    requested_at: dt.datetime
-    ready_at: dt.datetime | None
-    expires_at: dt.datetime | None
-    buffer_path: str | None
-    error: str | None
-    #: Seconds until the copy should be ready (0 when READY, None when it never will be).
-    eta_seconds: float | None
 
 
 def buffer_storage(config: Config) -> StorageElement:
@@ -374,19 +350,25 @@ def _finish(
             req.expires_at = now + dt.timedelta(seconds=config.staging.buffer_lifetime_s)
             details["buffer_path"] = buffer_path
         if bad_replica is not None:
-            replica_states.declare_bad(
-                session,
-                [
-                    replica_states.Damaged(
-                        req.did_id,
-                        req.rse_id,
-                        f"staging found the tape replica {bad_replica}: {error}",
-                    )
-                ],
-                account=ctx.name,
-                lost_reason="no AVAILABLE replica left after staging found the tape copy damaged",
-                now=now,
+            changed = session.execute(
+                update(ReplicaRow)
+                .where(
+                    ReplicaRow.did_id == req.did_id,
+                    ReplicaRow.rse_id == req.rse_id,
+                    ReplicaRow.state == ReplicaState.AVAILABLE.value,
+                )
+                .values(state=ReplicaState.BAD.value, updated_at=now)
             )
+            if getattr(changed, "rowcount", 0):
+                replication.bump_rules(session, [req.did_id])
+                events.record(
+                    session,
+                    account=ctx.name,
+                    action="replica.bad",
+                    did_id=req.did_id,
+                    rse_id=req.rse_id,
+                    reason=f"staging found the tape replica {bad_replica}: {error}",
+                )
         events.record(
             session,
             account=ctx.name,
