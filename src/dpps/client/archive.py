@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 
-from dpps import __version__
 from dpps.bdms.api_types import AcadaIngestAPI
 from dpps.bdms.planning import count_files, parse_user_meta, plan
 from dpps.bdms.records import IngestOptions, RegisterOutcome, Registration
@@ -57,6 +56,7 @@ from dpps.core.errors import (
     error_for,
 )
 from dpps.core.identifiers import DID, parse_did, validate_scope
+from dpps.core.version import __version__
 from dpps.core.wire import (
     CONTENT_PATH,
     PLACEHOLDER,

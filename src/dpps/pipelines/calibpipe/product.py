@@ -22,8 +22,8 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from dpps import __version__
 from dpps.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
+from dpps.core.version import __version__
 from dpps.pipelines.calibpipe.camera import CameraCalibration
 
 DATA_TYPE = "camera calibration"

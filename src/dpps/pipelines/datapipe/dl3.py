@@ -31,8 +31,8 @@ from astropy.time import Time
 from astropy.utils import iers
 from pydantic import Field
 
-from dpps import __version__
 from dpps.core.errors import InvalidInput
+from dpps.core.version import __version__
 from dpps.pipelines.datapipe import gadf
 from dpps.pipelines.datapipe.dl2_contract import header_value, read_many, stack
 from dpps.pipelines.datapipe.irf import GH_CUTS_EXTNAME, Cuts, cuts_from_hdu, gamma_like

@@ -14,8 +14,8 @@ import numpy as np
 from pydantic import Field, model_validator
 from pyirf.spectral import CRAB_HEGRA, IRFDOC_PROTON_SPECTRUM
 
-from dpps import __version__
 from dpps.core.errors import InvalidInput
+from dpps.core.version import __version__
 from dpps.pipelines.datapipe import gadf, irf
 from dpps.pipelines.datapipe.dl2_contract import DL2File, header_value, read_many, stack
 from dpps.pipelines.tool import Tool, ToolConfig, register_tool

@@ -19,8 +19,8 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from dpps import __version__
 from dpps.core.errors import Conflict
+from dpps.core.version import __version__
 from dpps.pipelines.qualpipe.criteria import CheckResult
 from dpps.pipelines.qualpipe.metrics import METRICS, MetricValue
 
