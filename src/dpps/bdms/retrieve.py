@@ -13,52 +13,21 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.availability import estimate_seconds as estimate_seconds
+from dpps.bdms.availability import ranked as ranked
+from dpps.bdms.availability import replica_info as replica_info
 from dpps.bdms.staging import client as nearline
-from dpps.bdms.types import BulkReport, FileResult, Location, ReplicaInfo
+from dpps.bdms.types import BulkReport, FileResult, Location
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.catalog.models import DIDRow
 from dpps.catalog.replicas import replicas_of
 from dpps.core.config import Config
 from dpps.core.errors import Conflict, DppsError, IntegrityFailure, InvalidInput, Unavailable
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, ReplicaState, RSEKind
 from dpps.storage.rse import StorageElement
-
-
-def estimate_seconds(config: Config, rse: RSERow, size: int) -> float:
-    """Expected time to have the file locally, from the RSE's configured figures."""
-    cfg = config.rses.get(rse.name)
-    if cfg is None:
-        return float("inf")
-    seconds = cfg.latency_ms / 1000.0 + size / (cfg.bandwidth_mb_s * 1e6)
-    if cfg.kind == RSEKind.TAPE:
-        seconds += cfg.staging_delay_s
-    return seconds
-
-
-def replica_info(config: Config, rep: ReplicaRow, rse: RSERow) -> ReplicaInfo:
-    return ReplicaInfo(
-        rse=rse.name,
-        site=rse.site,
-        kind=rse.kind,
-        state=rep.state,
-        path=rep.path,
-        bytes=rep.bytes,
-        last_verified_at=rep.last_verified_at,
-        estimated_seconds=round(estimate_seconds(config, rse, rep.bytes), 6),
-    )
-
-
-def ranked(config: Config, pairs: Sequence[tuple[ReplicaRow, RSERow]]) -> list[ReplicaInfo]:
-    """Readable replicas, best first: disk before tape, then by estimated time."""
-    usable = [
-        replica_info(config, rep, rse)
-        for rep, rse in pairs
-        if rep.state == ReplicaState.AVAILABLE and rse.available and rse.name in config.rses
-    ]
-    return sorted(usable, key=lambda r: (r.kind == RSEKind.TAPE.value, r.estimated_seconds, r.rse))
 
 
 def did_label(row: DIDRow) -> str:

@@ -303,3 +303,44 @@ class EventRecord:
     reason: str | None
     details: dict[str, Any]
 
+
+# -- archive files as other subsystems refer to them (``dpps.bdms.resolve``) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """An archive file as a job refers to it: its catalog id and its identity.
+
+    What the WMS binds a job's File input to and hands from step to step: enough to name the
+    file (``label``) and to find it again by id, nothing that can go stale but its size.
+    """
+
+    id: int
+    scope: str
+    name: str
+    version: int
+    is_latest: bool
+    bytes: int | None
+
+    @property
+    def label(self) -> str:
+        """``scope:name``, with ``@vN`` when this is not the latest version."""
+        return f"{self.scope}:{self.name}" + ("" if self.is_latest else f"@v{self.version}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileMatch:
+    """A file a filter selected, with the values of the fields the caller asked for (in the
+    order asked; a ``meta.KEY`` field is None when the file has no such key)."""
+
+    id: int
+    values: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSite:
+    """Where a readable replica is: its RSE, the RSE's site and kind (disk or tape)."""
+
+    rse: str
+    site: str
+    kind: str

@@ -15,11 +15,10 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
-from dpps.catalog import dids as did_repo
-from dpps.catalog.models import DIDRow
+from dpps.bdms import resolve
+from dpps.bdms.types import FileRef
 from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID, parse_did
-from dpps.core.states import DIDType
 from dpps.wms.expressions import file_object
 from dpps.wms.spec import LFN_SCHEME, InputPort, base_type
 
@@ -34,15 +33,11 @@ def parse_location(value: Any, default_scope: str, where: str) -> DID:
     return parse_did(location[len(LFN_SCHEME) :], default_scope)
 
 
-def label(row: DIDRow) -> str:
-    return f"{row.scope}:{row.name}" + ("" if row.is_latest else f"@v{row.version}")
-
-
-def file_value(row: DIDRow) -> dict[str, Any]:
+def file_value(ref: FileRef) -> dict[str, Any]:
     """The File object of an archive file, with what the WMS needs to find it again."""
-    obj = file_object(f"{LFN_SCHEME}{label(row)}", PurePosixPath(row.name).name, row.bytes)
-    obj["did"] = label(row)
-    obj["did_id"] = row.id
+    obj = file_object(f"{LFN_SCHEME}{ref.label}", PurePosixPath(ref.name).name, ref.bytes)
+    obj["did"] = ref.label
+    obj["did_id"] = ref.id
     return obj
 
 
@@ -50,7 +45,7 @@ def _file(session: Session, value: Any, default_scope: str, where: str) -> dict[
     if isinstance(value, Mapping) and value.get("class") == "File" and value.get("did_id"):
         return dict(value)  # already bound (a step output handed to the next step)
     did = parse_location(value, default_scope, where)
-    return file_value(did_repo.get_did(session, did, DIDType.FILE))
+    return file_value(resolve.file_ref(session, did))
 
 
 def _scalar(core: str, value: Any, where: str) -> Any:

@@ -3,14 +3,13 @@
 The observatory's rule is to move jobs to the data: a job runs at the site it asks for, else at
 the site holding most of its input bytes on AVAILABLE disk replicas, and only on workers of
 that site. A job whose input has no AVAILABLE replica, or only one on tape, WAITs with the
-reason; for an input only on tape the manager asks the stager (``dpps.bdms.staging.stager``) for a
-recall, and the job runs once the copy is READY in the staging buffer, from which the worker
-reads it.
+reason; for an input only on tape the manager asks the archive for a recall
+(``dpps.bdms.availability.request_staging``), and the job runs once the copy is READY in the
+staging buffer, from which the worker reads it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dpps.bdms.staging.stager import StageState
-from dpps.bdms.staging.stager import request_stage as stage_request
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, StageRequestRow
+from dpps.bdms import availability
+from dpps.bdms.types import ReplicaSite
 from dpps.catalog.models_wms import JobFileRow
-from dpps.core.clock import utcnow
 from dpps.core.config import Config
-from dpps.core.states import ReplicaState, RSEKind
+from dpps.core.states import RSEKind
 
 
 @dataclass(slots=True)
@@ -41,45 +38,30 @@ class InputCheck:
 def check_inputs(
     session: Session, config: Config, job_ids: Sequence[int]
 ) -> dict[int, InputCheck]:
-    """One query for a batch of jobs: their input files' replicas and the RSEs they are on."""
+    """One query for a batch of jobs: their input files' readable replicas (the archive's one
+    definition, ``bdms.availability``) and the sites and kinds of the RSEs they are on."""
     checks = {job_id: InputCheck() for job_id in job_ids}
     if not job_ids:
         return checks
-    stmt = (
-        select(
-            JobFileRow.job_id,
-            DIDRow.id,
-            DIDRow.scope,
-            DIDRow.name,
-            DIDRow.bytes,
-            ReplicaRow.state,
-            RSERow.name,
-            RSERow.site,
-            RSERow.kind,
-            RSERow.available,
-        )
-        .join(DIDRow, DIDRow.id == JobFileRow.did_id)
-        .outerjoin(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
-        .outerjoin(RSERow, RSERow.id == ReplicaRow.rse_id)
-        .where(JobFileRow.job_id.in_(job_ids), JobFileRow.role == "input")
+    inputs = select(JobFileRow.job_id).where(
+        JobFileRow.job_id.in_(job_ids), JobFileRow.role == "input"
     )
-    files: dict[tuple[int, int], list[tuple[str | None, ...]]] = defaultdict(list)
+    files: dict[tuple[int, int], list[ReplicaSite | None]] = defaultdict(list)
     labels: dict[int, tuple[str, int]] = {}
-    for job_id, did_id, scope, name, size, state, rse, site, kind, available in session.execute(
-        stmt
+    for row, ref, where in availability.with_readable_replicas(
+        session, config, inputs, JobFileRow.did_id
     ):
-        labels[did_id] = (f"{scope}:{name}", int(size or 0))
-        usable = state == ReplicaState.AVAILABLE.value and bool(available) and rse in config.rses
-        files[(job_id, did_id)].append((rse, site, kind) if usable else (None, None, None))
-    staged = _staged(session, list(labels))
+        labels[ref.id] = (f"{ref.scope}:{ref.name}", int(ref.bytes or 0))
+        files[(row[0], ref.id)].append(where)
+    staged = availability.staged(session, list(labels))
     for (job_id, did_id), replicas in files.items():
         check = checks[job_id]
         label, size = labels[did_id]
-        disk_sites = {s for r, s, k in replicas if r is not None and k == RSEKind.DISK.value}
-        tape = sorted(str(r) for r, _s, k in replicas if r is not None and k == RSEKind.TAPE.value)
+        disk_sites = {r.site for r in replicas if r is not None and r.kind == RSEKind.DISK.value}
+        tape = sorted(r.rse for r in replicas if r is not None and r.kind == RSEKind.TAPE.value)
         if disk_sites:
-            for where in disk_sites:
-                check.site_bytes[str(where)] = check.site_bytes.get(str(where), 0) + size
+            for site in disk_sites:
+                check.site_bytes[site] = check.site_bytes.get(site, 0) + size
         elif tape and did_id in staged:
             continue  # read from the staging buffer (the worker's retrieval finds it READY)
         elif tape:
@@ -93,28 +75,9 @@ def check_inputs(
     return checks
 
 
-def _staged(session: Session, did_ids: Sequence[int]) -> set[int]:
-    """Files with a READY copy in the staging buffer that is not about to expire."""
-    if not did_ids:
-        return set()
-    soon = utcnow() + dt.timedelta(seconds=60)
-    return set(
-        session.scalars(
-            select(StageRequestRow.did_id).where(
-                StageRequestRow.did_id.in_(did_ids),
-                StageRequestRow.state == StageState.READY.value,
-                StageRequestRow.expires_at > soon,
-            )
-        )
-    )
-
-
 def request_staging(session: Session, config: Config, check: InputCheck, account: str) -> None:
     """Ask the stager for every tape-only input (joins an open request: asking twice is free)."""
-    for did_id in check.stage:
-        row = session.get(DIDRow, did_id)
-        if row is not None:
-            stage_request(session, config, row, account=account)
+    availability.request_staging(session, config, check.stage, account=account)
 
 
 def choose_site(

@@ -13,8 +13,8 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms import resolve
 from dpps.bdms.types import FileRef, Page, PageRequest
-from dpps.catalog.models import DIDRow
 from dpps.catalog.models_wms import (
     JobEventRow,
     JobFileRow,
@@ -27,7 +27,6 @@ from dpps.core.config import Config
 from dpps.core.errors import InvalidInput, NotFound
 from dpps.core.identifiers import DID
 from dpps.wms import listings, transformations
-from dpps.wms.binding import label
 from dpps.wms.listings import JobFilter, WorkflowFilter, WorkflowRecord
 from dpps.wms.states import FileStatus, JobState
 from dpps.wms.types import (
@@ -119,13 +118,14 @@ class Reports:
         with self.sessions() as s:
             row = self._job_row(s, job_id)
             files: dict[str, list[str]] = defaultdict(list)
-            for role, did in s.execute(
-                select(JobFileRow.role, DIDRow)
-                .join(DIDRow, DIDRow.id == JobFileRow.did_id)
+            for (role,), ref in resolve.with_files(
+                s,
+                select(JobFileRow.role)
                 .where(JobFileRow.job_id == job_id)
-                .order_by(JobFileRow.port, JobFileRow.position)
+                .order_by(JobFileRow.port, JobFileRow.position),
+                JobFileRow.did_id,
             ):
-                files[role].append(label(did))
+                files[role].append(ref.label)
             evs = [
                 JobEventInfo(e.ts, e.state, e.attempt, e.account, e.reason, dict(e.details))
                 for e in s.scalars(
@@ -301,16 +301,14 @@ def _transformation_info(s: Session, t: TransformationRow, *, details: bool) -> 
     }
     problematic = []
     if details:
-        for tf, did in s.execute(
-            select(TransformationFileRow, DIDRow)
-            .join(DIDRow, DIDRow.id == TransformationFileRow.did_id)
-            .where(
-                TransformationFileRow.transformation_id == t.id,
-                TransformationFileRow.status == FileStatus.PROBLEMATIC.value,
-            )
-            .order_by(DIDRow.name)
+        stmt = select(TransformationFileRow.reason).where(
+            TransformationFileRow.transformation_id == t.id,
+            TransformationFileRow.status == FileStatus.PROBLEMATIC.value,
+        )
+        for (reason,), ref in resolve.with_files(
+            s, stmt, TransformationFileRow.did_id, order_by_name=True
         ):
-            problematic.append(ProblematicFile(label(did), tf.reason))
+            problematic.append(ProblematicFile(ref.label, reason))
     return TransformationInfo(
         id=t.id,
         name=t.name,

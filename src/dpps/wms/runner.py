@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy import Engine, case, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import retrieve
+from dpps.bdms import availability
+from dpps.bdms.archive import Archive
 from dpps.catalog.engine import make_engine, make_sessionmaker
 from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
-from dpps.catalog.replicas import replicas_of
 from dpps.core.clock import utcnow
 from dpps.core.config import Config, load_config
 from dpps.core.errors import Conflict, DppsError, Unavailable
@@ -170,6 +170,7 @@ def _stage(
 ) -> tuple[dict[str, Any], int]:
     """Local paths for every File input: in place at the worker's site, else downloaded."""
     config = ctx.config
+    archive = Archive(config, account=view.account, engine=ctx.engine)  # the front door
     staged: dict[str, Any] = {}
     total = 0
     for port, value in view.spec["inputs"].items():
@@ -184,7 +185,7 @@ def _stage(
                 dest = indir / port / str(pos)
                 dest.mkdir(parents=True, exist_ok=True)
                 did = parse_did(f["did"], config.default_scope)
-                report = retrieve.get(ctx.sessions, config, [did], dest, account=view.account)
+                report = archive.get([did], dest)
                 if report.failed:
                     raise Unavailable(f"input {f['did']}: {report.failed[0].error}")
                 path = Path(report.results[0].path or "")
@@ -198,8 +199,8 @@ def _direct(ctx: WorkerContext, f: dict[str, Any], site: str | None) -> Path | N
     if site is None:
         return None
     with ctx.sessions() as s:
-        pairs = replicas_of(s, int(f["did_id"]))
-    for info in retrieve.ranked(ctx.config, pairs):
+        readable = availability.readable_replicas(s, ctx.config, int(f["did_id"]))
+    for info in readable:
         if info.site != site or info.kind != RSEKind.DISK.value:
             continue
         storage = StorageElement.from_config(info.rse, ctx.config)

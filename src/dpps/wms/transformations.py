@@ -22,19 +22,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, exists, false, func, not_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms import resolve
+from dpps.bdms.types import FileRef
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim
-from dpps.catalog.models import DIDRow
 from dpps.catalog.models_wms import TransformationFileRow, TransformationRow, WorkflowRow
-from dpps.catalog.query import FIELDS, compile_filter, parse_filter
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import Conflict, InvalidInput
-from dpps.core.states import DIDType
 from dpps.wms import jobs as job_repo
 from dpps.wms import workflows
 from dpps.wms.binding import file_value
@@ -61,7 +60,7 @@ def parse_grouping(text: str) -> tuple[str, int, tuple[str, ...]]:
     if m.group("keys"):
         keys = tuple(k for k in m.group("keys").split(",") if k)
         for key in keys:
-            if key not in FIELDS and not key.startswith("meta."):
+            if not resolve.is_field(key):
                 raise InvalidInput(f"grouping key {key!r} is not a queryable field")
         return "by", 0, keys
     return "file", 1, ()
@@ -84,7 +83,7 @@ def add(
 ) -> TransformationRow:
     if not NAME_RE.match(name):
         raise InvalidInput(f"invalid transformation name {name!r}")
-    parse_filter(filter_text)
+    resolve.check_filter(filter_text)
     kind, size, _keys = parse_grouping(grouping)
     port = next((p for p in spec.inputs if p.name == input_port), None)
     if port is None or not port.is_file:
@@ -128,40 +127,32 @@ def add(
     return row
 
 
-def _key(row: DIDRow, keys: Sequence[str]) -> str:
-    parts = []
-    for key in keys:
-        value = (row.meta or {}).get(key[5:]) if key.startswith("meta.") else getattr(row, key)
-        parts.append(f"{key}={value}")
-    return ";".join(parts)
+def _key(values: Sequence[Any], keys: Sequence[str]) -> str:
+    return ";".join(f"{key}={value}" for key, value in zip(keys, values, strict=True))
 
 
 def scan(session: Session, t: TransformationRow) -> int:
     """Book the files that newly match the filter (once each: the unique constraint)."""
-    booked = exists().where(
-        TransformationFileRow.transformation_id == t.id, TransformationFileRow.did_id == DIDRow.id
-    )
-    # A transformation never feeds on its own outputs (they may match its filter: a DL1 file
-    # keeps the obs_id of its DL0 input), which would loop forever.
-    own = not_(func.coalesce(compile_filter(output_query(t.name)), false()))
-    stmt = (
-        select(DIDRow)
-        .where(
-            compile_filter(t.filter),
-            DIDRow.did_type == DIDType.FILE.value,
-            DIDRow.is_latest.is_(True),
-            DIDRow.deleted_at.is_(None),
-            ~booked,
-            own,
+
+    def booked(did_id: resolve.IdColumn) -> ColumnElement[bool]:
+        return exists().where(
+            TransformationFileRow.transformation_id == t.id,
+            TransformationFileRow.did_id == did_id,
         )
-        .order_by(DIDRow.id)
-        .limit(SCAN_CHUNK)
-    )
+
     kind, _size, keys = parse_grouping(t.grouping)
-    if kind == "by":
-        keyed = [(r.id, _key(r, keys)[:256]) for r in session.scalars(stmt)]
-    else:  # no key to compute: the ids are enough (no ORM objects for thousands of files)
-        keyed = [(i, "") for i in session.scalars(stmt.with_only_columns(DIDRow.id))]
+    # A transformation never feeds on its own outputs (they may match its filter: a DL1 file
+    # keeps the obs_id of its DL0 input), which would loop forever. Without grouping keys only
+    # the ids are read (no ORM objects for thousands of files).
+    found = resolve.matching_files(
+        session,
+        t.filter,
+        excluding=output_query(t.name),
+        unless=booked,
+        fields=keys if kind == "by" else (),
+        limit=SCAN_CHUNK,
+    )
+    keyed = [(f.id, _key(f.values, keys)[:256] if kind == "by" else "") for f in found]
     if keyed:
         now = utcnow()
         session.execute(
@@ -190,40 +181,19 @@ class _Booked(NamedTuple):
     created_at: dt.datetime
 
 
-class _File(NamedTuple):
-    """The columns of a booked file that its File object needs (see ``binding.file_value``)."""
-
-    id: int
-    scope: str
-    name: str
-    bytes: int | None
-    version: int
-    is_latest: bool
-
-
 def _ready_groups(session: Session, t: TransformationRow) -> list[list[tuple[Any, Any]]]:
     """Groups of NEW files ready to become tasks, as (bookkeeping row, file) pairs: plain
     tuples of the columns needed, not ORM objects (a 10,000-file round makes 10,000 pairs)."""
     kind, size, _keys = parse_grouping(t.grouping)
-    tf, d = _TF.c, DIDRow
+    tf = _TF.c
+    booked = (
+        select(tf.id, tf.group_key, tf.created_at)
+        .where(tf.transformation_id == t.id, tf.status == FileStatus.NEW.value)
+        .order_by(tf.id)
+    )
     new = [
-        (_Booked(r[0], r[1], r[2]), _File(*r[3:]))
-        for r in session.execute(
-            select(
-                tf.id,
-                tf.group_key,
-                tf.created_at,
-                d.id,
-                d.scope,
-                d.name,
-                d.bytes,
-                d.version,
-                d.is_latest,
-            )
-            .join(d, d.id == tf.did_id)
-            .where(tf.transformation_id == t.id, tf.status == FileStatus.NEW.value)
-            .order_by(tf.id)
-        )
+        (_Booked(r[0], r[1], r[2]), ref)
+        for r, ref in resolve.with_files(session, booked, tf.did_id)
     ]
     if kind == "file":
         return [[pair] for pair in new]
@@ -244,7 +214,11 @@ def _ready_groups(session: Session, t: TransformationRow) -> list[list[tuple[Any
 
 
 def _task(
-    session: Session, config: Config, t: TransformationRow, spec: WorkflowSpec, dids: Sequence[Any]
+    session: Session,
+    config: Config,
+    t: TransformationRow,
+    spec: WorkflowSpec,
+    dids: Sequence[FileRef],
 ) -> dict[str, Any]:
     port = next(p for p in spec.inputs if p.name == t.input_port)
     files = [file_value(d) for d in dids]
@@ -334,10 +308,11 @@ def settle_tasks(session: Session, config: Config, t: TransformationRow) -> int:
                 reason=tf.reason,
                 details={"transformation": t.name, "workflow_id": wf.id},
             )
-    groups = []
-    for members in retry.values():
-        pairs_ = [(tf, session.get(DIDRow, tf.did_id)) for tf in members]
-        groups.append([(tf, d) for tf, d in pairs_ if d is not None])
+    refs = resolve.file_refs(session, [tf.did_id for members in retry.values() for tf in members])
+    groups = [
+        [(tf, refs[tf.did_id]) for tf in members if tf.did_id in refs]
+        for members in retry.values()
+    ]
     session.flush()
     _start(session, config, t, spec, groups)
     return len(pairs)

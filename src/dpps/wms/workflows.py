@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from dpps.catalog.models import DIDRow
+from dpps.bdms import resolve
 from dpps.catalog.models_wms import JobFileRow, JobRow, TransformationRow, WorkflowRow
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
@@ -125,13 +125,12 @@ def _outputs_of(session: Session, job_ids: Sequence[int]) -> dict[int, dict[str,
     if not job_ids:
         return found
     stmt = (
-        select(JobFileRow.job_id, JobFileRow.port, DIDRow)
-        .join(DIDRow, DIDRow.id == JobFileRow.did_id)
+        select(JobFileRow.job_id, JobFileRow.port)
         .where(JobFileRow.job_id.in_(job_ids), JobFileRow.role == "output")
         .order_by(JobFileRow.job_id, JobFileRow.port, JobFileRow.position)
     )
-    for job_id, port, did in session.execute(stmt):
-        found[job_id][port].append(file_value(did))
+    for (job_id, port), ref in resolve.with_files(session, stmt, JobFileRow.did_id):
+        found[job_id][port].append(file_value(ref))
     return found
 
 
