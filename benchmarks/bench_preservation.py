@@ -161,7 +161,7 @@ def run(files: int = 2000, kib: int = 256) -> dict[str, Any]:
         archive.preservation.stage([did for _rel, did in rows])
         t = time.perf_counter()
         ctx = DaemonContext(name="stager")
-        while stager.run_once(ctx, archive.sessions, archive.config, batch=100):
+        while stager.one_pass(ctx, archive.sessions, archive.config, batch=100):
             pass
         stage_s = time.perf_counter() - t
         with archive.sessions() as session:

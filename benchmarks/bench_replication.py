@@ -140,7 +140,7 @@ def _children_cpu() -> float:
 def _evaluate(archive: Archive) -> float:
     """Seconds of one evaluator pass over the new rule (every lock and transfer queued)."""
     t0 = time.perf_counter()
-    evaluator.run_once(DaemonContext("evaluator"), archive)
+    evaluator.Evaluator(archive.context).run_once(DaemonContext("evaluator"))
     return time.perf_counter() - t0
 
 
@@ -176,12 +176,12 @@ def _replicate(
             for proc in procs:
                 proc.wait(timeout=120)
         return evaluated, time.perf_counter() - t1, _children_cpu() - cpu0
-    worker = transfers.TransferDaemon(archive)
+    worker = transfers.TransferDaemon(archive.context)
     ctx = DaemonContext("transfer")
     cpu0 = time.process_time()
     try:
         while not _rule_ok(archive, rule_id):
-            if not worker(ctx):
+            if not worker.run_once(ctx):
                 time.sleep(0.2)
     finally:
         worker.close()
@@ -343,7 +343,7 @@ def bench_large(catalog_url: str | None, count: int, megabytes: int, say: Say) -
             say("baseline: cp, one file after another")
             cp_before = _cp_one_by_one(paths, base / "cp")
             rule_id = archive.add_rule("/bench/large", copies=1, rses="PIC")
-            evaluator.run_once(DaemonContext("evaluator"), archive)
+            evaluator.Evaluator(archive.context).run_once(DaemonContext("evaluator"))
             _sync()
             say("dpps transfers")
             # in this process: starting daemon processes would cost as much as the copies

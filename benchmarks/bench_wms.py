@@ -183,7 +183,7 @@ def bench_transformation(catalog_url: str | None, n_files: int) -> dict[str, Any
         rounds = 0
         while True:
             rounds += 1
-            transformations.run_once(archive.sessions, archive.config, "bench")
+            transformations.one_pass(archive.sessions, archive.config, "bench")
             with archive.sessions() as s:
                 jobs = s.scalar(select(func.count()).select_from(JobRow))
                 new = s.scalar(select(func.count()).where(TransformationFileRow.status == "NEW"))

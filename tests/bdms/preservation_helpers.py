@@ -174,8 +174,9 @@ def replicate(archive: Archive, *, deadline_s: float = 180.0) -> None:
     ctx = DaemonContext(name="test")
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        evaluator.run_once(ctx, archive)
-        transfers.run_once(ctx, archive)
+        evaluator.Evaluator(archive.context).run_once(ctx)
+        with transfers.TransferDaemon(archive.context) as worker:
+            worker.run_once(ctx)
         states = rule_states(archive)
         if states and all(s == "OK" for s in states):
             return

@@ -87,11 +87,12 @@ def ingest_dataset(
 
 
 def evaluate(archive: Archive) -> int:
-    return evaluator.run_once(DaemonContext("evaluator"), archive)
+    return evaluator.Evaluator(archive.context).run_once(DaemonContext("evaluator"))
 
 
 def transfer(archive: Archive) -> int:
-    return transfers.run_once(DaemonContext("transfer"), archive)
+    with transfers.TransferDaemon(archive.context) as worker:  # its pool closed after the pass
+        return worker.run_once(DaemonContext("transfer"))
 
 
 def drive(archive: Archive, rounds: int = 10) -> None:

@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
+from dpps.bdms.daemons import REGISTRY
 from dpps.bdms.preservation import auditor
 from dpps.catalog.engine import transaction
+from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.catalog.models import HeartbeatRow, ReplicaRow, RSERow, RuleRow
 from dpps.cli.main import app
-from dpps.core.daemon import DaemonContext
+from dpps.core.daemon import DaemonContext, run_registered
 from dpps.core.errors import IntegrityFailure, NotFound, Unavailable
 from tests.bdms.preservation_helpers import (
     actions,
@@ -51,7 +52,7 @@ def _flip(path: Path, offset: int = -100) -> None:
 
 
 def _daemon_pass(archive: Archive) -> int:
-    return auditor.run_once(DaemonContext(name="auditor"), archive.sessions, archive.config)
+    return auditor.one_pass(DaemonContext(name="auditor"), archive.sessions, archive.config)
 
 
 def test_audit_finds_missing_truncated_and_corrupted_replicas(
@@ -199,7 +200,10 @@ def test_the_registered_daemon_runs_once(archive: Archive, tmp_path: Path) -> No
     [did] = ingest_files(archive, tmp_path / "src", 1)
     _flip(storage_file(archive, did, "CTAO-N"))
     set_time(archive, ReplicaRow, "last_verified_at", dt.timedelta(days=365))
-    ctx = daemons.run(archive, "auditor", once=True)
+    assert REGISTRY["auditor"].package == "bdms"
+    ctx = run_registered(
+        "auditor", archive.context, DatabaseHeartbeats(archive.sessions), once=True
+    )
     assert not ctx.errors
     assert replica_rows(archive, did)["CTAO-N"].state == "BAD"
 

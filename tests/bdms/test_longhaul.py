@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
+from dpps.bdms.daemons import REGISTRY
+from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.catalog.models import (
     DIDRow,
     EventRow,
@@ -23,6 +24,7 @@ from dpps.catalog.models import (
     RuleRow,
     TransferRow,
 )
+from dpps.core.daemon import serve as serve_daemons
 from tests.acada.helpers import lfn_of, simulate_untriggered, small, trigger
 from tests.bdms.preservation_helpers import open_workspace
 
@@ -106,7 +108,11 @@ def test_escape_long_haul(archive: Archive) -> None:
 
     def serve() -> None:  # what `dpps serve` runs: every registered daemon, one thread each
         try:
-            daemons.serve(archive, sleep_s=0.1, max_sleep_s=0.5, stop=stop)
+            heartbeats = DatabaseHeartbeats(archive.sessions)
+            names = sorted(REGISTRY)
+            serve_daemons(
+                archive.context, names, heartbeats, sleep_s=0.1, max_sleep_s=0.5, stop=stop
+            )
         except BaseException as exc:  # pragma: no cover - reported below
             failures.append(exc)
 

@@ -47,7 +47,7 @@ def archive(tmp_path: Path, catalog_url: str) -> Iterator[Archive]:
 
 def _reap(archive: Archive, slot: WorkerSlot | None = None) -> int:
     ctx = DaemonContext(name="reaper", slot=slot or WorkerSlot())
-    return reaper.run_once(ctx, archive.sessions, archive.config)
+    return reaper.one_pass(ctx, archive.sessions, archive.config)
 
 
 def _preserved(archive: Archive, tmp_path: Path, count: int = 3) -> list[str]:

@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
+from dpps.bdms.daemons import REGISTRY
 from dpps.bdms.staging import stager
+from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.catalog.models import StageRequestRow
 from dpps.cli.main import app
-from dpps.core.daemon import DaemonContext
+from dpps.core.daemon import DaemonContext, run_registered
 from dpps.core.errors import ConfigError, InvalidInput, NotFound, Unavailable
 from tests.bdms.preservation_helpers import (
     actions,
@@ -56,7 +57,7 @@ def _requests(archive: Archive) -> list[StageRequestRow]:
 
 
 def _stager(archive: Archive, **kw: object) -> int:
-    return stager.run_once(DaemonContext(name="stager"), archive.sessions, archive.config, **kw)  # type: ignore[arg-type]
+    return stager.one_pass(DaemonContext(name="stager"), archive.sessions, archive.config, **kw)  # type: ignore[arg-type]
 
 
 def test_get_stages_tape_only_files_and_verifies_them(
@@ -208,7 +209,10 @@ def test_two_stagers_stage_each_request_once(archive: Archive, tmp_path: Path) -
 def test_the_registered_daemon_runs_once(archive: Archive, on_tape: list[str]) -> None:
     archive.preservation.stage(on_tape)
     set_time(archive, StageRequestRow, "requested_at", dt.timedelta(seconds=10))
-    ctx = daemons.run(archive, "stager", once=True)
+    assert REGISTRY["stager"].package == "bdms"
+    ctx = run_registered(
+        "stager", archive.context, DatabaseHeartbeats(archive.sessions), once=True
+    )
     assert not ctx.errors
     assert {r.state for r in _requests(archive)} == {"READY"}
 

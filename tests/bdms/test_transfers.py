@@ -232,7 +232,8 @@ def test_stopping_gives_running_copies_back_untouched(archive: Archive, tmp_path
     timer = threading.Timer(0.3, ctx.stop.set)
     timer.start()
     try:
-        assert transfers.run_once(ctx, arch) == 0
+        with transfers.TransferDaemon(arch.context) as worker:
+            assert worker.run_once(ctx) == 0
     finally:
         timer.cancel()
     rows = _transfers(arch)

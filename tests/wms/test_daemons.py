@@ -19,10 +19,9 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
-from dpps.cli.daemon_cmds import register_all
 from dpps.cli.main import app
+from dpps.core.daemon import REGISTRY, spec
 from dpps.wms import writes
 from dpps.wms.api import WMS
 from dpps.wms.builder import tool_command
@@ -47,11 +46,11 @@ def test_daemon_list_shows_the_archive_and_the_wms_daemons() -> None:
 
 
 def test_serve_runs_the_wms_daemons_too() -> None:
-    """``dpps serve`` (and ``health``) read the archive's registry: the WMS's are in it."""
-    register_all()
-    register_all()  # idempotent: the CLI may be built more than once in a process
-    assert {"wms-manager", "wms-transformer", "evaluator"} <= set(daemons.REGISTRY)
-    assert daemons.spec("wms-manager").target == "dpps.wms.daemons:manager"
+    """``dpps serve`` (and ``health``) read the one registry: the CLI imported the WMS's and
+    the pipelines' declarations beside the archive's."""
+    assert {"wms-manager", "wms-transformer", "evaluator", "campaigns"} <= set(REGISTRY)
+    assert spec("wms-manager").target == "dpps.wms.daemons:ManagerDaemon"
+    assert (spec("wms-manager").package, spec("campaigns").package) == ("wms", "pipelines")
     result = runner.invoke(app, ["serve", "--only", "wms-nothing", "--no-api"])
     assert result.exit_code == 5
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from dpps.bdms.archive import Archive
 from dpps.catalog.models_wms import JobFileRow
+from dpps.core.daemon import DaemonContext
 from dpps.testing.dask_cluster import DaskCluster
 from dpps.wms.api import WMS
 from dpps.wms.jobs import SubmitOptions
@@ -86,7 +87,7 @@ def test_a_job_asking_for_a_site_without_workers_waits_with_the_reason(
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while wms.job(sub.id).reason is None and time.monotonic() < deadline:
-            manager.run_once()
+            manager.run_once(DaemonContext("wms-manager"))
     finally:
         manager.close()
     info = wms.job(sub.id)
@@ -117,7 +118,7 @@ def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not marker.exists() and time.monotonic() < deadline:
-            manager.run_once()
+            manager.run_once(DaemonContext("wms-manager"))
         first = _worker_pid(wms, sub.id)
         cluster.kill_worker(first)  # mid-job, no goodbye; the site has no worker left
         cluster.start_worker("PIC")  # until this one joins

@@ -184,7 +184,7 @@ def test_an_input_without_available_replica_waits_and_one_on_tape_is_staged(
         ctx = DaemonContext(name="stager")
 
         def staged_and_done() -> bool:
-            stager.run_once(ctx, wms_archive.sessions, wms_archive.config)
+            stager.one_pass(ctx, wms_archive.sessions, wms_archive.config)
             return wms.job(disk.id).state == "DONE" and wms.job(nearline.id).state == "DONE"
 
         wms.run_until(staged_and_done, manager=manager, timeout_s=TIMEOUT_S)

@@ -35,6 +35,7 @@ from dpps.bdms.types import (
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events as event_repo
 from dpps.catalog import rses as rse_repo
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import (
     current_revision,
     head_revision,
@@ -147,6 +148,12 @@ class Archive:
         view = copy.copy(self)
         view.account = account
         return view
+
+    @property
+    def context(self) -> CatalogContext:
+        """What daemons get instead of the facade: the configuration, sessions and account
+        of this archive as they are now (``as_account`` views and config updates included)."""
+        return CatalogContext(self.config, self.sessions, self.account)
 
     def close(self) -> None:
         self.engine.dispose()

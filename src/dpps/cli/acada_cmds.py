@@ -142,7 +142,7 @@ def ingest_daemon(
         settings = queue.settings
         run_daemon(
             "ingest",
-            queue,
+            queue.run_once,
             DatabaseHeartbeats(archive.sessions),
             once=once,
             sleep_s=queue.sleep_s,

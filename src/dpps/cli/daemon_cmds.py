@@ -1,9 +1,11 @@
 """Daemons: ``dpps daemon NAME [--once]`` runs one, ``dpps daemon list`` lists them, ``dpps
 serve`` runs them all.
 
-The archive's (bdms), the workload manager's (wms) and the pipelines' daemons are one registry
-here: bdms must not import the others, so this layer, which combines them, registers theirs into
-the archive's registry (``register_all``) before anything looks a daemon up.
+The archive's (bdms), the workload manager's (wms) and the pipelines' daemons are one registry,
+``dpps.core.daemon.REGISTRY``: each package declares its own in its ``daemons`` module, and this
+layer, which combines them, imports those modules (``DECLARING``) so that all are registered
+before anything looks a daemon up. The daemons are made from the archive's ``context`` (config,
+sessions, account), never from the facade, and beat in the catalog (``DatabaseHeartbeats``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Annotated
 
 import typer
 
-from dpps.bdms import daemons
+from dpps.bdms import daemons as bdms_daemons
+from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.common import JsonOpt, command, open_local_archive
 from dpps.cli.output import console, emit_json, table
+from dpps.core import daemon as daemons
 from dpps.core.daemon import DaemonContext
 from dpps.pipelines import daemons as pipeline_daemons
 from dpps.wms import daemons as wms_daemons
@@ -43,18 +47,8 @@ SchedulerOpt = Annotated[
     str | None,
     typer.Option("--scheduler", help="Dask scheduler address (default: wms.dask_scheduler)."),
 ]
-#: Which package each daemon comes from (for ``dpps daemon list``).
-_PACKAGE = {name: "wms" for name in wms_daemons.REGISTRY} | {
-    name: "pipelines" for name in pipeline_daemons.REGISTRY
-}
-
-
-def register_all() -> None:
-    """Put the WMS's and the pipelines' daemons into the archive's registry (once; idempotent)."""
-    for registry in (wms_daemons.REGISTRY, pipeline_daemons.REGISTRY):
-        for name, (target, summary) in registry.items():
-            if name not in daemons.REGISTRY:
-                daemons.register(name, target, summary)
+#: The modules whose import registers the daemons the CLI runs, one per package.
+DECLARING = (bdms_daemons, wms_daemons, pipeline_daemons)
 
 
 def _logging(level: str) -> None:
@@ -92,7 +86,6 @@ def run_named(
 ) -> None:
     """Run the registered daemon ``name`` (``--executor``/``--scheduler`` override the WMS
     configuration of this process: the job manager's executor)."""
-    register_all()
     daemons.spec(name)
     _logging(log_level)
     archive = open_local_archive(ctx)
@@ -108,7 +101,14 @@ def run_named(
     from dpps.oms.server import daemon_metrics  # prometheus only when asked for
 
     with daemon_metrics(metrics_port) as wrap:
-        context = daemons.run(archive, name, once=once, sleep_s=sleep, wrap=wrap)
+        context = daemons.run_registered(
+            name,
+            archive.context,
+            DatabaseHeartbeats(archive.sessions),
+            once=once,
+            sleep_s=sleep,
+            wrap=wrap,
+        )
     _summary({name: context}, json_)
 
 
@@ -176,9 +176,8 @@ def wms_manager(
 
 def list_daemons(json_: JsonOpt = False) -> None:
     """List the daemons: `dpps daemon NAME` runs one, `dpps serve` runs them all."""
-    register_all()
     rows = [
-        {"name": s.name, "package": _PACKAGE.get(s.name, "bdms"), "summary": s.summary}
+        {"name": s.name, "package": s.package, "summary": s.summary}
         for s in sorted(daemons.REGISTRY.values(), key=lambda s: s.name)
     ]
     if json_:
@@ -219,7 +218,6 @@ def serve(
     manager and transformations, and the other registered daemons; `dpps daemon list`).
     Production runs each daemon as its own process instead.
     """
-    register_all()
     _logging(log_level)
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     for name in names or []:
@@ -255,7 +253,6 @@ def register(app: typer.Typer) -> None:
     """``dpps daemon NAME`` for every registered daemon, bdms and wms (a module may have put
     its own command there already, with options of its own: it is kept), ``dpps daemon
     list`` and ``dpps serve``."""
-    register_all()
     group = _group(app, "daemon", "Run one of the archive's daemons (dpps daemon list).")
     present = {c.name for c in group.registered_commands}
     command(group, list_daemons, "list")

@@ -21,8 +21,10 @@ from typing import Self
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from dpps.bdms import daemons
+from dpps.bdms import daemons as bdms_daemons
 from dpps.bdms.archive import Archive
+from dpps.catalog.heartbeats import DatabaseHeartbeats
+from dpps.core import daemon as daemons
 from dpps.core.config import ApiConfig
 from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.core.errors import InvalidInput, Unavailable
@@ -30,6 +32,9 @@ from dpps.oms import metrics
 from dpps.oms.api import create_app
 
 LOOPBACK = "127.0.0.1"
+#: Imported so that ``serve`` used as a library runs at least the archive's daemons (the CLI
+#: also imports the WMS's and the pipelines' declarations before it serves).
+DECLARING = (bdms_daemons,)
 Wrap = Callable[[RunOnce], RunOnce]
 
 
@@ -70,7 +75,7 @@ def serve(
     so this is how the API uses more than one core); the daemons stay in this process.
     """
     if not api:
-        return daemons.serve(archive, names, sleep_s=sleep_s, wrap=_instrumented)
+        return _run_daemons(archive, names, sleep_s, None)
     if workers < 1:
         raise InvalidInput(f"workers must be at least 1, not {workers}")
     server: uvicorn.Server | Multiprocess
@@ -92,9 +97,7 @@ def serve(
 
     def run_daemons() -> None:
         try:
-            contexts.update(
-                daemons.serve(archive, names, sleep_s=sleep_s, stop=stop, wrap=_instrumented)
-            )
+            contexts.update(_run_daemons(archive, names, sleep_s, stop))
         except BaseException as exc:
             failures.append(exc)
             if isinstance(server, Multiprocess):
@@ -114,6 +117,21 @@ def serve(
     if failures:
         raise failures[0]
     return contexts
+
+
+def _run_daemons(
+    archive: Archive, names: Sequence[str] | None, sleep_s: float, stop: threading.Event | None
+) -> dict[str, DaemonContext]:
+    """The daemons ``names`` (default: all registered), made from the archive's context,
+    beating in its catalog, with their work counted for ``/metrics``."""
+    return daemons.serve(
+        archive.context,
+        names,
+        DatabaseHeartbeats(archive.sessions),
+        sleep_s=sleep_s,
+        stop=stop,
+        wrap=_instrumented,
+    )
 
 
 def _workers(archive: Archive, host: str, port: int, workers: int) -> Multiprocess:

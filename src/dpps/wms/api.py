@@ -18,7 +18,7 @@ from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
 from dpps.catalog.models_wms import JobRow, TransformationFileRow, TransformationRow, WorkflowRow
 from dpps.core.clock import utcnow
-from dpps.core.daemon import new_instance_id
+from dpps.core.daemon import DaemonContext, new_instance_id
 from dpps.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 from dpps.wms import jobs as job_repo
 from dpps.wms import reports, transformations, workflows
@@ -353,12 +353,13 @@ class WMS(reports.Reports):
         own = manager is None
         mgr = manager or self.manager(executor, scheduler=scheduler)
         owner = new_instance_id()
+        ctx = DaemonContext("wms-manager", instance=owner)
         deadline = time.monotonic() + timeout_s
         try:
             while not finished():
-                done = mgr.run_once()
+                done = mgr.run_once(ctx)
                 if with_transformations:
-                    done += transformations.run_once(self.sessions, self.config, owner)
+                    done += transformations.one_pass(self.sessions, self.config, owner)
                 if tick is not None:
                     tick()
                 if time.monotonic() > deadline:

@@ -1,23 +1,43 @@
-"""The WMS's daemons by name, in the form ``dpps.bdms.daemons.register`` takes them.
+"""The WMS's daemons, declared by name in ``dpps.core.daemon.REGISTRY``.
 
-Each factory takes the ``Archive`` and returns a ``run_once(ctx) -> int``; the job manager's
-also has ``drain()`` (after a ``--once`` pass: run the queued work to the end) and ``close()``
-(stop the executor, give back what it held). bdms must not import wms, so the layer that
-combines both, the CLI (``dpps daemon``, ``dpps serve``), registers ``REGISTRY`` below into the
-archive's registry.
+Importing this module registers them (the CLI imports it beside the archive's and the
+pipelines' declarations). Each daemon is made from a ``dpps.catalog.context.CatalogContext``;
+the job manager's ``drain()`` (after a ``--once`` pass) runs the queued work to the end and
+its ``close()`` stops the executor and gives back what it held. The heavy modules (executors,
+the manager, transformations) are imported when a daemon starts, so listing daemons stays
+cheap.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dpps.core.daemon import DaemonContext
+from dpps.catalog.context import CatalogContext
+from dpps.core.daemon import Daemon, DaemonContext, register
 
 if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
+    from dpps.wms.manager import JobManager
 
 
-class ManagerDaemon:
+def make_manager(
+    catalog: CatalogContext, executor: str | None = None, *, scheduler: str | None = None
+) -> JobManager:
+    """A job manager on ``executor`` (default: ``wms.executor``); unknown names refused."""
+    from dpps.core.errors import InvalidInput
+    from dpps.wms.executors import EXECUTORS, make_executor
+    from dpps.wms.manager import JobManager
+
+    name = executor or catalog.config.wms.executor
+    if name not in EXECUTORS:
+        raise InvalidInput(f"unknown executor {name!r} (use {', '.join(EXECUTORS)})")
+    return JobManager(
+        catalog.config,
+        catalog.sessions,
+        make_executor(name, catalog.config, scheduler=scheduler),
+    )
+
+
+class ManagerDaemon(Daemon):
     """The job manager as a daemon: the configured executor (``wms.executor``)."""
 
     #: Idle polling: a job submitted to an idle manager starts within ``max_sleep_s``.
@@ -25,13 +45,11 @@ class ManagerDaemon:
     max_sleep_s = 2.0
 
     def __init__(
-        self, archive: Archive, executor: str | None = None, *, scheduler: str | None = None
+        self, catalog: CatalogContext, executor: str | None = None, *, scheduler: str | None = None
     ) -> None:
-        from dpps.wms.api import WMS
+        self.manager = make_manager(catalog, executor, scheduler=scheduler)
 
-        self.manager = WMS(archive).manager(executor, scheduler=scheduler)
-
-    def __call__(self, ctx: DaemonContext) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
         return self.manager.run_once(ctx)
 
     def drain(self) -> None:
@@ -44,38 +62,32 @@ class ManagerDaemon:
         self.manager.close()
 
 
-def manager(archive: Archive) -> ManagerDaemon:
-    return ManagerDaemon(archive)
-
-
-class TransformerDaemon:
+class TransformerDaemon(Daemon):
     """The transformation daemon: book new files, create tasks, settle finished ones."""
 
     sleep_s = 1.0
     max_sleep_s = 10.0
 
-    def __init__(self, archive: Archive) -> None:
-        self.archive = archive
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.catalog = catalog
 
-    def __call__(self, ctx: DaemonContext) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
         from dpps.wms import transformations
 
-        return transformations.run_once(self.archive.sessions, self.archive.config, ctx.instance)
+        return transformations.one_pass(self.catalog.sessions, self.catalog.config, ctx.instance)
 
 
-def transformer(archive: Archive) -> TransformerDaemon:
-    return TransformerDaemon(archive)
+register(
+    "wms-manager",
+    "dpps.wms.daemons:ManagerDaemon",
+    "Match and dispatch jobs to the executor, reschedule stalled ones, advance workflows.",
+)
+register(
+    "wms-transformer",
+    "dpps.wms.daemons:TransformerDaemon",
+    "Turn files newly matching each transformation into tasks, once each; retry failed "
+    "tasks, then mark their files problematic.",
+)
 
-
-#: name -> ("module:function", summary), like ``dpps.bdms.daemons.register`` takes them.
-REGISTRY: dict[str, tuple[str, str]] = {
-    "wms-manager": (
-        "dpps.wms.daemons:manager",
-        "Match and dispatch jobs to the executor, reschedule stalled ones, advance workflows.",
-    ),
-    "wms-transformer": (
-        "dpps.wms.daemons:transformer",
-        "Turn files newly matching each transformation into tasks, once each; retry failed "
-        "tasks, then mark their files problematic.",
-    ),
-}
+#: The WMS's daemons (``dpps wms daemon NAME`` accepts only these).
+NAMES = ("wms-manager", "wms-transformer")

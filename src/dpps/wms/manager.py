@@ -89,7 +89,9 @@ class JobManager:
         self.inflight: dict[int, tuple[Future[dict[str, Any]], str | None, str]] = {}
 
     # -- the daemon's unit of work ---------------------------------------------------------
-    def run_once(self, ctx: DaemonContext | None = None) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
+        """One round of each duty (the daemon contract's signature; ``ManagerDaemon`` runs it
+        under the runner); nothing new is dispatched once ``ctx`` is stopping."""
         done = self.reap()
         if time.monotonic() - self._last_stalled >= STALL_CHECK_S:
             self._last_stalled = time.monotonic()
@@ -101,7 +103,7 @@ class JobManager:
         if time.monotonic() - self._last_waiting >= self.waiting_every_s:
             self._last_waiting = time.monotonic()
             done += self.recheck_waiting()
-        if ctx is None or not ctx.stopping:
+        if not ctx.stopping:
             done += self.dispatch()
         if not done and self.inflight:
             # Nothing to do but wait: wake up as soon as there is room for a batch of jobs
@@ -142,7 +144,8 @@ class JobManager:
         pass finishes the work that was queued, and the workflow steps it makes ready)."""
         deadline = time.monotonic() + timeout_s
         total = 0
-        while time.monotonic() < deadline and (ctx is None or not ctx.stopping):
+        ctx = ctx or DaemonContext("wms-manager", instance=self.instance)
+        while time.monotonic() < deadline and not ctx.stopping:
             self._advance_now = True
             done = self.run_once(ctx)
             total += done

@@ -341,8 +341,9 @@ __all__ = [
 ]
 
 
-def run_once(sessions: sessionmaker[Session], config: Config, owner: str) -> int:
-    """One round of the transformation daemon over every ACTIVE transformation.
+def one_pass(sessions: sessionmaker[Session], config: Config, owner: str) -> int:
+    """One round of the transformation daemon (``dpps.wms.daemons.TransformerDaemon``, which
+    passes its instance id as ``owner``) over every ACTIVE transformation.
 
     Each transformation is leased while handled (several daemons never handle the same one
     at once) and handled in its own short transaction: book new files, create ready tasks,

@@ -30,11 +30,11 @@ def test_the_daemon_runs_a_queued_campaign(tape_archive: Archive) -> None:
     archive = tape_archive
     queued = record.submit(archive.as_account("dpm"), spec())
     assert (queued.state, queued.account, queued.phase) == ("QUEUED", "dpm", "queued")
-    daemon = record.daemon(archive)
+    daemon = record.CampaignDaemon(archive)
     try:
-        assert daemon(DaemonContext(name="campaigns")) == 1
+        assert daemon.run_once(DaemonContext(name="campaigns")) == 1
         daemon.drain()
-        assert daemon(DaemonContext(name="campaigns")) == 0  # nothing else queued
+        assert daemon.run_once(DaemonContext(name="campaigns")) == 0  # nothing else queued
     finally:
         daemon.close()
     info = WMS(archive).campaigns.get("reproc-2026")
@@ -74,9 +74,9 @@ def test_a_stopped_runner_gives_the_campaign_back_and_the_next_finishes_it(
     submitted = WMS(archive).list_jobs(limit=1000)
     assert submitted  # the first runner got as far as submitting the blocks' jobs
 
-    daemon = record.daemon(archive)
+    daemon = record.CampaignDaemon(archive)
     try:
-        assert daemon(DaemonContext(name="campaigns")) == 1
+        assert daemon.run_once(DaemonContext(name="campaigns")) == 1
         daemon.drain()
     finally:
         daemon.close()

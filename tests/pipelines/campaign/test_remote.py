@@ -15,13 +15,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dpps.bdms import daemons
 from dpps.bdms.archive import Archive
-from dpps.cli.daemon_cmds import register_all
+from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.main import app
 from dpps.core.authz import Role
+from dpps.core.daemon import run_registered
 from dpps.oms.accounts import AccountService
 from dpps.oms.server import BackgroundServer
+from dpps.pipelines import daemons
 from dpps.wms.api import WMS
 from tests.pipelines.campaign.conftest import TARGET
 from tests.pipelines.campaign.test_campaign import QUERY
@@ -75,10 +76,12 @@ def live(tape_archive: Archive, tmp_path: Path) -> Iterator[Live]:
     config.write_text(
         yaml.safe_dump({"dl2": {"target": TARGET}, "dl3": {"pointing_tolerance_deg": 0.2}})
     )
-    register_all()
+    assert "campaigns" in daemons.NAMES  # imported: registered
     stop = threading.Event()
     options = {"stop": stop, "sleep_s": 0.2, "max_sleep_s": 0.5}
-    worker = threading.Thread(target=daemons.run, args=(tape_archive, "campaigns"), kwargs=options)
+    heartbeats = DatabaseHeartbeats(tape_archive.sessions)
+    args = ("campaigns", tape_archive.context, heartbeats)
+    worker = threading.Thread(target=run_registered, args=args, kwargs=options)
     worker.start()
     try:
         with BackgroundServer(tape_archive) as server:

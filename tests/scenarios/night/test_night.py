@@ -178,7 +178,7 @@ def _check_a_second_arrival_of_a_block_creates_no_jobs(
     finally:
         queue.close()
     # the transformation daemon's round: book new files, create tasks
-    assert transformations.run_once(archive.sessions, archive.config, "test") == 0
+    assert transformations.one_pass(archive.sessions, archive.config, "test") == 0
     with archive.sessions() as s:
         assert s.scalar(select(func.count()).select_from(JobRow)) == jobs_before
     assert wms.transformation(name).files == before

@@ -54,7 +54,7 @@ class AcadaAPI:
             metrics_port=metrics_port,
             executor=executor,
         )
-        return IngestionQueue(self.archive, settings)
+        return IngestionQueue(self.archive.context, settings)
 
     def ingest(
         self, paths: Sequence[Path], rse: str | None = None, *, landing: Path | None = None

@@ -36,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -49,16 +49,14 @@ from dpps.bdms.ingestion.settings import QueueSettings
 from dpps.bdms.replication.rules import apply_policy
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, EventRow
 from dpps.catalog.replication import bump_rules
 from dpps.catalog.rses import get_rse
-from dpps.core.daemon import DaemonContext
+from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import ConfigError, Conflict, Unavailable
 from dpps.core.states import DIDType
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.ingest")
 
@@ -97,20 +95,21 @@ class _InlineExecutor(Executor):
         return future
 
 
-class IngestionQueue:
-    """One landing area feeding one on-site RSE. Call it (or ``run_once``) from the runner."""
+class IngestionQueue(Daemon):
+    """One landing area feeding one on-site RSE: the ``ingest`` daemon (its cadence is the
+    poll interval; ``close`` stops its pool and gives the landing area's lock back)."""
 
-    def __init__(self, archive: Archive, settings: QueueSettings) -> None:
-        self.archive = archive
+    def __init__(self, catalog: CatalogContext, settings: QueueSettings) -> None:
+        self.catalog = catalog
         self.settings = settings
-        with archive.sessions() as session:
+        with catalog.sessions() as session:
             self.rse_id = get_rse(session, settings.rse).id
         self.spec = landing_mod.WorkSpec(
             settings.rse,
-            archive.config.rse_url(settings.rse),
+            catalog.config.rse_url(settings.rse),
             settings.scope,
             self.rse_id,
-            tuple(archive.config.checksums),
+            tuple(catalog.config.checksums),
             settings.required_keys,
         )
         self.metrics = QueueMetrics()
@@ -143,16 +142,16 @@ class IngestionQueue:
         self._lock.release()
         self._started = False
 
-    def __call__(self, ctx: DaemonContext) -> int:
-        return self.run_once(ctx)
-
     @property
     def sleep_s(self) -> float:
         """The runner's pause when idle: a fixed poll interval, no growing backoff, because
         the trigger-to-registered latency is what the site is promised."""
         return self.settings.poll_interval_s
 
-    max_sleep_s = sleep_s
+    @property
+    def max_sleep_s(self) -> float:
+        """The same: polling does not back off."""
+        return self.settings.poll_interval_s
 
     def _executor(self) -> Executor:
         if self._pool is None:
@@ -162,7 +161,7 @@ class IngestionQueue:
             elif kind == "dask":
                 from distributed import Client  # optional: only when asked for
 
-                address = self.archive.config.wms.dask_scheduler
+                address = self.catalog.config.wms.dask_scheduler
                 if not address:
                     raise ConfigError("executor dask needs wms.dask_scheduler in the config")
                 self._client = Client(address)  # type: ignore[no-untyped-call]
@@ -411,7 +410,7 @@ class IngestionQueue:
         acct = self.settings.account
         row = did_repo.get_or_create_collection(session, scope, name, did_type, account=acct)
         if did_type == DIDType.DATASET:
-            apply_policy(session, self.archive.config, row, self.settings.policy, account=acct)
+            apply_policy(session, self.catalog.config, row, self.settings.policy, account=acct)
         parent = posixpath.dirname(name)
         if parent.startswith(self.settings.lfn_prefix + "/"):
             parent_id = self._collection(session, parent, DIDType.CONTAINER, cache)
@@ -424,7 +423,7 @@ class IngestionQueue:
         s = self.settings
         for attempt in range(1, s.retry_attempts + 1):
             try:
-                with transaction(self.archive.sessions) as session:
+                with transaction(self.catalog.sessions) as session:
                     return work(session)
             except (DBAPIError, Unavailable) as exc:
                 race = isinstance(exc, IntegrityError)  # two daemons made one container
@@ -489,6 +488,7 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
 
 
-def daemon(archive: Archive) -> IngestionQueue:
-    """The registry's factory (``dpps daemon ingest``, ``dpps serve``): from the config."""
-    return IngestionQueue(archive, QueueSettings.from_config(archive.config))
+def from_config(catalog: CatalogContext) -> IngestionQueue:
+    """The registered daemon (``dpps daemon ingest``, ``dpps serve``): the queue the
+    configuration's ``acada`` section describes."""
+    return IngestionQueue(catalog, QueueSettings.from_config(catalog.config))

@@ -85,7 +85,7 @@ class Preservation:
                 )
             if status is not None:
                 status(f"staging: {len(ids) - len(queued)} of {len(ids)} done")
-            if not alive and stager.run_once(ctx, self.sessions, self.config, only_ids=queued):
+            if not alive and stager.one_pass(ctx, self.sessions, self.config, only_ids=queued):
                 continue
             time.sleep(0.2)
 
@@ -107,7 +107,7 @@ class Preservation:
 
     def run_stager(self) -> int:
         """One stager pass in this process (a bare workspace has no daemon)."""
-        return stager.run_once(DaemonContext(name=stager.DAEMON), self.sessions, self.config)
+        return stager.one_pass(DaemonContext(name=stager.DAEMON), self.sessions, self.config)
 
     def release(self, ids: Sequence[int], *, reason: str) -> list[int]:
         """Let the READY buffer copies of these stage requests go now (their reader is done).
@@ -139,7 +139,7 @@ class Preservation:
             alive = stager.stager_alive(session)
         if released and not alive:
             ctx = DaemonContext(name=stager.DAEMON)
-            stager.run_once(ctx, self.sessions, self.config, only_ids=released)
+            stager.one_pass(ctx, self.sessions, self.config, only_ids=released)
         return sorted(released)
 
     # -- deletion and lifetimes --------------------------------------------------------------
@@ -158,7 +158,7 @@ class Preservation:
 
     def reap(self) -> int:
         """One reaper pass in this process."""
-        return reaper.run_once(DaemonContext(name=reaper.DAEMON), self.sessions, self.config)
+        return reaper.one_pass(DaemonContext(name=reaper.DAEMON), self.sessions, self.config)
 
     # -- audits ------------------------------------------------------------------------------
     def plan_audit(self, *, rse: str | None = None, limit: int | None = None) -> list[int]:

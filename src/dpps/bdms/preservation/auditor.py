@@ -20,25 +20,21 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.records import AuditReport as AuditReport
-from dpps.bdms.records import BadReplica as BadReplica
-from dpps.catalog import events, replication
+from dpps.bdms.states import replicas as replica_states
+from dpps.catalog import replication
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
-from dpps.core.daemon import DaemonContext, RunOnce, WorkerSlot
+from dpps.core.daemon import Daemon, DaemonContext, WorkerSlot
 from dpps.core.errors import DppsError, NotFound, Unavailable
 from dpps.core.states import ReplicaState, RSEKind
 from dpps.storage.rse import StorageElement
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.auditor")
 
@@ -67,10 +63,33 @@ def _unreachable(backoff: dict[str, tuple[float, str]], url: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class BadReplica:
+    did: str
+    rse: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What one audit found: ``bad`` replicas were marked BAD, ``lost`` files have no copy."""
+
+    examined: int
+    good: int
+    bad: list[BadReplica]
+    lost: list[str]
+    skipped: int
+    bytes: int
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     replica_id: int
     did_id: int
     did: str
+    rse_id: int
     rse: str
     path: str
     bytes: int | None
@@ -132,7 +151,14 @@ def _targets(session: Session, ids: Sequence[int]) -> list[_Target]:
             expected["blake3"] = did.blake3
         out.append(
             _Target(
-                rep.id, did.id, f"{did.scope}:{did.name}", rse_name, rep.path, did.bytes, expected
+                rep.id,
+                did.id,
+                f"{did.scope}:{did.name}",
+                rep.rse_id,
+                rse_name,
+                rep.path,
+                did.bytes,
+                expected,
             )
         )
     return out
@@ -265,7 +291,6 @@ def _record_in(
     session: Session, account: str, verified: list[int], damaged: list[tuple[_Target, str]]
 ) -> list[str]:
     now = utcnow()
-    lost: list[str] = []
     if verified:
         session.execute(
             update(ReplicaRow)
@@ -273,61 +298,31 @@ def _record_in(
             .values(last_verified_at=now)
             .execution_options(synchronize_session=False)
         )
-    marked: dict[int, _Target] = {}
-    for target, reason in damaged:
-        result = session.execute(
-            update(ReplicaRow)
-            .where(
-                ReplicaRow.id == target.replica_id,
-                ReplicaRow.state == ReplicaState.AVAILABLE.value,
+    declared = replica_states.declare_bad(
+        session,
+        [
+            replica_states.Damaged(
+                target.did_id,
+                target.rse_id,
+                f"audit: {reason}",
+                rse=target.rse,
+                did=target.did,
+                details={"path": target.path},
             )
-            .values(state=ReplicaState.BAD.value, last_verified_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if not getattr(result, "rowcount", 0):
-            continue  # deleted or changed meanwhile: not ours to judge
-        rse_id = session.scalar(
-            select(ReplicaRow.rse_id).where(ReplicaRow.id == target.replica_id)
-        )
-        events.record(
-            session,
-            account=account,
-            action="replica.bad",
-            did_id=target.did_id,
-            rse_id=rse_id,
-            reason=f"audit: {reason}",
-            details={"path": target.path},
-        )
-        marked[target.did_id] = target
-    if marked:
-        replication.bump_rules(session, list(marked))  # the evaluator repairs from a good copy
-        good_copies = dict(
-            session.execute(
-                select(ReplicaRow.did_id, func.count())
-                .where(
-                    ReplicaRow.did_id.in_(list(marked)),
-                    ReplicaRow.state == ReplicaState.AVAILABLE.value,
-                )
-                .group_by(ReplicaRow.did_id)
-            ).all()
-        )
-        for did_id, target in marked.items():
-            if good_copies.get(did_id, 0) == 0:
-                log.error("file lost: %s has no good replica left", target.did)
-                events.record(
-                    session,
-                    account=account,
-                    action="file.lost",
-                    did_id=did_id,
-                    reason="no AVAILABLE replica left after an audit",
-                    details={"last_bad": target.rse},
-                )
-                lost.append(target.did)
+            for target, reason in damaged
+        ],
+        account=account,
+        lost_reason="no AVAILABLE replica left after an audit",
+        now=now,
+        verified=True,
+    )  # replicas deleted or changed meanwhile are skipped: not ours to judge
+    lost = [d.did or str(d.did_id) for d in declared.lost]
     return lost
 
 
-def run_once(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
-    """One scheduled pass: the replicas due for re-verification, oldest first, bounded."""
+def one_pass(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+    """One scheduled pass: the replicas due for re-verification, oldest first, bounded (the
+    ``Auditor`` daemon's work)."""
     due = utcnow() - dt.timedelta(days=config.auditor.interval_days)
     with factory() as session:
         ids = plan(
@@ -343,10 +338,11 @@ def run_once(ctx: DaemonContext, factory: sessionmaker[Session], config: Config)
     return report.good + len(report.bad)  # skipped replicas are no progress: back off
 
 
-def daemon(archive: Archive) -> RunOnce:
-    """The registered daemon (``dpps daemon auditor``): audit passes on the archive's catalog."""
+class Auditor(Daemon):
+    """Audit passes on the archive's catalog (``dpps daemon auditor``)."""
 
-    def run(ctx: DaemonContext) -> int:
-        return run_once(ctx, archive.sessions, archive.config)
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.catalog = catalog
 
-    return run
+    def run_once(self, ctx: DaemonContext) -> int:
+        return one_pass(ctx, self.catalog.sessions, self.catalog.config)

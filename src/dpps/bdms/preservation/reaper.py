@@ -26,24 +26,21 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.preservation import deletion
 from dpps.catalog import events, replication
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RSERow, RuleRow
 from dpps.catalog.query import compile_filter
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
-from dpps.core.daemon import DaemonContext, RunOnce
+from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import ConfigError, InvalidInput
 from dpps.core.states import DIDType, ReplicaState, RuleState
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.reaper")
 
@@ -54,8 +51,10 @@ RESUME_AFTER_S = 60.0
 MAX_DEPTH = 5
 
 
-def run_once(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
-    """One pass of every step; returns the number of rules, files and replicas handled."""
+def one_pass(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+    """One pass of every step; returns the number of rules, files and replicas handled.
+
+    The ``Reaper`` daemon's work, and what ``Preservation.reap`` runs once on its own."""
     done = 0
     for step in (apply_lifetimes, expire_rules, expire_files, reap_onsite, reap_tombstoned):
         if ctx.stopping:
@@ -339,10 +338,11 @@ def _purge(
     return purged
 
 
-def daemon(archive: Archive) -> RunOnce:
-    """The registered daemon (``dpps daemon reaper``): deletion passes on the archive's catalog."""
+class Reaper(Daemon):
+    """Deletion passes on the archive's catalog (``dpps daemon reaper``)."""
 
-    def run(ctx: DaemonContext) -> int:
-        return run_once(ctx, archive.sessions, archive.config)
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.catalog = catalog
 
-    return run
+    def run_once(self, ctx: DaemonContext) -> int:
+        return one_pass(ctx, self.catalog.sessions, self.catalog.config)

@@ -14,12 +14,9 @@ destination or a transfer failed for good - evaluated again after ``stuck_retry_
 recovers when the cause goes away; REPLICATING while transfers run (the transfer daemon marks
 it OK when the last lock is); OK. SUSPENDED rules are never touched.
 
-Requests for evaluation are counted (``rules.generation``, bumped by every attach or lost
-replica; see ``bump_rules``). The evaluator reads the counter when it claims a rule, before it
-lists the files, and clears the request only if the counter is unchanged at the end (under the
-rule's row lock); otherwise the rule stays due and is not reported OK. On PostgreSQL (READ
-COMMITTED) an attach can commit between any two of the evaluator's statements, so comparing
-due times was not enough (tests/bdms/test_evaluator_race.py).
+Requests for evaluation are counted (``rules.generation``): the evaluator reads the counter
+when it claims a rule and hands it to ``dpps.bdms.states.rules.evaluated`` at the end, whose
+module docstring explains the protocol once. Every rule state it sets goes through that module.
 """
 
 from __future__ import annotations
@@ -30,14 +27,16 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dpps.bdms.replication.placement import OPEN, Plan, build_plan, decide
+from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
 from dpps.catalog.bulk import insert_rows
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.leases import claim
 from dpps.catalog.models import (
     DIDRow,
@@ -55,12 +54,9 @@ from dpps.catalog.replication import (
     write_retrying,
 )
 from dpps.core.config import Config
-from dpps.core.daemon import DaemonContext
+from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
 from dpps.core.states import RuleState, TransferState
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.evaluator")
 _LOCKS: Table = RuleLockRow.__table__  # type: ignore[assignment]
@@ -90,15 +86,16 @@ class _Tally:
             self.example.setdefault(reason, did_id)
 
 
-class Evaluator:
-    """The evaluator's ``run_once``: claim due rules, evaluate each, release them."""
+class Evaluator(Daemon):
+    """The evaluator daemon (``dpps daemon evaluator``): claim due rules, evaluate each,
+    release them. One pass without the runner: ``Evaluator(archive.context).run_once(ctx)``."""
 
-    def __init__(self, archive: Archive) -> None:
-        self.config: Config = archive.config
-        self.sessions = archive.sessions
-        self.account = archive.account
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.config: Config = catalog.config
+        self.sessions = catalog.sessions
+        self.account = catalog.account
 
-    def __call__(self, ctx: DaemonContext) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
         cfg = self.config.rules
         claimed = write_retrying(self.sessions, lambda s: self._claim(s, ctx.instance))
         for position, (rule_id, generation) in enumerate(claimed):
@@ -286,12 +283,9 @@ class Evaluator:
         generation: int,
         tally: _Tally,
     ) -> None:
-        """Set the rule's state from this evaluation and clear the request it answered.
-
-        Compare-and-set under the rule's row lock: only when ``generation`` is still the value
-        read at the claim did nothing ask for a new look meanwhile. Otherwise (files attached
-        while the files were listed or the chunks ran) the rule stays due and is not reported
-        OK - a file this evaluation did not see may have no copy yet."""
+        """Set the rule's state from this evaluation and clear the request it answered, under
+        the rule's row lock (``rule_states.evaluated``: the generation counter decides whether
+        the request was answered)."""
         now = utcnow()
         rules = lock_rules(session, [rule_id])
         if not rules or rules[0].lease_owner != ctx.instance:
@@ -304,7 +298,6 @@ class Evaluator:
                 .group_by(RuleLockRow.state)
             ).all()
         )
-        cfg = self.config.rules
         error: str | None = None
         if tally.stuck:
             state = RuleState.STUCK
@@ -319,18 +312,16 @@ class Evaluator:
             state = RuleState.REPLICATING
         else:
             state = RuleState.OK
-        answered = rule.generation == generation
-        if state == RuleState.OK and not answered:
-            state = RuleState.REPLICATING  # files attached meanwhile: not seen, not yet OK
-        if state.value != rule.state or error != rule.error:
-            events.record(
-                session,
-                account=self.account,
-                action="rule.state",
-                did_id=rule.did_id,
-                reason=error,
-                details={"rule_id": rule.id, "from": rule.state, "to": state.value},
-            )
+        rule_states.evaluated(
+            session,
+            rule,
+            state=state,
+            error=error,
+            generation=generation,
+            config=self.config.rules,
+            account=self.account,
+            now=now,
+        )
         if tally.transfers or tally.lock_changes:
             events.record(
                 session,
@@ -345,19 +336,6 @@ class Evaluator:
                     "locks": counts,
                 },
             )
-        rule.state, rule.error, rule.updated_at = state.value, error, now
-        rule.lease_owner = rule.lease_expires_at = None
-        rule.evaluated_generation = generation
-        if not answered:  # asked again meanwhile: due at the time the request set (or now)
-            if rule.next_evaluation_at is None:
-                rule.next_evaluation_at = now
-        else:
-            delay = {
-                RuleState.OK: None,
-                RuleState.REPLICATING: cfg.recheck_s,
-                RuleState.STUCK: cfg.stuck_retry_s,
-            }[state]
-            rule.next_evaluation_at = None if delay is None else now + dt.timedelta(seconds=delay)
 
 
 def _release(session: Session, rule_ids: Sequence[int], owner: str) -> None:
@@ -368,13 +346,3 @@ def _release(session: Session, rule_ids: Sequence[int], owner: str) -> None:
         .values(lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-
-
-def daemon(archive: Archive) -> Evaluator:
-    """Factory for the daemon registry (``dpps daemon evaluator``)."""
-    return Evaluator(archive)
-
-
-def run_once(ctx: DaemonContext, archive: Archive) -> int:
-    """One pass (tests, ``--once``): evaluate the rules due now."""
-    return Evaluator(archive)(ctx)

@@ -133,7 +133,7 @@ def fetch(
                 + (f", next in ~{min(etas):.0f} s" if etas else "")
                 + ("" if alive else " (no stager daemon: staging here)")
             )
-        if not alive and stager.run_once(ctx, factory, config, only_ids=list(rows)):
+        if not alive and stager.one_pass(ctx, factory, config, only_ids=list(rows)):
             continue
         etas = [i.eta_seconds for i in infos if i.eta_seconds]
         time.sleep(min([POLL_S, *etas]))

@@ -18,7 +18,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING
 
 from dpps.bdms.transfer.claim import claim_jobs
 from dpps.bdms.transfer.outcomes import (
@@ -28,15 +27,13 @@ from dpps.bdms.transfer.outcomes import (
     renew_leases,
     settle_rule_ids,
 )
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.replication import write_retrying
 from dpps.core.clock import utcnow
-from dpps.core.daemon import DaemonContext
+from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
 from dpps.storage.copy import CopyInterrupted, SourceCorrupt, copy_replica
 from dpps.storage.rse import StorageElement, fsync_dir
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.transfer")
 
@@ -49,13 +46,15 @@ FLUSH_S = 1.0
 SETTLE_S = 2.0
 
 
-class TransferDaemon:
-    """The transfer daemon's ``run_once`` with its thread pool; ``close()`` shuts it down."""
+class TransferDaemon(Daemon):
+    """The transfer daemon (``dpps daemon transfer``) with its thread pool, which ``close()``
+    shuts down. One pass without the runner: ``with TransferDaemon(archive.context) as d:
+    d.run_once(ctx)``."""
 
-    def __init__(self, archive: Archive) -> None:
-        self.config = archive.config
-        self.sessions = archive.sessions
-        self.account = archive.account
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.config = catalog.config
+        self.sessions = catalog.sessions
+        self.account = catalog.account
         cfg = self.config.transfers
         self.pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="dpps-transfer")
         # Claimed and queued here: the pool never runs dry while the next batch is claimed,
@@ -68,7 +67,7 @@ class TransferDaemon:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def __call__(self, ctx: DaemonContext) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
         """Copy what is due; returns the number of transfers that reached an outcome."""
         cfg = self.config.transfers
         inflight: dict[Future[Outcome], Job] = {}
@@ -202,17 +201,3 @@ class TransferDaemon:
             seconds=time.perf_counter() - started,
             unsynced_dir=result.unsynced_dir,
         )
-
-
-def daemon(archive: Archive) -> TransferDaemon:
-    """Factory for the daemon registry (``dpps daemon transfer``)."""
-    return TransferDaemon(archive)
-
-
-def run_once(ctx: DaemonContext, archive: Archive) -> int:
-    """One pass with a pool of its own (tests, ``--once``)."""
-    worker = TransferDaemon(archive)
-    try:
-        return worker(ctx)
-    finally:
-        worker.close()

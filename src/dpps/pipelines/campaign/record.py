@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from dpps.core.daemon import DaemonContext, new_instance_id
+from dpps.core.daemon import Daemon, DaemonContext, new_instance_id
 from dpps.core.errors import Conflict, DppsError, error_text
 from dpps.pipelines.campaign import jobs, selection
 from dpps.pipelines.campaign.run import CampaignReport, Phase, Tick, run_campaign
@@ -163,9 +163,10 @@ def execute(
     return report
 
 
-class CampaignDaemon:
+class CampaignDaemon(Daemon):
     """Runs campaigns queued over REST, one at a time, in a thread of its own: a pass only
-    claims and starts, so the daemon's heartbeat stays fresh during a campaign of hours."""
+    claims and starts, so the daemon's heartbeat stays fresh during a campaign of hours
+    (registered by ``dpps.pipelines.daemons``)."""
 
     sleep_s = 2.0
     max_sleep_s = 10.0
@@ -176,7 +177,7 @@ class CampaignDaemon:
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def __call__(self, ctx: DaemonContext) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
         if self.thread is not None and self.thread.is_alive():
             return 0
         store = WMS(self.archive).campaigns
@@ -213,10 +214,6 @@ class CampaignDaemon:
         self.stop.set()
         if self.thread is not None:
             self.thread.join(timeout=5.0)
-
-
-def daemon(archive: Archive) -> CampaignDaemon:
-    return CampaignDaemon(archive)
 
 
 __all__ = ["KIND", "CampaignDaemon", "Interrupted", "check", "execute", "run_here", "submit"]
