@@ -12,9 +12,17 @@ from dpps.bdms.archive import Archive
 from dpps.catalog.dids import NewFile
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, ReplicaRow
-from dpps.core.errors import Conflict, NotFound, Unavailable
+from dpps.core.errors import Conflict, IntegrityFailure, NotFound
 from dpps.storage.checksums import checksum_file
 from tests.bdms.helpers import make_fits
+from tests.bdms.replication_helpers import (
+    drive,
+    ingest_dataset,
+    replicas,
+    rule_row,
+    tuned,
+    verify_on_disk,
+)
 
 UC = "UC-110-1.3.1"
 LFN = "/ctao/dl0/obs_1/tel_001.fits"
@@ -114,10 +122,15 @@ def test_no_good_replica_leaves_no_partial_file(
     report = archive.get([LFN], tmp_path / "out.fits")
     [result] = report.results
     assert result.status == "failed"
-    assert result.error_type == Unavailable.__name__
+    # every copy damaged: the file is lost, with the exit code the CLI documents for that
+    assert result.error_type == IntegrityFailure.__name__
+    assert result.exit_code == IntegrityFailure.exit_code == 7
     assert list(tmp_path.glob("*out.fits*")) == []
     loc = archive.locate(LFN)
     assert not loc.available
+    actions = [e.action for e in archive.show(LFN).events]
+    assert "replica.bad" in actions
+    assert "file.lost" in actions
 
 
 @pytest.mark.verifies_usecase(UC)
@@ -157,3 +170,41 @@ def test_register_api_and_lookup_by_lfn(archive: Archive) -> None:
     assert archive.show("ctao:/reg/f3.fits").file.obs_id == 3
     with pytest.raises(NotFound):
         archive.show("ctao:/reg/f9.fits")
+
+
+@pytest.mark.verifies_usecase("UC-110-1.7")
+@pytest.mark.verifies_usecase(UC)
+def test_a_damaged_copy_found_by_get_is_repaired_by_the_next_passes(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """Issue 15, defect 3: ``get`` declares the copy it found damaged BAD *and* makes the
+    rules counting on it due, so the next evaluator and transfer passes copy it again."""
+    arch = tuned(archive)
+    [did] = ingest_dataset(arch, tmp_path / "in", 1)
+    rule_id = arch.add_rule("/ctao/dl0/run1", copies=2, rses="CTAO-N|PIC")
+    drive(arch)
+    assert rule_row(arch, rule_id).state == "OK"
+    assert rule_row(arch, rule_id).next_evaluation_at is None
+    before = rule_row(arch, rule_id).generation
+    best = arch.locate(did).best_rse
+    assert best is not None
+    other = ({"CTAO-N", "PIC"} - {best}).pop()
+    info = arch.show(did).file
+    damaged = Path(arch.storage(best).resolve(f"{info.scope}{info.name}"))
+    data = bytearray(damaged.read_bytes())
+    data[100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+
+    [result] = arch.get([did], tmp_path / "out.dat").results
+    assert result.status == "retrieved"
+    assert result.rse == other
+    assert {r.rse: r.state for r in arch.show(did).replicas} == {best: "BAD", other: "AVAILABLE"}
+    due = rule_row(arch, rule_id)
+    assert due.next_evaluation_at is not None  # due again: the damaged copy no longer counts
+    assert due.generation > before
+
+    drive(arch)
+    assert rule_row(arch, rule_id).state == "OK"
+    assert replicas(arch)[info.name] == {"CTAO-N", "PIC"}  # a new good copy where it was bad
+    assert verify_on_disk(arch) == 2
+    assert "file.lost" not in [e.action for e in arch.show(did).events]

@@ -11,23 +11,23 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from dpps.bdms.availability import estimate_seconds as estimate_seconds
 from dpps.bdms.availability import ranked as ranked
 from dpps.bdms.availability import replica_info as replica_info
 from dpps.bdms.staging import client as nearline
+from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.types import BulkReport, FileResult, Location
 from dpps.catalog import dids as did_repo
-from dpps.catalog import events
+from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow
 from dpps.catalog.replicas import replicas_of
 from dpps.core.config import Config
 from dpps.core.errors import Conflict, DppsError, IntegrityFailure, InvalidInput, Unavailable
 from dpps.core.identifiers import DID
-from dpps.core.states import DIDType, ReplicaState, RSEKind
+from dpps.core.states import DIDType, RSEKind
 from dpps.storage.rse import StorageElement
+from sqlalchemy.orm import Session, sessionmaker
 
 
 def did_label(row: DIDRow) -> str:
@@ -140,15 +140,18 @@ def _get_one(
     if not candidates:
         raise Unavailable(f"{label} has no AVAILABLE replica")
     problems: list[str] = []
-    for rep in (c for c in candidates if c.kind != RSEKind.TAPE.value):  # tape needs staging
+    disks = [c for c in candidates if c.kind != RSEKind.TAPE.value]  # tape needs staging
+    damaged = 0
+    for rep in disks:
         storage = StorageElement.from_config(rep.rse, config)
         try:
             storage.download(
                 rep.path, target, tuple(expected), expected=expected, overwrite=overwrite
             )
         except IntegrityFailure as exc:
-            _declare_bad(factory, did_id, rep.rse, account, str(exc))
+            _declare_bad(factory, did_id, label, rep.rse, account, str(exc))
             problems.append(f"{rep.rse}: {exc}")
+            damaged += 1
             continue
         except DppsError as exc:
             problems.append(f"{rep.rse}: {exc}")
@@ -165,22 +168,30 @@ def _get_one(
         raise nearline.NeedsStaging(
             nearline.Pending(did_id, label, target, expected, size, problems)
         )
+    if damaged == len(disks):  # every copy read was damaged: the file is lost (event recorded)
+        raise IntegrityFailure(f"{label} is lost: every copy is damaged ({'; '.join(problems)})")
     raise Unavailable(f"{label}: no replica could be read ({'; '.join(problems)})")
 
 
 def _declare_bad(
-    factory: sessionmaker[Session], did_id: int, rse_name: str, account: str, reason: str
+    factory: sessionmaker[Session],
+    did_id: int,
+    label: str,
+    rse_name: str,
+    account: str,
+    reason: str,
 ) -> None:
-    """A replica whose bytes do not match is BAD; the auditor and rules repair it later."""
+    """A replica whose bytes do not match is BAD; its rules are made due, so the evaluator
+    repairs it from a good copy (``states.replicas.declare_bad``, as for every finder)."""
     with transaction(factory) as session:
-        for rep, rse in replicas_of(session, did_id):
-            if rse.name == rse_name and rep.state == ReplicaState.AVAILABLE:
-                rep.state = ReplicaState.BAD.value
-                events.record(
-                    session,
-                    account=account,
-                    action="replica.bad",
-                    did_id=did_id,
-                    rse_id=rse.id,
-                    reason=f"checksum mismatch on read: {reason}",
+        rse = rse_repo.get_rse(session, rse_name)
+        replica_states.declare_bad(
+            session,
+            [
+                replica_states.Damaged(
+                    did_id, rse.id, f"checksum mismatch on read: {reason}", rse=rse_name, did=label
                 )
+            ],
+            account=account,
+            lost_reason="no AVAILABLE replica left after a read found every copy damaged",
+        )
