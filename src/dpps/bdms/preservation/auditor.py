@@ -20,25 +20,21 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from dpps.bdms.records import AuditReport as AuditReport
-from dpps.bdms.records import BadReplica as BadReplica
-from dpps.bdms.states import replicas as replica_states
-from dpps.catalog import replication
-from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
-from dpps.core.clock import utcnow
-from dpps.core.config import Config
-from dpps.core.daemon import DaemonContext, RunOnce, WorkerSlot
-from dpps.core.errors import DppsError, NotFound, Unavailable
-from dpps.core.states import ReplicaState, RSEKind
-from dpps.storage.rse import StorageElement
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
+from dpps.bdms.states import replicas as replica_states
+from dpps.catalog import replication
+from dpps.catalog.context import CatalogContext
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.core.clock import utcnow
+from dpps.core.config import Config
+from dpps.core.daemon import Daemon, DaemonContext, WorkerSlot
+from dpps.core.errors import DppsError, NotFound, Unavailable
+from dpps.core.states import ReplicaState, RSEKind
+from dpps.storage.rse import StorageElement
 
 log = logging.getLogger("dpps.auditor")
 
@@ -64,6 +60,28 @@ def _unreachable(backoff: dict[str, tuple[float, str]], url: str) -> str | None:
         del backoff[url]
         return None
     return entry[1]
+
+
+@dataclass(frozen=True, slots=True)
+class BadReplica:
+    did: str
+    rse: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What one audit found: ``bad`` replicas were marked BAD, ``lost`` files have no copy."""
+
+    examined: int
+    good: int
+    bad: list[BadReplica]
+    lost: list[str]
+    skipped: int
+    bytes: int
+    seconds: float
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +320,9 @@ def _record_in(
     return lost
 
 
-def run_once(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
-    """One scheduled pass: the replicas due for re-verification, oldest first, bounded."""
+def one_pass(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+    """One scheduled pass: the replicas due for re-verification, oldest first, bounded (the
+    ``Auditor`` daemon's work)."""
     due = utcnow() - dt.timedelta(days=config.auditor.interval_days)
     with factory() as session:
         ids = plan(
@@ -319,10 +338,11 @@ def run_once(ctx: DaemonContext, factory: sessionmaker[Session], config: Config)
     return report.good + len(report.bad)  # skipped replicas are no progress: back off
 
 
-def daemon(archive: Archive) -> RunOnce:
-    """The registered daemon (``dpps daemon auditor``): audit passes on the archive's catalog."""
+class Auditor(Daemon):
+    """Audit passes on the archive's catalog (``dpps daemon auditor``)."""
 
-    def run(ctx: DaemonContext) -> int:
-        return run_once(ctx, archive.sessions, archive.config)
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.catalog = catalog
 
-    return run
+    def run_once(self, ctx: DaemonContext) -> int:
+        return one_pass(ctx, self.catalog.sessions, self.catalog.config)

@@ -27,12 +27,16 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from dpps.bdms.replication.placement import OPEN, Plan, build_plan, decide
 from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
 from dpps.catalog.bulk import insert_rows
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.leases import claim
 from dpps.catalog.models import (
     DIDRow,
@@ -50,14 +54,9 @@ from dpps.catalog.replication import (
     write_retrying,
 )
 from dpps.core.config import Config
-from dpps.core.daemon import DaemonContext
+from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
 from dpps.core.states import RuleState, TransferState
-from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.orm import Session
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.evaluator")
 _LOCKS: Table = RuleLockRow.__table__  # type: ignore[assignment]
@@ -87,15 +86,16 @@ class _Tally:
             self.example.setdefault(reason, did_id)
 
 
-class Evaluator:
-    """The evaluator's ``run_once``: claim due rules, evaluate each, release them."""
+class Evaluator(Daemon):
+    """The evaluator daemon (``dpps daemon evaluator``): claim due rules, evaluate each,
+    release them. One pass without the runner: ``Evaluator(archive.context).run_once(ctx)``."""
 
-    def __init__(self, archive: Archive) -> None:
-        self.config: Config = archive.config
-        self.sessions = archive.sessions
-        self.account = archive.account
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.config: Config = catalog.config
+        self.sessions = catalog.sessions
+        self.account = catalog.account
 
-    def __call__(self, ctx: DaemonContext) -> int:
+    def run_once(self, ctx: DaemonContext) -> int:
         cfg = self.config.rules
         claimed = write_retrying(self.sessions, lambda s: self._claim(s, ctx.instance))
         for position, (rule_id, generation) in enumerate(claimed):
@@ -346,13 +346,3 @@ def _release(session: Session, rule_ids: Sequence[int], owner: str) -> None:
         .values(lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-
-
-def daemon(archive: Archive) -> Evaluator:
-    """Factory for the daemon registry (``dpps daemon evaluator``)."""
-    return Evaluator(archive)
-
-
-def run_once(ctx: DaemonContext, archive: Archive) -> int:
-    """One pass (tests, ``--once``): evaluate the rules due now."""
-    return Evaluator(archive)(ctx)

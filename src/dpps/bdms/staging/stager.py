@@ -16,13 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dpps.bdms.records import StageInfo as StageInfo
-from dpps.bdms.records import StageState as StageState
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog import events, leases
+from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import (
     DIDRow,
@@ -34,20 +37,39 @@ from dpps.catalog.models import (
 )
 from dpps.catalog.replicas import replicas_of
 from dpps.core.config import Config
-from dpps.core.daemon import DaemonContext, RunOnce
+from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import Conflict, DppsError, IntegrityFailure, NotFound, Unavailable
 from dpps.core.states import ReplicaState, RSEKind
 from dpps.storage.rse import StorageElement
-from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-if TYPE_CHECKING:
-    from dpps.bdms.archive import Archive
 
 log = logging.getLogger("dpps.stager")
 
 DAEMON = "stager"
 BUFFER_NAME = "staging-buffer"
+
+
+class StageState(StrEnum):
+    QUEUED = "QUEUED"
+    READY = "READY"
+    EXPIRED = "EXPIRED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class StageInfo:
+    """One stage request as users see it."""
+
+    id: int
+    did: str
+    rse: str
+    state: str
+    requested_at: dt.datetime
+    ready_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    buffer_path: str | None
+    error: str | None
+    #: Seconds until the copy should be ready (0 when READY, None when it never will be).
+    eta_seconds: float | None
 
 
 def buffer_storage(config: Config) -> StorageElement:
@@ -193,7 +215,7 @@ def stager_alive(session: Session, expire_s: float = 60.0) -> bool:
 # -- the daemon ------------------------------------------------------------------------------
 
 
-def run_once(
+def one_pass(
     ctx: DaemonContext,
     factory: sessionmaker[Session],
     config: Config,
@@ -203,7 +225,8 @@ def run_once(
 ) -> int:
     """Complete due stage requests, then expire old buffer copies; returns requests handled.
 
-    ``only_ids`` limits the work to those requests (a client waiting for its own files).
+    ``only_ids`` limits the work to those requests (a client waiting for its own files: it
+    runs this pass itself when no stager daemon is alive); the ``Stager`` daemon runs it whole.
     """
     buffer = buffer_storage(config)
     with factory() as session:
@@ -425,10 +448,11 @@ def _prune_dirs(buffer: StorageElement, rel: str) -> None:
         parts.pop()
 
 
-def daemon(archive: Archive) -> RunOnce:
-    """The registered daemon (``dpps daemon stager``): stage requests on the archive's catalog."""
+class Stager(Daemon):
+    """Stage requests on the archive's catalog (``dpps daemon stager``)."""
 
-    def run(ctx: DaemonContext) -> int:
-        return run_once(ctx, archive.sessions, archive.config)
+    def __init__(self, catalog: CatalogContext) -> None:
+        self.catalog = catalog
 
-    return run
+    def run_once(self, ctx: DaemonContext) -> int:
+        return one_pass(ctx, self.catalog.sessions, self.catalog.config)
