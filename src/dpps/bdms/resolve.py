@@ -24,7 +24,7 @@ from dpps.catalog.models import DIDRow
 from dpps.catalog.query import FIELDS, compile_filter, parse_filter
 from dpps.catalog.sets import among
 from dpps.core.errors import InvalidInput
-from dpps.core.identifiers import DID
+from dpps.core.identifiers import DID, parse_did
 from dpps.core.states import DIDType
 
 #: The columns of a ``FileRef``, in its field order.
@@ -57,10 +57,12 @@ def ref_from(values: Sequence[Any]) -> FileRef:
 # -- by identifier ----------------------------------------------------------------------------
 
 
-def file_ref(session: Session, did: DID) -> FileRef:
-    """The file a DID names (its latest version unless it names one). NotFound when there is
-    no such file (a dataset or container of that name is not a file either)."""
-    return ref(did_repo.get_did(session, did, DIDType.FILE))
+def file_ref(session: Session, did: DID | str, *, default_scope: str | None = None) -> FileRef:
+    """The file a DID names (its latest version unless it names one). A text DID is parsed
+    first (``scope:/lfn[@vN]``, or ``/lfn`` with ``default_scope``): InvalidInput when
+    malformed; NotFound when there is no such file (a dataset of that name is not one)."""
+    parsed = did if isinstance(did, DID) else parse_did(did, default_scope)
+    return ref(did_repo.get_did(session, parsed, DIDType.FILE))
 
 
 def file_refs(session: Session, ids: Iterable[int]) -> dict[int, FileRef]:
