@@ -51,7 +51,7 @@ from dpps.core.config import Config, load_config
 from dpps.core.defaults import default_config
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.identifiers import DID, parse_did
-from dpps.core.states import DIDType, ReplicaState
+from dpps.core.states import DataLevel, DIDType, ReplicaState
 from dpps.core.workspace import CONFIG_NAME, find_workspace
 from dpps.storage.rse import StorageElement
 
@@ -233,6 +233,13 @@ class Archive:
     def rse_id(self, name: str) -> int:
         with self.sessions() as session:
             return rse_repo.get_rse(session, name).id
+
+    def holds_raw_data(self, did: str | DID) -> bool:
+        """True if ``did`` is a DL0 file or a collection with a DL0 file anywhere below it."""
+        parsed = did if isinstance(did, DID) else self.did(did)
+        with self.sessions() as session:
+            row = did_repo.get_did(session, parsed)
+            return did_repo.holds_level(session, row.id, DataLevel.DL0.value)
 
     # -- query -----------------------------------------------------------------------------
     def list_files(

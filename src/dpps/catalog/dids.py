@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog import events
@@ -255,13 +255,21 @@ def get_or_create_collection(
     session: Session, scope: str, name: str, did_type: DIDType, *, account: str
 ) -> DIDRow:
     """A dataset or container, created on first use (ingest --dataset)."""
+    return collection(session, scope, name, did_type, account=account)[0]
+
+
+def collection(
+    session: Session, scope: str, name: str, did_type: DIDType, *, account: str
+) -> tuple[DIDRow, bool]:
+    """A dataset or container and whether it was created now (with its event); a name taken
+    by another kind of DID is a Conflict."""
     row = session.scalars(
         select(DIDRow).where(DIDRow.scope == scope, DIDRow.name == name, DIDRow.version == 1)
     ).one_or_none()
     if row is not None:
         if row.did_type != did_type.value:
             raise Conflict(f"{scope}:{name} exists as a {row.did_type}, not a {did_type.value}")
-        return row
+        return row, False
     row = DIDRow(
         scope=scope,
         name=name,
@@ -276,17 +284,21 @@ def get_or_create_collection(
     events.record(
         session, account=account, action=f"{did_type.value.lower()}.create", did_id=row.id
     )
-    return row
+    return row, True
 
 
-def attach(session: Session, parent_id: int, child_ids: Sequence[int]) -> None:
-    """Attach children to a collection; attaching twice is harmless.
+def attach(
+    session: Session, parent_id: int, child_ids: Sequence[int], *, bump: bool = True
+) -> bool:
+    """Attach children to a collection; attaching twice is harmless. Returns whether any
+    child was new.
 
     Rules on the collection (or on containers holding it) cover the new members too, so they
-    are made due for evaluation in the same transaction.
+    are made due for evaluation in the same transaction - unless ``bump`` is False because the
+    caller makes them due once for several collections (``bdms.registration.register``).
     """
     if not child_ids:
-        return
+        return False
     present = set(
         session.scalars(
             select(AttachmentRow.child_id).where(
@@ -301,7 +313,9 @@ def attach(session: Session, parent_id: int, child_ids: Sequence[int]) -> None:
             insert(AttachmentRow),
             [{"parent_id": parent_id, "child_id": c, "created_at": now} for c in new],
         )
-        bump_rules(session, [parent_id], now=now)
+        if bump:
+            bump_rules(session, [parent_id], now=now)
+    return bool(new)
 
 
 def parents_of(session: Session, did_id: int) -> Sequence[DIDRow]:
@@ -322,3 +336,28 @@ def children_of(session: Session, did_id: int) -> Sequence[DIDRow]:
         .order_by(DIDRow.name, DIDRow.version)
     )
     return session.scalars(stmt).all()
+
+
+def holds_level(session: Session, did_id: int, level: str) -> bool:
+    """True if the DID is a file of data level ``level`` or a collection with one anywhere below.
+
+    Authorisation asks it: a rule on a dataset is a rule on raw data if any file below it is
+    DL0, and only archive managers may change rules on raw data.
+    """
+    tree = (
+        select(AttachmentRow.child_id.label("id"))
+        .where(AttachmentRow.parent_id == did_id)
+        .cte("tree", recursive=True)
+    )
+    tree = tree.union(
+        select(AttachmentRow.child_id).join(tree, AttachmentRow.parent_id == tree.c.id)
+    )
+    stmt = (
+        select(DIDRow.id)
+        .where(
+            or_(DIDRow.id == did_id, DIDRow.id.in_(select(tree.c.id))),
+            DIDRow.data_level == level,
+        )
+        .limit(1)
+    )
+    return session.scalar(stmt) is not None
