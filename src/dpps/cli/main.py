@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from dpps import __version__
 from dpps.cli import (
     acada_cmds,
     archive_cmds,
@@ -23,6 +22,7 @@ from dpps.cli import (
     workspace_cmds,
 )
 from dpps.core.errors import EXIT_CODES
+from dpps.core.version import __version__
 
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 

@@ -24,9 +24,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CollectorRegistry
 
-from dpps import __version__
 from dpps.bdms.archive import Archive
 from dpps.core.config import ApiConfig, Config
+from dpps.core.version import __version__
 from dpps.core.wire import UPLOAD_PATH
 from dpps.oms import metrics
 from dpps.oms.api import problems

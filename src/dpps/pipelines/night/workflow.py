@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dpps import __version__
+from dpps.core.version import __version__
 from dpps.pipelines.night.steps import STEP_ENTRY
 from dpps.wms.builder import Workflow, tool_python
 from dpps.wms.spec import InputPort, OutputPort, Tool, WorkflowSpec

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from dpps import __version__
 from dpps.bdms.types import to_jsonable
+from dpps.core.version import __version__
 from dpps.oms import report as report_mod
 from dpps.oms.api.deps import ArchiveView, Reader
 from dpps.oms.api.problems import PROBLEM_RESPONSES
