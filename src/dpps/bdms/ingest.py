@@ -1,9 +1,10 @@
 """Ingest: bring files into the archive's care (UC-110-1.1.3).
 
-Each file is checked (FITS checksums, metadata extraction), copied into the RSE with a checksum
-computed during the copy and verified on the written bytes (or registered in place when it
-already lies under the RSE root), then registered - file, replica, dataset attachment and event
-- in one short transaction per chunk. The I/O runs in a thread pool; only the main thread
+Each file is checked (FITS checksums, metadata extraction: ``registration.describe``), copied
+into the RSE with a checksum computed during the copy and verified on the written bytes (or
+registered in place when it already lies under the RSE root), then registered - file, replica,
+dataset attachment and event - in one short transaction per chunk (``registration.register``,
+the one registration path of every caller). The I/O runs in a thread pool; only the main thread
 writes to the catalog, so SQLite's single writer is never contended by our own workers.
 
 Nothing partial is left behind: a file that fails any step is not registered, and a copy made
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.metadata import extract_metadata
+from dpps.bdms import registration
 from dpps.bdms.planning import PlannedFile as _Item
 from dpps.bdms.planning import display as _display
 from dpps.bdms.planning import parse_user_meta as parse_user_meta
@@ -30,8 +31,8 @@ from dpps.bdms.records import IngestOptions as IngestOptions
 from dpps.bdms.types import BulkReport, FileResult
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
-from dpps.core.errors import Conflict, DppsError, InvalidInput, NotFound, PermissionDenied
-from dpps.core.identifiers import parse_did, validate_lfn, validate_scope
+from dpps.core.errors import Conflict, DppsError
+from dpps.core.identifiers import parse_did, validate_scope
 from dpps.core.states import DIDType
 from dpps.storage.checksums import checksum_file, compare
 from dpps.storage.rse import StorageElement
@@ -43,10 +44,8 @@ Progress = Callable[[int], None]
 class _Prepared:
     item: _Item
     lfn: str
-    columns: dict[str, Any]
-    meta: dict[str, Any]
+    described: registration.Described
     in_place_path: str | None
-    size: int
 
 
 def _failed(item: _Item, exc: DppsError, scope: str) -> FileResult:
@@ -62,26 +61,15 @@ def _failed(item: _Item, exc: DppsError, scope: str) -> FileResult:
 
 def _prepare(
     item: _Item,
-    opts: IngestOptions,
     user_columns: Mapping[str, Any],
     user_meta: Mapping[str, Any],
     rse: StorageElement,
 ) -> _Prepared:
     assert item.lfn is not None
-    path = item.source
-    if not path.exists():
-        raise NotFound(f"{_display(path)}: no such file")
-    if not path.is_file():
-        raise InvalidInput(f"{_display(path)} is not a regular file")
-    size = path.stat().st_size
-    if size == 0:
-        raise InvalidInput(f"{_display(path)} is empty: refusing to archive a 0-byte file")
-    extracted = extract_metadata(path)
-    columns = {**extracted.columns, **user_columns}
-    meta = {**extracted.meta, **user_meta, "format": extracted.format}
-    if extracted.warnings:
-        meta["extraction_warnings"] = list(extracted.warnings)
-    return _Prepared(item, item.lfn, columns, meta, rse.relative_path_of(path), size)
+    described = registration.describe(
+        item.source, given_columns=user_columns, given_meta=user_meta
+    )
+    return _Prepared(item, item.lfn, described, rse.relative_path_of(item.source))
 
 
 def ingest(
@@ -152,7 +140,7 @@ def _ingest_chunk(
             failed[i] = _failed(item, item.error, scope)
             return
         try:
-            prepared[i] = _prepare(item, opts, user_columns, user_meta, rse)
+            prepared[i] = _prepare(item, user_columns, user_meta, rse)
         except DppsError as exc:
             failed[i] = _failed(item, exc, scope)
 
@@ -189,14 +177,9 @@ def _ingest_chunk(
             with transaction(factory) as session:
                 dataset_id = None
                 if dataset is not None:
-                    dataset_id = did_repo.get_or_create_collection(
-                        session, dataset.scope, dataset.name, DIDType.DATASET, account=account
-                    ).id
-                outcomes = did_repo.register_files(
-                    session,
-                    [new_files[i] for i in order],
-                    account=account,
-                    dataset_id=dataset_id,
+                    dataset_id = registration.dataset(session, dataset, account=account)
+                outcomes = registration.register(
+                    session, [new_files[i] for i in order], account=account, dataset=dataset_id
                 )
         except BaseException:
             for path in created.values():
@@ -213,7 +196,7 @@ def _ingest_chunk(
             continue
         results[i] = FileResult(
             source=_display(p.item.source),
-            did=f"{scope}:{f.name}" + ("" if outcome.version == 1 else f"@v{outcome.version}"),
+            did=registration.label(f, outcome),
             status="registered" if outcome.status == "registered" else "present",
             version=outcome.version,
             bytes=f.bytes,
@@ -232,17 +215,15 @@ def _store(
     algorithms: Sequence[str],
 ) -> tuple[did_repo.NewFile, bool]:
     """Put the bytes in place (or find them there); returns the NewFile and whether we copied."""
-    base = did_repo.NewFile(
+    base = registration.new_file(
+        p.described,
         scope=opts.scope,
         name=p.lfn,
-        bytes=p.size,
-        checksums={},
         rse_id=rse_id,
         path="",
-        columns=p.columns,
-        meta=p.meta,
+        checksums={},
         new_version=opts.new_version,
-        user_keys=tuple(sorted(opts.meta or {})),
+        user_keys=opts.meta or {},
     )
     if p.in_place_path is not None:
         size, sums = checksum_file(p.item.source, algorithms)
@@ -278,23 +259,3 @@ def _store(
             ) from None
         made = False
     return replace(base, bytes=size, checksums=sums, path=rel), made
-
-
-def prepare_in_place(
-    source: Path,
-    lfn: str,
-    rse: StorageElement,
-    *,
-    scope: str,
-    rse_id: int,
-    algorithms: Sequence[str],
-) -> did_repo.NewFile:
-    """The per-file work of registering a file that already lies under ``rse``'s root, short
-    of the catalog: the checks, metadata extraction (FITS checksums verified) and checksums
-    of ``ingest``. A top-level function of picklable arguments, so that a process pool can run
-    it (the ACADA ingestion queue does); raises the DppsError that ``ingest`` would report."""
-    opts = IngestOptions(rse=rse.name, scope=scope)
-    prepared = _prepare(_Item(source, validate_lfn(lfn)), opts, {}, {}, rse)
-    if prepared.in_place_path is None:
-        raise PermissionDenied(f"{_display(source)} is not under the root of RSE {rse.name}")
-    return _store(prepared, None, opts, rse, rse_id, algorithms)[0]

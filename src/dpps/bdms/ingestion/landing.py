@@ -35,7 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from dpps.bdms.ingest import prepare_in_place
+from dpps.bdms.registration import prepare_in_place
 from dpps.catalog.dids import NewFile
 from dpps.core.errors import (
     Conflict,

@@ -42,21 +42,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from dpps.bdms import registration
 from dpps.bdms.ingestion import landing as landing_mod
 from dpps.bdms.ingestion.landing import Inspection, Quarantine, QuarantineRecord, Trigger
 from dpps.bdms.ingestion.metrics import QueueMetrics
 from dpps.bdms.ingestion.settings import QueueSettings
-from dpps.bdms.replication.rules import apply_policy
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, EventRow
-from dpps.catalog.replication import bump_rules
+from dpps.catalog.models import EventRow
 from dpps.catalog.rses import get_rse
 from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import ConfigError, Conflict, Unavailable
-from dpps.core.states import DIDType
+from dpps.core.identifiers import DID
 
 log = logging.getLogger("dpps.ingest")
 
@@ -317,7 +316,15 @@ class IngestionQueue(Daemon):
         bad: dict[str, str] = {}
         for directory in sorted({self._dataset_of(t) for t, _ in ok}):
             try:
-                cache[directory] = self._collection(session, directory, DIDType.DATASET, cache)
+                registration.dataset(
+                    session,
+                    DID(self.settings.scope, directory),
+                    account=self.settings.account,
+                    policy=self.settings.policy,
+                    config=self.catalog.config,
+                    tree_root=self.settings.lfn_prefix,
+                    cache=cache,
+                )
             except Conflict as exc:
                 bad[directory] = str(exc)
         outcomes = [
@@ -326,23 +333,20 @@ class IngestionQueue(Daemon):
             if (d := self._dataset_of(t)) in bad
         ]
         good = [(t, i.new_file) for t, i in ok if i.new_file and self._dataset_of(t) not in bad]
-        results = did_repo.register_files(
-            session, [f for _, f in good], account=self.settings.account
+        results = registration.register(
+            session,
+            [f for _, f in good],
+            account=self.settings.account,
+            dataset=[cache[self._dataset_of(t)] for t, _ in good],
         )
-        members: dict[int, list[int]] = {}
         for (trig, new), result in zip(good, results, strict=True):
             if result.status == "conflict":
                 self._conflict_event(session, trig, new, result)
                 outcome = FileOutcome(str(trig.file), new.name, "conflict", result.message)
             else:
-                assert result.did_id is not None
-                members.setdefault(cache[self._dataset_of(trig)], []).append(result.did_id)
                 status: Status = "registered" if result.status == "registered" else "present"
                 outcome = FileOutcome(str(trig.file), new.name, status, bytes=new.bytes)
             outcomes.append((trig, outcome))
-        for dataset_id, ids in members.items():
-            did_repo.attach(session, dataset_id, ids)
-        bump_rules(session, list(members))
         for _, record, recovered in quarantined:
             if record is not None and not (recovered and self._recorded(session, record)):
                 self._quarantine_event(session, record)
@@ -390,33 +394,6 @@ class IngestionQueue(Daemon):
             )
         )
         return any((d or {}).get("id") == record.id for d in rows)
-
-    def _collection(
-        self, session: Session, name: str, did_type: DIDType, cache: dict[str, int]
-    ) -> int:
-        """The id of a dataset or container, created with its rules (datasets) and its place
-        in the container tree on first use; an existing one was wired when it was created."""
-        if name in cache:
-            return cache[name]
-        scope = self.settings.scope
-        row = session.scalars(
-            select(DIDRow).where(DIDRow.scope == scope, DIDRow.name == name, DIDRow.version == 1)
-        ).one_or_none()
-        if row is not None:
-            if row.did_type != did_type.value:
-                raise Conflict(f"{scope}:{name} exists as a {row.did_type}, not a {did_type}")
-            cache[name] = row.id
-            return row.id
-        acct = self.settings.account
-        row = did_repo.get_or_create_collection(session, scope, name, did_type, account=acct)
-        if did_type == DIDType.DATASET:
-            apply_policy(session, self.catalog.config, row, self.settings.policy, account=acct)
-        parent = posixpath.dirname(name)
-        if parent.startswith(self.settings.lfn_prefix + "/"):
-            parent_id = self._collection(session, parent, DIDType.CONTAINER, cache)
-            did_repo.attach(session, parent_id, [row.id])
-        cache[name] = row.id
-        return row.id
 
     def _retrying(self, work: Callable[[Session], T], stop: threading.Event) -> T:
         """Run ``work`` in a write transaction; retry transient failures with backoff."""
