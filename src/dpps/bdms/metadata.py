@@ -10,7 +10,8 @@ The indexed columns (see ``INDEXED_KEYS``) come from CTAO header keywords or HDF
 attributes, then a JSON sidecar may override them. Values that cannot be converted from a file
 header do not stop the ingest: the column stays empty, the raw value is kept in ``meta`` under
 ``<column>_raw`` and a warning is returned. Values given by a person (sidecar, CLI) are strict:
-a bad one is an ``InvalidInput`` naming the key. Free metadata never uses an indexed key.
+a bad one is an ``InvalidInput`` naming the key. Free metadata never uses an indexed key (nor,
+see ``dpps.bdms.metadata_values``, a reserved one or a number JSON cannot write).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.ingest import parse_user_meta
 from dpps.bdms.metadata import INDEXED_KEYS, extract_metadata
+from dpps.bdms.metadata_values import RESERVED_KEYS
 from dpps.bdms.retrieve import did_label, ranked
 from dpps.bdms.types import FileResult, MetaChange, RefreshReport
 from dpps.catalog import dids as did_repo
@@ -29,7 +30,8 @@ from dpps.core.errors import DppsError, InvalidInput, Unavailable
 from dpps.core.identifiers import DID
 from dpps.storage.rse import StorageElement
 
-PROTECTED = {"scope", "name", "version", "bytes", "adler32", "blake3", "did_type", "format"}
+#: The file's own fields: set by the archive from the bytes and the catalog, never by hand.
+PROTECTED = RESERVED_KEYS
 
 
 def _jsonable(value: Any) -> Any:

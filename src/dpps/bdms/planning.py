@@ -9,12 +9,12 @@ messages before any file is touched; neither needs a database for it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, validate_meta_key
+from dpps.bdms.metadata_values import parse_user_meta as parse_user_meta
 from dpps.bdms.records import IngestOptions
 from dpps.core.errors import DppsError, InvalidInput
 from dpps.core.identifiers import validate_lfn
@@ -34,32 +34,6 @@ class PlannedFile:
     source: Path
     lfn: str | None
     error: DppsError | None = None
-
-
-def parse_user_meta(pairs: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``--meta key=value`` pairs into typed indexed columns and free metadata."""
-    columns: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
-    for key, raw in pairs.items():
-        validate_meta_key(key)
-        if key in INDEXED_KEYS:
-            columns[key] = convert_indexed(key, raw)
-        else:
-            meta[key] = _scalar(raw)
-    return columns, meta
-
-
-def _scalar(raw: str) -> Any:
-    """Free metadata keeps numbers and booleans typed so queries can compare them."""
-    low = raw.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def display(path: Path) -> str:

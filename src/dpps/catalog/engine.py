@@ -3,24 +3,49 @@
 SQLite runs in WAL mode with a busy timeout, so readers never block the one writer and short
 writer transactions queue instead of failing. The schema is only ever created by Alembic, so a
 catalog made today can be upgraded in thirty years.
+
+Every write goes through ``transaction`` (one unit of work, no retry) or ``write`` (the same,
+redone as ``Retry`` says). ``Retry`` is what a caller decides about failures that may pass:
+
+* ``Retry()`` (the daemons' steps and the archive's multi-statement deletions): only what
+  PostgreSQL resolved by aborting the transaction - a deadlock or a serialisation conflict -
+  is redone, a few times, after a few tens of milliseconds; everything else propagates at once,
+  a SQLite lock held past the busy timeout as ``Unavailable``, which the daemon runner retries
+  after a pause;
+* ``Retry(on="transient", ...)`` (the ACADA ingestion queue, which must ride out a catalog
+  restart): also ``Unavailable`` and any database error, with exponential backoff and jitter,
+  an ``IntegrityError`` (two daemons made the same container) at most ``integrity_attempts``
+  times, ``Unavailable`` when the attempts are used up.
+
+``serialise_on_sqlite`` makes writers queue on an exclusive ``flock`` next to the SQLite file
+before they begin (the WMS's manager and workers, see ``_writer_lock``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import fcntl
+import functools
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.core.errors import Unavailable
+from dpps.core.errors import ConfigError, Unavailable
 
 #: PostgreSQL deadlock and serialisation failures: the transaction can be redone as it is.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -28,12 +53,30 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 #: Execution option marking a connection whose transaction will write (see ``transaction``).
 WRITE_OPTION = "dpps_write"
 
+#: JSON columns are written strictly: Python's default would write NaN and Infinity, which are
+#: not JSON, and one such value makes the database fail every JSON query touching that row.
+strict_json = functools.partial(json.dumps, allow_nan=False)
+
 
 def make_engine(url: str, busy_timeout_s: float = 30.0, echo: bool = False) -> Engine:
     """Create an engine with the settings each backend needs for concurrent daemons."""
+    try:
+        make_url(url)
+    except ArgumentError as exc:  # a typo in dpps.yaml, not a bug: exit 4, not "internal error"
+        raise ConfigError(f"catalog url is not a database URL: {exc}") from None
+    try:
+        return _make_engine(url, busy_timeout_s, echo)
+    except (ArgumentError, ImportError) as exc:  # unknown dialect or driver
+        raise ConfigError(f"catalog url cannot be used: {exc}") from None
+
+
+def _make_engine(url: str, busy_timeout_s: float, echo: bool) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, echo=echo, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}
+            url,
+            echo=echo,
+            json_serializer=strict_json,
+            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
         )
 
         @event.listens_for(engine, "connect")
@@ -58,7 +101,14 @@ def make_engine(url: str, busy_timeout_s: float = 30.0, echo: bool = False) -> E
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        echo=echo,
+        json_serializer=strict_json,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -92,10 +142,33 @@ def head_revision(engine: Engine) -> str | None:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session], *, commit: bool = True) -> Iterator[Session]:
+def transaction(
+    factory: sessionmaker[Session], *, commit: bool = True, serialise_on_sqlite: bool = False
+) -> Iterator[Session]:
     """One unit of work that writes: commit on success (unless ``commit`` is False, for dry
     runs), roll back on any error. Reads need no transaction of their own: use ``factory()``.
+
+    ``serialise_on_sqlite``: first queue on the writer lock file beside an SQLite catalog (see
+    ``_writer_lock``); a plain transaction on PostgreSQL. Never nest such transactions in one
+    thread: the inner one would wait for the outer one forever instead of timing out.
     """
+    bind = factory.kw.get("bind")
+    path = lock_path(bind if isinstance(bind, Engine) else None) if serialise_on_sqlite else None
+    if path is None:
+        with _transaction(factory, commit) as session:
+            yield session
+        return
+    fd = _lock_fd(path)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with _transaction(factory, commit) as session:
+            yield session
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _transaction(factory: sessionmaker[Session], commit: bool) -> Iterator[Session]:
     with factory() as session:
         try:
             session.connection(execution_options={WRITE_OPTION: True})
@@ -114,3 +187,138 @@ def transaction(factory: sessionmaker[Session], *, commit: bool = True) -> Itera
         except BaseException:
             session.rollback()
             raise
+
+
+# -- redoing a write ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """When and how often ``write`` redoes a failed transaction.
+
+    The pause before attempt ``n + 1`` (``n`` from 0) is ``min(max_s, base_s * 2**n)`` times a
+    factor drawn uniformly from ``jitter``, so that writers that collided do not collide again.
+    """
+
+    #: Attempts in all (1: never redo).
+    attempts: int = 5
+    #: First pause (s), doubled after each failed attempt, never above ``max_s``.
+    base_s: float = 0.01
+    max_s: float = float("inf")
+    #: Range of the random factor applied to each pause.
+    jitter: tuple[float, float] = (1.0, 5.0)
+    #: "conflict": only PostgreSQL's deadlock and serialisation failures (the transaction can
+    #: be redone as it is); "transient": also ``Unavailable`` and any database error.
+    on: Literal["conflict", "transient"] = "conflict"
+    #: With "transient": attempts after which an ``IntegrityError`` is raised (a race that
+    #: redoing resolves quickly, or a real conflict that it never will). None: ``attempts``.
+    integrity_attempts: int | None = None
+    #: Called before each pause with the attempt that failed (from 1) and its error.
+    on_retry: Callable[[int, Exception], None] | None = None
+
+    def pause_s(self, failed: int) -> float:
+        """The pause after ``failed`` failed attempts (from 1)."""
+        return min(self.max_s, self.base_s * 2.0 ** (failed - 1)) * random.uniform(*self.jitter)
+
+
+#: Daemon steps and deletions: redo what PostgreSQL aborted to break a deadlock.
+CONFLICTS = Retry()
+
+
+def write[T](
+    sessions: sessionmaker[Session],
+    fn: Callable[[Session], T],
+    *,
+    retry: Retry = CONFLICTS,
+    serialise_on_sqlite: bool = False,
+    stop: threading.Event | None = None,
+) -> T:
+    """Run ``fn`` in one write ``transaction`` and return its result, redoing the whole
+    transaction as ``retry`` says. ``fn`` must be safe to run again after a rollback (it is
+    the idempotent step of a daemon, or rereads what it decides on). ``stop`` cuts a pause
+    short: the write then fails with ``Unavailable`` instead of waiting.
+    """
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            with transaction(sessions, serialise_on_sqlite=serialise_on_sqlite) as session:
+                return fn(session)
+        except (DBAPIError, Unavailable) as exc:
+            if not _redo(retry, attempt, exc):
+                raise
+            if retry.on_retry is not None:
+                retry.on_retry(attempt, exc)
+            pause = retry.pause_s(attempt)
+            if stop is None:
+                time.sleep(pause)
+            elif stop.wait(pause):
+                raise Unavailable("stopped while retrying a catalog write") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _redo(retry: Retry, attempt: int, exc: DBAPIError | Unavailable) -> bool:
+    """Whether ``write`` redoes after ``exc`` ended ``attempt``; raises what ends it for good
+    when that is not ``exc`` itself."""
+    if retry.on == "conflict":
+        if isinstance(exc, Unavailable):
+            return False
+        code = getattr(exc.orig, "sqlstate", None)
+        if code in RETRYABLE_SQLSTATES and attempt < retry.attempts:
+            return True
+        if "database is locked" in str(exc.orig):
+            raise Unavailable(f"catalog busy: {exc.orig}") from None
+        return False
+    if isinstance(exc, IntegrityError):
+        limit = retry.integrity_attempts or retry.attempts
+        return attempt < min(limit, retry.attempts)
+    if attempt < retry.attempts:
+        return True
+    raise Unavailable(f"catalog write failed {attempt} times: {exc}") from exc
+
+
+# -- the writer lock file (SQLite) -------------------------------------------------------------
+#
+# SQLite has one writer at a time, and a connection that finds the database locked polls for
+# it with growing sleeps (1, 2, 5, 10 ... 100 ms: SQLite's busy handler). The WMS's manager and
+# workers write a few short transactions per job, so on the embedded catalog they would spend
+# more time asleep in that handler than writing. With ``serialise_on_sqlite`` they first queue
+# on an exclusive ``flock`` next to the database file: the kernel wakes the next writer the
+# moment the previous one is done. Other writers (the archive's daemons, the CLI) still meet
+# them in SQLite's own lock and busy timeout, so nothing depends on everyone using it. A
+# process that dies drops its lock with its file descriptors. PostgreSQL locks rows, not the
+# database: there it does nothing.
+
+
+def lock_path(engine: Engine | None) -> str | None:
+    """The writer lock file of an SQLite database file; None for PostgreSQL or in-memory
+    SQLite."""
+    if engine is None or engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}.wms-writer"
+
+
+class _Descriptors(dict[str, int]):
+    """One thread's lock-file descriptors, closed when the thread ends (its locals go)."""
+
+    def __del__(self) -> None:
+        for fd in self.values():
+            with suppress(OSError):
+                os.close(fd)
+
+
+_LOCAL = threading.local()
+
+
+def _lock_fd(path: str) -> int:
+    """This thread's descriptor of the lock file. Each thread opens its own: a ``flock`` is
+    held by an open file, so two threads sharing one descriptor would not exclude each other;
+    keeping it saves an open and a close per transaction."""
+    fds = getattr(_LOCAL, "fds", None)
+    if fds is None:
+        fds = _LOCAL.fds = _Descriptors()
+    fd = fds.get(path)
+    if fd is None:
+        fd = fds[path] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
+    return fd

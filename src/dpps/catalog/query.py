@@ -14,6 +14,10 @@ Grammar (keywords are case-insensitive; ``or`` binds loosest, then ``and``, then
     field  := a name of FIELDS | "meta." key   (key matches ^[a-z][a-z0-9_]{0,63}$)
     value  := bare word | "double-quoted" | 'single-quoted'
 
+Limits (``InvalidInput``, never an internal error): integers are 64-bit signed, parentheses and
+``not`` nest at most ``MAX_DEPTH`` deep, a filter compares at most ``MAX_VALUES`` values. Any
+of these unbounded would reach the database driver (overflow) or Python (recursion) as a crash.
+
 See docs/query-language.md for the user-facing description.
 """
 
@@ -36,7 +40,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import bindparam, case
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import String
+from sqlalchemy.types import Boolean, String
 
 from dpps.catalog.models import DIDRow
 from dpps.core.errors import InvalidInput
@@ -48,6 +52,15 @@ META_PREFIX: Final = "meta."
 META_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PUNCT: Final = "()=!<>,\"'"
 _KEYWORDS: Final = frozenset({"and", "or", "not", "in", "like"})
+#: Nesting of parentheses and ``not`` (each level costs a few Python frames while parsing and
+#: compiling; no real filter needs more than a handful).
+MAX_DEPTH: Final = 32
+#: Values compared in one filter (``in`` lists included): each is a bound parameter, and the
+#: databases cap those (SQLite at 32766 per statement).
+MAX_VALUES: Final = 2000
+#: The catalog's integer columns are 64-bit signed.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 
 
 class QuerySyntaxError(InvalidInput):
@@ -156,7 +169,17 @@ class _Token:
         return self.kind == "word" and self.text.lower() == word
 
 
+#: Characters no database takes in a text value: NUL (PostgreSQL refuses it) and lone
+#: surrogates (what undecodable command-line bytes become; they are not UTF-8).
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+
+
 def _tokenize(text: str) -> list[_Token]:
+    if bad := _UNSTORABLE.search(text):
+        detail = f"character {bad.group()!r} cannot be part of a filter"
+        raise QuerySyntaxError(
+            text.encode("utf-8", "backslashreplace").decode(), bad.start() + 1, detail
+        )
     tokens: list[_Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -198,6 +221,7 @@ class _Parser:
 
     def __init__(self, text: str) -> None:
         self.text, self.tokens, self.i = text, _tokenize(text), 0
+        self.depth = self.values = 0
 
     @property
     def tok(self) -> _Token:
@@ -232,18 +256,28 @@ class _Parser:
         return items[0] if len(items) == 1 else cls(tuple(items))
 
     def not_expr(self) -> Node:
+        if self.tok.is_keyword("not") or self.tok.kind == "(":
+            if self.depth >= MAX_DEPTH:
+                detail = f"parentheses and 'not' nest more than {MAX_DEPTH} deep"
+                raise self.fail(self.tok, detail, "invalid filter")
+            self.depth += 1
+            try:
+                return self.nested()
+            finally:
+                self.depth -= 1
+        return self.comparison()
+
+    def nested(self) -> Node:
         if self.tok.is_keyword("not"):
             self.advance()
             return Not(self.not_expr())
-        if self.tok.kind == "(":
-            opening = self.advance()
-            node = self.or_expr()
-            if self.tok.kind != ")":
-                detail = f"expected ')' to close the '(' at position {opening.position}"
-                raise self.fail(self.tok, f"{detail}, got {_show(self.tok)}")
-            self.advance()
-            return node
-        return self.comparison()
+        opening = self.advance()
+        node = self.or_expr()
+        if self.tok.kind != ")":
+            detail = f"expected ')' to close the '(' at position {opening.position}"
+            raise self.fail(self.tok, f"{detail}, got {_show(self.tok)}")
+        self.advance()
+        return node
 
     def comparison(self) -> Node:
         ftok = self.tok
@@ -292,6 +326,9 @@ class _Parser:
         tok = self.tok
         if tok.kind not in ("word", "string"):
             raise self.fail(tok, f"expected a value after {op!r}, got {_show(tok)}")
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(tok, f"more than {MAX_VALUES} values in one filter", "invalid filter")
         return self.advance()
 
     def in_list(self, op: str) -> list[_Token]:
@@ -347,7 +384,15 @@ def _to_int(_field: Field, text: str) -> int:
     x = _number(text)
     if x is None or not x.is_integer():
         raise ValueError("an integer")
-    return int(text) if text.lstrip("+-").isdigit() else int(x)
+    digits = text.lstrip("+-")
+    if (
+        digits.isdigit() and len(digits.lstrip("0")) > 19
+    ):  # int() of thousands of digits is itself slow
+        raise ValueError(f"an integer from {INT64_MIN} to {INT64_MAX}")
+    value = int(text) if digits.isdigit() else int(x)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"an integer from {INT64_MIN} to {INT64_MAX}")
+    return value
 
 
 def _to_date(_field: Field, text: str) -> dt.date:
@@ -407,6 +452,26 @@ def _json_type(element: _JSONType, compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_type({meta}, '$.' || {key})"
 
 
+class _MetaReadable(FunctionElement[bool]):
+    """Whether ``dids.meta`` is JSON the database can read. SQLite stores JSON as text, and a
+    row written before the catalog wrote JSON strictly may hold ``Infinity`` or ``NaN``: its
+    JSON functions then fail the whole query, so one such row broke every ``meta.*`` filter.
+    Such a row simply matches no metadata comparison. PostgreSQL's json type never holds one."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self) -> None:
+        super().__init__(DIDRow.meta)
+
+
+@compiles(_MetaReadable)
+def _meta_readable(element: _MetaReadable, compiler: SQLCompiler, **kw: Any) -> str:
+    if compiler.dialect.name == "sqlite":
+        return f"json_valid({compiler.process(element.clauses, **kw)})"
+    return "true"
+
+
 _NUMBER, _BOOLEAN = ("integer", "real", "number"), ("true", "false", "boolean")
 _JSON_TYPES: Final = {"float": _NUMBER, "boolean": _BOOLEAN}
 
@@ -415,7 +480,8 @@ def _meta_column(key: str, kind: str) -> Any:
     """``meta[key]`` read as ``kind``. Numbers and booleans are read only where the JSON value
     has that type: otherwise SQLite casts 'high' to 0.0 and PostgreSQL aborts the query."""
     value = getattr(DIDRow.meta[key], f"as_{kind}")()
-    return value if kind == "string" else case((_JSONType(key).in_(_JSON_TYPES[kind]), value))
+    typed = value if kind == "string" else case((_JSONType(key).in_(_JSON_TYPES[kind]), value))
+    return case((_MetaReadable(), typed))  # CASE, not AND: SQLite evaluates only what it needs
 
 
 def _compile_comparison(node: Comparison) -> ColumnElement[bool]:
@@ -442,9 +508,10 @@ def _like(column: Any, pattern: str) -> ColumnElement[bool]:
     """
     clause: ColumnElement[bool] = column.like(pattern, escape="\\")
     prefix = _literal_prefix(pattern)
-    if not prefix:
+    if not prefix or prefix[-1] == chr(0x10FFFF):  # no character after the last one
         return clause
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    after = ord(prefix[-1]) + 1
+    upper = prefix[:-1] + chr(0xE000 if 0xD800 <= after <= 0xDFFF else after)  # no surrogates
     return and_(column >= prefix, column < upper, clause)
 
 
@@ -522,6 +589,7 @@ def select_dids(
     stmt = stmt.order_by(column.desc() if order_by.startswith("-") else column.asc())
     ties = (DIDRow.name, DIDRow.version, DIDRow.scope, DIDRow.id)
     stmt = stmt.order_by(*(c for c in ties if c is not column))
-    if (limit is not None and limit < 0) or offset < 0:
-        raise InvalidInput(f"limit and offset must be >= 0, got {limit} and {offset}")
+    if not (0 <= offset <= INT64_MAX and (limit is None or 0 <= limit <= INT64_MAX)):
+        detail = f"must be >= 0 and at most {INT64_MAX}, got {limit} and {offset}"
+        raise InvalidInput(f"limit and offset {detail}")
     return stmt.limit(limit).offset(offset)

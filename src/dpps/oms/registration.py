@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, validate_meta_key
+from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed
+from dpps.bdms.metadata_values import validate_free_meta
 from dpps.bdms.records import RegisterOutcome as RegisterOutcome
 from dpps.bdms.records import Registration as Registration
 from dpps.catalog import dids as did_repo
@@ -32,8 +33,8 @@ def _split_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         if key in INDEXED_KEYS:
             columns[key] = convert_indexed(key, value)
         else:
-            free[validate_meta_key(key)] = value
-    return columns, free
+            free[key] = value
+    return columns, validate_free_meta(free)
 
 
 def to_new_files(
