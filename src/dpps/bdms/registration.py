@@ -37,6 +37,7 @@ from dpps.bdms.planning import parse_user_meta as parse_user_meta
 from dpps.bdms.records import Registration
 from dpps.bdms.replication.rules import apply_policy
 from dpps.catalog import dids as did_repo
+from dpps.catalog import rses as rse_repo
 from dpps.catalog.models import DIDRow
 from dpps.catalog.replication import bump_rules
 from dpps.core.config import Config
@@ -233,6 +234,11 @@ def prepare_output(
 
 
 # -- register: in the caller's session ----------------------------------------------------------
+
+
+def rse_ids(session: Session) -> dict[str, int]:
+    """RSE name -> id, what a ``prepare_*`` function needs to place a file's replica."""
+    return {r.name: r.id for r in rse_repo.list_rses(session)}
 
 
 def dataset(

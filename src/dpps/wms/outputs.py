@@ -3,12 +3,14 @@
 Registration and the job's DONE transition are one transaction, guarded by the attempt's lease
 token: either the attempt still owns the job and both happen, or neither does. That is the
 whole of "a failed or killed attempt registers nothing" and "outputs are registered once". It
-is also why this does not call ``Archive.ingest`` (which owns its transaction): it uses the
-same building blocks (metadata extraction, verified atomic upload, ``register_files``).
+is also why this does not call ``Archive.ingest`` (which owns its transaction) but the
+archive's session-taking registration (``bdms.registration``), as every registering caller does.
 
-Bytes are uploaded before the transaction, each attempt under its own physical path
-(``_wms/job<ID>.a<N>/<scope><lfn>``), so a rescheduled attempt and a zombie one can never
-overwrite each other's files; what an attempt uploaded but could not register is removed.
+Bytes are uploaded and files prepared (``prepare``: metadata extraction, a full read of each
+FITS file) before the transaction, so none of that holds the catalog's writer lock. Each
+attempt uploads under its own physical path (``_wms/job<ID>.a<N>/<scope><lfn>``), so a
+rescheduled attempt and a zombie one can never overwrite each other's files; what an attempt
+uploaded but could not register is removed.
 """
 
 from __future__ import annotations
@@ -24,12 +26,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from dpps.bdms.ingest import parse_user_meta
-from dpps.bdms.metadata import extract_metadata
-from dpps.bdms.replication import rules
-from dpps.catalog import dids as did_repo
+from dpps.bdms import registration
 from dpps.catalog import events
-from dpps.catalog.models import DIDRow
 from dpps.catalog.models_wms import JobFileRow
 from dpps.core.config import Config
 from dpps.core.errors import Conflict, InvalidInput
@@ -207,40 +205,32 @@ def discard(config: Config, produced: Sequence[Produced]) -> None:
             p.rel = None
 
 
-def new_files(
-    session: Session, config: Config, produced: Sequence[Produced], prov: Mapping[str, Any]
-) -> list[did_repo.NewFile]:
-    from dpps.catalog import rses as rse_repo
-
-    rse_ids = {r.name: r.id for r in rse_repo.list_rses(session)}
+def prepare(
+    config: Config,
+    produced: Sequence[Produced],
+    prov: Mapping[str, Any],
+    rse_ids: Mapping[str, int],
+) -> list[registration.NewFile]:
+    """The uploaded outputs as files to register: metadata extracted from the sandbox copies
+    (a full read of each FITS file), the keys each output declares, the provenance record.
+    Done before the DONE transaction, so none of it holds the catalog's writer lock."""
     out = []
     for p in produced:
-        extracted = extract_metadata(p.path)
         given = {k: str(v) for k, v in p.spec.meta.items()}
         if p.spec.data_level:
             given["data_level"] = p.spec.data_level
-        columns, meta = parse_user_meta(given)
-        meta = {
-            **extracted.meta,
-            **meta,
-            "format": extracted.format,
-            "provenance": dict(prov),
-            "wms_job": prov["job_id"],
-        }
-        if prov.get("transformation"):
-            meta["wms_transformation"] = prov["transformation"]
         out.append(
-            did_repo.NewFile(
+            registration.prepare_output(
+                p.path,
                 scope=config.default_scope,
-                name=p.lfn,
-                bytes=p.size,
-                checksums=p.extra_meta["checksums"],
+                lfn=p.lfn,
                 rse_id=rse_ids[p.rse],
                 path=p.rel or "",
-                columns={**extracted.columns, **columns},
-                meta=meta,
+                size=p.size,
+                checksums=p.extra_meta["checksums"],
+                given=given,
+                provenance=prov,
                 new_version=p.spec.new_version,
-                user_keys=tuple(sorted({*given, "provenance", "wms_job", "wms_transformation"})),
             )
         )
     return out
@@ -250,18 +240,25 @@ def register(
     session: Session,
     config: Config,
     produced: Sequence[Produced],
+    files: Sequence[registration.NewFile],
     prov: Mapping[str, Any],
     *,
     job_id: int,
     account: str,
 ) -> list[Produced]:
-    """Register the outputs in the caller's transaction; returns duplicates to remove after
-    commit (same LFN and same bytes were already archived). Conflict: other bytes exist."""
+    """Register the prepared outputs in the caller's transaction (``bdms.registration``, with
+    each output's policy); returns duplicates to remove after commit (same LFN and same bytes
+    were already archived). Conflict: other bytes exist."""
     duplicates: list[Produced] = []
     if not produced:
         return duplicates
-    files = new_files(session, config, produced, prov)
-    outcomes = did_repo.register_files(session, files, account=account)
+    outcomes = registration.register(
+        session,
+        files,
+        account=account,
+        policy=[p.spec.policy or None for p in produced],
+        config=config,
+    )
     for p, outcome in zip(produced, outcomes, strict=True):
         if outcome.status == "conflict":
             raise Conflict(f"output {p.port}: {outcome.message}")
@@ -288,11 +285,6 @@ def register(
             for p in produced
         ),
     )
-    for p in produced:
-        if p.spec.policy:
-            row = session.get(DIDRow, p.did_id)
-            if row is not None:
-                rules.apply_policy(session, config, row, p.spec.policy, account=account)
     return duplicates
 
 
@@ -302,6 +294,7 @@ __all__ = [
     "collect",
     "discard",
     "output_rse",
+    "prepare",
     "provenance",
     "register",
     "upload",

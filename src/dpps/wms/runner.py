@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import Engine, case, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import availability
+from dpps.bdms import availability, registration
 from dpps.bdms.archive import Archive
-from dpps.catalog.engine import make_engine, make_sessionmaker
+from dpps.catalog.engine import make_engine, make_sessionmaker, transaction
 from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
 from dpps.core.clock import utcnow
 from dpps.core.config import Config, load_config
@@ -38,7 +38,7 @@ from dpps.core.identifiers import parse_did
 from dpps.core.states import RSEKind
 from dpps.storage.rse import StorageElement
 from dpps.wms import jobs as job_repo
-from dpps.wms import outputs, process, renewer, workflows, writes
+from dpps.wms import outputs, process, renewer, workflows
 from dpps.wms.executors.base import Task
 from dpps.wms.expressions import evaluate, expand_argv
 from dpps.wms.spec import iter_files
@@ -112,7 +112,7 @@ def _take(ctx: WorkerContext, task: Task) -> JobView | None:
         c.cores,
         c.memory_mb,
     )
-    with writes.write(ctx.sessions) as s:
+    with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
         job = job_repo.guarded_take(
             s,
             task.job_id,
@@ -237,7 +237,7 @@ def _end_attempt(
     values: dict[str, Any],
 ) -> str:
     """Record a failed attempt: back to SUBMITTED (with backoff) or FAILED for good."""
-    with writes.write(ctx.sessions) as s:
+    with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
         job = s.get(JobRow, task.job_id)
         if job is None or job.lease_owner != task.token:
             return "lost"
@@ -430,7 +430,22 @@ def _finish(
     )
     duplicates: list[outputs.Produced] = []
     try:
-        with writes.write(ctx.sessions) as s:
+        # The heavy part (a full read of each output for its metadata) before the write lock.
+        with ctx.sessions() as s:
+            rse_ids = registration.rse_ids(s)
+        files = outputs.prepare(config, produced, prov, rse_ids)
+    except DppsError as exc:
+        outputs.discard(config, produced)
+        return _end_attempt(
+            ctx,
+            task,
+            view,
+            f"registration failed: {exc}",
+            retry=True,
+            values={**base, **_accounting(result, read, 0)},
+        )
+    try:
+        with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
             won = job_repo.guarded_update(
                 s,
                 view.id,
@@ -453,7 +468,7 @@ def _finish(
             if not won:
                 raise _Lost
             duplicates = outputs.register(
-                s, config, produced, prov, job_id=view.id, account=view.account
+                s, config, produced, files, prov, job_id=view.id, account=view.account
             )
             workflows.flag(s, [view.workflow_id])
     except _Lost:
