@@ -30,6 +30,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     { apt-get update -q && apt-get install -y -q chromium; } \
         || echo "warning: could not install chromium; the browser tests will fail" >&2
 fi
+# XRootD server and client, nftables, iproute2: the root:// storage tests and the testbed.
+if [ "$(id -u)" = 0 ]; then
+    bash "$REPO_ROOT/scripts/testbed-deps.sh" \
+        || echo "warning: could not install the testbed packages; the XRootD tests will fail" >&2
+fi
 export DPPS_REQUIRE_CHROMIUM=1  # the browser tests fail, never skip, without Chromium
 export DPPS_REQUIRE_POSTGRES=1  # the PostgreSQL tests fail, never skip, if the server is missing
 
