@@ -9,7 +9,15 @@ import typer
 
 from dpps.bdms.types import BulkReport, FileInfo
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
-from dpps.cli.output import console, emit_json, err_console, human_bytes, progress_bar, table
+from dpps.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    human_bytes,
+    progress_bar,
+    styled,
+    table,
+)
 from dpps.cli.preservation_cmds import status_line
 from dpps.core.errors import EXIT_CODES, InvalidInput
 
@@ -23,7 +31,7 @@ def report_exit(report: BulkReport) -> None:
     if not failed:
         return
     for item in failed:
-        err_console.print(f"[red]failed:[/red] {item.source}: {item.error}")
+        err_console.print(styled("[red]failed:[/red] {}: {}", item.source, item.error))
     code = failed[0].exit_code if len(report.results) == 1 else PARTIAL_EXIT
     raise typer.Exit(code)
 

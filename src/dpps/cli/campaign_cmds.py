@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs, remote_archive
-from dpps.cli.output import console, emit_json, err_console, human_bytes, table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
 from dpps.core.errors import ConfigError, DppsError
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ def _info(info: Any, json_: bool) -> None:
         f"{spec.get('software_version')}, category {spec.get('category')}"
     )
     if info.error:
-        err_console.print(f"[red]error:[/red] {info.error}", highlight=False)
+        err_console.print(styled("[red]error:[/red] {}", info.error), highlight=False)
 
 
 def _report(data: dict[str, Any] | None, json_: bool) -> None:
@@ -356,9 +356,9 @@ def _print(report: dict[str, Any]) -> None:
         f"{len(ver['previous_versions'])} earlier versions intact"
     )
     for problem in ver["problems"]:
-        err_console.print(f"[red]verification:[/red] {problem}", highlight=False)
+        err_console.print(styled("[red]verification:[/red] {}", problem), highlight=False)
     for failure in report["failures"]:
-        err_console.print(f"[red]failed:[/red] {failure}", highlight=False)
+        err_console.print(styled("[red]failed:[/red] {}", failure), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

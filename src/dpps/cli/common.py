@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from dpps.bdms.api_types import ArchiveAPI
 from dpps.bdms.archive import Archive
-from dpps.cli.output import err_console
-from dpps.core.errors import DppsError
+from dpps.cli.output import err_console, styled
+from dpps.core.errors import DppsError, Unavailable
 from dpps.wms.api_types import WMSAPI
 
 if TYPE_CHECKING:
@@ -109,8 +110,12 @@ def handle_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except DppsError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(styled("[red]error:[/red] {}", exc), highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except OperationalError as exc:  # server down or unreachable, catalog locked: exit 9
+            error = Unavailable(f"catalog database unavailable: {exc.orig}")
+            err_console.print(styled("[red]error:[/red] {}", error), highlight=False)
+            raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
@@ -120,8 +125,11 @@ def handle_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
             if os.environ.get("DPPS_DEBUG"):
                 raise
             err_console.print(
-                f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
-                "(a bug: rerun with DPPS_DEBUG=1 for the traceback and please report it)",
+                styled(
+                    "[red]internal error:[/red] {} (a bug: rerun with DPPS_DEBUG=1 for the "
+                    "traceback and please report it)",
+                    f"{type(exc).__name__}: {exc}",
+                ),
                 highlight=False,
             )
             raise typer.Exit(1) from None

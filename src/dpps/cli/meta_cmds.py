@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
-from dpps.cli.output import console, emit_json, err_console, progress_bar, table
+from dpps.cli.output import console, emit_json, err_console, progress_bar, styled, table
 
 
 def meta_set(
@@ -55,7 +55,7 @@ def meta_refresh(
             f"{len(report.failed)} failed in {report.seconds:.2f} s"
         )
     for item in report.failed:
-        err_console.print(f"[red]failed:[/red] {item.error}")
+        err_console.print(styled("[red]failed:[/red] {}", item.error))
     if report.failed:
         raise typer.Exit(10)
 

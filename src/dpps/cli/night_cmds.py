@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dpps.bdms.archive import Archive
 from dpps.cli.common import JsonOpt, command
-from dpps.cli.output import console, emit_json, err_console, human_bytes, table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
 from dpps.core.errors import InvalidInput, NotFound
 from dpps.instrument.dl0 import quiet_native_stdout
 
@@ -72,9 +72,12 @@ def _stages(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int, int],
 def _print(report: dict[str, Any]) -> None:
     plan, analysis, sim = report["plan"], report["analysis"], report["simulated"]
     console.print(
-        f"[bold]night[/bold] {plan['blocks']} blocks x {plan['block_s']:.0f} s on "
-        f"{plan['target']['name']} (wobble {plan['wobble_deg']} deg), workspace "
-        f"{report['workspace']}"
+        styled(
+            "[bold]night[/bold] {}",
+            f"{plan['blocks']} blocks x {plan['block_s']:.0f} s on "
+            f"{plan['target']['name']} (wobble {plan['wobble_deg']} deg), workspace "
+            f"{report['workspace']}",
+        )
     )
     models = report["models"]
     console.print(
@@ -108,11 +111,14 @@ def _print(report: dict[str, Any]) -> None:
         )
     )
     for problem in report["transformation"]["problematic"]:
-        console.print(f"[red]problematic:[/red] {problem}")
+        console.print(styled("[red]problematic:[/red] {}", problem))
     for job in jobs["retried_or_failed"]:
         console.print(
-            f"[yellow]job {job['job']} ({job['step']}): {job['state']} after "
-            f"{job['attempts']} attempt(s): {job['reason']}[/yellow]"
+            styled(
+                "[yellow]{}[/yellow]",
+                f"job {job['job']} ({job['step']}): {job['state']} after "
+                f"{job['attempts']} attempt(s): {job['reason']}",
+            )
         )
     console.print(
         table(
@@ -125,12 +131,16 @@ def _print(report: dict[str, Any]) -> None:
         )
     )
     if "error" in analysis:
-        console.print(f"[red]analysis failed:[/red] {analysis['error']}")
+        console.print(styled("[red]analysis failed:[/red] {}", analysis["error"]))
     else:
         console.print(
-            f"[bold]gammapy[/bold] {analysis['n_observations']} observations, "
-            f"{analysis['livetime_s']:.0f} s: ON {analysis['n_on']}, OFF {analysis['n_off']}, "
-            f"excess {analysis['excess']:.1f}, significance {analysis['significance']:.1f} sigma"
+            styled(
+                "[bold]gammapy[/bold] {}",
+                f"{analysis['n_observations']} observations, "
+                f"{analysis['livetime_s']:.0f} s: ON {analysis['n_on']}, OFF {analysis['n_off']}, "
+                f"excess {analysis['excess']:.1f}, significance {analysis['significance']:.1f} "
+                "sigma",
+            )
         )
         console.print(
             f"spectrum: index {analysis['index']:.2f} ± {analysis['index_error']:.2f} "

@@ -2,6 +2,11 @@
 
 Progress bars appear only on an interactive terminal and never with ``--json``, so piping a
 command into another program yields clean output.
+
+User data (file names, metadata values, error messages) is never read as Rich markup: both
+consoles print text as it is (``markup=False``), so ``note=[/]`` or a file named ``[bold].fits``
+prints literally instead of crashing or vanishing. Styling is opt-in through ``styled``, whose
+template is markup and whose values are escaped.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,11 +28,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from dpps.bdms.types import to_jsonable
 
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=False, markup=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def styled(template: str, *values: Any) -> Text:
+    """``styled("[red]failed:[/red] {}", error)``: the template's markup styles the line, the
+    values print exactly as they are (escaped), whatever brackets they hold."""
+    return Text.from_markup(template.format(*(escape(str(v)) for v in values)))
 
 
 def emit_json(data: Any) -> None:
@@ -38,7 +51,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(Text("" if v is None else str(v)) for v in row))
     return t
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs
-from dpps.cli.output import console, emit_json, err_console, progress_bar, table
+from dpps.cli.output import console, emit_json, err_console, progress_bar, styled, table
 from dpps.core.errors import ConfigError, InvalidInput
 
 FAILED_EXIT = 10  # a production with failed runs (the CLI's "partial failure")
@@ -104,7 +104,7 @@ def run(
             raise ConfigError(f"input files do not exist: {', '.join(missing)}")
         instance = tool.from_mapping(data, files, output_dir)
     except (ConfigError, InvalidInput) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(styled("[red]error:[/red] {}", exc), highlight=False)
         raise typer.Exit(EXIT_CONFIG) from None
     result = instance.run()
     if json_:
@@ -133,7 +133,7 @@ def run(
             f"{output_dir / 'provenance.json'}"
         )
     if result.error:
-        err_console.print(f"[red]error:[/red] {name}: {result.error}", highlight=False)
+        err_console.print(styled("[red]error:[/red] {}: {}", name, result.error), highlight=False)
     raise typer.Exit(result.exit_code)
 
 

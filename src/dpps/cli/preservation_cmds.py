@@ -12,7 +12,15 @@ import typer
 from dpps.bdms.preservation.health import HealthReport
 from dpps.bdms.types import to_jsonable
 from dpps.cli.common import JsonOpt, command, open_archive
-from dpps.cli.output import console, emit_json, err_console, human_bytes, progress_bar, table
+from dpps.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    human_bytes,
+    progress_bar,
+    styled,
+    table,
+)
 from dpps.core.errors import IntegrityFailure, Unavailable
 
 AUDIT_BAD_EXIT = IntegrityFailure.exit_code
@@ -112,9 +120,9 @@ def audit(
                 )
             )
         for did in report.lost:
-            err_console.print(f"[red]LOST:[/red] {did} has no good copy left")
+            err_console.print(styled("[red]LOST:[/red] {} has no good copy left", did))
         for error in report.errors[:20]:
-            err_console.print(f"[yellow]skipped:[/yellow] {error}")
+            err_console.print(styled("[yellow]skipped:[/yellow] {}", error))
         console.print(
             f"{report.examined} replicas read, {report.good} good, {len(report.bad)} BAD, "
             f"{report.skipped} skipped; {human_bytes(report.bytes)} in {report.seconds:.1f} s"
@@ -151,7 +159,7 @@ def delete(
         for kept in report.kept:
             err_console.print(f"kept files also in {kept}")
         for error in report.errors:
-            err_console.print(f"[yellow]pending:[/yellow] {error}")
+            err_console.print(styled("[yellow]pending:[/yellow] {}", error))
     if report.replicas_pending:
         raise typer.Exit(Unavailable.exit_code)
 
@@ -218,7 +226,7 @@ def _print_health(report: HealthReport) -> None:
     ]
     for title, count, items in lines:
         style = "red" if count and title.startswith(("lost", "stuck")) else "bold"
-        console.print(f"[{style}]{title}: {count}[/{style}]")
+        console.print(styled(f"[{style}]{{}}: {{}}[/{style}]", title, count))
         for item in items:
             console.print(f"  {item}")
     console.print(
@@ -227,8 +235,8 @@ def _print_health(report: HealthReport) -> None:
         f"{report.lost_events}"
     )
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/yellow] {note}")
-    console.print("[green]healthy[/green]" if report.ok else "[red]problems found[/red]")
+        err_console.print(styled("[yellow]note:[/yellow] {}", note))
+    console.print(styled("[green]healthy[/green]" if report.ok else "[red]problems found[/red]"))
 
 
 def health(ctx: typer.Context, json_: JsonOpt = False) -> None:

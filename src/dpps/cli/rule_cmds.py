@@ -32,7 +32,8 @@ def rule_add(
         str | None, typer.Option(help="RSE expression transfers may read from (default: any).")
     ] = None,
     lifetime: Annotated[
-        float | None, typer.Option(min=0.0, help="Days until the rule expires (default: never).")
+        float | None,
+        typer.Option(min=0.0, max=36_500, help="Days until the rule expires (default: never)."),
     ] = None,
     priority: Annotated[int, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")] = 3,
     activity: Annotated[str, typer.Option(help="Transfer activity (accounting).")] = "default",
@@ -163,7 +164,7 @@ def rule_update(
         int | None, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")
     ] = None,
     lifetime: Annotated[
-        float | None, typer.Option(min=0.0, help="Expire this many days from now.")
+        float | None, typer.Option(min=0.0, max=36_500, help="Expire this many days from now.")
     ] = None,
     no_lifetime: Annotated[
         bool, typer.Option("--no-lifetime", help="Never expire (clear the lifetime).")

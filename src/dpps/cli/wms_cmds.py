@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dpps.cli.common import JsonOpt, command, open_wms
-from dpps.cli.output import console, emit_json, err_console, human_bytes, table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
 from dpps.core.errors import EXIT_CODES
 
 FAILED_EXIT = 10
@@ -136,7 +136,7 @@ def status(
             emit_json(info)
             return
         console.print(
-            f"workflow {info.id} {info.name}: [bold]{info.state}[/bold]"
+            styled("workflow {} {}: [bold]{}[/bold]", info.id, info.name, info.state)
             + (f" ({info.reason})" if info.reason else "")
         )
         for step, st in info.steps.items():
@@ -150,7 +150,7 @@ def status(
         emit_json(job)
         return
     console.print(
-        f"job {job.id} {job.name}: [bold]{job.state}[/bold]"
+        styled("job {} {}: [bold]{}[/bold]", job.id, job.name, job.state)
         + (f" ({job.reason})" if job.reason else "")
     )
     console.print(
@@ -328,7 +328,7 @@ def _tr_info(info: Any, json_: bool) -> None:
     console.print("  files: " + ", ".join(f"{k} {v}" for k, v in info.files.items()))
     console.print("  tasks: " + (", ".join(f"{k} {v}" for k, v in info.tasks.items()) or "none"))
     for p in info.problematic:
-        console.print(f"  [red]problematic[/red] {p.did}: {p.reason}")
+        console.print(styled("  [red]problematic[/red] {}: {}", p.did, p.reason))
 
 
 def tr_add(

@@ -13,7 +13,7 @@ import typer
 from dpps.bdms.archive import Archive
 from dpps.bdms.samples import generate_sample_night
 from dpps.cli.common import command
-from dpps.cli.output import console, emit_json, human_bytes, progress_bar, table
+from dpps.cli.output import console, emit_json, human_bytes, progress_bar, styled, table
 from dpps.core.errors import Conflict, IntegrityFailure
 from dpps.storage.checksums import checksum_file
 
@@ -62,16 +62,16 @@ def demo(
     (directory / DEMO_MARKER).write_text("created by 'dpps demo'; safe to delete\n")
     summary: dict[str, Any] = {"workspace": str(directory)}
 
-    def say(message: str) -> None:
+    def say(label: str, message: str) -> None:
         if not json_:
-            console.print(message)
+            console.print(styled("[bold]{}[/bold] {}", label, message))
 
     with Archive.init(directory) as archive:
-        say(f"[bold]1. workspace[/bold] {directory} ({len(archive.config.rses)} RSEs)")
+        say("1. workspace", f"{directory} ({len(archive.config.rses)} RSEs)")
         night = date(2026, 11, 21)
         landing = directory / "landing"
         files = generate_sample_night(landing, night=night)
-        say(f"[bold]2. generated[/bold] {len(files)} sample data products (FITS DL0, HDF5 DL1)")
+        say("2. generated", f"{len(files)} sample data products (FITS DL0, HDF5 DL1)")
 
         with progress_bar(len(files), "ingest", enabled=not json_) as advance:
             report = archive.ingest(
@@ -89,8 +89,9 @@ def demo(
             "seconds": round(report.seconds, 3),
         }
         say(
-            f"[bold]3. ingested[/bold] {report.count('registered')} files "
-            f"({human_bytes(report.bytes)}) into CTAO-N in {report.seconds:.2f} s"
+            "3. ingested",
+            f"{report.count('registered')} files "
+            f"({human_bytes(report.bytes)}) into CTAO-N in {report.seconds:.2f} s",
         )
         if report.failed:
             raise IntegrityFailure(f"demo ingest failed: {report.failed[0].error}")
@@ -98,7 +99,7 @@ def demo(
         query = "data_level=DL0 and tel_id=1 and observing_night=2026-11-21"
         found = archive.list_files(query)
         summary["query"] = {"filter": query, "matches": [f.did for f in found]}
-        say(f"[bold]4. query[/bold] '{query}': {len(found)} matches")
+        say("4. query", f"'{query}': {len(found)} matches")
         if not json_:
             console.print(
                 table(
@@ -124,16 +125,20 @@ def demo(
             "adler32": sums["adler32"],
         }
         say(
-            f"[bold]5. retrieved[/bold] {target.did} from {loc.best_rse} to {out} "
-            f"(estimate {loc.estimated_seconds:.3f} s, adler32 {sums['adler32']} verified)"
+            "5. retrieved",
+            f"{target.did} from {loc.best_rse} to {out} "
+            f"(estimate {loc.estimated_seconds:.3f} s, adler32 {sums['adler32']} verified)",
         )
     summary["seconds"] = round(time.perf_counter() - started, 3)
     if json_:
         emit_json(summary)
     else:
         console.print(
-            f"[green]demo finished in {summary['seconds']:.1f} s[/green]; "
-            f"try: dpps -w {directory} ls 'obs_id={target.obs_id}'"
+            styled(
+                "[green]demo finished in {} s[/green]; try: {}",
+                f"{summary['seconds']:.1f}",
+                f"dpps -w {directory} ls 'obs_id={target.obs_id}'",
+            )
         )
 
 

@@ -15,7 +15,13 @@ from dpps.core.errors import InvalidInput
 SCOPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,29}$")
 _LFN_CHARS_RE = re.compile(r"^[A-Za-z0-9._+=,\-/]+$")
 MAX_LFN_LENGTH = 1024
-_VERSION_RE = re.compile(r"^(?P<base>.*)@v(?P<version>[1-9][0-9]{0,8})$")
+#: One path component: POSIX file systems allow 255 bytes (NAME_MAX), and a later version's
+#: copy appends ``@vN`` (up to 11 characters) to the last one. Longer names failed only when a
+#: copy was written, reported as an unavailable RSE.
+MAX_COMPONENT_LENGTH = 240
+#: Versions are positive 32-bit integers (the catalog's column).
+MAX_VERSION = 2**31 - 1
+_VERSION_RE = re.compile(r"^(?P<base>.*)@v(?P<version>[0-9]+)$")
 
 
 def validate_scope(scope: str) -> str:
@@ -44,6 +50,11 @@ def validate_lfn(lfn: str) -> str:
         raise InvalidInput(f"invalid LFN {lfn!r}: empty path component")
     if any(p in (".", "..") for p in parts):
         raise InvalidInput(f"invalid LFN {lfn!r}: '.' and '..' components are not allowed")
+    if any(len(p) > MAX_COMPONENT_LENGTH for p in parts):
+        raise InvalidInput(
+            f"invalid LFN: a path component is longer than {MAX_COMPONENT_LENGTH} characters "
+            "(storage file systems allow 255, with room for a version suffix)"
+        )
     return lfn
 
 
@@ -65,7 +76,14 @@ def parse_did(text: str, default_scope: str | None = None) -> DID:
     version: int | None = None
     m = _VERSION_RE.match(text)
     if m:
-        text, version = m["base"], int(m["version"])
+        text, digits = m["base"], m["version"]
+        if not digits.strip("0"):
+            raise InvalidInput(f"invalid version '@v{digits}': versions start at 1 (@v1)")
+        if digits.startswith("0"):
+            raise InvalidInput(f"invalid version '@v{digits}': write it without leading zeros")
+        if len(digits) > 10 or int(digits) > MAX_VERSION:
+            raise InvalidInput(f"invalid version '@v{digits}': at most {MAX_VERSION}")
+        version = int(digits)
     if ":" in text:
         scope, _, name = text.partition(":")
     elif default_scope is not None:
