@@ -80,12 +80,26 @@ class TemporarySeaweedFS:
     ``create_bucket()`` gives a new, empty bucket.
     """
 
-    def __init__(self, base_dir: Path, *, startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        startup_timeout_s: float = 120.0,
+        ip: str = "127.0.0.1",
+        netns: str | None = None,
+        ports: dict[str, int] | None = None,
+    ) -> None:
+        """``netns``: run inside that network namespace (a testbed data center), bound to its
+        address ``ip``; ``ports`` then fixes the ports (the namespace's own, all free)."""
         self.base_dir = Path(base_dir)
+        self.ip = ip
+        self.netns = netns
+        #: Buckets made once the server is ready (in the namespace: the host cannot reach it).
+        self.buckets: list[str] = []
         self.startup_timeout_s = startup_timeout_s
         self.access_key = "dpps-test"
         self.secret_key = uuid.uuid4().hex
-        self.ports: dict[str, int] = {}
+        self.ports: dict[str, int] = dict(ports or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
@@ -99,7 +113,7 @@ class TemporarySeaweedFS:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['s3.port']}"
+        return f"http://{self.ip}:{self.ports['s3.port']}"
 
     @property
     def log_file(self) -> Path:
@@ -138,12 +152,13 @@ class TemporarySeaweedFS:
         config = self.base_dir / "s3.json"
         config.write_text(json.dumps(self._s3_config()), encoding="utf-8")
         config.chmod(0o600)
-        self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        if not self.ports:  # a restart keeps its ports: clients configured for it reconnect
+            self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
         args = [
             str(weed),
             "server",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.ip}",
+            f"-ip.bind={self.ip}",
             f"-dir={data}",
             "-s3",
             f"-s3.config={config}",
@@ -155,6 +170,8 @@ class TemporarySeaweedFS:
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
         ]
         self._log = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
+        if self.netns is not None:
+            args = ["ip", "netns", "exec", self.netns, *args]
         self._proc = subprocess.Popen(
             args,
             cwd=self.base_dir,
@@ -169,6 +186,16 @@ class TemporarySeaweedFS:
         except BaseException:
             self.stop()
             raise
+
+    def detach(self) -> int:
+        """Leave the server running past this object (the testbed stops it by PID later)."""
+        atexit.unregister(self.stop)
+        pid = self.pid
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return pid
 
     def stop(self) -> None:
         """SIGKILL the server by its PID (it ignores SIGTERM) and wait for it. Idempotent."""
@@ -216,6 +243,9 @@ class TemporarySeaweedFS:
 
     def _wait_ready(self) -> None:
         """Poll until a bucket can be created, written and read (the volume server is up)."""
+        if self.netns is not None:
+            self._wait_ready_in_netns()
+            return
         deadline = time.monotonic() + self.startup_timeout_s
         problem = "not started"
         probe = f"dpps-ready-{uuid.uuid4().hex[:8]}"
@@ -238,6 +268,59 @@ class TemporarySeaweedFS:
             f"SeaweedFS S3 gateway not ready after {self.startup_timeout_s:.0f} s ({problem}):\n"
             f"{self._log_tail()}"
         )
+
+    def _wait_ready_in_netns(self) -> None:
+        """The same probe, run by a Python inside the namespace (only there is the server's
+        address reachable)."""
+        probe = (
+            "import json, sys; from dpps.testing.seaweedfs import TemporarySeaweedFS as T; "
+            "s = T.__new__(T); s.__dict__.update(json.load(sys.stdin)); "
+            "s._proc = None; s._log = None; s.netns = None; s._probe_loop()"
+        )
+        state = {
+            "base_dir": str(self.base_dir),
+            "startup_timeout_s": self.startup_timeout_s,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "ports": self.ports,
+            "ip": self.ip,
+            "buckets": list(self.buckets),
+        }
+        assert self.netns is not None
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-c", probe],
+            input=json.dumps(state).encode(),
+            capture_output=True,
+            timeout=self.startup_timeout_s + 30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"SeaweedFS in {self.netns} not ready: {done.stderr.decode()[-2000:]}\n"
+                f"{self._log_tail()}"
+            )
+
+    def _probe_loop(self) -> None:
+        """Readiness loop without a process handle (run inside the namespace)."""
+        deadline = time.monotonic() + self.startup_timeout_s
+        probe = f"dpps-ready-{uuid.uuid4().hex[:8]}"
+        problem = "not started"
+        while time.monotonic() < deadline:
+            try:
+                fs = self.filesystem()
+                if not fs.exists(probe):
+                    fs.mkdir(probe)
+                fs.pipe_file(f"{probe}/ping", b"ping")
+                if fs.cat_file(f"{probe}/ping") == b"ping":
+                    fs.rm(probe, recursive=True)
+                    for bucket in getattr(self, "buckets", ()):
+                        if not fs.exists(bucket):
+                            fs.mkdir(bucket)
+                    return
+            except Exception as exc:  # connection refused, 503 while the volume server starts
+                problem = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.3)
+        raise RuntimeError(f"not ready after {self.startup_timeout_s:.0f} s ({problem})")
 
     def _log_tail(self, lines: int = 30) -> str:
         try:
