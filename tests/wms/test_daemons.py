@@ -7,11 +7,7 @@ steps they make ready), and the old ``dpps wms daemon NAME`` still works.
 
 from __future__ import annotations
 
-import fcntl
-import gc
 import json
-import os
-import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,7 +18,6 @@ from typer.testing import CliRunner
 from dpps.bdms.archive import Archive
 from dpps.cli.main import app
 from dpps.core.daemon import REGISTRY, spec
-from dpps.wms import writes
 from dpps.wms.api import WMS
 from dpps.wms.builder import tool_command
 from dpps.wms.executors.base import Task
@@ -125,43 +120,3 @@ def test_refill_waits_for_half_empty_queues_unless_a_slot_may_run_dry(
     assert not manager._refill_due(manager._free())  # both busy, 1 of 4 places free
     manager.inflight = {i: (f, None, f"t{i}") for i, f in enumerate(futures[:2])}
     assert manager._refill_due(manager._free())  # half the queue is free
-
-
-def test_wms_writers_queue_on_a_lock_file_only_on_sqlite(archive: Archive) -> None:
-    path = writes.lock_path(archive.engine)
-    if archive.engine.dialect.name == "sqlite":
-        assert path is not None
-        assert path.endswith(".wms-writer")
-        assert Path(path).parent.is_dir()
-    else:
-        assert path is None
-    with writes.write(archive.sessions) as session:  # a plain transaction otherwise
-        assert session.in_transaction()
-
-
-def test_each_thread_has_its_own_lock_descriptor_closed_with_the_thread(tmp_path: Path) -> None:
-    """Two threads exclude each other (one shared descriptor would let both in), and a
-    finished thread's descriptor is closed (workers start a heartbeat thread per job)."""
-    path = str(tmp_path / "catalog.db.wms-writer")
-    mine = writes._fd(path)
-    fcntl.flock(mine, fcntl.LOCK_EX)
-    seen: list[str] = []
-
-    def other() -> None:
-        fd = writes._fd(path)
-        seen.append("same" if fd == mine else "own")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            seen.append("got the lock")
-        except BlockingIOError:
-            seen.append("excluded")
-
-    open_before = len(os.listdir("/proc/self/fd"))
-    for _ in range(5):
-        thread = threading.Thread(target=other)
-        thread.start()
-        thread.join()
-    gc.collect()
-    fcntl.flock(mine, fcntl.LOCK_UN)
-    assert seen == ["own", "excluded"] * 5
-    assert len(os.listdir("/proc/self/fd")) == open_before

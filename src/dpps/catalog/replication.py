@@ -8,20 +8,15 @@ covering those files are evaluated again soon. Functions take the session and ne
 from __future__ import annotations
 
 import datetime as dt
-import random
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from dpps.catalog.engine import transaction
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RuleLockRow, RuleRow
 from dpps.catalog.sets import among
 from dpps.core.clock import utcnow
-from dpps.core.errors import Unavailable
 from dpps.core.states import DIDType, RuleState
 
 #: Ids per IN (...) list: far below SQLite's variable limit, large enough to amortise a query.
@@ -161,25 +156,3 @@ def lock_rules(session: Session, rule_ids: Iterable[int]) -> list[RuleRow]:
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     return list(session.scalars(stmt.execution_options(populate_existing=True)))
-
-
-def write_retrying[T](
-    factory: sessionmaker[Session], fn: Callable[[Session], T], *, attempts: int = 5
-) -> T:
-    """Run ``fn`` in one write transaction, again when PostgreSQL resolved a deadlock or a
-    serialisation conflict by aborting it (harmless for idempotent daemon steps). A SQLite
-    lock still held after the busy timeout becomes ``Unavailable``, which the daemon runner
-    retries after a pause."""
-    for attempt in range(attempts):
-        try:
-            with transaction(factory) as session:
-                return fn(session)
-        except DBAPIError as exc:
-            code = getattr(exc.orig, "sqlstate", None)
-            if code in ("40P01", "40001") and attempt + 1 < attempts:
-                time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
-                continue
-            if "database is locked" in str(exc.orig):
-                raise Unavailable(f"catalog busy: {exc.orig}") from None
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover

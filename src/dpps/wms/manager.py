@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim
 from dpps.catalog.models_wms import JobRow, WorkflowRow
 from dpps.core.clock import utcnow
@@ -36,7 +37,7 @@ from dpps.core.config import Config
 from dpps.core.daemon import DaemonContext, new_instance_id
 from dpps.core.errors import DppsError
 from dpps.wms import jobs as job_repo
-from dpps.wms import workflows, writes
+from dpps.wms import workflows
 from dpps.wms.executors.base import Executor, Task
 from dpps.wms.matching import check_inputs, choose_site, request_staging
 from dpps.wms.states import JobState, WorkflowState
@@ -160,7 +161,7 @@ class JobManager:
         self.reap()
         self.executor.shutdown(cancel=bool(self.inflight))
         states = [JobState.MATCHED] if keeps_running else [JobState.MATCHED, JobState.RUNNING]
-        with writes.write(self.sessions) as s:
+        with transaction(self.sessions, serialise_on_sqlite=True) as s:
             for job_id, (_f, _site, token) in self.inflight.items():
                 job_repo.guarded_update(
                     s,
@@ -195,7 +196,7 @@ class JobManager:
                 continue
             reason = f"executor error: {type(exc).__name__}: {exc}" if exc else "cancelled"
             log.warning("job %s: %s", job_id, reason)
-            with writes.write(self.sessions) as s:
+            with transaction(self.sessions, serialise_on_sqlite=True) as s:
                 job = s.get(JobRow, job_id)
                 final = job is not None and job.attempts >= job.max_attempts
                 state = JobState.FAILED if final else JobState.SUBMITTED
@@ -228,7 +229,7 @@ class JobManager:
         leased = JobRow.state.in_([JobState.MATCHED.value, JobState.RUNNING.value])
         if not self._any(leased, JobRow.lease_expires_at < now):
             return 0
-        with writes.write(self.sessions) as s:
+        with transaction(self.sessions, serialise_on_sqlite=True) as s:
             stmt = (
                 select(JobRow)
                 .where(
@@ -298,7 +299,7 @@ class JobManager:
             )
         if flagged is None:
             return 0
-        with writes.write(self.sessions) as s:
+        with transaction(self.sessions, serialise_on_sqlite=True) as s:
             rows = claim(
                 s,
                 WorkflowRow,
@@ -325,7 +326,7 @@ class JobManager:
             JobRow.state == JobState.WAITING.value, JobRow.executor == self.executor.name
         ):
             return 0
-        with writes.write(self.sessions) as s:
+        with transaction(self.sessions, serialise_on_sqlite=True) as s:
             rows = claim(
                 s,
                 JobRow,
@@ -423,7 +424,7 @@ class JobManager:
         lease = dt.timedelta(seconds=self.config.wms.lease_s)
         tasks: list[Task] = []
         events: list[dict[str, Any]] = []
-        with writes.write(self.sessions) as s:
+        with transaction(self.sessions, serialise_on_sqlite=True) as s:
             # Rows locked for this transaction (PostgreSQL: skipping those another manager
             # holds; SQLite: the write lock) are matched and leased before it commits.
             stmt = (

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dpps.catalog.engine import transaction
 from dpps.core.clock import utcnow
 from dpps.wms import jobs as job_repo
-from dpps.wms import writes
 from dpps.wms.executors.base import Task
 from dpps.wms.states import JobState
 
@@ -88,7 +88,7 @@ class Renewer:
         a database hiccup must not kill the job; the next round tries again)."""
         lease = dt.timedelta(seconds=held.ctx.config.wms.lease_s)
         try:
-            with writes.write(held.ctx.sessions) as s:
+            with transaction(held.ctx.sessions, serialise_on_sqlite=True) as s:
                 now = utcnow()
                 return job_repo.guarded_update(
                     s,

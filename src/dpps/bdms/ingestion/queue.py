@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from dpps.bdms import registration
@@ -50,11 +49,11 @@ from dpps.bdms.ingestion.settings import QueueSettings
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.context import CatalogContext
-from dpps.catalog.engine import transaction
+from dpps.catalog.engine import Retry, write
 from dpps.catalog.models import EventRow
 from dpps.catalog.rses import get_rse
 from dpps.core.daemon import Daemon, DaemonContext
-from dpps.core.errors import ConfigError, Conflict, Unavailable
+from dpps.core.errors import ConfigError, Conflict
 from dpps.core.identifiers import DID
 
 log = logging.getLogger("dpps.ingest")
@@ -396,24 +395,23 @@ class IngestionQueue(Daemon):
         return any((d or {}).get("id") == record.id for d in rows)
 
     def _retrying(self, work: Callable[[Session], T], stop: threading.Event) -> T:
-        """Run ``work`` in a write transaction; retry transient failures with backoff."""
+        """Run ``work`` in a write transaction; retry transient failures with backoff (a
+        container two daemons made at once: up to 3 attempts, then the IntegrityError)."""
         s = self.settings
-        for attempt in range(1, s.retry_attempts + 1):
-            try:
-                with transaction(self.catalog.sessions) as session:
-                    return work(session)
-            except (DBAPIError, Unavailable) as exc:
-                race = isinstance(exc, IntegrityError)  # two daemons made one container
-                if attempt == s.retry_attempts or (race and attempt >= 3):
-                    if race:
-                        raise
-                    raise Unavailable(f"catalog write failed {attempt} times: {exc}") from exc
-                self.metrics.transient.inc()
-                delay = min(s.retry_max_s, s.retry_base_s * 2 ** (attempt - 1))
-                log.warning("transient failure (try %d), retrying: %s", attempt, exc)
-                if stop.wait(delay * random.uniform(0.5, 1.5)):
-                    raise Unavailable("stopped while retrying a catalog write") from exc
-        raise AssertionError("unreachable")
+        retry = Retry(
+            attempts=s.retry_attempts,
+            base_s=s.retry_base_s,
+            max_s=s.retry_max_s,
+            jitter=(0.5, 1.5),
+            on="transient",
+            integrity_attempts=3,
+            on_retry=self._transient,
+        )
+        return write(self.catalog.sessions, work, retry=retry, stop=stop)
+
+    def _transient(self, attempt: int, exc: Exception) -> None:
+        self.metrics.transient.inc()
+        log.warning("transient failure (try %d), retrying: %s", attempt, exc)
 
     def _done(self, trig: Trigger, outcome: FileOutcome) -> FileOutcome:
         """After the commit: remove the trigger of a file taken in, count, time it."""

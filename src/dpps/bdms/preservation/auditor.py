@@ -26,8 +26,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.states import replicas as replica_states
-from dpps.catalog import replication
 from dpps.catalog.context import CatalogContext
+from dpps.catalog.engine import write
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
@@ -282,9 +282,7 @@ def _record(
     if not verified and not damaged:
         return []
     # Retried as a whole when PostgreSQL breaks a deadlock with an evaluator or a transfer.
-    return replication.write_retrying(
-        factory, lambda session: _record_in(session, account, verified, damaged)
-    )
+    return write(factory, lambda session: _record_in(session, account, verified, damaged))
 
 
 def _record_in(

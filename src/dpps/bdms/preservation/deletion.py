@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.bdms.records import DeletionReport as DeletionReport
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events, replication
-from dpps.catalog.engine import transaction
+from dpps.catalog.engine import transaction, write
 from dpps.catalog.models import (
     AccountRow,
     AttachmentRow,
@@ -382,7 +382,7 @@ def delete_did(
         return files, len(rules), replica_ids, kept
 
     # Retried as a whole when PostgreSQL breaks a deadlock with a daemon.
-    files, rules_removed, replica_ids, kept = replication.write_retrying(factory, txn)
+    files, rules_removed, replica_ids, kept = write(factory, txn)
     purged, errors = purge(factory, config, replica_ids, account=account, reason=reason)
     return DeletionReport(
         did=str(did),

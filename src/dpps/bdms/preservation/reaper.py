@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.bdms.preservation import deletion
 from dpps.catalog import events, replication
 from dpps.catalog.context import CatalogContext
-from dpps.catalog.engine import transaction
+from dpps.catalog.engine import transaction, write
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RSERow, RuleRow
 from dpps.catalog.query import compile_filter
 from dpps.core.clock import utcnow
@@ -127,7 +127,7 @@ def expire_rules(ctx: DaemonContext, factory: sessionmaker[Session], config: Con
             )
         return len(rules)
 
-    return replication.write_retrying(factory, txn)
+    return write(factory, txn)
 
 
 def expire_files(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
@@ -164,7 +164,7 @@ def expire_files(ctx: DaemonContext, factory: sessionmaker[Session], config: Con
         replication.bump_rules(session, files)
         return files, replica_ids
 
-    files, replica_ids = replication.write_retrying(factory, txn)
+    files, replica_ids = write(factory, txn)
     _purge(factory, config, replica_ids, account=ctx.name, reason=reason)
     return len(files)
 
@@ -245,7 +245,7 @@ def reap_onsite(ctx: DaemonContext, factory: sessionmaker[Session], config: Conf
     while last_id is not None and not ctx.stopping:
         # Check and mark in one transaction: what made a copy deletable still holds when it
         # is marked (the lock_count test is repeated by the UPDATE itself).
-        last_id, marked = replication.write_retrying(factory, partial(txn, after=last_id))
+        last_id, marked = write(factory, partial(txn, after=last_id))
         deleted += _purge(factory, config, marked, account=ctx.name, reason=reason)
     return deleted
 
@@ -306,7 +306,7 @@ def reap_tombstoned(ctx: DaemonContext, factory: sessionmaker[Session], config: 
             doomed.append(r.id)
         return deletion.mark_being_deleted(session, doomed, account=ctx.name, reason=reason)
 
-    marked = replication.write_retrying(factory, txn)
+    marked = write(factory, txn)
     done = _purge(factory, config, marked, account=ctx.name, reason=reason)
     with factory() as session:
         stale = list(

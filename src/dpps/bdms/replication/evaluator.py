@@ -37,6 +37,7 @@ from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
 from dpps.catalog.bulk import insert_rows
 from dpps.catalog.context import CatalogContext
+from dpps.catalog.engine import write
 from dpps.catalog.leases import claim
 from dpps.catalog.models import (
     DIDRow,
@@ -51,7 +52,6 @@ from dpps.catalog.replication import (
     expand_files,
     lock_rules,
     refresh_lock_counts,
-    write_retrying,
 )
 from dpps.core.config import Config
 from dpps.core.daemon import Daemon, DaemonContext
@@ -97,10 +97,10 @@ class Evaluator(Daemon):
 
     def run_once(self, ctx: DaemonContext) -> int:
         cfg = self.config.rules
-        claimed = write_retrying(self.sessions, lambda s: self._claim(s, ctx.instance))
+        claimed = write(self.sessions, lambda s: self._claim(s, ctx.instance))
         for position, (rule_id, generation) in enumerate(claimed):
             if ctx.stopping:
-                write_retrying(
+                write(
                     self.sessions,
                     partial(
                         _release, rule_ids=[i for i, _ in claimed[position:]], owner=ctx.instance
@@ -156,14 +156,12 @@ class Evaluator(Daemon):
         if plan is not None:
             for part in chunks(files, chunk_size):
                 if ctx.stopping:
-                    write_retrying(self.sessions, lambda s: _release(s, [rule_id], ctx.instance))
+                    write(self.sessions, lambda s: _release(s, [rule_id], ctx.instance))
                     return tally
                 tally.add(
-                    write_retrying(
-                        self.sessions, partial(self._chunk, ctx=ctx, plan=plan, part=part)
-                    )
+                    write(self.sessions, partial(self._chunk, ctx=ctx, plan=plan, part=part))
                 )
-        write_retrying(self.sessions, lambda s: self._finish(s, ctx, rule_id, generation, tally))
+        write(self.sessions, lambda s: self._finish(s, ctx, rule_id, generation, tally))
         return tally
 
     def _chunk(

@@ -28,7 +28,7 @@ from dpps.bdms.transfer.outcomes import (
     settle_rule_ids,
 )
 from dpps.catalog.context import CatalogContext
-from dpps.catalog.replication import write_retrying
+from dpps.catalog.engine import write
 from dpps.core.clock import utcnow
 from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
@@ -111,7 +111,7 @@ class TransferDaemon(Daemon):
                 last_flush = now
             if now - last_renew >= cfg.lease_s / 3:
                 ids = [j.transfer_id for j in inflight.values()]
-                write_retrying(
+                write(
                     self.sessions,
                     partial(renew_leases, owner=ctx.instance, ids=ids, lease_s=cfg.lease_s),
                 )
@@ -120,7 +120,7 @@ class TransferDaemon(Daemon):
     # -- steps -------------------------------------------------------------------------------
 
     def _claim(self, ctx: DaemonContext, limit: int) -> list[Job]:
-        jobs = write_retrying(
+        jobs = write(
             self.sessions,
             lambda s: claim_jobs(s, self.config, ctx.instance, limit, self.account),
         )
@@ -136,7 +136,7 @@ class TransferDaemon(Daemon):
         # fsync for all the files a batch put in it (the files themselves were fsynced).
         for directory in sorted({o.unsynced_dir for o in results if o.unsynced_dir}):
             fsync_dir(directory)
-        summary = write_retrying(
+        summary = write(
             self.sessions,
             lambda s: record_outcomes(s, self.config, ctx.instance, results, self.account),
         )
@@ -157,7 +157,7 @@ class TransferDaemon(Daemon):
         if not self._unsettled or (not force and time.monotonic() - self._last_settle < SETTLE_S):
             return
         rule_ids, self._unsettled = self._unsettled, set()
-        write_retrying(
+        write(
             self.sessions,
             lambda s: settle_rule_ids(s, rule_ids, utcnow(), self.account),
         )
