@@ -177,7 +177,7 @@ def _ingest_chunk(
             with transaction(factory) as session:
                 dataset_id = None
                 if dataset is not None:
-                    dataset_id = registration.dataset(session, dataset, account=account)
+                    dataset_id = registration.ensure_dataset(session, dataset, account=account)
                 outcomes = registration.register(
                     session, [new_files[i] for i in order], account=account, dataset=dataset_id
                 )

@@ -15,9 +15,11 @@ caller's write transaction, never under SQLite's writer lock:
 ``register`` then registers prepared files in the caller's session (the caller commits): files
 and replicas with their ``file.register`` events (``catalog.dids.register_files``), attachment
 to their datasets, the rules covering those datasets made due *once* for the whole batch, and a
-replication policy's rules on the files. ``dataset`` creates a dataset on first use, with its
-policy and its place in a container tree. Conflicts (same name, other content) are reported per
-file, never raised: what to do with them is the caller's decision.
+replication policy's rules on the files. ``ensure_dataset`` creates a dataset on first use,
+with its policy and its place in a container tree. Conflicts (same name, other content) are
+reported per file, never raised: what to do with them is the caller's decision.
+``register_declared`` is bulk registration as a unit of work (its own transactions), for the
+REST gateway.
 """
 
 from __future__ import annotations
@@ -29,20 +31,22 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, extract_metadata, validate_meta_key
+from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, extract_metadata
+from dpps.bdms.metadata_values import validate_free_meta
 from dpps.bdms.planning import display
 from dpps.bdms.planning import parse_user_meta as parse_user_meta
-from dpps.bdms.records import Registration
+from dpps.bdms.records import RegisterOutcome, Registration
 from dpps.bdms.replication.rules import apply_policy
 from dpps.catalog import dids as did_repo
 from dpps.catalog import rses as rse_repo
+from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow
 from dpps.catalog.replication import bump_rules
 from dpps.core.config import Config
 from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied
-from dpps.core.identifiers import DID, validate_lfn, validate_scope
+from dpps.core.identifiers import DID, parse_did, validate_lfn, validate_scope
 from dpps.core.states import DIDType
 from dpps.storage.checksums import checksum_file
 from dpps.storage.rse import StorageElement
@@ -137,15 +141,16 @@ def prepare_in_place(
 
 
 def declared_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A declared record's metadata split into typed indexed columns and free metadata."""
+    """A declared record's metadata split into typed indexed columns and checked free
+    metadata (``metadata_values.validate_free_meta``)."""
     columns: dict[str, Any] = {}
     free: dict[str, Any] = {}
     for key, value in meta.items():
         if key in INDEXED_KEYS:
             columns[key] = convert_indexed(key, value)
         else:
-            free[validate_meta_key(key)] = value
-    return columns, free
+            free[key] = value
+    return columns, validate_free_meta(free)
 
 
 def prepare_declared(
@@ -241,7 +246,7 @@ def rse_ids(session: Session) -> dict[str, int]:
     return {r.name: r.id for r in rse_repo.list_rses(session)}
 
 
-def dataset(
+def ensure_dataset(
     session: Session,
     did: DID,
     *,
@@ -347,3 +352,30 @@ def register(
 def label(f: NewFile, outcome: Outcome) -> str:
     """``scope:name``, with ``@vN`` for a version after the first."""
     return f"{f.scope}:{f.name}" + ("" if (outcome.version or 1) == 1 else f"@v{outcome.version}")
+
+
+def register_declared(
+    sessions: sessionmaker[Session],
+    config: Config,
+    items: Sequence[Registration],
+    *,
+    account: str,
+    storage: Callable[[str], StorageElement],
+    dataset: str | None = None,
+) -> list[RegisterOutcome]:
+    """Bulk registration as a unit of work: the declared records checked and prepared
+    (``prepare_declared``; one bad record refuses the batch), then registered in one
+    transaction, attached to ``dataset`` (created on first use) when given."""
+    with sessions() as session:
+        ids = rse_ids(session)
+    files = prepare_declared(
+        items, default_scope=config.default_scope, rse_ids=ids, storage=storage
+    )
+    parent = parse_did(dataset, config.default_scope) if dataset else None
+    with transaction(sessions) as session:
+        target = None if parent is None else ensure_dataset(session, parent, account=account)
+        outcomes = register(session, files, account=account, dataset=target)
+    return [
+        RegisterOutcome(label(f, o), o.status, o.version, o.message)
+        for f, o in zip(files, outcomes, strict=True)
+    ]

@@ -315,7 +315,7 @@ class IngestionQueue(Daemon):
         bad: dict[str, str] = {}
         for directory in sorted({self._dataset_of(t) for t, _ in ok}):
             try:
-                registration.dataset(
+                registration.ensure_dataset(
                     session,
                     DID(self.settings.scope, directory),
                     account=self.settings.account,
