@@ -2,7 +2,9 @@
 
 Shared by the rule evaluator, the transfer daemon and whoever changes what a rule sees (attaching
 files to a dataset, declaring a replica BAD): they call ``bump_rules`` so that the rules
-covering those files are evaluated again soon. Functions take the session and never commit.
+covering those files are evaluated again soon. Rule and replica *states* change only in
+``dpps.bdms.states`` (this package cannot import it: ``catalog`` sits below ``bdms``).
+Functions take the session and never commit.
 """
 
 from __future__ import annotations
@@ -59,15 +61,11 @@ def bump_rules(
 
     Called whenever what a rule sees changes: files attached to a dataset it covers, a replica
     it counted on declared BAD or lost. Returns how many rules were made due. Each call also
-    adds one to the rule's ``generation``: an evaluator busy with the rule compares it at the
-    end with the value it started from and keeps the rule due when it moved, and the transfer
-    daemon does not settle a rule OK while ``generation`` is ahead of ``evaluated_generation``
-    - so what changed during an evaluation is never missed, whatever the clocks say and
-    however the transactions interleave (PostgreSQL's READ COMMITTED lets this update commit
-    between any two statements of theirs). ``states``
-    limits it to rules in those states (e.g. STUCK rules waiting for a source replica);
-    ``within_s`` only brings the due time forward to ``now + within_s``, never back, so that
-    frequent calls cost a large rule at most one evaluation per ``within_s``.
+    adds one to the rule's ``generation``, the request counter whose protocol the rule state
+    module explains (``dpps.bdms.states.rules``). ``states`` limits it to rules in those states
+    (e.g. STUCK rules waiting for a source replica); ``within_s`` only brings the due time
+    forward to ``now + within_s``, never back, so that frequent calls cost a large rule at most
+    one evaluation per ``within_s``.
     """
     covered = sorted(covering_dids(session, did_ids))
     if not covered:
