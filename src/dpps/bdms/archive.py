@@ -41,6 +41,7 @@ from dpps.catalog.engine import (
     head_revision,
     make_engine,
     make_sessionmaker,
+    require_catalog,
     transaction,
     upgrade,
 )
@@ -122,16 +123,25 @@ class Archive:
             + yaml.safe_dump(data, sort_keys=False),
             encoding="utf-8",
         )
-        archive = cls.open(directory, account=account)
+        archive = cls.open(directory, account=account, create=True)
         for name in archive.config.rses:
             storage = StorageElement.from_config(name, archive.config)
             storage.fs.makedirs(storage.root, exist_ok=True)
         return archive
 
     @classmethod
-    def open(cls, workspace: str | Path | None = None, *, account: str = "root") -> Self:
-        """Open the workspace found like git finds its repository; migrate the catalog."""
+    def open(
+        cls, workspace: str | Path | None = None, *, account: str = "root", create: bool = False
+    ) -> Self:
+        """Open the workspace found like git finds its repository; migrate the catalog.
+
+        A workspace whose SQLite catalog file is missing is ``NotFound`` and nothing is
+        created (a deleted or unmounted catalog must not become a second, empty archive);
+        ``create`` is for ``init`` alone.
+        """
         config = load_config(find_workspace(workspace))
+        if not create:
+            require_catalog(config.catalog_url())
         archive = cls(config, account=account)
         archive.prepare_catalog()
         return archive

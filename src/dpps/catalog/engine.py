@@ -18,7 +18,7 @@ redone as ``Retry`` says). ``Retry`` is what a caller decides about failures tha
   times, ``Unavailable`` when the attempts are used up.
 
 ``serialise_on_sqlite`` makes writers queue on an exclusive ``flock`` next to the SQLite file
-before they begin (the WMS's manager and workers, see ``_writer_lock``).
+before they begin (the WMS's manager and workers, see ``lock_path``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.core.errors import ConfigError, Unavailable
+from dpps.core.errors import ConfigError, NotFound, Unavailable
 
 #: PostgreSQL deadlock and serialisation failures: the transaction can be redone as it is.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -111,6 +111,34 @@ def _make_engine(url: str, busy_timeout_s: float, echo: bool) -> Engine:
     )
 
 
+def sqlite_file(url: str | URL) -> str | None:
+    """The database file an SQLite URL names; None for PostgreSQL, in-memory or URI-mode
+    SQLite (which have no one file to look at), or a malformed URL (``make_engine`` says so)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def require_catalog(url: str) -> None:
+    """Refuse to open an SQLite catalog whose file is missing, instead of letting SQLite
+    create an empty one: a deleted, moved or unmounted catalog would otherwise start a second,
+    empty archive beside the real one. Only ``dpps init`` (``Archive.init``) creates one.
+    PostgreSQL databases are created by their administrator; an empty one gets its schema."""
+    database = sqlite_file(url)
+    if database is not None and not os.path.exists(database):
+        raise NotFound(
+            f"catalog {database} does not exist (moved, deleted or not mounted?); "
+            "restore it, or run 'dpps init' to create a new archive"
+        )
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -149,7 +177,7 @@ def transaction(
     runs), roll back on any error. Reads need no transaction of their own: use ``factory()``.
 
     ``serialise_on_sqlite``: first queue on the writer lock file beside an SQLite catalog (see
-    ``_writer_lock``); a plain transaction on PostgreSQL. Never nest such transactions in one
+    ``lock_path``); a plain transaction on PostgreSQL. Never nest such transactions in one
     thread: the inner one would wait for the outer one forever instead of timing out.
     """
     bind = factory.kw.get("bind")
@@ -291,12 +319,8 @@ def _redo(retry: Retry, attempt: int, exc: DBAPIError | Unavailable) -> bool:
 def lock_path(engine: Engine | None) -> str | None:
     """The writer lock file of an SQLite database file; None for PostgreSQL or in-memory
     SQLite."""
-    if engine is None or engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return f"{database}.wms-writer"
+    database = None if engine is None else sqlite_file(engine.url)
+    return None if database is None else f"{database}.wms-writer"
 
 
 class _Descriptors(dict[str, int]):
