@@ -6,6 +6,7 @@ replica on both catalogs."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ def servers() -> Iterator[tuple[TemporaryXRootD, TemporaryXRootD]]:
             b.stop()
     finally:
         a.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

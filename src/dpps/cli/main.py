@@ -17,6 +17,7 @@ from dpps.cli import (
     pipeline_cmds,
     preservation_cmds,
     rule_cmds,
+    testbed_cmds,
     verify_cmd,
     wms_cmds,
     workspace_cmds,
@@ -76,6 +77,7 @@ wms_cmds.register(app)
 pipeline_cmds.register(app)
 night_cmds.register(app)
 campaign_cmds.register(app)
+testbed_cmds.register(app)
 
 
 def main() -> None:

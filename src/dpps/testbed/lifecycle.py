@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dpps.core.errors import Conflict, NotFound, PermissionDenied
+from dpps.core.errors import Conflict, NotFound, PermissionDenied, Unavailable
 from dpps.testbed import netns, servers, state
 from dpps.testbed.proxy import MARK
 from dpps.testbed.topology import SUBNET, Node, Plan
@@ -82,7 +82,7 @@ def up(directory: Path, plan: Plan) -> dict[str, Any]:
                 current["paths"][name] = site.paths
             state.write(directory, current)
             if errors:
-                raise RuntimeError("storage did not start: " + "; ".join(errors))
+                raise Unavailable("storage did not start: " + "; ".join(errors))
         current["up_seconds"] = round(time.monotonic() - started, 3)
         state.write(directory, current)
     except BaseException:
@@ -159,7 +159,7 @@ def _proxies(directory: Path, plan: Plan) -> dict[str, int]:
         proc.stdout.close()
         if line.strip() != b"ready":
             stop_pids(list(pids.values()))
-            raise RuntimeError(f"the delay proxy of {node.name} did not start")
+            raise Unavailable(f"the delay proxy of {node.name} did not start")
     return pids
 
 

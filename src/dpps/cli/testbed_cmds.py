@@ -1,0 +1,136 @@
+"""``dpps testbed up|status|down``: the multi-site testbed (one network namespace per data
+center, a shaped WAN with latency, real storage servers). Needs root.
+
+The testbed package is imported inside each command, so ``dpps --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dpps.cli.common import JsonOpt, handle_errors
+from dpps.cli.output import console, emit_json, table
+
+DirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        help="Directory of the testbed's state, logs and storage (default: $DPPS_TESTBED_DIR, "
+        "else /var/tmp/dpps-testbed; status and down find the running one without it).",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    testbed = typer.Typer(
+        help="The multi-site testbed: one network namespace per data center of the topology "
+        "plus a central one, a WAN bridge with a bandwidth cap and round-trip latency per link, "
+        "and real storage servers (XRootD, S3, tape, POSIX) per center. Needs root.",
+        no_args_is_help=True,
+    )
+    app.add_typer(testbed, name="testbed")
+
+    @testbed.command("up")
+    @handle_errors
+    def up_cmd(
+        directory: DirOpt = None,
+        topology: Annotated[
+            str | None,
+            typer.Option(
+                "--topology",
+                help="A topology YAML file, or a built-in name: 'default' (dpps init's six "
+                "data centers) or 'small' (three).",
+            ),
+        ] = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Create the namespaces, links, shaping, delay proxies and storage servers."""
+        from dpps.testbed import lifecycle, state
+        from dpps.testbed import topology as topo
+
+        plan = topo.plan(topo.load(topology))
+        current = lifecycle.up(directory or state.default_dir(), plan)
+        if json_out:
+            emit_json(current)
+            return
+        console.print(
+            f"testbed up in {current['up_seconds']:.1f} s: {len(plan.nodes)} namespaces on the "
+            f"WAN, state in {current['dir']}"
+        )
+        _print_nodes([n.__dict__ for n in plan.nodes])
+        _print_rses(current["rses"])
+
+    @testbed.command("status")
+    @handle_errors
+    def status_cmd(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
+        """What is up: namespaces, addresses, links, processes (alive or not), RSEs."""
+        from dpps.testbed import lifecycle
+
+        report = lifecycle.status(directory)
+        if json_out:
+            emit_json(report)
+            return
+        console.print(
+            f"testbed in {report['dir']}: {'healthy' if report['healthy'] else 'NOT healthy'}"
+        )
+        _print_nodes(report["nodes"])
+        console.print(
+            table(
+                "processes",
+                ["process", "pid", "alive"],
+                [
+                    [k, v["pid"], "yes" if v["alive"] else "NO"]
+                    for k, v in report["processes"].items()
+                ],
+            )
+        )
+        _print_rses(report["rses"])
+
+    @testbed.command("down")
+    @handle_errors
+    def down_cmd(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
+        """Stop every process of the testbed by PID and delete its namespaces (also after a
+        crash of 'up')."""
+        from dpps.testbed import lifecycle
+
+        report = lifecycle.down(directory)
+        if json_out:
+            emit_json(report)
+            return
+        console.print(
+            f"testbed down: {len(report['stopped'])} processes stopped, "
+            f"{len(report['namespaces_deleted'])} namespaces deleted"
+        )
+
+
+def _print_nodes(nodes: list[dict[str, Any]]) -> None:
+    console.print(
+        table(
+            "data centers",
+            ["name", "namespace", "address", "link Mbit/s", "RTT to core ms", "storage"],
+            [
+                [
+                    n["name"],
+                    n["netns"],
+                    n["address"],
+                    f"{n['bandwidth_mbit']:g}",
+                    f"{n['rtt_ms']:g}",
+                    ", ".join(n["storage"]),
+                ]
+                for n in nodes
+            ],
+        )
+    )
+
+
+def _print_rses(rses: dict[str, Any]) -> None:
+    console.print(
+        table(
+            "RSEs",
+            ["RSE", "site", "kind", "url"],
+            [[name, r["site"], r["kind"], r["url"]] for name, r in sorted(rses.items())],
+        )
+    )
