@@ -6,6 +6,7 @@
     REPLICATING, OK, STUCK --evaluated--> OK | REPLICATING | STUCK     (the evaluator)
     REPLICATING --settle--> OK                (the transfer daemon: its last lock became OK)
     REPLICATING, OK, STUCK --mark_stuck--> STUCK   (a transfer failed for good)
+    OK --members_added--> REPLICATING     (files attached to what it covers, not yet evaluated)
     REPLICATING, OK, STUCK --suspend--> SUSPENDED --resume--> REPLICATING  (an operator)
 
 A rule's locks (one per file and RSE it holds) carry the same states: OK when the replica is
@@ -55,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from dpps.catalog import events
 from dpps.catalog.models import RuleLockRow, RuleRow
-from dpps.catalog.replication import bump_rules, lock_rules
+from dpps.catalog.replication import bump_rules, chunks, covering_dids, lock_rules
 from dpps.catalog.sets import among
 from dpps.core.clock import utcnow
 from dpps.core.config import RuleEvaluatorConfig
@@ -72,6 +73,7 @@ SOURCES: Mapping[str, frozenset[str]] = {
     "mark_stuck": _ACTIVE,
     "suspend": _ACTIVE,
     "resume": frozenset({RuleState.SUSPENDED.value}),
+    "members_added": frozenset({RuleState.OK.value}),
 }
 
 
@@ -83,7 +85,7 @@ def start(now: dt.datetime) -> dict[str, Any]:
 def _check(rule: RuleRow, transition: str) -> None:
     if rule.state not in SOURCES[transition]:
         allowed = " or ".join(sorted(SOURCES[transition]))
-        raise Conflict(f"rule {rule.id} is {rule.state}: cannot {transition} (needs {allowed})")
+        raise Conflict(f"rule {rule.id} is {rule.state}, not {allowed}: refused ({transition})")
 
 
 def _state_event(
@@ -248,6 +250,44 @@ def resume(session: Session, rule: RuleRow, *, now: dt.datetime | None = None) -
     session.flush()
     bump_rules(session, [rule.did_id], now=now)
     return change
+
+
+def members_added(
+    session: Session,
+    collection_ids: Collection[int],
+    *,
+    account: str,
+    now: dt.datetime | None = None,
+) -> list[int]:
+    """Files were attached to these collections: every rule covering them is due (through
+    ``bump_rules``, which counts the request), and an OK one becomes REPLICATING in the same
+    transaction, since it has not been evaluated for the new files. Otherwise it would read
+    OK until the evaluator's next pass, telling whoever looks that files are safe that have
+    no copy yet. Other states are left as they are. Returns the ids of the rules reopened."""
+    if not collection_ids:
+        return []
+    now = now or utcnow()
+    bump_rules(session, collection_ids, now=now)
+    covered = sorted(covering_dids(session, collection_ids))
+    ok = [
+        rule_id
+        for part in chunks(covered)
+        for rule_id in session.scalars(
+            select(RuleRow.id).where(
+                among(session, RuleRow.did_id, part), RuleRow.state.in_(SOURCES["members_added"])
+            )
+        )
+    ]
+    reopened: list[int] = []
+    for rule in lock_rules(session, ok):
+        if rule.state not in SOURCES["members_added"]:
+            continue  # changed since the query: the newer state wins
+        reason = "files attached to what the rule covers: not evaluated for them yet"
+        _state_event(session, rule, RuleState.REPLICATING.value, account, reason)
+        rule.state = RuleState.REPLICATING.value
+        rule.updated_at = now
+        reopened.append(rule.id)
+    return reopened
 
 
 # -- lock states ------------------------------------------------------------------------------
