@@ -9,6 +9,7 @@ replica COPYING; the worker threads then copy without touching the catalog, and
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,7 +23,7 @@ from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.states import rules as rule_states
 from dpps.bdms.transfer.outcomes import Job, finish
 from dpps.catalog import events
-from dpps.catalog.leases import lock_free
+from dpps.catalog.leases import dead_owners, lock_free
 from dpps.catalog.models import (
     DIDRow,
     ReplicaRow,
@@ -37,6 +38,8 @@ from dpps.core.config import Config
 from dpps.core.errors import DppsError
 from dpps.core.states import ReplicaState, RSEKind, TransferState
 from dpps.storage.rse import StorageElement
+
+log = logging.getLogger("dpps.transfer")
 
 
 class SourceSelector:
@@ -112,9 +115,13 @@ def claim_jobs(
     # priority would sort every queued row at every claim. Priority orders the claimed batch.
     # Not by id as well: the index does not hold it, and PostgreSQL then sorted all 200,000
     # rows a big rule queues (60 ms per claim); equal times come in index (insertion) order.
-    rows = lock_free(
-        session, _COLUMNS, where=[TransferRow.state == TransferState.ACTIVE.value], limit=limit
-    )
+    # A dead daemon's copies are taken back at once, not when their lease runs out: they
+    # count against their link's limit while ACTIVE (see dpps.catalog.leases).
+    copying = [TransferRow.state == TransferState.ACTIVE.value]
+    dead = dead_owners(session, TransferRow, where=copying)
+    if dead:
+        log.warning("taking back the transfers of dead instance(s) %s", ", ".join(sorted(dead)))
+    rows = lock_free(session, _COLUMNS, where=copying, reclaim=dead, limit=limit)
     rows += lock_free(
         session,
         _COLUMNS,

@@ -5,9 +5,11 @@ twice ``transfers.threads``, claimed in batches; copies are I/O and kernel work,
 releases the GIL), while its main thread claims the next transfers and records finished ones
 in short batched transactions. Any number of instances may run: transfers are claimed with
 leases (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), leases are renewed while a copy runs, and a
-transfer whose instance was killed is redone by another once its lease expires. A stop
-request (SIGTERM) aborts running copies within one chunk and gives their transfers back
-untouched, so shutdown takes seconds even in the middle of large files.
+transfer whose instance was killed is redone by another once its lease expires - at once by an
+instance on the same host, which sees that the process holding it is gone (a restarted daemon
+takes back its predecessor's copies: ``dpps.catalog.leases``). A stop request (SIGTERM)
+aborts running copies within one chunk and gives their transfers back untouched, so shutdown
+takes seconds even in the middle of large files.
 """
 
 from __future__ import annotations
