@@ -39,11 +39,11 @@ from dpps.bdms.planning import display
 from dpps.bdms.planning import parse_user_meta as parse_user_meta
 from dpps.bdms.records import RegisterOutcome, Registration
 from dpps.bdms.replication.rules import apply_policy
+from dpps.bdms.states import rules as rule_states
 from dpps.catalog import dids as did_repo
 from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow
-from dpps.catalog.replication import bump_rules
 from dpps.core.config import Config
 from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied
 from dpps.core.identifiers import DID, parse_did, validate_lfn, validate_scope
@@ -335,8 +335,8 @@ def register(
         if name is not None:
             ruled.append((outcome.did_id, name))
     grown = [p for p, ids in members.items() if did_repo.attach(session, p, ids, bump=False)]
-    if grown:
-        bump_rules(session, grown)  # once for the batch, however many datasets grew
+    if grown:  # once for the batch, however many datasets grew
+        rule_states.members_added(session, grown, account=account)
     if ruled:
         if config is None:
             raise InvalidInput("a replication policy needs the configuration")
