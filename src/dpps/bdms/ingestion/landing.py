@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -125,8 +126,36 @@ def _storage(name: str, root: str) -> StorageElement:
     return StorageElement(name, root)
 
 
+def refusal(path: Path, root: str) -> str | None:
+    """Why the landing entry ``path`` may not be read at all, or None.
+
+    Decided from the entry itself (``lstat``) and the directories above it, before anything
+    opens it: a symbolic link is refused without reading what it points to (it could name
+    any file the daemon can read, or a FIFO that blocks the worker forever), and so is
+    anything but a regular file. A missing file is left to the usual "missing" report.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{path}: cannot examine it: {exc.strerror or exc}"
+    if stat.S_ISLNK(mode):
+        return f"{path} is a symbolic link: refused without reading what it points to"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file"
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(path.parent)
+    if real_parent != real_root and not real_parent.startswith(real_root.rstrip("/") + "/"):
+        return f"{path} lies outside the RSE root {root} through a symbolic link in its path"
+    return None
+
+
 def inspect(spec: WorkSpec, path: str, lfn: str) -> Inspection:
     """Verify, extract and checksum one file; classify what went wrong instead of raising."""
+    refused = refusal(Path(path), spec.rse_root)
+    if refused is not None:
+        return Inspection("quarantine", reason=refused, error_type="PermissionDenied")
     try:
         new_file = prepare_in_place(
             Path(path),
