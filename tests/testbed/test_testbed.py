@@ -163,8 +163,13 @@ def test_storage_reachable_in_its_namespace_and_over_the_wan_only(
 ) -> None:
     north, pic, cscs = plan.node("CTAO-North"), plan.node("PIC"), plan.node("CSCS")
     netns.connect_in(pic.netns, pic.address, 1094).close()  # XRootD in its own namespace
-    netns.connect_in(cscs.netns, cscs.address, 8333).close()  # S3 in its own namespace
-    netns.connect_in(north.netns, cscs.address, 8333).close()  # S3 from another center
+    s3_port = int(
+        testbed["rses"]["CSCS"]["storage_options"]["client_kwargs"]["endpoint_url"].rsplit(":", 1)[
+            1
+        ]
+    )
+    netns.connect_in(cscs.netns, cscs.address, s3_port).close()  # S3 in its own namespace
+    netns.connect_in(north.netns, cscs.address, s3_port).close()  # S3 from another center
     data = os.urandom(4 * 1024 * 1024)
     (tmp_path / "f.dat").write_bytes(data)
     before = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}

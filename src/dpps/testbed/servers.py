@@ -79,7 +79,10 @@ def _start(root: Path, node: Node, started: Started) -> None:
     if "s3" in node.storage:
         from dpps.testing.seaweedfs import TemporarySeaweedFS
 
-        s3 = TemporarySeaweedFS(root / "s3", ip=node.address, netns=node.netns, ports=S3_PORTS)
+        # distinct ports per center: weed names unix sockets in the shared /tmp after them
+        offset = int(node.address.rsplit(".", 1)[1])
+        ports = {flag: port + offset for flag, port in S3_PORTS.items()}
+        s3 = TemporarySeaweedFS(root / "s3", ip=node.address, netns=node.netns, ports=ports)
         s3.buckets = ["disk", "tape"]
         s3.start()
         started.pids[f"{node.name}/s3"] = s3.detach()

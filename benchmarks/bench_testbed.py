@@ -1,0 +1,138 @@
+"""How fast does the multi-site testbed come up, and what do its links carry?
+
+1. ``dpps testbed up`` on the default topology (dpps init's six data centers plus the central
+   namespace, storage servers included) against a baseline measured in the same run: creating
+   and deleting one bare namespace pair joined by a veth. The floor: up in under 60 s.
+2. The physics of a long-haul link: two centers on 200 Mbit/s links whose path RTT is 100 ms
+   (50 + 50 ms to the core), TCP from one to the other with one stream and with N parallel
+   streams, each figure printed next to the cap as a ratio.
+
+Needs root. Usage: python benchmarks/bench_testbed.py [--mib 100] [--streams 4] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dpps.testbed import lifecycle, netns, probe, topology
+
+UP_FLOOR_S = 60.0
+CAP_MBIT = 200.0
+PHYSICS: dict[str, Any] = {
+    "central": {"bandwidth_mbit": 1000.0, "rtt_ms": 4.0},
+    "sites": {
+        "SITE-A": {"bandwidth_mbit": CAP_MBIT, "rtt_ms": 50.0, "storage": []},
+        "SITE-B": {"bandwidth_mbit": CAP_MBIT, "rtt_ms": 50.0, "storage": []},
+    },
+}
+
+
+def bare_pair_seconds() -> float:
+    """Create two namespaces joined by a veth, then delete them: the floor of any testbed."""
+    a, b = f"{netns.PREFIX}bench-a", f"{netns.PREFIX}bench-b"
+    start = time.perf_counter()
+    netns.add_namespace(a)
+    netns.add_namespace(b)
+    netns.add_veth("x0", a, "x1", b, address="10.213.0.250/24")
+    netns.delete_namespace(a)
+    netns.delete_namespace(b)
+    return time.perf_counter() - start
+
+
+def timed_up(plan: topology.Plan) -> tuple[float, float]:
+    """Seconds for up (as the CLI runs it) and for down."""
+    directory = Path(tempfile.mkdtemp(prefix="dpps-bench-testbed-"))
+    try:
+        start = time.perf_counter()
+        lifecycle.up(directory, plan)
+        up_s = time.perf_counter() - start
+        start = time.perf_counter()
+        lifecycle.down(directory)
+        return up_s, time.perf_counter() - start
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def physics(mib: int, streams: int) -> dict[str, Any]:
+    plan = topology.plan(PHYSICS)
+    directory = Path(tempfile.mkdtemp(prefix="dpps-bench-physics-"))
+    a, b = plan.node("SITE-A"), plan.node("SITE-B")
+    try:
+        lifecycle.up(directory, plan)
+        with probe.server_in(b.netns, b.address):
+            rtt = min(probe.rtt_ms(a.netns, b.address, rounds=5))
+            one = probe.throughput_mbit(a.netns, b.address, mib * 2**20, 1)
+            many = probe.throughput_mbit(a.netns, b.address, mib * 2**20, streams)
+    finally:
+        lifecycle.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    return {
+        "cap_mbit": CAP_MBIT,
+        "rtt_configured_ms": plan.path_rtt_ms("SITE-A", "SITE-B"),
+        "rtt_measured_ms": round(rtt, 1),
+        "bytes": mib * 2**20,
+        "one_stream_mbit": round(one, 1),
+        "one_stream_ratio": round(one / CAP_MBIT, 3),
+        "streams": streams,
+        "parallel_mbit": round(many, 1),
+        "parallel_ratio": round(many / CAP_MBIT, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=100, help="MiB per throughput run")
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_testbed: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    if netns.namespaces():
+        print("bench_testbed: a testbed is up; run 'dpps testbed down' first", file=sys.stderr)
+        return 2
+    baseline = min(bare_pair_seconds() for _ in range(3))
+    up_s, down_s = timed_up(topology.plan(topology.DEFAULT))
+    link = physics(args.mib, args.streams)
+    result = {
+        "baseline_bare_pair_s": round(baseline, 4),
+        "up_default_s": round(up_s, 2),
+        "up_ratio_to_baseline": round(up_s / baseline, 1),
+        "down_default_s": round(down_s, 2),
+        "up_floor_s": UP_FLOOR_S,
+        "up_ok": up_s < UP_FLOOR_S,
+        "link": link,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"up, default topology (7 namespaces, 2 XRootD, 2 S3): {up_s:.1f} s "
+            f"(floor {UP_FLOOR_S:.0f} s: {'OK' if result['up_ok'] else 'FAIL'}); "
+            f"baseline bare namespace pair {baseline * 1000:.0f} ms -> ratio "
+            f"{result['up_ratio_to_baseline']}x; down {down_s:.1f} s"
+        )
+        print(
+            f"link {CAP_MBIT:.0f} Mbit/s cap, RTT {link['rtt_configured_ms']:.0f} ms "
+            f"(measured {link['rtt_measured_ms']} ms), {args.mib} MiB:"
+        )
+        print(
+            f"  1 stream:  {link['one_stream_mbit']} Mbit/s = {link['one_stream_ratio']:.2f} x cap"
+        )
+        print(
+            f"  {args.streams} streams: {link['parallel_mbit']} Mbit/s = "
+            f"{link['parallel_ratio']:.2f} x cap"
+        )
+    return 0 if result["up_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
