@@ -84,6 +84,7 @@ def test_put_get_stat_checksum_delete(
         rse.server_checksum("ctao/raw/a.fits.fz")
 
 
+@pytest.mark.verifies_usecase("UC-190-1.2")
 def test_third_party_copy_is_verified_and_never_overwrites(
     rses: tuple[XRootDStorageElement, XRootDStorageElement],
     servers: tuple[TemporaryXRootD, TemporaryXRootD],

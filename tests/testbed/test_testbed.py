@@ -108,6 +108,7 @@ def plan() -> topology.Plan:
     return topology.plan(topology.load("small"))
 
 
+@pytest.mark.verifies_usecase("UC-190-1.1")
 def test_status_shows_a_healthy_testbed_with_addresses_only_inside(
     testbed: dict[str, Any], plan: topology.Plan
 ) -> None:
@@ -158,6 +159,7 @@ def test_round_trip_time_through_the_delay_proxy(
     assert max(local) < configured / 2, local
 
 
+@pytest.mark.verifies_usecase("UC-190-1.2")
 def test_storage_reachable_in_its_namespace_and_over_the_wan_only(
     testbed: dict[str, Any], plan: topology.Plan, tmp_path: Path
 ) -> None:
