@@ -11,7 +11,7 @@ import pytest
 from dpps.bdms.archive import Archive
 from dpps.testing.postgres import TemporaryPostgres, postgres_available
 
-pytest_plugins = ["dpps.verify.pytest_plugin"]
+pytest_plugins = ["dpps.verify.pytest_plugin", "tests.property.cases"]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""The property layer's settings and its count of distinct generated cases per run.
+"""A pytest plugin: the property layer's count of distinct generated cases per run.
+
+Registered from ``tests/conftest.py`` (``pytest_plugins``) rather than living in this folder's
+conftest: under xdist the controller process collects nothing, so a conftest below ``tests/``
+never loads there and the workers' counts would have nobody to add them up in a whole-suite run.
 
 Every property test takes the ``cases`` fixture and records each generated input; at the end
 of the session the number of distinct inputs per test and in total is printed in pytest's
