@@ -114,6 +114,7 @@ def test_copy_between_rses_of_one_store_is_server_side(
 def test_copy_from_another_store_streams_and_verifies(
     s3: TemporarySeaweedFS, tmp_path: Path
 ) -> None:
+    (tmp_path / "local").mkdir()
     local = StorageElement("LOCAL", str(tmp_path / "local"))
     src = make_fits(tmp_path, "a.fits")
     size, sums = local.upload(src, "ctao/f.fits", ALGS)

@@ -43,6 +43,7 @@ def all_files(root: Path) -> list[str]:
 
 @pytest.fixture
 def rse(tmp_path: Path) -> StorageElement:
+    (tmp_path / "rse").mkdir()  # only 'dpps init' creates roots: writes never do
     return StorageElement("TEST-DISK", str(tmp_path / "rse"))
 
 
@@ -107,7 +108,6 @@ def test_symlink_to_outside_file_refused(rse: StorageElement, tmp_path: Path) ->
     secret = tmp_path / "secret.txt"
     secret.write_text("not yours")
     root = Path(rse.root)
-    root.mkdir()
     (root / "link").symlink_to(secret)
     (root / "dangling").symlink_to(tmp_path / "nothing-yet")
     for rel in ("link", "dangling"):
@@ -126,7 +126,6 @@ def test_symlinked_directory_to_outside_refused(
     outside = tmp_path / "outside"
     outside.mkdir()
     root = Path(rse.root)
-    root.mkdir()
     (root / "ctao").symlink_to(outside, target_is_directory=True)
     with pytest.raises(PermissionDenied):
         rse.upload(source[0], "ctao/dl0/new.fits", ALGS)
@@ -278,7 +277,7 @@ def test_unknown_algorithm_rejected_before_writing(
 ) -> None:
     with pytest.raises(InvalidInput):
         rse.upload(source[0], "f.bin", ["crc32"])
-    assert not Path(rse.root).exists()
+    assert all_files(Path(rse.root)) == []
 
 
 # -- failing storage -----------------------------------------------------------------------
@@ -356,6 +355,7 @@ def test_enospc_mid_write_is_unavailable_and_leaves_nothing(
     tmp_path: Path, source: tuple[Path, bytes]
 ) -> None:
     fs = AlmostFullFS(skip_instance_cache=True)
+    (tmp_path / "rse").mkdir()
     rse = StorageElement("FULL", str(tmp_path / "rse"), filesystem=fs)
     with pytest.raises(Unavailable, match="No space left on device"):
         rse.upload(source[0], "ctao/f.bin", ALGS)
@@ -366,6 +366,7 @@ def test_enospc_mid_write_is_unavailable_and_leaves_nothing(
 def test_corrupt_read_back_is_integrity_failure(
     tmp_path: Path, source: tuple[Path, bytes]
 ) -> None:
+    (tmp_path / "rse").mkdir()
     rse = StorageElement(
         "ROT", str(tmp_path / "rse"), filesystem=BitRotFS(skip_instance_cache=True)
     )

@@ -60,9 +60,12 @@ class StorageElement:
         storage_options: Mapping[str, Any] | None = None,
         *,
         filesystem: AbstractFileSystem | None = None,
+        owns_root: bool = False,
     ) -> None:
         """``root`` is an fsspec URL or a local path; ``filesystem`` (rarely needed) supplies
-        an already built filesystem, ``root`` then being a path inside it."""
+        an already built filesystem, ``root`` then being a path inside it. ``owns_root`` marks
+        a scratch area of dpps's own (the staging buffer's private directory), whose root a
+        write may create; an RSE's root is never created by a write (``require_root``)."""
         try:
             self.kind = RSEKind(kind)
         except ValueError:
@@ -79,6 +82,7 @@ class StorageElement:
         self.is_local = isinstance(fs, LocalFileSystem)
         self.root: str = path.rstrip("/") if path != "/" else path
         self._real_root: str | None = None
+        self.owns_root = owns_root
         if not self.root:
             raise InvalidInput(f"RSE {name!r}: empty root {root!r}")
 
@@ -87,7 +91,14 @@ class StorageElement:
         rse = config.rses.get(name)
         if rse is None:
             raise NotFound(f"no RSE named {name!r} in the configuration")
-        return cls(name, config.rse_url(name), rse.kind, rse.storage_options)
+        url = config.rse_url(name)
+        if cls is StorageElement:
+            # root:// gets XRootD's server-side checksums and third-party copy; imported
+            # here because dpps.storage.xrootd builds on this module
+            from dpps.storage.xrootd import storage_element
+
+            return storage_element(name, url, rse.kind, rse.storage_options)
+        return cls(name, url, rse.kind, rse.storage_options)
 
     def __repr__(self) -> str:
         return f"StorageElement({self.name!r}, {self.url!r}, kind={self.kind.value!r})"
@@ -168,6 +179,47 @@ class StorageElement:
         with self._errors("check", "."):
             return bool(self.fs.exists(self.root))
 
+    def require_root(self, action: str = "write") -> None:
+        """Unavailable unless the root of a local RSE is a directory that is there.
+
+        Only workspace creation (``dpps init``) makes RSE roots. A root that is missing at any
+        other time is a data center's disk that is not mounted: creating it would put the
+        archive's copies on the host's own filesystem, where they vanish from sight when the
+        disk returns. Object stores are not checked here: their prefixes are no directories,
+        and a stopped server or a missing bucket already fails the write itself.
+        """
+        if self.is_local and not os.path.isdir(self.root):
+            raise Unavailable(
+                f"RSE {self.name} unavailable: {action}: its root {self.root} is missing or "
+                "not a directory (storage not mounted?); RSE roots are created only by "
+                "'dpps init'"
+            )
+
+    def make_parent(self, rel: str) -> None:
+        """Create the directories above ``rel`` for a write, never the root itself; the one
+        place writes make directories in an RSE."""
+        final = self.resolve(rel)
+        parent = final.rpartition("/")[0]
+        if not self.is_local:
+            with self._errors("mkdir", rel):
+                self.fs.makedirs(parent, exist_ok=True)
+            return
+        if os.path.isdir(parent):  # the common case: the root is there too
+            return
+        if self.owns_root:
+            with self._errors("mkdir", "."):
+                os.makedirs(self.root, exist_ok=True)
+        self.require_root(f"write {rel}")
+        with self._errors("mkdir", rel):
+            try:
+                # One level at a time below the root (never makedirs from the top): a root
+                # unmounted meanwhile makes this fail instead of being created again.
+                _mkdirs_below(self.root, parent)
+            except FileNotFoundError:
+                self.require_root(f"write {rel}")  # Unavailable when the root went away
+                raise
+        self.resolve(rel)  # the parent chain now exists: re-check it stayed inside
+
     def exists(self, rel: str) -> bool:
         path = self.resolve(rel)
         with self._errors("check", rel):
@@ -224,14 +276,16 @@ class StorageElement:
         parent, _, base = final.rpartition("/")
         temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
         try:
-            with self._errors("upload", rel):
-                self.fs.makedirs(parent, exist_ok=True)
-                self.resolve(rel)  # the parent chain now exists: re-check it stayed inside
-                with _open_local_source(local_src) as src, self.fs.open(temp, "wb") as dst:
-                    size, digests = copy_with_checksums(src, dst, names)
-                    if self.is_local:
-                        dst.flush()
-                        os.fsync(dst.fileno())
+            self.make_parent(rel)
+            with (
+                self._errors("upload", rel),
+                _open_local_source(local_src) as src,
+                self.fs.open(temp, "wb") as dst,
+            ):
+                size, digests = copy_with_checksums(src, dst, names)
+                if self.is_local:
+                    dst.flush()
+                    os.fsync(dst.fileno())
             _check_expected(expected, digests, f"upload of {os.fspath(local_src)} to {rel}")
             with self._errors("verify", rel), self.fs.open(temp, "rb") as written:
                 wsize, wdigests = checksum_stream(written, [VERIFY_ALGORITHM])
@@ -291,9 +345,7 @@ class StorageElement:
         temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
         what = f"copy of {source.name}:{rel_src} to {self.name}:{rel_dst}"
         try:
-            with self._errors("copy", rel_dst):
-                self.fs.makedirs(parent, exist_ok=True)
-                self.resolve(rel_dst)  # the parent chain now exists: re-check it stayed inside
+            self.make_parent(rel_dst)
             if self.shares_store_with(source):
                 reference = dict(expected or {})
                 if not reference:
@@ -423,6 +475,20 @@ _TRANSPORT_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3",
 
 def _is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _mkdirs_below(root: str, directory: str) -> None:
+    """Create ``directory`` and the missing directories between it and ``root``, which must
+    exist already (FileNotFoundError otherwise)."""
+    rel = os.path.relpath(directory, root)
+    path = root
+    for part in rel.split(os.sep):
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
 
 
 def _reason(exc: OSError) -> str:

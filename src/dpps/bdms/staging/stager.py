@@ -80,8 +80,8 @@ def buffer_storage(config: Config) -> StorageElement:
             raise NotFound(f"staging buffer {buffer!r} must be a disk RSE, not tape")
         return StorageElement.from_config(buffer, config)
     if "://" in buffer or Path(buffer).is_absolute():
-        return StorageElement(BUFFER_NAME, buffer)
-    return StorageElement(BUFFER_NAME, str(config.workspace / buffer))
+        return StorageElement(BUFFER_NAME, buffer, owns_root=True)
+    return StorageElement(BUFFER_NAME, str(config.workspace / buffer), owns_root=True)
 
 
 def _delay(config: Config, rse_name: str) -> float:
