@@ -133,13 +133,16 @@ def _server(
 def _register_local(archive: Archive, n: int) -> float:
     """Baseline: the same registrations through the library in this process, no HTTP."""
     rse_id = archive.rse_id("CTAO-N")
-    from dpps.oms.registration import to_new_files
+    from dpps.bdms.registration import prepare_declared
 
     items = _registrations("local", n)
     started = time.perf_counter()
     for start in range(0, n, BATCH):
-        files: list[NewFile] = to_new_files(
-            archive, items[start : start + BATCH], {"CTAO-N": rse_id}
+        files: list[NewFile] = prepare_declared(
+            items[start : start + BATCH],
+            default_scope=archive.config.default_scope,
+            rse_ids={"CTAO-N": rse_id},
+            storage=archive.storage,
         )
         archive.register(files)
     return n / (time.perf_counter() - started)
