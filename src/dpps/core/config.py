@@ -279,6 +279,19 @@ class ApiConfig(_Strict):
     )
 
 
+class HealthConfig(_Strict):
+    """``dpps health`` (``health:`` section): what makes it ring."""
+
+    required_daemons: tuple[str, ...] = Field(
+        ("evaluator", "transfer", "stager", "reaper", "auditor"),
+        description="Daemons that must have a live instance somewhere (a recent heartbeat in "
+        "the catalog); one without is an alarm. Add 'ingest' at a telescope site.",
+    )
+    stale_after_s: float = Field(
+        120.0, gt=0, description="A heartbeat older than this is stale: not counted as running."
+    )
+
+
 class Config(_Strict):
     """The whole configuration of one dpps deployment."""
 
@@ -302,6 +315,7 @@ class Config(_Strict):
     auditor: AuditorConfig = Field(default_factory=AuditorConfig)  # type: ignore[arg-type]
     acada: AcadaConfig = Field(default_factory=AcadaConfig)  # type: ignore[arg-type]
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
+    health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
 
     @field_validator("default_scope")
     @classmethod
@@ -371,16 +385,71 @@ def config_from_dict(
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of duplicate keys silently: an operator who adds a second ``PIC:``
+    under ``rses:`` loses the first one without a word. Merge keys (``<<``) are left to
+    PyYAML's own handling.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: construct_mapping says so below
+                continue
+            if first != line:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first given on line {first})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, name: str = "<text>") -> Any:
+    """YAML as the configuration reads it: safe types only, duplicate keys refused; errors
+    name ``name`` and the lines."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(workspace: Path, environ: dict[str, str] | None = None) -> Config:
+    """The workspace's configuration; ConfigError when it is unreadable, not a mapping, has a
+    key twice, or has no topology (no RSEs).
+
+    An empty ``dpps.yaml`` used to load as "no RSEs at all": every command then marked every
+    RSE unavailable in the catalog and the transfer daemon failed the whole queue. A deployment
+    without storage elements is never what an operator meant, so it stops here.
+    """
     path = workspace / CONFIG_NAME
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty (run 'dpps init' to write a working default)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     if "workspace" in data:
         raise ConfigError(f"{path}: 'workspace' is implied by the file's location")
-    return config_from_dict(data, workspace, environ)
+    config = config_from_dict(data, workspace, environ)
+    if not config.rses:
+        raise ConfigError(
+            f"{path}: no storage elements (the 'rses:' section is missing or empty); a "
+            "workspace needs its topology (see 'dpps init' and docs/configuration.md)"
+        )
+    return config

@@ -181,6 +181,7 @@ def claim_jobs(
     recopied: list[tuple[int, str]] = []
     copying_events: list[dict[str, object]] = []
     finished: set[int] = set()
+    unconfigured: list[tuple[int, int, str]] = []
 
     def end(row: Any, state: TransferState, reason: str | None) -> None:
         transfer = session.get_one(TransferRow, row.id)  # rare: the ORM row is worth it here
@@ -195,7 +196,9 @@ def claim_jobs(
             end(row, TransferState.CANCELLED, "the file was deleted")
             continue
         if dest.name not in config.rses:
-            end(row, TransferState.FAILED, f"destination RSE {dest.name} is no longer configured")
+            reason = f"destination RSE {dest.name} is not in this daemon's configuration"
+            end(row, TransferState.FAILED, reason)
+            unconfigured.append((did.id, dest.id, f"transfer of {did.name} failed: {reason}"))
             continue
         present = next((r for r in replicas[did.id] if r.rse_id == dest.id), None)
         if present is not None and present.state == ReplicaState.AVAILABLE.value:
@@ -287,6 +290,7 @@ def claim_jobs(
                 redo=present is not None,
             )
         )
+    _stuck_unconfigured(session, config, unconfigured, now, account)
     session.flush()
     transfers, replica_table = _table(TransferRow), _table(ReplicaRow)
     if leased:
@@ -334,6 +338,26 @@ def claim_jobs(
     if finished:
         rule_states.settle_files(session, finished, account=account, now=now)
     return jobs
+
+
+def _stuck_unconfigured(
+    session: Session,
+    config: Config,
+    failed: Sequence[tuple[int, int, str]],
+    now: dt.datetime,
+    account: str,
+) -> None:
+    """Rules wanting copies on an RSE this daemon's configuration lacks go STUCK with the
+    reason, and are evaluated again as soon as a transfer waiting for a source would be: an
+    empty or truncated dpps.yaml must show on the rules, and the rules must carry on shortly
+    after the file is put right (not at the next hourly re-check)."""
+    retry_at = now + dt.timedelta(seconds=config.transfers.source_wait_s)
+    for did_id, rse_id, reason in failed:
+        replica_states.copy_failed(session, did_id, rse_id)
+        rule_ids = rule_states.locks_stuck(session, did_id, rse_id, now)
+        rule_states.mark_stuck(
+            session, rule_ids, reason, account=account, retry_at=retry_at, now=now
+        )
 
 
 def _lock_counts(session: Session, did_ids: Sequence[int]) -> Counter[tuple[int, int]]:
