@@ -96,10 +96,20 @@ def with_readable_replicas(
         .outerjoin(RSERow, RSERow.id == ReplicaRow.rse_id)
     )
     out: list[tuple[tuple[Any, ...], FileRef, ReplicaSite | None]] = []
+    refs: dict[int, FileRef] = {}  # a file read by many jobs, or on many RSEs: one record
+    sites: dict[str, ReplicaSite] = {}  # and one per RSE
+    end = width + len(REF_COLUMNS)
     for row in session.execute(joined):
-        state, rse, site, kind, up = row[width + len(REF_COLUMNS) :]
-        where = ReplicaSite(rse, site, kind) if is_readable(config, state, rse, up) else None
-        out.append((tuple(row[:width]), ref_from(row[width:]), where))
+        ref = refs.get(row[width])
+        if ref is None:
+            ref = refs[row[width]] = ref_from(row[width:end])
+        state, rse, site, kind, up = row[end:]
+        where = None
+        if is_readable(config, state, rse, up):
+            where = sites.get(rse)
+            if where is None:
+                where = sites[rse] = ReplicaSite(rse, site, kind)
+        out.append((tuple(row[:width]), ref, where))
     return out
 
 
