@@ -163,6 +163,9 @@ class XRootDStorageElement(StorageElement):
                     status = results[0]["status"]
             if not status.ok:
                 _raise(self, "copy", rel_dst, status, source_missing=not source.exists(rel_src))
+            # the server wrote the file behind fsspec's back: a listing of its directory
+            # cached by an earlier exists() would not hold it
+            self.fs.invalidate_cache(parent)
             with self._errors("stat", rel_dst):
                 size = int(self.fs.size(temp))
             digests = {VERIFY_ALGORITHM: self._checksum_path(temp, rel_dst)}
