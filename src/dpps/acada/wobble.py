@@ -25,7 +25,11 @@ from dpps.instrument.pointing import track, wobble_pointing
 from dpps.physics import showers
 
 #: Thrown energy range (TeV) and core radius (m) of wobble-mode showers; SimPipe's defaults.
-E_MIN_TEV, E_MAX_TEV, MAX_CORE_M = 0.05, 50.0, 400.0
+E_MIN_TEV, E_MAX_TEV, MAX_CORE_M = (
+    showers.THROWN_E_MIN_TEV,
+    showers.THROWN_E_MAX_TEV,
+    showers.THROWN_MAX_CORE_M,
+)
 GAMMA_INDEX = 2.5  # ``showers.draw_shower``'s gamma spectrum
 
 

@@ -48,6 +48,10 @@ SHOWER_MAX_M = 10_000.0
 LIGHT_POOL_M = 120.0
 #: Cherenkov angle of a muon at ground level (deg): the muon ring radius.
 MUON_RING_DEG = 1.1
+#: The standard thrown range: energies (TeV) and core radius (m) of the ACADA simulator's
+#: wobble-mode source and SimPipe's defaults alike, so that IRFs made from SimPipe describe the
+#: simulated nights.
+THROWN_E_MIN_TEV, THROWN_E_MAX_TEV, THROWN_MAX_CORE_M = 0.05, 50.0, 400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ IRF gammas to DL2 with the new models, and the IRF with fixed cuts (the toy's ga
 separation makes optimisation pointless at this size). Every product is archived as category
 SIM with the WMS provenance record, under ``/ctao/sim/<production>/``.
 
-The gammas are thrown like the ACADA simulator's wobble-mode source (``dpps.acada.wobble``:
-same energy range, core radius and offset), so the IRF describes the night's data.
+The gammas are thrown like the ACADA simulator's wobble-mode source (the standard thrown range
+of ``dpps.physics.showers`` and the same offset), so the IRF describes the night's data.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from dpps.acada import wobble
 from dpps.bdms.types import FileInfo
 from dpps.core.errors import DppsError, NotFound
+from dpps.physics import showers
 from dpps.pipelines.night.steps import STEP_ENTRY
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION, version_slug
 from dpps.wms.builder import Workflow, tool_python
@@ -112,9 +112,9 @@ def production_workflow(
 
     sv = software_version
     common = {
-        "e_min_tev": wobble.E_MIN_TEV,
-        "e_max_tev": wobble.E_MAX_TEV,
-        "max_impact_m": wobble.MAX_CORE_M,
+        "e_min_tev": showers.THROWN_E_MIN_TEV,
+        "e_max_tev": showers.THROWN_E_MAX_TEV,
+        "max_impact_m": showers.THROWN_MAX_CORE_M,
         "compression": "zstd1",
     }
     runs = {
