@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: ruff, mypy --strict and pytest (SQLite and a throwaway PostgreSQL), then the
-# use-case verification report. Arguments go to pytest. Reports land in reports/.
+# The test command: ruff (lint and format), mypy --strict, the import-linter layer contracts and
+# pytest (SQLite and a throwaway PostgreSQL), then the use-case verification report. Arguments
+# go to pytest. Reports land in reports/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -45,6 +46,12 @@ lint_dirs=(src tests)
 ruff check --output-format json "${lint_dirs[@]}" >reports/ruff.json
 ruff check "${lint_dirs[@]}" | tee reports/ruff.txt
 ruff_rc=${PIPESTATUS[0]}
+echo "== ruff format (the layout is the formatter's)"
+ruff format --check "${lint_dirs[@]}"
+format_rc=$?
+echo "== import contracts (pyproject.toml [tool.importlinter])"
+lint-imports --no-cache | tee reports/import-contracts.txt
+contracts_rc=${PIPESTATUS[0]}
 echo "== mypy"
 mypy | tee reports/mypy.txt
 mypy_rc=${PIPESTATUS[0]}
@@ -64,9 +71,10 @@ else
     echo "warning: 'dpps verify' is not available; no verification report" >&2
 fi
 
-echo "== summary: ruff exit $ruff_rc, mypy exit $mypy_rc, pytest exit $pytest_rc"
+echo "== summary: ruff exit $ruff_rc, format exit $format_rc, contracts exit $contracts_rc," \
+    "mypy exit $mypy_rc, pytest exit $pytest_rc"
 [ "$pytest_rc" = 5 ] && echo "error: pytest collected no tests" >&2
-for rc in "$ruff_rc" "$mypy_rc" "$pytest_rc"; do
+for rc in "$ruff_rc" "$format_rc" "$contracts_rc" "$mypy_rc" "$pytest_rc"; do
     [ "$rc" = 0 ] || status=1
 done
 exit "$status"
