@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import ingest as ingest_mod
-from dpps.bdms import metadata_ops, retrieve
+from dpps.bdms import metadata_ops, registration, retrieve
 from dpps.bdms.preservation.api import Preservation
 from dpps.bdms.replication import rules
 from dpps.bdms.replication.api import Replication
@@ -236,9 +236,10 @@ class Archive:
         return total
 
     def register(self, files: Sequence[did_repo.NewFile]) -> list[did_repo.Outcome]:
-        """Catalog-only registration of files whose bytes are already on an RSE."""
+        """Catalog-only registration of files whose bytes are already on an RSE (prepared by
+        ``dpps.bdms.registration``, the one registration path)."""
         with transaction(self.sessions) as session:
-            return did_repo.register_files(session, files, account=self.account)
+            return registration.register(session, files, account=self.account)
 
     def rse_id(self, name: str) -> int:
         with self.sessions() as session:
