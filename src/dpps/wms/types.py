@@ -49,6 +49,8 @@ class JobInfo:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     events: list[JobEventInfo] = field(default_factory=list)
+    #: Who submitted it (the dashboard shows it; a record from an older server has none).
+    account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class WorkflowInfo:
     created_at: dt.datetime
     finished_at: dt.datetime | None
     jobs: list[JobInfo] = field(default_factory=list)
+    #: Who submitted it (the dashboard shows it; a record from an older server has none).
+    account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
