@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from dpps.acada.simulate import SimulationConfig, simulate, write_trigger
-from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.bdms.archive import Archive
 from dpps.bdms.ingestion.landing import WorkSpec, inspect, scan_triggers
 from dpps.bdms.ingestion.queue import IngestionQueue
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.core.daemon import DaemonContext, run_daemon
+from dpps.instrument.dl0 import quiet_native_stdout
 
 FLOOR_P50_S = 2.0
 FLOOR_FILES_S = 50.0

@@ -130,7 +130,7 @@ def tape_only_archive(tmp_path: Path, catalog_url: str, inputs: Inputs) -> Archi
     assert not report.failed, report.failed
     archive.add_rule(DL0_PREFIX, copies=1, rses="PIC-TAPE")
     replicate(archive)
-    reaper.run_once(DaemonContext(name="reaper"), archive.sessions, archive.config)
+    reaper.one_pass(DaemonContext(name="reaper"), archive.sessions, archive.config)
     assert archive.count(f"name like {DL0_PREFIX}/%") == len(inputs.landing)
     products = [
         (
