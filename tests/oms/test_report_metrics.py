@@ -23,6 +23,7 @@ from dpps.core.daemon import DaemonContext, run_daemon
 from dpps.core.errors import InvalidInput, Unavailable
 from dpps.oms import metrics
 from dpps.oms.report import build_report, parse_since, render_html, render_markdown
+from tests.bdms.test_auditor import beat_required
 from tests.oms.conftest import Seeded
 
 runner = CliRunner()
@@ -146,6 +147,7 @@ def test_metrics_match_the_catalog(seeded: Seeded, client: TestClient) -> None:
         >= 1
     )
     assert _metric(text, "dpps_api_errors_total", kind="NotFound") >= 1
+    beat_required(seeded.archive)  # dpps health also wants its daemons running
     health = client.get("/api/v1/health", headers=seeded.headers("reader")).json()
     assert health["ok"] is True
     assert health["lost"] == 0

@@ -132,6 +132,18 @@ class Shortfall:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One alarm of ``dpps health``: ``ok``, or ``reason`` says what is wrong (``count``
+    things, the first of them in ``items``)."""
+
+    name: str
+    ok: bool
+    count: int = 0
+    reason: str = ""
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class HealthReport:
     checked_at: dt.datetime
     daemons: list[DaemonHealth]
@@ -145,11 +157,20 @@ class HealthReport:
     being_deleted: int
     stage_queued: int
     notes: list[str] = field(default_factory=list)
+    checks: list[HealthCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """No lost file, no stuck rule and no stale daemon."""
+        """Every check passed: no lost file, no file short of its copies, no stuck rule,
+        every needed daemon running (none stale), every RSE available."""
+        if self.checks:
+            return all(c.ok for c in self.checks)
         return not (self.lost or self.stuck_rules or any(d.stale for d in self.daemons))
+
+    @property
+    def alarms(self) -> list[str]:
+        """The reason of every failed check, one line each (empty: all is well)."""
+        return [c.reason for c in self.checks if not c.ok]
 
 
 @dataclass(frozen=True, slots=True)

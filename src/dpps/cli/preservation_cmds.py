@@ -208,27 +208,13 @@ def _print_health(report: HealthReport) -> None:
             ],
         )
     )
-    lines = [
-        ("lost files (no good copy)", report.lost, report.lost_files),
-        (
-            "stuck rules",
-            len(report.stuck_rules),
-            [f"rule {r.rule_id} on {r.did}: {r.error}" for r in report.stuck_rules[:20]],
-        ),
-        (
-            "files with fewer good copies than their rules want",
-            report.under_replicated,
-            [
-                f"{s.did}: {s.good} of {s.wanted} (rule {s.rule_id})"
-                for s in report.under_replicated_files
-            ],
-        ),
-    ]
-    for title, count, items in lines:
-        style = "red" if count and title.startswith(("lost", "stuck")) else "bold"
-        console.print(styled(f"[{style}]{{}}: {{}}[/{style}]", title, count))
-        for item in items:
-            console.print(f"  {item}")
+    for check in report.checks:
+        if check.ok:
+            console.print(styled("[green]ok[/green]     {}", check.name))
+            continue
+        console.print(styled("[red]ALARM[/red]  {}: {}", check.name, check.reason))
+        for item in check.items:
+            console.print(styled("  {}", item))
     console.print(
         f"BAD replicas: {report.bad_replicas}; being deleted: {report.being_deleted}; "
         f"stage requests queued: {report.stage_queued}; file.lost alarms ever: "
@@ -240,15 +226,18 @@ def _print_health(report: HealthReport) -> None:
 
 
 def health(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Show whether the archive keeps its promises (daemons, rules, copies, lost files).
+    """An operator's alarm: does the archive keep its promises right now?
 
-    Lists daemon heartbeats, STUCK rules, files with fewer good copies than their rules want
-    and files without any good copy. Exits 7 when a file is lost, 9 on stuck rules or stale
-    daemons, 0 when healthy.
+    Checks, each ok or ALARM with its reason: lost_files (live files without any good copy),
+    under_replicated (files with fewer good copies than their rules want), stuck_rules,
+    daemons (every daemon in health.required_daemons has a live heartbeat; none silent too
+    long) and rses (every configured RSE available, local roots present). --json lists every
+    check with its status. Exit codes: 0 healthy; 7 a file is lost; 9 any other alarm.
+    Locally and over REST the answer and the exit code are the same.
     """
     report = open_archive(ctx).preservation.health()
     if json_:
-        emit_json({**_jsonable(report), "ok": report.ok})
+        emit_json({**_jsonable(report), "ok": report.ok, "alarms": report.alarms})
     else:
         _print_health(report)
     if report.lost:

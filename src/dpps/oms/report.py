@@ -67,21 +67,9 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def alarms(health: HealthReport) -> list[str]:
-    """What an operator must look at now, one line each (empty: all is well)."""
-    out: list[str] = []
-    stale = [d.name for d in health.daemons if d.stale]
-    if stale:
-        out.append(
-            f"daemon(s) silent for more than {bdms_health.STALE_AFTER_S:g} s: {', '.join(stale)}"
-        )
-    if health.lost:
-        out.append(f"{health.lost} file(s) without any good copy")
-    if health.stuck_rules:
-        out.append(f"{len(health.stuck_rules)} stuck rule(s)")
-    if health.under_replicated:
-        out.append(
-            f"{health.under_replicated} file(s) with fewer good copies than their rules want"
-        )
+    """What an operator must look at now, one line each (empty: all is well): the reason of
+    every failed health check, BAD replicas awaiting repair, and the notes."""
+    out = list(health.alarms)
     if health.bad_replicas:
         out.append(f"{health.bad_replicas} BAD replica(s) awaiting repair")
     return out + [f"note: {n}" for n in health.notes]

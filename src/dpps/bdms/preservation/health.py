@@ -1,9 +1,12 @@
-"""``dpps health``: is the archive keeping its promises right now?
+"""``dpps health``: is the archive keeping its promises right now? An operator's alarm.
 
-One read-only look at the catalog: which daemons beat recently, which rules are STUCK, which
-files have fewer good copies than their rules want, and - the alarm that must never ring - which
-live files have no AVAILABLE copy at all. The operations subsystem extends this report; the
-checks here are the preservation ones.
+One read-only look at the catalog (and at the local RSE roots): which daemons beat recently,
+which rules are STUCK, which files have fewer good copies than their rules want, which RSEs are
+unavailable, and - the alarm that must never ring - which live files have no AVAILABLE copy at
+all. Each is a ``HealthCheck``; the report is healthy only when every check passes, so that
+"healthy" never hides files waiting for copies that nobody is making (no daemon running) or
+storage that is gone. The operations subsystem extends this report; the checks here are the
+preservation ones.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from dpps.bdms.daemons import REGISTRY
 from dpps.bdms.records import DaemonHealth as DaemonHealth
+from dpps.bdms.records import HealthCheck as HealthCheck
 from dpps.bdms.records import HealthReport as HealthReport
 from dpps.bdms.records import RuleProblem as RuleProblem
 from dpps.bdms.records import Shortfall as Shortfall
@@ -33,10 +37,12 @@ from dpps.catalog.models import (
 )
 from dpps.catalog.replication import chunks, expand_files
 from dpps.core.config import Config
-from dpps.core.errors import InvalidInput
+from dpps.core.errors import InvalidInput, NotFound, Unavailable
 from dpps.core.states import DIDType, ReplicaState, RuleState
+from dpps.storage.rse import StorageElement
 
-#: A daemon instance silent for longer than this is reported stale (seconds).
+#: A daemon instance silent for longer than this is reported stale (seconds); the default
+#: of ``health.stale_after_s``.
 STALE_AFTER_S = 120.0
 #: Items listed per problem (the counts are always complete).
 SHOW = 20
@@ -46,7 +52,9 @@ def _label(scope: str, name: str) -> str:
     return f"{scope}:{name}"
 
 
-def daemons(session: Session, now: dt.datetime) -> list[DaemonHealth]:
+def daemons(
+    session: Session, now: dt.datetime, stale_after_s: float = STALE_AFTER_S
+) -> list[DaemonHealth]:
     beats: dict[str, list[dt.datetime]] = defaultdict(list)
     for name, last_seen in session.execute(select(HeartbeatRow.daemon, HeartbeatRow.last_seen)):
         beats[name].append(last_seen)
@@ -54,9 +62,45 @@ def daemons(session: Session, now: dt.datetime) -> list[DaemonHealth]:
     for name in sorted(set(REGISTRY) | set(beats)):
         seen = beats.get(name, [])
         last = max(seen) if seen else None
-        stale = last is not None and (now - last).total_seconds() > STALE_AFTER_S
+        stale = last is not None and (now - last).total_seconds() > stale_after_s
         out.append(DaemonHealth(name, len(seen), last, stale))
     return out
+
+
+def daemons_check(found: list[DaemonHealth], required: tuple[str, ...]) -> HealthCheck:
+    """Every required daemon has a live instance, and no instance has gone silent."""
+    running = {d.name for d in found if d.instances and not d.stale}
+    missing = [n for n in required if n not in running]
+    stale = [d.name for d in found if d.stale and d.name not in missing]
+    problems = [f"{n}: not running" for n in missing] + [f"{n}: heartbeat stale" for n in stale]
+    if not problems:
+        return HealthCheck("daemons", True)
+    parts = []
+    if missing:
+        parts.append(f"needed daemon(s) not running: {', '.join(missing)}")
+    if stale:
+        parts.append(f"daemon(s) silent too long: {', '.join(stale)}")
+    return HealthCheck("daemons", False, len(problems), "; ".join(parts), problems)
+
+
+def rses_check(session: Session, config: Config) -> HealthCheck:
+    """Every configured RSE is available in the catalog and, when it is a local directory,
+    its root is there (a data center's disk that is not mounted)."""
+    flagged = {row.name for row in session.scalars(select(RSERow)) if row.name in config.rses} - {
+        row.name for row in session.scalars(select(RSERow).where(RSERow.available))
+    }
+    problems = [f"{n}: marked unavailable in the catalog" for n in sorted(flagged)]
+    for name in sorted(config.rses):
+        try:
+            StorageElement.from_config(name, config).require_root("health check")
+        except (Unavailable, NotFound, InvalidInput) as exc:
+            problems.append(f"{name}: {exc}")
+    if not problems:
+        return HealthCheck("rses", True)
+    names = sorted({p.partition(":")[0] for p in problems})
+    return HealthCheck(
+        "rses", False, len(names), f"RSE(s) unavailable: {', '.join(names)}", problems[:SHOW]
+    )
 
 
 def under_replicated(session: Session, config: Config) -> tuple[int, list[Shortfall], list[str]]:
@@ -145,9 +189,35 @@ def report(session: Session, config: Config) -> HealthReport:
     ]
     short, short_listed, notes = under_replicated(session, config)
     lost, lost_listed = lost_files(session)
+    found = daemons(session, now, config.health.stale_after_s)
+    checks = [
+        HealthCheck(
+            "lost_files",
+            not lost,
+            lost,
+            f"{lost} file(s) without any good copy" if lost else "",
+            lost_listed,
+        ),
+        HealthCheck(
+            "under_replicated",
+            not short,
+            short,
+            f"{short} file(s) with fewer good copies than their rules want" if short else "",
+            [f"{s.did}: {s.good} of {s.wanted} (rule {s.rule_id})" for s in short_listed],
+        ),
+        HealthCheck(
+            "stuck_rules",
+            not stuck,
+            len(stuck),
+            f"{len(stuck)} stuck rule(s)" if stuck else "",
+            [f"rule {r.rule_id} on {r.did}: {r.error}" for r in stuck[:SHOW]],
+        ),
+        daemons_check(found, config.health.required_daemons),
+        rses_check(session, config),
+    ]
     return HealthReport(
         checked_at=now,
-        daemons=daemons(session, now),
+        daemons=found,
         stuck_rules=stuck,
         under_replicated=short,
         under_replicated_files=short_listed,
@@ -166,4 +236,5 @@ def report(session: Session, config: Config) -> HealthReport:
             .where(StageRequestRow.state == "QUEUED"),
         ),
         notes=notes,
+        checks=checks,
     )
