@@ -31,6 +31,9 @@ class CatalogContext:
     config: Config
     sessions: sessionmaker[Session]
     account: str = "root"
+    #: The RSEs a site process serves (``dpps daemon NAME --site/--rses``): the daemons that
+    #: touch storage read, write and delete only these. ``None``: every configured RSE.
+    rses: frozenset[str] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -39,3 +42,12 @@ class CatalogContext:
         if not isinstance(bind, Engine):
             raise TypeError("the catalog sessions are not bound to an engine")
         return bind
+
+
+def served(config: Config, rses: frozenset[str] | None) -> Config:
+    """``config`` with only the RSEs a site process serves: what a daemon that walks the
+    configured RSEs (auditor, stager) works from, so another site's storage is never in
+    its reach."""
+    if rses is None:
+        return config
+    return config.model_copy(update={"rses": {n: r for n, r in config.rses.items() if n in rses}})

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Annotated, Any
 
 import typer
 
 from dpps.bdms import daemons as bdms_daemons
+from dpps.bdms.replication import rse_expression
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.common import JsonOpt, command, open_local_archive
 from dpps.cli.output import console, emit_json, table
 from dpps.core import daemon as daemons
-from dpps.core.daemon import DaemonContext
+from dpps.core.config import Config, load_config
+from dpps.core.daemon import DaemonContext, Heartbeats, WorkerSlot
+from dpps.core.errors import ConfigError, InvalidInput
+from dpps.core.workspace import find_workspace
 from dpps.pipelines import daemons as pipeline_daemons
 from dpps.wms import daemons as wms_daemons
 
@@ -47,8 +52,88 @@ SchedulerOpt = Annotated[
     str | None,
     typer.Option("--scheduler", help="Dask scheduler address (default: wms.dask_scheduler)."),
 ]
+SiteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--site",
+        help="Serve only the RSEs of this site (data center): a site's own process.",
+    ),
+]
+RsesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rses",
+        help="Serve only the RSEs this expression selects (with --site: all at that site).",
+    ),
+]
 #: The modules whose import registers the daemons the CLI runs, one per package.
 DECLARING = (bdms_daemons, wms_daemons, pipeline_daemons)
+#: The daemons that touch storage, and so take ``--site``/``--rses``: a transfer agent serves
+#: the transfers into its RSEs, the others read or delete only their RSEs' storage.
+PARTITIONED = ("transfer", "stager", "reaper", "auditor", "ingest")
+
+
+def partition(
+    config: Config, name: str, site: str | None, expression: str | None
+) -> frozenset[str] | None:
+    """The RSEs a site process of daemon ``name`` serves, or ``None`` (all); refuses, before
+    anything is touched, a selection another site's storage is in, one that is empty, or an
+    RSE this process's configuration gives no path for."""
+    if site is None and expression is None:
+        return None
+    if name not in PARTITIONED:
+        raise InvalidInput(
+            f"daemon {name!r} serves the whole archive: --site/--rses apply to "
+            f"{', '.join(PARTITIONED)}"
+        )
+    chosen: set[str] = set(config.rses)
+    if site is not None:
+        if site not in config.sites:
+            known = ", ".join(sorted(config.sites)) or "none"
+            raise ConfigError(f"--site {site}: no such site in the configuration (known: {known})")
+        chosen = {n for n, r in config.rses.items() if r.site == site}
+        if not chosen:
+            raise ConfigError(
+                f"--site {site}: this configuration has no RSE at {site}; a site process "
+                "needs the paths of its own site's storage"
+            )
+    if expression is not None:
+        selected = set(rse_expression.select(config, expression))
+        foreign = sorted(selected - chosen)
+        if site is not None and foreign:
+            where = ", ".join(f"{n} (at {config.rses[n].site})" for n in foreign)
+            raise ConfigError(
+                f"--site {site} --rses {expression!r} selects {where}: a site process "
+                "serves only its own site's storage"
+            )
+        chosen = selected
+        if not chosen:
+            raise ConfigError(f"--rses {expression!r} selects no configured RSE")
+    for rse in sorted(chosen):
+        if not config.rses[rse].url.strip():
+            raise ConfigError(f"RSE {rse}: no path or URL in this process's configuration")
+    if name == "ingest" and config.acada.rse not in chosen:
+        raise ConfigError(
+            f"the ACADA landing area is on {config.acada.rse}, which this process does not "
+            f"serve ({', '.join(sorted(chosen))}): run ingest at the landing area's own site"
+        )
+    return frozenset(chosen)
+
+
+class PartitionHeartbeats:
+    """Heartbeats of a site process under ``NAME@RSES``: instances split work (``slot``)
+    among the processes of their own partition, not with every site's."""
+
+    def __init__(self, inner: Heartbeats, rses: frozenset[str]) -> None:
+        self.inner = inner
+        self.suffix = "@" + ",".join(sorted(rses))
+        self.rses = sorted(rses)
+
+    def beat(self, daemon: str, instance: str, details: Mapping[str, Any]) -> WorkerSlot:
+        return self.inner.beat(daemon + self.suffix, instance, {**details, "rses": self.rses})
+
+    def forget(self, daemon: str, instance: str) -> None:
+        self.inner.forget(daemon + self.suffix, instance)
 
 
 def _logging(level: str) -> None:
@@ -83,11 +168,18 @@ def run_named(
     json_: bool,
     executor: str | None = None,
     scheduler: str | None = None,
+    site: str | None = None,
+    rses: str | None = None,
 ) -> None:
     """Run the registered daemon ``name`` (``--executor``/``--scheduler`` override the WMS
-    configuration of this process: the job manager's executor)."""
+    configuration of this process: the job manager's executor; ``--site``/``--rses`` make it
+    a site process, serving only those RSEs)."""
     daemons.spec(name)
     _logging(log_level)
+    if site is not None or rses is not None:  # refused before the catalog is opened
+        served = partition(load_config(find_workspace(_workspace(ctx))), name, site, rses)
+    else:
+        served = None
     archive = open_local_archive(ctx)
     if executor is not None or scheduler is not None:
         wms = archive.config.wms.model_copy(
@@ -100,11 +192,16 @@ def run_named(
         archive.config = archive.config.model_copy(update={"wms": wms})
     from dpps.oms.server import daemon_metrics  # prometheus only when asked for
 
+    deps = archive.context
+    beats: Heartbeats = DatabaseHeartbeats(archive.sessions)
+    if served is not None:
+        deps = replace(deps, rses=served)
+        beats = PartitionHeartbeats(beats, served)
     with daemon_metrics(metrics_port) as wrap:
         context = daemons.run_registered(
             name,
-            archive.context,
-            DatabaseHeartbeats(archive.sessions),
+            deps,
+            beats,
             once=once,
             sleep_s=sleep,
             wrap=wrap,
@@ -120,7 +217,15 @@ def _doc(summary: str) -> str:
     )
 
 
+def _workspace(ctx: typer.Context) -> str | None:
+    workspace = (ctx.obj or {}).get("workspace") if ctx is not None else None
+    return None if workspace is None else str(workspace)
+
+
 def _daemon_command(name: str, summary: str) -> Callable[..., None]:
+    if name in PARTITIONED:
+        return _site_command(name, summary)
+
     def run_one(
         ctx: typer.Context,
         once: OnceOpt = False,
@@ -141,6 +246,41 @@ def _daemon_command(name: str, summary: str) -> Callable[..., None]:
 
     run_one.__name__ = f"daemon_{name}"
     run_one.__doc__ = _doc(summary)
+    return run_one
+
+
+def _site_command(name: str, summary: str) -> Callable[..., None]:
+    def run_one(
+        ctx: typer.Context,
+        once: OnceOpt = False,
+        site: SiteOpt = None,
+        rses: RsesOpt = None,
+        sleep: SleepOpt = 1.0,
+        log_level: LogLevel = "INFO",
+        metrics_port: MetricsOpt = None,
+        json_: JsonOpt = False,
+    ) -> None:
+        run_named(
+            ctx,
+            name,
+            once=once,
+            sleep=sleep,
+            log_level=log_level,
+            metrics_port=metrics_port,
+            json_=json_,
+            site=site,
+            rses=rses,
+        )
+
+    run_one.__name__ = f"daemon_{name}"
+    run_one.__doc__ = _doc(summary) + (
+        "\n\nWith --site/--rses it is a site's own process: "
+        + (
+            "it claims only the transfers into those RSEs."
+            if name == "transfer"
+            else "it reads, writes and deletes only those RSEs' storage."
+        )
+    )
     return run_one
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.states import replicas as replica_states
-from dpps.catalog.context import CatalogContext
+from dpps.catalog.context import CatalogContext, served
 from dpps.catalog.engine import write
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
 from dpps.core.clock import utcnow
@@ -341,6 +341,9 @@ class Auditor(Daemon):
 
     def __init__(self, catalog: CatalogContext) -> None:
         self.catalog = catalog
+        # A site's process (--site/--rses) audits only its own RSEs: the others are
+        # not in the configuration it works from.
+        self.config = served(catalog.config, catalog.rses)
 
     def run_once(self, ctx: DaemonContext) -> int:
-        return one_pass(ctx, self.catalog.sessions, self.catalog.config)
+        return one_pass(ctx, self.catalog.sessions, self.config)

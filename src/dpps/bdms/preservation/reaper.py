@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.preservation import deletion
@@ -51,16 +51,33 @@ RESUME_AFTER_S = 60.0
 MAX_DEPTH = 5
 
 
-def one_pass(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+def one_pass(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    *,
+    rses: frozenset[str] | None = None,
+) -> int:
     """One pass of every step; returns the number of rules, files and replicas handled.
 
-    The ``Reaper`` daemon's work, and what ``Preservation.reap`` runs once on its own."""
-    done = 0
-    for step in (apply_lifetimes, expire_rules, expire_files, reap_onsite, reap_tombstoned):
+    The ``Reaper`` daemon's work, and what ``Preservation.reap`` runs once on its own. With
+    ``rses`` (a site's reaper, ``--site``/``--rses``) only replicas on those RSEs are
+    deleted; the catalog-only steps run as everywhere, and a file's replicas at other sites
+    that expiry marked BEING_DELETED are finished by those sites' reapers."""
+    done = apply_lifetimes(ctx, factory, config) + expire_rules(ctx, factory, config)
+    for step in (expire_files, reap_onsite, reap_tombstoned):
         if ctx.stopping:
             break
-        done += step(ctx, factory, config)
+        done += step(ctx, factory, config, rses=rses)
     return done
+
+
+def _on(rses: frozenset[str] | None) -> list[ColumnElement[bool]]:
+    """The condition keeping a query to the served RSEs (``ReplicaRow`` joined to ``RSERow``
+    or a subquery on it)."""
+    if rses is None:
+        return []
+    return [ReplicaRow.rse_id.in_(select(RSERow.id).where(RSERow.name.in_(sorted(rses))))]
 
 
 def apply_lifetimes(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
@@ -130,7 +147,13 @@ def expire_rules(ctx: DaemonContext, factory: sessionmaker[Session], config: Con
     return write(factory, txn)
 
 
-def expire_files(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+def expire_files(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    *,
+    rses: frozenset[str] | None = None,
+) -> int:
     reason = "lifetime ended"
 
     def txn(session: Session) -> tuple[list[int], list[int]]:
@@ -165,7 +188,7 @@ def expire_files(ctx: DaemonContext, factory: sessionmaker[Session], config: Con
         return files, replica_ids
 
     files, replica_ids = write(factory, txn)
-    _purge(factory, config, replica_ids, account=ctx.name, reason=reason)
+    _purge(factory, config, replica_ids, account=ctx.name, reason=reason, rses=rses)
     return len(files)
 
 
@@ -199,7 +222,13 @@ def covering_rule_states(session: Session, did_ids: Sequence[int]) -> dict[int, 
     return {d: [s for a in ids for s in states.get(a, [])] for d, ids in ancestors.items()}
 
 
-def reap_onsite(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+def reap_onsite(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    *,
+    rses: frozenset[str] | None = None,
+) -> int:
     """Delete on-site copies whose off-site preservation is complete and retention passed."""
     cutoff = utcnow() - dt.timedelta(days=config.reaper.onsite_retention_days)
     reason = (
@@ -220,6 +249,7 @@ def reap_onsite(ctx: DaemonContext, factory: sessionmaker[Session], config: Conf
                 ReplicaRow.lock_count == 0,
                 ReplicaRow.created_at <= cutoff,
                 DIDRow.deleted_at.is_(None),
+                *_on(rses),
             )
             .order_by(ReplicaRow.id)
             .limit(config.reaper.batch_size)
@@ -246,7 +276,7 @@ def reap_onsite(ctx: DaemonContext, factory: sessionmaker[Session], config: Conf
         # Check and mark in one transaction: what made a copy deletable still holds when it
         # is marked (the lock_count test is repeated by the UPDATE itself).
         last_id, marked = write(factory, partial(txn, after=last_id))
-        deleted += _purge(factory, config, marked, account=ctx.name, reason=reason)
+        deleted += _purge(factory, config, marked, account=ctx.name, reason=reason, rses=rses)
     return deleted
 
 
@@ -268,7 +298,13 @@ def _good_copies(
     return {d: int(n) for d, n in session.execute(stmt)}
 
 
-def reap_tombstoned(ctx: DaemonContext, factory: sessionmaker[Session], config: Config) -> int:
+def reap_tombstoned(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    *,
+    rses: frozenset[str] | None = None,
+) -> int:
     """Delete unlocked tombstoned replicas (never a live file's last good copy) and finish
     deletions that a killed process left BEING_DELETED."""
     now = utcnow()
@@ -282,6 +318,7 @@ def reap_tombstoned(ctx: DaemonContext, factory: sessionmaker[Session], config: 
                 ReplicaRow.tombstone_at <= now,
                 ReplicaRow.lock_count == 0,
                 ReplicaRow.state != ReplicaState.BEING_DELETED.value,
+                *_on(rses),
             )
             .order_by(ReplicaRow.tombstone_at, ReplicaRow.id)
             .limit(config.reaper.batch_size)
@@ -307,18 +344,21 @@ def reap_tombstoned(ctx: DaemonContext, factory: sessionmaker[Session], config: 
         return deletion.mark_being_deleted(session, doomed, account=ctx.name, reason=reason)
 
     marked = write(factory, txn)
-    done = _purge(factory, config, marked, account=ctx.name, reason=reason)
+    done = _purge(factory, config, marked, account=ctx.name, reason=reason, rses=rses)
     with factory() as session:
         stale = list(
             session.scalars(
                 select(ReplicaRow.id).where(
                     ReplicaRow.state == ReplicaState.BEING_DELETED.value,
                     ReplicaRow.updated_at < now - dt.timedelta(seconds=RESUME_AFTER_S),
+                    *_on(rses),
                 )
             )
         )
     stale = [s for s in stale if ctx.slot.owns(s)]
-    done += _purge(factory, config, stale, account=ctx.name, reason="resumed a deletion")
+    done += _purge(
+        factory, config, stale, account=ctx.name, reason="resumed a deletion", rses=rses
+    )
     return done
 
 
@@ -329,7 +369,15 @@ def _purge(
     *,
     account: str,
     reason: str,
+    rses: frozenset[str] | None = None,
 ) -> int:
+    if rses is not None and replica_ids:
+        with factory() as session:  # another site's replicas: left to that site's reaper
+            replica_ids = list(
+                session.scalars(
+                    select(ReplicaRow.id).where(ReplicaRow.id.in_(replica_ids), *_on(rses))
+                )
+            )
     if not replica_ids:
         return 0
     purged, errors = deletion.purge(factory, config, replica_ids, account=account, reason=reason)
@@ -345,4 +393,4 @@ class Reaper(Daemon):
         self.catalog = catalog
 
     def run_once(self, ctx: DaemonContext) -> int:
-        return one_pass(ctx, self.catalog.sessions, self.catalog.config)
+        return one_pass(ctx, self.catalog.sessions, self.catalog.config, rses=self.catalog.rses)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog import events, leases
-from dpps.catalog.context import CatalogContext
+from dpps.catalog.context import CatalogContext, served
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import (
     DIDRow,
@@ -453,6 +453,9 @@ class Stager(Daemon):
 
     def __init__(self, catalog: CatalogContext) -> None:
         self.catalog = catalog
+        # A site's process (--site/--rses) stages from only its own RSEs: the others are
+        # not in the configuration it works from.
+        self.config = served(catalog.config, catalog.rses)
 
     def run_once(self, ctx: DaemonContext) -> int:
-        return one_pass(ctx, self.catalog.sessions, self.catalog.config)
+        return one_pass(ctx, self.catalog.sessions, self.config)

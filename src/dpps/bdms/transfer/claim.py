@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dpps.bdms.replication import rse_expression
@@ -99,9 +99,18 @@ _COLUMNS = (
 
 
 def claim_jobs(
-    session: Session, config: Config, owner: str, limit: int, account: str
+    session: Session,
+    config: Config,
+    owner: str,
+    limit: int,
+    account: str,
+    *,
+    dest_rses: frozenset[str] | None = None,
 ) -> list[Job]:
     """Lease up to ``limit`` due transfers and turn them into jobs; the caller commits.
+
+    ``dest_rses`` (a site's transfer agent, ``--site``/``--rses``): only transfers into those
+    RSEs, so each off-site center pulls what it receives and nothing else.
 
     Transfers with no usable source wait ``source_wait_s`` (no attempt is spent); transfers
     over their link's concurrency limit are left for later; a transfer whose destination
@@ -118,6 +127,8 @@ def claim_jobs(
     # A dead daemon's copies are taken back at once, not when their lease runs out: they
     # count against their link's limit while ACTIVE (see dpps.catalog.leases).
     copying = [TransferRow.state == TransferState.ACTIVE.value]
+    into = _into(session, dest_rses)
+    copying += into
     dead = dead_owners(session, TransferRow, where=copying)
     if dead:
         log.warning("taking back the transfers of dead instance(s) %s", ", ".join(sorted(dead)))
@@ -128,6 +139,7 @@ def claim_jobs(
         where=[
             TransferRow.state == TransferState.QUEUED.value,
             TransferRow.next_attempt_at <= now,
+            *into,
         ],
         order_by=[TransferRow.next_attempt_at],
         limit=limit - len(rows),
@@ -338,6 +350,15 @@ def claim_jobs(
     if finished:
         rule_states.settle_files(session, finished, account=account, now=now)
     return jobs
+
+
+def _into(session: Session, dest_rses: frozenset[str] | None) -> list[ColumnElement[bool]]:
+    """The claim's condition on the destination: ids, not a join, so the planner keeps to
+    the (state, next_attempt_at) range scan and filters on the row it reads."""
+    if dest_rses is None:
+        return []
+    ids = sorted(session.scalars(select(RSERow.id).where(RSERow.name.in_(sorted(dest_rses)))))
+    return [TransferRow.dest_rse_id.in_(ids)]
 
 
 def _stuck_unconfigured(

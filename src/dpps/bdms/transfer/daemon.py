@@ -57,6 +57,7 @@ class TransferDaemon(Daemon):
         self.config = catalog.config
         self.sessions = catalog.sessions
         self.account = catalog.account
+        self.dest_rses = catalog.rses
         cfg = self.config.transfers
         self.pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="dpps-transfer")
         # Claimed and queued here: the pool never runs dry while the next batch is claimed,
@@ -124,7 +125,9 @@ class TransferDaemon(Daemon):
     def _claim(self, ctx: DaemonContext, limit: int) -> list[Job]:
         jobs = write(
             self.sessions,
-            lambda s: claim_jobs(s, self.config, ctx.instance, limit, self.account),
+            lambda s: claim_jobs(
+                s, self.config, ctx.instance, limit, self.account, dest_rses=self.dest_rses
+            ),
         )
         for job in jobs:  # build storages here, not in the worker threads
             self._storage(job.source_rse)
