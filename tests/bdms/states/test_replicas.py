@@ -151,3 +151,27 @@ def test_copy_failed_removes_only_a_copying_replica(
     with transaction(archive.sessions) as session:
         replica_states.copy_failed(session, did_id, rse_id)
     assert _state(archive, did_id, rse_id) is None
+
+
+@pytest.mark.parametrize("state", ["AVAILABLE", "BAD", "COPYING", "UNAVAILABLE", "BEING_DELETED"])
+def test_being_deleted_from_any_state_but_itself_and_never_when_locked(
+    archive: Archive, one: tuple[int, int], state: str
+) -> None:
+    did_id, rse_id = one
+    _set(archive, did_id, rse_id, state)
+    with archive.sessions() as session:
+        replica_id = session.scalars(
+            select(ReplicaRow.id).where(ReplicaRow.did_id == did_id)
+        ).one()
+    with transaction(archive.sessions) as session:  # a rule holds it: not without ignore_locks
+        session.execute(update(ReplicaRow).values(lock_count=1))
+        marked = replica_states.being_deleted(session, [replica_id], account="t", reason="r")
+    assert marked == []
+    assert _state(archive, did_id, rse_id) == state
+    with transaction(archive.sessions) as session:
+        marked = replica_states.being_deleted(
+            session, [replica_id], account="t", reason="r", ignore_locks=True
+        )
+    assert marked == ([] if state == "BEING_DELETED" else [replica_id])
+    assert _state(archive, did_id, rse_id) == "BEING_DELETED"
+    assert ("replica.deleting" in _actions(archive, did_id)) == (state != "BEING_DELETED")

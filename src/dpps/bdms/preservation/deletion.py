@@ -15,10 +15,11 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, delete, select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.records import DeletionReport as DeletionReport
+from dpps.bdms.states import replicas as replica_states
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events, replication
 from dpps.catalog.engine import transaction, write
@@ -138,52 +139,8 @@ def remove_rule(
     return tombstoned
 
 
-def mark_being_deleted(
-    session: Session,
-    replica_ids: Sequence[int],
-    *,
-    account: str,
-    reason: str,
-    ignore_locks: bool = False,
-) -> list[int]:
-    """Mark replicas BEING_DELETED (unless locked, or already so); returns the ids marked."""
-    now = utcnow()
-    marked: list[int] = []
-    for chunk in _chunks(list(replica_ids)):
-        stmt = select(ReplicaRow.id, ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.state).where(
-            ReplicaRow.id.in_(chunk), ReplicaRow.state != ReplicaState.BEING_DELETED.value
-        )
-        if not ignore_locks:
-            stmt = stmt.where(ReplicaRow.lock_count == 0)
-        rows = session.execute(stmt).all()
-        if not rows:
-            continue
-        cond: list[ColumnElement[bool]] = [ReplicaRow.id.in_([r.id for r in rows])]
-        cond.append(ReplicaRow.state != ReplicaState.BEING_DELETED.value)
-        if not ignore_locks:
-            cond.append(ReplicaRow.lock_count == 0)
-        session.execute(
-            update(ReplicaRow)
-            .where(*cond)
-            .values(state=ReplicaState.BEING_DELETED.value, tombstone_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        events.record_many(
-            session,
-            (
-                {
-                    "account": account,
-                    "action": "replica.deleting",
-                    "did_id": r.did_id,
-                    "rse_id": r.rse_id,
-                    "reason": reason,
-                    "details": {"previous_state": r.state},
-                }
-                for r in rows
-            ),
-        )
-        marked += [r.id for r in rows]
-    return marked
+#: The replica transition of deletion (``dpps.bdms.states.replicas.being_deleted``).
+mark_being_deleted = replica_states.being_deleted
 
 
 def purge(

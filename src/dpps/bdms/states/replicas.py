@@ -6,13 +6,14 @@
     (new) --claim-----> COPYING --copied--> AVAILABLE
     BAD, UNAVAILABLE, COPYING (a copy redone) --copying--> COPYING
     COPYING --copy_failed--> (row removed: nothing was ever readable there)
-    anything else --deletion.mark_replicas--> BEING_DELETED --> tombstone
+    anything but BEING_DELETED --being_deleted--> BEING_DELETED --> (row removed)
 
 Registration creates replicas AVAILABLE (``catalog.dids.register_files``: the bytes were
 checksummed before); the transfer daemon creates them COPYING and makes them AVAILABLE only
-after the destination's checksums matched. Deletion (``bdms.preservation.deletion``) has its
-own module because a tombstone is more than a state. Nothing writes UNAVAILABLE today: an RSE
-that cannot be reached is marked on the RSE (``rses.available``), not on each of its replicas.
+after the destination's checksums matched. Deletion (``bdms.preservation.deletion``, the
+reaper) marks replicas through ``being_deleted`` and then removes bytes and rows itself.
+Nothing writes UNAVAILABLE today: an RSE that cannot be reached is marked on the RSE
+(``rses.available``), not on each of its replicas.
 
 Each function is one guarded, set-based statement (``WHERE state IN (sources)``), so the
 transfer daemon's thousands of outcomes per second stay a handful of statements, and a
@@ -227,6 +228,57 @@ def copy_failed(session: Session, did_id: int, rse_id: int) -> None:
             ReplicaRow.state.in_(SOURCES["copy_failed"]),
         )
     )
+
+
+def being_deleted(
+    session: Session,
+    replica_ids: Sequence[int],
+    *,
+    account: str,
+    reason: str,
+    ignore_locks: bool = False,
+) -> list[int]:
+    """Any state but BEING_DELETED -> BEING_DELETED, with a tombstone and a
+    ``replica.deleting`` event each, unless locked by a rule (``ignore_locks``: a deletion a
+    person asked for); returns the ids marked. The reaper and ``bdms.preservation.deletion``
+    then remove the bytes and the row."""
+    now = utcnow()
+    marked: list[int] = []
+    for chunk in chunks(list(replica_ids)):
+        stmt = select(ReplicaRow.id, ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.state).where(
+            ReplicaRow.id.in_(chunk), ReplicaRow.state != ReplicaState.BEING_DELETED.value
+        )
+        if not ignore_locks:
+            stmt = stmt.where(ReplicaRow.lock_count == 0)
+        rows = session.execute(stmt).all()
+        if not rows:
+            continue
+        cond: list[ColumnElement[bool]] = [ReplicaRow.id.in_([r.id for r in rows])]
+        cond.append(ReplicaRow.state != ReplicaState.BEING_DELETED.value)
+        if not ignore_locks:
+            cond.append(ReplicaRow.lock_count == 0)
+        session.execute(
+            update(ReplicaRow)
+            .where(*cond)
+            .values(state=ReplicaState.BEING_DELETED.value, tombstone_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        events.record_many(
+            session,
+            (
+                {
+                    "account": account,
+                    "action": "replica.deleting",
+                    "did_id": r.did_id,
+                    "rse_id": r.rse_id,
+                    "reason": reason,
+                    "details": {"previous_state": r.state},
+                }
+                for r in rows
+            ),
+        )
+        marked += [r.id for r in rows]
+    return marked
 
 
 def _in_states(states: Collection[str]) -> ColumnElement[bool]:
