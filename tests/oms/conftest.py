@@ -18,7 +18,6 @@ from dpps.bdms.archive import Archive
 from dpps.core.authz import Role
 from dpps.oms.accounts import AccountService
 from dpps.oms.api import create_app
-from dpps.oms.dashboard.common import COOKIE
 from dpps.oms.server import BackgroundServer
 from tests.bdms.helpers import make_fits, make_hdf5
 
@@ -146,5 +145,8 @@ def dash(live: BackgroundServer, browser: Any, request: pytest.FixtureRequest) -
 def signed_in(seeded: Seeded) -> Iterator[TestClient]:
     """The app in-process with a reader's dashboard session cookie (pages without a browser)."""
     with TestClient(create_app(seeded.archive)) as test_client:
-        test_client.cookies.set(COOKIE, seeded.tokens["reader"], path="/ui")
+        signed = test_client.post(
+            "/ui/login", data={"token": seeded.tokens["reader"]}, follow_redirects=False
+        )
+        assert signed.status_code == 303, signed.text  # the cookie holds a session of its own
         yield test_client

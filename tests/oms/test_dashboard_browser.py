@@ -64,7 +64,8 @@ def test_dashboard_in_headless_chromium(
     # Product browser: live count while typing, then the search itself.
     page.goto(f"{live.url}/ui/products")
     page.fill("[data-testid=search-input]", "data_level=DL0 and tel_id in (1,2)")
-    page.wait_for_function("document.getElementById('hint').textContent.includes('match')")
+    # a function, not an expression string: the page's CSP (no 'unsafe-eval') refuses eval
+    page.wait_for_function("() => document.getElementById('hint').textContent.includes('match')")
     assert page.inner_text("[data-testid=hint]").startswith("2 files")
     page.click("[data-testid=search-button]")
     page.wait_for_selector("[data-testid=result-count]")

@@ -24,7 +24,6 @@ from dpps.catalog.engine import transaction
 from dpps.catalog.models_wms import CampaignRow
 from dpps.core.clock import utcnow
 from dpps.oms.api import create_app
-from dpps.oms.dashboard.common import COOKIE
 from dpps.oms.server import BackgroundServer
 from dpps.pipelines.campaign import selection
 from dpps.pipelines.campaign.jobs import BlockRun, StepRun
@@ -261,7 +260,10 @@ def test_campaign_pages_in_headless_chromium(
 @pytest.fixture
 def signed_in(seeded: Seeded) -> Iterator[TestClient]:
     with TestClient(create_app(seeded.archive)) as client:
-        client.cookies.set(COOKIE, seeded.tokens["reader"], path="/ui")
+        signed = client.post(
+            "/ui/login", data={"token": seeded.tokens["reader"]}, follow_redirects=False
+        )
+        assert signed.status_code == 303, signed.text  # the cookie holds a session of its own
         yield client
 
 

@@ -44,6 +44,11 @@ from dpps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
 TOKEN_PREFIX = "dpps_"
+#: Dashboard sessions: tokens of their own, never the API token the user signed in with, so
+#: the browser's cookie never holds a credential that works anywhere else, and signing out
+#: revokes it. ``principal_for_token`` (the API's bearer check) refuses them.
+SESSION_PREFIX = "dpps_ui_"
+SESSION_HOURS = 12.0
 MAX_TOKEN_DAYS = 3650
 
 #: The local catalog owner: whoever can open the catalog database acts as this account.
@@ -121,9 +126,62 @@ _PRINCIPAL = (
 )
 
 
+def open_session(session: Session, token: TokenRow) -> tuple[str, dt.datetime]:
+    """A dashboard session for the account of ``token`` (already authenticated): a new
+    secret and its expiry, at most ``SESSION_HOURS`` and never past the token's own; the
+    caller commits. Only its hash is stored, like any token's."""
+    now = utcnow()
+    expires = min(token.expires_at, now + dt.timedelta(hours=SESSION_HOURS))
+    secret = SESSION_PREFIX + secrets.token_urlsafe(32)
+    row = TokenRow(
+        account_id=token.account_id,
+        token_hash=hash_token(secret),
+        description=f"dashboard session (signed in with token {token.id})",
+        created_at=now,
+        expires_at=expires,
+    )
+    session.add(row)
+    session.flush()
+    return secret, expires
+
+
+def close_session(session: Session, secret: str) -> bool:
+    """Revoke a dashboard session (sign-out); False if it was no live session."""
+    if not secret.startswith(SESSION_PREFIX):
+        return False
+    row = session.scalars(
+        select(TokenRow).where(TokenRow.token_hash == hash_token(secret))
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
+def sign_in(sessions: sessionmaker[Session], api_token: str) -> tuple[Principal, str, dt.datetime]:
+    """The dashboard's sign-in: the account of a valid API token that may read, and a new
+    session for it (secret, expiry). PermissionDenied otherwise."""
+    if api_token.startswith(SESSION_PREFIX):
+        raise PermissionDenied("sign in with an API token, not a dashboard session")
+    with transaction(sessions) as session:
+        who, tok = authenticate(session, api_token)
+        if not who.can(Action.READ):
+            raise PermissionDenied(f"account {who.name!r} may not read")
+        secret, expires = open_session(session, tok)
+    return who, secret, expires
+
+
+def sign_out(sessions: sessionmaker[Session], secret: str) -> None:
+    """Revoke a dashboard session: its cookie is worthless from now on, wherever it is."""
+    with transaction(sessions) as session:
+        close_session(session, secret)
+
+
 def principal_for_token(db: Session | Connection, token: str) -> Principal:
     """``authenticate`` without loading the rows: what each API request needs (a bare
-    connection will do)."""
+    connection will do). A dashboard session's secret is no API token."""
+    if token.startswith(SESSION_PREFIX):
+        raise PermissionDenied("a dashboard session is not an API token")
     found = db.execute(_PRINCIPAL, {"token_hash": hash_token(token)}).one_or_none()
     if found is None:
         raise PermissionDenied("unknown token")

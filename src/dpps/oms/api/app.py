@@ -32,7 +32,7 @@ from dpps.oms import metrics
 from dpps.oms.api import problems
 from dpps.oms.api.deps import ApiContext
 from dpps.oms.api.limits import BodySizeLimit
-from dpps.oms.api.middleware import RequestMetrics, TextGuard
+from dpps.oms.api.middleware import RequestMetrics, SecurityHeaders, TextGuard
 from dpps.oms.api.routers import (
     accounts,
     campaigns,
@@ -143,6 +143,7 @@ def create_app(
     )
     app.add_middleware(TextGuard)
     app.add_middleware(RequestMetrics, metrics=http)
+    app.add_middleware(SecurityHeaders)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

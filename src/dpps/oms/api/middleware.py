@@ -92,3 +92,49 @@ def _route(scope: Scope) -> str:
         if match == Match.FULL:
             return str(getattr(candidate, "path", "unmatched"))
     return "unmatched"
+
+
+#: The dashboard's pages: its own script only, inline styles (templates and SVG plots use
+#: them), never framed by another site, forms posted only to itself.
+DASHBOARD_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+
+class SecurityHeaders:
+    """Headers every answer carries (``nosniff``, no referrer to other sites), and on the
+    dashboard's pages a Content-Security-Policy, no framing, and ``no-store``: a signed-in
+    page must not stay in a shared browser's cache after its user left."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        dashboard = path == "/ui" or path.startswith("/ui/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                ]
+                if dashboard:
+                    extra += [
+                        (b"content-security-policy", DASHBOARD_CSP.encode()),
+                        (b"x-frame-options", b"DENY"),
+                    ]
+                    if not path.startswith("/ui/static/"):
+                        extra.append((b"cache-control", b"no-store"))
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

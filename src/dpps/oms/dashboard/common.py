@@ -20,7 +20,7 @@ from dpps.oms.templating import render
 if TYPE_CHECKING:  # the API package imports the dashboard: no import back at run time
     from dpps.oms.api.deps import ApiContext
 
-#: The cookie that carries the API token (HttpOnly, SameSite=Strict, path /ui).
+#: The cookie that carries the dashboard session (HttpOnly, SameSite=Strict, path /ui).
 COOKIE = "dpps_token"
 
 
@@ -32,8 +32,8 @@ def ctx(request: Request) -> ApiContext:
 def viewer(request: Request) -> Principal | None:
     """The signed-in account, or None (no cookie, unknown/expired/revoked token, no read)."""
     token = request.cookies.get(COOKIE)
-    if not token or len(token) > 200:
-        return None
+    if not token or len(token) > 200 or not token.startswith(accounts.SESSION_PREFIX):
+        return None  # a cookie holds a dashboard session, never an API token
     with ctx(request).archive.sessions() as session:
         try:
             who, _tok = accounts.authenticate(session, token)

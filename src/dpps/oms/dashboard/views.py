@@ -1,9 +1,11 @@
 """The web dashboard: server-rendered pages over the same library and queries as the API.
 
-Sign-in stores the API token in an HttpOnly, SameSite=Strict cookie scoped to ``/ui``; each
-page authenticates it like the API does (so revocation and expiry apply at once) and needs the
-``read`` action. Pages only read; the API endpoints themselves accept bearer tokens only, so a
-cookie can never be used to write (no cross-site request forgery surface).
+Sign-in checks the API token once and opens a dashboard session of its own (a separate
+secret, ``accounts.sign_in``) kept in an HttpOnly, SameSite=Strict cookie scoped to ``/ui``;
+the API refuses that secret as a bearer token, and signing out revokes it. Each page
+authenticates the session like the API does its tokens (so revocation and expiry apply at once)
+and needs the ``read`` action. Pages only read; the sign-in and sign-out forms refuse posts from
+other sites and wrong tokens are throttled (``dashboard.signin``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from dpps.bdms import stats
 from dpps.bdms.archive import Archive
 from dpps.bdms.listings import query_fields
 from dpps.bdms.types import PageRequest
-from dpps.core.authz import Action, Principal
+from dpps.core.authz import Principal
 from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
 from dpps.core.states import TransferState
 from dpps.oms import accounts
 from dpps.oms.api.routers.rules import rule_out
 from dpps.oms.api.routers.transfers import transfer_out
-from dpps.oms.dashboard import campaigns, quality, workload
+from dpps.oms.dashboard import campaigns, quality, signin, workload
 from dpps.oms.dashboard.common import COOKIE, ctx, error_page, html, login_redirect, viewer
 from dpps.oms.report import alarms
 from dpps.wms import stats as wms_stats
@@ -61,24 +63,43 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/ui/"])[0])
+    if not signin.same_origin(request):
+        return html(
+            "dash/login.html",
+            403,
+            title="Sign in",
+            who=None,
+            next=target,
+            error="sign in from this site's own page",
+        )
+    guard, client = signin.throttle(request), signin.client_of(request)
+    wait = guard.retry_after(client)
+    if wait:
+        refused = html(
+            "dash/login.html",
+            429,
+            title="Sign in",
+            who=None,
+            next=target,
+            error=f"too many wrong tokens: try again in {wait} s",
+        )
+        refused.headers["Retry-After"] = str(wait)
+        return refused
 
-    def check() -> tuple[Principal, dt.datetime]:
-        with ctx(request).archive.sessions() as session:
-            who, tok = accounts.authenticate(session, token)
-            return who, tok.expires_at
+    def check() -> tuple[Principal, str, dt.datetime]:
+        return accounts.sign_in(ctx(request).archive.sessions, token)
 
     try:
         if not token or len(token) > 200:
             raise PermissionDenied("give a token")
-        who, expires = await run_in_threadpool(check)
-        if not who.can(Action.READ):
-            raise PermissionDenied(f"account {who.name!r} may not read")
+        _who, secret, expires = await run_in_threadpool(check)
     except PermissionDenied as exc:
+        guard.failed(client)
         return html("dash/login.html", 401, title="Sign in", who=None, next=target, error=str(exc))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        token,
+        secret,  # a session of its own, never the API token itself
         max_age=max(60, int((expires - utcnow()).total_seconds())),
         path="/ui",
         httponly=True,
@@ -89,7 +110,12 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> RedirectResponse:
+def logout(request: Request) -> Response:
+    if not signin.same_origin(request):
+        return JSONResponse({"detail": "sign out from this site's own page"}, status_code=403)
+    secret = request.cookies.get(COOKIE)
+    if secret and len(secret) <= 200:
+        accounts.sign_out(ctx(request).archive.sessions, secret)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
