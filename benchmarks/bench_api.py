@@ -33,10 +33,10 @@ import httpx
 import psutil
 
 from dpps.bdms.archive import Archive
+from dpps.bdms.records import Registration
 from dpps.catalog.dids import NewFile
 from dpps.client.archive import RemoteArchive
 from dpps.oms.accounts import AccountService
-from dpps.oms.registration import Registration
 from dpps.oms.server import free_port
 
 FLOORS = {

@@ -43,8 +43,8 @@ from dpps.core.workspace import CONFIG_NAME
 from dpps.wms import transformations
 from dpps.wms.api import WMS
 from dpps.wms.builder import Output, tool_command
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.states import JobState
+from dpps.wms.types import SubmitOptions
 
 FLOOR_MS_PER_JOB = 5.0
 FLOOR_JOBS_PER_S = 100.0

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from dpps.bdms.archive import Archive
 from dpps.bdms.daemons import REGISTRY
 from dpps.bdms.preservation import auditor
+from dpps.bdms.records import AuditReport
 from dpps.catalog.engine import transaction
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.catalog.models import HeartbeatRow, ReplicaRow, RSERow, RuleRow
@@ -154,7 +155,7 @@ def test_a_throttled_audit_stops_promptly(archive: Archive, tmp_path: Path) -> N
     ids = archive.preservation.plan_audit()
     ctx = DaemonContext(name="auditor")
     seen: list[int] = []
-    reports: list[auditor.AuditReport] = []
+    reports: list[AuditReport] = []
 
     def progress(n: int) -> None:
         seen.append(n)

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from dpps.oms.api import create_app
 from dpps.oms.server import BackgroundServer
 from dpps.wms.api import WMS
-from dpps.wms.jobs import SubmitOptions
+from dpps.wms.types import SubmitOptions
 from tests.oms.conftest import Dash, Seeded
 from tests.wms.conftest import MERGE_CWL, PY, SCATTER_CWL, SUMMARIZE_CWL, TIMEOUT_S, write
 

@@ -19,8 +19,8 @@ from dpps.core.clock import utcnow
 from dpps.core.states import RuleState, TransferState
 from dpps.wms.api import WMS
 from dpps.wms.builder import load_job, single_tool_workflow
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import WorkflowSpec
+from dpps.wms.types import SubmitOptions
 from tests.oms.conftest import DL0, DL1_FILE, Seeded
 
 Call = Callable[[TestClient, Seeded, str, dict[str, str]], httpx.Response]

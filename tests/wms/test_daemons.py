@@ -21,8 +21,8 @@ from dpps.core.daemon import REGISTRY, spec
 from dpps.wms.api import WMS
 from dpps.wms.builder import tool_command
 from dpps.wms.executors.base import Task
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.manager import MAX_PREFETCH, PREFETCH, JobManager
+from dpps.wms.types import SubmitOptions
 from tests.wms.conftest import PY, ingest, write
 
 runner = CliRunner()

@@ -15,8 +15,8 @@ from dpps.catalog.models_wms import JobFileRow
 from dpps.core.daemon import DaemonContext
 from dpps.testing.dask_cluster import DaskCluster
 from dpps.wms.api import WMS
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.states import JobState
+from dpps.wms.types import SubmitOptions
 from tests.wms.conftest import PY, TIMEOUT_S, ingest, write
 
 

@@ -19,7 +19,7 @@ from dpps.catalog.models import DIDRow, ReplicaRow, StageRequestRow
 from dpps.catalog.models_wms import JobFileRow
 from dpps.core.daemon import DaemonContext
 from dpps.wms.api import WMS
-from dpps.wms.jobs import SubmitOptions
+from dpps.wms.types import SubmitOptions
 from tests.bdms.helpers import snapshot
 from tests.wms.conftest import PY, TIMEOUT_S, ingest, make_workspace, write
 

@@ -12,8 +12,8 @@ import pytest
 from dpps.bdms.archive import Archive
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.wms.api import WMS
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.states import JobState
+from dpps.wms.types import SubmitOptions
 from tests.wms.conftest import PY, TIMEOUT_S, ingest, make_workspace, write
 
 

@@ -11,8 +11,8 @@ import pytest
 from dpps.bdms.types import PageRequest
 from dpps.core.errors import InvalidInput
 from dpps.wms.api import WMS
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.listings import JobFilter, WorkflowFilter
+from dpps.wms.types import SubmitOptions
 from tests.wms.conftest import PY, write
 
 

@@ -12,8 +12,8 @@ from dpps.catalog.models_wms import JobRow, TransformationFileRow
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.wms.api import WMS
 from dpps.wms.builder import Output, tool_command
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import InputPort
+from dpps.wms.types import SubmitOptions
 from tests.wms.conftest import PY, TIMEOUT_S, ingest
 
 #: Copies its input to <nameroot>.<suffix>: a stand-in for a calibration step.

@@ -13,8 +13,8 @@ from dpps.catalog.models import EventRow
 from dpps.wms import cwl
 from dpps.wms.api import WMS
 from dpps.wms.builder import Output, Workflow, tool_command
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.spec import InputPort
+from dpps.wms.types import SubmitOptions
 from tests.wms.conftest import PY, TIMEOUT_S, ingest, write
 
 

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import ingest as ingest_mod
 from dpps.bdms import metadata_ops, registration, retrieve
+from dpps.bdms.availability import replica_info
 from dpps.bdms.preservation.api import Preservation
+from dpps.bdms.records import IngestOptions
 from dpps.bdms.replication import rules
 from dpps.bdms.replication.api import Replication
 from dpps.bdms.types import (
@@ -202,7 +204,7 @@ class Archive:
         storage = self.storage(rse)
         with self.sessions() as session:
             rse_id = rse_repo.get_rse(session, rse).id
-        opts = ingest_mod.IngestOptions(
+        opts = IngestOptions(
             rse=rse,
             scope=scope or self.config.default_scope,
             lfn=lfn,
@@ -306,7 +308,7 @@ class Archive:
             versions = [v.version for v in did_repo.versions_of(session, row.scope, row.name)]
             return FileDetails(
                 file=file_info(row),
-                replicas=[retrieve.replica_info(self.config, rep, rse) for rep, rse in pairs],
+                replicas=[replica_info(self.config, rep, rse) for rep, rse in pairs],
                 events=evs,
                 versions=versions,
                 parents=[retrieve.did_label(p) for p in did_repo.parents_of(session, row.id)],

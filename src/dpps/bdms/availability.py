@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dpps.bdms.records import StageState
 from dpps.bdms.resolve import REF_COLUMNS, IdColumn, Rows, ref_from
 from dpps.bdms.staging import stager
 from dpps.bdms.types import FileRef, ReplicaInfo, ReplicaSite
@@ -125,7 +126,7 @@ def staged(session: Session, did_ids: Sequence[int]) -> set[int]:
         session.scalars(
             select(StageRequestRow.did_id).where(
                 StageRequestRow.did_id.in_(did_ids),
-                StageRequestRow.state == stager.StageState.READY.value,
+                StageRequestRow.state == StageState.READY.value,
                 StageRequestRow.expires_at > soon,
             )
         )

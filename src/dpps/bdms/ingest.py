@@ -23,11 +23,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import registration
+from dpps.bdms.metadata_values import parse_user_meta
 from dpps.bdms.planning import PlannedFile as _Item
 from dpps.bdms.planning import display as _display
-from dpps.bdms.planning import parse_user_meta as parse_user_meta
-from dpps.bdms.planning import plan as plan
-from dpps.bdms.records import IngestOptions as IngestOptions
+from dpps.bdms.planning import plan
+from dpps.bdms.records import IngestOptions
 from dpps.bdms.types import BulkReport, FileResult
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction

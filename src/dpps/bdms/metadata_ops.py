@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.ingest import parse_user_meta
+from dpps.bdms.availability import ranked
 from dpps.bdms.metadata import INDEXED_KEYS, extract_metadata
-from dpps.bdms.metadata_values import RESERVED_KEYS
-from dpps.bdms.retrieve import did_label, ranked
+from dpps.bdms.metadata_values import RESERVED_KEYS, parse_user_meta
+from dpps.bdms.retrieve import did_label
 from dpps.bdms.types import FileResult, MetaChange, RefreshReport
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dpps.bdms.metadata_values import parse_user_meta as parse_user_meta
 from dpps.bdms.records import IngestOptions
 from dpps.core.errors import DppsError, InvalidInput
 from dpps.core.identifiers import validate_lfn

@@ -34,9 +34,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.metadata import INDEXED_KEYS, convert_indexed, extract_metadata
-from dpps.bdms.metadata_values import validate_free_meta
+from dpps.bdms.metadata_values import parse_user_meta, validate_free_meta
 from dpps.bdms.planning import display
-from dpps.bdms.planning import parse_user_meta as parse_user_meta
 from dpps.bdms.records import RegisterOutcome, Registration
 from dpps.bdms.replication.rules import apply_policy
 from dpps.bdms.states import rules as rule_states

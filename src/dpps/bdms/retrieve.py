@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dpps.bdms.availability import estimate_seconds as estimate_seconds
-from dpps.bdms.availability import ranked as ranked
-from dpps.bdms.availability import replica_info as replica_info
+from sqlalchemy.orm import Session, sessionmaker
+
+from dpps.bdms.availability import ranked, replica_info
 from dpps.bdms.staging import client as nearline
 from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.types import BulkReport, FileResult, Location
@@ -27,7 +27,6 @@ from dpps.core.errors import Conflict, DppsError, IntegrityFailure, InvalidInput
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, RSEKind
 from dpps.storage.rse import StorageElement
-from sqlalchemy.orm import Session, sessionmaker
 
 
 def did_label(row: DIDRow) -> str:

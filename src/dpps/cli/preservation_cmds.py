@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dpps.bdms.preservation.health import HealthReport
+from dpps.bdms.records import HealthReport
 from dpps.bdms.types import to_jsonable
 from dpps.cli.common import JsonOpt, command, open_archive
 from dpps.cli.output import (

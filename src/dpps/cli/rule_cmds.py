@@ -180,7 +180,7 @@ def rule_update(
 
     Resuming makes the evaluator look at the rule at once. The change is in the event log.
     """
-    from dpps.bdms.replication.interventions import RuleChange
+    from dpps.bdms.records import RuleChange
 
     if lifetime is not None and lifetime <= 0:
         raise InvalidInput("--lifetime must be more than 0 days (use --no-lifetime to clear it)")

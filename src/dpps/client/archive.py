@@ -24,7 +24,8 @@ from urllib.parse import quote
 import httpx
 
 from dpps.bdms.api_types import AcadaIngestAPI
-from dpps.bdms.planning import count_files, parse_user_meta, plan
+from dpps.bdms.metadata_values import parse_user_meta
+from dpps.bdms.planning import count_files, plan
 from dpps.bdms.records import IngestOptions, RegisterOutcome, Registration
 from dpps.bdms.types import (
     BulkReport,

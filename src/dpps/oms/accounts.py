@@ -25,10 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AccountRow, TokenRow
-from dpps.core.accounts import DEFAULT_TOKEN_DAYS as DEFAULT_TOKEN_DAYS
-from dpps.core.accounts import AccountInfo as AccountInfo
-from dpps.core.accounts import NewToken as NewToken
-from dpps.core.accounts import TokenInfo as TokenInfo
+from dpps.core.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, NewToken, TokenInfo
 from dpps.core.authz import (
     ROOT,
     Action,

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from dpps.bdms import registration as bdms_registration
 from dpps.bdms.archive import Archive
-from dpps.bdms.records import RegisterOutcome as RegisterOutcome
-from dpps.bdms.records import Registration as Registration
+from dpps.bdms.records import RegisterOutcome, Registration
 
 
 def scopes_of(archive: Archive, items: Sequence[Registration], dataset: str | None) -> set[str]:

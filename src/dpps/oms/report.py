@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from dpps.bdms import stats
 from dpps.bdms.preservation import health as bdms_health
-from dpps.bdms.preservation.health import HealthReport
+from dpps.bdms.records import HealthReport
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput

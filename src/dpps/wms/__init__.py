@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from dpps.wms.builder import Workflow as Workflow
     from dpps.wms.builder import tool_command as tool_command
     from dpps.wms.builder import tool_python as tool_python
-    from dpps.wms.jobs import SubmitOptions as SubmitOptions
     from dpps.wms.spec import Tool as Tool
     from dpps.wms.spec import WorkflowSpec as WorkflowSpec
     from dpps.wms.states import FileStatus as FileStatus
     from dpps.wms.states import JobState as JobState
     from dpps.wms.states import TransformationState as TransformationState
     from dpps.wms.states import WorkflowState as WorkflowState
+    from dpps.wms.types import SubmitOptions as SubmitOptions
 
 _WHERE = {
     "WMS": "dpps.wms.api",

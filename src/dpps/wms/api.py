@@ -36,7 +36,14 @@ from dpps.wms.states import (
     TransformationState,
     WorkflowState,
 )
-from dpps.wms.types import AccountingRow, JobInfo, Submitted, TransformationInfo, WorkflowInfo
+from dpps.wms.types import (
+    AccountingRow,
+    JobInfo,
+    SubmitOptions,
+    Submitted,
+    TransformationInfo,
+    WorkflowInfo,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -61,10 +68,10 @@ class WMS(reports.Reports):
         path: Path,
         inputs: Path | Mapping[str, Any] | None = None,
         *,
-        opts: job_repo.SubmitOptions | None = None,
+        opts: SubmitOptions | None = None,
     ) -> Submitted:
         """A ``JOB.yaml`` becomes a job; a ``.cwl`` document a workflow on ``inputs``."""
-        opts = opts or job_repo.SubmitOptions()
+        opts = opts or SubmitOptions()
         if path.suffix == ".cwl":
             from dpps.wms import cwl  # the CWL parser is heavy: only when a CWL file is given
 
@@ -80,15 +87,15 @@ class WMS(reports.Reports):
         return self.submit_document(data, opts=opts, what=str(path.name))
 
     def submit_document(
-        self, data: Any, *, opts: job_repo.SubmitOptions | None = None, what: str = "job"
+        self, data: Any, *, opts: SubmitOptions | None = None, what: str = "job"
     ) -> Submitted:
         """A JOB.yaml document already read (a server receives the mapping, not the file);
         options given here win over the document's own, defaults do not."""
-        opts = opts or job_repo.SubmitOptions()
+        opts = opts or SubmitOptions()
         if isinstance(data, Mapping) and "cwlVersion" in data:
             raise InvalidInput(f"{what} is a CWL document: submit it as a workflow")
         tool, values, job = load_job(data, what)
-        merged = job_repo.SubmitOptions(
+        merged = SubmitOptions(
             name=opts.name or job.name,
             priority=job.priority if opts.priority == 3 else opts.priority,
             activity=job.activity if opts.activity == "default" else opts.activity,
@@ -103,10 +110,10 @@ class WMS(reports.Reports):
         tool: Tool,
         values: Mapping[str, Any],
         *,
-        opts: job_repo.SubmitOptions | None = None,
+        opts: SubmitOptions | None = None,
         parameters: Mapping[str, Any] | None = None,
     ) -> Submitted:
-        opts = opts or job_repo.SubmitOptions()
+        opts = opts or SubmitOptions()
         with transaction(self.sessions) as s:
             bound = bind_inputs(
                 s, tool.inputs, values, self.config.default_scope, f"job {tool.name}"
@@ -132,10 +139,10 @@ class WMS(reports.Reports):
         spec: WorkflowSpec,
         inputs: Mapping[str, Any],
         *,
-        opts: job_repo.SubmitOptions | None = None,
+        opts: SubmitOptions | None = None,
     ) -> Submitted:
-        opts = opts or job_repo.SubmitOptions()
-        opts = job_repo.SubmitOptions(
+        opts = opts or SubmitOptions()
+        opts = SubmitOptions(
             opts.name,
             opts.priority,
             opts.activity,
@@ -248,12 +255,12 @@ class WMS(reports.Reports):
         input_port: str | None = None,
         grouping: str = "file",
         inputs: Mapping[str, Any] | None = None,
-        opts: job_repo.SubmitOptions | None = None,
+        opts: SubmitOptions | None = None,
         settle_s: float = 0.0,
         max_task_attempts: int = 2,
     ) -> TransformationInfo:
         """A standing production over ``filter_text`` (and/or another one's outputs)."""
-        opts = opts or job_repo.SubmitOptions()
+        opts = opts or SubmitOptions()
         from dpps.wms import cwl
 
         if isinstance(template, Path):
@@ -293,7 +300,7 @@ class WMS(reports.Reports):
                 input_port=port,
                 grouping=grouping,
                 inputs=inputs or {},
-                opts=job_repo.SubmitOptions(
+                opts=SubmitOptions(
                     opts.name,
                     opts.priority,
                     opts.activity,

@@ -24,7 +24,6 @@ from dpps.core.config import Config
 from dpps.core.errors import InvalidInput
 from dpps.wms.spec import Tool, command_line, iter_files
 from dpps.wms.states import JobState
-from dpps.wms.types import SubmitOptions as SubmitOptions
 
 _JOBS: Table = JobRow.__table__  # type: ignore[assignment]
 _EVENTS: Table = JobEventRow.__table__  # type: ignore[assignment]

@@ -39,6 +39,7 @@ from dpps.wms import workflows
 from dpps.wms.binding import file_value
 from dpps.wms.spec import NAME_RE, WorkflowSpec
 from dpps.wms.states import FileStatus, TransformationState, WorkflowState
+from dpps.wms.types import SubmitOptions
 
 SCAN_CHUNK = 5000
 _TF: Table = TransformationFileRow.__table__  # type: ignore[assignment]
@@ -76,7 +77,7 @@ def add(
     input_port: str,
     grouping: str,
     inputs: Mapping[str, Any],
-    opts: job_repo.SubmitOptions,
+    opts: SubmitOptions,
     settle_s: float,
     max_task_attempts: int,
     account: str,
@@ -223,7 +224,7 @@ def _task(
     port = next(p for p in spec.inputs if p.name == t.input_port)
     files = [file_value(d) for d in dids]
     given = {**t.inputs, t.input_port: files if port.is_array else files[0]}
-    opts = job_repo.SubmitOptions(
+    opts = SubmitOptions(
         name=f"{t.name}.{dids[0].id}",
         priority=t.priority,
         activity=t.activity,

@@ -28,6 +28,7 @@ from dpps.wms import jobs as job_repo
 from dpps.wms.binding import bind_inputs, bind_value, file_value
 from dpps.wms.spec import Step, WorkflowSpec
 from dpps.wms.states import FINAL_JOB_STATES, JobState, WorkflowState
+from dpps.wms.types import SubmitOptions
 
 PENDING, RUNNING, DONE, FAILED = "PENDING", "RUNNING", "DONE", "FAILED"
 
@@ -52,7 +53,7 @@ def workflow_values(
     spec: WorkflowSpec,
     given: Mapping[str, Any],
     *,
-    opts: job_repo.SubmitOptions,
+    opts: SubmitOptions,
     account: str,
     transformation_id: int | None = None,
 ) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def new_workflow(
     spec: WorkflowSpec,
     given: Mapping[str, Any],
     *,
-    opts: job_repo.SubmitOptions,
+    opts: SubmitOptions,
     account: str,
     transformation_id: int | None = None,
 ) -> WorkflowRow:

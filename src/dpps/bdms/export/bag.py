@@ -28,7 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import retrieve
-from dpps.bdms.records import ExportReport as ExportReport
+from dpps.bdms.availability import replica_info
+from dpps.bdms.records import ExportReport
 from dpps.bdms.types import FileResult, to_jsonable
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
@@ -90,7 +91,7 @@ def _describe(session: Session, config: Config, row: DIDRow) -> dict[str, Any]:
         record["bytes"] = row.bytes
         record["payload"] = _payload_path(row)
         record["replicas"] = [
-            to_jsonable(retrieve.replica_info(config, rep, rse))
+            to_jsonable(replica_info(config, rep, rse))
             for rep, rse in replicas_of(session, row.id)
         ]
     else:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpps.bdms.export.bag import ExportReport
+from dpps.bdms.records import ExportReport
 from dpps.bdms.types import to_jsonable
 from dpps.core import errors
 from dpps.core.errors import DppsError, Unavailable

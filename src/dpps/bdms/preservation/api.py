@@ -17,6 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.export import bag as export
 from dpps.bdms.preservation import auditor, deletion, health, reaper
+from dpps.bdms.records import (
+    AuditReport,
+    DeletionReport,
+    ExportReport,
+    HealthReport,
+    StageInfo,
+    StageState,
+)
 from dpps.bdms.staging import stager
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events as event_repo
@@ -53,7 +61,7 @@ class Preservation:
         wait: bool = False,
         timeout_s: float | None = None,
         status: Status | None = None,
-    ) -> list[stager.StageInfo]:
+    ) -> list[StageInfo]:
         """Ask for files to be staged from tape (joining open requests); optionally wait."""
         if not dids:
             raise InvalidInput("nothing to stage: give at least one DID")
@@ -75,7 +83,7 @@ class Preservation:
             with self.sessions() as session:
                 rows = stager.requests_by_id(session, ids)
                 alive = stager.stager_alive(session)
-            queued = [i for i, r in rows.items() if r.state == stager.StageState.QUEUED]
+            queued = [i for i, r in rows.items() if r.state == StageState.QUEUED]
             if not queued:
                 return
             if time.monotonic() > deadline:
@@ -95,7 +103,7 @@ class Preservation:
         ids: Sequence[int] | None = None,
         state: str | None = None,
         limit: int = 100,
-    ) -> list[stager.StageInfo]:
+    ) -> list[StageInfo]:
         stmt = select(StageRequestRow).order_by(StageRequestRow.id.desc()).limit(limit)
         if ids is not None:
             stmt = stmt.where(StageRequestRow.id.in_(list(ids)))
@@ -120,7 +128,7 @@ class Preservation:
         released: list[int] = []
         with transaction(self.sessions) as session:
             for row in stager.requests_by_id(session, ids).values():
-                if row.state != stager.StageState.READY or (
+                if row.state != StageState.READY or (
                     row.lease_expires_at is not None and row.lease_expires_at > now
                 ):
                     continue
@@ -143,7 +151,7 @@ class Preservation:
         return sorted(released)
 
     # -- deletion and lifetimes --------------------------------------------------------------
-    def delete(self, did: str | DID, *, reason: str) -> deletion.DeletionReport:
+    def delete(self, did: str | DID, *, reason: str) -> DeletionReport:
         return deletion.delete_did(
             self.sessions, self.config, self._did(did), account=self.account, reason=reason
         )
@@ -176,7 +184,7 @@ class Preservation:
         replica_ids: Sequence[int] | None = None,
         progress: Progress | None = None,
         bytes_per_s: float | None = None,
-    ) -> auditor.AuditReport:
+    ) -> AuditReport:
         """Re-read replicas now (all, or ``limit`` oldest-verified ones, of ``rse``)."""
         ids = (
             list(replica_ids) if replica_ids is not None else self.plan_audit(rse=rse, limit=limit)
@@ -195,7 +203,7 @@ class Preservation:
         progress: Progress | None = None,
         wait: bool = True,
         timeout_s: float | None = None,
-    ) -> export.ExportReport:
+    ) -> ExportReport:
         return export.export_bag(
             self.sessions,
             self.config,
@@ -212,6 +220,6 @@ class Preservation:
         with self.sessions() as session:
             return len(expand_files(session, did_repo.get_did(session, self._did(did))))
 
-    def health(self) -> health.HealthReport:
+    def health(self) -> HealthReport:
         with self.sessions() as session:
             return health.report(session, self.config)

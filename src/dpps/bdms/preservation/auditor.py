@@ -20,11 +20,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.records import AuditReport, BadReplica
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog.context import CatalogContext, served
 from dpps.catalog.engine import write
@@ -60,28 +61,6 @@ def _unreachable(backoff: dict[str, tuple[float, str]], url: str) -> str | None:
         del backoff[url]
         return None
     return entry[1]
-
-
-@dataclass(frozen=True, slots=True)
-class BadReplica:
-    did: str
-    rse: str
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    """What one audit found: ``bad`` replicas were marked BAD, ``lost`` files have no copy."""
-
-    examined: int
-    good: int
-    bad: list[BadReplica]
-    lost: list[str]
-    skipped: int
-    bytes: int
-    seconds: float
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms.records import DeletionReport as DeletionReport
+from dpps.bdms.records import DeletionReport
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events, replication

@@ -19,11 +19,7 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from dpps.bdms.daemons import REGISTRY
-from dpps.bdms.records import DaemonHealth as DaemonHealth
-from dpps.bdms.records import HealthCheck as HealthCheck
-from dpps.bdms.records import HealthReport as HealthReport
-from dpps.bdms.records import RuleProblem as RuleProblem
-from dpps.bdms.records import Shortfall as Shortfall
+from dpps.bdms.records import DaemonHealth, HealthCheck, HealthReport, RuleProblem, Shortfall
 from dpps.bdms.replication import rse_expression
 from dpps.catalog.models import (
     DIDRow,

@@ -18,9 +18,7 @@ from dpps.bdms.listings import (
     TransferFilter,
     TransferOrder,
 )
-from dpps.bdms.listings import lock_counts as lock_counts
-from dpps.bdms.listings import rule_state as rule_state
-from dpps.bdms.listings import transfer_state as transfer_state
+from dpps.bdms.records import RuleChange
 from dpps.bdms.replication import interventions, rse_expression, rules
 from dpps.bdms.types import (
     Page,
@@ -149,7 +147,7 @@ class Replication:
             rules.delete_rule(session, rule_id, reason=reason, account=self.account)
             return before
 
-    def update_rule(self, rule_id: int, change: interventions.RuleChange) -> RuleInfo:
+    def update_rule(self, rule_id: int, change: RuleChange) -> RuleInfo:
         """Change a rule in place (``interventions.update_rule``); returns it as it is now."""
         with transaction(self.sessions) as session:
             interventions.update_rule(session, rule_id, change, account=self.account)

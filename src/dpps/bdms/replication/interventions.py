@@ -15,7 +15,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dpps.bdms.records import RuleChange as RuleChange
+from dpps.bdms.records import RuleChange
 from dpps.bdms.states import rules as rule_states
 from dpps.catalog import events
 from dpps.catalog.models import RuleRow, TransferRow

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.records import StageState
 from dpps.bdms.staging import stager
 from dpps.bdms.types import FileResult, ReplicaInfo
 from dpps.catalog.engine import transaction
@@ -170,7 +171,7 @@ def _read_ready(
     buffer = stager.buffer_storage(config)
     for p in pending:
         state, path, error, rse = states.get(p.request_id or -1, (None, None, None, "?"))
-        if state == stager.StageState.READY and path:
+        if state == StageState.READY and path:
             try:
                 buffer.download(
                     path, p.target, tuple(p.expected), expected=p.expected, overwrite=overwrite
@@ -190,7 +191,7 @@ def _read_ready(
                 rse=rse,
                 path=str(p.target),
             )
-        elif state in (stager.StageState.FAILED, stager.StageState.EXPIRED):
+        elif state in (StageState.FAILED, StageState.EXPIRED):
             _again(factory, config, p, account, error or state)
 
 
@@ -214,16 +215,14 @@ def estimate(session: Session, config: Config, did_id: int, best: ReplicaInfo) -
     rows = session.scalars(
         select(StageRequestRow).where(
             StageRequestRow.did_id == did_id,
-            StageRequestRow.state.in_(
-                [stager.StageState.READY.value, stager.StageState.QUEUED.value]
-            ),
+            StageRequestRow.state.in_([StageState.READY.value, StageState.QUEUED.value]),
         )
     )
     best_estimate = base
     for row in rows:
-        if row.state == stager.StageState.READY and (row.expires_at or now) > now:
+        if row.state == StageState.READY and (row.expires_at or now) > now:
             best_estimate = min(best_estimate, base - delay)
-        elif row.state == stager.StageState.QUEUED:
+        elif row.state == StageState.QUEUED:
             due = row.requested_at + dt.timedelta(seconds=delay)
             remaining = max(0.0, (due - now).total_seconds())
             best_estimate = min(best_estimate, base - delay + remaining)

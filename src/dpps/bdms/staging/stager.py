@@ -16,13 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.records import StageInfo, StageState
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog import events, leases
 from dpps.catalog.context import CatalogContext, served
@@ -46,30 +45,6 @@ log = logging.getLogger("dpps.stager")
 
 DAEMON = "stager"
 BUFFER_NAME = "staging-buffer"
-
-
-class StageState(StrEnum):
-    QUEUED = "QUEUED"
-    READY = "READY"
-    EXPIRED = "EXPIRED"
-    FAILED = "FAILED"
-
-
-@dataclass(frozen=True, slots=True)
-class StageInfo:
-    """One stage request as users see it."""
-
-    id: int
-    did: str
-    rse: str
-    state: str
-    requested_at: dt.datetime
-    ready_at: dt.datetime | None
-    expires_at: dt.datetime | None
-    buffer_path: str | None
-    error: str | None
-    #: Seconds until the copy should be ready (0 when READY, None when it never will be).
-    eta_seconds: float | None
 
 
 def buffer_storage(config: Config) -> StorageElement:

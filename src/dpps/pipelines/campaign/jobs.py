@@ -22,8 +22,8 @@ from dpps.core.errors import DppsError
 from dpps.pipelines.campaign import chain
 from dpps.pipelines.campaign.spec import CampaignSpec
 from dpps.wms.api import WMS
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.states import FINAL_WORKFLOW_STATES, JobState, WorkflowState
+from dpps.wms.types import SubmitOptions
 
 Tick = Callable[[int, int], None]
 #: The campaign's step options go to these pipeline tools (``--set STEP.OPTION=...``).

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dpps.bdms.archive import Archive
-from dpps.bdms.staging.stager import StageInfo, StageState
+from dpps.bdms.records import StageInfo, StageState
 from dpps.core.errors import Unavailable
 
 Advance = Callable[[int, int], None]

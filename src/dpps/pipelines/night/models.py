@@ -206,7 +206,7 @@ def ensure_models(
     timeout_s: float = 1800.0,
 ) -> NightModels:
     """The archive's models and IRF of this production, produced first if there are none."""
-    from dpps.wms.jobs import SubmitOptions
+    from dpps.wms.types import SubmitOptions
 
     production = production_name(software_version)
     try:

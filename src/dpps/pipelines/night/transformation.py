@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from dpps.core.errors import NotFound
 from dpps.pipelines.night.models import NightModels
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION, Target, build_block_workflow
-from dpps.wms.jobs import SubmitOptions
+from dpps.wms.types import SubmitOptions
 
 if TYPE_CHECKING:
     from dpps.wms.api import WMS

@@ -174,7 +174,7 @@ def submit(
     priority: int = 3,
 ) -> list[Submitted]:
     """Submit every run as a WMS job (activity ``simulation``); returns what was created."""
-    from dpps.wms.jobs import SubmitOptions
+    from dpps.wms.types import SubmitOptions
 
     submitted = []
     for card in production.cards:

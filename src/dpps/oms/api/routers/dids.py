@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from dpps.bdms.records import Registration
 from dpps.core.authz import ALL_SCOPES, Action, require
 from dpps.core.errors import PermissionDenied
 from dpps.core.states import DIDType
@@ -85,7 +86,7 @@ def count_dids(
 def register_files(
     body: RegisterRequest, archive: ArchiveView, who: CurrentPrincipal
 ) -> RegisterReportOut:
-    items = [registration.Registration(**f.model_dump()) for f in body.files]
+    items = [Registration(**f.model_dump()) for f in body.files]
     require(who, Action.DID_WRITE, scopes=registration.scopes_of(archive, items, body.dataset))
     outcomes = registration.register(archive, items, body.dataset)
     return RegisterReportOut(

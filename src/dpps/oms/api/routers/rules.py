@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 
 from dpps.bdms.listings import RuleFilter
-from dpps.bdms.replication.interventions import RuleChange
+from dpps.bdms.records import RuleChange
 from dpps.bdms.types import PageRequest, RuleDetails, RuleInfo
 from dpps.core.states import RuleState
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader

@@ -16,8 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from dpps.bdms.preservation.auditor import AuditReport
-from dpps.bdms.staging.stager import StageInfo
+from dpps.bdms.records import AuditReport, StageInfo
 from dpps.core.authz import Action, require
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
 from dpps.oms.api.problems import PROBLEM_RESPONSES

@@ -27,9 +27,8 @@ from dpps.oms.api.schemas_wms import (
 )
 from dpps.oms.wms_submit import record
 from dpps.wms.api import WMS, JobInfo
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.listings import JobFilter
-from dpps.wms.types import AccountingRow
+from dpps.wms.types import AccountingRow, SubmitOptions
 
 
 async def wms_view(archive: ArchiveView) -> WMS:

@@ -25,9 +25,9 @@ from dpps.oms.api.schemas_wms import (
 )
 from dpps.oms.wms_submit import record, workflow_spec
 from dpps.wms.api import TransformationInfo, WorkflowInfo
-from dpps.wms.jobs import SubmitOptions
 from dpps.wms.listings import WorkflowFilter
 from dpps.wms.states import TransformationState
+from dpps.wms.types import SubmitOptions
 
 workflows = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=PROBLEM_RESPONSES)
 transformations = APIRouter(
