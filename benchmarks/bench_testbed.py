@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dpps.testbed import lifecycle, netns, probe, topology
+from dpps.testbed import lifecycle, probe, topology
+from dpps.testing import netns
 
 UP_FLOOR_S = 60.0
 CAP_MBIT = 200.0

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from dpps.testbed import lifecycle, netns, probe, topology
+from dpps.testbed import lifecycle, probe, topology
+from dpps.testing import netns
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"

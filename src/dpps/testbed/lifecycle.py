@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from dpps.core.errors import Conflict, NotFound, PermissionDenied, Unavailable
-from dpps.testbed import netns, servers, state
+from dpps.testbed import servers, state
 from dpps.testbed.proxy import MARK
 from dpps.testbed.topology import SUBNET, Node, Plan
+from dpps.testing import netns
 
 
 def require_root() -> None:

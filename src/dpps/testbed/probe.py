@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dpps.testbed import netns
 from dpps.testbed.lifecycle import stop_pids
+from dpps.testing import netns
 
 PORT = 15999
 BLOCK = 1024 * 1024

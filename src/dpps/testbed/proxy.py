@@ -121,7 +121,7 @@ async def relay(
 async def _open_upstream(
     target: tuple[str, int], netns: str | None, mark: int | None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    from dpps.testbed.netns import socket_in
+    from dpps.testing.netns import socket_in
 
     sock = socket_in(netns)
     try:

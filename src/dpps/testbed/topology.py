@@ -25,7 +25,7 @@ import yaml
 
 from dpps.core import defaults
 from dpps.core.errors import InvalidInput
-from dpps.testbed.netns import PREFIX
+from dpps.testing.netns import PREFIX
 
 #: Storage a data center can serve.
 PROTOCOLS = ("posix", "xrootd", "s3", "tape")

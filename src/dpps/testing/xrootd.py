@@ -234,7 +234,7 @@ class TemporaryXRootD:
             raise RuntimeError(f"the forwarding proxy did not start: {line!r}")
 
     def _wait_ready(self) -> None:
-        from dpps.testbed.netns import connect_in
+        from dpps.testing.netns import connect_in
 
         deadline = time.monotonic() + self.startup_timeout_s
         problem = "not started"
