@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dpps.core.errors import ConfigError
+from dpps.core.errors import ConfigError, InvalidInput
 from dpps.core.identifiers import validate_scope
 from dpps.core.states import RSEKind
 from dpps.core.workspace import CONFIG_NAME
@@ -320,7 +320,12 @@ class Config(_Strict):
     @field_validator("default_scope")
     @classmethod
     def _scope(cls, value: str) -> str:
-        return validate_scope(value)
+        # A ValueError, not validate_scope's InvalidInput: a bad scope in dpps.yaml is a
+        # configuration error (exit 4), reported with the file's other mistakes.
+        try:
+            return validate_scope(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("checksums")
     @classmethod
