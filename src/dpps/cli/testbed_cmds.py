@@ -105,6 +105,60 @@ def register(app: typer.Typer) -> None:
             f"{len(report['namespaces_deleted'])} namespaces deleted"
         )
 
+    scenario = typer.Typer(
+        help="Scenarios on the running testbed: site processes placed as in a deployment, "
+        "files through them, a report of rates, latencies, losses and link bytes.",
+        no_args_is_help=True,
+    )
+    testbed.add_typer(scenario, name="scenario")
+
+    @scenario.command("longhaul")
+    @handle_errors
+    def longhaul_cmd(
+        directory: DirOpt = None,
+        files: Annotated[int, typer.Option("--files", min=1, help="Files ACADA writes.")] = 190,
+        size_kib: Annotated[
+            int, typer.Option("--size-kib", min=1, help="Size of each file in KiB.")
+        ] = 64,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Files appear through ACADA at CTAO-North, go to PIC by a rule, on-site copies are
+        deleted once safe. Runs on the testbed that is up ('dpps testbed up' first) and leaves
+        it up; exit 1 if anything was lost, duplicated or relayed through a third site."""
+        from dpps.testbed.scenario import longhaul
+
+        report = longhaul.run(directory, files=files, size_kib=size_kib)
+        if json_out:
+            emit_json(report)
+        else:
+            _print_longhaul(report)
+        if not report["ok"]:
+            raise typer.Exit(1)
+
+
+def _print_longhaul(r: dict[str, Any]) -> None:
+    safe, lag = r["trigger_to_safe_s"], r["onsite_deletion_lag_s"]
+    console.print(
+        f"long-haul CTAO-North -> PIC: {r['files']} files of {r['size_kib']} KiB in "
+        f"{r['seconds']} s: {r['files_per_s']} files/s, {r['bytes_per_s'] * 8 / 1e6:.1f} Mbit/s "
+        f"= {r['ratio_to_cap']:.3f} x the {r['link_cap_mbit']:g} Mbit/s cap"
+    )
+    console.print(
+        f"trigger to safe off-site copy: median {safe['median']} s, max {safe['max']} s; "
+        f"on-site deletion lag: median {lag['median']} s, max {lag['max']} s"
+    )
+    console.print(f"catalog statements per file: {r['statements_per_file']}")
+    console.print(
+        f"lost {r['lost']}, duplicated {r['duplicated']}, rules not OK {r['rules_not_ok']}, "
+        f"on-site files left {r['onsite_files_left']}"
+    )
+    console.print(
+        f"bytes moved {r['bytes_moved_offsite']}: CTAO-North sent {r['north_tx_over_moved']}x, "
+        f"PIC received {r['pic_rx_over_moved']}x; third sites {r['third_site_bytes']} "
+        f"({'RELAYED' if r['relayed_by_third_site'] else 'not relayed'})"
+    )
+    console.print("OK" if r["ok"] else "NOT OK")
+
 
 def _print_nodes(nodes: list[dict[str, Any]]) -> None:
     console.print(

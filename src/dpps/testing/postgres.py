@@ -129,7 +129,24 @@ class TemporaryPostgres:
     URL of the ``postgres`` database; ``create_database()`` gives a new, empty database.
     """
 
-    def __init__(self, base_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        allow: str | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        """``netns``/``host``: run inside that network namespace, listening on ``host`` there
+        (the testbed's central catalog, reached over its WAN); ``allow``: a CIDR whose clients
+        are trusted besides loopback (the testbed's WAN subnet); ``settings``: more server
+        settings (e.g. statement logging, to count a client's round trips)."""
+        self.settings = dict(settings or {})
+        self.host = host
+        self.netns = netns
+        self.allow = allow
         self._requested_dir = Path(base_dir)
         self._requested_port = port
         self._port = port or 0
@@ -248,7 +265,7 @@ class TemporaryPostgres:
         return self._work
 
     def _url(self, database: str) -> str:
-        return f"postgresql+psycopg://{_PG_USER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://{_PG_USER}@{self.host}:{self.port}/{database}"
 
     def _exe(self, name: str) -> str:
         assert self._bin is not None
@@ -282,6 +299,8 @@ class TemporaryPostgres:
     def _run(self, args: list[str], timeout: float = 120) -> str:
         """Run a server command (as the postgres user when root); RuntimeError on failure."""
         cmd = ["runuser", "-u", _PG_USER, "--", *args] if self._user is not None else args
+        if self.netns is not None:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
         # cwd: the caller's cwd (e.g. /root) may be unreadable for the postgres user.
@@ -315,16 +334,19 @@ class TemporaryPostgres:
                 "--no-sync",
             ]
         )
+        if self.allow is not None:
+            with (self.data_dir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+                hba.write(f"host all all {self.allow} trust\n")
 
     def _pg_ctl_start(self) -> None:
         # fsync/synchronous_commit/full_page_writes off: fast and unsafe on power loss, which
         # does not matter for a throwaway test server whose data dies with it anyway.
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self._port} "
+            f"-c listen_addresses={self.host} -p {self._port} "
             f"-c unix_socket_directories={shlex.quote(str(self._sock))} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
-        )
+        ) + "".join(f" -c {shlex.quote(f'{k}={v}')}" for k, v in self.settings.items())
         try:
             self._run(
                 [

@@ -1,0 +1,334 @@
+"""The long-haul scenario: files appear through ACADA at CTAO-North, go to PIC by a rule, and
+the on-site copies are deleted once safe (issue 11, scenario 1).
+
+It runs on a testbed that is up (``dpps testbed up``, any topology with CTAO-North and PIC, PIC
+serving XRootD) and leaves it up: the scenario starts its own catalog, servers and site
+processes (:mod:`dpps.testbed.scenario.sites`) and stops them at the end, so several scenarios
+can run one after the other on one testbed. Files are FITS products of ``--size-kib`` written
+into the landing area with their ``.trigger`` files, all at once (a night's backlog).
+
+The report: files/s and bytes/s of the whole run against the telescope site's link cap;
+catalog statements per file of each process (counted by the server); time from trigger to the
+safe off-site copy (median, max) and from there to the on-site deletion; what was lost (every
+surviving replica's adler32 recomputed from the bytes on PIC's disk, not from any catalog
+value); and each link's byte counters, which prove the copies flowed CTAO-North -> PIC and
+through no third site.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import statistics
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
+
+from dpps.bdms.archive import Archive
+from dpps.bdms.samples import write_fits_product
+from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, RuleRow
+from dpps.core.errors import InvalidInput, NotFound, Unavailable
+from dpps.core.workspace import find_workspace
+from dpps.testbed import state
+from dpps.testbed import topology as topo
+from dpps.testbed.scenario import sites
+from dpps.testing import netns
+
+#: Rows of a FITS product's EVENTS table per KiB (25 bytes a row).
+_ROWS_PER_KIB = 1024 // 25
+#: Bytes a third site's link may carry during the run (ARP and other broadcast chatter).
+CHATTER_BYTES = 64 * 1024
+
+
+def running_testbed(directory: Path | None) -> dict[str, Any]:
+    current = state.read(directory)
+    if current is None:
+        raise NotFound("no testbed is up: run 'dpps testbed up' first")
+    names = {n["name"] for n in current["plan"]["nodes"]}
+    if not {"CTAO-North", "PIC"} <= names or "PIC" not in current.get("rses", {}):
+        raise InvalidInput(
+            "the long-haul scenario needs CTAO-North and PIC (serving XRootD) in the testbed's "
+            "topology ('default' or 'small')"
+        )
+    if not str(current["rses"]["PIC"]["url"]).startswith("root://"):
+        raise InvalidInput("the long-haul scenario needs PIC's RSE served by XRootD")
+    return current
+
+
+def _plan(current: dict[str, Any]) -> topo.Plan:
+    plan = current["plan"]
+    return topo.Plan(
+        wan_netns=plan["wan_netns"],
+        bridge=plan["bridge"],
+        nodes=tuple(topo.Node(**{**n, "storage": tuple(n["storage"])}) for n in plan["nodes"]),
+        prefixlen=plan["prefixlen"],
+        proxy_port=plan["proxy_port"],
+    )
+
+
+def run(
+    directory: Path | None,
+    *,
+    files: int = 190,
+    size_kib: int = 64,
+    timeout_s: float | None = None,
+    during: Callable[[sites.Deployment, topo.Plan], None] | None = None,
+) -> dict[str, Any]:
+    """Run the scenario on the testbed that is up; the report (``during`` runs once the files
+    are announced: a fault injected in the middle of the transfers)."""
+    if files < 1 or size_kib < 1:
+        raise InvalidInput("--files and --size-kib must be at least 1")
+    current = running_testbed(directory)
+    plan = _plan(current)
+    base = Path(current["dir"]) / "scenario" / f"longhaul-{int(time.time() * 1000)}"
+    need = files * (size_kib + 8) * 1024 * 3  # landing, PIC's disk, logs and catalog
+    free = shutil.disk_usage(Path(current["dir"])).free
+    if need > free:
+        raise InvalidInput(
+            f"the scenario needs about {need / 2**30:.1f} GiB and {current['dir']} has "
+            f"{free / 2**30:.1f} GiB free: use fewer or smaller files"
+        )
+    base.mkdir(parents=True)
+    cap_mbit = plan.node("CTAO-North").bandwidth_mbit
+    dep = sites.Deployment(base=base, plan=plan, testbed=current)
+    central = plan.node("central").netns
+    try:
+        sites.start_servers(dep)
+        sites.write_workspaces(dep, {})
+        with netns.inside(central):  # migrate once, before the site processes open it
+            Archive.open(find_workspace(str(dep.workspace("central")))).close()
+        engine = create_engine(dep.catalog_url, pool_size=2)
+        sites.start_processes(dep)
+        before = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
+        started = time.time()
+        triggers, total_bytes = _announce(dep.landing, files, size_kib)
+        if during is not None:
+            during(dep, plan)
+        limit = timeout_s or 120.0 + total_bytes * 8 / (cap_mbit * 1e6) * 4
+        progress = _wait(dep, engine, central, files, started + limit)
+        elapsed = max(progress["finished"], time.time()) - started
+        after = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
+        sites.stop(dep)
+        outcome = _in(central, lambda: _outcome(engine, dep, triggers))
+        engine.dispose()
+    finally:
+        sites.stop(dep)
+    statements = sites.statements_by_client(dep.pg_log)
+    links = {
+        name: {
+            "tx_bytes": after[name]["tx_bytes"] - before[name]["tx_bytes"],
+            "rx_bytes": after[name]["rx_bytes"] - before[name]["rx_bytes"],
+        }
+        for name in before
+    }
+    third = {
+        name: c["tx_bytes"] + c["rx_bytes"]
+        for name, c in links.items()
+        if name not in ("CTAO-North", "PIC", "central")
+    }
+    moved = outcome["bytes_offsite"]
+    report: dict[str, Any] = {
+        "scenario": "longhaul",
+        "files": files,
+        "size_kib": size_kib,
+        "bytes": total_bytes,
+        "complete": progress["complete"],
+        "seconds": round(elapsed, 2),
+        "files_per_s": round(files / elapsed, 2),
+        "bytes_per_s": round(total_bytes / elapsed),
+        "link_cap_mbit": cap_mbit,
+        "ratio_to_cap": round(total_bytes * 8 / elapsed / (cap_mbit * 1e6), 4),
+        "statements_per_file": {k: round(v / files, 2) for k, v in sorted(statements.items())},
+        "statements": statements,
+        **{k: v for k, v in outcome.items() if k != "bytes_offsite"},
+        "links": links,
+        "bytes_moved_offsite": moved,
+        "north_tx_over_moved": round(links["CTAO-North"]["tx_bytes"] / max(moved, 1), 3),
+        "pic_rx_over_moved": round(links["PIC"]["rx_bytes"] / max(moved, 1), 3),
+        "third_site_bytes": third,
+        "relayed_by_third_site": any(v > CHATTER_BYTES for v in third.values()),
+        "dead_processes": progress["dead"],
+        "dir": str(base),
+    }
+    report["ok"] = bool(
+        report["complete"]
+        and report["lost"] == 0
+        and report["duplicated"] == 0
+        and report["rules_not_ok"] == 0
+        and not report["relayed_by_third_site"]
+        and links["CTAO-North"]["tx_bytes"] >= moved
+        and links["PIC"]["rx_bytes"] >= moved
+    )
+    return report
+
+
+def _in[T](ns: str, work: Callable[[], T]) -> T:
+    """Catalog work from this process: its connections are made inside the central namespace
+    (the catalog's address exists only there)."""
+    with netns.inside(ns):
+        return work()
+
+
+def _announce(landing: Path, files: int, size_kib: int) -> tuple[dict[str, float], int]:
+    """Write the files with their triggers; {path relative to the landing: trigger time}."""
+    from dpps.acada.simulate import write_trigger
+
+    night = dt.date(2026, 11, 21)
+    start = dt.datetime(2026, 11, 21, 22)
+    triggers: dict[str, float] = {}
+    total = 0
+    for i in range(files):
+        rel = f"dl0/TEL001/events/2026/11/21/longhaul_{i:06d}.fits"
+        path = write_fits_product(
+            landing / rel,
+            obs_id=1 + i // 100,
+            tel_id=1,
+            night=night,
+            start=start + dt.timedelta(seconds=i),
+            n_events=max(1, size_kib * _ROWS_PER_KIB),
+            extra_header={"SB_ID": 1},
+            seed=i,
+        )
+        total += path.stat().st_size
+        write_trigger(path)
+        triggers[rel] = time.time()
+    return triggers, total
+
+
+def _counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        per_rse = dict(
+            conn.execute(
+                select(RSERow.name, func.count())
+                .join(ReplicaRow, ReplicaRow.rse_id == RSERow.id)
+                .where(ReplicaRow.state == "AVAILABLE")
+                .group_by(RSERow.name)
+            ).all()
+        )
+        rules = dict(conn.execute(select(RuleRow.state, func.count()).group_by(RuleRow.state)))
+        registered = conn.execute(
+            select(func.count()).select_from(DIDRow).where(DIDRow.did_type == "FILE")
+        ).scalar_one()
+    return {
+        "registered": int(registered),
+        "offsite": int(per_rse.get(sites.OFFSITE_RSE, 0)),
+        "onsite": int(per_rse.get(sites.ONSITE_RSE, 0)),
+        "rules_not_ok": sum(int(n) for s, n in rules.items() if s != "OK"),
+    }
+
+
+def _wait(
+    dep: sites.Deployment, engine: Engine, central: str, files: int, deadline: float
+) -> dict[str, Any]:
+    """Until every file is safe off site, every on-site copy deleted, every rule OK (or the
+    deadline, or a site process died)."""
+    counts: dict[str, int] = {}
+    while time.time() < deadline:
+        counts = _in(central, lambda: _counts(engine))
+        if (
+            counts["registered"] >= files
+            and counts["offsite"] >= files
+            and counts["onsite"] == 0
+            and counts["rules_not_ok"] == 0
+        ):
+            return {"complete": True, "finished": time.time(), "dead": {}, **counts}
+        dead = sites.dead_processes(dep)
+        if dead:
+            raise Unavailable(f"site processes died: {dead}")
+        time.sleep(0.25)
+    return {"complete": False, "finished": time.time(), "dead": sites.dead_processes(dep)}
+
+
+def _epoch(ts: dt.datetime) -> float:
+    return ts.replace(tzinfo=dt.UTC).timestamp()
+
+
+def _outcome(engine: Engine, dep: sites.Deployment, triggers: dict[str, float]) -> dict[str, Any]:
+    """Latencies from the catalog's events, and the independent check of every replica."""
+    with engine.connect() as conn:
+        rse_ids = dict(conn.execute(select(RSERow.name, RSERow.id)).all())
+        names = dict(
+            conn.execute(select(DIDRow.id, DIDRow.name).where(DIDRow.did_type == "FILE")).all()
+        )
+        done: dict[int, list[float]] = {}
+        for did, ts in conn.execute(
+            select(EventRow.did_id, EventRow.ts).where(
+                EventRow.action == "transfer.done", EventRow.rse_id == rse_ids[sites.OFFSITE_RSE]
+            )
+        ):
+            done.setdefault(int(did or 0), []).append(_epoch(ts))
+        deleted = {
+            int(did or 0): _epoch(ts)
+            for did, ts in conn.execute(
+                select(EventRow.did_id, EventRow.ts).where(
+                    EventRow.action == "replica.delete",
+                    EventRow.rse_id == rse_ids[sites.ONSITE_RSE],
+                )
+            )
+        }
+        replicas = conn.execute(
+            select(ReplicaRow.did_id, RSERow.name, ReplicaRow.path, DIDRow.adler32, DIDRow.bytes)
+            .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+            .join(DIDRow, DIDRow.id == ReplicaRow.did_id)
+            .where(ReplicaRow.state == "AVAILABLE")
+        ).all()
+        rules_not_ok = conn.execute(
+            select(func.count()).select_from(RuleRow).where(RuleRow.state != "OK")
+        ).scalar_one()
+    good: set[int] = set()
+    bad: list[str] = []
+    moved = 0
+    for did, rse, path, adler, size in replicas:
+        if rse != sites.OFFSITE_RSE:
+            continue
+        moved += int(size or 0)
+        if _adler32(dep.offsite_path(path)) == adler:
+            good.add(int(did))
+        else:
+            bad.append(names.get(int(did), str(did)))
+    safe, lag = [], []
+    for did, name in names.items():
+        rel = next((r for r in triggers if name.endswith("/" + r)), None)
+        if rel is not None and did in done:
+            safe.append(min(done[did]) - triggers[rel])
+            if did in deleted:
+                lag.append(deleted[did] - min(done[did]))
+    landed = sum(1 for rel in triggers if (dep.landing / rel).exists())
+    return {
+        "registered": len(names),
+        "lost": len(triggers) - len(good),
+        "bad_replicas": bad,
+        "duplicated": sum(1 for times in done.values() if len(times) > 1),
+        "rules_not_ok": int(rules_not_ok),
+        "onsite_files_left": landed,
+        "trigger_to_safe_s": _stats(safe),
+        "onsite_deletion_lag_s": _stats(lag),
+        "bytes_offsite": moved,
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "max": None, "n": 0}
+    return {
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+def _adler32(path: Path) -> str | None:
+    """adler32 of the bytes on disk, computed here (not by any server or catalog)."""
+    value = 1
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                value = zlib.adler32(chunk, value)
+    except OSError:
+        return None
+    return f"{value & 0xFFFFFFFF:08x}"
