@@ -102,7 +102,7 @@ def run(
         sites.write_workspaces(dep, {})
         with netns.inside(central):  # migrate once, before the site processes open it
             Archive.open(find_workspace(str(dep.workspace("central")))).close()
-        engine = create_engine(dep.catalog_url, pool_size=2)
+        engine = create_engine(f"{dep.catalog_url}?application_name=observer", pool_size=2)
         sites.start_processes(dep)
         before = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
         started = time.time()
@@ -113,7 +113,7 @@ def run(
         progress = _wait(dep, engine, central, files, started + limit)
         elapsed = max(progress["finished"], time.time()) - started
         after = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
-        sites.stop(dep)
+        sites.stop_processes(dep)
         outcome = _in(central, lambda: _outcome(engine, dep, triggers))
         engine.dispose()
     finally:
@@ -210,7 +210,9 @@ def _counts(engine: Engine) -> dict[str, int]:
                 .group_by(RSERow.name)
             ).all()
         )
-        rules = dict(conn.execute(select(RuleRow.state, func.count()).group_by(RuleRow.state)))
+        rules = dict(
+            conn.execute(select(RuleRow.state, func.count()).group_by(RuleRow.state)).all()
+        )
         registered = conn.execute(
             select(func.count()).select_from(DIDRow).where(DIDRow.did_type == "FILE")
         ).scalar_one()

@@ -166,12 +166,13 @@ def write_workspaces(dep: Deployment, settings: dict[str, Any]) -> None:
         )
 
 
-#: (label, namespace's data center, daemon, --site) of every site process.
-PROCESSES = (
-    ("evaluator", "central", "evaluator", None),
-    ("ingest@CTAO-North", "CTAO-North", "ingest", "CTAO-North"),
-    ("reaper@CTAO-North", "CTAO-North", "reaper", "CTAO-North"),
-    ("transfer@PIC", "PIC", "transfer", "PIC"),
+#: (label, namespace's data center, daemon and its partition) of every site process; the
+#: ingestion queue is bound to its landing area's RSE by ``--rse``.
+PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("evaluator", "central", ("evaluator",)),
+    ("ingest@CTAO-North", "CTAO-North", ("ingest", "--rse", ONSITE_RSE)),
+    ("reaper@CTAO-North", "CTAO-North", ("reaper", "--site", "CTAO-North")),
+    ("transfer@PIC", "PIC", ("transfer", "--site", "PIC")),
 )
 
 
@@ -179,14 +180,15 @@ def start_processes(dep: Deployment, sleep_s: float = 0.2) -> None:
     dpps = str(Path(sys.executable).parent / "dpps")
     logs = dep.base / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for label, where, daemon, site in PROCESSES:
+    for label, where, daemon in PROCESSES:
         node = dep.plan.node(where)
-        argv = [dpps, "--workspace", str(dep.workspace(where)), "daemon", daemon]
-        if site is not None:
-            argv += ["--site", site]
-        argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
+        argv = [dpps, "--workspace", str(dep.workspace(where)), "daemon", *daemon]
+        if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
+            argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
         env = dict(os.environ)
-        env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={label}"
+        # the server logs it with each statement ('@' would end the URL's user part)
+        app = label.replace("@", ".")
+        env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
         dep.procs[label] = netns.popen_in(
             node.netns,
             argv,
@@ -209,11 +211,16 @@ def dead_processes(dep: Deployment) -> dict[str, str]:
     return dead
 
 
-def stop(dep: Deployment) -> None:
-    """Stop site processes, then the servers, each by PID; forget them in the state file."""
+def stop_processes(dep: Deployment) -> None:
+    """Stop the site processes by PID (the servers stay, for the final checks)."""
     stop_pids([p.pid for p in dep.procs.values()])
     for proc in dep.procs.values():
         proc.poll()
+
+
+def stop(dep: Deployment) -> None:
+    """Stop site processes, then the servers, each by PID; forget them in the state file."""
+    stop_processes(dep)
     if dep.xrd is not None:
         dep.xrd.stop()
     if dep.pg is not None:
