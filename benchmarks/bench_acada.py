@@ -122,7 +122,7 @@ def bench_latency(archive: Archive, queue: IngestionQueue, n: int) -> dict[str, 
     queue.latencies.clear()
     daemon = threading.Thread(
         target=run_daemon,
-        args=("ingest", queue, DatabaseHeartbeats(archive.sessions)),
+        args=("ingest", queue.run_once, DatabaseHeartbeats(archive.sessions)),
         kwargs={"stop": stop, "sleep_s": queue.sleep_s, "max_sleep_s": queue.max_sleep_s},
     )
     daemon.start()
