@@ -3,65 +3,34 @@ PIC by a rule, on-site copies deleted once safe, per-site processes in their nam
 catalog in the central one. Nothing lost, nothing duplicated, every rule OK, and the bytes
 counted on CTAO-North's and PIC's links only.
 
-Holds the same lock as tests/testbed/test_testbed.py: one testbed per machine."""
+The testbed is the small one of tests/testbed/conftest.py, up for this module."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
-from dpps.testing import netns
+from tests.testbed.conftest import RunDpps
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
 )
 
-LOCK = "/run/dpps-testbed-tests.lock"
 FILES = 20
 
 
-def dpps(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "dpps"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def testbed() -> Iterator[Path]:
-    with FileLock(LOCK, timeout=600):
-        directory = Path(tempfile.mkdtemp(prefix="dpps-scenario-test-"))
-        assert not netns.namespaces(), "a testbed was left up by someone else"
-        up = dpps("testbed", "up", "--dir", str(directory), "--topology", "small", "--json")
-        assert up.returncode == 0, up.stderr
-        try:
-            yield directory
-        finally:
-            down = dpps("testbed", "down", "--dir", str(directory), "--json")
-            assert down.returncode == 0, down.stderr
-            assert netns.namespaces() == []
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-def test_the_scenario_refuses_without_a_testbed_or_with_too_much_data(testbed: Path) -> None:
+def test_the_scenario_refuses_without_a_testbed_or_with_too_much_data(
+    small_testbed: Path, dpps: RunDpps
+) -> None:
     huge = dpps(
         "testbed",
         "scenario",
         "longhaul",
         "--dir",
-        str(testbed),
+        str(small_testbed),
         "--files",
         "100000",
         "--size-kib",
@@ -69,17 +38,19 @@ def test_the_scenario_refuses_without_a_testbed_or_with_too_much_data(testbed: P
     )
     assert huge.returncode == 3, huge.stderr
     assert "free" in huge.stderr
-    assert not (testbed / "scenario").exists()
+    assert not (small_testbed / "scenario").exists()
 
 
 @pytest.mark.verifies_usecase("UC-190-1.3")
-def test_long_haul_from_a_telescope_site_to_an_off_site_center(testbed: Path) -> None:
+def test_long_haul_from_a_telescope_site_to_an_off_site_center(
+    small_testbed: Path, dpps: RunDpps
+) -> None:
     done = dpps(
         "testbed",
         "scenario",
         "longhaul",
         "--dir",
-        str(testbed),
+        str(small_testbed),
         "--files",
         str(FILES),
         "--size-kib",
@@ -109,6 +80,6 @@ def test_long_haul_from_a_telescope_site_to_an_off_site_center(testbed: Path) ->
     for client in ("ingest.CTAO-North", "reaper.CTAO-North", "transfer.PIC", "evaluator"):
         assert report["statements"].get(client, 0) > 0, report["statements"]
     # the scenario stopped its processes and left the testbed up and healthy
-    status = json.loads(dpps("testbed", "status", "--dir", str(testbed), "--json").stdout)
+    status = json.loads(dpps("testbed", "status", "--dir", str(small_testbed), "--json").stdout)
     assert status["healthy"], status
     assert not [k for k in status["processes"] if k.startswith("scenario/")]

@@ -18,6 +18,7 @@ are XRootD's own and worth having:
 from __future__ import annotations
 
 import errno
+import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,21 @@ from dpps.storage.rse import VERIFY_ALGORITHM, StorageElement
 SCHEMES = ("root", "xroot")
 #: Seconds a third-party copy may take before it is abandoned.
 TPC_TIMEOUT_S = 3600
+#: XrdCl's client settings for an agent on a long-haul link (name: value, see ``man xrdcp``'s
+#: environment section). XrdCl's own defaults suit an interactive client on a LAN: after a
+#: failed connection it waits out the rest of a 120 s window before trying again, and a
+#: broken stream keeps its requests for 30 minutes. The testbed showed what that costs: a WAN
+#: link down for 20 s held every copy that tried to connect during the outage for two more
+#: minutes after the link was back. Here a connection is tried every 10 s for a minute, and a
+#: request on a broken stream fails after a minute: the transfer daemon retries the copy
+#: itself, and sees the outage in its failures. ``XRD_*`` variables set in the environment
+#: win over these values.
+CLIENT_SETTINGS: dict[str, int] = {
+    "ConnectionWindow": 10,
+    "ConnectionRetry": 6,
+    "StreamErrorWindow": 60,
+    "TimeoutResolution": 5,
+}
 
 
 def is_xrootd_url(url: str) -> bool:
@@ -199,12 +215,22 @@ class XRootDStorageElement(StorageElement):
 _FS_CLASS: type[Any] | None = None
 
 
+_CONFIGURED = False
+
+
 def _bindings() -> Any:
-    """``XRootD.client`` of the xrootd Python bindings (untyped; loaded on first use)."""
+    """``XRootD.client`` of the xrootd Python bindings (untyped; loaded on first use), with
+    :data:`CLIENT_SETTINGS` applied once per process."""
     import importlib
 
+    global _CONFIGURED
     client = importlib.import_module("XRootD.client")
     importlib.import_module("XRootD.client.flags")
+    if not _CONFIGURED:
+        for name, value in CLIENT_SETTINGS.items():
+            if f"XRD_{name.upper()}" not in os.environ:
+                client.EnvPutInt(name, value)
+        _CONFIGURED = True
     return client
 
 
@@ -217,6 +243,7 @@ def _filesystem_class() -> type[Any]:
     """
     global _FS_CLASS
     if _FS_CLASS is None:
+        _bindings()  # the client settings, before fsspec-xrootd opens its first channel
         from fsspec_xrootd.xrootd import XRootDFile, XRootDFileSystem
 
         class _File(XRootDFile):

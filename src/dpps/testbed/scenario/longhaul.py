@@ -9,10 +9,11 @@ into the landing area with their ``.trigger`` files, all at once (a night's back
 
 The report: files/s and bytes/s of the whole run against the telescope site's link cap;
 catalog statements per file of each process (counted by the server); time from trigger to the
-safe off-site copy (median, max) and from there to the on-site deletion; what was lost (every
-surviving replica's adler32 recomputed from the bytes on PIC's disk, not from any catalog
-value); and each link's byte counters, which prove the copies flowed CTAO-North -> PIC and
-through no third site.
+safe off-site copy (median, max) and from there to the on-site deletion; what was lost (a file
+is safe when its replica on PIC's disk has the registered adler32, recomputed here from the
+bytes, not taken from any catalog value; it is pending while its bytes are still in the
+landing area, and lost when neither holds); and each link's byte counters, which prove the
+copies flowed CTAO-North -> PIC and through no third site.
 """
 
 from __future__ import annotations
@@ -301,9 +302,18 @@ def _outcome(engine: Engine, dep: sites.Deployment, triggers: dict[str, float]) 
             if did in deleted:
                 lag.append(deleted[did] - min(done[did]))
     landed = sum(1 for rel in triggers if (dep.landing / rel).exists())
+    # a file not yet safe off site is lost only if its bytes are gone from the site too
+    offsite_names = {names[did] for did in good if did in names}
+    pending = [
+        rel
+        for rel in triggers
+        if not any(name.endswith("/" + rel) for name in offsite_names)
+        and (dep.landing / rel).exists()
+    ]
     return {
         "registered": len(names),
-        "lost": len(triggers) - len(good),
+        "lost": len(triggers) - len(good) - len(pending),
+        "not_yet_offsite": len(pending),
         "bad_replicas": bad,
         "duplicated": sum(1 for times in done.values() if len(times) > 1),
         "rules_not_ok": int(rules_not_ok),
