@@ -41,7 +41,7 @@ def test_query_ok():
     pass
 
 @pytest.mark.verifies_usecase("UC-110-1.2.1")
-@pytest.mark.verifies_requirement("REQ-EXAMPLE")
+@pytest.mark.verifies_requirement("REQ-BDMS-010")
 def test_query_ok_too():
     pass
 
@@ -151,7 +151,7 @@ def test_classification_from_real_junit(junit_files: dict[str, Path], run: str) 
 
 def test_test_ids_and_requirements_are_read(junit_files: dict[str, Path]) -> None:
     cases = {c.id: c for c in parse_junit([junit_files["plain"]])}
-    assert cases["test_sample::test_query_ok_too"].requirement_ids == ("REQ-EXAMPLE",)
+    assert cases["test_sample::test_query_ok_too"].requirement_ids == ("REQ-BDMS-010",)
     assert cases["test_sample.TestWorkflow::test_later"].outcome is Outcome.SKIPPED
     # a test skipped before its call phase keeps its link (added by dpps.verify.pytest_plugin)
     assert cases["test_sample::test_metadata_skipped"].usecase_ids == ("UC-110-1.2.2",)
