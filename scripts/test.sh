@@ -55,6 +55,21 @@ contracts_rc=${PIPESTATUS[0]}
 echo "== mypy"
 mypy | tee reports/mypy.txt
 mypy_rc=${PIPESTATUS[0]}
+echo "== duplication (pylint's symilar; a figure for the verification report, never a failure)"
+dup=()
+if command -v symilar >/dev/null 2>&1; then
+    find src -name '*.py' -print0 | sort -z \
+        | xargs -0 symilar -d 6 -i --ignore-docstrings --ignore-imports --ignore-signatures \
+            >reports/duplication.txt
+    if grep -q '^TOTAL ' reports/duplication.txt; then
+        grep '^TOTAL ' reports/duplication.txt
+        dup=(--duplication reports/duplication.txt)
+    else
+        echo "warning: symilar wrote no TOTAL line; no duplication figure" >&2
+    fi
+else
+    echo "warning: symilar (pylint) not installed; no duplication figure" >&2
+fi
 echo "== pytest"
 pytest -n 2 --junitxml=reports/junit.xml --cov=dpps --cov-report=xml:reports/coverage.xml \
     --cov-report=term:skip-covered "$@"
@@ -62,7 +77,9 @@ pytest_rc=$?  # exit code 5 (no tests collected) counts as a failure too
 
 echo "== verification"
 if dpps verify --help >/dev/null 2>&1; then
-    qa=(--coverage reports/coverage.xml --ruff reports/ruff.json --mypy reports/mypy.txt)
+    qa=(--coverage reports/coverage.xml --ruff reports/ruff.json --mypy reports/mypy.txt "${dup[@]}")
+    grep -q '^Contracts: ' reports/import-contracts.txt \
+        && qa+=(--contracts reports/import-contracts.txt)
     dpps verify reports/junit.xml "${qa[@]}" --format html -o reports/verification.html \
         && dpps verify reports/junit.xml "${qa[@]}" --format markdown >reports/verification.md \
         && cat reports/verification.md \

@@ -1,5 +1,7 @@
-"""``dpps verify``: turn JUnit XML from a test run into the use-case verification report.
+"""``dpps verify``: turn JUnit XML from a test run into the verification report.
 
+The report joins the use cases (and their tests) with the requirements registry, so it shows
+the chain requirement -> use cases -> tests, or requirement -> analysis figure and margin.
 The command only parses options, calls :mod:`dpps.verify` and writes the rendering; errors are
 dpps exceptions (:class:`~dpps.core.errors.NotFound` for a missing file,
 :class:`~dpps.core.errors.InvalidInput` for a malformed one) that the main CLI maps to exit
@@ -33,6 +35,8 @@ from dpps.verify.report import (
     parse_junit,
     totals_line,
 )
+from dpps.verify.requirements import load_requirements
+from dpps.verify.trace import add_trace, read_benchmarks
 
 #: Exit code of ``--fail-under-full`` when a use case is not fully verified.
 EXIT_NOT_FULL = 10
@@ -94,9 +98,28 @@ def verify(
             help="List installed dependencies of dpps with version and license.",
         ),
     ] = True,
+    duplication: Annotated[
+        Path | None,
+        typer.Option(help="Text output of pylint's 'symilar' to add the duplication figure."),
+    ] = None,
+    contracts: Annotated[
+        Path | None,
+        typer.Option(help="Text output of 'lint-imports' to add the import-contract status."),
+    ] = None,
+    benchmarks: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output of 'benchmarks/run_all.py --json': its figures replace the recorded "
+            "ones in the analyses of the requirements."
+        ),
+    ] = None,
     registry: Annotated[
         Path | None,
         typer.Option(help="Use-case registry YAML to report against (default: the packaged one)."),
+    ] = None,
+    requirements: Annotated[
+        Path | None,
+        typer.Option(help="Requirements registry YAML to trace to (default: the packaged one)."),
     ] = None,
     output: Annotated[
         Path | None,
@@ -118,9 +141,25 @@ def verify(
     if json_:
         report_format = ReportFormat.JSON
     usecases = load_registry(registry)
+    reqs = load_requirements(requirements)
     cases = parse_junit(junit)
-    qa = collect_qa(coverage=coverage, ruff=ruff, mypy=mypy, dependencies=dependencies)
-    report = build_report(usecases, cases, qa=qa, sources=junit)
+    qa = collect_qa(
+        coverage=coverage,
+        ruff=ruff,
+        mypy=mypy,
+        dependencies=dependencies,
+        duplication=duplication,
+        contracts=contracts,
+        junit=junit,
+    )
+    bench = read_benchmarks(benchmarks) if benchmarks is not None else None
+    report = add_trace(
+        build_report(usecases, cases, qa=qa, sources=junit),
+        reqs,
+        usecases,
+        bench,
+        str(benchmarks) if benchmarks is not None else "",
+    )
 
     if output is not None:
         try:

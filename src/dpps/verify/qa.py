@@ -1,9 +1,10 @@
-"""Quality figures for the verification report: coverage, lint, typing, dependencies.
+"""Quality figures for the verification report: coverage, lint, typing, duplication, layers.
 
 The report should say not only which use cases pass but how much of the code the tests ran,
 how clean it is and what third-party software (with which licenses) ships with it, because that
 is what a verification review asks next. Each figure is read from the tool's own output file,
-so ``dpps verify`` never runs coverage, ruff or mypy itself and works on CI artefacts.
+so ``dpps verify`` never runs coverage, ruff, mypy, symilar or import-linter itself and works on
+CI artefacts; the test count and time come from the JUnit XML the report reads anyway.
 """
 
 from __future__ import annotations
@@ -50,6 +51,36 @@ class MypySummary(_Frozen):
     by_code: dict[str, int]
 
 
+class DuplicationSummary(_Frozen):
+    """Copy-pasted blocks found by pylint's ``symilar``: totals and the largest blocks."""
+
+    lines: int
+    duplicated_lines: int
+    percent: float
+    blocks: int
+    largest: tuple[str, ...] = ()
+
+
+class ContractsSummary(_Frozen):
+    """The import-linter layer contracts: how many kept, and the names of the broken ones."""
+
+    kept: int
+    broken: int
+    broken_names: tuple[str, ...] = ()
+
+
+class TestRunSummary(_Frozen):
+    """What the JUnit XML says of the run as a whole."""
+
+    __test__ = False  # a pydantic model, not a pytest test class
+
+    tests: int
+    failures: int
+    errors: int
+    skipped: int
+    time_s: float
+
+
 class Dependency(_Frozen):
     """One installed distribution dpps depends on, directly or not."""
 
@@ -64,6 +95,9 @@ class QaFigures(_Frozen):
     coverage: CoverageSummary | None = None
     ruff: RuffSummary | None = None
     mypy: MypySummary | None = None
+    duplication: DuplicationSummary | None = None
+    contracts: ContractsSummary | None = None
+    test_run: TestRunSummary | None = None
     dependencies: tuple[Dependency, ...] = ()
 
 
@@ -165,6 +199,94 @@ def read_mypy(path: Path) -> MypySummary:
     return MypySummary(errors=errors, files=nfiles, by_code=dict(sorted(codes.items())))
 
 
+_SYMILAR_TOTAL = re.compile(
+    r"^TOTAL lines=(?P<lines>\d+) duplicates=(?P<dup>\d+) percent=(?P<pct>[\d.]+)", re.MULTILINE
+)
+_SYMILAR_BLOCK = re.compile(r"^(?P<n>\d+) similar lines in (?P<files>\d+) files$")
+_SYMILAR_PLACE = re.compile(r"^==(?P<place>\S+)$")
+
+
+def read_duplication(path: Path, largest: int = 5) -> DuplicationSummary:
+    """Duplication from the text output of pylint's ``symilar`` (``symilar -d 6 FILES``).
+
+    The ``TOTAL`` line is required, so the wrong file is never reported as 0 % duplicated;
+    the ``largest`` biggest blocks are kept with the places they occur.
+    """
+    text = _read(path, "symilar")
+    total = _SYMILAR_TOTAL.search(text)
+    if total is None:
+        raise InvalidInput(f"{path} does not look like symilar output (no TOTAL line)")
+    blocks: list[tuple[int, list[str]]] = []
+    for line in text.splitlines():
+        block = _SYMILAR_BLOCK.match(line)
+        place = _SYMILAR_PLACE.match(line)
+        if block:
+            blocks.append((int(block["n"]), []))
+        elif place and blocks:
+            blocks[-1][1].append(place["place"])
+    blocks.sort(key=lambda b: -b[0])
+    return DuplicationSummary(
+        lines=int(total["lines"]),
+        duplicated_lines=int(total["dup"]),
+        percent=float(total["pct"]),
+        blocks=len(blocks),
+        largest=tuple(f"{n} lines: {', '.join(places)}" for n, places in blocks[:largest]),
+    )
+
+
+_CONTRACTS = re.compile(r"^Contracts: (?P<kept>\d+) kept, (?P<broken>\d+) broken\.", re.MULTILINE)
+_CONTRACT_END = re.compile(r"\s(?P<verdict>KEPT|BROKEN)(?: \(.*\))?$")
+
+
+def read_contracts(path: Path) -> ContractsSummary:
+    """Kept and broken contracts from the text output of ``lint-imports``.
+
+    lint-imports wraps long contract names over several lines; a name runs until the line
+    that ends in KEPT or BROKEN.
+    """
+    text = _read(path, "lint-imports")
+    summary = _CONTRACTS.search(text)
+    if summary is None:
+        raise InvalidInput(f"{path} does not look like lint-imports output (no summary line)")
+    broken: list[str] = []
+    pending: list[str] = []
+    for line in text[: summary.start()].splitlines():
+        stripped = line.strip()
+        if not stripped or set(stripped) == {"-"} or stripped.startswith("Analyzed "):
+            pending = []
+            continue
+        end = _CONTRACT_END.search(stripped)
+        if end is None:
+            pending.append(stripped)
+            continue
+        if end["verdict"] == "BROKEN":
+            broken.append(" ".join([*pending, stripped[: end.start()]]))
+        pending = []
+    return ContractsSummary(
+        kept=int(summary["kept"]), broken=int(summary["broken"]), broken_names=tuple(broken)
+    )
+
+
+def read_test_run(paths: list[Path]) -> TestRunSummary:
+    """Test count and wall time from the ``testsuite`` elements of JUnit XML files.
+
+    Several files (several runs) add up: their tests ran one after another.
+    """
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    time_s = 0.0
+    for path in paths:
+        try:
+            root = ET.fromstring(_read(path, "JUnit XML"))
+        except ET.ParseError as exc:
+            raise InvalidInput(f"{path} is not valid XML: {exc}") from exc
+        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        for suite in suites:
+            for key in totals:
+                totals[key] += int(_attr(suite, key, int, path) or 0)
+            time_s += float(_attr(suite, "time", float, path) or 0.0)
+    return TestRunSummary(time_s=time_s, **totals)
+
+
 _REQ_NAME = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?")
 _REQ_EXTRA = re.compile(r"""extra\s*==\s*["'](?P<extra>[^"']+)["']""")
 
@@ -258,11 +380,17 @@ def collect_qa(
     ruff: Path | None = None,
     mypy: Path | None = None,
     dependencies: bool = True,
+    duplication: Path | None = None,
+    contracts: Path | None = None,
+    junit: list[Path] | None = None,
 ) -> QaFigures:
     """Read whichever QA inputs were given into one :class:`QaFigures`."""
     return QaFigures(
         coverage=read_coverage(coverage) if coverage is not None else None,
         ruff=read_ruff(ruff) if ruff is not None else None,
         mypy=read_mypy(mypy) if mypy is not None else None,
+        duplication=read_duplication(duplication) if duplication is not None else None,
+        contracts=read_contracts(contracts) if contracts is not None else None,
+        test_run=read_test_run(junit) if junit else None,
         dependencies=installed_dependencies() if dependencies else (),
     )

@@ -32,8 +32,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from dpps.core.errors import InvalidInput, NotFound
+from dpps.verify.analysis import Compare, Quantity
 from dpps.verify.qa import QaFigures
 from dpps.verify.registry import UseCase
+from dpps.verify.requirements import Requirement
 
 USECASE_PROPERTY = "usecase_id"
 REQUIREMENT_PROPERTY = "requirement_id"
@@ -101,6 +103,59 @@ class Totals(_Frozen):
     linked_tests: int = Field(description="Test cases naming at least one use case.")
 
 
+class RequirementStatus(StrEnum):
+    """How well a requirement is verified (rules in :mod:`dpps.verify.trace`)."""
+
+    VERIFIED = "verified"
+    INSPECTED = "inspected"
+    PARTIAL = "partial"
+    NOT_MET = "not met"
+    NONE = "none"
+
+
+class FigureResult(_Frozen):
+    """One analysis figure as the report shows it: both values, their source and the margin."""
+
+    figure: str
+    compare: Compare
+    required: Quantity
+    measured: Quantity
+    measured_from: str = Field(description="The recorded source, or the benchmark file read.")
+    required_in_measured_unit: float
+    margin: float = Field(description="Times the measured value meets the required (>= 1: met).")
+    met: bool
+
+
+class TracedUseCase(_Frozen):
+    """A use case under a requirement: its status and test counts (tests: see its row)."""
+
+    id: str
+    status: Status
+    tests: int
+    failed: int
+
+
+class RequirementResult(_Frozen):
+    """One requirement with the evidence that verifies it, or the lack of it."""
+
+    requirement: Requirement
+    usecases: tuple[TracedUseCase, ...] = ()
+    figures: tuple[FigureResult, ...] = ()
+    status: RequirementStatus
+    reason: str = Field(description="One line: why this status.")
+
+
+class RequirementTotals(_Frozen):
+    """How many requirements in each status."""
+
+    requirements: int
+    verified: int
+    inspected: int
+    partial: int
+    not_met: int
+    none: int
+
+
 class VerificationReport(_Frozen):
     """Everything ``dpps verify`` prints, in one serialisable value."""
 
@@ -113,6 +168,14 @@ class VerificationReport(_Frozen):
     )
     totals: Totals
     qa: QaFigures = Field(default_factory=QaFigures)
+    requirements: tuple[RequirementResult, ...] = ()
+    requirement_totals: RequirementTotals | None = None
+    untraced_usecases: tuple[str, ...] = Field(
+        default=(), description="Use cases that name no requirement."
+    )
+    documents: dict[str, str] = Field(
+        default_factory=dict, description="Source documents of the requirements, by file name."
+    )
 
 
 def _outcome(case: ET.Element) -> Outcome:
@@ -246,3 +309,14 @@ def totals_line(report: VerificationReport) -> str:
     """``N use cases: a full, b partial, c none`` — the line every renderer shows."""
     t = report.totals
     return f"{t.usecases} use cases: {t.full} full, {t.partial} partial, {t.none} none"
+
+
+def requirement_totals_line(report: VerificationReport) -> str:
+    """``N requirements: a verified, ...`` — empty when the report has no requirements."""
+    t = report.requirement_totals
+    if t is None:
+        return ""
+    return (
+        f"{t.requirements} requirements: {t.verified} verified, {t.inspected} by inspection, "
+        f"{t.partial} partial, {t.not_met} not met, {t.none} verified by nothing"
+    )
