@@ -10,6 +10,7 @@ codes. ``--fail-under-full`` makes it a CI gate.
 
 from __future__ import annotations
 
+import subprocess
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,17 @@ from rich.console import Console
 
 from dpps.cli.common import command
 from dpps.core.errors import InvalidInput
+from dpps.core.version import __version__
+from dpps.verify.pdf import html_to_pdf
 from dpps.verify.qa import collect_qa
 from dpps.verify.registry import load_registry
+from dpps.verify.release import (
+    build_release,
+    expected_failures,
+    release_summary,
+    render_release_html,
+    render_release_markdown,
+)
 from dpps.verify.render import (
     render_html,
     render_json,
@@ -59,6 +69,29 @@ def _render(report_format: ReportFormat, report: VerificationReport) -> str:
         ReportFormat.JSON: render_json,
     }
     return renderers[report_format](report)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        raise InvalidInput(f"cannot write the report to {path}: {exc.strerror}") from exc
+
+
+def _git_revision() -> str:
+    """``git describe --always --dirty`` of the working directory, or ``unknown``."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
 def verify(
@@ -125,6 +158,30 @@ def verify(
         Path | None,
         typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
     ] = None,
+    release: Annotated[
+        bool,
+        typer.Option(
+            "--release",
+            help="Write the release report (components and versions, use cases, requirement "
+            "coverage, QA metrics, known limitations) as release-<version>.html and .md into "
+            "--release-dir, instead of the verification report.",
+        ),
+    ] = False,
+    pdf: Annotated[
+        bool,
+        typer.Option(
+            "--pdf",
+            help="With --release, also print the HTML to release-<version>.pdf with headless "
+            "Chromium ($DPPS_CHROMIUM or chromium on the PATH); an error if there is none.",
+        ),
+    ] = False,
+    release_dir: Annotated[
+        Path, typer.Option(help="Directory of the release report files.")
+    ] = Path("reports"),
+    revision: Annotated[
+        str | None,
+        typer.Option(help="Source revision named in the release report (default: git describe)."),
+    ] = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Same as --format json: machine-readable output.")
     ] = False,
@@ -140,6 +197,8 @@ def verify(
     """Report, per registered use case, the tests that verify it and full/partial/none."""
     if json_:
         report_format = ReportFormat.JSON
+    if pdf and not release:
+        raise InvalidInput("--pdf prints the release report: give --release too")
     usecases = load_registry(registry)
     reqs = load_requirements(requirements)
     cases = parse_junit(junit)
@@ -161,12 +220,20 @@ def verify(
         str(benchmarks) if benchmarks is not None else "",
     )
 
-    if output is not None:
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(_render(report_format, report), encoding="utf-8")
-        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-            raise InvalidInput(f"cannot write the report to {output}: {exc.strerror}") from exc
+    if release:
+        document = build_release(
+            report, __version__, revision or _git_revision(), expected_failures(junit)
+        )
+        stem = release_dir / f"release-{__version__}"  # the version's dots are no suffix
+        _write(Path(f"{stem}.html"), render_release_html(document))
+        _write(Path(f"{stem}.md"), render_release_markdown(document))
+        written = f"{stem}.html and {stem}.md"
+        if pdf:
+            html_to_pdf(Path(f"{stem}.html"), Path(f"{stem}.pdf"))
+            written = f"{stem}.html, {stem}.md and {stem}.pdf"
+        typer.echo(f"{release_summary(document)}; release report written to {written}", err=True)
+    elif output is not None:
+        _write(output, _render(report_format, report))
         typer.echo(f"{totals_line(report)}; report written to {output}", err=True)
     elif report_format is ReportFormat.TABLE:
         Console(highlight=False).print(rich_report(report))

@@ -38,6 +38,9 @@ class UseCase(BaseModel):
         default=(), description="Ids of the requirements this use case traces to."
     )
     description: str = Field(default="", description="Actor, trigger and expected outcome.")
+    revision: int = Field(
+        default=1, ge=1, description="Raised when what the use case asks for changes."
+    )
 
     @field_validator("id")
     @classmethod
