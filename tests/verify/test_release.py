@@ -27,6 +27,7 @@ from dpps.verify.requirements import load_requirements
 from dpps.verify.trace import add_trace
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.verifies_usecase("UC-190-2.1")
 
 SAMPLE = """
 import pytest

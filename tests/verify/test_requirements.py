@@ -19,6 +19,7 @@ from dpps.verify.requirements import (
 )
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.verifies_usecase("UC-190-2.1")
 
 #: The seed documents the registry quotes: shared/seeds/ beside the repository (CI lays a copy
 #: of shared/ beside its clone, as the worktrees have it).

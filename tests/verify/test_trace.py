@@ -28,6 +28,7 @@ from dpps.verify.requirements import RequirementRegistry, load_requirements
 from dpps.verify.trace import add_trace, benchmark_value, read_benchmarks
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.verifies_usecase("UC-190-2.1")
 
 USECASES = """
 - id: UC-001-1
