@@ -16,7 +16,7 @@ from dpps.cli.verify_cmd import register
 from dpps.core.errors import InvalidInput, NotFound
 from dpps.verify.qa import read_contracts, read_duplication, read_test_run
 from dpps.verify.registry import UseCase, load_registry
-from dpps.verify.render import render_html, render_markdown, render_text
+from dpps.verify.render import render_html, render_json, render_markdown, render_text
 from dpps.verify.report import (
     CaseResult,
     Outcome,
@@ -229,6 +229,7 @@ def test_renderers_show_the_chain(
     text = render_text(report, width=200)
     assert "Verified by nothing: REQ-T-004" in text
     assert "margin 0.00583x" in text
+    assert VerificationReport.model_validate_json(render_json(report)) == report
 
 
 def test_an_unknown_requirement_stops_the_trace(
