@@ -194,7 +194,12 @@ def verify(
         ),
     ] = False,
 ) -> None:
-    """Report, per registered use case, the tests that verify it and full/partial/none."""
+    """Report per use case its tests (full/partial/none), per requirement its evidence.
+
+    Evidence is the use cases tracing to the requirement, or its analysis figures and margins,
+    or its inspection; requirements verified by nothing are flagged. --release writes the
+    release document instead.
+    """
     if json_:
         report_format = ReportFormat.JSON
     if pdf and not release:
