@@ -113,6 +113,12 @@ def print_longhaul(r: dict[str, Any]) -> None:
         f"{r['seconds']} s, {r['files_per_s']} files/s, {r['bytes_per_s'] * 8 / 1e6:.1f} Mbit/s "
         f"= {r['ratio_to_cap']:.3f} x the {r['link_cap_mbit']:g} Mbit/s cap (baseline)"
     )
+    phases = r["phases"]
+    print(
+        f"  replication alone: {phases['replicated_bytes'] / 2**20:.1f} MiB in "
+        f"{phases['replication_s']} s = {r['replication_ratio_to_cap']} x the cap; "
+        f"registration spread over {phases['registration_s']} s"
+    )
     print(f"  trigger to safe off-site copy: median {safe['median']} s, max {safe['max']} s")
     print(f"  on-site deletion lag: median {lag['median']} s, max {lag['max']} s")
     print(f"  catalog statements per file: {r['statements_per_file']}")

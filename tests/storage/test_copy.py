@@ -11,8 +11,8 @@ import pytest
 
 from dpps.core.errors import InvalidInput, NotFound
 from dpps.storage.checksums import checksum_file
-from dpps.storage.copy import CopyInterrupted, SourceCorrupt, copy_replica, remove_leftovers
-from dpps.storage.rse import StorageElement
+from dpps.storage.copy import SourceCorrupt, copy_replica, remove_leftovers
+from dpps.storage.rse import CopyInterrupted, StorageElement
 
 REL = "ctao/dl0/run1/f.dat"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dpps.core.errors import Conflict, IntegrityFailure, NotFound
-from dpps.storage.rse import StorageElement
+from dpps.storage.rse import CopyInterrupted, StorageElement
 from dpps.storage.xrootd import XRootDStorageElement, storage_element
 from dpps.testing.xrootd import TemporaryXRootD, xrootd_available
 
@@ -109,6 +110,29 @@ def test_third_party_copy_is_verified_and_never_overwrites(
     assert not [p for p in on_disk.parent.iterdir() if p.name.startswith(".")]
     with pytest.raises(NotFound):
         dst.copy_from(src, "ctao/x/missing.dat", "ctao/x/missing.dat")
+
+
+def test_a_stopped_third_party_copy_is_cancelled_and_leaves_nothing(
+    rses: tuple[XRootDStorageElement, XRootDStorageElement],
+    servers: tuple[TemporaryXRootD, TemporaryXRootD],
+    tmp_path: Path,
+) -> None:
+    """The transfer daemon's stop request reaches a copy that runs inside the destination
+    server: XrdCl asks whether to cancel at its next check, the copy is abandoned and its
+    temporary file removed."""
+    src, dst = rses
+    local = tmp_path / "f"
+    local.write_bytes(os.urandom(1024 * 1024))
+    src.upload(local, "ctao/s/f.dat", ["adler32"])
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(CopyInterrupted):
+        dst.third_party_copy(src, "ctao/s/f.dat", "ctao/s/f.dat", stop=stop)
+    assert not dst.exists("ctao/s/f.dat")
+    folder = servers[1].data_dir / dst.root.lstrip("/") / "ctao/s"
+    assert not folder.exists() or not list(folder.iterdir())
+    # the same copy without the stop request goes through
+    assert dst.third_party_copy(src, "ctao/s/f.dat", "ctao/s/f.dat")[0] == 1024 * 1024
 
 
 def test_copy_between_xrootd_and_local_streams(

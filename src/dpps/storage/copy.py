@@ -30,18 +30,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
-from dpps.core.errors import Conflict, IntegrityFailure, InvalidInput, Unavailable
+from dpps.core.errors import Conflict, IntegrityFailure, InvalidInput
 from dpps.storage.checksums import MultiHasher, checksum_file, checksum_stream, compare
 from dpps.storage.checksums import copy_with_checksums as _stream_copy
-from dpps.storage.rse import StorageElement
+from dpps.storage.rse import CopyInterrupted, StorageElement
 from dpps.storage.xrootd import XRootDStorageElement
 
 KERNEL_CHUNK = 8 * 1024 * 1024
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP)
-
-
-class CopyInterrupted(Unavailable):
-    """The copy was stopped before it finished; nothing was published."""
 
 
 class SourceCorrupt(IntegrityFailure):
@@ -91,7 +87,7 @@ def copy_replica(
         return present
     what = f"{source.name}:{rel_src} -> {dest.name}:{rel_dst}"
     if isinstance(source, XRootDStorageElement) and isinstance(dest, XRootDStorageElement):
-        return _third_party(source, rel_src, dest, rel_dst, expected, names, size, what)
+        return _third_party(source, rel_src, dest, rel_dst, expected, names, size, what, stop)
     parent, _, base = final.rpartition("/")
     temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
     try:
@@ -139,6 +135,7 @@ def _third_party(
     names: Sequence[str],
     size: int | None,
     what: str,
+    stop: threading.Event | None,
 ) -> CopyOutcome:
     """Between two XRootD servers the destination pulls from the source (the bytes go
     straight from one data center to the other, never through this process, and a per-link
@@ -146,7 +143,7 @@ def _third_party(
     BLAKE3 cannot be computed on the way: adler32 is the proof, as for Rucio's TPC."""
     try:
         got_size, digests = dest.third_party_copy(
-            source, rel_src, rel_dst, {"adler32": expected["adler32"]}
+            source, rel_src, rel_dst, {"adler32": expected["adler32"]}, stop=stop
         )
     except Conflict:
         # Another attempt published the same file meanwhile: fine if it is the right one.

@@ -49,6 +49,10 @@ PathArg = str | os.PathLike[str]
 VERIFY_ALGORITHM = "adler32"
 
 
+class CopyInterrupted(Unavailable):
+    """The copy was stopped before it finished; nothing was published."""
+
+
 class StorageElement:
     """Files of one RSE, addressed by paths relative to its root."""
 

@@ -39,6 +39,10 @@ from dpps.testing.postgres import process_alive
 __all__ = ["XROOTD_USER", "TemporaryXRootD", "xrootd_available"]
 
 XROOTD_USER = "xrootd"
+#: Third-party copies a server runs at once (``ofs.tpc xfr``); more wait in its queue.
+TPC_SLOTS = 128
+#: Checksums a server computes at once (``xrootd.chksum max``).
+CHECKSUM_SLOTS = 128
 #: Private namespaces of this launcher (``down`` of the testbed leaves them alone).
 PRIVATE_PREFIX = "dpps-xrd-"
 
@@ -185,9 +189,14 @@ class TemporaryXRootD:
                 f"xrd.port {self.port}",
                 "all.export /",
                 f"oss.localroot {self.data_dir}",
-                "xrootd.chksum adler32",
-                # third-party copy: the destination server pulls with xrdcp
-                "ofs.tpc autorm xfr 16 pgm /usr/bin/xrdcp --server",
+                # adler32 of its own disk, computed for up to CHECKSUM_SLOTS requests at once:
+                # beyond XRootD's default of 4 a request is told to come back in 30 s, which
+                # stalled every transfer agent verifying many small copies in parallel
+                f"xrootd.chksum max {CHECKSUM_SLOTS} adler32",
+                # third-party copy: the destination server pulls with xrdcp, up to
+                # TPC_SLOTS at once (XrdCl's client waits at least 2.5 s for every
+                # third-party copy, so small files need many in flight to fill a link)
+                f"ofs.tpc autorm xfr {TPC_SLOTS} pgm /usr/bin/xrdcp --server",
                 f"all.adminpath {admin}",
                 f"all.pidpath {run}",
                 "",

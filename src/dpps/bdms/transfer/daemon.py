@@ -34,8 +34,8 @@ from dpps.catalog.engine import write
 from dpps.core.clock import utcnow
 from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
-from dpps.storage.copy import CopyInterrupted, SourceCorrupt, copy_replica
-from dpps.storage.rse import StorageElement, fsync_dir
+from dpps.storage.copy import SourceCorrupt, copy_replica
+from dpps.storage.rse import CopyInterrupted, StorageElement, fsync_dir
 
 log = logging.getLogger("dpps.transfer")
 

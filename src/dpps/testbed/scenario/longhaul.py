@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.samples import write_fits_product
-from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, RuleRow
+from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, RuleRow, TransferRow
 from dpps.core.errors import InvalidInput, NotFound, Unavailable
 from dpps.core.workspace import find_workspace
 from dpps.testbed import state
@@ -144,6 +144,7 @@ def run(
         "bytes_per_s": round(total_bytes / elapsed),
         "link_cap_mbit": cap_mbit,
         "ratio_to_cap": round(total_bytes * 8 / elapsed / (cap_mbit * 1e6), 4),
+        "replication_ratio_to_cap": _ratio(outcome["phases"], cap_mbit),
         "statements_per_file": {k: round(v / files, 2) for k, v in sorted(statements.items())},
         "statements": statements,
         **{k: v for k, v in outcome.items() if k != "bytes_offsite"},
@@ -166,6 +167,15 @@ def run(
         and links["PIC"]["rx_bytes"] >= moved
     )
     return report
+
+
+def _ratio(phases: dict[str, Any], cap_mbit: float) -> float | None:
+    """The copies' own rate against the link's cap: replicated bytes over the time from the
+    first transfer's creation to the last one's end (ingestion and deletion left out)."""
+    seconds = phases.get("replication_s")
+    if not seconds:
+        return None
+    return round(float(phases["replicated_bytes"]) * 8 / float(seconds) / (cap_mbit * 1e6), 4)
 
 
 def _in[T](ns: str, work: Callable[[], T]) -> T:
@@ -283,6 +293,21 @@ def _outcome(engine: Engine, dep: sites.Deployment, triggers: dict[str, float]) 
         rules_not_ok = conn.execute(
             select(func.count()).select_from(RuleRow).where(RuleRow.state != "OK")
         ).scalar_one()
+        registered_span = conn.execute(
+            select(func.min(DIDRow.created_at), func.max(DIDRow.created_at)).where(
+                DIDRow.did_type == "FILE"
+            )
+        ).one()
+        copied_span = conn.execute(
+            select(
+                func.min(TransferRow.created_at),
+                func.max(TransferRow.finished_at),
+                func.coalesce(func.sum(TransferRow.bytes), 0),
+            ).where(
+                TransferRow.state == "DONE",
+                TransferRow.dest_rse_id == rse_ids[sites.OFFSITE_RSE],
+            )
+        ).one()
     good: set[int] = set()
     bad: list[str] = []
     moved = 0
@@ -320,8 +345,20 @@ def _outcome(engine: Engine, dep: sites.Deployment, triggers: dict[str, float]) 
         "onsite_files_left": landed,
         "trigger_to_safe_s": _stats(safe),
         "onsite_deletion_lag_s": _stats(lag),
+        "phases": {
+            "registration_s": _span(registered_span[0], registered_span[1]),
+            "replication_s": _span(copied_span[0], copied_span[1]),
+            "replicated_bytes": int(copied_span[2] or 0),
+        },
         "bytes_offsite": moved,
     }
+
+
+def _span(first: dt.datetime | None, last: dt.datetime | None) -> float | None:
+    """Seconds from the first to the last of a phase's catalog timestamps."""
+    if first is None or last is None:
+        return None
+    return round(_epoch(last) - _epoch(first), 3)
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:

@@ -125,7 +125,10 @@ def config(dep: Deployment, site: str, settings: dict[str, Any]) -> dict[str, An
             "poll_interval_s": 0.2,
             "batch_size": 100,
         },
-        "transfers": settings.get("transfers", {"threads": 16, "batch": 200}),
+        # XrdCl waits 2.5 s for each third-party copy however small: many in flight
+        "transfers": settings.get(
+            "transfers", {"threads": 96, "batch": 200, "max_active_per_link": 128}
+        ),
         "rules": {"recheck_s": 5.0, "stuck_retry_s": 5.0},
     }
 
