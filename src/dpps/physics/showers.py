@@ -17,9 +17,15 @@ The model, step by step:
   sees an ellipse (a 2-D Gaussian) whose centroid lies along the
   line from the source position towards the shower core, at an angular distance proportional
   to the impact distance (shower maximum ~10 km away); its major axis points back to the
-  source. Length and width grow with log energy; hadrons are wider and lumpier (two
-  sub-showers). The light (photo-electrons) scales with energy and mirror area and falls off
-  outside the ~120 m Cherenkov light pool.
+  source. Length and width grow with log energy. The light (photo-electrons) scales with
+  energy and mirror area and falls off outside the ~120 m Cherenkov light pool.
+* **Hadrons** (``hadron_shape``) are not a separate population: each proton shower draws its
+  own shape, so their width, length, concentration and time-gradient distributions overlap
+  the gammas' as in real instruments. Most are wider, longer, lumpier (sub-showers: lower
+  concentration, more islands), less well aligned with their origin and with a disordered
+  time profile; a few per cent transfer most of their energy to a leading pi0 and make an
+  electromagnetic, gamma-like image, the irreducible background (Maier & Knapp 2007). The
+  figures behind the distributions are in ``docs/analysis.md`` ("The background").
 * **Timing**: the pulse arrival time changes linearly along the major axis (a few ns per
   degree, steeper for distant cores), as real shower images do.
 * **Muons** (``muon_image``): a ring of radius ~1.1 deg (the Cherenkov angle), intensity
@@ -66,6 +72,81 @@ class Shower:
     #: SimPipe places point sources off-centre (wobble) and diffuse hadrons in a view cone.
     source_x_deg: float = 0.0
     source_y_deg: float = 0.0
+
+
+#: Fraction of proton showers whose leading pi0 makes a nearly electromagnetic, gamma-like
+#: image (a few per cent: Maier & Knapp 2007, Astropart. Phys. 28, 72).
+EM_LIKE_FRACTION = 0.06
+#: Cherenkov light of a proton shower relative to a gamma shower of the same energy: about a
+#: third to a half (hadronic energy goes to muons, neutrinos and nuclear binding).
+HADRON_LIGHT_RANGE = (0.3, 0.55)
+
+
+@dataclass(frozen=True, slots=True)
+class HadronShape:
+    """How one proton shower's image departs from a gamma's of the same energy and geometry.
+
+    Multiplicative factors on the gamma width and length, the weight and offset of a second
+    sub-shower (0 for none), extra misalignment of the axis (rad), the fraction of the gamma
+    time gradient kept, the pulse-time jitter (ns) and the light yield relative to a gamma."""
+
+    width: float
+    length: float
+    sub_weight: float
+    sub_offset: float
+    misalign_rad: float
+    gradient: float
+    jitter_ns: float
+    light: float
+
+
+GAMMA_SHAPE = HadronShape(1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.3, 1.0)
+
+
+def _shower_rng(shower: Shower) -> np.random.Generator:
+    """A generator keyed by the shower itself: what is a property of the shower (its pi0
+    content, its light yield) must be the same in every telescope that sees it, and each
+    telescope's image is drawn with its own generator."""
+    key = np.array([shower.energy_tev, shower.core_x_m, shower.core_y_m], dtype=np.float64)
+    return np.random.default_rng(np.frombuffer(key.tobytes(), dtype=np.uint32))
+
+
+def hadron_shape(rng: np.random.Generator, shower: Shower) -> HadronShape:
+    """A proton shower's shape in one telescope: shower-wide properties drawn from the
+    shower's own generator, per-image fluctuations from ``rng``.
+
+    Most showers: width x1.5 and length x1.2 (median) with log-normal spreads wide enough
+    that a tail reaches gamma values (the mean-scaled-width distribution of protons is broad
+    and overlaps the gammas', e.g. Ohm, van Eldik & Egberts 2009), a sub-shower in half of
+    the images, a misaligned axis and a time gradient that is only partly ordered. The
+    electromagnetic-like few per cent differ from gammas by a few per cent only, in every
+    telescope."""
+    own = _shower_rng(shower)
+    light = float(own.uniform(*HADRON_LIGHT_RANGE))
+    if own.random() < EM_LIKE_FRACTION:
+        return HadronShape(
+            width=float(own.lognormal(math.log(1.08), 0.05) * rng.lognormal(0.0, 0.05)),
+            length=float(own.lognormal(math.log(1.05), 0.05) * rng.lognormal(0.0, 0.05)),
+            sub_weight=0.0,
+            sub_offset=0.0,
+            misalign_rad=float(rng.normal(0.0, 0.04)),
+            gradient=float(own.uniform(0.8, 1.0)),
+            jitter_ns=0.4,
+            light=light,
+        )
+    width = own.lognormal(math.log(1.5), 0.22) * rng.lognormal(0.0, 0.15)
+    length = own.lognormal(math.log(1.2), 0.15) * rng.lognormal(0.0, 0.1)
+    sub = rng.random() < 0.5
+    return HadronShape(
+        width=float(width),
+        length=float(length),
+        sub_weight=float(rng.uniform(0.1, 0.4)) if sub else 0.0,
+        sub_offset=float(rng.normal(0.0, 2.0)),
+        misalign_rad=float(rng.normal(0.0, 0.15)),
+        gradient=float(own.uniform(0.0, 1.0)),
+        jitter_ns=float(rng.uniform(0.5, 1.5)),
+        light=light,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,16 +215,16 @@ def shower_image(
     cog_x = shower.source_x_deg + dist * math.cos(psi)
     cog_y = shower.source_y_deg + dist * math.sin(psi)
     log_e = math.log10(shower.energy_tev)
-    length = 0.08 + 0.05 * (log_e + 1.5) + 0.0002 * impact
-    width = (0.035 + 0.012 * (log_e + 1.5)) * (2.2 if shower.hadron else 1.0)
+    shape = hadron_shape(rng, shower) if shower.hadron else GAMMA_SHAPE
+    length = (0.08 + 0.05 * (log_e + 1.5) + 0.0002 * impact) * shape.length
+    width = (0.035 + 0.012 * (log_e + 1.5)) * shape.width
     length, width = max(length, 0.05), max(width, 0.02)
     pool = 1.0 if impact <= LIGHT_POOL_M else math.exp(-(impact - LIGHT_POOL_M) / 80.0)
-    size = 500.0 * shower.energy_tev * (camera.mirror_area_m2 / 100.0) * pool
-    if shower.hadron:
-        size *= 0.5  # hadronic showers put less energy into Cherenkov light
-    density, along = _gauss2d(x, y, cog_x, cog_y, length, width, psi)
-    if shower.hadron:  # a second, offset sub-shower makes the image irregular
-        off = rng.normal(0.0, 2 * width)
+    size = 500.0 * shower.energy_tev * (camera.mirror_area_m2 / 100.0) * pool * shape.light
+    axis = psi + shape.misalign_rad  # the centroid stays on the line, the axis turns about it
+    density, along = _gauss2d(x, y, cog_x, cog_y, length, width, axis)
+    if shape.sub_weight > 0:  # a second, offset sub-shower makes the image irregular
+        off = shape.sub_offset * width
         extra, _ = _gauss2d(
             x,
             y,
@@ -151,14 +232,14 @@ def shower_image(
             cog_y + off * math.cos(psi),
             0.6 * length,
             width,
-            psi + rng.normal(0.0, 0.3),
+            axis + rng.normal(0.0, 0.3),
         )
-        density = 0.7 * density + 0.3 * extra
+        density = (1 - shape.sub_weight) * density + shape.sub_weight * extra
     pixel_area = camera.pixel_spacing_deg**2 * math.sqrt(3) / 2
     pe = size * density * pixel_area
-    gradient = 2.0 + impact / 50.0  # ns per deg, steeper for distant cores
-    peak = camera.window_ns / 2 + gradient * along + rng.normal(0.0, 0.3, x.size)
-    return TelescopeImage(pe, peak, float(pe.sum()), cog_x, cog_y, psi, length, width)
+    gradient = (2.0 + impact / 50.0) * shape.gradient  # ns per deg, steeper for distant cores
+    peak = camera.window_ns / 2 + gradient * along + rng.normal(0.0, shape.jitter_ns, x.size)
+    return TelescopeImage(pe, peak, float(pe.sum()), cog_x, cog_y, axis, length, width)
 
 
 def muon_image(rng: np.random.Generator, camera: CameraSpec) -> TelescopeImage:
