@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import astropy.units as u
 import numpy as np
@@ -95,6 +96,21 @@ def retrieve_observations(
 
 
 @dataclass(frozen=True)
+class OffExposure:
+    """What one observation's OFF regions covered, per reconstructed-energy bin of the
+    analysis: enough to predict their background counts from a background IRF."""
+
+    obs_id: int
+    livetime_s: float
+    offset_deg: float  # of the ON region (and so of every reflected OFF region) from pointing
+    energy_edges_tev: tuple[float, ...]
+    safe: tuple[bool, ...]
+    n_regions: tuple[float, ...]  # OFF regions per bin (gammapy's acceptance_off)
+    rad_max_deg: tuple[float, ...]
+    counts_off: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class SpectrumFit:
     """A power law dN/dE = amplitude (E / reference)^-index, fitted to the ON/OFF counts."""
 
@@ -107,9 +123,11 @@ class SpectrumFit:
     n_on: int
     n_off: int
     excess: float
-    significance: float
+    alpha: float
+    significance: float  # Li & Ma (WStat) of the stacked ON/OFF counts, gammapy's
     livetime_s: float
     success: bool
+    off_exposure: tuple[OffExposure, ...] = ()
 
     def pulls(self, index: float, amplitude: float) -> tuple[float, float]:
         """(fit - truth) / error for the index and the amplitude."""
@@ -170,11 +188,13 @@ def fit_power_law(
     )
     safe = SafeMaskMaker(methods=["aeff-max"], aeff_percent=10)
     datasets = Datasets()
+    exposures = []
     logging.getLogger("gammapy").setLevel(logging.ERROR)
     for obs in observations:
         dataset = maker.run(empty.copy(name=f"obs_{obs.obs_id}"), obs)
         on_off = safe.run(background.run(dataset, obs), obs)
         datasets.append(on_off)
+        exposures.append(_off_exposure(obs, on_off, target))
     model = PowerLawSpectralModel(
         index=2.0, amplitude=1e-11 * u.Unit("cm-2 s-1 TeV-1"), reference=reference_tev * u.TeV
     )
@@ -193,7 +213,27 @@ def fit_power_law(
         n_on=int(info["counts"]),
         n_off=int(info["counts_off"]),
         excess=float(info["excess"]),
-        significance=float(np.nan_to_num(info["sqrt_ts"])),
+        alpha=float(info["alpha"]),
+        significance=float(info["sqrt_ts"]),
         livetime_s=float(u.Quantity(info["livetime"]).to_value(u.s)),
         success=bool(result.success),
+        off_exposure=tuple(exposures),
+    )
+
+
+def _off_exposure(obs: Any, on_off: Any, target: SkyCoord) -> OffExposure:
+    """The OFF regions of one observation's dataset, bin by bin."""
+    axis = on_off.counts.geom.axes["energy"]
+    edges = axis.edges.to_value(u.TeV)
+    offset = obs.get_pointing_icrs(obs.tmid).separation(target).to(u.deg)
+    rad_max = obs.rad_max.evaluate(energy=axis.center, offset=offset)
+    return OffExposure(
+        obs_id=int(obs.obs_id),
+        livetime_s=float(u.Quantity(obs.observation_live_time_duration).to_value(u.s)),
+        offset_deg=float(offset.value),
+        energy_edges_tev=tuple(float(e) for e in edges),
+        safe=tuple(bool(m) for m in np.ravel(on_off.mask_safe.data)),
+        n_regions=tuple(float(a) for a in np.ravel(on_off.acceptance_off.data)),
+        rad_max_deg=tuple(float(r) for r in np.ravel(u.Quantity(rad_max).to_value(u.deg))),
+        counts_off=tuple(int(c) for c in np.ravel(on_off.counts_off.data)),
     )

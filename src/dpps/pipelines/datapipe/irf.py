@@ -41,6 +41,9 @@ from dpps.core.errors import InvalidInput
 from dpps.pipelines.datapipe.dl2_contract import header_value
 
 GH_CUTS_EXTNAME = "GH_CUTS"
+#: Simulated protons behind each BACKGROUND bin (unweighted): the background's statistical
+#: uncertainty, which a comparison of the measured background with it needs.
+BKG_EVENTS_EXTNAME = "BKG_EVENTS"
 
 
 # -- simulation bookkeeping ---------------------------------------------------------------------
@@ -201,15 +204,88 @@ def optimised_cuts(
         )
     finally:
         quiet.setLevel(level)
-    return Cuts(
-        _cut_table(reco_energy_bins, np.asarray(gh["cut"])), theta, multiplicity, "optimised"
+    counts, _ = np.histogram(
+        u.Quantity(g["reco_energy"]).to_value(u.TeV), reco_energy_bins.to_value(u.TeV)
     )
+    theta["cut"] = _nearest_filled(u.Quantity(theta["cut"]).to(u.deg), counts)
+    gh_cut = _nearest_filled(np.asarray(gh["cut"], dtype=float), counts)
+    return Cuts(_cut_table(reco_energy_bins, gh_cut), theta, multiplicity, "optimised")
+
+
+#: Fewer simulated gammas than this in a reco-energy bin: its cut is not computed (pyirf's
+#: ``calculate_percentile_cut`` default), it is taken from the nearest bin that has enough.
+MIN_EVENTS_PER_CUT_BIN = 10
+
+
+def _nearest_filled(values: Any, counts: np.ndarray) -> Any:
+    """Cuts of sparse bins from the nearest well-filled bin: pyirf fills them with the most
+    extreme value (gh 1.0, the largest theta), which rejects nearly every real gamma of those
+    energies or, for theta, lets in four times the background. No filled bin: unchanged."""
+    filled = np.flatnonzero(counts >= MIN_EVENTS_PER_CUT_BIN)
+    if filled.size == 0:
+        return values
+    out = values.copy()
+    for i in np.flatnonzero(counts < MIN_EVENTS_PER_CUT_BIN):
+        out[i] = values[filled[np.argmin(np.abs(filled - i))]]
+    return out
 
 
 def gamma_like(events: QTable, cuts: Cuts) -> np.ndarray:
     """The event selection of DL3: multiplicity and gamma/hadron cut (no direction cut)."""
     passed = evaluate_binned_cut(events["gh_score"], events["reco_energy"], cuts.gh, operator.ge)
     return np.asarray(passed & (np.asarray(events["multiplicity"]) >= cuts.multiplicity))
+
+
+@dataclass(frozen=True)
+class Separation:
+    """The gamma/hadron separation measured on simulated samples (the IRF's own: events the
+    classifier was not trained on): gamma efficiency and proton rejection of the chosen cut
+    (multiplicity and gh, no direction cut) and the area under the ROC curve of the score."""
+
+    gamma_efficiency: float
+    proton_rejection: float
+    roc_auc: float
+    n_gammas: int
+    n_protons: int
+    n_protons_passed: int
+
+    def cards(self) -> dict[str, float | int]:
+        """Primary-header keywords (the archive indexes them as the file's metadata)."""
+        return {
+            "GHEFF": round(self.gamma_efficiency, 4),
+            "PROTREJ": round(self.proton_rejection, 5),
+            "ROCAUC": round(self.roc_auc, 4),
+            "NGTEST": self.n_gammas,
+            "NPTEST": self.n_protons,
+        }
+
+
+def separation(gammas: QTable, protons: QTable, cuts: Cuts) -> Separation:
+    """Efficiency, rejection and ROC AUC over the events with the multiplicity the cuts ask
+    for and a reconstructed energy inside the cut table (those DL3 could keep)."""
+    from sklearn.metrics import roc_auc_score
+
+    lo, hi = cuts.gh["low"][0], cuts.gh["high"][-1]
+
+    def candidates(events: QTable) -> QTable:
+        e = events["reco_energy"]
+        keep = (np.asarray(events["multiplicity"]) >= cuts.multiplicity) & (e >= lo) & (e < hi)
+        return events[keep]
+
+    g, p = candidates(gammas), candidates(protons)
+    if len(g) == 0 or len(p) == 0:
+        raise InvalidInput("no gamma or no proton to measure the gamma/hadron separation on")
+    passed_g, passed_p = int(gamma_like(g, cuts).sum()), int(gamma_like(p, cuts).sum())
+    scores = np.concatenate([np.asarray(g["gh_score"]), np.asarray(p["gh_score"])])
+    labels = np.concatenate([np.ones(len(g)), np.zeros(len(p))])
+    return Separation(
+        gamma_efficiency=passed_g / len(g),
+        proton_rejection=1.0 - passed_p / len(p),
+        roc_auc=float(roc_auc_score(labels, scores)),
+        n_gammas=len(g),
+        n_protons=len(p),
+        n_protons_passed=passed_p,
+    )
 
 
 def in_theta(events: QTable, cuts: Cuts) -> np.ndarray:
@@ -255,6 +331,7 @@ class PointLikeIRF:
     edisp: np.ndarray  # (n_true, n_migra, 1)
     rad_max: u.Quantity  # (n_reco_cut, 1) deg
     background: u.Quantity | None  # (n_reco, n_offset) s-1 TeV-1 sr-1, full enclosure
+    background_events: np.ndarray | None  # (n_reco, n_offset) simulated protons per bin
     cuts: Cuts
     binning: Binning
     n_selected: int
@@ -288,13 +365,20 @@ def point_like_irf(
     aeff = np.nan_to_num(aeff, nan=0.0)[:, np.newaxis]
     edisp = energy_dispersion(selected, binning.true_energy, binning.fov_offset, binning.migration)
     rad_max = u.Quantity(cuts.theta["cut"]).to(u.deg)[:, np.newaxis]
-    background = None
+    background = background_events = None
     if protons is not None and background_time is not None:
         chosen = protons[gamma_like(protons, cuts)]
         background = background_2d(
             chosen, binning.reco_energy, binning.background_offset, background_time
         )
-    return PointLikeIRF(aeff, edisp, rad_max, background, cuts, binning, len(selected))
+        background_events, _, _ = np.histogram2d(
+            u.Quantity(chosen["reco_energy"]).to_value(u.TeV),
+            u.Quantity(chosen["reco_source_fov_offset"]).to_value(u.deg),
+            bins=[binning.reco_energy.to_value(u.TeV), binning.background_offset.to_value(u.deg)],
+        )
+    return PointLikeIRF(
+        aeff, edisp, rad_max, background, background_events, cuts, binning, len(selected)
+    )
 
 
 def irf_id(irf: PointLikeIRF) -> str:
@@ -342,6 +426,13 @@ def irf_hdus(irf: PointLikeIRF, cards: Mapping[str, Any]) -> list[fits.BinTableH
         hdus.append(
             create_background_2d_hdu(irf.background, b.reco_energy, b.background_offset, **cards)
         )
+    if irf.background_events is not None:
+        counts = QTable()
+        counts["COUNTS"] = irf.background_events.T[np.newaxis].astype(np.int64)
+        events = fits.table_to_hdu(counts)
+        events.name = BKG_EVENTS_EXTNAME
+        events.header["COMMENT"] = "simulated protons per BACKGROUND bin (same axes), unweighted"
+        hdus.append(events)
     return hdus
 
 

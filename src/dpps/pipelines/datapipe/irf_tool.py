@@ -11,14 +11,26 @@ from typing import ClassVar, Literal
 
 import astropy.units as u
 import numpy as np
-from pydantic import Field, model_validator
-from pyirf.spectral import CRAB_HEGRA, IRFDOC_PROTON_SPECTRUM
+from pydantic import BaseModel, Field, model_validator
+from pyirf.spectral import CRAB_HEGRA, IRFDOC_PROTON_SPECTRUM, PowerLaw
 
 from dpps.core.errors import InvalidInput
 from dpps.core.version import __version__
 from dpps.pipelines.datapipe import gadf, irf
 from dpps.pipelines.datapipe.dl2_contract import DL2File, header_value, read_many, stack
 from dpps.pipelines.tool import Tool, ToolConfig, register_tool
+
+
+class PowerLawFlux(BaseModel):
+    """dN/dE = amplitude (E / 1 TeV)^-index: cm-2 s-1 TeV-1 (point source) or per sr too
+    (diffuse)."""
+
+    amplitude: float = Field(gt=0, description="at 1 TeV")
+    index: float = Field(gt=1, description="positive: dN/dE ~ E^-index")
+
+    def power_law(self, diffuse: bool) -> PowerLaw:
+        unit = u.Unit("cm-2 s-1 TeV-1 sr-1" if diffuse else "cm-2 s-1 TeV-1")
+        return PowerLaw(self.amplitude * unit, -self.index)
 
 
 class IRFConfig(ToolConfig):
@@ -50,6 +62,15 @@ class IRFConfig(ToolConfig):
         False, description="also write a full-enclosure BACKGROUND (BKG_2D) from the protons"
     )
     background_offset_bins: int = Field(5, ge=1, le=50, description="background offset bins")
+    gamma_flux: PowerLawFlux | None = Field(
+        None, description="optimised: the source the cuts are optimised for (default: Crab)"
+    )
+    proton_flux: PowerLawFlux | None = Field(
+        None,
+        description="the proton flux the cuts and background are computed for (default: the "
+        "cosmic-ray protons of the CTA IRF document); a toy night's own flux keeps the "
+        "background IRF comparable with it",
+    )
     telescope: str = Field("CTAO", description="TELESCOP keyword")
     instrument: str = Field("CTAO", description="INSTRUME keyword")
     output_name: str = Field(
@@ -123,9 +144,10 @@ class IRFTool(Tool[IRFConfig]):
         )
         obstime = c.optimisation_time_h * u.hour
         if protons is not None and proton_info is not None:
-            protons["weight"] = irf.event_weights(
-                protons, proton_info, IRFDOC_PROTON_SPECTRUM, obstime
+            proton_spectrum = (
+                c.proton_flux.power_law(diffuse=True) if c.proton_flux else IRFDOC_PROTON_SPECTRUM
             )
+            protons["weight"] = irf.event_weights(protons, proton_info, proton_spectrum, obstime)
         if c.cuts == "fixed":
             cuts = irf.fixed_cuts(
                 binning.reco_energy, c.gh_cut, c.theta_cut_deg * u.deg, c.multiplicity_min
@@ -133,7 +155,8 @@ class IRFTool(Tool[IRFConfig]):
         else:
             assert protons is not None
             assert proton_info is not None
-            gammas["weight"] = irf.event_weights(gammas, gamma_info, CRAB_HEGRA, obstime)
+            gamma_spectrum = c.gamma_flux.power_law(diffuse=False) if c.gamma_flux else CRAB_HEGRA
+            gammas["weight"] = irf.event_weights(gammas, gamma_info, gamma_spectrum, obstime)
             cuts = irf.optimised_cuts(
                 gammas,
                 protons,
@@ -157,10 +180,12 @@ class IRFTool(Tool[IRFConfig]):
         identifier = irf.irf_id(response)
         cards = {"TELESCOP": c.telescope, "INSTRUME": c.instrument}
         path = self.output_dir / c.output_name
+        separation = irf.separation(gammas, protons, cuts) if protons is not None else None
         gadf.write_fits(
             path,
             irf.irf_hdus(response, cards),
             {
+                **(separation.cards() if separation is not None else {}),
                 "DATALEVL": "DL3",
                 "DATATYPE": "irf",
                 "IRF_ID": identifier,
