@@ -130,6 +130,14 @@ def _print(report: dict[str, Any]) -> None:
             ],
         )
     )
+    separation = models.get("separation") or {}
+    if separation:
+        console.print(
+            "gamma/hadron separation on independent simulations "
+            f"({separation['test_gammas']:.0f} gammas, {separation['test_protons']:.0f} protons): "
+            f"gamma efficiency {separation['gamma_efficiency']:.1%}, proton rejection "
+            f"{separation['proton_rejection']:.2%}, ROC AUC {separation['roc_auc']:.3f}"
+        )
     if "error" in analysis:
         console.print(styled("[red]analysis failed:[/red] {}", analysis["error"]))
     else:
@@ -138,15 +146,32 @@ def _print(report: dict[str, Any]) -> None:
                 "[bold]gammapy[/bold] {}",
                 f"{analysis['n_observations']} observations, "
                 f"{analysis['livetime_s']:.0f} s: ON {analysis['n_on']}, OFF {analysis['n_off']}, "
-                f"excess {analysis['excess']:.1f}, significance {analysis['significance']:.1f} "
-                "sigma",
+                f"alpha {analysis['alpha']:.3f}, excess {analysis['excess']:.1f}, "
+                f"significance {analysis['significance']:.1f} sigma (Li & Ma)",
             )
         )
+        for warning in analysis.get("warnings", []):
+            console.print(styled("[yellow]analysis warning:[/yellow] {}", warning))
+        truth = report.get("truth") or {}
+        ref = analysis["reference_tev"]
+        simulated_amp = truth.get("simulated_amplitude", sim["amplitude"])
         console.print(
             f"spectrum: index {analysis['index']:.2f} ± {analysis['index_error']:.2f} "
-            f"(simulated {sim['index']:.2f}), amplitude at 1 TeV {analysis['amplitude']:.3g} ± "
-            f"{analysis['amplitude_error']:.2g} cm-2 s-1 TeV-1 (simulated {sim['amplitude']:.3g})"
+            f"(simulated {sim['index']:.2f}), amplitude at {ref:g} TeV "
+            f"{analysis['amplitude']:.3g} ± {analysis['amplitude_error']:.2g} cm-2 s-1 TeV-1 "
+            f"(simulated {simulated_amp:.3g})"
         )
+        if truth:
+            bkg = truth["background"]
+            console.print(
+                f"against the simulation: index pull {truth['index_pull']:+.2f}, amplitude "
+                f"pull {truth['amplitude_pull']:+.2f}; OFF {bkg['measured']} vs "
+                f"{bkg['predicted']:.1f} ± {bkg['predicted_error']:.1f} predicted by the "
+                f"background IRF (ratio {bkg['ratio']:.2f} ± {bkg['ratio_error']:.2f}, pull "
+                f"{bkg['pull']:+.2f}; {bkg['rate_per_deg2_hz']:.3f} Hz/deg2 after cuts)"
+            )
+            for flag in truth["flags"]:
+                console.print(styled("[red]beyond 3 sigma:[/red] {}", flag))
     console.print(
         "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["seconds"].items())
     )

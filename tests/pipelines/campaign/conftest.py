@@ -7,7 +7,7 @@ other options, so the campaign's are different bytes and become new versions).""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -53,8 +53,13 @@ def _common(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def simulate_landing(root: Path) -> list[Path]:
     """Two observation blocks of four telescopes as the observing night plans them (enough
-    calibration events for CalibPipe, a wobble-mode source, monitoring tables)."""
-    config = NightPlan(blocks=2).simulation()
+    calibration events for CalibPipe, a wobble-mode source, monitoring tables), with the
+    cosmic-ray rate the night had before issue 17 (8 Hz in a 2.5 deg cone): campaigns test
+    staging and reprocessing, not the background, and the night's 80 Hz would make every
+    campaign test several times longer."""
+    night = NightPlan()
+    source = replace(night.source, hadron_rate_hz=8.0, hadron_cone_deg=2.5, hadron_e_min_tev=0.05)
+    config = NightPlan(blocks=2, source=source).simulation()
     if not (root / "landing.done").exists():
         with quiet_native_stdout():
             simulate(root / "landing", config)

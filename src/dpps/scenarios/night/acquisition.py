@@ -41,8 +41,9 @@ class NightPlan:
             22.0145,
             wobble_offset_deg=0.5,
             gamma_rate_hz=12.0,
-            hadron_rate_hz=8.0,
-            hadron_cone_deg=2.5,
+            hadron_rate_hz=80.0,
+            hadron_cone_deg=1.0,
+            hadron_e_min_tev=0.15,
         )
     )
     start: dt.datetime = dt.datetime(2026, 11, 22, 1, 30, 0)
@@ -60,7 +61,7 @@ class NightPlan:
             event_rate_hz=2.5,
             calibration_fraction=0.85,
             muon_fraction=0.05,
-            events_per_chunk=100,
+            events_per_chunk=400,
             start=self.start,
             first_obs_id=self.first_obs_id,
             gap_s=30.0,
