@@ -66,9 +66,9 @@ class ProductionSize:
     #: protons would also fit their fluctuations.
     gh_efficiencies: tuple[float, ...] = (0.9, 0.95)
     #: Smallest direction cut (deg): the 68 % containment the optimisation takes, but not
-    #: below the H.E.S.S. standard cut's 0.11 deg, a few times the toy chain's pointing and
-    #: astrometry systematics (a few hundredths of a degree).
-    theta_min_deg: float = 0.125
+    #: below 0.15 deg (H.E.S.S. cuts: 0.11 standard, 0.2 loose), several times the toy
+    #: chain's pointing and astrometry systematics (a few hundredths of a degree).
+    theta_min_deg: float = 0.15
 
 
 @dataclass(frozen=True)

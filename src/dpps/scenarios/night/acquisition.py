@@ -41,7 +41,7 @@ class NightPlan:
             22.0145,
             wobble_offset_deg=0.5,
             gamma_rate_hz=12.0,
-            hadron_rate_hz=80.0,
+            hadron_rate_hz=100.0,
             hadron_cone_deg=1.0,
             hadron_e_min_tev=0.15,
         )
