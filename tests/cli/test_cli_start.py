@@ -1,0 +1,111 @@
+"""The CLI starts fast: the root imports a command's modules only when that command runs.
+
+No timing here (the benchmark measures, benchmarks/bench_cli_start.py): these tests check the
+cause of a slow start, the heavy libraries in ``sys.modules``, and that the table the root
+lists is what the command modules really register.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dpps.cli.lazy import build, summary_of
+from dpps.cli.main import COMMANDS, app
+
+#: Libraries that a command needs but ``--version``, ``--help`` and completion must not load.
+HEAVY = ("sqlalchemy", "astropy", "numpy", "pydantic", "httpx", "protozfits", "alembic")
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def loaded_after(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """The heavy top-level packages in ``sys.modules`` after ``dpps ARGV`` in a fresh process."""
+    script = (
+        "import json, sys\n"
+        "from dpps.cli.main import app\n"
+        f"try:\n    app({list(argv)!r})\n"
+        "except SystemExit:\n    pass\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+    )
+    environ = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environ, check=True
+    )
+    last: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return last
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], []], ids=str)
+def test_version_and_help_import_no_heavy_library(argv: list[str]) -> None:
+    assert loaded_after(*argv) == []
+
+
+def test_top_level_completion_imports_no_command_module() -> None:
+    env = {"_DPPS_COMPLETE": "complete_bash", "COMP_WORDS": "dpps ru", "COMP_CWORD": "1"}
+    assert loaded_after(env=env) == []
+
+
+def test_one_command_loads_its_modules_only() -> None:
+    """``dpps rule --help`` builds the rule group, not the night's simulation stack."""
+    script = (
+        "import sys\nfrom dpps.cli.main import app\n"
+        "try:\n    app(['rule', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dpps.cli.')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=True,
+    )
+    modules = proc.stdout.strip().splitlines()[-1]
+    assert "dpps.cli.rule_cmds" in modules
+    for other in ("night_cmds", "testbed_cmds", "wms_cmds", "campaign_cmds", "daemon_cmds"):
+        assert f"dpps.cli.{other}" not in modules
+
+
+def test_table_is_what_the_modules_register() -> None:
+    """Each module set of the table registers exactly the names the table gives it, with the
+    summaries the table shows: a command added to a module without its line here fails."""
+    by_modules: dict[tuple[str, ...], set[str]] = {}
+    for name, entry in COMMANDS.items():
+        by_modules.setdefault(entry.modules, set()).add(name)
+    every_module = {m for entry in COMMANDS.values() for m in entry.modules}
+    registered_anywhere = set(build(sorted(every_module)).commands)
+    assert registered_anywhere == set(COMMANDS), "add the missing names to dpps.cli.main"
+    for modules, names in by_modules.items():
+        group = build(modules)
+        for name in names:
+            assert name in group.commands, f"{modules} do not register {name!r}"
+            assert COMMANDS[name].summary == summary_of(group.commands[name]), name
+
+
+def test_help_lists_every_command_with_its_summary() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    for name, entry in COMMANDS.items():
+        assert name in result.stdout
+        assert entry.summary[:60] in result.stdout
+
+
+def test_typo_suggests_the_command() -> None:
+    result = CliRunner().invoke(app, ["rulle"])
+    assert result.exit_code == 2
+    assert "Did you mean 'rule'" in result.stderr
+
+
+def test_shell_completion_script_for_bash_and_zsh() -> None:
+    """Typer's completion: ``--show-completion SHELL`` prints a script that calls back."""
+    for shell in ("bash", "zsh"):
+        result = CliRunner().invoke(app, ["--show-completion", shell])
+        assert result.exit_code == 0, result.output
+        assert "_DPPS_COMPLETE" in result.stdout
