@@ -175,7 +175,7 @@ def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
 
 def register(app: typer.Typer) -> None:
     acada_app = _group(app, "acada", "ACADA: simulated telescope-site data and its ingestion.")
-    command(acada_app, simulate)
-    command(acada_app, ingest_daemon, "ingest-daemon")
+    command(acada_app, simulate, local=True)
+    command(acada_app, ingest_daemon, "ingest-daemon", local=True)
     daemon_app = _group(app, "daemon", "Run one of the archive's daemons.")
-    command(daemon_app, ingest_daemon, "ingest")
+    command(daemon_app, ingest_daemon, "ingest", local=True)

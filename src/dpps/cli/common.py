@@ -1,25 +1,30 @@
-"""Options and helpers shared by the command modules."""
+"""Options and helpers shared by the command modules.
+
+This module is imported by every command, so it imports no library layer at module level
+(the archive, SQLAlchemy, the REST client load inside the functions that need them): a
+command pays only for what it uses (issue 14, a CLI that starts fast).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from sqlalchemy.exc import OperationalError
 
-from dpps.bdms.api_types import ArchiveAPI
-from dpps.bdms.archive import Archive
 from dpps.cli.output import err_console, styled
 from dpps.core.errors import DppsError, Unavailable
-from dpps.wms.api_types import WMSAPI
 
 if TYPE_CHECKING:
+    from dpps.bdms.api_types import ArchiveAPI
+    from dpps.bdms.archive import Archive
     from dpps.client.archive import RemoteArchive
     from dpps.client.wms import RemoteWMS
     from dpps.wms.api import WMS
+    from dpps.wms.api_types import WMSAPI
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,8 +73,47 @@ def open_wms(ctx: typer.Context) -> WMSAPI:
     return WMS(open_local_archive(ctx))
 
 
+def refuse_remote(what: str) -> None:
+    """Stop (exit 3, "not available over REST") when $DPPS_URL is set: ``what`` acts on
+    this machine's workspace, storage or processes, and the user meant the server."""
+    if is_remote():
+        from dpps.client.views import unsupported
+
+        unsupported(what)
+
+
+def local_only[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Mark a command that only runs here (``init``, the daemons, ``serve``, ``night``, the
+    testbed): with $DPPS_URL set it refuses before anything runs, since whoever set it meant
+    the server and would otherwise change a local catalog (issue 14: a reader's ``dpps
+    night`` wrote 61 files into the live server's catalog)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if is_remote():
+            refuse_remote(_command_path())
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _command_path() -> str:
+    """``dpps daemon evaluator``: the running command's path, from Click's current context
+    (Typer vendors Click as ``typer._click``; older versions use ``click`` itself)."""
+    for name in ("typer._click.globals", "click.globals"):
+        current = getattr(sys.modules.get(name), "get_current_context", None)
+        ctx = current(silent=True) if current is not None else None
+        if ctx is not None:
+            return str(ctx.command_path)
+    return "this command"
+
+
 def open_local_archive(ctx: typer.Context) -> Archive:
-    """The archive of the command's workspace (never remote: daemons, serve, init)."""
+    """The archive of the command's workspace (never remote: daemons, serve, init); refused
+    when $DPPS_URL is set, a safety net behind ``local_only``."""
+    refuse_remote(_command_path())
+    from dpps.bdms.archive import Archive
+
     workspace = (ctx.obj or {}).get("workspace") if ctx is not None else None
     archive = Archive.open(workspace)
     if ctx is not None:
@@ -112,16 +156,16 @@ def handle_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
         except DppsError as exc:
             err_console.print(styled("[red]error:[/red] {}", exc), highlight=False)
             raise typer.Exit(exc.exit_code) from None
-        except OperationalError as exc:  # server down or unreachable, catalog locked: exit 9
-            error = Unavailable(f"catalog database unavailable: {exc.orig}")
-            err_console.print(styled("[red]error:[/red] {}", error), highlight=False)
-            raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except Exception as exc:
+            if _catalog_unavailable(exc):  # server down or unreachable, catalog locked: exit 9
+                error = Unavailable(f"catalog database unavailable: {getattr(exc, 'orig', exc)}")
+                err_console.print(styled("[red]error:[/red] {}", error), highlight=False)
+                raise typer.Exit(error.exit_code) from None
             if os.environ.get("DPPS_DEBUG"):
                 raise
             err_console.print(
@@ -137,6 +181,16 @@ def handle_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -> None:
-    """Register ``fn`` as a command of ``app`` with the shared error handling."""
-    app.command(name)(handle_errors(fn))
+def _catalog_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLAlchemy's OperationalError (checked without importing
+    SQLAlchemy: a command that never loaded it cannot have raised it)."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.OperationalError)
+
+
+def command(
+    app: typer.Typer, fn: Callable[..., Any], name: str | None = None, *, local: bool = False
+) -> None:
+    """Register ``fn`` as a command of ``app`` with the shared error handling; ``local``
+    marks a command that only runs here (``local_only``)."""
+    app.command(name)(handle_errors(local_only(fn) if local else fn))

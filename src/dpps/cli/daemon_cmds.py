@@ -397,9 +397,9 @@ def register(app: typer.Typer) -> None:
     present = {c.name for c in group.registered_commands}
     command(group, list_daemons, "list")
     if "wms-manager" not in present:
-        command(group, wms_manager, "wms-manager")
+        command(group, wms_manager, "wms-manager", local=True)
         present.add("wms-manager")
     for spec in daemons.REGISTRY.values():
         if spec.name not in present:
-            command(group, _daemon_command(spec.name, spec.summary), spec.name)
-    command(app, serve)
+            command(group, _daemon_command(spec.name, spec.summary), spec.name, local=True)
+    command(app, serve, local=True)

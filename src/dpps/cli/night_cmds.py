@@ -226,4 +226,4 @@ def night(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, night)
+    command(app, night, local=True)

@@ -230,5 +230,5 @@ def register(app: typer.Typer) -> None:
     )
     command(pipeline_app, list_tools, "list")
     command(pipeline_app, run, "run")
-    command(pipeline_app, production, "production")
+    command(pipeline_app, production, "production", local=True)
     app.add_typer(pipeline_app, name="pipeline")

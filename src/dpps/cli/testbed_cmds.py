@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpps.cli.common import JsonOpt, handle_errors
+from dpps.cli.common import JsonOpt, handle_errors, local_only
 from dpps.cli.output import console, emit_json, table
 
 DirOpt = Annotated[
@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
 
     @testbed.command("up")
     @handle_errors
+    @local_only
     def up_cmd(
+        ctx: typer.Context,
         directory: DirOpt = None,
         topology: Annotated[
             str | None,
@@ -65,7 +67,10 @@ def register(app: typer.Typer) -> None:
 
     @testbed.command("status")
     @handle_errors
-    def status_cmd(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
+    @local_only
+    def status_cmd(
+        ctx: typer.Context, directory: DirOpt = None, json_out: JsonOpt = False
+    ) -> None:
         """What is up: namespaces, addresses, links, processes (alive or not), RSEs."""
         from dpps.testbed import lifecycle
 
@@ -91,7 +96,8 @@ def register(app: typer.Typer) -> None:
 
     @testbed.command("down")
     @handle_errors
-    def down_cmd(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
+    @local_only
+    def down_cmd(ctx: typer.Context, directory: DirOpt = None, json_out: JsonOpt = False) -> None:
         """Stop every process of the testbed by PID and delete its namespaces (also after a
         crash of 'up')."""
         from dpps.testbed import lifecycle
@@ -114,7 +120,9 @@ def register(app: typer.Typer) -> None:
 
     @scenario.command("longhaul")
     @handle_errors
+    @local_only
     def longhaul_cmd(
+        ctx: typer.Context,
         directory: DirOpt = None,
         files: Annotated[int, typer.Option("--files", min=1, help="Files ACADA writes.")] = 190,
         size_kib: Annotated[

@@ -452,7 +452,7 @@ def register(app: typer.Typer) -> None:
     command(wms_app, kill, "kill")
     command(wms_app, retry, "retry")
     command(wms_app, accounting, "accounting")
-    command(wms_app, daemon, "daemon")
+    command(wms_app, daemon, "daemon", local=True)
     command(tr_app, tr_add, "add")
     command(tr_app, tr_list, "list")
     command(tr_app, tr_status, "status")

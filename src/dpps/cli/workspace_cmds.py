@@ -143,5 +143,5 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, init)
-    command(app, demo)
+    command(app, init, local=True)
+    command(app, demo, local=True)
