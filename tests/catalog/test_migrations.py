@@ -24,3 +24,30 @@ def test_upgrade_creates_the_schema_and_matches_models(catalog_url: str) -> None
         upgrade(engine)  # idempotent
     finally:
         engine.dispose()
+
+
+def test_revision_check_agrees_with_alembic_at_every_step(catalog_url: str) -> None:
+    """``current_revision``/``head_revision`` read the version table and the scripts without
+    Alembic (issue 14: a faster CLI start); Alembic's own answers must be the same, before
+    the schema exists, at each intermediate revision and at the head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from dpps.catalog import engine as engine_mod
+
+    engine = make_engine(catalog_url)
+    try:
+        cfg: Config = engine_mod._alembic_config(engine)
+        script = ScriptDirectory.from_config(cfg)
+        assert engine_mod._head_from_scripts() == script.get_current_head()
+        assert head_revision(engine) == script.get_current_head()
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() is None
+        assert current_revision(engine) is None
+        for step in reversed([s.revision for s in script.walk_revisions()]):
+            upgrade(engine, step)
+            with engine.connect() as conn:
+                alembic_says = MigrationContext.configure(conn).get_current_revision()
+            assert current_revision(engine) == alembic_says == step
+    finally:
+        engine.dispose()

@@ -20,7 +20,7 @@ from dpps.cli.lazy import build, summary_of
 from dpps.cli.main import COMMANDS, app
 
 #: Libraries that a command needs but ``--version``, ``--help`` and completion must not load.
-HEAVY = ("sqlalchemy", "astropy", "numpy", "pydantic", "httpx", "protozfits", "alembic")
+HEAVY = ("sqlalchemy", "astropy", "numpy", "h5py", "pydantic", "httpx", "protozfits", "alembic")
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -51,6 +51,16 @@ def test_version_and_help_import_no_heavy_library(argv: list[str]) -> None:
 def test_top_level_completion_imports_no_command_module() -> None:
     env = {"_DPPS_COMPLETE": "complete_bash", "COMP_WORDS": "dpps ru", "COMP_CWORD": "1"}
     assert loaded_after(env=env) == []
+
+
+def test_a_query_loads_no_reader_migration_or_client_library(tmp_path: Path) -> None:
+    """``dpps ls`` on the embedded catalog needs SQLAlchemy, not the FITS/HDF5 readers (astropy,
+    h5py, numpy: loaded by ingestion only), Alembic (migrations only) or httpx (remote only)."""
+    ws = tmp_path / "ws"
+    assert CliRunner().invoke(app, ["init", str(ws)], env={"DPPS_URL": ""}).exit_code == 0
+    loaded = loaded_after("-w", str(ws), "ls", "obs_id=42", env={"DPPS_URL": ""})
+    assert "sqlalchemy" in loaded  # the query did run against the catalog
+    assert set(loaded) & {"astropy", "numpy", "h5py", "alembic", "httpx", "protozfits"} == set()
 
 
 def test_one_command_loads_its_modules_only() -> None:

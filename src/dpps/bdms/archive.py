@@ -1,7 +1,9 @@
 """`Archive`: the one Python entry point to the bulk archive.
 
 The CLI and the REST API are thin layers over this class. It wires configuration, catalog and
-storage together and owns transactions; the domain logic lives in the modules it calls.
+storage together and owns transactions; the domain logic lives in the modules it calls, each
+imported by the method that calls it: every CLI command opens an Archive, and a query need not
+load ingestion, replication, preservation and export (issue 14, a CLI that starts fast).
 """
 
 from __future__ import annotations
@@ -17,13 +19,8 @@ import yaml
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dpps.bdms import ingest as ingest_mod
-from dpps.bdms import metadata_ops, registration, retrieve
-from dpps.bdms.availability import replica_info
-from dpps.bdms.preservation.api import Preservation
+from dpps.bdms import retrieve
 from dpps.bdms.records import IngestOptions
-from dpps.bdms.replication import rules
-from dpps.bdms.replication.api import Replication
 from dpps.bdms.types import (
     BulkReport,
     EventInfo,
@@ -61,6 +58,8 @@ from dpps.storage.rse import StorageElement
 if TYPE_CHECKING:
     from dpps.bdms.ingestion.api import AcadaAPI
     from dpps.bdms.listings import ArchiveViews
+    from dpps.bdms.preservation.api import Preservation
+    from dpps.bdms.replication.api import Replication
 
 Progress = Callable[[int], None]
 
@@ -214,6 +213,8 @@ class Archive:
             recursive=recursive,
             new_version=new_version,
         )
+        from dpps.bdms import ingest as ingest_mod
+
         return ingest_mod.ingest(
             self.sessions,
             storage,
@@ -240,6 +241,8 @@ class Archive:
     def register(self, files: Sequence[did_repo.NewFile]) -> list[did_repo.Outcome]:
         """Catalog-only registration of files whose bytes are already on an RSE (prepared by
         ``dpps.bdms.registration``, the one registration path)."""
+        from dpps.bdms import registration
+
         with transaction(self.sessions) as session:
             return registration.register(session, files, account=self.account)
 
@@ -289,6 +292,8 @@ class Archive:
             return int(session.scalar(counted) or 0)
 
     def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails:
+        from dpps.bdms.availability import replica_info
+
         parsed = did if isinstance(did, DID) else self.did(did)
         with self.sessions() as session:
             row = did_repo.get_did(session, parsed)
@@ -352,6 +357,8 @@ class Archive:
     @property
     def preservation(self) -> Preservation:
         """Tape staging, deletion, lifetimes, audits, export and health (one sub-API)."""
+        from dpps.bdms.preservation.api import Preservation
+
         return Preservation(self.sessions, self.config, self.account)
 
     @property
@@ -365,6 +372,8 @@ class Archive:
     def set_meta(
         self, did: str | DID, pairs: Mapping[str, str], *, reason: str | None = None
     ) -> list[MetaChange]:
+        from dpps.bdms import metadata_ops
+
         parsed = did if isinstance(did, DID) else self.did(did)
         return metadata_ops.set_meta(
             self.sessions, parsed, pairs, account=self.account, reason=reason
@@ -373,6 +382,8 @@ class Archive:
     def refresh_meta(
         self, filter_text: str, *, progress: Progress | None = None, dry_run: bool = False
     ) -> RefreshReport:
+        from dpps.bdms import metadata_ops
+
         return metadata_ops.refresh_meta(
             self.sessions,
             self.config,
@@ -396,6 +407,8 @@ class Archive:
         comment: str | None = None,
     ) -> int:
         """Ask for ``copies`` replicas of ``did`` on RSEs matching ``rses``; returns its id."""
+        from dpps.bdms.replication import rules
+
         parsed = did if isinstance(did, DID) else self.did(did)
         with transaction(self.sessions) as session:
             row = did_repo.get_did(session, parsed)
@@ -416,6 +429,8 @@ class Archive:
     @property
     def replication(self) -> Replication:
         """Rules and transfers: list, show, delete (``dpps.bdms.replication.api``)."""
+        from dpps.bdms.replication.api import Replication
+
         return Replication(self.config, self.sessions, self.account)
 
     @property
@@ -432,6 +447,8 @@ class Archive:
 
     def apply_policy(self, did: str | DID, policy: str) -> list[int]:
         """Give ``did`` the rules of a named policy from the configuration (e.g. ``acada``)."""
+        from dpps.bdms.replication import rules
+
         parsed = did if isinstance(did, DID) else self.did(did)
         with transaction(self.sessions) as session:
             row = did_repo.get_did(session, parsed)

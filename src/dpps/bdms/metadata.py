@@ -12,6 +12,10 @@ header do not stop the ingest: the column stays empty, the raw value is kept in 
 ``<column>_raw`` and a warning is returned. Values given by a person (sidecar, CLI) are strict:
 a bad one is an ``InvalidInput`` naming the key. Free metadata never uses an indexed key (nor,
 see ``dpps.bdms.metadata_values``, a reserved one or a number JSON cannot write).
+
+astropy, h5py and numpy are imported by the readers that use them, not with this module: every
+command that opens the archive imports it, and they would add 0.5 s to ``dpps ls`` (issue 14).
+Checks for numpy scalars look numpy up in ``sys.modules``: none can exist before it is loaded.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ import datetime as dt
 import json
 import math
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import h5py
-import numpy as np
-from astropy.io import fits
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dpps.core.errors import IntegrityFailure, InvalidInput, NotFound
 from dpps.core.states import Category, DataLevel
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 __all__ = [
     "INDEXED_KEYS",
@@ -109,8 +113,9 @@ def validate_meta_key(key: str) -> str:
 def _count(value: Any, upper: int, *, prefixed: bool = False) -> int:
     """Non-negative integer from int, integral float or digit string (``TEL001`` if prefixed)."""
     bad = ValueError(f"expected a non-negative integer, got {value!r}")
-    integral = isinstance(value, float | np.floating) and float(value).is_integer()
-    if integral or (isinstance(value, np.integer | int) and not isinstance(value, bool)):
+    floats, ints = _scalar_types()
+    integral = isinstance(value, floats) and float(value).is_integer()
+    if integral or (isinstance(value, ints) and not isinstance(value, bool)):
         number = int(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -193,16 +198,28 @@ def _norm_key(raw: str) -> str:
     return key[:64] if key[:1].isalpha() else f"k_{key}"[:64]
 
 
+def _scalar_types() -> tuple[tuple[type[Any], ...], tuple[type[Any], ...]]:
+    """The float and integer types a header value may have: numpy's only once it is loaded."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return (float,), (int,)
+    return (float, np.floating), (int, np.integer)
+
+
 def _json_value(value: Any, depth: int = 0) -> Any:
     """Header and attribute values made JSON-safe: numpy scalars unwrapped, NaN/inf as text,
     strings capped at 1 KiB, lists at 100 elements, nesting at 3 levels."""
-    if isinstance(value, np.ndarray):
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
         big = value.size > _MAX_ITEMS
         value = f"<array shape={list(value.shape)} dtype={value.dtype}>" if big else value.tolist()
-    elif isinstance(value, np.generic):
+    elif np is not None and isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, bool | int | fits.card.Undefined):
-        return None if isinstance(value, fits.card.Undefined) else value
+    card = sys.modules.get("astropy.io.fits.card")
+    if card is not None and isinstance(value, card.Undefined):
+        return None
+    if value is None or isinstance(value, bool | int):
+        return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, list | tuple) and depth < 3:
@@ -297,6 +314,8 @@ def _hdu_summary(index: int, hdu: Any) -> dict[str, Any]:
 
 def _ones_sum(fh: BinaryIO, start: int, length: int) -> int:
     """32-bit one's-complement sum of big-endian words: the FITS checksum, read in chunks."""
+    import numpy as np
+
     fh.seek(start)
     total, remaining = 0, length
     while remaining > 0:
@@ -331,6 +350,8 @@ def _verify_hdu(fh: BinaryIO, index: int, hdu: Any, info: Mapping[str, Any]) -> 
 def _read_fits(
     path: Path, size: int, verify: bool, notes: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    from astropy.io import fits
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -376,6 +397,8 @@ def _read_fits(
 
 
 def _hdf5_item(name: str, obj: Any) -> dict[str, Any]:
+    import h5py
+
     if isinstance(obj, h5py.Dataset):
         return {"name": name, "type": "dataset", "shape": list(obj.shape), "dtype": str(obj.dtype)}
     if isinstance(obj, h5py.Group):
@@ -384,6 +407,8 @@ def _hdf5_item(name: str, obj: Any) -> dict[str, Any]:
 
 
 def _read_hdf5(path: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    import h5py
+
     try:
         with h5py.File(path, "r") as f:
             attrs: KeyMap = {}

@@ -19,10 +19,16 @@ redone as ``Retry`` says). ``Retry`` is what a caller decides about failures tha
 
 ``serialise_on_sqlite`` makes writers queue on an exclusive ``flock`` next to the SQLite file
 before they begin (the WMS's manager and workers, see ``lock_path``).
+
+Alembic is imported only to migrate: every opening of the archive checks the schema revision,
+and loading Alembic for that check (75 ms, with Mako and Pygments) was a good part of each CLI
+command's start (issue 14). The check reads Alembic's version table with plain SQL and the
+head from the migration scripts' ``revision``/``down_revision`` lines.
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import functools
 import json
@@ -34,18 +40,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.core.errors import ConfigError, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 #: PostgreSQL deadlock and serialisation failures: the transaction can be redone as it is.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -144,6 +149,8 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option(
         "script_location", str(resources.files("dpps.catalog").joinpath("migrations"))
@@ -154,18 +161,67 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the catalog schema to ``revision`` (creating it on an empty database)."""
+    from alembic import command
+
     try:
         command.upgrade(_alembic_config(engine), revision)
     except OperationalError as exc:
         raise Unavailable(f"catalog database unreachable: {exc.orig}") from None
 
 
+#: Alembic's table of applied revisions (its default name, which dpps keeps).
+VERSION_TABLE = "alembic_version"
+
+
 def current_revision(engine: Engine) -> str | None:
+    """The catalog's schema revision (None: no schema yet), as Alembic's
+    ``MigrationContext.get_current_revision`` reads it, without loading Alembic. Several rows
+    (branches, which dpps never makes) read as None: ``upgrade`` then lets Alembic decide."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return str(rows[0]) if len(rows) == 1 else None
 
 
 def head_revision(engine: Engine) -> str | None:
+    """The newest revision of the migration scripts shipped with dpps."""
+    return _head_from_scripts() or _head_from_alembic(engine)
+
+
+@functools.cache
+def _head_from_scripts() -> str | None:
+    """The one revision no script revises, read from the scripts' module-level ``revision``
+    and ``down_revision`` literals (Alembic's template writes them so); None when anything is
+    unusual (no scripts, a merge of branches, a computed value): Alembic then answers."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    versions = resources.files("dpps.catalog").joinpath("migrations", "versions")
+    for script in versions.iterdir():
+        if not script.name.endswith(".py"):
+            continue
+        values: dict[str, Any] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                    try:
+                        values[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        return None
+        revision, down = values.get("revision"), values.get("down_revision")
+        if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
+            return None
+        revisions.add(revision)
+        if down is not None:
+            revised.add(down)
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _head_from_alembic(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
 
 
