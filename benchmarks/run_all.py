@@ -28,6 +28,7 @@ QUICK: dict[str, list[str]] = {
     "calibpipe": ["--events", "100", "--rounds", "1"],
     "catalog": ["--files", "5000"],
     "checksum": ["--size-mib", "128", "--repeat", "2"],
+    "cli_start": ["--repeat", "3"],
     "pipelines": ["--showers", "150"],
     "preservation": ["--files", "300", "--kib", "64"],
     "replication": ["--small-files", "5000", "--large-files", "2", "--large-mb", "64"],

@@ -13,20 +13,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dpps.bdms.archive import Archive
 from dpps.cli.common import JsonOpt, command
 from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
 from dpps.core.errors import InvalidInput, NotFound
-from dpps.instrument.dl0 import quiet_native_stdout
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
 
 
 def _workspace(ctx: typer.Context, directory: Path | None) -> tuple[Archive, Path]:
     """--dir (created if needed), else the current workspace, else a new temporary one."""
+    from dpps.bdms.archive import Archive
+
     if directory is not None:
         directory = directory.resolve()
         if (directory / "dpps.yaml").is_file():
@@ -215,6 +218,8 @@ def night(
         seed=seed,
         first_obs_id=first_obs_id or next_obs_id(archive),
     )
+    from dpps.instrument.dl0 import quiet_native_stdout
+
     # the zfits writer logs every file it closes on stdout: keep --json one JSON document
     with _stages(not json_) as stage, quiet_native_stdout():
         report = run_night(archive, workspace / "night", plan, stage=stage)

@@ -10,12 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from dpps.bdms.archive import Archive
-from dpps.bdms.samples import generate_sample_night
 from dpps.cli.common import command
 from dpps.cli.output import console, emit_json, human_bytes, progress_bar, styled, table
 from dpps.core.errors import Conflict, IntegrityFailure
-from dpps.storage.checksums import checksum_file
 
 DEMO_MARKER = ".dpps-demo"
 
@@ -29,6 +26,8 @@ def init(
     json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Create a workspace: dpps.yaml with the reference topology, RSE directories, catalog."""
+    from dpps.bdms.archive import Archive
+
     with Archive.init(directory, catalog_url=catalog_url, force=force) as archive:
         infos = archive.rses()
         if json_:
@@ -65,6 +64,10 @@ def demo(
     def say(label: str, message: str) -> None:
         if not json_:
             console.print(styled("[bold]{}[/bold] {}", label, message))
+
+    from dpps.bdms.archive import Archive
+    from dpps.bdms.samples import generate_sample_night
+    from dpps.storage.checksums import checksum_file
 
     with Archive.init(directory) as archive:
         say("1. workspace", f"{directory} ({len(archive.config.rses)} RSEs)")
