@@ -136,7 +136,7 @@ def test_rule_commands(archive: Archive, dataset: list[str]) -> None:
         "--rses",
         "offsite&disk",
         "--lifetime",
-        "30",
+        "30d",
         "--priority",
         "4",
         "--activity",

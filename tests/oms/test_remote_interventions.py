@@ -23,7 +23,7 @@ def _rule(seeded: Seeded, rule_id: int) -> dict[str, object]:
 def test_rule_update_both_ways(seeded: Seeded, live: BackgroundServer) -> None:
     rule_id = seeded.archive.add_rule(DL1_FILE, copies=1, rses="PIC")
     dpm = seeded.tokens["data-processing-manager"]
-    update = ("--priority", "5", "--lifetime", "10", "--comment", "campaign input", "--json")
+    update = ("--priority", "5", "--lifetime", "10d", "--comment", "campaign input", "--json")
     code, out, err = _remote(live, dpm, "rule", "update", str(rule_id), *update)
     assert code == 0, err
     changed = json.loads(out)

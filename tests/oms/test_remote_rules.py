@@ -73,3 +73,34 @@ def test_rule_commands_print_the_same_locally_and_remotely(
     remaining = {r.id for r in archive.replication.list_rules()}
     assert on_dl0 not in remaining
     assert on_dl1 not in remaining
+
+
+@pytest.mark.verifies_usecase("UC-110-1.6")
+def test_rucio_style_rules_over_rest(seeded: Seeded, live: BackgroundServer) -> None:
+    """Several DIDs in one ``rule add``, locked rules, lifetimes with units and refused
+    duplicates work over REST as locally (issue 14, deliverable 3)."""
+    manager = seeded.tokens["archive-manager"]
+    add = ("rule", "add", DL0, DL1_FILE, "--rses", "PIC", "--lifetime", "12h")
+    code, out, err = _remote(live, manager, *add, "--locked", "--json")
+    assert code == 0, err
+    ids = json.loads(out)["rule_ids"]
+    assert len(ids) == 2
+    for rule_id in ids:
+        rule = seeded.archive.replication.rule(rule_id)
+        assert rule.locked
+        assert rule.expires_at is not None
+        assert 11.9 * 3600 < (rule.expires_at - rule.created_at).total_seconds() < 12.1 * 3600
+    code, _, err = _remote(live, manager, *add)
+    assert code == 6, err
+    assert "already asks" in err
+    code, out, err = _remote(live, manager, *add, "--skip-duplicate", "--json")
+    assert code == 0, err
+    assert json.loads(out)["rule_ids"] == ids
+    code, _, err = _remote(live, manager, "rule", "delete", str(ids[0]), "--reason", "test")
+    assert code == 6, err
+    assert "locked" in err
+    code, out, err = _remote(live, manager, "rule", "update", str(ids[0]), "--unlock", "--json")
+    assert code == 0, err
+    assert json.loads(out)["locked"] is False
+    code, _, err = _remote(live, manager, "rule", "delete", str(ids[0]), "--reason", "test")
+    assert code == 0, err

@@ -77,15 +77,19 @@ def _new_transformation(s: Seeded, name: str) -> str:
 
 def _rule_update(did: str) -> Call:
     def call(c: TestClient, s: Seeded, role: str, h: dict[str, str]) -> httpx.Response:
-        rule_id = s.archive.add_rule(did, copies=1, rses="PIC")
+        # a rule of its own per role (one account may not ask for the same rule twice)
+        rule_id = s.archive.as_account(f"owner-{role}").add_rule(did, copies=1, rses="PIC")
         return c.patch(f"/api/v1/rules/{rule_id}", json={"priority": 5}, headers=h)
 
     return call
 
 
-def failed_transfer(s: Seeded, did: str = DL1_FILE, rse: str = "PIC") -> int:
-    """A transfer that failed for good (as the transfer daemon leaves it), on a real rule."""
-    rule_id = s.archive.add_rule(did, copies=1, rses=rse)
+def failed_transfer(
+    s: Seeded, did: str = DL1_FILE, rse: str = "PIC", *, account: str = "root"
+) -> int:
+    """A transfer that failed for good (as the transfer daemon leaves it), on a real rule of
+    ``account`` (one account may not ask for the same rule twice)."""
+    rule_id = s.archive.as_account(account).add_rule(did, copies=1, rses=rse)
     parsed = s.archive.did(did)
     with transaction(s.archive.sessions) as session:
         did_id = session.scalar(
@@ -171,7 +175,9 @@ CASES: dict[str, tuple[Call, set[str]]] = {
         DPM,
     ),
     "transfer-retry": (
-        lambda c, s, r, h: c.post(f"/api/v1/transfers/{failed_transfer(s)}/retry", headers=h),
+        lambda c, s, r, h: c.post(
+            f"/api/v1/transfers/{failed_transfer(s, account=f'owner-{r}')}/retry", headers=h
+        ),
         RETRIERS,
     ),
 }

@@ -165,7 +165,24 @@ class ArchiveAPI(Protocol):
         priority: int = 3,
         activity: str = "default",
         comment: str | None = None,
+        locked: bool = False,
+        skip_duplicate: bool = False,
     ) -> int: ...
+
+    def add_rules(
+        self,
+        dids: Sequence[str | DID],
+        *,
+        copies: int,
+        rses: str,
+        source: str | None = None,
+        lifetime: dt.timedelta | None = None,
+        priority: int = 3,
+        activity: str = "default",
+        comment: str | None = None,
+        locked: bool = False,
+        skip_duplicate: bool = False,
+    ) -> list[int]: ...
 
     def apply_policy(self, did: str | DID, policy: str) -> list[int]: ...
 

@@ -405,26 +405,64 @@ class Archive:
         priority: int = 3,
         activity: str = "default",
         comment: str | None = None,
+        locked: bool = False,
+        skip_duplicate: bool = False,
     ) -> int:
-        """Ask for ``copies`` replicas of ``did`` on RSEs matching ``rses``; returns its id."""
+        """Ask for ``copies`` replicas of ``did`` on RSEs matching ``rses``; returns its id
+        (the existing rule's, with ``skip_duplicate``, when the account asked the same)."""
+        return self.add_rules(
+            [did],
+            copies=copies,
+            rses=rses,
+            source=source,
+            lifetime=lifetime,
+            priority=priority,
+            activity=activity,
+            comment=comment,
+            locked=locked,
+            skip_duplicate=skip_duplicate,
+        )[0]
+
+    def add_rules(
+        self,
+        dids: Sequence[str | DID],
+        *,
+        copies: int,
+        rses: str,
+        source: str | None = None,
+        lifetime: dt.timedelta | None = None,
+        priority: int = 3,
+        activity: str = "default",
+        comment: str | None = None,
+        locked: bool = False,
+        skip_duplicate: bool = False,
+    ) -> list[int]:
+        """One rule per DID, all or none (one transaction, as Rucio's ``add-rule`` with
+        several DIDs): a missing DID or a refused duplicate leaves no rule behind."""
         from dpps.bdms.replication import rules
 
-        parsed = did if isinstance(did, DID) else self.did(did)
+        if not dids:
+            raise InvalidInput("give at least one DID for the rule")
+        parsed = [d if isinstance(d, DID) else self.did(d) for d in dids]
         with transaction(self.sessions) as session:
-            row = did_repo.get_did(session, parsed)
-            return rules.add_rule(
-                session,
-                row,
-                copies=copies,
-                rse_expression=rses,
-                account=self.account,
-                source_expression=source,
-                lifetime=lifetime,
-                priority=priority,
-                activity=activity,
-                comment=comment,
-                config=self.config,
-            ).id
+            return [
+                rules.add_rule(
+                    session,
+                    did_repo.get_did(session, did),
+                    copies=copies,
+                    rse_expression=rses,
+                    account=self.account,
+                    source_expression=source,
+                    lifetime=lifetime,
+                    priority=priority,
+                    activity=activity,
+                    comment=comment,
+                    config=self.config,
+                    locked=locked,
+                    skip_duplicate=skip_duplicate,
+                ).id
+                for did in parsed
+            ]
 
     @property
     def replication(self) -> Replication:

@@ -65,6 +65,7 @@ class RuleChange:
     clear_lifetime: bool = False  # the rule never expires
     suspended: bool | None = None  # True: SUSPENDED, False: resume
     comment: str | None = None
+    locked: bool | None = None  # True: locked against deletion and expiry, False: unlocked
 
 
 # -- preservation -----------------------------------------------------------------------------

@@ -18,9 +18,28 @@ def _locks(info: RuleInfo) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(info.locks.items())) or "-"
 
 
+LIFETIME_HELP = "seconds, or with a unit: 30d, 12h, 90m, 2w"
+
+
+def _duration(text: str) -> dt.timedelta:
+    """``--lifetime`` as a duration; a bad one is a usage error (exit 2), as for every other
+    out-of-range option."""
+    from dpps.core.durations import parse_duration
+
+    try:
+        return parse_duration(text, what="duration")
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def rule_add(
     ctx: typer.Context,
-    did: Annotated[str, typer.Argument(help="File, dataset or container: scope:/lfn.")],
+    dids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DID", help="Files, datasets or containers (scope:/lfn): one rule each."
+        ),
+    ],
     copies: Annotated[
         int, typer.Option(min=1, help="Replicas to keep on RSEs matching --rses.")
     ] = 1,
@@ -32,8 +51,12 @@ def rule_add(
         str | None, typer.Option(help="RSE expression transfers may read from (default: any).")
     ] = None,
     lifetime: Annotated[
-        float | None,
-        typer.Option(min=0.0, max=36_500, help="Days until the rule expires (default: never)."),
+        dt.timedelta | None,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help=f"Until the rule expires, {LIFETIME_HELP} (default: never).",
+        ),
     ] = None,
     priority: Annotated[int, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")] = 3,
     activity: Annotated[str, typer.Option(help="Transfer activity (accounting).")] = "default",
@@ -42,33 +65,50 @@ def rule_add(
         str | None,
         typer.Option(help="Instead of --copies/--rses: the rules of a configured policy."),
     ] = None,
+    locked: Annotated[
+        bool,
+        typer.Option(
+            "--locked", help="Lock the rule: no deletion, no expiry until 'rule update --unlock'."
+        ),
+    ] = False,
+    skip_duplicate: Annotated[
+        bool,
+        typer.Option(
+            "--skip-duplicate",
+            help="A DID that already has this rule (same account, RSEs, copies) keeps it "
+            "instead of failing (exit 6).",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Ask for COPIES replicas of DID on the RSEs an expression selects.
+    """Ask for COPIES replicas of each DID on the RSEs an expression selects.
 
-    A rule on a dataset or container also covers files attached to it later. The rule
-    evaluator daemon creates the transfers; 'dpps rule show ID' follows its progress.
+    A rule on a dataset or container also covers files attached to it later. Several DIDs get
+    one rule each, all or none. The rule evaluator daemon creates the transfers; 'dpps rule
+    show ID' follows its progress.
     """
     archive = open_archive(ctx)
     if policy is not None:
         if rses is not None or source is not None:
             raise InvalidInput("--policy replaces --rses and --source: give one or the other")
-        ids = archive.apply_policy(did, policy)
+        if locked or lifetime is not None:
+            raise InvalidInput("a policy sets its own lifetimes: drop --lifetime and --locked")
+        ids = [i for did in dids for i in archive.apply_policy(did, policy)]
     else:
         if rses is None:
             raise InvalidInput("give --rses EXPRESSION (or --policy NAME)")
-        ids = [
-            archive.add_rule(
-                did,
-                copies=copies,
-                rses=rses,
-                source=source,
-                lifetime=dt.timedelta(days=lifetime) if lifetime else None,
-                priority=priority,
-                activity=activity,
-                comment=comment,
-            )
-        ]
+        ids = archive.add_rules(
+            dids,
+            copies=copies,
+            rses=rses,
+            source=source,
+            lifetime=lifetime,
+            priority=priority,
+            activity=activity,
+            comment=comment,
+            locked=locked,
+            skip_duplicate=skip_duplicate,
+        )
     if json_:
         emit_json({"rule_ids": ids})
     else:
@@ -125,6 +165,7 @@ def rule_show(
         ["account", r.account],
         ["created", r.created_at],
         ["expires", r.expires_at],
+        ["locked", "yes: no deletion, no expiry" if r.locked else "no"],
         ["next evaluation", r.next_evaluation_at],
         ["locks", _locks(r)],
         ["transfers", ", ".join(f"{n} {s}" for s, n in sorted(details.transfers.items()))],
@@ -164,7 +205,12 @@ def rule_update(
         int | None, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")
     ] = None,
     lifetime: Annotated[
-        float | None, typer.Option(min=0.0, max=36_500, help="Expire this many days from now.")
+        dt.timedelta | None,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help=f"Expire this long from now: {LIFETIME_HELP}.",
+        ),
     ] = None,
     no_lifetime: Annotated[
         bool, typer.Option("--no-lifetime", help="Never expire (clear the lifetime).")
@@ -174,22 +220,27 @@ def rule_update(
         typer.Option("--suspend/--resume", help="Stop evaluating the rule, or evaluate it again."),
     ] = None,
     comment: Annotated[str | None, typer.Option(help="Why the rule exists.")] = None,
+    lock: Annotated[
+        bool | None,
+        typer.Option(
+            "--lock/--unlock", help="Lock the rule against deletion and expiry, or unlock it."
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Change a rule in place: priority, lifetime, comment; suspend or resume it.
+    """Change a rule in place: priority, lifetime, comment, lock; suspend or resume it.
 
     Resuming makes the evaluator look at the rule at once. The change is in the event log.
     """
     from dpps.bdms.records import RuleChange
 
-    if lifetime is not None and lifetime <= 0:
-        raise InvalidInput("--lifetime must be more than 0 days (use --no-lifetime to clear it)")
     change = RuleChange(
         priority=priority,
-        lifetime=dt.timedelta(days=lifetime) if lifetime is not None else None,
+        lifetime=lifetime,
         clear_lifetime=no_lifetime,
         suspended=suspend,
         comment=comment,
+        locked=lock,
     )
     info = open_archive(ctx).replication.update_rule(rule_id, change)
     if json_:

@@ -251,9 +251,38 @@ class RemoteArchive:
         priority: int = 3,
         activity: str = "default",
         comment: str | None = None,
+        locked: bool = False,
+        skip_duplicate: bool = False,
     ) -> int:
+        return self.add_rules(
+            [did],
+            copies=copies,
+            rses=rses,
+            source=source,
+            lifetime=lifetime,
+            priority=priority,
+            activity=activity,
+            comment=comment,
+            locked=locked,
+            skip_duplicate=skip_duplicate,
+        )[0]
+
+    def add_rules(
+        self,
+        dids: Sequence[str | DID],
+        *,
+        copies: int,
+        rses: str,
+        source: str | None = None,
+        lifetime: dt.timedelta | None = None,
+        priority: int = 3,
+        activity: str = "default",
+        comment: str | None = None,
+        locked: bool = False,
+        skip_duplicate: bool = False,
+    ) -> list[int]:
         body = {
-            "did": str(did),
+            "dids": [str(d) for d in dids],
             "copies": copies,
             "rses": rses,
             "source": source,
@@ -261,8 +290,10 @@ class RemoteArchive:
             "priority": priority,
             "activity": activity,
             "comment": comment,
+            "locked": locked,
+            "skip_duplicate": skip_duplicate,
         }
-        return int(self._json("POST", "/api/v1/rules", json=body)["ids"][0])
+        return [int(i) for i in self._json("POST", "/api/v1/rules", json=body)["ids"]]
 
     def apply_policy(self, did: str | DID, policy: str) -> list[int]:
         data = self._json("POST", "/api/v1/rules/policy", json={"did": str(did), "policy": policy})

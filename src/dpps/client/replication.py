@@ -82,6 +82,7 @@ class RemoteReplication:
             "clear_lifetime": change.clear_lifetime,
             "suspended": change.suspended,
             "comment": change.comment,
+            "locked": change.locked,
         }
         if change.lifetime is not None:
             body["lifetime_days"] = change.lifetime.total_seconds() / 86_400

@@ -36,7 +36,14 @@ from dpps.catalog.models import (
 )
 from dpps.core.authz import ROOT, Action, principal_of, require
 from dpps.core.config import Config
-from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied, Unavailable
+from dpps.core.errors import (
+    Conflict,
+    DppsError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, ReplicaState, TransferState
 from dpps.storage.rse import StorageElement
@@ -325,6 +332,12 @@ def delete_did(
         rules = list(
             session.scalars(select(RuleRow).where(RuleRow.did_id.in_([*files, *collections])))
         )
+        locked = sorted(r.id for r in rules if r.locked)
+        if locked:
+            raise Conflict(
+                f"{did} is held by locked rule(s) {', '.join(map(str, locked))}: unlock them "
+                "first (dpps rule update ID --unlock)"
+            )
         for rule in rules:
             remove_rule(session, rule, account=account, reason=f"deletion of {did}: {reason}")
         drop_file_locks(session, files)

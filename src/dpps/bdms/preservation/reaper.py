@@ -129,7 +129,11 @@ def expire_rules(ctx: DaemonContext, factory: sessionmaker[Session], config: Con
         rules = list(
             session.scalars(
                 select(RuleRow)
-                .where(RuleRow.expires_at.is_not(None), RuleRow.expires_at < utcnow())
+                .where(
+                    RuleRow.expires_at.is_not(None),
+                    RuleRow.expires_at < utcnow(),
+                    RuleRow.locked.is_(False),  # a locked rule outlives its lifetime (Rucio)
+                )
                 .order_by(RuleRow.expires_at, RuleRow.id)
                 .limit(config.reaper.batch_size)
             )

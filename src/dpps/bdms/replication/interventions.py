@@ -49,6 +49,9 @@ def update_rule(session: Session, rule_id: int, change: RuleChange, *, account: 
     if change.comment is not None and change.comment != rule.comment:
         changed["comment"] = [rule.comment, change.comment]
         rule.comment = change.comment
+    if change.locked is not None and change.locked != rule.locked:
+        changed["locked"] = [rule.locked, change.locked]
+        rule.locked = change.locked
     if change.suspended is True and rule.state != RuleState.SUSPENDED.value:
         changed["state"] = rule_states.suspend(rule, now=now)
     elif change.suspended is False:

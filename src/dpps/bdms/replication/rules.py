@@ -2,6 +2,11 @@
 
 A rule asks for ``copies`` replicas of every file of a DID on RSEs matching an RSE expression.
 This module records rules; the rule evaluator daemon turns them into transfers and locks.
+
+As in Rucio, one account asks once: a second rule with the same DID, account, RSE expression
+and number of copies is a ``Conflict`` (exit 6) unless the caller asks to skip duplicates, and
+then gets the existing rule. A ``locked`` rule is a promise nobody removes by accident: ``dpps
+rule delete``, ``dpps delete`` and the end of its lifetime leave it until it is unlocked.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dpps.bdms.preservation import deletion
@@ -36,12 +42,15 @@ def add_rule(
     policy: str | None = None,
     comment: str | None = None,
     config: Config | None = None,
+    locked: bool = False,
+    skip_duplicate: bool = False,
 ) -> RuleRow:
     """Record a rule (state REPLICATING) and its event; the evaluator does the rest.
 
     With ``config`` the expressions are checked against the configured RSEs now, so a typo
     or an expression selecting fewer RSEs than ``copies`` fails at once instead of leaving a
-    rule that can never be satisfied.
+    rule that can never be satisfied. A rule identical to one the account has (``duplicate``)
+    is refused, or with ``skip_duplicate`` that rule is returned and nothing is recorded.
     """
     if copies < 1:
         raise InvalidInput(f"copies must be at least 1, not {copies}")
@@ -53,6 +62,15 @@ def add_rule(
         raise InvalidInput(f"{did.scope}:{did.name} was deleted; it cannot get a rule")
     if config is not None:
         check_expressions(config, rse_expression, source_expression, copies)
+    same = duplicate(session, did, account=account, rse_expression=rse_expression, copies=copies)
+    if same is not None:
+        if skip_duplicate:
+            return same
+        raise Conflict(
+            f"rule {same.id} already asks for {copies} cop{'y' if copies == 1 else 'ies'} of "
+            f"{did.scope}:{did.name} on {rse_expression!r} for {account} (skip duplicates to "
+            "accept it: --skip-duplicate)"
+        )
     now = utcnow()
     rule = RuleRow(
         did_id=did.id,
@@ -64,7 +82,7 @@ def add_rule(
         activity=activity,
         policy=policy,
         comment=comment,
-        locked=False,
+        locked=locked,
         purge_replicas=False,
         created_at=now,
         updated_at=now,
@@ -85,9 +103,29 @@ def add_rule(
             "source": source_expression,
             "policy": policy,
             "activity": activity,
+            "locked": locked,
         },
     )
     return rule
+
+
+def duplicate(
+    session: Session, did: DIDRow, *, account: str, rse_expression: str, copies: int
+) -> RuleRow | None:
+    """The account's rule asking the same thing of ``did`` (Rucio's key: DID, account, RSE
+    expression, copies), if there is one. Checked, not constrained: two identical requests in
+    the same instant may both pass, which costs a rule, never a replica."""
+    return session.scalar(
+        select(RuleRow)
+        .where(
+            RuleRow.did_id == did.id,
+            RuleRow.account == account,
+            RuleRow.rse_expression == rse_expression,
+            RuleRow.copies == copies,
+        )
+        .order_by(RuleRow.id)
+        .limit(1)
+    )
 
 
 def check_expressions(config: Config, rses: str, source: str | None, copies: int) -> None:
@@ -114,7 +152,10 @@ def delete_rule(session: Session, rule_id: int, *, reason: str, account: str) ->
         raise NotFound(f"no rule {rule_id}")
     rule = rules[0]
     if rule.locked:
-        raise Conflict(f"rule {rule_id} is locked against deletion")
+        raise Conflict(
+            f"rule {rule_id} is locked against deletion (unlock it first: dpps rule update "
+            f"{rule_id} --unlock)"
+        )
     deletion.remove_rule(session, rule, account=account, reason=reason)
     return rule
 
@@ -130,7 +171,8 @@ def policy_templates(config: Config, policy: str) -> Sequence[RuleTemplate]:
 def apply_policy(
     session: Session, config: Config, did: DIDRow, policy: str, *, account: str
 ) -> list[RuleRow]:
-    """Give a DID the rules of a named policy (e.g. ``acada`` for new DL0 datasets)."""
+    """Give a DID the rules of a named policy (e.g. ``acada`` for new DL0 datasets); applied
+    again, it gives the rules the DID already has (a policy is a state, not an increment)."""
     return [
         add_rule(
             session,
@@ -144,6 +186,7 @@ def apply_policy(
             policy=policy,
             lifetime=dt.timedelta(days=t.lifetime_days) if t.lifetime_days else None,
             config=config,
+            skip_duplicate=True,
         )
         for t in policy_templates(config, policy)
     ]

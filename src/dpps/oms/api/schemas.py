@@ -226,7 +226,13 @@ class RSEOut(Out):
 
 
 class RuleIn(In):
-    did: Annotated[str, Field(min_length=1, max_length=1100)]
+    """One rule per DID (``did``, or several in ``dids``), all created or none."""
+
+    did: Annotated[str | None, Field(min_length=1, max_length=1100)] = None
+    dids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=1100)]] | None,
+        Field(min_length=1, max_length=1000),
+    ] = None
     copies: Annotated[int, Field(ge=1, le=100)]
     rses: Annotated[str, Field(min_length=1, max_length=1000, description="RSE expression")]
     source: Annotated[str | None, Field(max_length=1000)] = None
@@ -234,6 +240,21 @@ class RuleIn(In):
     priority: Annotated[int, Field(ge=0, le=5)] = 3
     activity: Annotated[str, Field(min_length=1, max_length=64)] = "default"
     comment: Annotated[str | None, Field(max_length=2000)] = None
+    locked: Annotated[
+        bool, Field(description="Refuse deletion and expiry until unlocked (PATCH locked)")
+    ] = False
+    skip_duplicate: Annotated[
+        bool, Field(description="An identical rule of the account is returned, not refused")
+    ] = False
+
+    def all_dids(self) -> list[str]:
+        """``did`` and ``dids`` together; at least one is needed (400 otherwise)."""
+        from dpps.core.errors import InvalidInput
+
+        every = ([self.did] if self.did else []) + list(self.dids or [])
+        if not every:
+            raise InvalidInput("give did or dids")
+        return every
 
 
 class PolicyIn(In):
@@ -251,6 +272,7 @@ class RuleUpdateIn(In):
     clear_lifetime: Annotated[bool, Field(description="Never expire")] = False
     suspended: bool | None = None
     comment: Annotated[str | None, Field(max_length=2000)] = None
+    locked: Annotated[bool | None, Field(description="Lock (true) or unlock (false)")] = None
 
 
 class RuleIdsOut(Out):

@@ -115,6 +115,7 @@ def patch_rule(
         clear_lifetime=body.clear_lifetime,
         suspended=body.suspended,
         comment=body.comment,
+        locked=body.locked,
     )
     archive.replication.update_rule(rule_id, change)
     return _one(archive, rule_id)
@@ -141,10 +142,14 @@ def delete_rule(
     summary="Add a replication rule",
 )
 def add_rule(body: RuleIn, archive: ArchiveView, who: CurrentPrincipal) -> RuleIdsOut:
-    require_rule_write(archive, who, body.did)
+    """One rule per DID, all or none; a duplicate of the account's rule is a 409 unless
+    ``skip_duplicate`` (then its id is among the answer's)."""
+    dids = body.all_dids()
+    for did in dids:
+        require_rule_write(archive, who, did)
     lifetime = dt.timedelta(days=body.lifetime_days) if body.lifetime_days else None
-    rule_id = archive.add_rule(
-        body.did,
+    ids = archive.add_rules(
+        dids,
         copies=body.copies,
         rses=body.rses,
         source=body.source,
@@ -152,8 +157,10 @@ def add_rule(body: RuleIn, archive: ArchiveView, who: CurrentPrincipal) -> RuleI
         priority=body.priority,
         activity=body.activity,
         comment=body.comment,
+        locked=body.locked,
+        skip_duplicate=body.skip_duplicate,
     )
-    return RuleIdsOut(ids=[rule_id])
+    return RuleIdsOut(ids=ids)
 
 
 @router.post(
