@@ -11,7 +11,11 @@ baseline's, and how many modules the command imports (``-X importtime``). A seco
 "libraries a query needs", imports SQLAlchemy's ORM, pydantic, Rich and Typer and nothing of
 dpps: what is above it in ``dpps ls`` is dpps's own start.
 
-Usage: python benchmarks/bench_cli_start.py [--repeat 7] [--json]
+``--compare SRC`` also runs the dpps commands with another version's source tree first on
+``PYTHONPATH`` (e.g. ``git archive COMMIT src | tar -x -C /tmp/before``), in the same rounds:
+before and after on the same machine in the same minutes.
+
+Usage: python benchmarks/bench_cli_start.py [--repeat 7] [--compare SRC] [--json]
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def _modules(argv: list[str], env: dict[str, str]) -> int:
     return sum(1 for line in proc.stderr.splitlines() if line.startswith("import time:")) - 1
 
 
-def run(repeat: int = 7) -> dict[str, Any]:
+def run(repeat: int = 7, compare: Path | None = None) -> dict[str, Any]:
     """Measure and return {"repeat", "results": [{name, best_s, median_s, ratio, ...}], ...}."""
     env = {**os.environ, "COLUMNS": "100"}
     env.pop("DPPS_URL", None)
@@ -97,13 +101,22 @@ def run(repeat: int = 7) -> dict[str, Any]:
             "dpps ls (embedded catalog)": [py, "-m", "dpps", "-w", str(ws), "ls", "obs_id=42"],
             "dpps ls --json": [py, "-m", "dpps", "-w", str(ws), "ls", "obs_id=42", "--json"],
         }
-        for argv in cases.values():  # warm the page cache and the .pyc files
-            _wall(argv, env)
-        seconds: dict[str, list[float]] = {name: [] for name in cases}
+        runs = [(name, argv, env) for name, argv in cases.items()]
+        if compare is not None:
+            path = os.pathsep.join([str(compare), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            other = {**env, "PYTHONPATH": path}
+            runs += [
+                (f"{name} [{compare}]", argv, other)
+                for name, argv in cases.items()
+                if name.startswith("dpps")
+            ]
+        for _name, argv, environ in runs:  # warm the page cache and the .pyc files
+            _wall(argv, environ)
+        seconds: dict[str, list[float]] = {name: [] for name, _, _ in runs}
         for _ in range(repeat):
-            for name, argv in cases.items():
-                seconds[name].append(_wall(argv, env))
-        modules = {name: _modules(argv, env) for name, argv in cases.items()}
+            for name, argv, environ in runs:
+                seconds[name].append(_wall(argv, environ))
+        modules = {name: _modules(argv, environ) for name, argv, environ in runs}
     baseline = min(seconds["python -c pass (baseline)"])
     results = [
         {
@@ -157,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=7, help="measurements per command")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--compare", type=Path, help="another version's src/ directory, measured alongside"
+    )
     args = parser.parse_args(argv)
-    report = run(args.repeat)
+    report = run(args.repeat, args.compare)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

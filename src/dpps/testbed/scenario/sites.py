@@ -189,6 +189,7 @@ def start_processes(dep: Deployment, sleep_s: float = 0.2) -> None:
         if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
             argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
         env = dict(os.environ)
+        env.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
         # the server logs it with each statement ('@' would end the URL's user part)
         app = label.replace("@", ".")
         env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
