@@ -63,6 +63,15 @@ def test_a_query_loads_no_reader_migration_or_client_library(tmp_path: Path) -> 
     assert set(loaded) & {"astropy", "numpy", "h5py", "alembic", "httpx", "protozfits"} == set()
 
 
+def test_a_remote_query_loads_the_client_not_the_catalog() -> None:
+    """With DPPS_URL set, ``dpps ls`` needs httpx, not SQLAlchemy, astropy or Alembic (the
+    server is unreachable here: the command fails, having loaded what it would use)."""
+    env = {"DPPS_URL": "http://127.0.0.1:9", "DPPS_TOKEN": "x"}
+    loaded = loaded_after("ls", "obs_id=42", env=env)
+    assert "httpx" in loaded
+    assert set(loaded) & {"sqlalchemy", "astropy", "numpy", "h5py", "alembic"} == set()
+
+
 def test_one_command_loads_its_modules_only() -> None:
     """``dpps rule --help`` builds the rule group, not the night's simulation stack."""
     script = (
