@@ -26,7 +26,7 @@ from dpps.core.durations import parse_duration
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from tests.bdms.helpers import snapshot
 from tests.bdms.preservation_helpers import set_time
-from tests.bdms.replication_helpers import ingest_dataset, rule_row
+from tests.bdms.replication_helpers import evaluate, ingest_dataset, rule_row, tuned
 
 UC = "UC-110-1.6"
 DATASET = "/ctao/dl0/run1"
@@ -211,3 +211,27 @@ def test_lifetimes_on_the_command_line(archive: Archive, datasets: list[str]) ->
     code, _, err = cli(archive, "rule", "update", str(rule_id), "--lifetime", "30 days")
     assert code == 2
     assert "30d, 12h" in err
+
+
+@pytest.mark.verifies_usecase(UC)
+def test_rule_show_places_the_copies_per_rse(archive: Archive, datasets: list[str]) -> None:
+    """Rucio's per-RSE view of a rule: where its locks are, by state."""
+    from tests.bdms.replication_helpers import drive
+
+    arch = tuned(archive)
+    rule_id = arch.add_rule(DATASET, copies=2, rses="PIC|DESY")
+    assert arch.replication.get_rule(rule_id).placement == {}  # not evaluated yet
+    evaluate(arch)
+    assert arch.replication.get_rule(rule_id).placement == {
+        "DESY": {"REPLICATING": 2},
+        "PIC": {"REPLICATING": 2},
+    }
+    drive(arch)
+    code, out, err = cli(arch, "rule", "show", str(rule_id), "--json")
+    assert code == 0, err
+    assert json.loads(out)["placement"] == {"DESY": {"OK": 2}, "PIC": {"OK": 2}}
+    code, out, err = cli(arch, "rule", "show", str(rule_id))
+    per_rse = out.split("locks per RSE", 1)[1]
+    assert "OK" in per_rse
+    assert "DESY" in per_rse
+    assert "PIC" in per_rse

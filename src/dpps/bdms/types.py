@@ -199,13 +199,15 @@ class TransferInfo:
 
 @dataclass(frozen=True, slots=True)
 class RuleDetails:
-    """One rule with its lock and transfer counts, and the transfers that went wrong."""
+    """One rule with its lock and transfer counts, and the transfers that went wrong;
+    ``placement``: where its copies are, its locks per RSE by state (Rucio's per-RSE view)."""
 
     rule: RuleInfo
     rse_names: list[str]
     files: int
     transfers: dict[str, int]
     problems: list[TransferInfo]
+    placement: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # -- listings: one page of a filtered, ordered list and its total ---------------------------

@@ -146,7 +146,8 @@ def rule_show(
     rule_id: Annotated[int, typer.Argument(metavar="ID", help="Rule id.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Show a rule: expression, selected RSEs, state and reason, locks, transfers, errors."""
+    """Show a rule: expression, selected RSEs, state and reason, locks per RSE, transfers,
+    errors."""
     details = open_archive(ctx).replication.get_rule(rule_id)
     if json_:
         emit_json(details)
@@ -171,6 +172,18 @@ def rule_show(
         ["transfers", ", ".join(f"{n} {s}" for s, n in sorted(details.transfers.items()))],
     ]
     console.print(table(None, ["field", "value"], rows))
+    if details.placement:
+        states = sorted({s for counts in details.placement.values() for s in counts})
+        console.print(
+            table(
+                "locks per RSE (files)",
+                ["RSE", *states],
+                [
+                    [rse, *(counts.get(s, 0) for s in states)]
+                    for rse, counts in details.placement.items()
+                ],
+            )
+        )
     if details.problems:
         console.print(
             table(

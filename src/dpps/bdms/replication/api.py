@@ -30,7 +30,7 @@ from dpps.bdms.types import (
 )
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow, RSERow, RuleRow, TransferRow
+from dpps.catalog.models import DIDRow, RSERow, RuleLockRow, RuleRow, TransferRow
 from dpps.catalog.replication import expand_files
 from dpps.core.config import Config
 from dpps.core.errors import InvalidInput
@@ -93,6 +93,15 @@ class Replication:
                     .group_by(TransferRow.state)
                 ).all()
             )
+            placement: dict[str, dict[str, int]] = {}
+            for rse, state, count in session.execute(
+                select(RSERow.name, RuleLockRow.state, func.count())
+                .join(RSERow, RSERow.id == RuleLockRow.rse_id)
+                .where(RuleLockRow.rule_id == rule_id)
+                .group_by(RSERow.name, RuleLockRow.state)
+                .order_by(RSERow.name, RuleLockRow.state)
+            ):
+                placement.setdefault(rse, {})[state] = count
             try:
                 names = self.select_rses(rule.rse_expression)
             except InvalidInput:
@@ -103,6 +112,7 @@ class Replication:
                 files=len(expand_files(session, did)),
                 transfers=transfers,
                 problems=self.transfers(rule_id=rule_id, errors_only=True, limit=problems),
+                placement=placement,
             )
 
     def transfers(
