@@ -44,7 +44,7 @@ def _rule_count(archive: Archive) -> int:
         ({"rses": "PIC", "source": "nowhere"}, RSEExpressionError, "'nowhere'"),
         ({"rses": "PIC", "source": "country=XX"}, InvalidInput, "selects no RSE"),
         ({"rses": "PIC", "copies": 0}, InvalidInput, "at least 1"),
-        ({"rses": "PIC", "priority": 9}, InvalidInput, "between 0 and 5"),
+        ({"rses": "PIC", "priority": 11}, InvalidInput, "between 0 and 10"),
         ({"rses": "  "}, InvalidInput, "empty RSE expression"),
     ],
 )

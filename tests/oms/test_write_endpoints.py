@@ -43,7 +43,7 @@ def test_rule_update_suspend_resume_and_refusals(seeded: Seeded, client: TestCli
     assert cleared["expires_at"] is None
     for body, status in (
         ({}, 400),
-        ({"priority": 9}, 400),
+        ({"priority": 11}, 400),  # one scale for rules and jobs: 0 .. 10
         ({"bogus": 1}, 400),
         ({"lifetime_days": 1, "clear_lifetime": True}, 400),
     ):

@@ -11,6 +11,7 @@ import typer
 from dpps.bdms.types import RuleInfo
 from dpps.cli.common import JsonOpt, command, open_archive
 from dpps.cli.output import console, emit_json, table
+from dpps.core import priority as scale
 from dpps.core.errors import InvalidInput
 
 
@@ -58,7 +59,9 @@ def rule_add(
             help=f"Until the rule expires, {LIFETIME_HELP} (default: never).",
         ),
     ] = None,
-    priority: Annotated[int, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")] = 3,
+    priority: Annotated[
+        int, typer.Option(min=scale.LOWEST, max=scale.HIGHEST, help=scale.HELP)
+    ] = scale.DEFAULT,
     activity: Annotated[str, typer.Option(help="Transfer activity (accounting).")] = "default",
     comment: Annotated[str | None, typer.Option(help="Why the rule exists.")] = None,
     policy: Annotated[
@@ -215,7 +218,8 @@ def rule_update(
     ctx: typer.Context,
     rule_id: Annotated[int, typer.Argument(metavar="ID", help="Rule id.")],
     priority: Annotated[
-        int | None, typer.Option(min=0, max=5, help="0 lowest .. 5 highest.")
+        int | None,
+        typer.Option(min=scale.LOWEST, max=scale.HIGHEST, help=scale.HELP),
     ] = None,
     lifetime: Annotated[
         dt.timedelta | None,

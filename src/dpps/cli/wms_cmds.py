@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dpps.cli.common import JsonOpt, command, open_wms
 from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.core import priority as scale
 from dpps.core.errors import EXIT_CODES
 
 FAILED_EXIT = 10
@@ -27,7 +28,10 @@ SchedulerOpt = Annotated[
     typer.Option("--scheduler", help="Dask scheduler address (default: wms.dask_scheduler)."),
 ]
 SiteOpt = Annotated[str | None, typer.Option("--site", help="Run only at this site.")]
-PriorityOpt = Annotated[int, typer.Option("--priority", min=0, max=10, help="0 .. 10.")]
+PriorityOpt = Annotated[
+    int,
+    typer.Option("--priority", min=scale.LOWEST, max=scale.HIGHEST, help=scale.HELP),
+]
 ActivityOpt = Annotated[
     str, typer.Option("--activity", help="Activity (wms.activities ranks them), e.g. cat-b.")
 ]

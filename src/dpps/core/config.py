@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dpps.core import priority as priority_scale
 from dpps.core.errors import ConfigError, InvalidInput
 from dpps.core.identifiers import validate_scope
 from dpps.core.states import RSEKind
@@ -181,7 +182,12 @@ class RuleTemplate(_Strict):
         None, description="RSE expression transfers may read from (None: any replica)."
     )
     lifetime_days: float | None = Field(None, gt=0, description="Rule expires after this.")
-    priority: int = Field(3, ge=0, le=5, description="0 lowest .. 5 highest.")
+    priority: int = Field(
+        priority_scale.DEFAULT,
+        ge=priority_scale.LOWEST,
+        le=priority_scale.HIGHEST,
+        description=priority_scale.HELP,
+    )
     activity: str = Field("default", description="Transfer activity, for shares and accounting.")
 
 

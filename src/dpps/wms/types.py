@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpps.core.errors import InvalidInput
+from dpps.core.priority import check_priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,5 +156,4 @@ class SubmitOptions:
     max_attempts: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.priority <= 10:
-            raise InvalidInput(f"priority must be 0..10, not {self.priority}")
+        check_priority(self.priority)

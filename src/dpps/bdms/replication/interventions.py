@@ -22,6 +22,7 @@ from dpps.catalog.models import RuleRow, TransferRow
 from dpps.catalog.replication import lock_rules
 from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, InvalidInput, NotFound
+from dpps.core.priority import check_priority
 from dpps.core.states import RuleState, TransferState
 
 
@@ -29,8 +30,8 @@ def update_rule(session: Session, rule_id: int, change: RuleChange, *, account: 
     """Change a rule in place. Suspending and resuming are transitions of
     ``dpps.bdms.states.rules`` (resuming makes the rule due at once; suspending drops an
     evaluator's lease); the one ``rule.update`` event lists every change."""
-    if change.priority is not None and not 0 <= change.priority <= 5:
-        raise InvalidInput(f"priority must be between 0 and 5, not {change.priority}")
+    if change.priority is not None:
+        check_priority(change.priority)
     if change.lifetime is not None and change.clear_lifetime:
         raise InvalidInput("give a lifetime or clear it, not both")
     rules = lock_rules(session, [rule_id])

@@ -26,6 +26,7 @@ from dpps.catalog.replication import lock_rules
 from dpps.core.clock import utcnow
 from dpps.core.config import Config, RuleTemplate
 from dpps.core.errors import Conflict, InvalidInput, NotFound
+from dpps.core.priority import check_priority
 
 
 def add_rule(
@@ -54,8 +55,7 @@ def add_rule(
     """
     if copies < 1:
         raise InvalidInput(f"copies must be at least 1, not {copies}")
-    if not 0 <= priority <= 5:
-        raise InvalidInput(f"priority must be between 0 and 5, not {priority}")
+    check_priority(priority)
     if not rse_expression.strip():
         raise InvalidInput("empty RSE expression")
     if did.deleted_at is not None:

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dpps.core.priority import DEFAULT, HELP, HIGHEST, LOWEST
+
 
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -237,7 +239,7 @@ class RuleIn(In):
     rses: Annotated[str, Field(min_length=1, max_length=1000, description="RSE expression")]
     source: Annotated[str | None, Field(max_length=1000)] = None
     lifetime_days: Annotated[float | None, Field(gt=0, le=36_500)] = None
-    priority: Annotated[int, Field(ge=0, le=5)] = 3
+    priority: Annotated[int, Field(ge=LOWEST, le=HIGHEST, description=HELP)] = DEFAULT
     activity: Annotated[str, Field(min_length=1, max_length=64)] = "default"
     comment: Annotated[str | None, Field(max_length=2000)] = None
     locked: Annotated[
@@ -265,7 +267,7 @@ class PolicyIn(In):
 class RuleUpdateIn(In):
     """Fields left out stay as they are; ``suspended`` false resumes a SUSPENDED rule."""
 
-    priority: Annotated[int | None, Field(ge=0, le=5)] = None
+    priority: Annotated[int | None, Field(ge=LOWEST, le=HIGHEST, description=HELP)] = None
     lifetime_days: Annotated[
         float | None, Field(gt=0, le=36_500, description="Expire this long from now")
     ] = None
