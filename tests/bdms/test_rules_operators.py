@@ -235,3 +235,23 @@ def test_rule_show_places_the_copies_per_rse(archive: Archive, datasets: list[st
     assert "OK" in per_rse
     assert "DESY" in per_rse
     assert "PIC" in per_rse
+
+
+@pytest.mark.verifies_usecase(UC)
+def test_rules_and_jobs_share_one_priority_scale(archive: Archive, datasets: list[str]) -> None:
+    from dpps.wms.types import SubmitOptions
+
+    assert rule_row(archive, archive.add_rule(DATASET, copies=1, rses="PIC", priority=10))
+    assert SubmitOptions(priority=10).priority == 10
+    messages = set()
+    for make in (
+        lambda: archive.add_rule(DATASET, copies=1, rses="DESY", priority=11),
+        lambda: SubmitOptions(priority=11),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            make()
+        messages.add(str(caught.value))
+    assert messages == {"priority must be between 0 and 10, not 11"}
+    code, _, err = cli(archive, "rule", "add", DATASET, "--rses", "DESY", "--priority", "11")
+    assert code == 2  # out of range on the command line: a usage error, as for jobs
+    assert "--priority" in err
