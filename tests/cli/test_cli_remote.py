@@ -179,7 +179,6 @@ def test_the_table_covers_every_command() -> None:
     assert set(NO_ARCHIVE) <= set(ARGS)
 
 
-@pytest.mark.verifies_usecase("UC-160-1.2")
 @pytest.mark.parametrize("name", sorted(ARGS))
 def test_remote_or_refused(
     name: str,
