@@ -71,7 +71,7 @@ else
     echo "warning: symilar (pylint) not installed; no duplication figure" >&2
 fi
 echo "== pytest"
-pytest -n 2 --junitxml=reports/junit.xml --cov=dpps --cov-report=xml:reports/coverage.xml \
+pytest -n 2 --dist loadgroup --junitxml=reports/junit.xml --cov=dpps --cov-report=xml:reports/coverage.xml \
     --cov-report=term:skip-covered "$@"
 pytest_rc=$?  # exit code 5 (no tests collected) counts as a failure too
 

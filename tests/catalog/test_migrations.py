@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from dpps.catalog.engine import current_revision, head_revision, make_engine, upgrade
+from dpps.bdms.archive import Archive
+from dpps.catalog.engine import (
+    VERSION_TABLE,
+    current_revision,
+    head_revision,
+    known_revision,
+    make_engine,
+    upgrade,
+)
 from dpps.catalog.models import Base
+from dpps.core.errors import Conflict
 
 
 def test_upgrade_creates_the_schema_and_matches_models(catalog_url: str) -> None:
@@ -51,3 +61,15 @@ def test_revision_check_agrees_with_alembic_at_every_step(catalog_url: str) -> N
             assert current_revision(engine) == alembic_says == step
     finally:
         engine.dispose()
+
+
+def test_a_catalog_migrated_by_a_newer_dpps_is_refused_untouched(archive: Archive) -> None:
+    """A site process left on an older release meets a catalog a newer release has migrated:
+    it refuses, naming both revisions and what to do, and changes nothing (no downgrade, no
+    failed migration half applied)."""
+    with archive.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00dcafe0001'"))
+    with pytest.raises(Conflict, match=r"f00dcafe0001.*newer than this dpps.*upgrade dpps"):
+        archive.prepare_catalog()
+    assert current_revision(archive.engine) == "f00dcafe0001"
+    assert known_revision(head_revision(archive.engine) or "") is True

@@ -1,8 +1,9 @@
 """Faults injected into the long-haul scenario on the small testbed (issue 11, deliverable 5).
 
-The first fault: PIC's WAN link goes down in the middle of the transfers for 60 s and comes
-back. The off-site center then reaches neither the catalog nor the telescope site's
-XRootD; nothing may be lost or duplicated, and every rule must end OK once the link is back.
+Each fault strikes in the middle of the transfers: PIC's WAN link down for 60 s (the off-site
+center then reaches neither the catalog nor the telescope site's XRootD), the telescope site's
+storage server killed, every process of the off-site center killed, the central catalog
+restarted. Nothing may be lost or duplicated, and every rule must end OK.
 
 The testbed is the small one of tests/testbed/conftest.py, up for this module."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,14 @@ from dpps.testbed import topology as topo
 from dpps.testbed.scenario import longhaul, sites
 from dpps.testing import netns
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
+    ),
+    # one testbed per machine: every testbed test on one worker, one after the other, rather
+    # than a second worker idling on the lock
+    pytest.mark.xdist_group("testbed"),
+]
 
 FILES = 40
 OUTAGE_S = 60.0
@@ -81,6 +88,7 @@ class LinkOutage:
             engine.dispose()
 
 
+@pytest.mark.verifies_usecase("UC-190-1.3")
 def test_long_haul_survives_the_off_site_centers_link_going_down(small_testbed: Path) -> None:
     outage = LinkOutage("PIC", OUTAGE_S)
     report = longhaul.run(small_testbed, files=FILES, size_kib=64, during=outage, timeout_s=360)
@@ -103,3 +111,168 @@ def test_long_haul_survives_the_off_site_centers_link_going_down(small_testbed: 
     assert report["rules_not_ok"] == 0
     assert report["onsite_files_left"] == 0
     assert report["bytes_moved_offsite"] == report["bytes"]
+
+
+def _nothing_lost(report: dict[str, Any], files: int = FILES) -> None:
+    """The end state every fault must leave: every file safe off site exactly once, every
+    rule OK, every on-site copy deleted once safe."""
+    keys = ("complete", "registered", "lost", "not_yet_offsite", "duplicated", "rules_not_ok")
+    keys += ("onsite_files_left", "dead_processes", "relayed_by_third_site", "links", "dir")
+    assert report["ok"], "; ".join(f"{k}={report.get(k)}" for k in keys)
+    assert report["complete"]
+    assert report["registered"] == files
+    assert report["lost"] == 0
+    assert report["bad_replicas"] == []
+    assert report["duplicated"] == 0
+    assert report["rules_not_ok"] == 0
+    assert report["onsite_files_left"] == 0
+    assert report["quarantined"] == 0
+    assert report["bytes_moved_offsite"] == report["bytes"]
+
+
+class Crash:
+    """The ``during`` hook of the crash faults: once transfers are under way (some claimed,
+    none finished yet or only a few), ``kill(dep)``; ``down_s`` later, ``restart(dep)``. The
+    catalog is read just before the crash."""
+
+    def __init__(
+        self,
+        kill: Callable[[sites.Deployment], None],
+        restart: Callable[[sites.Deployment], None],
+        down_s: float,
+    ) -> None:
+        self.kill = kill
+        self.restart = restart
+        self.down_s = down_s
+        self.at_crash: dict[str, Any] = {}
+
+    def __call__(self, dep: sites.Deployment, plan: topo.Plan) -> None:
+        central = plan.node("central").netns
+        engine = create_engine(f"{dep.catalog_url}?application_name=fault", pool_size=1)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                now = longhaul._in(central, lambda: _snapshot(engine))
+                if now["transfers"].get("ACTIVE", 0) >= 1:
+                    break
+                time.sleep(0.02)
+            self.at_crash = now
+        finally:
+            engine.dispose()
+        self.kill(dep)
+        time.sleep(self.down_s)
+        self.restart(dep)
+
+
+@pytest.mark.verifies_usecase("UC-190-1.3")
+def test_long_haul_survives_the_telescope_sites_storage_server_killed(
+    small_testbed: Path,
+) -> None:
+    """CTAO-North's XRootD (the source of every copy) SIGKILLed in the middle of the
+    transfers and started again 10 s later: copies in flight fail and are retried."""
+    crash = Crash(
+        kill=lambda dep: sites.kill_site_xrootd(dep, "CTAO-North"),
+        restart=lambda dep: sites.restart_site_xrootd(dep, "CTAO-North"),
+        down_s=10.0,
+    )
+    report = longhaul.run(small_testbed, files=FILES, size_kib=64, during=crash, timeout_s=300)
+    assert crash.at_crash["transfers"].get("ACTIVE", 0) >= 1, crash.at_crash
+    _nothing_lost(report)
+
+
+@pytest.mark.verifies_usecase("UC-190-1.3")
+def test_long_haul_survives_every_process_of_the_off_site_center_killed(
+    small_testbed: Path,
+) -> None:
+    """PIC's transfer agent and its XRootD server SIGKILLed together (the machine room lost
+    power) with copies in flight, both started again 10 s later: the new agent takes back
+    the dead one's leases at once (same host, dead PID) and redoes the copies, removing the
+    partial files the killed server left."""
+
+    def kill(dep: sites.Deployment) -> None:
+        sites.kill_process(dep, "transfer@PIC")
+        sites.kill_site_xrootd(dep, "PIC")
+
+    def restart(dep: sites.Deployment) -> None:
+        sites.restart_site_xrootd(dep, "PIC")
+        sites.start_process(dep, "transfer@PIC")
+
+    crash = Crash(kill=kill, restart=restart, down_s=10.0)
+    report = longhaul.run(small_testbed, files=FILES, size_kib=64, during=crash, timeout_s=300)
+    assert crash.at_crash["transfers"].get("ACTIVE", 0) >= 1, crash.at_crash
+    _nothing_lost(report)
+
+
+@pytest.mark.verifies_usecase("UC-190-1.3")
+def test_long_haul_survives_the_central_catalog_restarting(small_testbed: Path) -> None:
+    """The central PostgreSQL stopped (every site's connections cut) for 10 s in the middle
+    of the transfers and started again: every site process reconnects and carries on."""
+    crash = Crash(
+        kill=lambda dep: None,
+        restart=lambda dep: sites.restart_catalog(dep, down_s=10.0),
+        down_s=0.0,
+    )
+    report = longhaul.run(small_testbed, files=FILES, size_kib=64, during=crash, timeout_s=300)
+    assert crash.at_crash["transfers"].get("ACTIVE", 0) >= 1, crash.at_crash
+    _nothing_lost(report)
+
+
+class SiteCutOff:
+    """The ``during`` hook of the telescope-site fault: CTAO-North's WAN link down for
+    ``seconds`` while ACADA writes ``backlog`` more files into the landing area; then the
+    link back, and the time until the catalog holds every file: the catch-up."""
+
+    def __init__(self, seconds: float, backlog: int, size_kib: int) -> None:
+        self.seconds = seconds
+        self.backlog = backlog
+        self.size_kib = size_kib
+        self.before_restore: dict[str, Any] = {}
+        self.catch_up_s = 0.0
+
+    def __call__(self, dep: sites.Deployment, plan: topo.Plan) -> None:
+        central = plan.node("central").netns
+        node = plan.node("CTAO-North")
+        engine = create_engine(f"{dep.catalog_url}?application_name=fault", pool_size=1)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the site is ingesting
+                if longhaul._in(central, lambda: _snapshot(engine))["registered"] >= 1:
+                    break
+                time.sleep(0.02)
+            netns.run(["ip", "-n", plan.wan_netns, "link", "set", node.wan_link, "down"])
+            try:
+                cut = time.monotonic()
+                longhaul.announce(dep, self.backlog, self.size_kib)  # ACADA writes on
+                time.sleep(max(0.0, self.seconds - (time.monotonic() - cut)))
+                self.before_restore = longhaul._in(central, lambda: _snapshot(engine))
+            finally:
+                netns.run(["ip", "-n", plan.wan_netns, "link", "set", node.wan_link, "up"])
+            back = time.monotonic()
+            total = len(dep.announced)
+            while time.monotonic() < back + 240:
+                if longhaul._in(central, lambda: _snapshot(engine))["registered"] >= total:
+                    break
+                time.sleep(0.1)
+            self.catch_up_s = time.monotonic() - back
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.verifies_usecase("UC-190-1.3")
+def test_a_telescope_site_cut_off_keeps_its_files_and_catches_up(small_testbed: Path) -> None:
+    """CTAO-North cut off from the center for 60 s while ACADA writes 60 more files: none is
+    registered while the site is cut off, none is quarantined for want of the catalog, every
+    one is safe on site, and the backlog is registered once the link is back (the catch-up
+    rate is printed; the benchmark measures it over minutes)."""
+    cut = SiteCutOff(seconds=60.0, backlog=60, size_kib=64)
+    report = longhaul.run(small_testbed, files=FILES, size_kib=64, during=cut, timeout_s=400)
+    total = FILES + cut.backlog
+    assert cut.before_restore["registered"] < total, cut.before_restore
+    assert report["quarantined"] == 0
+    assert cut.catch_up_s < 240, "the backlog was not registered within 4 min of the link"
+    print(
+        f"catch-up: {cut.backlog} files in {cut.catch_up_s:.1f} s after the link returned "
+        f"({cut.backlog / cut.catch_up_s:.1f} files/s)"
+    )
+    assert report["registered"] == total
+    _nothing_lost(report, files=total)

@@ -15,9 +15,14 @@ import pytest
 
 from tests.testbed.conftest import RunDpps
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
+    ),
+    # one testbed per machine: every testbed test on one worker, one after the other, rather
+    # than a second worker idling on the lock
+    pytest.mark.xdist_group("testbed"),
+]
 
 FILES = 20
 

@@ -26,9 +26,14 @@ from filelock import FileLock
 from dpps.testbed import lifecycle, probe, topology
 from dpps.testing import netns
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="the testbed needs root (network namespaces); CI runs as root"
+    ),
+    # one testbed per machine: every testbed test on one worker, one after the other, rather
+    # than a second worker idling on the lock
+    pytest.mark.xdist_group("testbed"),
+]
 
 LOCK = "/run/dpps-testbed-tests.lock"
 

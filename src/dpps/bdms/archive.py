@@ -38,6 +38,7 @@ from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import (
     current_revision,
     head_revision,
+    known_revision,
     make_engine,
     make_sessionmaker,
     require_catalog,
@@ -52,6 +53,7 @@ from dpps.core.defaults import default_config
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.identifiers import DID, parse_did
 from dpps.core.states import DataLevel, DIDType, ReplicaState
+from dpps.core.version import __version__
 from dpps.core.workspace import CONFIG_NAME, find_workspace
 from dpps.storage.rse import StorageElement
 
@@ -148,7 +150,18 @@ class Archive:
         return archive
 
     def prepare_catalog(self) -> None:
-        if current_revision(self.engine) != head_revision(self.engine):
+        """Migrate the catalog to this dpps's schema, unless a newer dpps already moved it
+        past what this one knows: then refuse, before reading or writing anything (a site
+        process left on an older release must not run on a schema it does not understand,
+        nor try to migrate it back)."""
+        current = current_revision(self.engine)
+        if current is not None and known_revision(current) is False:
+            raise Conflict(
+                f"the catalog's schema is at revision {current}, newer than this dpps "
+                f"{__version__} knows (its newest is {head_revision(self.engine)}): upgrade "
+                "dpps here first (docs/deployment.md, 'Upgrading while sites run')"
+            )
+        if current != head_revision(self.engine):
             upgrade(self.engine)
         with transaction(self.sessions) as session:
             rse_repo.sync_rses(session, self.config, self.account)

@@ -63,6 +63,21 @@ WRITE_OPTION = "dpps_write"
 strict_json = functools.partial(json.dumps, allow_nan=False)
 
 
+#: libpq's TCP settings for a site process reaching the catalog over a WAN (any of them given
+#: in the catalog URL wins). Without them a connection whose link went down stays open: a
+#: query sent into it waits for TCP's retransmissions, which back off to minutes, long after
+#: the link is back. With them a connection that cannot deliver for 30 s, or answers no
+#: keepalive within 25 s of silence, fails; the daemon retries its pass on a new one.
+POSTGRES_TCP: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def make_engine(url: str, busy_timeout_s: float = 30.0, echo: bool = False) -> Engine:
     """Create an engine with the settings each backend needs for concurrent daemons."""
     try:
@@ -106,6 +121,7 @@ def _make_engine(url: str, busy_timeout_s: float, echo: bool) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
+    given = make_url(url).query
     return create_engine(
         url,
         echo=echo,
@@ -113,6 +129,7 @@ def _make_engine(url: str, busy_timeout_s: float, echo: bool) -> Engine:
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
+        connect_args={k: v for k, v in POSTGRES_TCP.items() if k not in given},
     )
 
 
@@ -191,11 +208,28 @@ def head_revision(engine: Engine) -> str | None:
 
 @functools.cache
 def _head_from_scripts() -> str | None:
-    """The one revision no script revises, read from the scripts' module-level ``revision``
-    and ``down_revision`` literals (Alembic's template writes them so); None when anything is
-    unusual (no scripts, a merge of branches, a computed value): Alembic then answers."""
-    revisions: set[str] = set()
-    revised: set[str] = set()
+    """The one revision no script revises; None when anything is unusual (no scripts, a
+    merge of branches, a computed value): Alembic then answers."""
+    scripts = _script_revisions()
+    if scripts is None:
+        return None
+    heads = set(scripts) - {down for down in scripts.values() if down is not None}
+    return heads.pop() if len(heads) == 1 else None
+
+
+def known_revision(revision: str) -> bool | None:
+    """Whether the migration scripts shipped with this dpps know ``revision`` (None: the
+    scripts could not be read without Alembic). A catalog at a revision they do not know was
+    migrated by a newer dpps: this one must not touch it."""
+    scripts = _script_revisions()
+    return None if scripts is None else revision in scripts
+
+
+@functools.cache
+def _script_revisions() -> dict[str, str | None] | None:
+    """{revision: down_revision} of the migration scripts, read from their module-level
+    literals (Alembic's template writes them so); None when a value is not a literal."""
+    found: dict[str, str | None] = {}
     versions = resources.files("dpps.catalog").joinpath("migrations", "versions")
     for script in versions.iterdir():
         if not script.name.endswith(".py"):
@@ -212,11 +246,8 @@ def _head_from_scripts() -> str | None:
         revision, down = values.get("revision"), values.get("down_revision")
         if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
             return None
-        revisions.add(revision)
-        if down is not None:
-            revised.add(down)
-    heads = revisions - revised
-    return heads.pop() if len(heads) == 1 else None
+        found[revision] = down
+    return found or None
 
 
 def _head_from_alembic(engine: Engine) -> str | None:

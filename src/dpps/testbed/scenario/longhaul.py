@@ -107,9 +107,10 @@ def run(
         sites.start_processes(dep)
         before = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
         started = time.time()
-        triggers, total_bytes = _announce(dep.landing, files, size_kib)
+        announce(dep, files, size_kib)
         if during is not None:
-            during(dep, plan)
+            during(dep, plan)  # may announce more files (ACADA writing on)
+        triggers, total_bytes, files = dep.announced, dep.announced_bytes, len(dep.announced)
         limit = timeout_s or 120.0 + total_bytes * 8 / (cap_mbit * 1e6) * 4
         progress = _wait(dep, engine, central, files, started + limit)
         elapsed = max(progress["finished"], time.time()) - started
@@ -155,6 +156,7 @@ def run(
         "third_site_bytes": third,
         "relayed_by_third_site": any(v > CHATTER_BYTES for v in third.values()),
         "dead_processes": progress["dead"],
+        "quarantined": _files_under(base / "quarantine"),
         "dir": str(base),
     }
     report["ok"] = bool(
@@ -163,10 +165,16 @@ def run(
         and report["duplicated"] == 0
         and report["rules_not_ok"] == 0
         and not report["relayed_by_third_site"]
+        and report["quarantined"] == 0
         and links["CTAO-North"]["tx_bytes"] >= moved
         and links["PIC"]["rx_bytes"] >= moved
     )
     return report
+
+
+def _files_under(folder: Path) -> int:
+    """Files ingestion set aside (a sound file must never land there)."""
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
 def _ratio(phases: dict[str, Any], cap_mbit: float) -> float | None:
@@ -185,18 +193,20 @@ def _in[T](ns: str, work: Callable[[], T]) -> T:
         return work()
 
 
-def _announce(landing: Path, files: int, size_kib: int) -> tuple[dict[str, float], int]:
-    """Write the files with their triggers; {path relative to the landing: trigger time}."""
+def announce(dep: sites.Deployment, files: int, size_kib: int) -> None:
+    """ACADA writes ``files`` more files into the landing area, each with its trigger (kept
+    in ``dep.announced``). Their names carry the run's name: scenarios run one after the
+    other on one testbed, whose off-site disks keep what earlier runs copied (a file already
+    there with the right checksum would be accepted without crossing the link)."""
     from dpps.acada.simulate import write_trigger
 
     night = dt.date(2026, 11, 21)
     start = dt.datetime(2026, 11, 21, 22)
-    triggers: dict[str, float] = {}
-    total = 0
-    for i in range(files):
-        rel = f"dl0/TEL001/events/2026/11/21/longhaul_{i:06d}.fits"
+    first = len(dep.announced)
+    for i in range(first, first + files):
+        rel = f"dl0/TEL001/events/2026/11/21/{dep.base.name}_{i:06d}.fits"
         path = write_fits_product(
-            landing / rel,
+            dep.landing / rel,
             obs_id=1 + i // 100,
             tel_id=1,
             night=night,
@@ -205,10 +215,9 @@ def _announce(landing: Path, files: int, size_kib: int) -> tuple[dict[str, float
             extra_header={"SB_ID": 1},
             seed=i,
         )
-        total += path.stat().st_size
+        dep.announced_bytes += path.stat().st_size
         write_trigger(path)
-        triggers[rel] = time.time()
-    return triggers, total
+        dep.announced[rel] = time.time()
 
 
 def _counts(engine: Engine) -> dict[str, int]:

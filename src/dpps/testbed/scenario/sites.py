@@ -17,10 +17,13 @@ down`` stops what a crashed scenario left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,9 @@ class Deployment:
     xrd: TemporaryXRootD | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    #: Files written into the landing area so far: {path relative to it: trigger time}.
+    announced: dict[str, float] = field(default_factory=dict)
+    announced_bytes: int = 0
 
     @property
     def pg_log(self) -> Path:
@@ -180,28 +186,106 @@ PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 
 def start_processes(dep: Deployment, sleep_s: float = 0.2) -> None:
+    for label, _, _ in PROCESSES:
+        start_process(dep, label, sleep_s)
+
+
+def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
+    """Start one site process of :data:`PROCESSES` in its data center's namespace (again,
+    after a crash: its log is appended to)."""
+    where, daemon = next((w, d) for name, w, d in PROCESSES if name == label)
     dpps = str(Path(sys.executable).parent / "dpps")
     logs = dep.base / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for label, where, daemon in PROCESSES:
-        node = dep.plan.node(where)
-        argv = [dpps, "--workspace", str(dep.workspace(where)), "daemon", *daemon]
-        if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
-            argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
-        env = dict(os.environ)
-        env.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
-        # the server logs it with each statement ('@' would end the URL's user part)
-        app = label.replace("@", ".")
-        env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
-        dep.procs[label] = netns.popen_in(
-            node.netns,
-            argv,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(logs / f"{label}.log", "ab"),  # noqa: SIM115 - the child keeps it
-        )
-        dep.pids[label] = dep.procs[label].pid
+    node = dep.plan.node(where)
+    argv = [dpps, "--workspace", str(dep.workspace(where)), "daemon", *daemon]
+    if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
+        argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
+    env = dict(os.environ)
+    env.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
+    # the server logs it with each statement ('@' would end the URL's user part)
+    app = label.replace("@", ".")
+    env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
+    dep.procs[label] = netns.popen_in(
+        node.netns,
+        argv,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(logs / f"{label}.log", "ab"),  # noqa: SIM115 - the child keeps it
+    )
+    dep.pids[label] = dep.procs[label].pid
+    _record(dep)
+
+
+def kill_process(dep: Deployment, label: str) -> None:
+    """SIGKILL one site process (a crash: nothing is given back, leases stay taken)."""
+    proc = dep.procs.pop(label)
+    proc.kill()
+    proc.wait()
+    dep.pids.pop(label, None)
+    _record(dep)
+
+
+def kill_site_xrootd(dep: Deployment, site: str) -> None:
+    """SIGKILL the XRootD server of a data center: the scenario's own (the telescope site's)
+    or the testbed's (an off-site center's), as a crashed machine would lose it."""
+    if site == "CTAO-North":
+        assert dep.xrd is not None
+        _sigkill(dep.xrd.pid)
+        dep.xrd.stop()
+        dep.pids.pop("CTAO-North/xrootd", None)
         _record(dep)
+        return
+    current = state.read(Path(dep.testbed["dir"])) or dep.testbed
+    pid = current.get("pids", {}).pop(f"{site}/xrootd")
+    _sigkill(int(pid))
+    state.write(Path(current["dir"]), current)
+
+
+def restart_site_xrootd(dep: Deployment, site: str) -> None:
+    """Start a killed XRootD server again on the same address, port and disk."""
+    if site == "CTAO-North":
+        assert dep.xrd is not None
+        dep.xrd.start()
+        dep.pids["CTAO-North/xrootd"] = dep.xrd.pid
+        _record(dep)
+        return
+    node = dep.plan.node(site)
+    xrd = TemporaryXRootD(
+        Path(dep.testbed["paths"][site]["xrootd"]).parent,
+        netns=node.netns,
+        host=node.address,
+        port=XRD_PORT,
+    )
+    xrd.start()
+    current = state.read(Path(dep.testbed["dir"])) or dep.testbed
+    current.setdefault("pids", {})[f"{site}/xrootd"] = xrd.detach()[0]
+    state.write(Path(current["dir"]), current)
+
+
+def restart_catalog(dep: Deployment, down_s: float) -> None:
+    """Stop the central catalog (PostgreSQL's fast shutdown: every connection is cut), keep
+    it down ``down_s`` seconds, start it again on the same data."""
+    assert dep.pg is not None
+    dep.pg.stop()
+    time.sleep(down_s)
+    dep.pg.start()
+    dep.pids["central/postgres"] = dep.pg.pid
+    _record(dep)
+
+
+def _sigkill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
 
 
 def dead_processes(dep: Deployment) -> dict[str, str]:
