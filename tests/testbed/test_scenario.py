@@ -43,6 +43,12 @@ def test_the_scenario_refuses_without_a_testbed_or_with_too_much_data(
     )
     assert huge.returncode == 3, huge.stderr
     assert "free" in huge.stderr
+    nowhere = dpps(
+        "testbed", "scenario", "longhaul", "--dir", str(small_testbed), "--second-hop", "PIC"
+    )
+    assert nowhere.returncode == 3, nowhere.stderr
+    assert "--second-hop PIC" in nowhere.stderr
+    assert "CSCS" in nowhere.stderr
     assert not (small_testbed / "scenario").exists()
 
 
@@ -88,3 +94,42 @@ def test_long_haul_from_a_telescope_site_to_an_off_site_center(
     status = json.loads(dpps("testbed", "status", "--dir", str(small_testbed), "--json").stdout)
     assert status["healthy"], status
     assert not [k for k in status["processes"] if k.startswith("scenario/")]
+
+
+@pytest.mark.verifies_usecase("UC-190-1.2")
+def test_a_second_hop_from_pic_to_an_s3_center(small_testbed: Path, dpps: RunDpps) -> None:
+    """Every file also goes PIC -> CSCS (S3), pulled by CSCS's own agent once PIC holds it:
+    each copy crosses each link once (CTAO-North's link carries the bytes once, not twice),
+    and every second copy's adler32 is recomputed from what CSCS's S3 gateway returns."""
+    done = dpps(
+        "testbed",
+        "scenario",
+        "longhaul",
+        "--dir",
+        str(small_testbed),
+        "--files",
+        str(FILES),
+        "--size-kib",
+        "64",
+        "--second-hop",
+        "CSCS",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    report = json.loads(done.stdout)
+    hop = report["second_hop"]
+    assert report["ok"], report
+    assert report["lost"] == 0
+    assert report["duplicated"] == 0
+    assert hop["center"] == "CSCS"
+    assert hop["copies"] == FILES, hop
+    assert hop["lost"] == 0
+    assert hop["bad_replicas"] == []
+    assert hop["duplicated"] == 0
+    assert hop["bytes"] == report["bytes"]
+    assert hop["trigger_to_second_copy_s"]["n"] == FILES
+    links = report["links"]
+    assert links["PIC"]["tx_bytes"] >= hop["bytes"]
+    assert links["CSCS"]["rx_bytes"] >= hop["bytes"]
+    assert links["CTAO-North"]["tx_bytes"] < report["bytes_moved_offsite"] + hop["bytes"]
+    assert report["onsite_files_left"] == 0

@@ -128,6 +128,14 @@ def register(app: typer.Typer) -> None:
         size_kib: Annotated[
             int, typer.Option("--size-kib", min=1, help="Size of each file in KiB.")
         ] = 64,
+        second_hop: Annotated[
+            str | None,
+            typer.Option(
+                "--second-hop",
+                help="Also copy every file from PIC to this center (e.g. CSCS, served by S3), "
+                "pulled by that center's own agent.",
+            ),
+        ] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Files appear through ACADA at CTAO-North, go to PIC by a rule, on-site copies are
@@ -135,7 +143,7 @@ def register(app: typer.Typer) -> None:
         it up; exit 1 if anything was lost, duplicated or relayed through a third site."""
         from dpps.testbed.scenario import longhaul
 
-        report = longhaul.run(directory, files=files, size_kib=size_kib)
+        report = longhaul.run(directory, files=files, size_kib=size_kib, second_hop=second_hop)
         if json_out:
             emit_json(report)
         else:
@@ -165,6 +173,15 @@ def _print_longhaul(r: dict[str, Any]) -> None:
         f"PIC received {r['pic_rx_over_moved']}x; third sites {r['third_site_bytes']} "
         f"({'RELAYED' if r['relayed_by_third_site'] else 'not relayed'})"
     )
+    hop = r.get("second_hop")
+    if hop:
+        latency = hop["trigger_to_second_copy_s"]
+        console.print(
+            f"second hop PIC -> {hop['center']}: {hop['copies']} copies, lost {hop['lost']}, "
+            f"duplicated {hop['duplicated']}; trigger to second copy median "
+            f"{latency['median']} s; PIC sent {hop.get('pic_tx_over_moved')}x, "
+            f"{hop['center']} received {hop.get('center_rx_over_moved')}x the bytes moved"
+        )
     console.print("OK" if r["ok"] else "NOT OK")
 
 

@@ -23,7 +23,7 @@ import shutil
 import statistics
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,22 @@ def run(
     size_kib: int = 64,
     timeout_s: float | None = None,
     during: Callable[[sites.Deployment, topo.Plan], None] | None = None,
+    second_hop: str | None = None,
 ) -> dict[str, Any]:
     """Run the scenario on the testbed that is up; the report (``during`` runs once the files
-    are announced: a fault injected in the middle of the transfers)."""
+    are announced: a fault injected in the middle of the transfers). ``second_hop``: a center
+    that gets one more copy of every file, read from PIC (PIC -> it), by its own agent."""
     if files < 1 or size_kib < 1:
         raise InvalidInput("--files and --size-kib must be at least 1")
     current = running_testbed(directory)
+    if second_hop is not None and (
+        second_hop in ("CTAO-North", "PIC", "central") or second_hop not in current["rses"]
+    ):
+        served = sorted(set(current["rses"]) - {"CTAO-North", "PIC"})
+        raise InvalidInput(
+            f"--second-hop {second_hop}: not an off-site center of this testbed with its own "
+            f"RSE other than PIC (here: {', '.join(served) or 'none'})"
+        )
     plan = _plan(current)
     base = Path(current["dir"]) / "scenario" / f"longhaul-{int(time.time() * 1000)}"
     need = files * (size_kib + 8) * 1024 * 3  # landing, PIC's disk, logs and catalog
@@ -96,7 +106,7 @@ def run(
         )
     base.mkdir(parents=True)
     cap_mbit = plan.node("CTAO-North").bandwidth_mbit
-    dep = sites.Deployment(base=base, plan=plan, testbed=current)
+    dep = sites.Deployment(base=base, plan=plan, testbed=current, second_hop=second_hop)
     central = plan.node("central").netns
     try:
         sites.start_servers(dep)
@@ -112,7 +122,7 @@ def run(
             during(dep, plan)  # may announce more files (ACADA writing on)
         triggers, total_bytes, files = dep.announced, dep.announced_bytes, len(dep.announced)
         limit = timeout_s or 120.0 + total_bytes * 8 / (cap_mbit * 1e6) * 4
-        progress = _wait(dep, engine, central, files, started + limit)
+        progress = _wait(dep, engine, central, files, started + limit, second_hop)
         elapsed = max(progress["finished"], time.time()) - started
         after = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
         sites.stop_processes(dep)
@@ -131,9 +141,10 @@ def run(
     third = {
         name: c["tx_bytes"] + c["rx_bytes"]
         for name, c in links.items()
-        if name not in ("CTAO-North", "PIC", "central")
+        if name not in ("CTAO-North", "PIC", "central", second_hop)
     }
     moved = outcome["bytes_offsite"]
+    hop = outcome.pop("second_hop")
     report: dict[str, Any] = {
         "scenario": "longhaul",
         "files": files,
@@ -155,6 +166,7 @@ def run(
         "pic_rx_over_moved": round(links["PIC"]["rx_bytes"] / max(moved, 1), 3),
         "third_site_bytes": third,
         "relayed_by_third_site": any(v > CHATTER_BYTES for v in third.values()),
+        "second_hop": hop,
         "dead_processes": progress["dead"],
         "quarantined": _files_under(base / "quarantine"),
         "dir": str(base),
@@ -169,6 +181,21 @@ def run(
         and links["CTAO-North"]["tx_bytes"] >= moved
         and links["PIC"]["rx_bytes"] >= moved
     )
+    if second_hop is not None:
+        # each copy crossed each link once: PIC sent the second copies to the center (and
+        # CTAO-North did not send its bytes a second time)
+        hop["pic_tx_over_moved"] = round(links["PIC"]["tx_bytes"] / max(hop["bytes"], 1), 3)
+        hop["center_rx_over_moved"] = round(
+            links[second_hop]["rx_bytes"] / max(hop["bytes"], 1), 3
+        )
+        report["ok"] = bool(
+            report["ok"]
+            and hop["lost"] == 0
+            and hop["duplicated"] == 0
+            and links["PIC"]["tx_bytes"] >= hop["bytes"]
+            and links[second_hop]["rx_bytes"] >= hop["bytes"]
+            and links["CTAO-North"]["tx_bytes"] < moved + hop["bytes"]
+        )
     return report
 
 
@@ -220,7 +247,7 @@ def announce(dep: sites.Deployment, files: int, size_kib: int) -> None:
         dep.announced[rel] = time.time()
 
 
-def _counts(engine: Engine) -> dict[str, int]:
+def _counts(engine: Engine, second_hop: str | None = None) -> dict[str, int]:
     with engine.connect() as conn:
         per_rse = dict(
             conn.execute(
@@ -239,22 +266,29 @@ def _counts(engine: Engine) -> dict[str, int]:
     return {
         "registered": int(registered),
         "offsite": int(per_rse.get(sites.OFFSITE_RSE, 0)),
+        "second_hop": int(per_rse.get(second_hop, 0)) if second_hop else 0,
         "onsite": int(per_rse.get(sites.ONSITE_RSE, 0)),
         "rules_not_ok": sum(int(n) for s, n in rules.items() if s != "OK"),
     }
 
 
 def _wait(
-    dep: sites.Deployment, engine: Engine, central: str, files: int, deadline: float
+    dep: sites.Deployment,
+    engine: Engine,
+    central: str,
+    files: int,
+    deadline: float,
+    second_hop: str | None = None,
 ) -> dict[str, Any]:
-    """Until every file is safe off site, every on-site copy deleted, every rule OK (or the
-    deadline, or a site process died)."""
+    """Until every file is safe off site (at the second hop too, with one), every on-site
+    copy deleted, every rule OK (or the deadline, or a site process died)."""
     counts: dict[str, int] = {}
     while time.time() < deadline:
-        counts = _in(central, lambda: _counts(engine))
+        counts = _in(central, lambda: _counts(engine, second_hop))
         if (
             counts["registered"] >= files
             and counts["offsite"] >= files
+            and (second_hop is None or counts["second_hop"] >= files)
             and counts["onsite"] == 0
             and counts["rules_not_ok"] == 0
         ):
@@ -277,13 +311,19 @@ def _outcome(engine: Engine, dep: sites.Deployment, triggers: dict[str, float]) 
         names = dict(
             conn.execute(select(DIDRow.id, DIDRow.name).where(DIDRow.did_type == "FILE")).all()
         )
-        done: dict[int, list[float]] = {}
-        for did, ts in conn.execute(
-            select(EventRow.did_id, EventRow.ts).where(
-                EventRow.action == "transfer.done", EventRow.rse_id == rse_ids[sites.OFFSITE_RSE]
-            )
-        ):
-            done.setdefault(int(did or 0), []).append(_epoch(ts))
+
+        def done_at(rse_id: int) -> dict[int, list[float]]:
+            found: dict[int, list[float]] = {}
+            for did, ts in conn.execute(
+                select(EventRow.did_id, EventRow.ts).where(
+                    EventRow.action == "transfer.done", EventRow.rse_id == rse_id
+                )
+            ):
+                found.setdefault(int(did or 0), []).append(_epoch(ts))
+            return found
+
+        done = done_at(rse_ids[sites.OFFSITE_RSE])
+        hop_done = done_at(rse_ids[dep.second_hop]) if dep.second_hop else {}
         deleted = {
             int(did or 0): _epoch(ts)
             for did, ts in conn.execute(
@@ -360,7 +400,82 @@ def _outcome(engine: Engine, dep: sites.Deployment, triggers: dict[str, float]) 
             "replicated_bytes": int(copied_span[2] or 0),
         },
         "bytes_offsite": moved,
+        "second_hop": _second_hop(dep, names, replicas, triggers, hop_done),
     }
+
+
+def _second_hop(
+    dep: sites.Deployment,
+    names: dict[int, str],
+    replicas: Sequence[Any],
+    triggers: dict[str, float],
+    done: dict[int, list[float]],
+) -> dict[str, Any] | None:
+    """The second copies: each one's adler32 recomputed from the bytes the center's server
+    holds (read here, inside the center's namespace), duplicates, trigger to second copy."""
+    hop = dep.second_hop
+    if hop is None:
+        return None
+    read = _reader(dep, hop)
+    good, bad, moved = 0, [], 0
+    for did, rse, path, adler, size in replicas:
+        if rse != hop:
+            continue
+        moved += int(size or 0)
+        if read(path) == adler:
+            good += 1
+        else:
+            bad.append(names.get(int(did), str(did)))
+    latency = []
+    for did, name in names.items():
+        rel = next((r for r in triggers if name.endswith("/" + r)), None)
+        if rel is not None and did in done:
+            latency.append(min(done[did]) - triggers[rel])
+    return {
+        "center": hop,
+        "copies": good,
+        "lost": len(triggers) - good,
+        "bad_replicas": bad,
+        "duplicated": sum(1 for times in done.values() if len(times) > 1),
+        "bytes": moved,
+        "trigger_to_second_copy_s": _stats(latency),
+    }
+
+
+def _reader(dep: sites.Deployment, center: str) -> Callable[[str], str | None]:
+    """adler32 of a replica's bytes as the center's own server holds them: its XRootD's disk,
+    or its S3 gateway read with botocore from inside the center's namespace (not through any
+    dpps code path)."""
+    entry = dep.testbed["rses"][center]
+    url = str(entry["url"])
+    if url.startswith("root://"):
+        disk = Path(dep.testbed["paths"][center]["xrootd"]) / "disk"
+        return lambda path: _adler32(disk / path)
+    import botocore.session
+
+    options = entry.get("storage_options", {})
+    bucket = url.removeprefix("s3://").split("/", 1)[0]
+    ns = dep.plan.node(center).netns
+
+    def read(path: str) -> str | None:
+        with netns.inside(ns):
+            client = botocore.session.get_session().create_client(
+                "s3",
+                endpoint_url=options["client_kwargs"]["endpoint_url"],
+                region_name=options["client_kwargs"].get("region_name", "us-east-1"),
+                aws_access_key_id=options["key"],
+                aws_secret_access_key=options["secret"],
+            )
+            try:
+                body = client.get_object(Bucket=bucket, Key=path)["Body"]
+            except client.exceptions.NoSuchKey:
+                return None
+            value = 1
+            while chunk := body.read(1 << 20):
+                value = zlib.adler32(chunk, value)
+            return f"{value & 0xFFFFFFFF:08x}"
+
+    return read
 
 
 def _span(first: dt.datetime | None, last: dt.datetime | None) -> float | None:

@@ -59,6 +59,8 @@ class Deployment:
     xrd: TemporaryXRootD | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    #: The center of the second hop (PIC -> it), or None: one hop.
+    second_hop: str | None = None
     #: Files written into the landing area so far: {path relative to it: trigger time}.
     announced: dict[str, float] = field(default_factory=dict)
     announced_bytes: int = 0
@@ -95,7 +97,7 @@ def config(dep: Deployment, site: str, settings: dict[str, Any]) -> dict[str, An
         "default_scope": "ctao",
         "checksums": ["adler32", "blake3"],
         "catalog": {"url": dep.catalog_url},
-        "sites": {name: defaults.SITES[name] for name in ("CTAO-North", "PIC")},
+        "sites": {name: defaults.SITES[name] for name in centers(dep) if name != "central"},
         "rses": {
             ONSITE_RSE: {
                 "url": onsite_url,
@@ -108,20 +110,12 @@ def config(dep: Deployment, site: str, settings: dict[str, Any]) -> dict[str, An
                 "site": pic.name,
                 "attributes": {"type": "disk", "tier": 1},
             },
+            **_second_hop_rse(dep),
         },
         # one safe off-site copy at PIC, read from the telescope site (dpps init's 'acada'
-        # policy asks for a second one on tape, which this scenario does not place)
-        "policies": {
-            "acada": [
-                {
-                    "copies": 1,
-                    "rses": OFFSITE_RSE,
-                    "source": ONSITE_RSE,
-                    "priority": 4,
-                    "activity": "acada",
-                }
-            ]
-        },
+        # policy asks for a second one on tape, which this scenario does not place), and with
+        # a second hop one more copy at that center, read from PIC
+        "policies": {"acada": _policy(dep)},
         # the on-site copy goes as soon as it is safe off site
         "reaper": {"onsite_retention_days": 0, "min_offsite_copies": 1},
         "acada": {
@@ -137,6 +131,44 @@ def config(dep: Deployment, site: str, settings: dict[str, Any]) -> dict[str, An
         ),
         "rules": {"recheck_s": 5.0, "stuck_retry_s": 5.0},
     }
+
+
+def centers(dep: Deployment) -> tuple[str, ...]:
+    """The namespaces the scenario's processes run in."""
+    hop = (dep.second_hop,) if dep.second_hop else ()
+    return ("central", "CTAO-North", "PIC", *hop)
+
+
+def _second_hop_rse(dep: Deployment) -> dict[str, Any]:
+    """The second hop's RSE as the testbed serves it (S3 or XRootD), under its center's name."""
+    if dep.second_hop is None:
+        return {}
+    entry = dict(dep.testbed["rses"][dep.second_hop])
+    entry["attributes"] = {"type": "disk", "tier": 1}
+    return {dep.second_hop: entry}
+
+
+def _policy(dep: Deployment) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        {
+            "copies": 1,
+            "rses": OFFSITE_RSE,
+            "source": ONSITE_RSE,
+            "priority": 4,
+            "activity": "acada",
+        }
+    ]
+    if dep.second_hop is not None:
+        rules.append(
+            {
+                "copies": 1,
+                "rses": dep.second_hop,
+                "source": OFFSITE_RSE,
+                "priority": 3,
+                "activity": "replication",
+            }
+        )
+    return rules
 
 
 def start_servers(dep: Deployment) -> None:
@@ -167,7 +199,7 @@ def start_servers(dep: Deployment) -> None:
 
 
 def write_workspaces(dep: Deployment, settings: dict[str, Any]) -> None:
-    for site in ("central", "CTAO-North", "PIC"):
+    for site in centers(dep):
         ws = dep.workspace(site)
         ws.mkdir(parents=True, exist_ok=True)
         (ws / "dpps.yaml").write_text(
@@ -185,15 +217,23 @@ PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+def processes(dep: Deployment) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """:data:`PROCESSES`, and with a second hop that center's transfer agent."""
+    if dep.second_hop is None:
+        return PROCESSES
+    hop = dep.second_hop
+    return (*PROCESSES, (f"transfer@{hop}", hop, ("transfer", "--site", hop)))
+
+
 def start_processes(dep: Deployment, sleep_s: float = 0.2) -> None:
-    for label, _, _ in PROCESSES:
+    for label, _, _ in processes(dep):
         start_process(dep, label, sleep_s)
 
 
 def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     """Start one site process of :data:`PROCESSES` in its data center's namespace (again,
     after a crash: its log is appended to)."""
-    where, daemon = next((w, d) for name, w, d in PROCESSES if name == label)
+    where, daemon = next((w, d) for name, w, d in processes(dep) if name == label)
     dpps = str(Path(sys.executable).parent / "dpps")
     logs = dep.base / "logs"
     logs.mkdir(parents=True, exist_ok=True)
