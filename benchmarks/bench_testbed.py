@@ -14,6 +14,7 @@
 Needs root; holds /run/dpps-testbed-tests.lock while a testbed is up (the test suite's).
 Usage: python benchmarks/bench_testbed.py [--mib 100] [--streams 4] [--json]
        python benchmarks/bench_testbed.py --scenario longhaul [--files 190] [--size-kib 1024]
+                                          [--second-hop CSCS]
 """
 
 from __future__ import annotations
@@ -94,13 +95,13 @@ def physics(mib: int, streams: int) -> dict[str, Any]:
     }
 
 
-def longhaul(files: int, size_kib: int) -> dict[str, Any]:
+def longhaul(files: int, size_kib: int, second_hop: str | None = None) -> dict[str, Any]:
     from dpps.testbed.scenario import longhaul as scenario
 
     directory = Path(tempfile.mkdtemp(prefix="dpps-scenario-bench-"))
     try:
         lifecycle.up(directory, topology.plan(topology.SMALL))
-        return scenario.run(directory, files=files, size_kib=size_kib)
+        return scenario.run(directory, files=files, size_kib=size_kib, second_hop=second_hop)
     finally:
         lifecycle.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
@@ -120,6 +121,15 @@ def print_longhaul(r: dict[str, Any]) -> None:
         f"registration spread over {phases['registration_s']} s"
     )
     print(f"  trigger to safe off-site copy: median {safe['median']} s, max {safe['max']} s")
+    hop = r.get("second_hop")
+    if hop:
+        second = hop["trigger_to_second_copy_s"]
+        print(
+            f"  second hop PIC -> {hop['center']}: {hop['copies']} copies, trigger to second "
+            f"copy median {second['median']} s, max {second['max']} s; PIC sent "
+            f"{hop['pic_tx_over_moved']}x, {hop['center']} received "
+            f"{hop['center_rx_over_moved']}x the bytes moved"
+        )
     print(f"  on-site deletion lag: median {lag['median']} s, max {lag['max']} s")
     print(f"  catalog statements per file: {r['statements_per_file']}")
     print(
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=["longhaul"], default=None)
     parser.add_argument("--files", type=int, default=190)
     parser.add_argument("--size-kib", type=int, default=1024)
+    parser.add_argument("--second-hop", default=None, help="e.g. CSCS (S3)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_testbed: needs root (network namespaces)", file=sys.stderr)
@@ -148,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         from filelock import FileLock
 
         with FileLock("/run/dpps-testbed-tests.lock", timeout=1800):
-            report = longhaul(args.files, args.size_kib)
+            report = longhaul(args.files, args.size_kib, args.second_hop)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
