@@ -16,9 +16,11 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from dpps.bdms.archive import Archive
+from dpps.bdms.preservation import health as health_checks
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import RSERow
+from dpps.catalog.models import HeartbeatRow, RSERow
 from dpps.cli.main import app
+from dpps.core.clock import utcnow
 from dpps.core.errors import IntegrityFailure, Unavailable
 from tests.bdms.preservation_helpers import ingest_files, storage_file
 from tests.bdms.test_auditor import beat_required
@@ -88,3 +90,30 @@ def test_a_lost_file_exits_7_before_anything_else(archive: Archive, tmp_path: Pa
     assert code == IntegrityFailure.exit_code
     assert checks["lost_files"] is False
     assert data["lost_files"] == [did]
+
+
+def test_site_processes_count_for_the_daemon_they_partition(archive: Archive) -> None:
+    """A deployment runs its storage daemons per site (heartbeats ``reaper@CTAO-N``): they
+    satisfy a required ``reaper``; a required ``reaper@PIC`` wants exactly that one."""
+    now = utcnow()
+    with transaction(archive.sessions) as session:
+        for name in ("evaluator", "transfer@PIC", "stager@PIC-TAPE", "reaper@CTAO-N", "auditor"):
+            session.add(
+                HeartbeatRow(
+                    daemon=name,
+                    instance=f"test:{name}",
+                    hostname="test",
+                    pid=1,
+                    started_at=now,
+                    last_seen=now,
+                    details={},
+                )
+            )
+    code, data, checks = health(archive)
+    assert (code, checks["daemons"]) == (0, True), data
+    with archive.sessions() as session:
+        found = health_checks.daemons(session, utcnow())
+    assert health_checks.daemons_check(found, ("reaper@CTAO-N", "transfer")).ok
+    only_pic = health_checks.daemons_check(found, ("reaper@PIC",))
+    assert not only_pic.ok
+    assert only_pic.items == ["reaper@PIC: not running"]

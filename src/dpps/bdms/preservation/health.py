@@ -64,9 +64,12 @@ def daemons(
 
 
 def daemons_check(found: list[DaemonHealth], required: tuple[str, ...]) -> HealthCheck:
-    """Every required daemon has a live instance, and no instance has gone silent."""
+    """Every required daemon has a live instance, and no instance has gone silent.
+
+    Site processes beat as ``NAME@RSES`` (``reaper@CTAO-N``): a required ``reaper`` is
+    running when any of them is, ``reaper@CTAO-N`` only when that one is."""
     running = {d.name for d in found if d.instances and not d.stale}
-    missing = [n for n in required if n not in running]
+    missing = [n for n in required if not _running(n, running)]
     stale = [d.name for d in found if d.stale and d.name not in missing]
     problems = [f"{n}: not running" for n in missing] + [f"{n}: heartbeat stale" for n in stale]
     if not problems:
@@ -77,6 +80,12 @@ def daemons_check(found: list[DaemonHealth], required: tuple[str, ...]) -> Healt
     if stale:
         parts.append(f"daemon(s) silent too long: {', '.join(stale)}")
     return HealthCheck("daemons", False, len(problems), "; ".join(parts), problems)
+
+
+def _running(required: str, running: set[str]) -> bool:
+    if required in running:
+        return True
+    return "@" not in required and any(n.partition("@")[0] == required for n in running)
 
 
 def rses_check(session: Session, config: Config) -> HealthCheck:
