@@ -50,7 +50,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "verify": _cmd(
         "verify_cmd",
-        "Report, per registered use case, the tests that verify it and full/partial/none.",
+        "Report per use case its tests (full/partial/none), per requirement its evidence.",
     ),
     "stage": _cmd(
         "preservation_cmds",

@@ -125,9 +125,18 @@ def config(dep: Deployment, site: str, settings: dict[str, Any]) -> dict[str, An
             "poll_interval_s": 0.2,
             "batch_size": 100,
         },
-        # XrdCl waits 2.5 s for each third-party copy however small: many in flight
+        # XrdCl waits 2.5 s for each third-party copy however small: many in flight; a
+        # failed copy is retried after 5 s (not 30: the faults' tests wait for it) and a
+        # crashed agent's lease runs out after 30 s
         "transfers": settings.get(
-            "transfers", {"threads": 96, "batch": 200, "max_active_per_link": 128}
+            "transfers",
+            {
+                "threads": 96,
+                "batch": 200,
+                "max_active_per_link": 128,
+                "backoff_base_s": 5.0,
+                "lease_s": 30.0,
+            },
         ),
         "rules": {"recheck_s": 5.0, "stuck_retry_s": 5.0},
     }
