@@ -112,6 +112,7 @@ def test_third_party_copy_is_verified_and_never_overwrites(
         dst.copy_from(src, "ctao/x/missing.dat", "ctao/x/missing.dat")
 
 
+@pytest.mark.verifies_usecase("UC-190-1.2")
 def test_a_stopped_third_party_copy_is_cancelled_and_leaves_nothing(
     rses: tuple[XRootDStorageElement, XRootDStorageElement],
     servers: tuple[TemporaryXRootD, TemporaryXRootD],
