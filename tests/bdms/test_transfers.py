@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from dpps.bdms.archive import Archive
 from dpps.bdms.transfer import daemon as transfers
 from dpps.bdms.transfer.claim import claim_jobs
-from dpps.bdms.transfer.outcomes import Outcome, record_outcomes
+from dpps.bdms.transfer.outcomes import record_outcomes
+from dpps.bdms.transfer.records import Outcome
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, EventRow, ReplicaRow, RSERow, TransferRow
 from dpps.core.clock import utcnow

@@ -46,7 +46,7 @@ def _audit(c: TestClient, s: Seeded, role: str, h: dict[str, str]) -> httpx.Resp
 CASES: dict[str, tuple[Call, set[str]]] = {
     "stage-list": (
         lambda c, s, r, h: c.get("/api/v1/stage-requests", headers=h),
-        STAGERS | AUDITORS | {"reader"},
+        STAGERS | AUDITORS | {"reader", "site-agent"},
     ),
     "stage": (_stage, STAGERS),
     "audit-plan": (lambda c, s, r, h: c.get("/api/v1/audits/plan", headers=h), AUDITORS),

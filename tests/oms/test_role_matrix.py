@@ -129,13 +129,22 @@ CASES: dict[str, tuple[Call, set[str]]] = {
         lambda c, s, r, h: c.post("/api/v1/accounts/target/disable", headers=h),
         ADMIN,
     ),
+    "agent-claim": (
+        lambda c, s, r, h: c.post(
+            "/api/v1/agents/transfers/claim",
+            json={"instance": "host:1:x", "limit": 1, "rses": ["PIC"]},
+            headers=h,
+        ),
+        {"admin", "site-agent"},
+    ),
     **WRITE_CASES,
     **STAGING_CASES,
 }
 WRITES = {
     name
     for name in CASES
-    if name not in ("read", "account-list", "refresh-meta") and name not in STAGING_READS
+    if name not in ("read", "account-list", "refresh-meta", "agent-claim")
+    and name not in STAGING_READS
 }
 
 

@@ -37,7 +37,17 @@ class DatabaseHeartbeats:
         self.factory = factory
         self.expire_s = expire_s
 
-    def beat(self, daemon: str, instance: str, details: Mapping[str, Any]) -> WorkerSlot:
+    def beat(
+        self,
+        daemon: str,
+        instance: str,
+        details: Mapping[str, Any],
+        *,
+        hostname: str | None = None,
+        pid: int | None = None,
+    ) -> WorkerSlot:
+        """Record that ``instance`` lives; ``hostname``/``pid`` name where it runs when that
+        is not this process (a site's agent beating through the API)."""
         now = utcnow()
         with transaction(self.factory) as session:
             row = session.scalars(
@@ -50,8 +60,8 @@ class DatabaseHeartbeats:
                     HeartbeatRow(
                         daemon=daemon,
                         instance=instance,
-                        hostname=socket.gethostname(),
-                        pid=os.getpid(),
+                        hostname=hostname or socket.gethostname(),
+                        pid=os.getpid() if pid is None else pid,
                         started_at=now,
                         last_seen=now,
                         details=dict(details),

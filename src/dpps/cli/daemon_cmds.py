@@ -23,6 +23,7 @@ from dpps.bdms.replication import rse_expression
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.common import JsonOpt, command, open_local_archive
 from dpps.cli.output import console, emit_json, table
+from dpps.client.agent import api_catalog
 from dpps.core import daemon as daemons
 from dpps.core.config import Config, load_config
 from dpps.core.daemon import DaemonContext, Heartbeats, WorkerSlot
@@ -176,10 +177,12 @@ def run_named(
     a site process, serving only those RSEs)."""
     daemons.spec(name)
     _logging(log_level)
-    if site is not None or rses is not None:  # refused before the catalog is opened
-        served = partition(load_config(find_workspace(_workspace(ctx))), name, site, rses)
-    else:
-        served = None
+    config = load_config(find_workspace(_workspace(ctx)))
+    served = partition(config, name, site, rses)  # refused before the catalog is opened
+    if api_catalog(config) is not None:
+        agent = _run_agent(config, name, served, once=once, sleep=sleep, metrics_port=metrics_port)
+        _summary({name: agent}, json_)
+        return
     archive = open_local_archive(ctx)
     if executor is not None or scheduler is not None:
         wms = archive.config.wms.model_copy(
@@ -207,6 +210,37 @@ def run_named(
             wrap=wrap,
         )
     _summary({name: context}, json_)
+
+
+def _run_agent(
+    config: Config,
+    name: str,
+    served: frozenset[str] | None,
+    *,
+    once: bool,
+    sleep: float,
+    metrics_port: int | None,
+) -> DaemonContext:
+    """A site's transfer agent whose workspace names the central API as its catalog
+    (``dpps.client.agent``): it copies into its own RSEs and asks the API what to copy."""
+    if name != "transfer":
+        raise ConfigError(
+            f"catalog.url is the API at {config.catalog.url}: only the transfer agent runs "
+            f"against the API; daemon {name!r} needs the catalog database"
+        )
+    if served is None:
+        raise ConfigError(
+            "a transfer agent reaching the catalog through the API serves one site: "
+            "give --site or --rses"
+        )
+    from dpps.bdms.transfer.daemon import TransferDaemon
+    from dpps.client.agent import RemoteHeartbeats, RemoteLedger, connect
+    from dpps.oms.server import daemon_metrics
+
+    with connect(config) as remote, daemon_metrics(metrics_port) as wrap:
+        agent = TransferDaemon(config=config, ledger=RemoteLedger(remote, served))
+        beats = PartitionHeartbeats(RemoteHeartbeats(remote), served)
+        return daemons.run(agent, name, beats, once=once, sleep_s=sleep, wrap=wrap)
 
 
 def _doc(summary: str) -> str:

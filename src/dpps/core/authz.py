@@ -5,7 +5,10 @@ Roles are capabilities, not ranks: an account holds one or more. ``admin`` is th
 ``archive-manager`` may change rules on raw data (DL0), a ``data-processing-manager`` writes
 products and their rules at higher data levels and runs the workload (jobs, workflows,
 transformations), an ``operator`` runs the shifts (reads everything, flags data quality
-through metadata, kills runaway jobs, retries failed transfers) and a ``reader`` only reads.
+through metadata, kills runaway jobs, retries failed transfers), a ``reader`` only reads,
+and a ``site-agent`` is a data center's transfer agent reaching the catalog through the API
+(it claims transfers into its RSEs and reports their outcomes; it reads, and writes nothing
+else).
 
 Scopes are the second axis: whatever the role, an account writes only DIDs in the scopes it
 was given (``*`` means every scope). Reads are never restricted by scope.
@@ -30,6 +33,7 @@ class Role(StrEnum):
     DATA_PROCESSING_MANAGER = "data-processing-manager"
     OPERATOR = "operator"
     READER = "reader"
+    SITE_AGENT = "site-agent"
 
 
 class Action(StrEnum):
@@ -49,27 +53,29 @@ class Action(StrEnum):
     STAGE = "stage"  # ask for tape-only files to be staged ahead of processing (dpps stage)
     AUDIT = "audit"  # re-read replicas now and mark damaged ones BAD (dpps audit)
     CAMPAIGN = "campaign"  # queue a reprocessing campaign (stages, runs jobs, writes products)
+    AGENT = "agent"  # a site's transfer agent: claim transfers, report their outcomes, beat
 
 
-_A, _AM, _DPM, _OP, _R = (
+_A, _AM, _DPM, _OP, _R, _SA = (
     Role.ADMIN,
     Role.ARCHIVE_MANAGER,
     Role.DATA_PROCESSING_MANAGER,
     Role.OPERATOR,
     Role.READER,
+    Role.SITE_AGENT,
 )
 
 #: THE role matrix: action -> roles allowed. Read it as a table, one row per action.
 MATRIX: Final[dict[Action, frozenset[Role]]] = {
-    #                                admin  archive-mgr  dp-mgr  operator  reader
-    Action.READ: frozenset({_A, _AM, _DPM, _OP, _R}),
+    #                                admin  archive-mgr  dp-mgr  operator  reader  site-agent
+    Action.READ: frozenset({_A, _AM, _DPM, _OP, _R, _SA}),
     Action.DID_WRITE: frozenset({_A, _AM, _DPM}),
     Action.META_WRITE: frozenset({_A, _AM, _DPM, _OP}),
     Action.RULE_WRITE: frozenset({_A, _AM, _DPM}),
     Action.RULE_WRITE_DL0: frozenset({_A, _AM}),
     Action.ACCOUNT_READ: frozenset({_A}),
     Action.ACCOUNT_WRITE: frozenset({_A}),
-    Action.TOKEN_OWN: frozenset({_A, _AM, _DPM, _OP, _R}),
+    Action.TOKEN_OWN: frozenset({_A, _AM, _DPM, _OP, _R, _SA}),
     Action.WMS_WRITE: frozenset({_A, _DPM}),
     Action.WMS_KILL: frozenset({_A, _DPM, _OP}),
     Action.TRANSFER_RETRY: frozenset({_A, _AM, _OP}),
@@ -78,6 +84,7 @@ MATRIX: Final[dict[Action, frozenset[Role]]] = {
     Action.STAGE: frozenset({_A, _AM, _DPM}),
     Action.AUDIT: frozenset({_A, _AM, _OP}),
     Action.CAMPAIGN: frozenset({_A, _DPM}),
+    Action.AGENT: frozenset({_A, _SA}),
 }
 assert set(MATRIX) == set(Action), "every action needs a row in the matrix"
 

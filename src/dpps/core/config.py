@@ -60,7 +60,13 @@ class RSEConfig(_Strict):
 class CatalogConfig(_Strict):
     url: str = Field(
         "sqlite:///catalog.db",
-        description="SQLAlchemy URL; a relative SQLite path is relative to the workspace.",
+        description="SQLAlchemy URL; a relative SQLite path is relative to the workspace. A "
+        "site's transfer agent may name the central API instead (http(s)://host:port).",
+    )
+    token_file: str | None = Field(
+        None,
+        description="With an API URL: the file holding the agent's token (else $DPPS_TOKEN); "
+        "a relative path is relative to the workspace.",
     )
     busy_timeout_s: float = Field(
         30.0, gt=0, description="How long a SQLite writer waits for the lock before failing."

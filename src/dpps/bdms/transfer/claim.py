@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from dpps.bdms.replication import rse_expression
 from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.states import rules as rule_states
-from dpps.bdms.transfer.outcomes import Job, finish
+from dpps.bdms.transfer.outcomes import finish
+from dpps.bdms.transfer.records import Job
 from dpps.catalog import events
 from dpps.catalog.leases import dead_owners, lock_free
 from dpps.catalog.models import (

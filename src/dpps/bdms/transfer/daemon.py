@@ -19,19 +19,11 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
 
-from dpps.bdms.transfer.claim import claim_jobs
-from dpps.bdms.transfer.outcomes import (
-    Job,
-    Outcome,
-    record_outcomes,
-    renew_leases,
-    settle_rule_ids,
-)
+from dpps.bdms.transfer.ledger import CatalogLedger
+from dpps.bdms.transfer.records import Job, Outcome, TransferLedger
 from dpps.catalog.context import CatalogContext
-from dpps.catalog.engine import write
-from dpps.core.clock import utcnow
+from dpps.core.config import Config
 from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
 from dpps.storage.copy import SourceCorrupt, copy_replica
@@ -51,13 +43,25 @@ SETTLE_S = 2.0
 class TransferDaemon(Daemon):
     """The transfer daemon (``dpps daemon transfer``) with its thread pool, which ``close()``
     shuts down. One pass without the runner: ``with TransferDaemon(archive.context) as d:
-    d.run_once(ctx)``."""
+    d.run_once(ctx)``.
 
-    def __init__(self, catalog: CatalogContext) -> None:
-        self.config = catalog.config
-        self.sessions = catalog.sessions
-        self.account = catalog.account
-        self.dest_rses = catalog.rses
+    Made from a catalog context (the catalog in this process: ``CatalogLedger``) or, for a
+    site's agent that reaches the catalog through the central API, from its own configuration
+    (its RSEs' paths) and a ``TransferLedger`` (``dpps.client.agent.RemoteLedger``)."""
+
+    def __init__(
+        self,
+        catalog: CatalogContext | None = None,
+        *,
+        config: Config | None = None,
+        ledger: TransferLedger | None = None,
+    ) -> None:
+        if catalog is not None:
+            config, ledger = catalog.config, CatalogLedger(catalog)
+        if config is None or ledger is None:
+            raise TypeError("TransferDaemon needs a catalog context, or a config and a ledger")
+        self.config = config
+        self.ledger = ledger
         cfg = self.config.transfers
         self.pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="dpps-transfer")
         # Claimed and queued here: the pool never runs dry while the next batch is claimed,
@@ -113,22 +117,13 @@ class TransferDaemon(Daemon):
                 results = []
                 last_flush = now
             if now - last_renew >= cfg.lease_s / 3:
-                ids = [j.transfer_id for j in inflight.values()]
-                write(
-                    self.sessions,
-                    partial(renew_leases, owner=ctx.instance, ids=ids, lease_s=cfg.lease_s),
-                )
+                self.ledger.renew(ctx.instance, [j.transfer_id for j in inflight.values()])
                 last_renew = now
 
     # -- steps -------------------------------------------------------------------------------
 
     def _claim(self, ctx: DaemonContext, limit: int) -> list[Job]:
-        jobs = write(
-            self.sessions,
-            lambda s: claim_jobs(
-                s, self.config, ctx.instance, limit, self.account, dest_rses=self.dest_rses
-            ),
-        )
+        jobs = self.ledger.claim(ctx.instance, limit)
         for job in jobs:  # build storages here, not in the worker threads
             self._storage(job.source_rse)
             self._storage(job.dest_rse)
@@ -141,10 +136,7 @@ class TransferDaemon(Daemon):
         # fsync for all the files a batch put in it (the files themselves were fsynced).
         for directory in sorted({o.unsynced_dir for o in results if o.unsynced_dir}):
             fsync_dir(directory)
-        summary = write(
-            self.sessions,
-            lambda s: record_outcomes(s, self.config, ctx.instance, results, self.account),
-        )
+        summary = self.ledger.record(ctx.instance, results)
         if summary.done:
             self._unsettled |= summary.rules
             self._settle(force=False)
@@ -162,10 +154,7 @@ class TransferDaemon(Daemon):
         if not self._unsettled or (not force and time.monotonic() - self._last_settle < SETTLE_S):
             return
         rule_ids, self._unsettled = self._unsettled, set()
-        write(
-            self.sessions,
-            lambda s: settle_rule_ids(s, rule_ids, utcnow(), self.account),
-        )
+        self.ledger.settle(rule_ids)
         self._last_settle = time.monotonic()
 
     def _storage(self, name: str) -> StorageElement:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.states import rules as rule_states
+from dpps.bdms.transfer.records import Outcome, Recorded
 from dpps.catalog import events
 from dpps.catalog.models import RuleLockRow, TransferRow
 from dpps.catalog.replication import bump_rules, lock_rules
@@ -31,49 +31,6 @@ from dpps.catalog.sets import among
 from dpps.core.clock import utcnow
 from dpps.core.config import Config
 from dpps.core.states import RuleState, TransferState
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One claimed copy, with everything the worker thread needs (no catalog access)."""
-
-    transfer_id: int
-    did_id: int
-    label: str
-    source_rse: str
-    source_rse_id: int
-    source_path: str
-    dest_rse: str
-    dest_rse_id: int
-    dest_path: str
-    replica_id: int
-    expected: dict[str, str]
-    bytes: int
-    attempts: int
-    max_attempts: int
-    redo: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    job: Job
-    status: Literal["done", "failed", "interrupted"]
-    error: str | None = None
-    bad_source: bool = False
-    method: str = ""
-    seconds: float = 0.0
-    unsynced_dir: str | None = None
-
-
-@dataclass
-class Recorded:
-    done: int = 0
-    retried: int = 0
-    failed: int = 0
-    released: int = 0
-    lost: int = 0
-    #: rules with locks on the files of these outcomes: to be settled (``settle_rule_ids``)
-    rules: set[int] = field(default_factory=set)
 
 
 def backoff_s(config: Config, attempts: int) -> float:

@@ -35,6 +35,7 @@ from dpps.oms.api.limits import BodySizeLimit
 from dpps.oms.api.middleware import RequestMetrics, SecurityHeaders, TextGuard
 from dpps.oms.api.routers import (
     accounts,
+    agents,
     campaigns,
     dids,
     events,
@@ -69,6 +70,7 @@ ROUTERS = (
     wms_flows.workflows,
     wms_flows.transformations,
     campaigns.router,
+    agents.router,
 )
 
 DESCRIPTION = """The REST API of dpps: the same operations as the `dpps` command line.

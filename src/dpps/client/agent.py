@@ -1,0 +1,104 @@
+"""A site's transfer agent reaching the catalog through the central API.
+
+``RemoteLedger`` is the ``TransferLedger`` (``dpps.bdms.transfer.records``) of an agent whose
+workspace names the API as its catalog (``catalog: {url: https://central:8000}``): a claimed
+batch costs one request and its outcomes one more (the server settles their rules in the same
+request), so an agent 150 ms away from the catalog spends two round trips per batch instead
+of a dozen SQL statements each. ``RemoteHeartbeats`` keeps the agent visible to ``dpps
+health`` and to its peers' share of the work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dpps.bdms.transfer.records import (
+    Job,
+    Outcome,
+    Recorded,
+    job_from_wire,
+    outcome_to_wire,
+    recorded_from_wire,
+)
+from dpps.client.archive import ENV_TOKEN, RemoteArchive
+from dpps.core.config import Config
+from dpps.core.daemon import WorkerSlot
+from dpps.core.errors import ConfigError
+
+#: An agent's requests are small: a dead link must fail one within a minute, not five.
+TIMEOUT_S = 60.0
+
+
+def api_catalog(config: Config) -> str | None:
+    """The API URL when this workspace reaches its catalog through ``dpps serve``, else None."""
+    url = config.catalog.url
+    return url if url.startswith(("http://", "https://")) else None
+
+
+def connect(config: Config, environ: Mapping[str, str] | None = None) -> RemoteArchive:
+    """The central API named by the workspace's ``catalog.url``, with the agent's token from
+    ``$DPPS_TOKEN`` or the file ``catalog.token_file`` names."""
+    url = api_catalog(config)
+    if url is None:
+        raise ConfigError(f"catalog.url {config.catalog.url!r} is a database, not the API")
+    env = os.environ if environ is None else environ
+    token = env.get(ENV_TOKEN, "")
+    if not token and config.catalog.token_file:
+        path = Path(config.catalog.token_file)
+        if not path.is_absolute():
+            path = config.workspace / path
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"catalog.token_file: cannot read {path}: {exc}") from None
+    if not token:
+        raise ConfigError(
+            f"catalog.url is the API at {url}: give the agent a site-agent token in "
+            f"${ENV_TOKEN} or catalog.token_file ('dpps token create ACCOUNT' on the server)"
+        )
+    return RemoteArchive(url, token, timeout=TIMEOUT_S)
+
+
+class RemoteLedger:
+    """``TransferLedger`` over the API: claims into ``rses`` only."""
+
+    def __init__(self, remote: RemoteArchive, rses: frozenset[str]) -> None:
+        self.remote = remote
+        self.rses = sorted(rses)
+
+    def claim(self, owner: str, limit: int) -> list[Job]:
+        body = {"instance": owner, "limit": limit, "rses": self.rses}
+        data = self.remote._json("POST", "/api/v1/agents/transfers/claim", json=body)
+        return [job_from_wire(j) for j in data["jobs"]]
+
+    def record(self, owner: str, outcomes: Sequence[Outcome]) -> Recorded:
+        body = {"instance": owner, "outcomes": [outcome_to_wire(o) for o in outcomes]}
+        data = self.remote._json("POST", "/api/v1/agents/transfers/report", json=body)
+        return recorded_from_wire(data)
+
+    def renew(self, owner: str, ids: Sequence[int]) -> None:
+        if ids:
+            body = {"instance": owner, "renew": list(ids)}
+            self.remote._json("POST", "/api/v1/agents/transfers/report", json=body)
+
+    def settle(self, rule_ids: set[int]) -> None:
+        """Nothing to do: the server settled them when their outcomes were reported."""
+
+
+class RemoteHeartbeats:
+    """``Heartbeats`` over the API (``dpps.core.daemon``)."""
+
+    def __init__(self, remote: RemoteArchive) -> None:
+        self.remote = remote
+
+    def beat(self, daemon: str, instance: str, details: Mapping[str, Any]) -> WorkerSlot:
+        body = {"daemon": daemon, "instance": instance, "details": dict(details)}
+        data = self.remote._json("POST", "/api/v1/agents/heartbeats", json=body)
+        return WorkerSlot(int(data["number"]), int(data["total"]))
+
+    def forget(self, daemon: str, instance: str) -> None:
+        body = {"daemon": daemon, "instance": instance, "forget": True}
+        self.remote._json("POST", "/api/v1/agents/heartbeats", json=body)
