@@ -17,14 +17,19 @@ import yaml
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from dpps.acada.simulate import simulate
+from dpps.bdms.ingestion.queue import IngestionQueue
+from dpps.bdms.ingestion.settings import QueueSettings
 from dpps.bdms.transfer.daemon import TransferDaemon
-from dpps.catalog.models import EventRow, HeartbeatRow
+from dpps.catalog.models import EventRow, HeartbeatRow, RuleRow
 from dpps.cli.main import app
-from dpps.client.agent import RemoteLedger
+from dpps.client.agent import RemoteIngestLedger, RemoteLedger
 from dpps.client.archive import RemoteArchive
 from dpps.core.daemon import DaemonContext
 from dpps.core.errors import InvalidInput, NotFound, PermissionDenied
 from dpps.oms.server import BackgroundServer
+from dpps.storage.checksums import checksum_file
+from tests.acada.helpers import lfn_of, small, triggers_left
 from tests.bdms.replication_helpers import evaluate, ingest_dataset, tuned
 from tests.oms.conftest import Seeded
 
@@ -154,3 +159,81 @@ def test_dpps_daemon_transfer_runs_a_site_agent_against_the_api(
     assert "agent.token" in r.stderr
     with httpx.Client() as plain:  # the server says no to an agent without a token
         assert plain.post(f"{live.url}/api/v1/agents/heartbeats", json={}).status_code == 401
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.1")
+@pytest.mark.verifies_usecase("UC-110-1.1.4")
+def test_a_telescope_site_queue_registers_through_the_api_one_request_per_batch(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    archive = seeded.archive
+    settings = QueueSettings.from_config(archive.config, executor="inline")
+    landing = settings.landing
+    files = simulate(landing, small())
+    requests: list[str] = []
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as remote:
+        remote.http.event_hooks["request"].append(lambda r: requests.append(r.url.path))
+        queue = IngestionQueue(
+            None, settings, config=archive.config, ledger=RemoteIngestLedger(remote)
+        )
+        try:
+            assert queue.run_once(DaemonContext("ingest")) == len(files)
+        finally:
+            queue.close()
+    for path in files:  # each registered once, in place, with its checksum
+        details = archive.show(lfn_of(landing, path))
+        [replica] = details.replicas
+        assert (replica.rse, replica.state) == ("CTAO-N", "AVAILABLE")
+        assert replica.path == path.relative_to(archive.config.rse_url("CTAO-N")).as_posix()
+        assert details.file.adler32 == checksum_file(path, ["adler32"])[1]["adler32"]
+    assert triggers_left(landing) == []
+    batches = -(-len(files) // settings.batch_size)
+    registers = [p for p in requests if p.endswith("/ingest/register")]
+    print(f"\n{len(files)} files: {len(requests)} requests, {len(registers)} registrations")
+    assert 1 <= len(registers) <= 2 * batches, requests  # batches close early when slow
+    assert set(requests) == {"/api/v1/agents/ingest/register"}, requests
+    with archive.sessions() as s:  # the dataset got the policy's rules; events name the agent
+        rules = s.scalars(select(RuleRow.id)).all()
+        accounts = set(
+            s.scalars(select(EventRow.account).where(EventRow.action == "file.register"))
+        )
+    assert rules
+    assert "acct-site-agent" in accounts
+
+
+def test_the_ingest_api_refuses_files_outside_the_queue_or_its_root(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    good = {
+        "scope": "ctao",
+        "name": "/ctao/dl0/acada/x.fits",
+        "bytes": 1,
+        "checksums": {"adler32": "00000001"},
+        "rse_id": 0,
+        "path": "acada/x.fits",
+    }
+    batch = {
+        "scope": "ctao",
+        "lfn_prefix": "/ctao/dl0/acada",
+        "policy": "acada",
+        "rse": "CTAO-N",
+        "files": [["x.fits", good]],
+    }
+    cases = (
+        ({"files": [["x", {**good, "path": "../../etc/passwd"}]]}, InvalidInput, "leaves"),
+        ({"files": [["x", {**good, "path": "/etc/passwd"}]]}, InvalidInput, "leaves"),
+        ({"files": [["x", {**good, "name": "/ctao/dl1/x.fits"}]]}, InvalidInput, "prefix"),
+        ({"policy": "no-such-policy"}, NotFound, "policy"),
+        ({"rse": "NOWHERE"}, NotFound, "NOWHERE"),
+        ({"scope": "other"}, PermissionDenied, "scope"),
+        ({"files": "not a list"}, InvalidInput, "malformed"),
+    )
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as agent:
+        for change, error, text in cases:
+            with pytest.raises(error, match=text):
+                agent._json(
+                    "POST", "/api/v1/agents/ingest/register", json={"batch": {**batch, **change}}
+                )
+    with seeded.archive.sessions() as s:  # nothing of it reached the catalog
+        assert not s.scalars(select(EventRow).where(EventRow.reason.like("%x.fits%"))).all()
+    assert not [f for f in seeded.archive.list_files("") if "x.fits" in f.did]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from pathlib import Path
@@ -126,31 +127,52 @@ def ingest_daemon(
     datasets per directory with their replication rules, quarantines bad files. One instance
     per landing area; stops on SIGTERM/SIGINT within seconds; safe to kill at any moment.
     """
-    from dpps.catalog.heartbeats import DatabaseHeartbeats
-    from dpps.core.daemon import run_daemon
+    from dpps.bdms.ingestion.queue import IngestionQueue
+    from dpps.bdms.ingestion.settings import QueueSettings
+    from dpps.client.agent import RemoteHeartbeats, RemoteIngestLedger, api_catalog, connect
+    from dpps.core.config import load_config
+    from dpps.core.daemon import Heartbeats, run_daemon
+    from dpps.core.workspace import find_workspace
 
-    archive = open_local_archive(ctx)
+    workspace = (ctx.obj or {}).get("workspace")
+    config = load_config(find_workspace(None if workspace is None else str(workspace)))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("dpps").setLevel(logging.INFO)
-    queue = archive.acada.queue(
-        rse, landing=landing, workers=workers, metrics_port=metrics_port, executor=executor
+    settings = QueueSettings.from_config(
+        config,
+        rse=rse,
+        landing=landing,
+        workers=workers,
+        metrics_port=metrics_port,
+        executor=executor,
     )
-    try:
+    beats: Heartbeats
+    with contextlib.ExitStack() as stack:
+        if api_catalog(config) is not None:  # a telescope site registering through the API
+            remote = stack.enter_context(connect(config))
+            queue = IngestionQueue(
+                None, settings, config=config, ledger=RemoteIngestLedger(remote)
+            )
+            beats = RemoteHeartbeats(remote)
+        else:
+            from dpps.catalog.heartbeats import DatabaseHeartbeats
+
+            archive = open_local_archive(ctx)
+            queue = IngestionQueue(archive.context, settings)
+            beats = DatabaseHeartbeats(archive.sessions)
+        stack.callback(queue.close)
         queue.start()
         if queue.metrics_port is not None:
             err_console.print(f"metrics: http://127.0.0.1:{queue.metrics_port}/metrics")
-        settings = queue.settings
         run_daemon(
             "ingest",
             queue.run_once,
-            DatabaseHeartbeats(archive.sessions),
+            beats,
             once=once,
             sleep_s=queue.sleep_s,
             max_sleep_s=queue.max_sleep_s,
             details={"landing": str(settings.landing), "rse": settings.rse},
         )
-    finally:
-        queue.close()
     summary: dict[str, Any] = {
         "landing": str(queue.settings.landing),
         "rse": queue.settings.rse,

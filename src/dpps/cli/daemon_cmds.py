@@ -222,11 +222,14 @@ def _run_agent(
     metrics_port: int | None,
 ) -> DaemonContext:
     """A site's transfer agent whose workspace names the central API as its catalog
-    (``dpps.client.agent``): it copies into its own RSEs and asks the API what to copy."""
+    (``dpps.client.agent``): it copies into its own RSEs and asks the API what to copy. (The
+    ingestion queue, ``dpps daemon ingest``, does the same in ``acada_cmds``.) The other
+    daemons work on the catalog's tables and need the database."""
     if name != "transfer":
         raise ConfigError(
-            f"catalog.url is the API at {config.catalog.url}: only the transfer agent runs "
-            f"against the API; daemon {name!r} needs the catalog database"
+            f"catalog.url is the API at {config.catalog.url}: only the transfer agent and "
+            f"the ingestion queue run against the API; daemon {name!r} needs the catalog "
+            "database"
         )
     if served is None:
         raise ConfigError(

@@ -136,6 +136,15 @@ def register(app: typer.Typer) -> None:
                 "pulled by that center's own agent.",
             ),
         ] = None,
+        agent_catalog: Annotated[
+            str,
+            typer.Option(
+                "--agent-catalog",
+                help="How the transfer agents and the ingestion queue reach the catalog: api "
+                "(the central dpps serve, a request or two per batch) or postgres (over the "
+                "WAN).",
+            ),
+        ] = "api",
         json_out: JsonOpt = False,
     ) -> None:
         """Files appear through ACADA at CTAO-North, go to PIC by a rule, on-site copies are
@@ -143,7 +152,13 @@ def register(app: typer.Typer) -> None:
         it up; exit 1 if anything was lost, duplicated or relayed through a third site."""
         from dpps.testbed.scenario import longhaul
 
-        report = longhaul.run(directory, files=files, size_kib=size_kib, second_hop=second_hop)
+        report = longhaul.run(
+            directory,
+            files=files,
+            size_kib=size_kib,
+            second_hop=second_hop,
+            agent_catalog=agent_catalog,
+        )
         if json_out:
             emit_json(report)
         else:
@@ -164,6 +179,11 @@ def _print_longhaul(r: dict[str, Any]) -> None:
         f"on-site deletion lag: median {lag['median']} s, max {lag['max']} s"
     )
     console.print(f"catalog statements per file: {r['statements_per_file']}")
+    if r["agent_requests"]:
+        console.print(
+            f"site processes' requests to the API (per file: {r['agent_requests_per_file']}): "
+            f"{r['agent_requests']}"
+        )
     console.print(
         f"lost {r['lost']}, duplicated {r['duplicated']}, rules not OK {r['rules_not_ok']}, "
         f"on-site files left {r['onsite_files_left']}"

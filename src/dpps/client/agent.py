@@ -1,20 +1,29 @@
-"""A site's transfer agent reaching the catalog through the central API.
+"""Site processes reaching the catalog through the central API.
 
-``RemoteLedger`` is the ``TransferLedger`` (``dpps.bdms.transfer.records``) of an agent whose
-workspace names the API as its catalog (``catalog: {url: https://central:8000}``): a claimed
-batch costs one request and its outcomes one more (the server settles their rules in the same
-request), so an agent 150 ms away from the catalog spends two round trips per batch instead
-of a dozen SQL statements each. ``RemoteHeartbeats`` keeps the agent visible to ``dpps
-health`` and to its peers' share of the work.
+A workspace may name the API as its catalog (``catalog: {url: https://central:8000}``); its
+transfer agent and ingestion queue then speak to ``/api/v1/agents``. ``RemoteLedger`` is the
+``TransferLedger`` (``dpps.bdms.transfer.records``): a claimed batch costs one request and its
+outcomes one more (the server settles their rules in the same request). ``RemoteIngestLedger``
+is the ``IngestLedger`` (``dpps.bdms.ingestion.records``): a batch of new files costs one
+request. A site 150 ms from the catalog spends those round trips per batch instead of several
+SQL statements per file. ``RemoteHeartbeats`` keeps the processes visible to ``dpps health``
+and to their peers' share of the work.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dpps.bdms.ingestion.records import (
+    IngestBatch,
+    IngestResult,
+    batch_to_wire,
+    result_from_wire,
+)
 from dpps.bdms.transfer.records import (
     Job,
     Outcome,
@@ -86,6 +95,31 @@ class RemoteLedger:
 
     def settle(self, rule_ids: set[int]) -> None:
         """Nothing to do: the server settled them when their outcomes were reported."""
+
+
+class RemoteIngestLedger:
+    """``IngestLedger`` over the API."""
+
+    def __init__(self, remote: RemoteArchive) -> None:
+        self.remote = remote
+
+    def rse_id(self, rse: str) -> int:
+        """0: the server places a batch's replicas on the RSE it knows by the batch's name."""
+        return 0
+
+    def present(
+        self, scope: str, names: Sequence[str], stop: threading.Event | None = None
+    ) -> set[str]:
+        body = {"scope": scope, "names": list(names)}
+        data = self.remote._json("POST", "/api/v1/agents/ingest/present", json=body)
+        return set(data["names"])
+
+    def register(
+        self, batch: IngestBatch, stop: threading.Event | None = None
+    ) -> list[IngestResult]:
+        body = {"batch": batch_to_wire(batch)}
+        data = self.remote._json("POST", "/api/v1/agents/ingest/register", json=body)
+        return [result_from_wire(r) for r in data["results"]]
 
 
 class RemoteHeartbeats:

@@ -22,10 +22,8 @@ registered before with other content, or one whose inspection hit a bug.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
-import posixpath
 import random
 import threading
 import time
@@ -33,28 +31,23 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from dpps.bdms import registration
 from dpps.bdms.ingestion import landing as landing_mod
 from dpps.bdms.ingestion.landing import Inspection, Quarantine, QuarantineRecord, Trigger
+from dpps.bdms.ingestion.ledger import CatalogIngestLedger
 from dpps.bdms.ingestion.metrics import QueueMetrics
+from dpps.bdms.ingestion.records import IngestBatch, IngestLedger, IngestResult
 from dpps.bdms.ingestion.settings import QueueSettings
-from dpps.catalog import dids as did_repo
-from dpps.catalog import events
+from dpps.bdms.types import to_jsonable
 from dpps.catalog.context import CatalogContext
-from dpps.catalog.engine import Retry, write
-from dpps.catalog.models import EventRow
-from dpps.catalog.rses import get_rse
+from dpps.catalog.engine import Retry
+from dpps.core.config import Config
 from dpps.core.daemon import Daemon, DaemonContext
-from dpps.core.errors import ConfigError, Conflict
-from dpps.core.identifiers import DID
+from dpps.core.errors import ConfigError
 
 log = logging.getLogger("dpps.ingest")
 
@@ -97,17 +90,32 @@ class IngestionQueue(Daemon):
     """One landing area feeding one on-site RSE: the ``ingest`` daemon (its cadence is the
     poll interval; ``close`` stops its pool and gives the landing area's lock back)."""
 
-    def __init__(self, catalog: CatalogContext, settings: QueueSettings) -> None:
-        self.catalog = catalog
+    def __init__(
+        self,
+        catalog: CatalogContext | None,
+        settings: QueueSettings,
+        *,
+        config: Config | None = None,
+        ledger: IngestLedger | None = None,
+    ) -> None:
+        """From the catalog (``CatalogIngestLedger``), or for a telescope site whose queue
+        reaches the catalog through the central API from its own configuration and a
+        ``dpps.client.agent.RemoteIngestLedger``."""
+        if catalog is not None:
+            config = catalog.config
+            ledger = CatalogIngestLedger(catalog, settings.account, self._retry(settings))
+        if config is None or ledger is None:
+            raise TypeError("IngestionQueue needs a catalog context, or a config and a ledger")
+        self.config = config
+        self.ledger = ledger
         self.settings = settings
-        with catalog.sessions() as session:
-            self.rse_id = get_rse(session, settings.rse).id
+        self.rse_id = ledger.rse_id(settings.rse)
         self.spec = landing_mod.WorkSpec(
             settings.rse,
-            catalog.config.rse_url(settings.rse),
+            config.rse_url(settings.rse),
             settings.scope,
             self.rse_id,
-            tuple(catalog.config.checksums),
+            tuple(config.checksums),
             settings.required_keys,
         )
         self.metrics = QueueMetrics()
@@ -159,7 +167,7 @@ class IngestionQueue(Daemon):
             elif kind == "dask":
                 from distributed import Client  # optional: only when asked for
 
-                address = self.catalog.config.wms.dask_scheduler
+                address = self.config.wms.dask_scheduler
                 if not address:
                     raise ConfigError("executor dask needs wms.dask_scheduler in the config")
                 self._client = Client(address)  # type: ignore[no-untyped-call]
@@ -267,9 +275,24 @@ class IngestionQueue(Daemon):
             record = self.quarantine.put(trig.file, trig.rel, insp.reason, insp.error_type, lfn)
             quarantined.append((trig, record, False))
         quarantined += self._missing(by_status.get("missing", []), stop)
-        ok = by_status.get("ok", [])
-        results = self._retrying(lambda s: self._register(s, ok, quarantined), stop)
-        outcomes = [self._done(trig, outcome) for trig, outcome in results]
+        ok = [(t, i.new_file) for t, i in by_status.get("ok", []) if i.new_file is not None]
+        batch = IngestBatch(
+            scope=self.settings.scope,
+            lfn_prefix=self.settings.lfn_prefix,
+            policy=self.settings.policy,
+            rse=self.settings.rse,
+            files=[(t.rel, to_jsonable(f)) for t, f in ok],
+            report_conflicts=[t.rel for t, _ in ok if t.rel not in self._reported],
+            quarantined=[
+                (_record_fields(record), recovered)
+                for _, record, recovered in quarantined
+                if record is not None
+            ],
+        )
+        results = (
+            {r.rel: r for r in self.ledger.register(batch, stop)} if ok or quarantined else {}
+        )
+        outcomes = [self._done(t, self._file_outcome(t, results[t.rel])) for t, _ in ok]
         outcomes += self._after_commit(quarantined)
         for trig, insp in by_status.get("transient", []):
             self.metrics.transient.inc()
@@ -287,9 +310,7 @@ class IngestionQueue(Daemon):
         if not items:
             return []
         names = [self._lfn(t.rel) for t, _ in items]
-        present = self._retrying(
-            lambda s: set(did_repo.latest_by_name(s, self.settings.scope, names)), stop
-        )
+        present = self.ledger.present(self.settings.scope, names, stop)
         out: list[tuple[Trigger, QuarantineRecord | None, bool]] = []
         for trig, _ in items:
             record = self.quarantine.find(trig.rel)
@@ -304,101 +325,10 @@ class IngestionQueue(Daemon):
                 out.append((trig, record, False))
         return out
 
-    def _register(
-        self,
-        session: Session,
-        ok: Sequence[tuple[Trigger, Inspection]],
-        quarantined: Sequence[tuple[Trigger, QuarantineRecord | None, bool]],
-    ) -> list[tuple[Trigger, FileOutcome]]:
-        """Everything one batch changes in the catalog, in the caller's transaction."""
-        cache: dict[str, int] = {}
-        bad: dict[str, str] = {}
-        for directory in sorted({self._dataset_of(t) for t, _ in ok}):
-            try:
-                registration.ensure_dataset(
-                    session,
-                    DID(self.settings.scope, directory),
-                    account=self.settings.account,
-                    policy=self.settings.policy,
-                    config=self.catalog.config,
-                    tree_root=self.settings.lfn_prefix,
-                    cache=cache,
-                )
-            except Conflict as exc:
-                bad[directory] = str(exc)
-        outcomes = [
-            (t, FileOutcome(str(t.file), self._lfn(t.rel), "error", bad[d], "Conflict"))
-            for t, _ in ok
-            if (d := self._dataset_of(t)) in bad
-        ]
-        good = [(t, i.new_file) for t, i in ok if i.new_file and self._dataset_of(t) not in bad]
-        results = registration.register(
-            session,
-            [f for _, f in good],
-            account=self.settings.account,
-            dataset=[cache[self._dataset_of(t)] for t, _ in good],
-        )
-        for (trig, new), result in zip(good, results, strict=True):
-            if result.status == "conflict":
-                self._conflict_event(session, trig, new, result)
-                outcome = FileOutcome(str(trig.file), new.name, "conflict", result.message)
-            else:
-                status: Status = "registered" if result.status == "registered" else "present"
-                outcome = FileOutcome(str(trig.file), new.name, status, bytes=new.bytes)
-            outcomes.append((trig, outcome))
-        for _, record, recovered in quarantined:
-            if record is not None and not (recovered and self._recorded(session, record)):
-                self._quarantine_event(session, record)
-        return outcomes
-
-    def _dataset_of(self, trig: Trigger) -> str:
-        return posixpath.dirname(self._lfn(trig.rel))
-
-    def _conflict_event(
-        self, session: Session, trig: Trigger, new: did_repo.NewFile, result: did_repo.Outcome
-    ) -> None:
-        if trig.rel in self._reported:
-            return  # reported once per process; the file stays in place until resolved
-        events.record(
-            session,
-            account=self.settings.account,
-            action="acada.conflict",
-            did_id=result.did_id,
-            rse_id=self.rse_id,
-            reason=result.message,
-            details={"path": trig.rel, "bytes": new.bytes, **new.checksums},
-        )
-
-    def _quarantine_event(self, session: Session, record: QuarantineRecord) -> None:
-        events.record(
-            session,
-            account=self.settings.account,
-            action="acada.quarantine",
-            rse_id=self.rse_id,
-            reason=record.reason,
-            details={
-                "id": record.id,
-                "path": record.rel,
-                "lfn": record.lfn,
-                "error_type": record.error_type,
-                "quarantine": str(record.dest),
-            },
-        )
-
-    def _recorded(self, session: Session, record: QuarantineRecord) -> bool:
-        since = dt.datetime.fromtimestamp(record.at - 60.0, dt.UTC).replace(tzinfo=None)
-        rows = session.scalars(
-            select(EventRow.details).where(
-                EventRow.action == "acada.quarantine", EventRow.ts >= since
-            )
-        )
-        return any((d or {}).get("id") == record.id for d in rows)
-
-    def _retrying(self, work: Callable[[Session], T], stop: threading.Event) -> T:
-        """Run ``work`` in a write transaction; retry transient failures with backoff (a
-        container two daemons made at once: up to 3 attempts, then the IntegrityError)."""
-        s = self.settings
-        retry = Retry(
+    def _retry(self, s: QueueSettings) -> Retry:
+        """Transient failures retried with backoff; a container two queues made at once: up
+        to 3 attempts, then the IntegrityError."""
+        return Retry(
             attempts=s.retry_attempts,
             base_s=s.retry_base_s,
             max_s=s.retry_max_s,
@@ -407,7 +337,12 @@ class IngestionQueue(Daemon):
             integrity_attempts=3,
             on_retry=self._transient,
         )
-        return write(self.catalog.sessions, work, retry=retry, stop=stop)
+
+    def _file_outcome(self, trig: Trigger, result: IngestResult) -> FileOutcome:
+        status: Status = result.status
+        return FileOutcome(
+            str(trig.file), result.lfn, status, result.message, result.error_type, result.bytes
+        )
 
     def _transient(self, attempt: int, exc: Exception) -> None:
         self.metrics.transient.inc()
@@ -456,6 +391,10 @@ class IngestionQueue(Daemon):
         previous = self._waiting.get(rel, (0.0, 0.0))[1]
         delay = min(longest, previous * 2 if previous else first)
         self._waiting[rel] = (time.monotonic() + delay * random.uniform(0.5, 1.5), delay)
+
+
+def _record_fields(record: QuarantineRecord) -> dict[str, Any]:
+    return {**asdict(record), "dest": str(record.dest)}
 
 
 def _unlink(path: Path) -> None:

@@ -80,12 +80,19 @@ def run(
     timeout_s: float | None = None,
     during: Callable[[sites.Deployment, topo.Plan], None] | None = None,
     second_hop: str | None = None,
+    agent_catalog: str = "api",
 ) -> dict[str, Any]:
     """Run the scenario on the testbed that is up; the report (``during`` runs once the files
     are announced: a fault injected in the middle of the transfers). ``second_hop``: a center
-    that gets one more copy of every file, read from PIC (PIC -> it), by its own agent."""
+    that gets one more copy of every file, read from PIC (PIC -> it), by its own agent.
+    ``agent_catalog``: the agents reach the catalog through the central API (``api``) or
+    PostgreSQL over the WAN (``postgres``)."""
     if files < 1 or size_kib < 1:
         raise InvalidInput("--files and --size-kib must be at least 1")
+    if agent_catalog not in sites.AGENT_CATALOGS:
+        raise InvalidInput(
+            f"--agent-catalog {agent_catalog!r}: one of {', '.join(sites.AGENT_CATALOGS)}"
+        )
     current = running_testbed(directory)
     if second_hop is not None and (
         second_hop in ("CTAO-North", "PIC", "central") or second_hop not in current["rses"]
@@ -106,13 +113,21 @@ def run(
         )
     base.mkdir(parents=True)
     cap_mbit = plan.node("CTAO-North").bandwidth_mbit
-    dep = sites.Deployment(base=base, plan=plan, testbed=current, second_hop=second_hop)
+    dep = sites.Deployment(
+        base=base,
+        plan=plan,
+        testbed=current,
+        second_hop=second_hop,
+        agent_catalog=agent_catalog,
+    )
     central = plan.node("central").netns
     try:
         sites.start_servers(dep)
         sites.write_workspaces(dep, {})
         with netns.inside(central):  # migrate once, before the site processes open it
             Archive.open(find_workspace(str(dep.workspace("central")))).close()
+        if agent_catalog == "api":
+            sites.create_agent_token(dep)
         engine = create_engine(f"{dep.catalog_url}?application_name=observer", pool_size=2)
         sites.start_processes(dep)
         before = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
@@ -127,6 +142,7 @@ def run(
         progress = _wait(dep, engine, central, files, started + limit, second_hop)
         elapsed = max(progress["finished"], time.time()) - started
         after = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
+        requests = sites.agent_requests(dep)
         sites.stop_processes(dep)
         outcome = _in(central, lambda: _outcome(engine, dep, triggers))
         engine.dispose()
@@ -161,6 +177,12 @@ def run(
         "replication_ratio_to_cap": _ratio(outcome["phases"], cap_mbit),
         "statements_per_file": {k: round(v / files, 2) for k, v in sorted(statements.items())},
         "statements": statements,
+        "agent_catalog": agent_catalog,
+        "agent_requests": requests,
+        "agent_requests_per_file": {
+            kind: round(sum(v for k, v in requests.items() if k.startswith(kind)) / files, 3)
+            for kind in ("transfers/", "ingest/")
+        },
         **{k: v for k, v in outcome.items() if k != "bytes_offsite"},
         "links": links,
         "bytes_moved_offsite": moved,

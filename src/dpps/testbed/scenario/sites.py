@@ -18,6 +18,7 @@ down`` stops what a crashed scenario left behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -40,6 +41,11 @@ from dpps.testing.xrootd import TemporaryXRootD
 
 PG_PORT = 5432
 XRD_PORT = 1094
+API_PORT = 8000
+#: How the site processes that support it (the transfer agents, the ingestion queue) reach the
+#: catalog: ``api`` (the central ``dpps serve``; two requests per claimed batch, one per batch
+#: of new files; docs/deployment.md) or ``postgres`` (over the WAN).
+AGENT_CATALOGS = ("api", "postgres")
 #: On-site RSE and off-site RSE of the long-haul scenario (``dpps init``'s names).
 ONSITE_RSE = "CTAO-N"
 OFFSITE_RSE = "PIC"
@@ -64,6 +70,14 @@ class Deployment:
     #: Files written into the landing area so far: {path relative to it: trigger time}.
     announced: dict[str, float] = field(default_factory=dict)
     announced_bytes: int = 0
+    #: How the transfer agents reach the catalog (:data:`AGENT_CATALOGS`).
+    agent_catalog: str = "api"
+    #: The agents' token (a ``site-agent`` account) when they go through the API.
+    agent_token: str = ""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.plan.node('central').address}:{API_PORT}"
 
     @property
     def pg_log(self) -> Path:
@@ -227,11 +241,37 @@ PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 
 def processes(dep: Deployment) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-    """:data:`PROCESSES`, and with a second hop that center's transfer agent."""
+    """:data:`PROCESSES`, with a second hop that center's transfer agent; when the agents go
+    through the API, the central process is ``dpps serve`` (the API and the evaluator)."""
+    chosen = PROCESSES
+    if dep.agent_catalog == "api":
+        address = dep.plan.node("central").address
+        serve = ("serve", "--only", "evaluator", "--host", address, "--port", str(API_PORT))
+        chosen = (("central", "central", serve), *PROCESSES[1:])
     if dep.second_hop is None:
-        return PROCESSES
+        return chosen
     hop = dep.second_hop
-    return (*PROCESSES, (f"transfer@{hop}", hop, ("transfer", "--site", hop)))
+    return (*chosen, (f"transfer@{hop}", hop, ("transfer", "--site", hop)))
+
+
+def create_agent_token(dep: Deployment) -> None:
+    """A ``site-agent`` account for the site processes and its token, made with the CLI on
+    the central catalog as an operator would (inside the central namespace)."""
+    dpps = str(Path(sys.executable).parent / "dpps")
+    ws = ["--workspace", str(dep.workspace("central"))]
+    central = dep.plan.node("central").netns
+    env = {**os.environ, "DPPS_CATALOG__URL": dep.catalog_url}
+    env.pop("DPPS_URL", None)
+    for argv in (
+        [dpps, *ws, "account", "add", "site-agents", "--role", "site-agent", "--scope", "ctao"],
+        [dpps, *ws, "token", "create", "site-agents", "--description", "testbed", "--json"],
+    ):
+        done = subprocess.run(
+            netns.command_in(central, argv), env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[1:])}: {done.stderr.strip()}")
+    dep.agent_token = str(json.loads(done.stdout)["token"])
 
 
 def start_processes(dep: Deployment, sleep_s: float = 0.2) -> None:
@@ -247,7 +287,8 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     logs = dep.base / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     node = dep.plan.node(where)
-    argv = [dpps, "--workspace", str(dep.workspace(where)), "daemon", *daemon]
+    command = [*daemon] if daemon[0] == "serve" else ["daemon", *daemon]
+    argv = [dpps, "--workspace", str(dep.workspace(where)), *command]
     if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
         argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
     env = dict(os.environ)
@@ -255,6 +296,8 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     # the server logs it with each statement ('@' would end the URL's user part)
     app = label.replace("@", ".")
     env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
+    if daemon[0] in ("transfer", "ingest") and dep.agent_catalog == "api":
+        env["DPPS_CATALOG__URL"], env["DPPS_TOKEN"] = dep.api_url, dep.agent_token
     dep.procs[label] = netns.popen_in(
         node.netns,
         argv,
@@ -367,6 +410,32 @@ def stop(dep: Deployment) -> None:
 
 
 _LINE = re.compile(r"^([^|\s]*)\|(?:LOG|STATEMENT):\s+(statement|execute [^:]*):")
+
+
+_AGENT_ROUTE = re.compile(
+    r'^dpps_http_requests_total\{method="POST",route="/api/v1/agents/([^"]+)",status="(\d+)"\}'
+    r"\s+([0-9.e+]+)$"
+)
+
+
+def agent_requests(dep: Deployment) -> dict[str, int]:
+    """Requests the central API answered to the site processes, by route
+    (``transfers/claim``, ``transfers/report``, ``ingest/register``, ``heartbeats``...) and
+    status class: counted by the server (its
+    /metrics, read from inside the central namespace), not by the agents."""
+    if dep.agent_catalog != "api":
+        return {}
+    import httpx
+
+    with netns.inside(dep.plan.node("central").netns):
+        text = httpx.get(f"{dep.api_url}/metrics", timeout=10).text
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        match = _AGENT_ROUTE.match(line)
+        if match:
+            key = match.group(1) + ("" if match.group(2).startswith("2") else " failed")
+            counts[key] = counts.get(key, 0) + int(float(match.group(3)))
+    return counts
 
 
 def statements_by_client(log: Path) -> dict[str, int]:

@@ -1,12 +1,14 @@
-"""Site agents: a data center's transfer agent reaching the catalog through the API.
+"""Site agents: a data center's processes reaching the catalog through the API.
 
-An off-site center's agent copies into its own storage and needs the catalog only to learn
-what to copy and to say what happened. Over PostgreSQL across a long-haul link each statement
-of a claim or of an outcome batch is a round trip (150 ms and more); here a claimed batch
-costs one request and its outcomes one more, whatever their size: the server runs the same
-``CatalogLedger`` transactions a local agent runs, next to the catalog. Rules whose copies
-completed are settled in the same request, so the agent never asks for that separately.
-Only ``site-agent`` (and ``admin``) accounts may call these.
+An off-site center's transfer agent copies into its own storage and needs the catalog only to
+learn what to copy and to say what happened; a telescope site's ingestion queue inspects its
+landing area and needs the catalog only to register what it found. Over PostgreSQL across a
+long-haul link each statement is a round trip (150 ms and more); here a claimed batch costs
+one request and its outcomes one more, and a batch of new files one, whatever their size: the
+server runs the same transactions (``CatalogLedger``, ``register_batch``) a local process
+runs, next to the catalog. Rules whose copies completed are settled in the same request.
+Only ``site-agent`` (and ``admin``) accounts may call these; a queue registers files only in
+the scopes its account may write, under the account's name.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from dpps.bdms.ingestion.ledger import register_batch
+from dpps.bdms.ingestion.records import batch_from_wire, result_to_wire
 from dpps.bdms.transfer.ledger import CatalogLedger
 from dpps.bdms.transfer.records import (
     job_to_wire,
     outcome_from_wire,
     recorded_to_wire,
 )
+from dpps.catalog.dids import latest_by_name
+from dpps.catalog.engine import write
 from dpps.catalog.heartbeats import DatabaseHeartbeats
-from dpps.core.authz import Action, Principal
+from dpps.core.authz import Action, Principal, require
 from dpps.core.errors import InvalidInput, NotFound
 from dpps.oms.api.deps import ArchiveView, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
@@ -44,6 +50,15 @@ class ReportIn(BaseModel):
     instance: Instance
     outcomes: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
     renew: list[int] = Field(default_factory=list, max_length=100_000)
+
+
+class PresentIn(BaseModel):
+    scope: Annotated[str, Field(min_length=1, max_length=64)]
+    names: list[Annotated[str, Field(max_length=1024)]] = Field(max_length=10_000)
+
+
+class RegisterIn(BaseModel):
+    batch: dict[str, Any]
 
 
 class BeatIn(BaseModel):
@@ -83,6 +98,36 @@ def report(body: ReportIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
     if summary.rules:
         ledger.settle(summary.rules)
     return recorded_to_wire(replace(summary, rules=set()))
+
+
+@router.post("/ingest/present", summary="Which of these names are registered already")
+def present(body: PresentIn, archive: ArchiveView, _who: Agent) -> dict[str, list[str]]:
+    with archive.sessions() as session:
+        return {"names": sorted(latest_by_name(session, body.scope, body.names))}
+
+
+@router.post(
+    "/ingest/register",
+    summary="Register a batch of files in place on the site's RSE (datasets, rules, events)",
+)
+def register(body: RegisterIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    try:
+        batch = batch_from_wire(body.batch)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"malformed ingestion batch: {exc}") from None
+    if len(batch.files) > 10_000:
+        raise InvalidInput("an ingestion batch holds at most 10,000 files")
+    require(who, Action.AGENT, scopes=[batch.scope])
+    if batch.rse not in archive.config.rses:
+        raise NotFound(f"unknown RSE {batch.rse}: not in the server's topology")
+    try:
+        results = write(
+            archive.sessions,
+            lambda s: register_batch(s, archive.config, batch, account=who.name),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"malformed file in the ingestion batch: {exc}") from None
+    return {"results": [result_to_wire(r) for r in results]}
 
 
 @router.post("/heartbeats", summary="A site process's heartbeat (or its goodbye)")
