@@ -27,7 +27,7 @@ from dpps.catalog.models import (
     TransferRow,
 )
 from dpps.core.clock import utcnow
-from dpps.core.states import DIDType, ReplicaState, TransferState
+from dpps.core.states import DIDType, ReplicaState, RuleState, TransferState
 
 #: Transfers still to finish (counted as "in flight" on the dashboard).
 TRANSFER_IN_FLIGHT = (TransferState.QUEUED.value, TransferState.ACTIVE.value)
@@ -244,3 +244,70 @@ def files_by_offsite_sites(session: Session, lfn_prefix: str) -> Counter[int]:
     for did_id, site in session.execute(stmt):
         sites[did_id].add(str(site))
     return Counter(len(sites.get(i, set())) for i in all_ids)
+
+
+#: Events of a copy attempt's end, by what ``/metrics`` calls its outcome: a copy made, a
+#: failed attempt that will be retried, a transfer given up after its last attempt.
+TRANSFER_OUTCOMES = {
+    "transfer.done": "done",
+    "transfer.retry": "retry",
+    "transfer.failed": "failed",
+}
+
+
+def transfer_outcomes_after(
+    session: Session, after_id: int
+) -> list[tuple[str, str, str, int, int]]:
+    """(outcome, source RSE, destination RSE, count, largest id) of the copy attempts ended
+    after event ``after_id``: per-link counts read incrementally, like ``events_after``. The
+    source comes from the event (a failed transfer forgets it in its row); ``unknown`` when an
+    event names none (a transfer done because the copy was already there)."""
+    source = EventRow.details["source"].as_string()
+    stmt = (
+        select(EventRow.action, source, RSERow.name, func.count(), func.max(EventRow.id))
+        .select_from(EventRow)
+        .outerjoin(RSERow, RSERow.id == EventRow.rse_id)
+        .where(EventRow.id > after_id, EventRow.action.in_(list(TRANSFER_OUTCOMES)))
+        .group_by(EventRow.action, source, RSERow.name)
+    )
+    return [
+        (TRANSFER_OUTCOMES[str(a)], str(s or "unknown"), str(d or "unknown"), int(n), int(top))
+        for a, s, d, n, top in session.execute(stmt)
+    ]
+
+
+def rule_state_ages(session: Session, now: dt.datetime | None = None) -> dict[str, float]:
+    """Per state other than OK: seconds since the rule longest in it entered it.
+
+    A rule enters a state at its last ``rule.state`` event that changed the state (its error
+    may change meanwhile without restarting the clock), or at its creation when it never
+    changed. Only the events of rules not OK are read, so the cost follows the problems, not
+    the archive's size. This is what makes "stuck for longer than an hour" an alert rather
+    than the mere count of STUCK rules, which a healthy archive shows briefly."""
+    now = now or utcnow()
+    pending = {
+        rid: (str(state), created)
+        for rid, state, created in session.execute(
+            select(RuleRow.id, RuleRow.state, RuleRow.created_at).where(
+                RuleRow.state != RuleState.OK.value
+            )
+        )
+    }
+    if not pending:
+        return {}
+    since = {rid: created for rid, (_state, created) in pending.items()}
+    not_ok_dids = select(RuleRow.did_id).where(RuleRow.state != RuleState.OK.value)
+    changes = session.execute(
+        select(EventRow.ts, EventRow.details).where(
+            EventRow.action == "rule.state", EventRow.did_id.in_(not_ok_dids)
+        )
+    )
+    for ts, details in changes:
+        rid = details.get("rule_id")
+        if rid in since and details.get("from") != details.get("to") and ts > since[rid]:
+            since[rid] = ts
+    ages: dict[str, float] = {}
+    for rid, (state, _created) in pending.items():
+        age = max(0.0, (now - since[rid]).total_seconds())
+        ages[state] = max(ages.get(state, 0.0), age)
+    return dict(sorted(ages.items()))

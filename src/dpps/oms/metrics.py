@@ -6,10 +6,15 @@ Three sources, one exposition:
   ``run_once`` (the CLI wraps each daemon with it; ``serve_metrics`` exposes a standalone
   daemon's registry on 127.0.0.1);
 - ``CatalogCollector``: gauges read from the catalog at scrape time (files per data level,
-  replicas per RSE and state, rules and transfers per state, daemon heartbeats, jobs once the
-  workload manager has its table) and event counts by action (ingestion, transfers, audits
-  ... every state change is an event). Its answer is cached for a few seconds so aggressive
-  scrapers cannot load the catalog; event counts are read incrementally (only new events).
+  replicas per RSE and state, rules and transfers per state, how long the oldest rule has been
+  in each state other than OK, lost files, daemon heartbeats and whether each daemon runs,
+  jobs once the workload manager has its table) and counters of events by action (ingestion,
+  transfers, audits ... every state change is an event) and of copy attempts per link. Its
+  answer is cached for a few seconds so aggressive scrapers cannot load the catalog; events
+  are read incrementally (only new ones).
+
+The alert rules and the Grafana dashboard under ``deploy/monitoring/`` use these names;
+tests/oms/test_monitoring_files.py fails when one of them is renamed here.
 
 Registries are per app / per process, never the global default, so tests and several apps in
 one process do not collide.
@@ -29,6 +34,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import stats
+from dpps.bdms.preservation import health
+from dpps.core.clock import utcnow
+from dpps.core.config import HealthConfig
 from dpps.core.daemon import DaemonContext, RunOnce
 from dpps.wms import stats as wms_stats
 
@@ -114,16 +122,25 @@ def serve_metrics(
 
 
 class CatalogCollector(Collector):
-    """Catalog state at scrape time, cached ``min_interval_s``."""
+    """Catalog state at scrape time, cached ``min_interval_s``; ``health`` says which daemons
+    must run and when a heartbeat is stale, as for ``dpps health`` (defaults otherwise)."""
 
-    def __init__(self, sessions: sessionmaker[Session], min_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        min_interval_s: float = 5.0,
+        health: HealthConfig | None = None,
+    ) -> None:
         self.sessions = sessions
         self.min_interval_s = min_interval_s
+        self.health = health or HealthConfig.model_validate({})
         self._lock = threading.Lock()
         self._cached: list[Metric] = []
         self._at = float("-inf")
         self._event_id = 0
         self._events: dict[str, int] = {}
+        self._link_event_id = 0
+        self._links: dict[tuple[str, str, str], int] = {}
 
     def describe(self) -> Iterable[Metric]:
         return []  # collected lazily: registering must not query the catalog
@@ -167,9 +184,46 @@ class CatalogCollector(Collector):
             for state, n in counts.items():
                 family.add_metric([state], n)
             out.append(family)
+        out.append(self._rule_ages(session))
+        lost = GaugeMetricFamily(
+            "dpps_files_lost",
+            "Live files without any AVAILABLE replica (dpps health's lost_files; must stay 0)",
+        )
+        lost.add_metric([], health.lost_files(session)[0])
+        out.append(lost)
         out.append(self._heartbeats(session))
+        out.append(self._daemons_up(session))
         out.append(self._event_counts(session))
+        out.append(self._link_counts(session))
         return out
+
+    def _rule_ages(self, session: Session) -> Metric:
+        family = GaugeMetricFamily(
+            "dpps_rules_oldest_in_state_seconds",
+            "Seconds since the rule longest in each state other than OK entered it",
+            labels=["state"],
+        )
+        for state, seconds in stats.rule_state_ages(session).items():
+            family.add_metric([state], seconds)
+        return family
+
+    def _daemons_up(self, session: Session) -> Metric:
+        """1 when a daemon has an instance that beat within ``stale_after_s``, as ``dpps
+        health`` decides it; every required daemon is listed, beating or not, so a daemon
+        that never started (no heartbeat row at all) still shows up as 0."""
+        found = health.daemons(session, utcnow(), self.health.stale_after_s)
+        running = health.running_names(found)
+        required = set(self.health.required_daemons)
+        family = GaugeMetricFamily(
+            "dpps_daemon_up",
+            "Whether a daemon has a live instance (1) or not (0); required: dpps health "
+            "wants it running",
+            labels=["daemon", "required"],
+        )
+        for name in sorted({d.name for d in found} | required):
+            up = health.is_running(name, running) if name in required else name in running
+            family.add_metric([name, "true" if name in required else "false"], float(up))
+        return family
 
     def _heartbeats(self, session: Session) -> Metric:
         family = GaugeMetricFamily(
@@ -179,6 +233,24 @@ class CatalogCollector(Collector):
         )
         for h in stats.heartbeat_ages(session):
             family.add_metric([h.daemon, h.instance], h.seconds)
+        return family
+
+    def _link_counts(self, session: Session) -> Metric:
+        """Copy attempts by link and outcome since the catalog began, read incrementally."""
+        for outcome, source, dest, n, top in stats.transfer_outcomes_after(
+            session, self._link_event_id
+        ):
+            key = (source, dest, outcome)
+            self._links[key] = self._links.get(key, 0) + n
+            self._link_event_id = max(self._link_event_id, top)
+        family = CounterMetricFamily(
+            "dpps_transfer_attempts",
+            "Ended copy attempts by link (source RSE, destination RSE) and outcome: done, "
+            "retry (failed, to be tried again), failed (given up)",
+            labels=["source", "destination", "outcome"],
+        )
+        for (source, dest, outcome), n in sorted(self._links.items()):
+            family.add_metric([source, dest, outcome], n)
         return family
 
     def _event_counts(self, session: Session) -> Metric:

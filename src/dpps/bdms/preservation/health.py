@@ -68,8 +68,8 @@ def daemons_check(found: list[DaemonHealth], required: tuple[str, ...]) -> Healt
 
     Site processes beat as ``NAME@RSES`` (``reaper@CTAO-N``): a required ``reaper`` is
     running when any of them is, ``reaper@CTAO-N`` only when that one is."""
-    running = {d.name for d in found if d.instances and not d.stale}
-    missing = [n for n in required if not _running(n, running)]
+    running = running_names(found)
+    missing = [n for n in required if not is_running(n, running)]
     stale = [d.name for d in found if d.stale and d.name not in missing]
     problems = [f"{n}: not running" for n in missing] + [f"{n}: heartbeat stale" for n in stale]
     if not problems:
@@ -82,7 +82,14 @@ def daemons_check(found: list[DaemonHealth], required: tuple[str, ...]) -> Healt
     return HealthCheck("daemons", False, len(problems), "; ".join(parts), problems)
 
 
-def _running(required: str, running: set[str]) -> bool:
+def running_names(found: list[DaemonHealth]) -> set[str]:
+    """The daemons with at least one instance that beat recently."""
+    return {d.name for d in found if d.instances and not d.stale}
+
+
+def is_running(required: str, running: set[str]) -> bool:
+    """Whether ``required`` counts as running (``reaper`` is, when ``reaper@CTAO-N`` is):
+    shared by ``dpps health`` and ``/metrics`` so the alarm and the alert agree."""
     if required in running:
         return True
     return "@" not in required and any(n.partition("@")[0] == required for n in running)

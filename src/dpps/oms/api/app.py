@@ -126,7 +126,7 @@ def create_app(
 
     registry = CollectorRegistry()
     http = metrics.HttpMetrics(registry)
-    registry.register(metrics.CatalogCollector(archive.sessions))
+    registry.register(metrics.CatalogCollector(archive.sessions, health=archive.config.health))
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
