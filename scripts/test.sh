@@ -36,7 +36,13 @@ if [ "$(id -u)" = 0 ]; then
     bash "$REPO_ROOT/scripts/testbed-deps.sh" \
         || echo "warning: could not install the testbed packages; the XRootD tests will fail" >&2
 fi
+# promtool for the monitoring files (Debian's prometheus package, promtool alone unpacked).
+if [ "$(id -u)" = 0 ]; then
+    bash "$REPO_ROOT/scripts/monitoring-deps.sh" \
+        || echo "warning: could not install promtool; the promtool tests will fail" >&2
+fi
 export DPPS_REQUIRE_CHROMIUM=1  # the browser tests fail, never skip, without Chromium
+export DPPS_REQUIRE_PROMTOOL=1  # the promtool tests fail, never skip, without promtool
 export DPPS_REQUIRE_POSTGRES=1  # the PostgreSQL tests fail, never skip, if the server is missing
 
 status=0
