@@ -189,7 +189,7 @@ class CatalogCollector(Collector):
             "dpps_files_lost",
             "Live files without any AVAILABLE replica (dpps health's lost_files; must stay 0)",
         )
-        lost.add_metric([], health.lost_files(session)[0])
+        lost.add_metric([], health.lost_count(session))
         out.append(lost)
         out.append(self._heartbeats(session))
         out.append(self._daemons_up(session))

@@ -15,7 +15,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from dpps.bdms.daemons import REGISTRY
@@ -163,17 +163,22 @@ def under_replicated(session: Session, config: Config) -> tuple[int, list[Shortf
     return len(short), listed, notes
 
 
-def lost_files(session: Session) -> tuple[int, list[str]]:
-    """Live files without a single AVAILABLE replica."""
+def _lost() -> tuple[ColumnElement[bool], ...]:
     good = exists().where(
         ReplicaRow.did_id == DIDRow.id, ReplicaRow.state == ReplicaState.AVAILABLE.value
     )
-    where = (
-        DIDRow.did_type == DIDType.FILE.value,
-        DIDRow.deleted_at.is_(None),
-        ~good,
-    )
-    count = int(session.scalar(select(func.count()).select_from(DIDRow).where(*where)) or 0)
+    return (DIDRow.did_type == DIDType.FILE.value, DIDRow.deleted_at.is_(None), ~good)
+
+
+def lost_count(session: Session) -> int:
+    """How many live files have no AVAILABLE replica (``/metrics`` needs no names)."""
+    return int(session.scalar(select(func.count()).select_from(DIDRow).where(*_lost())) or 0)
+
+
+def lost_files(session: Session) -> tuple[int, list[str]]:
+    """Live files without a single AVAILABLE replica."""
+    where = _lost()
+    count = lost_count(session)
     rows = session.execute(
         select(DIDRow.scope, DIDRow.name).where(*where).order_by(DIDRow.name).limit(SHOW)
     )
