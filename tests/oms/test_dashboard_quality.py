@@ -242,3 +242,41 @@ def test_plots_of_a_report_made_by_a_wms_job(
         answer = signed_in.get(src.replace("&amp;", "&"))
         assert answer.status_code == 200
         assert answer.content.startswith(quality_read.PNG_MAGIC)
+
+
+def _bar_widths(chart: str) -> dict[str, float]:
+    bars = re.findall(r'<title>([^<:]+): [^<]*</title>.*?<rect [^>]*width="([0-9.]+)"', chart)
+    return {label: float(width) for label, width in bars}
+
+
+def test_bars_are_drawn_against_the_threshold() -> None:
+    """A metric's bars are scaled to its limit, which is marked: a value of 0 is an empty bar
+    (it was drawn full length when every value was 0.00 and bars were scaled to their max)."""
+    from dpps.oms.dashboard.quality import SCALE_MARGIN, metric_charts
+
+    def check(tel: int, value: float, status: str) -> dict[str, Any]:
+        return {
+            "metric": "dl1.n_images",
+            "tel_id": tel,
+            "value": value,
+            "criterion": ">= 40",
+            "severity": "error",
+            "status": status,
+        }
+
+    [(_, chart)] = metric_charts([check(1, 0.0, "fail"), check(2, 20.0, "fail")])
+    widths = _bar_widths(str(chart))
+    assert widths["tel 1"] == 0.0
+    span = 420 - 150 - 90
+    assert widths["tel 2"] == pytest.approx(span * 20 / (40 * SCALE_MARGIN), abs=0.1)
+    [mark] = re.findall(r'<line class="mark" x1="([0-9.]+)"[^>]*><title>([^<]+)</title>', chart)
+    assert float(mark[0]) == pytest.approx(150 + span / SCALE_MARGIN, abs=0.1)
+    assert mark[1] == "limit &gt;= 40"
+
+    # All values tiny (0.00 as printed) against a range's limits: short bars, not full ones.
+    tiny = [
+        check(3, 0.001, "fail") | {"criterion": "in [0.5, 2]", "metric": "dl1.width_median"},
+    ]
+    [(_, chart)] = metric_charts(tiny)
+    assert _bar_widths(str(chart))["tel 3"] <= 1.0
+    assert len(re.findall(r'class="mark"', chart)) == 2

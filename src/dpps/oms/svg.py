@@ -74,12 +74,16 @@ def hbar_chart(
     fmt: Fmt = plain,
     width: int = 520,
     colours: Mapping[str, str] | None = None,
+    scale: float | None = None,
+    marks: Sequence[tuple[str, float]] = (),
 ) -> Markup:
-    """One horizontal bar per (label, value), largest scale = widest bar."""
+    """One horizontal bar per (label, value). Bars are drawn against ``scale`` when given (a
+    quality metric against its threshold: a value near 0 must look empty, not full) else
+    against the largest value; ``marks`` are vertical lines (label, value), e.g. limits."""
     if not rows:
         return _empty(title, width)
     label_w, value_w, bar_h, gap = 150, 90, 18, 6
-    top = max((v for _, v in rows), default=0) or 1
+    top = scale if scale and scale > 0 else (max((v for _, v in rows), default=0) or 1)
     height = len(rows) * (bar_h + gap) + gap
     parts = [
         f'<svg class="plot" role="img" width="{width}" height="{height}" '
@@ -89,13 +93,19 @@ def hbar_chart(
     span = width - label_w - value_w
     for i, (label, value) in enumerate(rows):
         y = gap + i * (bar_h + gap)
-        w = max(1.0, span * value / top) if value else 0.0
+        w = min(span, max(1.0, span * value / top)) if value > 0 else 0.0
         fill = (colours or {}).get(label) or colour(label, i)
         parts.append(
             f"<g><title>{escape(label)}: {escape(fmt(value))}</title>"
             f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{escape(label)}</text>'
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{fill}"/>'
             f'<text x="{label_w + w + 4:.1f}" y="{y + 13}">{escape(fmt(value))}</text></g>'
+        )
+    for label, value in marks:
+        x = label_w + span * min(max(value / top, 0.0), 1.0)
+        parts.append(
+            f'<line class="mark" x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#333" '
+            f'stroke-dasharray="4 3" stroke-width="1.5"><title>{escape(label)}</title></line>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

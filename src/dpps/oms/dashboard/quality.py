@@ -11,6 +11,7 @@ with defaults, and a report that cannot be read is shown as such instead of fail
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,9 @@ router = APIRouter()
 PAGE = 10
 #: Metrics drawn per report at most (the table below lists them all).
 MAX_CHARTS = 24
+#: Room to the right of the largest value or limit, so a limit's mark is not on the edge.
+SCALE_MARGIN = 1.1
+_NUMBER = re.compile(r"(?<![A-Za-z])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 OUTCOME_COLOURS = {
     "pass": svg.colour("OK", 0),
     "fail": svg.colour("FAILED", 0),
@@ -90,10 +94,25 @@ def metric_charts(checks: list[Mapping[str, Any]]) -> list[tuple[str, Markup]]:
             {str(c.get("criterion", "")) for c in checks if c.get("metric") == metric}
         )
         title = f"{metric} ({'; '.join(criteria)})"
-        charts.append(
-            (title, svg.hbar_chart(list(rows.items()), title=title, colours=colours, width=420))
+        marks = [(f"limit {c}", v) for c in criteria for v in limits(c)]
+        top = max([*rows.values(), *(v for _, v in marks)], default=0.0)
+        chart = svg.hbar_chart(
+            list(rows.items()),
+            title=title,
+            colours=colours,
+            width=420,
+            scale=top * SCALE_MARGIN if top > 0 else 1.0,
+            marks=marks,
         )
+        charts.append((title, chart))
     return charts
+
+
+def limits(criterion: str) -> list[float]:
+    """The finite limits of a check's criterion as QualPipe writes it (``>= 40``,
+    ``in [0, 1]``, ``in [-inf, 0.5]``): the bars are drawn against them, not against the
+    largest value, so a bar's length says how far the value is from passing."""
+    return [float(n) for n in _NUMBER.findall(criterion)]
 
 
 def report_view(report: Mapping[str, Any]) -> dict[str, Any]:
