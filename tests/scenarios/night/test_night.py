@@ -11,18 +11,23 @@ needs no trained models.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from dpps.acada.simulate import write_trigger
 from dpps.bdms.archive import Archive
 from dpps.catalog.models_wms import JobRow
+from dpps.core.authz import Role
 from dpps.core.daemon import DaemonContext
+from dpps.oms.accounts import AccountService
+from dpps.oms.api import create_app
 from dpps.scenarios.night.acquisition import NightPlan
 from dpps.scenarios.night.run import run_night
 from dpps.wms import transformations
@@ -38,6 +43,7 @@ def test_the_night_end_to_end(tmp_path: Path) -> None:
         report = run_night(archive, tmp_path / "work", NightPlan())
         night = (archive, report)
         _check_every_block_is_processed_and_passes_quality(night)
+        _check_the_quality_page_shows_every_reports_plots(night)
         _check_products_are_category_b_with_a_provenance_chain_to_dl0(night)
         _check_dl0_has_replicas_at_two_offsite_data_centres(night)
         _check_dl3_loads_in_gammapy_and_the_source_is_detected_with_its_spectrum(night)
@@ -59,6 +65,30 @@ def _check_every_block_is_processed_and_passes_quality(
     assert sorted(report["quality"]) == NightPlan().obs_ids()
     assert all(q["passed"] for q in report["quality"].values()), report["quality"]
     json.dumps(report, default=str)  # the --json document
+
+
+def _check_the_quality_page_shows_every_reports_plots(night: Night) -> None:
+    """The dashboard finds each block's archived HTML page by its product type and shows the
+    PNG plots inlined in it (a page archived without a type showed "no plot archived")."""
+    archive, _report = night
+    pages = _files(archive, "data_level=QUAL and product_type='quality report page'")
+    assert len(pages) == len(NightPlan().obs_ids())
+    service = AccountService(archive.sessions)
+    service.add_account("night-reader", [Role.READER.value], ["ctao"])
+    token = service.create_token("night-reader").token
+    with TestClient(create_app(archive)) as client:
+        signed = client.post("/ui/login", data={"token": token}, follow_redirects=False)
+        assert signed.status_code == 303, signed.text
+        text = client.get("/ui/quality").text
+        assert 'data-testid="no-plots"' not in text
+        boxes = text.split('data-testid="quality-report"')[1:]
+        assert len(boxes) == len(NightPlan().obs_ids())
+        sources = re.findall(r'<img src="([^"]+)"', text)
+        assert all('data-testid="plot"' in box for box in boxes)
+        for src in sources[:2]:
+            answer = client.get(src.replace("&amp;", "&"))
+            assert answer.status_code == 200
+            assert answer.content.startswith(b"\x89PNG")
 
 
 def _check_products_are_category_b_with_a_provenance_chain_to_dl0(

@@ -37,6 +37,9 @@ from dpps.wms.spec import InputPort, OutputPort, Tool, WorkflowSpec
 
 SOFTWARE_VERSION = f"dpps {__version__}"
 _SCALARS = ("tool", "config", "select", "rename")
+#: QualPipe's product types (``qualpipe.tool``): the HTML page has no header to read it from.
+REPORT = "quality report"
+PAGE = "quality report page"
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,18 @@ def build_block_workflow(
     base = f"{lfn_prefix.rstrip('/')}/{category}/{version_slug(software_version)}"
     meta = {"category": category}
 
-    def out(name: str, glob: str, kind: str, level: str, array: bool = False) -> OutputPort:
+    def out(
+        name: str,
+        glob: str,
+        kind: str,
+        level: str,
+        array: bool = False,
+        product_type: str | None = None,
+    ) -> OutputPort:
+        # A product whose file carries no header (QualPipe's HTML page) gets its product type
+        # here, or nothing that looks for it by type (the dashboard's Quality page) finds it.
         lfn = f"{base}/{kind}/$(self.basename)"
+        typed = meta | ({"product_type": product_type} if product_type else {})
         return OutputPort.model_validate(
             {
                 "name": name,
@@ -113,7 +126,7 @@ def build_block_workflow(
                 "array": array,
                 "lfn": lfn,
                 "data_level": level,
-                "meta": meta,
+                "meta": typed,
                 "new_version": True,
                 "policy": policy,
             }
@@ -206,8 +219,8 @@ def build_block_workflow(
             "quality",
             {"calibration": "File[]", "dl1": "File", "dl2": "File"},
             [
-                out("report", "obs*_quality_report.json", "quality", "QUAL"),
-                out("page", "obs*_quality_report.html", "quality", "QUAL"),
+                out("report", "obs*_quality_report.json", "quality", "QUAL", product_type=REPORT),
+                out("page", "obs*_quality_report.html", "quality", "QUAL", product_type=PAGE),
             ],
             sv,
         ),
