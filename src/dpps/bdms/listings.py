@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from dpps.bdms import stats
@@ -102,12 +102,17 @@ def _window(stmt: Rows, page: PageRequest) -> Rows:
 @dataclass(frozen=True, slots=True)
 class RuleFilter:
     """Rules in ``state``, of ``account``, of ``policy``, on ``did`` (a DID without a version
-    means any version of that name)."""
+    means any version of that name), with a file lock on the RSE ``rse`` or at ``site`` (where
+    the rule puts its copies: its expression is not a name to compare), created at or after
+    ``since`` (the dashboard's age filter; aware times are taken in UTC)."""
 
     state: str | None = None
     account: str | None = None
     did: DID | None = None
     policy: str | None = None
+    rse: str | None = None
+    site: str | None = None
+    since: dt.datetime | None = None
 
 
 def lock_counts(session: Session, rule_ids: Sequence[int]) -> dict[int, dict[str, int]]:
@@ -164,6 +169,16 @@ def _rules(where: RuleFilter) -> Rows:
         stmt = stmt.where(DIDRow.scope == where.did.scope, DIDRow.name == where.did.name)
         if where.did.version is not None:
             stmt = stmt.where(DIDRow.version == where.did.version)
+    if where.rse is not None or where.site is not None:
+        locks = select(RuleLockRow.id).join(RSERow, RSERow.id == RuleLockRow.rse_id)
+        locks = locks.where(RuleLockRow.rule_id == RuleRow.id)
+        if where.rse is not None:
+            locks = locks.where(RSERow.name == where.rse)
+        if where.site is not None:
+            locks = locks.where(RSERow.site == where.site)
+        stmt = stmt.where(locks.exists())
+    if where.since is not None:
+        stmt = stmt.where(RuleRow.created_at >= _naive_utc(where.since))
     return stmt
 
 
@@ -198,13 +213,18 @@ def get_rule(session: Session, rule_id: int) -> RuleInfo:
 @dataclass(frozen=True, slots=True)
 class TransferFilter:
     """Transfers in ``state``, to the destination RSE ``rse``, of ``rule_id``, among ``ids``;
-    ``errors_only`` keeps those with an error."""
+    ``errors_only`` keeps those with an error; ``involving`` an RSE and ``site`` match either
+    end (a data center's page shows what it sends and receives); ``since``: created at or
+    after (aware times are taken in UTC)."""
 
     state: str | None = None
     rse: str | None = None
     rule_id: int | None = None
     ids: Sequence[int] | None = None
     errors_only: bool = False
+    involving: str | None = None
+    site: str | None = None
+    since: dt.datetime | None = None
 
 
 _src = aliased(RSERow)
@@ -228,6 +248,12 @@ def _transfers(where: TransferFilter) -> Rows:
         stmt = stmt.where(TransferRow.id.in_(list(where.ids)))
     if where.errors_only:
         stmt = stmt.where(TransferRow.error.is_not(None))
+    if where.involving is not None:
+        stmt = stmt.where(or_(_dst.name == where.involving, _src.name == where.involving))
+    if where.site is not None:
+        stmt = stmt.where(or_(_dst.site == where.site, _src.site == where.site))
+    if where.since is not None:
+        stmt = stmt.where(TransferRow.created_at >= _naive_utc(where.since))
     return stmt
 
 

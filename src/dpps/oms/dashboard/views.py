@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -22,15 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from dpps.bdms import stats
 from dpps.bdms.archive import Archive
 from dpps.bdms.listings import query_fields
-from dpps.bdms.types import PageRequest
 from dpps.core.authz import Principal
 from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
 from dpps.core.states import TransferState
 from dpps.oms import accounts
-from dpps.oms.api.routers.rules import rule_out
-from dpps.oms.api.routers.transfers import transfer_out
-from dpps.oms.dashboard import campaigns, quality, signin, workload
+from dpps.oms.dashboard import campaigns, quality, replication, rses, signin, workload
 from dpps.oms.dashboard.common import COOKIE, ctx, error_page, html, login_redirect, viewer
 from dpps.oms.report import alarms
 from dpps.wms import stats as wms_stats
@@ -40,6 +36,8 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 router.include_router(campaigns.router)
 router.include_router(workload.router)
 router.include_router(quality.router)
+router.include_router(replication.router)
+router.include_router(rses.router)
 
 PAGE = 50
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -221,52 +219,6 @@ def product(request: Request, did: str) -> Response:
         active="products",
         who=who,
         d=details,
+        rules=replication.rules_of(request, details.file.did),
         provenance_keys=PROVENANCE_KEYS,
     )
-
-
-def _table_page(
-    request: Request, who: Principal, title: str, key: str, columns: list[str]
-) -> HTMLResponse:
-    """Rules and transfers: the library's listings, shown with the API's field names."""
-    archive = ctx(request).archive
-    first = PageRequest(limit=100)
-    rows: list[dict[str, Any]]
-    if key == "rules":
-        rules = archive.replication.rules_page(page=first)
-        total, rows = rules.total, [rule_out(r).model_dump() for r in rules.items]
-        with archive.sessions() as s:
-            by_state = stats.rules_by_state(s)
-    else:
-        transfers = archive.replication.transfers_page(page=first)
-        total, rows = transfers.total, [transfer_out(t).model_dump() for t in transfers.items]
-        with archive.sessions() as s:
-            by_state = stats.transfers_by_state(s)
-    return html(
-        "dash/table.html",
-        title=title,
-        active=key,
-        who=who,
-        by_state=by_state,
-        rows=rows,
-        total=total,
-        columns=columns,
-    )
-
-
-@router.get("/rules")
-def rules_page(request: Request) -> Response:
-    who = viewer(request)
-    if who is None:
-        return login_redirect(request)
-    columns = ["id", "did", "rse_expression", "copies", "state", "account", "policy", "updated_at"]
-    return _table_page(request, who, "Replication rules", "rules", columns)
-
-
-@router.get("/transfers")
-def transfers_page(request: Request) -> Response:
-    who = viewer(request)
-    if who is None:
-        return login_redirect(request)
-    columns = ["id", "did", "source_rse", "dest_rse", "state", "attempts", "error", "updated_at"]
-    return _table_page(request, who, "Transfers", "transfers", columns)
