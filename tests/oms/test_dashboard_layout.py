@@ -4,11 +4,13 @@ panel or card. A long DID, error or RSE expression must wrap, not push the page 
 
 One archive (SQLite), one live server and one Chromium serve the whole module: every page of
 the dashboard with something on it (rules and transfers, a failed one; a quality report with
-its plots; finished, failed and running campaigns; a job), each loaded once per width.
+its plots; finished, failed and running campaigns; a failed job), each loaded once per width.
+The workflow list is checked empty: running a workflow would add 15 s to the suite.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +22,19 @@ from sqlalchemy import update
 from dpps.bdms.archive import Archive
 from dpps.catalog.models import TransferRow
 from dpps.oms.server import BackgroundServer
+from dpps.wms.api import WMS
+from dpps.wms.types import SubmitOptions
 from tests.bdms.helpers import make_fits
 from tests.bdms.replication_helpers import evaluate
 from tests.oms.conftest import ARGS, CHROMIUM, DL1_FILE, SHOTS, Seeded, seed
 from tests.oms.test_dashboard_campaigns import DONE, seed_campaigns
 from tests.oms.test_dashboard_quality import LENIENT, PRODUCT, _dl1, judge
 from tests.oms.test_dashboard_replication import Replication, make_replication
+from tests.wms.conftest import PY, TIMEOUT_S, write
 
 WIDTHS = (800, 1400, 1920)
+#: The module's archive, its rules and transfers, the failed job's id, the server's URL.
+Site = tuple[Seeded, Replication, int, str]
 #: What overflows: the document, and any visible element sticking out of its panel or card
 #: (a scroll bar inside a panel would hide the overflow, so none is allowed either).
 OVERFLOW = """() => {
@@ -72,8 +79,25 @@ def _long_names(seeded: Seeded, tmp: Path, replication: Replication) -> None:
         )
 
 
+def _failed_job(seeded: Seeded, tmp: Path) -> int:
+    """A job whose command fails with a long message (what its page must wrap)."""
+    wms = WMS(seeded.archive)
+    message = "calibration table missing: " + "/ctao/cal/obs_42/tel_001_camera.fits," * 8
+    job = {
+        "name": "broken-" + "calibration-step-" * 5,
+        "command": [PY, "-c", f"print({message!r}); raise SystemExit(3)"],
+    }
+    sub = wms.submit(
+        write(tmp / "failing.yaml", json.dumps(job)), opts=SubmitOptions(max_attempts=1)
+    )
+    assert wms.wait(sub, timeout_s=TIMEOUT_S) == "FAILED", wms.job(sub.id)
+    return int(sub.id)
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, Replication, str]]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("layout")
     with Archive.init(tmp / "ws") as archive:
         seeded = seed(archive, tmp)
@@ -84,17 +108,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, Rep
         ingested = archive.ingest([tmp / "params.h5"], "CTAO-S", lfn=PRODUCT)
         assert not ingested.failed, ingested.failed
         judge(seeded, tmp, LENIENT, "lenient")
+        job = _failed_job(seeded, tmp)
         with BackgroundServer(archive) as server:
-            yield seeded, replication, server.url
+            yield seeded, replication, job, server.url
 
 
 @pytest.fixture(scope="module")
-def tab(site: tuple[Seeded, Replication, str]) -> Iterator[Any]:
+def tab(site: Site) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    seeded, _replication, url = site
+    seeded, _replication, _job, url = site
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
@@ -110,10 +135,8 @@ def tab(site: tuple[Seeded, Replication, str]) -> Iterator[Any]:
 
 
 @pytest.mark.verifies_usecase("UC-160-1.1")
-def test_no_page_overflows_at_800_1400_or_1920_px(
-    site: tuple[Seeded, Replication, str], tab: Any
-) -> None:
-    seeded, replication, url = site
+def test_no_page_overflows_at_800_1400_or_1920_px(site: Site, tab: Any) -> None:
+    seeded, replication, job, url = site
     paths = [
         "/ui/",
         "/ui/products",
@@ -128,6 +151,7 @@ def test_no_page_overflows_at_800_1400_or_1920_px(
         "/ui/rses",
         "/ui/rses/CTAO-S",
         "/ui/jobs",
+        f"/ui/jobs/{job}",
         "/ui/workflows",
         "/ui/quality",
         "/ui/campaigns",
