@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from dpps.catalog.models import (
     DIDRow,
@@ -136,18 +136,68 @@ def ingestion_rate(
         .group_by(bucket)
     )
     found = {k: (int(n), int(b)) for k, n, b in session.execute(stmt)}
+    return [Volume(key, *found.get(key, (0, 0))) for key in buckets(since, until, unit)]
+
+
+def buckets(since: dt.datetime, until: dt.datetime, unit: str = "hour") -> list[str]:
+    """Every hour (or day) of [since, until) as the keys ``_bucket`` gives: a time series
+    shows the empty hours too, not a line drawn straight across them."""
     step = dt.timedelta(hours=1) if unit == "hour" else dt.timedelta(days=1)
-    start = since.replace(minute=0, second=0, microsecond=0)
+    t = since.replace(minute=0, second=0, microsecond=0)
     if unit == "day":
-        start = start.replace(hour=0)
-    out: list[Volume] = []
-    t = start
+        t = t.replace(hour=0)
+    out = []
     while t < until:
-        key = t.strftime("%Y-%m-%d %H:00")
-        n, b = found.get(key, (0, 0))
-        out.append(Volume(key, n, b))
+        out.append(t.strftime("%Y-%m-%d %H:00"))
         t += step
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class LinkVolume:
+    """Transfers of one link (source site -> destination site) that ended in ``state`` in
+    one hour or day; ``source`` is empty for a transfer that never had one chosen."""
+
+    bucket: str
+    source: str
+    dest: str
+    state: str
+    files: int
+    bytes: int
+
+
+def transfers_by_link(
+    session: Session, since: dt.datetime, until: dt.datetime, unit: str = "hour"
+) -> list[LinkVolume]:
+    """Transfers that ended (DONE or FAILED) in [since, until), per hour (or day) and link:
+    a data center's problem shows as one link failing, not as a global rate going down."""
+    if unit not in ("hour", "day"):
+        raise ValueError(unit)
+    src, dst = aliased(RSERow), aliased(RSERow)
+    ended = func.coalesce(TransferRow.finished_at, TransferRow.updated_at)
+    bucket = _bucket(session, ended, unit)
+    stmt = (
+        select(
+            bucket,
+            src.site,
+            dst.site,
+            TransferRow.state,
+            func.count(),
+            func.coalesce(func.sum(TransferRow.bytes), 0),
+        )
+        .join(dst, dst.id == TransferRow.dest_rse_id)
+        .outerjoin(src, src.id == TransferRow.source_rse_id)
+        .where(
+            TransferRow.state.in_([TransferState.DONE.value, TransferState.FAILED.value]),
+            ended >= since,
+            ended < until,
+        )
+        .group_by(bucket, src.site, dst.site, TransferRow.state)
+    )
+    return [
+        LinkVolume(str(k), str(a or ""), str(b), str(st), int(n), int(v))
+        for k, a, b, st, n, v in session.execute(stmt)
+    ]
 
 
 def count_by(

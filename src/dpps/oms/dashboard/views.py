@@ -26,7 +26,15 @@ from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput, PermissionDenied
 from dpps.core.states import TransferState
 from dpps.oms import accounts
-from dpps.oms.dashboard import campaigns, quality, replication, rses, signin, workload
+from dpps.oms.dashboard import (
+    campaigns,
+    quality,
+    replication,
+    rses,
+    signin,
+    traffic,
+    workload,
+)
 from dpps.oms.dashboard.common import COOKIE, ctx, error_page, html, login_redirect, viewer
 from dpps.oms.report import alarms
 from dpps.wms import stats as wms_stats
@@ -38,6 +46,7 @@ router.include_router(workload.router)
 router.include_router(quality.router)
 router.include_router(replication.router)
 router.include_router(rses.router)
+router.include_router(traffic.router)
 
 PAGE = 50
 STATIC = Path(__file__).resolve().parent.parent / "static"
