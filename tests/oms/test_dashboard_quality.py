@@ -280,3 +280,34 @@ def test_bars_are_drawn_against_the_threshold() -> None:
     [(_, chart)] = metric_charts(tiny)
     assert _bar_widths(str(chart))["tel 3"] <= 1.0
     assert len(re.findall(r'class="mark"', chart)) == 2
+
+
+def test_plots_of_a_page_archived_without_a_product_type(
+    seeded: Seeded, signed_in: TestClient, tmp_path: Path
+) -> None:
+    """Nights and campaigns archived QualPipe's page untyped before it was typed at the
+    source: such a page (QUAL, ``.html``, beside its report) still gives the report's plots."""
+    _dl1(tmp_path)
+    out = tmp_path / "old"
+    result = run_tool(
+        "qualpipe-report", {"criteria": LENIENT}, {"dl1": [tmp_path / "params.h5"]}, out
+    )
+    assert result.exit_code == EXIT_OK, result.error
+    prefix = "/ctao/proc/B/quality/obs000042_quality_report"
+    for suffix in (".json", ".html"):
+        done = seeded.archive.ingest(
+            [out / f"quality_report{suffix}"],
+            "CTAO-S",
+            lfn=prefix + suffix,
+            meta={"data_level": "QUAL"},
+        )
+        assert not done.failed, done.failed
+    page = seeded.archive.show(f"ctao:{prefix}.html").file
+    assert page.product_type is None
+    text = signed_in.get("/ui/quality").text
+    assert 'data-testid="no-plots"' not in text
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert sources
+    answer = signed_in.get(sources[0].replace("&amp;", "&"))
+    assert answer.status_code == 200
+    assert answer.content.startswith(quality_read.PNG_MAGIC)

@@ -155,7 +155,7 @@ def companions(archive: Archive, report: FileInfo) -> list[FileInfo]:
     siblings = [
         f
         for f in (archive.views.file(DID(r.scope, r.name, r.version)) for r in refs)
-        if f is not None and f.data_level == "QUAL" and f.product_type in (PAGE, PLOT)
+        if f is not None and f.data_level == "QUAL" and (f.product_type == PLOT or is_page(f))
     ]
     if siblings:
         return siblings
@@ -164,7 +164,14 @@ def companions(archive: Archive, report: FileInfo) -> list[FileInfo]:
     page = archive.views.file(
         DID(report.scope, report.name[: -len(".json")] + ".html", report.version)
     )
-    return [page] if page is not None and page.product_type == PAGE else []
+    return [page] if page is not None and page.data_level == "QUAL" and is_page(page) else []
+
+
+def is_page(info: FileInfo) -> bool:
+    """A QualPipe HTML page: typed as one, or an untyped ``.html`` (the night and campaigns
+    archived their pages without a product type until issue 14; those reports keep their
+    plots). Callers check the data level is QUAL."""
+    return info.product_type == PAGE or (info.product_type is None and info.name.endswith(".html"))
 
 
 def plots_of(archive: Archive, report: FileInfo) -> list[Plot]:
@@ -174,7 +181,7 @@ def plots_of(archive: Archive, report: FileInfo) -> list[Plot]:
     if pngs:
         return [Plot(Path(f.name).stem.replace("_", " "), _versioned(f)) for f in pngs]
     plots: list[Plot] = []
-    for page in (f for f in found if f.product_type == PAGE):
+    for page in (f for f in found if is_page(f)):
         try:
             images = page_images(archive, page)
         except (InvalidInput, Unavailable, NotFound):
@@ -195,7 +202,7 @@ def image(archive: Archive, did: str, index: int | None) -> bytes:
     if len(did) > 2048:
         raise NotFound("no such quality plot")
     info = archive.show(did, events_limit=0).file  # parses the DID; NotFound if absent
-    if info.data_level != "QUAL" or info.product_type not in (PAGE, PLOT):
+    if info.data_level != "QUAL" or not (info.product_type == PLOT or is_page(info)):
         raise NotFound(f"{did} is not a quality plot or report page")
     if info.product_type == PLOT:
         png = read_bytes(archive, info)
