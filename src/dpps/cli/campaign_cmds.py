@@ -357,8 +357,64 @@ def _print(report: dict[str, Any]) -> None:
     )
     for problem in ver["problems"]:
         err_console.print(styled("[red]verification:[/red] {}", problem), highlight=False)
+    print_comparison(report.get("comparison"))
     for failure in report["failures"]:
         err_console.print(styled("[red]failed:[/red] {}", failure), highlight=False)
+
+
+#: (label, where, key, format) of the comparison's rows.
+_ROWS = (
+    ("gamma efficiency", "separation", "gamma_efficiency", "{:.3f}"),
+    ("proton rejection", "separation", "proton_rejection", "{:.4f}"),
+    ("ROC AUC", "separation", "roc_auc", "{:.4f}"),
+    ("quality factor Q", "separation", "quality_factor", "{:.2f}"),
+    ("ON", "analysis", "n_on", "{:d}"),
+    ("OFF", "analysis", "n_off", "{:d}"),
+    ("alpha", "analysis", "alpha", "{:.3f}"),
+    ("excess", "analysis", "excess", "{:.1f}"),
+    ("Li & Ma significance", "analysis", "significance", "{:.2f}"),
+    ("significance / sqrt(h)", "analysis", "significance_per_sqrt_hour", "{:.1f}"),
+)
+
+
+def _figure(value: Any, fmt: str) -> str:
+    if not isinstance(value, int | float):
+        return ""
+    return fmt.format(int(value) if fmt.endswith("d}") else value)
+
+
+def print_comparison(comparison: dict[str, Any] | None) -> None:
+    """Previous vs new version of the DL3 the campaign superseded, side by side."""
+    if not comparison:
+        return
+    if "error" in comparison:
+        err_console.print(styled("[red]comparison:[/red] {}", comparison["error"]))
+        return
+    old, new, diff = comparison["previous"], comparison["new"], comparison["difference"]
+    sep_old, sep_new = old["separation"], new["separation"]
+    rows = []
+    for label, where, key, fmt in _ROWS:
+        a, b = old[where].get(key), new[where].get(key)
+        change = diff.get(key)
+        text = "" if change is None else _figure(change, "{:+" + fmt[2:])
+        if key == "quality_factor" and "quality_factor_error" in diff:
+            error, sigmas = diff["quality_factor_error"], diff["quality_factor_sigmas"]
+            text += f" ± {error:.2f} ({sigmas:.1f} sigma)"
+            a = f"{a:.2f} ± {sep_old['quality_factor_error']:.2f}"
+            b = f"{b:.2f} ± {sep_new['quality_factor_error']:.2f}"
+            rows.append([label, a, b, text])
+            continue
+        rows.append([label, _figure(a, fmt), _figure(b, fmt), text])
+    title = (
+        f"{comparison['target']}, observations {comparison['observations']}: previous "
+        f"({old['software_version']}) vs new ({new['software_version']})"
+    )
+    console.print(table(title, ["figure", "previous", "new", "new - previous"], rows))
+    console.print(
+        f"separation measured on the IRFs' simulated runs ({sep_new.get('test_gammas')} gammas, "
+        f"{sep_new.get('test_protons')} protons); Q = efficiency / sqrt(1 - rejection), "
+        "errors binomial from those counts"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -199,10 +199,17 @@ def night(
         int | None,
         typer.Option(min=1, help="obs_id of the first block (default: after the archive's last)."),
     ] = None,
+    reprocess: Annotated[
+        bool,
+        typer.Option(
+            help="Then reprocess the night's DL0 with a retrained classifier (a campaign, "
+            "category C) and compare the new DL3 with the night's."
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Run an observing night: simulate, ingest, replicate, process to DL3 (category B),
-    analyse with gammapy, report (UC-000-4)."""
+    analyse with gammapy, report (UC-000-4); with --reprocess, reprocess it (UC-130-3.1.1)."""
     from dataclasses import replace
 
     from dpps.scenarios.night.acquisition import NightPlan, next_obs_id
@@ -223,11 +230,28 @@ def night(
     # the zfits writer logs every file it closes on stdout: keep --json one JSON document
     with _stages(not json_) as stage, quiet_native_stdout():
         report = run_night(archive, workspace / "night", plan, stage=stage)
+        if reprocess:
+            from dpps.scenarios.night.reprocess import reprocess_night
+
+            lap = time.perf_counter()
+            report["reprocessing"] = reprocess_night(archive, plan, stage=stage)
+            report["seconds"]["reprocessing"] = round(time.perf_counter() - lap, 2)
     report["seconds"]["total"] = round(time.perf_counter() - started, 2)
     if json_:
         emit_json(report)
-    else:
-        _print(report)
+        return
+    _print(report)
+    if reprocess:
+        from dpps.cli.campaign_cmds import print_comparison
+
+        again = report["reprocessing"]
+        campaign = again["campaign"]
+        console.print(
+            f"reprocessing campaign {campaign['name']} ({campaign['software_version']}, models "
+            f"{again['models']['models']}): {'ok' if campaign['ok'] else 'FAILED'}, "
+            f"{campaign['verification']['products']} products verified"
+        )
+        print_comparison(campaign["comparison"])
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dpps.bdms.archive import Archive
 from dpps.pipelines.campaign import jobs, selection, staging
+from dpps.pipelines.campaign.compare import compare
 from dpps.pipelines.campaign.jobs import BlockRun, StepRun
 from dpps.pipelines.campaign.selection import Block, Volume
 from dpps.pipelines.campaign.spec import CampaignSpec
@@ -52,6 +53,9 @@ class CampaignReport:
     skipped: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     verification: Verification = field(default_factory=Verification)
+    #: Previous vs new version of the DL3 it superseded (``compare``), None if it superseded
+    #: no DL3 event list.
+    comparison: dict[str, Any] | None = None
     seconds: float = 0.0
 
     @property
@@ -136,6 +140,9 @@ def run_campaign(
         _process(wms, spec, blocks, report, say, tick)
         say("verifying outputs")
         report.verification = verify(archive, spec, report.steps)
+        if report.ok and report.irf is not None:
+            say("comparing with the previous version")
+            report.comparison = compare(archive, spec)
     finally:
         say("releasing the staging buffer")
         staging.release(archive, report.staging, spec.name)
