@@ -95,13 +95,21 @@ def physics(mib: int, streams: int) -> dict[str, Any]:
     }
 
 
-def longhaul(files: int, size_kib: int, second_hop: str | None = None) -> dict[str, Any]:
+def longhaul(
+    files: int, size_kib: int, second_hop: str | None = None, agent_catalog: str = "api"
+) -> dict[str, Any]:
     from dpps.testbed.scenario import longhaul as scenario
 
     directory = Path(tempfile.mkdtemp(prefix="dpps-scenario-bench-"))
     try:
         lifecycle.up(directory, topology.plan(topology.SMALL))
-        return scenario.run(directory, files=files, size_kib=size_kib, second_hop=second_hop)
+        return scenario.run(
+            directory,
+            files=files,
+            size_kib=size_kib,
+            second_hop=second_hop,
+            agent_catalog=agent_catalog,
+        )
     finally:
         lifecycle.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
@@ -132,6 +140,11 @@ def print_longhaul(r: dict[str, Any]) -> None:
         )
     print(f"  on-site deletion lag: median {lag['median']} s, max {lag['max']} s")
     print(f"  catalog statements per file: {r['statements_per_file']}")
+    if r["agent_requests"]:
+        print(
+            f"  site processes' requests to the API {r['agent_requests']} "
+            f"(per file {r['agent_requests_per_file']})"
+        )
     print(
         f"  lost {r['lost']}, duplicated {r['duplicated']}, rules not OK {r['rules_not_ok']}; "
         f"CTAO-North sent {r['north_tx_over_moved']}x and PIC received "
@@ -148,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=190)
     parser.add_argument("--size-kib", type=int, default=1024)
     parser.add_argument("--second-hop", default=None, help="e.g. CSCS (S3)")
+    parser.add_argument("--agent-catalog", choices=["api", "postgres"], default="api")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_testbed: needs root (network namespaces)", file=sys.stderr)
@@ -159,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         from filelock import FileLock
 
         with FileLock("/run/dpps-testbed-tests.lock", timeout=1800):
-            report = longhaul(args.files, args.size_kib, args.second_hop)
+            report = longhaul(args.files, args.size_kib, args.second_hop, args.agent_catalog)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
