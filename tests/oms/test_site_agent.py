@@ -14,23 +14,24 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from dpps.acada.simulate import simulate
 from dpps.bdms.ingestion.queue import IngestionQueue
 from dpps.bdms.ingestion.settings import QueueSettings
+from dpps.bdms.preservation.reaper import SiteReaper
 from dpps.bdms.transfer.daemon import TransferDaemon
-from dpps.catalog.models import EventRow, HeartbeatRow, RuleRow
+from dpps.catalog.models import EventRow, HeartbeatRow, ReplicaRow, RuleRow
 from dpps.cli.main import app
-from dpps.client.agent import RemoteIngestLedger, RemoteLedger
+from dpps.client.agent import RemoteIngestLedger, RemoteLedger, RemoteReaperLedger
 from dpps.client.archive import RemoteArchive
 from dpps.core.daemon import DaemonContext
 from dpps.core.errors import InvalidInput, NotFound, PermissionDenied
 from dpps.oms.server import BackgroundServer
 from dpps.storage.checksums import checksum_file
 from tests.acada.helpers import lfn_of, small, triggers_left
-from tests.bdms.replication_helpers import evaluate, ingest_dataset, tuned
+from tests.bdms.replication_helpers import FAST, drive, evaluate, ingest_dataset, tuned
 from tests.oms.conftest import Seeded
 
 FILES = 40
@@ -237,3 +238,67 @@ def test_the_ingest_api_refuses_files_outside_the_queue_or_its_root(
     with seeded.archive.sessions() as s:  # nothing of it reached the catalog
         assert not s.scalars(select(EventRow).where(EventRow.reason.like("%x.fits%"))).all()
     assert not [f for f in seeded.archive.list_files("") if "x.fits" in f.did]
+
+
+@pytest.mark.verifies_usecase("UC-110-1.8")
+def test_a_site_reaper_through_the_api_deletes_safe_on_site_copies_in_two_requests(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    archive = tuned(
+        seeded.archive,
+        {**FAST, "reaper": {"onsite_retention_days": 0, "min_offsite_copies": 1}},
+    )
+    archive.add_rule("/ctao/dl0/obs_42", copies=1, rses="PIC")
+    drive(archive)  # the off-site copies, rules OK
+    onsite_root = Path(archive.config.rse_url("CTAO-N"))
+    paths = {d: archive.show(d).replicas for d in seeded.dl0_files}
+    requests: list[str] = []
+    served = frozenset({"CTAO-N"})
+    with (
+        BackgroundServer(archive) as server,
+        RemoteArchive(server.url, seeded.tokens["site-agent"]) as remote,
+    ):
+        remote.http.event_hooks["request"].append(lambda r: requests.append(r.url.path))
+        site_reaper = SiteReaper(archive.config, RemoteReaperLedger(remote, served), served)
+        assert site_reaper.run_once(DaemonContext("reaper")) == len(seeded.dl0_files)
+    assert requests == ["/api/v1/agents/reaper/claim", "/api/v1/agents/reaper/purged"]
+    for did, before in paths.items():
+        onsite = next(r for r in before if r.rse == "CTAO-N")
+        assert not (onsite_root / onsite.path).exists()  # the bytes are gone
+        after = {r.rse: r.state for r in archive.show(did).replicas}
+        assert after == {"PIC": "AVAILABLE"}, after  # and the row; the safe copy stays
+    with archive.sessions() as s:
+        deleted_by = set(
+            s.scalars(select(EventRow.account).where(EventRow.action == "replica.delete"))
+        )
+    assert deleted_by == {"acct-site-agent"}
+
+
+def test_a_site_reaper_cannot_forget_another_sites_replica(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    did = seeded.dl0_files[0]
+    [replica] = seeded.archive.show(did).replicas
+    with seeded.archive.sessions() as s:  # as if marked for deletion at CTAO-N
+        replica_id = s.scalars(select(ReplicaRow.id).where(ReplicaRow.path == replica.path)).one()
+        s.execute(
+            update(ReplicaRow).where(ReplicaRow.id == replica_id).values(state="BEING_DELETED")
+        )
+        s.commit()
+    lie = {"replica_id": replica_id, "rse": "PIC", "path": replica.path, "reason": "x"}
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as agent:
+        answer = agent._json("POST", "/api/v1/agents/reaper/purged", json={"removed": [lie]})
+        assert answer == {"forgotten": 0}  # the replica is at CTAO-N, not PIC: kept
+        with pytest.raises(NotFound, match="NOWHERE"):
+            agent._json(
+                "POST",
+                "/api/v1/agents/reaper/claim",
+                json={"instance": "h:1:x", "rses": ["NOWHERE"]},
+            )
+        with pytest.raises(InvalidInput, match="slot"):
+            agent._json(
+                "POST",
+                "/api/v1/agents/reaper/claim",
+                json={"instance": "h:1:x", "rses": ["CTAO-N"], "slot": [2, 2]},
+            )
+    assert [r.rse for r in seeded.archive.show(did).replicas] == ["CTAO-N"]

@@ -87,15 +87,15 @@ def test_long_haul_from_a_telescope_site_to_an_off_site_center(
     assert report["links"]["PIC"]["rx_bytes"] >= moved
     assert report["links"]["central"]["rx_bytes"] < moved  # catalog traffic, not the data
     assert not report["relayed_by_third_site"], report["third_site_bytes"]
-    # the reaper and the central process spoke to PostgreSQL; the ingestion queue and PIC's
-    # agent only to the API (a request per batch of new files, a claim per batch of copies
-    # and reports of outcomes), each counted by the server
-    for client in ("reaper.CTAO-North", "central"):
-        assert report["statements"].get(client, 0) > 0, report["statements"]
-    for client in ("ingest.CTAO-North", "transfer.PIC"):
+    # only the central process spoke to PostgreSQL; the site processes spoke to the API (a
+    # request per batch of new files, a claim per batch of copies and reports of outcomes,
+    # a claim per reaper pass and a report of what went), each counted by the server
+    assert report["statements"].get("central", 0) > 0, report["statements"]
+    for client in ("ingest.CTAO-North", "reaper.CTAO-North", "transfer.PIC"):
         assert report["statements"].get(client, 0) == 0, report["statements"]
     requests = report["agent_requests"]
-    for route in ("ingest/register", "transfers/claim", "transfers/report"):
+    routes = ("ingest/register", "transfers/claim", "transfers/report", "reaper/claim")
+    for route in (*routes, "reaper/purged"):
         assert requests.get(route, 0) >= 1, requests
     assert not [k for k in requests if k.endswith("failed")], requests
     # the scenario stopped its processes and left the testbed up and healthy

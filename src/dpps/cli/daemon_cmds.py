@@ -24,6 +24,7 @@ from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.common import JsonOpt, command, open_local_archive
 from dpps.cli.output import console, emit_json, table
 from dpps.client.agent import api_catalog
+from dpps.client.archive import RemoteArchive
 from dpps.core import daemon as daemons
 from dpps.core.config import Config, load_config
 from dpps.core.daemon import DaemonContext, Heartbeats, WorkerSlot
@@ -221,29 +222,43 @@ def _run_agent(
     sleep: float,
     metrics_port: int | None,
 ) -> DaemonContext:
-    """A site's transfer agent whose workspace names the central API as its catalog
-    (``dpps.client.agent``): it copies into its own RSEs and asks the API what to copy. (The
-    ingestion queue, ``dpps daemon ingest``, does the same in ``acada_cmds``.) The other
-    daemons work on the catalog's tables and need the database."""
-    if name != "transfer":
+    """A site process whose workspace names the central API as its catalog
+    (``dpps.client.agent``): a transfer agent copies into its own RSEs and asks the API what
+    to copy; a reaper asks what its RSEs may delete and reports what went. (The ingestion
+    queue, ``dpps daemon ingest``, does the same in ``acada_cmds``.) The other daemons work
+    on the catalog's tables and need the database."""
+    if name not in ("transfer", "reaper"):
         raise ConfigError(
-            f"catalog.url is the API at {config.catalog.url}: only the transfer agent and "
-            f"the ingestion queue run against the API; daemon {name!r} needs the catalog "
-            "database"
+            f"catalog.url is the API at {config.catalog.url}: only the transfer agent, the "
+            f"reaper and the ingestion queue run against the API; daemon {name!r} needs the "
+            "catalog database"
         )
     if served is None:
         raise ConfigError(
-            "a transfer agent reaching the catalog through the API serves one site: "
+            f"a {name} process reaching the catalog through the API serves one site: "
             "give --site or --rses"
         )
-    from dpps.bdms.transfer.daemon import TransferDaemon
-    from dpps.client.agent import RemoteHeartbeats, RemoteLedger, connect
+    from dpps.client.agent import RemoteHeartbeats, connect
     from dpps.oms.server import daemon_metrics
 
     with connect(config) as remote, daemon_metrics(metrics_port) as wrap:
-        agent = TransferDaemon(config=config, ledger=RemoteLedger(remote, served))
+        process = _site_process(config, name, served, remote)
         beats = PartitionHeartbeats(RemoteHeartbeats(remote), served)
-        return daemons.run(agent, name, beats, once=once, sleep_s=sleep, wrap=wrap)
+        return daemons.run(process, name, beats, once=once, sleep_s=sleep, wrap=wrap)
+
+
+def _site_process(
+    config: Config, name: str, served: frozenset[str], remote: RemoteArchive
+) -> daemons.Daemon:
+    from dpps.client.agent import RemoteLedger, RemoteReaperLedger
+
+    if name == "transfer":
+        from dpps.bdms.transfer.daemon import TransferDaemon
+
+        return TransferDaemon(config=config, ledger=RemoteLedger(remote, served))
+    from dpps.bdms.preservation.reaper import SiteReaper
+
+    return SiteReaper(config, RemoteReaperLedger(remote, served), served)
 
 
 def _doc(summary: str) -> str:

@@ -1,13 +1,20 @@
 """Site processes reaching the catalog through the central API.
 
 A workspace may name the API as its catalog (``catalog: {url: https://central:8000}``); its
-transfer agent and ingestion queue then speak to ``/api/v1/agents``. ``RemoteLedger`` is the
-``TransferLedger`` (``dpps.bdms.transfer.records``): a claimed batch costs one request and its
-outcomes one more (the server settles their rules in the same request). ``RemoteIngestLedger``
-is the ``IngestLedger`` (``dpps.bdms.ingestion.records``): a batch of new files costs one
-request. A site 150 ms from the catalog spends those round trips per batch instead of several
-SQL statements per file. ``RemoteHeartbeats`` keeps the processes visible to ``dpps health``
-and to their peers' share of the work.
+transfer agent, ingestion queue and reaper then speak to ``/api/v1/agents``, each through the
+small protocol its daemon talks to the catalog with:
+
+* ``RemoteLedger``, the ``TransferLedger`` (``dpps.bdms.transfer.records``): a claimed batch
+  costs one request and its outcomes one more (the server settles their rules in the same
+  request);
+* ``RemoteIngestLedger``, the ``IngestLedger`` (``dpps.bdms.ingestion.records``): a batch of
+  new files costs one request;
+* ``RemoteReaperLedger``, the ``ReaperLedger`` (``dpps.bdms.preservation.records``): a pass
+  costs a claim of what to delete and a report of what went.
+
+A site 150 ms from the catalog spends those round trips per batch instead of several SQL
+statements per file. ``RemoteHeartbeats`` keeps the processes visible to ``dpps health`` and
+to their peers' share of the work.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dpps.bdms.ingestion.records import (
     batch_to_wire,
     result_from_wire,
 )
+from dpps.bdms.preservation.records import Doomed, doomed_from_wire, doomed_to_wire
 from dpps.bdms.transfer.records import (
     Job,
     Outcome,
@@ -120,6 +128,24 @@ class RemoteIngestLedger:
         body = {"batch": batch_to_wire(batch)}
         data = self.remote._json("POST", "/api/v1/agents/ingest/register", json=body)
         return [result_from_wire(r) for r in data["results"]]
+
+
+class RemoteReaperLedger:
+    """``ReaperLedger`` over the API: a pass costs one claim and one report."""
+
+    def __init__(self, remote: RemoteArchive, rses: frozenset[str]) -> None:
+        self.remote = remote
+        self.rses = sorted(rses)
+
+    def claim(self, owner: str, slot: tuple[int, int]) -> list[Doomed]:
+        body = {"instance": owner, "rses": self.rses, "slot": list(slot)}
+        data = self.remote._json("POST", "/api/v1/agents/reaper/claim", json=body)
+        return [doomed_from_wire(d) for d in data["doomed"]]
+
+    def purged(self, removed: Sequence[Doomed]) -> int:
+        body = {"removed": [doomed_to_wire(d) for d in removed]}
+        data = self.remote._json("POST", "/api/v1/agents/reaper/purged", json=body)
+        return int(data["forgotten"])
 
 
 class RemoteHeartbeats:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.preservation.records import Doomed
 from dpps.bdms.records import DeletionReport
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog import dids as did_repo
@@ -164,42 +165,84 @@ def purge(
     BEING_DELETED for a later pass.
     """
     with factory() as session:
+        doomed = doomed_rows(session, dict.fromkeys(replica_ids, reason))
+    removed, errors = remove_bytes(config, doomed)
+    return forget(factory, removed, account=account), errors
+
+
+def doomed_rows(session: Session, reasons: Mapping[int, str]) -> list[Doomed]:
+    """The replicas of ``reasons`` (id -> why) still BEING_DELETED, with where they are."""
+    doomed: list[Doomed] = []
+    for chunk in _chunks(sorted(reasons)):
         rows = session.execute(
-            select(ReplicaRow.id, ReplicaRow.path, ReplicaRow.bytes, RSERow.name)
+            select(ReplicaRow.id, ReplicaRow.path, RSERow.name)
             .join(RSERow, RSERow.id == ReplicaRow.rse_id)
             .where(
-                ReplicaRow.id.in_(list(replica_ids)),
+                ReplicaRow.id.in_(chunk),
                 ReplicaRow.state == ReplicaState.BEING_DELETED.value,
             )
         ).all()
+        doomed += [Doomed(rep_id, rse, path, reasons[rep_id]) for rep_id, path, rse in rows]
+    return doomed
+
+
+def remove_bytes(
+    config: Config, doomed: Sequence[Doomed], rses: frozenset[str] | None = None
+) -> tuple[list[Doomed], list[str]]:
+    """Remove the replicas' bytes from storage (the catalog is not touched): (removed,
+    errors). Only replicas on ``rses`` when given: a site's reaper touches its own storage.
+    An RSE whose root is missing (unmounted) or unreachable keeps its replicas for later."""
     storages: dict[str, StorageElement] = {}
-    removed: list[int] = []
+    removed: list[Doomed] = []
     errors: list[str] = []
-    for rep_id, path, _size, rse_name in rows:
-        try:
-            storage = storages.get(rse_name) or StorageElement.from_config(rse_name, config)
-            storages[rse_name] = storage
-            if not storage.root_exists():  # unmounted: removing "nothing" would leave dark data
-                raise Unavailable(f"RSE {rse_name}: its root {storage.root} is missing")
-            storage.remove(path)
-        except DppsError as exc:  # unreachable, or an RSE no longer configured: later
-            errors.append(f"{rse_name}:{path}: {exc}")
+    for item in doomed:
+        if rses is not None and item.rse not in rses:
+            errors.append(f"{item.rse}:{item.path}: not this site's storage")
             continue
-        removed.append(rep_id)
-    for chunk in _chunks(removed):
+        try:
+            storage = storages.get(item.rse) or StorageElement.from_config(item.rse, config)
+            storages[item.rse] = storage
+            if not storage.root_exists():  # unmounted: removing "nothing" would leave dark data
+                raise Unavailable(f"RSE {item.rse}: its root {storage.root} is missing")
+            storage.remove(item.path)
+        except DppsError as exc:  # unreachable, or an RSE no longer configured: later
+            errors.append(f"{item.rse}:{item.path}: {exc}")
+            continue
+        removed.append(item)
+    return removed, errors
+
+
+def forget(factory: sessionmaker[Session], removed: Sequence[Doomed], *, account: str) -> int:
+    """Remove the rows of replicas whose bytes are gone (still BEING_DELETED, on the RSE the
+    report names), each with a ``replica.delete`` event naming why and where; returns how
+    many went."""
+    reported = {d.replica_id: d for d in removed}
+    count = 0
+    for chunk in _chunks(sorted(reported)):
         with transaction(factory) as session:
-            gone = session.execute(
-                select(
-                    ReplicaRow.did_id, ReplicaRow.rse_id, ReplicaRow.path, ReplicaRow.bytes
-                ).where(
-                    ReplicaRow.id.in_(chunk),
-                    ReplicaRow.state == ReplicaState.BEING_DELETED.value,
-                )
-            ).all()
+            gone = [
+                g
+                for g in session.execute(
+                    select(
+                        ReplicaRow.id,
+                        ReplicaRow.did_id,
+                        ReplicaRow.rse_id,
+                        ReplicaRow.path,
+                        ReplicaRow.bytes,
+                        RSERow.name,
+                    )
+                    .join(RSERow, RSERow.id == ReplicaRow.rse_id)
+                    .where(
+                        ReplicaRow.id.in_(chunk),
+                        ReplicaRow.state == ReplicaState.BEING_DELETED.value,
+                    )
+                ).all()
+                if g.name == reported[g.id].rse
+            ]
             session.execute(
                 delete(ReplicaRow)
                 .where(
-                    ReplicaRow.id.in_(chunk),
+                    ReplicaRow.id.in_([g.id for g in gone]),
                     ReplicaRow.state == ReplicaState.BEING_DELETED.value,
                 )
                 .execution_options(synchronize_session=False)
@@ -212,13 +255,14 @@ def purge(
                         "action": "replica.delete",
                         "did_id": g.did_id,
                         "rse_id": g.rse_id,
-                        "reason": reason,
+                        "reason": reported[g.id].reason,
                         "details": {"path": g.path, "bytes": g.bytes},
                     }
                     for g in gone
                 ),
             )
-    return len(removed), errors
+            count += len(gone)
+    return count
 
 
 def tombstone_files(

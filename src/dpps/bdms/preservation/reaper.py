@@ -31,6 +31,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.preservation import deletion
+from dpps.bdms.preservation.records import Doomed, ReaperLedger
 from dpps.catalog import events, replication
 from dpps.catalog.context import CatalogContext
 from dpps.catalog.engine import transaction, write
@@ -45,6 +46,8 @@ from dpps.core.states import DIDType, ReplicaState, RuleState
 log = logging.getLogger("dpps.reaper")
 
 DAEMON = "reaper"
+#: Why a file's replicas go when its lifetime ends.
+EXPIRED = "lifetime ended"
 #: A BEING_DELETED replica untouched this long was left by a process that died (seconds).
 RESUME_AFTER_S = 60.0
 #: Depth of datasets/containers searched for rules covering a file.
@@ -60,16 +63,54 @@ def one_pass(
 ) -> int:
     """One pass of every step; returns the number of rules, files and replicas handled.
 
-    The ``Reaper`` daemon's work, and what ``Preservation.reap`` runs once on its own. With
-    ``rses`` (a site's reaper, ``--site``/``--rses``) only replicas on those RSEs are
-    deleted; the catalog-only steps run as everywhere, and a file's replicas at other sites
-    that expiry marked BEING_DELETED are finished by those sites' reapers."""
+    The ``Reaper`` daemon's work, and what ``Preservation.reap`` runs once on its own: the
+    catalog's side (``mark``), then the bytes (``deletion.remove_bytes``), then the rows
+    (``deletion.forget``). With ``rses`` (a site's reaper, ``--site``/``--rses``) only
+    replicas on those RSEs are deleted; the catalog-only steps run as everywhere, and a
+    file's replicas at other sites that expiry marked BEING_DELETED are finished by those
+    sites' reapers."""
+    done, reasons = mark(ctx, factory, config, rses=rses)
+    with factory() as session:
+        doomed = deletion.doomed_rows(session, reasons)
+    removed, errors = deletion.remove_bytes(config, doomed, rses)
+    for error in errors:
+        log.warning("deletion postponed: %s", error)
+    deletion.forget(factory, removed, account=ctx.name)
+    return done + sum(1 for d in removed if d.reason != EXPIRED)
+
+
+def mark(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    *,
+    rses: frozenset[str] | None = None,
+) -> tuple[int, dict[int, str]]:
+    """The catalog's side of a pass, touching no storage: (lifetimes stamped, rules and files
+    expired; {replica id: why} for the replicas on ``rses`` now BEING_DELETED: marked by
+    this pass, or left so by a process that died). What the API runs for a site's reaper
+    that reaches the catalog through it (``claim``)."""
     done = apply_lifetimes(ctx, factory, config) + expire_rules(ctx, factory, config)
-    for step in (expire_files, reap_onsite, reap_tombstoned):
+    files, expired = expire_files(ctx, factory, config)
+    reasons = dict.fromkeys(_served(factory, expired, rses), EXPIRED)
+    for step in (mark_onsite, mark_tombstoned, stale_deletions):
         if ctx.stopping:
             break
-        done += step(ctx, factory, config, rses=rses)
-    return done
+        reasons.update(step(ctx, factory, config, rses=rses))
+    return done + files, reasons
+
+
+def claim(
+    ctx: DaemonContext,
+    factory: sessionmaker[Session],
+    config: Config,
+    *,
+    rses: frozenset[str],
+) -> list[Doomed]:
+    """``mark``, then where each doomed replica is: a site's reaper removes those bytes."""
+    _done, reasons = mark(ctx, factory, config, rses=rses)
+    with factory() as session:
+        return deletion.doomed_rows(session, reasons)
 
 
 def _on(rses: frozenset[str] | None) -> list[ColumnElement[bool]]:
@@ -152,13 +193,11 @@ def expire_rules(ctx: DaemonContext, factory: sessionmaker[Session], config: Con
 
 
 def expire_files(
-    ctx: DaemonContext,
-    factory: sessionmaker[Session],
-    config: Config,
-    *,
-    rses: frozenset[str] | None = None,
-) -> int:
-    reason = "lifetime ended"
+    ctx: DaemonContext, factory: sessionmaker[Session], config: Config
+) -> tuple[int, list[int]]:
+    """Files past their end of life lose their rules, locks and replicas (marked
+    BEING_DELETED everywhere; each site removes its own): (files expired, replica ids)."""
+    reason = EXPIRED
 
     def txn(session: Session) -> tuple[list[int], list[int]]:
         files = list(
@@ -192,8 +231,7 @@ def expire_files(
         return files, replica_ids
 
     files, replica_ids = write(factory, txn)
-    _purge(factory, config, replica_ids, account=ctx.name, reason=reason, rses=rses)
-    return len(files)
+    return len(files), replica_ids
 
 
 def covering_rule_states(session: Session, did_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -226,14 +264,14 @@ def covering_rule_states(session: Session, did_ids: Sequence[int]) -> dict[int, 
     return {d: [s for a in ids for s in states.get(a, [])] for d, ids in ancestors.items()}
 
 
-def reap_onsite(
+def mark_onsite(
     ctx: DaemonContext,
     factory: sessionmaker[Session],
     config: Config,
     *,
     rses: frozenset[str] | None = None,
-) -> int:
-    """Delete on-site copies whose off-site preservation is complete and retention passed."""
+) -> dict[int, str]:
+    """Mark on-site copies whose off-site preservation is complete and retention passed."""
     cutoff = utcnow() - dt.timedelta(days=config.reaper.onsite_retention_days)
     reason = (
         f"preserved off-site (every rule OK, >= {config.reaper.min_offsite_copies} off-site "
@@ -274,14 +312,14 @@ def reap_onsite(
         marked = deletion.mark_being_deleted(session, ready, account=ctx.name, reason=reason)
         return candidates[-1].id, marked
 
-    deleted = 0
+    doomed: dict[int, str] = {}
     last_id: int | None = 0
     while last_id is not None and not ctx.stopping:
         # Check and mark in one transaction: what made a copy deletable still holds when it
         # is marked (the lock_count test is repeated by the UPDATE itself).
         last_id, marked = write(factory, partial(txn, after=last_id))
-        deleted += _purge(factory, config, marked, account=ctx.name, reason=reason, rses=rses)
-    return deleted
+        doomed.update(dict.fromkeys(marked, reason))
+    return doomed
 
 
 def _good_copies(
@@ -302,15 +340,14 @@ def _good_copies(
     return {d: int(n) for d, n in session.execute(stmt)}
 
 
-def reap_tombstoned(
+def mark_tombstoned(
     ctx: DaemonContext,
     factory: sessionmaker[Session],
     config: Config,
     *,
     rses: frozenset[str] | None = None,
-) -> int:
-    """Delete unlocked tombstoned replicas (never a live file's last good copy) and finish
-    deletions that a killed process left BEING_DELETED."""
+) -> dict[int, str]:
+    """Mark unlocked tombstoned replicas (never a live file's last good copy)."""
     now = utcnow()
     reason = "tombstone passed"
 
@@ -347,47 +384,60 @@ def reap_tombstoned(
             doomed.append(r.id)
         return deletion.mark_being_deleted(session, doomed, account=ctx.name, reason=reason)
 
-    marked = write(factory, txn)
-    done = _purge(factory, config, marked, account=ctx.name, reason=reason, rses=rses)
-    with factory() as session:
-        stale = list(
-            session.scalars(
-                select(ReplicaRow.id).where(
-                    ReplicaRow.state == ReplicaState.BEING_DELETED.value,
-                    ReplicaRow.updated_at < now - dt.timedelta(seconds=RESUME_AFTER_S),
-                    *_on(rses),
-                )
-            )
-        )
-    stale = [s for s in stale if ctx.slot.owns(s)]
-    done += _purge(
-        factory, config, stale, account=ctx.name, reason="resumed a deletion", rses=rses
-    )
-    return done
+    return dict.fromkeys(write(factory, txn), reason)
 
 
-def _purge(
+def stale_deletions(
+    ctx: DaemonContext,
     factory: sessionmaker[Session],
     config: Config,
-    replica_ids: Sequence[int],
     *,
-    account: str,
-    reason: str,
     rses: frozenset[str] | None = None,
-) -> int:
-    if rses is not None and replica_ids:
-        with factory() as session:  # another site's replicas: left to that site's reaper
-            replica_ids = list(
-                session.scalars(
-                    select(ReplicaRow.id).where(ReplicaRow.id.in_(replica_ids), *_on(rses))
-                )
+) -> dict[int, str]:
+    """Deletions that a killed process (or an unreachable store) left BEING_DELETED."""
+    cutoff = utcnow() - dt.timedelta(seconds=RESUME_AFTER_S)
+    with factory() as session:
+        stale = session.scalars(
+            select(ReplicaRow.id).where(
+                ReplicaRow.state == ReplicaState.BEING_DELETED.value,
+                ReplicaRow.updated_at < cutoff,
+                *_on(rses),
             )
-    if not replica_ids:
-        return 0
-    purged, errors = deletion.purge(factory, config, replica_ids, account=account, reason=reason)
-    for error in errors:
-        log.warning("deletion postponed: %s", error)
-    return purged
+        )
+        return {s: "resumed a deletion" for s in stale if ctx.slot.owns(s)}
+
+
+def _served(
+    factory: sessionmaker[Session], replica_ids: Sequence[int], rses: frozenset[str] | None
+) -> list[int]:
+    """The replicas on the served RSEs (another site's are left to that site's reaper)."""
+    if rses is None or not replica_ids:
+        return list(replica_ids)
+    with factory() as session:
+        return list(
+            session.scalars(
+                select(ReplicaRow.id).where(ReplicaRow.id.in_(replica_ids), *_on(rses))
+            )
+        )
+
+
+class SiteReaper(Daemon):
+    """A site's reaper whose catalog is the central API (``dpps daemon reaper --site X`` in a
+    workspace whose ``catalog.url`` is the API): the catalog marks what may go (one
+    request), this process removes the bytes from its own RSEs and reports what went (one
+    more)."""
+
+    def __init__(self, config: Config, ledger: ReaperLedger, rses: frozenset[str]) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.rses = rses
+
+    def run_once(self, ctx: DaemonContext) -> int:
+        doomed = self.ledger.claim(ctx.instance, (ctx.slot.number, ctx.slot.total))
+        removed, errors = deletion.remove_bytes(self.config, doomed, self.rses)
+        for error in errors:
+            log.warning("deletion postponed: %s", error)
+        return self.ledger.purged(removed) if removed else 0
 
 
 class Reaper(Daemon):

@@ -42,9 +42,9 @@ from dpps.testing.xrootd import TemporaryXRootD
 PG_PORT = 5432
 XRD_PORT = 1094
 API_PORT = 8000
-#: How the site processes that support it (the transfer agents, the ingestion queue) reach the
-#: catalog: ``api`` (the central ``dpps serve``; two requests per claimed batch, one per batch
-#: of new files; docs/deployment.md) or ``postgres`` (over the WAN).
+#: How the site processes (transfer agents, ingestion queue, reaper) reach the catalog: ``api``
+#: (the central ``dpps serve``; two requests per claimed batch or reaper pass, one per batch of
+#: new files; docs/deployment.md) or ``postgres`` (over the WAN).
 AGENT_CATALOGS = ("api", "postgres")
 #: On-site RSE and off-site RSE of the long-haul scenario (``dpps init``'s names).
 ONSITE_RSE = "CTAO-N"
@@ -296,7 +296,7 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     # the server logs it with each statement ('@' would end the URL's user part)
     app = label.replace("@", ".")
     env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
-    if daemon[0] in ("transfer", "ingest") and dep.agent_catalog == "api":
+    if daemon[0] in ("transfer", "ingest", "reaper") and dep.agent_catalog == "api":
         env["DPPS_CATALOG__URL"], env["DPPS_TOKEN"] = dep.api_url, dep.agent_token
     dep.procs[label] = netns.popen_in(
         node.netns,

@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 
 from dpps.bdms.ingestion.ledger import register_batch
 from dpps.bdms.ingestion.records import batch_from_wire, result_to_wire
+from dpps.bdms.preservation import deletion, reaper
+from dpps.bdms.preservation.records import doomed_from_wire, doomed_to_wire
 from dpps.bdms.transfer.ledger import CatalogLedger
 from dpps.bdms.transfer.records import (
     job_to_wire,
@@ -31,6 +33,7 @@ from dpps.catalog.dids import latest_by_name
 from dpps.catalog.engine import write
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.core.authz import Action, Principal, require
+from dpps.core.daemon import DaemonContext, WorkerSlot
 from dpps.core.errors import InvalidInput, NotFound
 from dpps.oms.api.deps import ArchiveView, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
@@ -59,6 +62,16 @@ class PresentIn(BaseModel):
 
 class RegisterIn(BaseModel):
     batch: dict[str, Any]
+
+
+class ReaperClaimIn(BaseModel):
+    instance: Instance
+    rses: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=200)
+    slot: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1)]] = (0, 1)
+
+
+class PurgedIn(BaseModel):
+    removed: list[dict[str, Any]] = Field(max_length=100_000)
 
 
 class BeatIn(BaseModel):
@@ -128,6 +141,29 @@ def register(body: RegisterIn, archive: ArchiveView, who: Agent) -> dict[str, An
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"malformed file in the ingestion batch: {exc}") from None
     return {"results": [result_to_wire(r) for r in results]}
+
+
+@router.post(
+    "/reaper/claim",
+    summary="The catalog's side of a site reaper's pass: what its RSEs may delete now",
+)
+def reaper_claim(body: ReaperClaimIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    _ledger(archive, body.rses)  # unknown RSEs refused
+    number, total = body.slot
+    if number >= total:
+        raise InvalidInput(f"slot {number} of {total}: the number must be below the total")
+    ctx = DaemonContext(name=who.name, instance=body.instance, slot=WorkerSlot(number, total))
+    doomed = reaper.claim(ctx, archive.sessions, archive.config, rses=frozenset(body.rses))
+    return {"doomed": [doomed_to_wire(d) for d in doomed]}
+
+
+@router.post("/reaper/purged", summary="Replicas whose bytes a site's reaper removed")
+def reaper_purged(body: PurgedIn, archive: ArchiveView, who: Agent) -> dict[str, int]:
+    try:
+        removed = [doomed_from_wire(d) for d in body.removed]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"malformed deletion report: {exc}") from None
+    return {"forgotten": deletion.forget(archive.sessions, removed, account=who.name)}
 
 
 @router.post("/heartbeats", summary="A site process's heartbeat (or its goodbye)")
