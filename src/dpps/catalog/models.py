@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -59,6 +60,9 @@ class DIDRow(Base):
     name: Mapped[str] = mapped_column(String(1024))
     version: Mapped[int] = mapped_column(Integer, default=1)
     is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: A closed dataset or container takes no more attachments or detachments (as in Rucio):
+    #: what a closed dataset holds is fixed. Files keep it True and never look at it.
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # No index of its own: three values, and SQLite would pick it over the name range.
     did_type: Mapped[str] = mapped_column(String(10))
     bytes: Mapped[int | None] = mapped_column(BigInteger)
