@@ -108,6 +108,41 @@ class PreservationAPI(Protocol):
     ) -> ExportReport: ...
 
 
+class DatasetsAPI(Protocol):
+    """Datasets and containers (``archive.datasets``): ``dpps dataset``."""
+
+    def add_dataset(
+        self, did: str | DID, *, meta: Mapping[str, str] | None = None
+    ) -> FileInfo: ...
+
+    def add_container(
+        self, did: str | DID, *, meta: Mapping[str, str] | None = None
+    ) -> FileInfo: ...
+
+    def attach(
+        self,
+        parent: str | DID,
+        children: Sequence[str | DID],
+        *,
+        ignore_duplicates: bool = False,
+    ) -> list[str]: ...
+
+    def detach(self, parent: str | DID, children: Sequence[str | DID]) -> list[str]: ...
+
+    def close(self, did: str | DID) -> FileInfo: ...
+
+    def reopen(self, did: str | DID) -> FileInfo: ...
+
+    def list_content(
+        self,
+        did: str | DID,
+        *,
+        recursive: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[FileInfo]: ...
+
+
 class AcadaIngestAPI(Protocol):
     """The ACADA queue's per-file logic run once by hand (``archive.acada``)."""
 
@@ -130,10 +165,16 @@ class ArchiveAPI(Protocol):
         offset: int = 0,
         all_versions: bool = False,
         did_type: str | None = "FILE",
+        dataset: str | DID | None = None,
     ) -> list[FileInfo]: ...
 
     def count(
-        self, filter_text: str = "", *, all_versions: bool = False, did_type: str | None = "FILE"
+        self,
+        filter_text: str = "",
+        *,
+        all_versions: bool = False,
+        did_type: str | None = "FILE",
+        dataset: str | DID | None = None,
     ) -> int: ...
 
     def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails: ...
@@ -222,6 +263,9 @@ class ArchiveAPI(Protocol):
 
     @property
     def preservation(self) -> PreservationAPI: ...
+
+    @property
+    def datasets(self) -> DatasetsAPI: ...
 
     @property
     def acada(self) -> AcadaIngestAPI: ...

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import retrieve
@@ -58,6 +58,7 @@ from dpps.core.workspace import CONFIG_NAME, find_workspace
 from dpps.storage.rse import StorageElement
 
 if TYPE_CHECKING:
+    from dpps.bdms.datasets_api import Datasets
     from dpps.bdms.ingestion.api import AcadaAPI
     from dpps.bdms.listings import ArchiveViews
     from dpps.bdms.preservation.api import Preservation
@@ -88,6 +89,7 @@ def file_info(row: DIDRow) -> FileInfo:
         checksums=dict(row.checksums or {}),
         did_type=row.did_type,
         is_latest=row.is_latest,
+        is_open=None if row.did_type == DIDType.FILE.value else row.is_open,
     )
 
 
@@ -279,7 +281,10 @@ class Archive:
         offset: int = 0,
         all_versions: bool = False,
         did_type: str | None = DIDType.FILE.value,
+        dataset: str | DID | None = None,
     ) -> list[FileInfo]:
+        """DIDs matching a filter (docs/query-language.md); ``dataset`` keeps those attached
+        below that dataset or container, at any depth."""
         stmt = select_dids(
             filter_text,
             did_type=did_type,
@@ -288,6 +293,7 @@ class Archive:
             offset=offset,
         )
         with self.sessions() as session:
+            stmt = self._within(session, stmt, dataset)
             return [file_info(row) for row in session.scalars(stmt)]
 
     def count(
@@ -296,13 +302,26 @@ class Archive:
         *,
         all_versions: bool = False,
         did_type: str | None = DIDType.FILE.value,
+        dataset: str | DID | None = None,
     ) -> int:
         stmt = select_dids(
             filter_text, did_type=did_type, include_all_versions=all_versions, limit=None
         )
-        counted = select(func.count()).select_from(stmt.order_by(None).subquery())
         with self.sessions() as session:
+            stmt = self._within(session, stmt, dataset)
+            counted = select(func.count()).select_from(stmt.order_by(None).subquery())
             return int(session.scalar(counted) or 0)
+
+    def _within(
+        self, session: Session, stmt: Select[DIDRow], dataset: str | DID | None
+    ) -> Select[DIDRow]:
+        """``stmt`` narrowed to the DIDs below a collection (``ls --dataset``)."""
+        if dataset is None:
+            return stmt
+        from dpps.bdms.datasets import collection_id
+
+        parsed = dataset if isinstance(dataset, DID) else self.did(dataset)
+        return stmt.where(did_repo.member_of(collection_id(session, parsed)))
 
     def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails:
         from dpps.bdms.availability import replica_info
@@ -373,6 +392,13 @@ class Archive:
         from dpps.bdms.preservation.api import Preservation
 
         return Preservation(self.sessions, self.config, self.account)
+
+    @property
+    def datasets(self) -> Datasets:
+        """Datasets and containers: add, attach, detach, close, list content (sub-API)."""
+        from dpps.bdms.datasets_api import Datasets
+
+        return Datasets(self.config, self.sessions, self.account)
 
     @property
     def acada(self) -> AcadaAPI:

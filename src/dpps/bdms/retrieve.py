@@ -8,7 +8,7 @@ is written is verified against the catalog's checksums before it appears under i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ from dpps.core.config import Config
 from dpps.core.errors import Conflict, DppsError, IntegrityFailure, InvalidInput, Unavailable
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, RSEKind
+from dpps.storage.checksums import checksum_file, compare
 from dpps.storage.rse import StorageElement
 
 
@@ -72,7 +73,8 @@ def get(
     """Retrieve files; tape-only ones are staged together, then read from the buffer (or,
     without ``wait``, come back with status ``staging`` once their request is made)."""
     started = time.perf_counter()
-    many = len(dids) > 1
+    dids, collections = _expand(factory, dids)
+    many = len(dids) > 1 or collections
     if many:
         dest.mkdir(parents=True, exist_ok=True)
     targets: dict[Path, str] = {}
@@ -115,6 +117,44 @@ def get(
     return BulkReport(results, time.perf_counter() - started)
 
 
+def _expand(factory: sessionmaker[Session], dids: Sequence[DID]) -> tuple[list[DID], bool]:
+    """The files to retrieve: a dataset or container stands for every file below it (each
+    by its exact version), a file for itself; an unknown DID is kept, to fail on its own.
+    Also whether any collection was named: then the destination is a directory."""
+    from dpps.bdms.datasets import content  # imports this module
+
+    files: list[DID] = []
+    collections = False
+    with factory() as session:
+        for did in dids:
+            try:
+                rows = content(session, did, recursive=True)
+            except DppsError:
+                files.append(did)
+                continue
+            if (
+                len(rows) == 1
+                and rows[0].did_type == DIDType.FILE.value
+                and rows[0].name == did.name
+            ):
+                files.append(did)
+                continue
+            collections = True
+            files.extend(DID(r.scope, r.name, None if r.is_latest else r.version) for r in rows)
+    return files, collections
+
+
+def identical(path: Path, size: int | None, expected: Mapping[str, str]) -> bool:
+    """Whether the local file at ``path`` already holds these bytes: same size and every
+    catalog checksum recomputed from it matches (a rerun of an interrupted ``get`` skips
+    what it wrote before, and never trusts a name alone)."""
+    wanted = {k: v for k, v in expected.items() if v}
+    if not path.is_file() or not wanted or (size is not None and path.stat().st_size != size):
+        return False
+    _size, actual = checksum_file(path, tuple(wanted))
+    return not compare(wanted, actual)
+
+
 def _get_one(
     factory: sessionmaker[Session],
     config: Config,
@@ -135,7 +175,11 @@ def _get_one(
         raise InvalidInput(f"{label} and {targets[target]} would both be written to {target}")
     targets[target] = label
     if target.exists() and not overwrite:
-        raise Conflict(f"{target} exists (use --overwrite to replace it)")
+        if identical(target, size, expected):
+            return FileResult(
+                source=str(target), did=label, status="present", bytes=size, path=str(target)
+            )
+        raise Conflict(f"{target} exists with other content (use --overwrite to replace it)")
     if not candidates:
         raise Unavailable(f"{label} has no AVAILABLE replica")
     problems: list[str] = []

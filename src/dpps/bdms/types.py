@@ -46,6 +46,8 @@ class FileInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     did_type: str = "FILE"
     is_latest: bool = True
+    #: Datasets and containers: whether they take attachments; None for files.
+    is_open: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog import events
@@ -316,6 +316,62 @@ def attach(
         if bump:
             bump_rules(session, [parent_id], now=now)
     return bool(new)
+
+
+def detach(session: Session, parent_id: int, child_ids: Sequence[int]) -> int:
+    """Remove children from a collection; returns how many were members. The caller checks
+    membership first and releases what rules held for them (``bdms.datasets``); the event of
+    the detachment, with the children's names, is what keeps its history."""
+    if not child_ids:
+        return 0
+    result = session.execute(
+        delete(AttachmentRow)
+        .where(AttachmentRow.parent_id == parent_id, AttachmentRow.child_id.in_(child_ids))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def members_among(session: Session, parent_id: int, child_ids: Sequence[int]) -> set[int]:
+    """Which of ``child_ids`` are attached to ``parent_id`` directly."""
+    if not child_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(AttachmentRow.child_id).where(
+                AttachmentRow.parent_id == parent_id, AttachmentRow.child_id.in_(child_ids)
+            )
+        )
+    )
+
+
+def _below(did_id: int) -> Any:
+    """A recursive CTE of the ids of every DID attached below ``did_id``, at any depth.
+
+    UNION (not UNION ALL) stops at DIDs already seen, so even a cycle in the table (which
+    attaching refuses) could not make the query run for ever."""
+    tree = (
+        select(AttachmentRow.child_id.label("id"))
+        .where(AttachmentRow.parent_id == did_id)
+        .cte("below", recursive=True)
+    )
+    return tree.union(
+        select(AttachmentRow.child_id).join(tree, AttachmentRow.parent_id == tree.c.id)
+    )
+
+
+def descendant_ids(session: Session, did_id: int) -> set[int]:
+    """Every DID attached below ``did_id``, at any depth (the cycle check of attach)."""
+    tree = _below(did_id)
+    return set(session.scalars(select(tree.c.id)))
+
+
+def member_of(collection_id: int) -> ColumnElement[bool]:
+    """A condition on ``DIDRow``: the DID is attached below this collection, at any depth.
+
+    ``dpps ls --dataset`` adds it to the filter language's own condition, so selection by
+    membership composes with every other term in one statement."""
+    return DIDRow.id.in_(select(_below(collection_id).c.id))
 
 
 def parents_of(session: Session, did_id: int) -> Sequence[DIDRow]:

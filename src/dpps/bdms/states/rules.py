@@ -7,6 +7,7 @@
     REPLICATING --settle--> OK                (the transfer daemon: its last lock became OK)
     REPLICATING, OK, STUCK --mark_stuck--> STUCK   (a transfer failed for good)
     OK --members_added--> REPLICATING     (files attached to what it covers, not yet evaluated)
+    (any) --members_removed--> (same)     (files detached: their locks released, rule made due)
     REPLICATING, OK, STUCK --suspend--> SUSPENDED --resume--> REPLICATING  (an operator)
 
 A rule's locks (one per file and RSE it holds) carry the same states: OK when the replica is
@@ -51,12 +52,19 @@ import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog import events
-from dpps.catalog.models import RuleLockRow, RuleRow
-from dpps.catalog.replication import bump_rules, chunks, covering_dids, lock_rules
+from dpps.catalog.models import DIDRow, RuleLockRow, RuleRow
+from dpps.catalog.replication import (
+    bump_rules,
+    chunks,
+    covering_dids,
+    expand_files,
+    lock_rules,
+    refresh_lock_counts,
+)
 from dpps.catalog.sets import among
 from dpps.core.clock import utcnow
 from dpps.core.config import RuleEvaluatorConfig
@@ -288,6 +296,57 @@ def members_added(
         rule.updated_at = now
         reopened.append(rule.id)
     return reopened
+
+
+def members_removed(
+    session: Session,
+    collection_ids: Collection[int],
+    file_ids: Sequence[int],
+    *,
+    account: str,
+    now: dt.datetime | None = None,
+) -> int:
+    """Files were detached from these collections (already, in this session): every rule
+    that covered them through these collections drops its locks on those it no longer covers
+    by any other way, the replicas' lock counts are recounted (so the reaper may take copies
+    that nothing keeps any more) and the rules are made due, so their state is computed again
+    without the files. Returns how many locks were released (one event per rule that had
+    any)."""
+    now = now or utcnow()
+    covered = sorted(covering_dids(session, collection_ids))
+    rule_ids = [
+        rule_id
+        for part in chunks(covered)
+        for rule_id in session.scalars(
+            select(RuleRow.id).where(among(session, RuleRow.did_id, part))
+        )
+    ]
+    released = 0
+    for rule in lock_rules(session, rule_ids):
+        target = session.get(DIDRow, rule.did_id)
+        still = {f for f, _size in expand_files(session, target)} if target is not None else set()
+        gone = [f for f in file_ids if f not in still]
+        dropped = 0
+        for part in chunks(gone):
+            result = session.execute(
+                delete(RuleLockRow)
+                .where(RuleLockRow.rule_id == rule.id, RuleLockRow.did_id.in_(part))
+                .execution_options(synchronize_session=False)
+            )
+            dropped += int(getattr(result, "rowcount", 0) or 0)
+        if dropped:
+            events.record(
+                session,
+                account=account,
+                action="rule.release",
+                did_id=rule.did_id,
+                reason="files detached from what the rule covers",
+                details={"rule_id": rule.id, "locks": dropped},
+            )
+        released += dropped
+    refresh_lock_counts(session, file_ids)
+    bump_rules(session, collection_ids, now=now)
+    return released
 
 
 # -- lock states ------------------------------------------------------------------------------

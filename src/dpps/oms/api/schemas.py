@@ -89,6 +89,7 @@ class FileOut(Out):
     checksums: dict[str, str]
     did_type: str
     is_latest: bool
+    is_open: bool | None = None
 
 
 class ReplicaOut(Out):
