@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +35,7 @@ from dpps.bdms.types import (
     RefreshReport,
     RSEInfo,
 )
+from dpps.client.datasets import RemoteDatasets
 from dpps.client.replication import RemoteReplication
 from dpps.client.views import (
     ENV_URL,
@@ -49,7 +48,6 @@ from dpps.core.errors import (
     ConfigError,
     Conflict,
     DppsError,
-    IntegrityFailure,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -59,13 +57,11 @@ from dpps.core.errors import (
 from dpps.core.identifiers import DID, parse_did, validate_scope
 from dpps.core.version import __version__
 from dpps.core.wire import (
-    CONTENT_PATH,
     PLACEHOLDER,
     PROBLEM_TYPE_PREFIX,
     SIDECAR_HEADER,
     UPLOAD_PATH,
 )
-from dpps.storage.checksums import MultiHasher, compare
 
 ENV_TOKEN = "DPPS_TOKEN"
 PAGE = 1000
@@ -180,6 +176,7 @@ class RemoteArchive:
         offset: int = 0,
         all_versions: bool = False,
         did_type: str | None = "FILE",
+        dataset: str | DID | None = None,
     ) -> list[FileInfo]:
         out: list[FileInfo] = []
         while limit is None or len(out) < limit:
@@ -190,6 +187,7 @@ class RemoteArchive:
                 "offset": offset + len(out),
                 "all_versions": all_versions,
                 "type": did_type or "FILE",
+                **({"dataset": str(dataset)} if dataset is not None else {}),
             }
             items = self._json("GET", "/api/v1/dids", params=params)["items"]
             out.extend(load(list[FileInfo], items))
@@ -198,9 +196,20 @@ class RemoteArchive:
         return out
 
     def count(
-        self, filter_text: str = "", *, all_versions: bool = False, did_type: str | None = "FILE"
+        self,
+        filter_text: str = "",
+        *,
+        all_versions: bool = False,
+        did_type: str | None = "FILE",
+        dataset: str | DID | None = None,
     ) -> int:
-        params = {"filter": filter_text, "all_versions": all_versions, "type": did_type or "FILE"}
+        params: dict[str, Any] = {
+            "filter": filter_text,
+            "all_versions": all_versions,
+            "type": did_type or "FILE",
+        }
+        if dataset is not None:
+            params["dataset"] = str(dataset)
         return int(self._json("GET", "/api/v1/dids/count", params=params)["count"])
 
     def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails:
@@ -420,96 +429,20 @@ class RemoteArchive:
         timeout_s: float | None = None,
         status: Callable[[str], None] | None = None,
     ) -> BulkReport:
-        """Download verified copies; the server stages tape-only files first (``wait``)."""
-        if not dids:
-            raise InvalidInput("nothing to retrieve: give at least one DID")
-        started = dt.datetime.now()
-        params: dict[str, Any] = {"wait": wait}
-        if timeout_s is not None:
-            params["timeout_s"] = timeout_s
-        many = len(dids) > 1
-        if many:
-            dest.mkdir(parents=True, exist_ok=True)
-        targets: dict[Path, str] = {}
-        results: list[FileResult] = []
-        for did in dids:
-            try:
-                if status is not None:
-                    status(f"retrieving {did} from {self.url}")
-                results.append(self._get_one(str(did), dest, many, targets, overwrite, params))
-            except DppsError as exc:
-                results.append(
-                    FileResult(
-                        source=str(did),
-                        did=str(did),
-                        status="failed",
-                        error=str(exc),
-                        error_type=type(exc).__name__,
-                        exit_code=exc.exit_code,
-                    )
-                )
-            if progress is not None:
-                progress(1)
-        return BulkReport(results, (dt.datetime.now() - started).total_seconds())
+        """Download verified copies; the server stages tape-only files first (``wait``);
+        datasets and containers stand for their files (``dpps.client.download``)."""
+        from dpps.client import download
 
-    def _get_one(
-        self,
-        did: str,
-        dest: Path,
-        many: bool,
-        targets: dict[Path, str],
-        overwrite: bool,
-        params: Mapping[str, Any],
-    ) -> FileResult:
-        name = parse_did(did, "remote").name
-        target = (
-            dest / Path(name).name if many or dest.is_dir() or str(dest).endswith("/") else dest
+        return download.get(
+            self,
+            dids,
+            dest,
+            overwrite=overwrite,
+            progress=progress,
+            wait=wait,
+            timeout_s=timeout_s,
+            status=status,
         )
-        if target in targets:
-            raise InvalidInput(f"{did} and {targets[target]} would both be written to {target}")
-        targets[target] = did
-        if target.exists() and not overwrite:
-            raise Conflict(f"{target} exists (use --overwrite to replace it)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.part-{uuid.uuid4().hex[:8]}")
-        try:
-            url = CONTENT_PATH + _path_did(did)
-            with self.http.stream("GET", url, params=params) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _error(response)
-                if response.status_code == 202:  # staging requested, not waited for
-                    return load(FileResult, json.loads(response.read()))
-                expected = {"adler32": response.headers.get("Dpps-Adler32", "")}
-                if response.headers.get("Dpps-Blake3"):
-                    expected["blake3"] = response.headers["Dpps-Blake3"]
-                hasher = MultiHasher(tuple(expected))
-                size = 0
-                with temp.open("wb") as out:
-                    for chunk in response.iter_bytes(2 * 1024 * 1024):
-                        hasher.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
-                bad = compare(expected, hasher.hexdigests())
-                if bad:
-                    raise IntegrityFailure(
-                        f"{did}: received bytes do not match the catalog's {', '.join(bad)}"
-                    )
-                if target.exists() and not overwrite:
-                    raise Conflict(f"{target} exists (use --overwrite to replace it)")
-                os.replace(temp, target)
-                return FileResult(
-                    source=response.headers.get("Dpps-Source", ""),
-                    did=response.headers.get("Dpps-Did", did),
-                    status="retrieved",
-                    bytes=size,
-                    rse=response.headers.get("Dpps-Rse") or None,
-                    path=str(target),
-                )
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach the dpps server at {self.url}: {exc}") from None
-        finally:
-            temp.unlink(missing_ok=True)
 
     # -- accounts and operations -------------------------------------------------------------
     @property
@@ -523,6 +456,10 @@ class RemoteArchive:
     @property
     def replication(self) -> RemoteReplication:
         return RemoteReplication(self)
+
+    @property
+    def datasets(self) -> RemoteDatasets:
+        return RemoteDatasets(self)
 
     @property
     def acada(self) -> AcadaIngestAPI:

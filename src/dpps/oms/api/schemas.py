@@ -9,7 +9,7 @@ error, never silently ignored.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -402,3 +402,41 @@ class MatrixOut(Out):
 class ServiceHealthOut(Out):
     status: str
     version: str
+
+
+DIDText = Annotated[str, Field(min_length=1, max_length=1100)]
+
+
+class CollectionCreate(In):
+    did: DIDText
+    type: Literal["DATASET", "CONTAINER"] = "DATASET"
+    meta: Annotated[dict[str, MetaValue], Field(max_length=200)] = {}
+
+
+class AttachRequest(In):
+    parent: DIDText
+    dids: Annotated[list[DIDText], Field(min_length=1, max_length=10_000)]
+    ignore_duplicates: bool = False
+
+
+class DetachRequest(In):
+    parent: DIDText
+    dids: Annotated[list[DIDText], Field(min_length=1, max_length=10_000)]
+
+
+class CollectionStatus(In):
+    did: DIDText
+    open: bool
+
+
+class AttachOut(Out):
+    dids: list[str]
+
+
+class ContentOut(Out):
+    """One page of a collection's content (no total: a count of a large tree costs as much
+    as listing it; a page shorter than ``limit`` is the last)."""
+
+    items: list[FileOut]
+    limit: int
+    offset: int

@@ -35,6 +35,10 @@ router = APIRouter(prefix="/api/v1/dids", tags=["dids"], responses=PROBLEM_RESPO
 FilterQ = Annotated[
     str, Query(alias="filter", max_length=10_000, description="Filter (docs/query-language.md)")
 ]
+DatasetQ = Annotated[
+    str | None,
+    Query(max_length=1100, description="Only DIDs below this dataset or container"),
+]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 
@@ -48,6 +52,7 @@ def list_dids(
     offset: Offset = 0,
     all_versions: bool = False,
     did_type: Annotated[DIDType, Query(alias="type")] = DIDType.FILE,
+    dataset: DatasetQ = None,
 ) -> Response:
     items = archive.list_files(
         filter_text,
@@ -55,11 +60,14 @@ def list_dids(
         offset=offset,
         all_versions=all_versions,
         did_type=did_type.value,
+        dataset=dataset,
     )
     if len(items) < limit and (items or offset == 0):
         total = offset + len(items)  # the last page: the total is known without counting
     else:
-        total = archive.count(filter_text, all_versions=all_versions, did_type=did_type.value)
+        total = archive.count(
+            filter_text, all_versions=all_versions, did_type=did_type.value, dataset=dataset
+        )
     page = Page[FileOut](
         items=[FileOut.model_validate(f) for f in items], total=total, limit=limit, offset=offset
     )
@@ -73,8 +81,11 @@ def count_dids(
     filter_text: FilterQ = "",
     all_versions: bool = False,
     did_type: Annotated[DIDType, Query(alias="type")] = DIDType.FILE,
+    dataset: DatasetQ = None,
 ) -> CountOut:
-    n = archive.count(filter_text, all_versions=all_versions, did_type=did_type.value)
+    n = archive.count(
+        filter_text, all_versions=all_versions, did_type=did_type.value, dataset=dataset
+    )
     return CountOut(count=n)
 
 
@@ -138,13 +149,14 @@ def set_meta(
     did: str, body: MetaPatch, archive: ArchiveView, who: CurrentPrincipal
 ) -> list[MetaChangeOut]:
     require_did_write(archive, who, did, Action.META_WRITE)
-    pairs = {k: _as_text(v) for k, v in body.meta.items()}
+    pairs = {k: meta_text(v) for k, v in body.meta.items()}
     changes = archive.set_meta(did, pairs, reason=body.reason)
     return [MetaChangeOut.model_validate(c) for c in changes]
 
 
-def _as_text(value: object) -> str:
-    """The library parses metadata from text as the CLI gives it; JSON booleans follow."""
+def meta_text(value: object) -> str:
+    """Metadata values as text (also for new datasets): the library parses metadata from
+    text as the CLI gives it; JSON booleans follow."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
