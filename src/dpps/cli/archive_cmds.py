@@ -140,12 +140,22 @@ def ls(
     count: Annotated[
         bool, typer.Option("--count", help="Print only the number of matches.")
     ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            metavar="DID",
+            help="Only DIDs attached below this dataset or container (at any depth).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Query data products by metadata or LFN."""
+    """Query data products by metadata or LFN (and by dataset or container membership)."""
     archive = open_archive(ctx)
     if count:
-        n = archive.count(filter_text, all_versions=all_versions)
+        n = archive.count(
+            filter_text, all_versions=all_versions, did_type=did_type.upper(), dataset=dataset
+        )
         emit_json({"count": n}) if json_ else console.print(n)
         return
     files = archive.list_files(
@@ -154,6 +164,7 @@ def ls(
         offset=offset,
         all_versions=all_versions,
         did_type=did_type.upper(),
+        dataset=dataset,
     )
     if json_:
         emit_json(files)
@@ -259,8 +270,11 @@ def get(
 ) -> None:
     """Retrieve data products from the best replica, verifying checksums.
 
-    DEST is a directory (created for several DIDs) or, for one DID, a file name. Files only on
-    tape are staged to the disk buffer first (all together), then read from there.
+    DEST is a directory (created for several DIDs) or, for one DID, a file name. A dataset or
+    container stands for every file below it (DEST is then a directory). A file already at its
+    target with the catalog's checksums is kept ("present"), so rerunning an interrupted get
+    fetches only what is missing; other content there is refused unless --overwrite. Files
+    only on tape are staged to the disk buffer first (all together), then read from there.
     """
     if len(args) < 2:
         raise typer.BadParameter("give at least one DID and a destination")
@@ -288,6 +302,8 @@ def get(
         for r in report.results:
             if r.status == "retrieved":
                 console.print(f"{r.did} -> {r.path} ({human_bytes(r.bytes)} from {r.rse})")
+            elif r.status == "present":
+                console.print(f"{r.did}: already at {r.path}, identical (checksums match)")
             elif r.status == "staging":
                 console.print(
                     f"{r.did}: staging requested ({r.source}); run the same command again "

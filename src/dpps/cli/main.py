@@ -85,6 +85,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "Run an observing night: simulate, ingest, replicate, process to DL3 (category B), "
         "analyse with gammapy, report (UC-000-4).",
     ),
+    "dataset": _cmd(
+        "dataset_cmds", "Datasets and containers: add, attach, detach, ls, close, reopen."
+    ),
     "rse": _cmd("archive_cmds", "Storage elements (RSEs)."),
     "meta": _cmd("meta_cmds", "Metadata care."),
     "acada": _cmd("acada_cmds", "ACADA: simulated telescope-site data and its ingestion."),
