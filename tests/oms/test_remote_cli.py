@@ -155,9 +155,15 @@ def test_ingest_get_and_meta_work_remotely(
             == seeded.archive.show(r["did"]).file.adler32
         )
     assert not list(out_dir.glob(".*part*"))
+    same = _remote(live, seeded.tokens["reader"], "get", seeded.dl0_files[0], str(out_dir))
+    assert same[0] == 0, same[2]  # the identical file already there is kept, not fetched
+    assert "identical" in same[1]
+    mine = out_dir / Path(seeded.dl0_files[0]).name
+    mine.write_bytes(b"mine")
     exists = _remote(live, seeded.tokens["reader"], "get", seeded.dl0_files[0], str(out_dir))
     assert exists[0] == 6
-    assert "exists" in exists[2]
+    assert "exists with other content" in exists[2]
+    assert mine.read_bytes() == b"mine"
 
     setm = _remote(
         live,

@@ -28,7 +28,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "archive_cmds",
         "Ingest data products: verify, extract metadata, copy into an RSE and register them.",
     ),
-    "ls": _cmd("archive_cmds", "Query data products by metadata or LFN."),
+    "ls": _cmd(
+        "archive_cmds",
+        "Query data products by metadata or LFN (and by dataset or container membership).",
+    ),
     "show": _cmd(
         "archive_cmds",
         "Show a data product: metadata, checksums, replicas with states, versions, events.",
