@@ -204,6 +204,13 @@ def show(
         ["datasets", ", ".join(details.parents)],
         ["created", f.created_at],
     ]
+    if f.is_open is not None:  # a dataset or container: its state and members
+        shown = ", ".join(details.children[:20])
+        more = len(details.children) - 20
+        base_fields += [
+            ["state", "open" if f.is_open else "closed"],
+            ["members", shown + (f" ... ({more} more; dpps dataset ls)" if more > 0 else "")],
+        ]
     fields: list[list[Any]] = [
         *base_fields,
         *([f"meta.{k}", v] for k, v in sorted(f.meta.items())),
