@@ -62,6 +62,12 @@ def _rule(did: str) -> Call:
     return call
 
 
+def _attach(c: TestClient, s: Seeded, role: str, h: dict[str, str]) -> httpx.Response:
+    s.archive.datasets.add_dataset(f"/ctao/att/{role}")
+    body = {"parent": f"/ctao/att/{role}", "dids": [DL1_FILE]}
+    return c.post("/api/v1/datasets/attach", json=body, headers=h)
+
+
 def _target_token(s: Seeded) -> int:
     return AccountService(s.archive.sessions).create_token("target").id
 
@@ -83,6 +89,11 @@ CASES: dict[str, tuple[Call, set[str]]] = {
         ),
         META,
     ),
+    "dataset-add": (
+        lambda c, s, r, h: c.post("/api/v1/datasets", json={"did": f"/ctao/ds/{r}"}, headers=h),
+        WRITERS,
+    ),
+    "dataset-attach": (_attach, WRITERS),
     "rule-on-dl0-dataset": (_rule(DL0), AM),
     "rule-on-dl0-file": (_rule("ctao:/ctao/dl0/obs_42/tel_002.fits"), AM),
     "rule-on-dl1": (_rule(DL1_FILE), WRITERS),
