@@ -85,6 +85,7 @@ def test_routes_create_attach_list_close_and_refuse(seeded: Seeded, client: Test
     problem("POST", "/api/v1/datasets", {"did": DL0}, 409, "Conflict")
     problem("POST", "/api/v1/datasets", {"did": "/x", "type": "FILE"}, 400, "InvalidInput")
     problem("GET", f"/api/v1/datasets/content/ctao:{DL1_FILE}", None, 400, "InvalidInput")
+    problem("GET", f"/api/v1/content/ctao:{DL0}", None, 400, "InvalidInput")  # no own bytes
 
     closed = client.post(
         "/api/v1/datasets/status", json={"did": "/ctao/dl1/sel", "open": False}, headers=h

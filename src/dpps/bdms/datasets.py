@@ -200,13 +200,14 @@ def content(
 ) -> list[DIDRow]:
     """What a DID holds, by name: its direct members (files, datasets or containers), or,
     ``recursive``, every file below it at any depth - and a file's files are the file itself
-    (as Rucio's ``list-files``), so a retrieval can expand whatever it is given. Deleted DIDs
-    are left out: nothing of them can be read."""
+    (as Rucio's ``list-files``), so a retrieval can expand whatever it is given. Deleted
+    members are left out: nothing of them can be read (a deleted file asked for by name is
+    returned, so that its retrieval fails saying why instead of vanishing)."""
     row = did_repo.get_did(session, did)
     if row.did_type not in COLLECTIONS:
         if not recursive:
             raise InvalidInput(f"{did_label(row)} is a file: it has no content")
-        return [row] if row.deleted_at is None and offset == 0 and limit != 0 else []
+        return [row] if offset == 0 and limit != 0 else []  # even deleted: get says why
     if recursive:
         stmt = select(DIDRow).where(
             did_repo.member_of(row.id), DIDRow.did_type == DIDType.FILE.value

@@ -155,6 +155,12 @@ def download(
 ) -> Response:
     spool = Path(tempfile.mkdtemp(dir=ctx.spool, prefix="down-"))
     try:
+        info = archive.show(did, events_limit=0).file
+        if info.is_open is not None:  # a dataset or container has no bytes of its own
+            raise InvalidInput(
+                f"{info.did} is a {info.did_type.lower()}: download its files one by one "
+                f"(GET /api/v1/datasets/content/{info.did}?recursive=true lists them)"
+            )
         report = archive.get([did], spool, wait=wait, timeout_s=timeout_s)
         result = report.results[0]
         if result.status == "staging":
@@ -163,7 +169,6 @@ def download(
             return JSONResponse(body, status_code=202)
         if result.status == "failed":
             raise error_for(result.error_type, result.exit_code, result.error or "")
-        info = archive.show(result.did or did, events_limit=0).file
     except BaseException:
         shutil.rmtree(spool, ignore_errors=True)
         raise
