@@ -187,3 +187,18 @@ def test_get_a_dataset_or_container_resumes_and_skips_identical_files(
 
     empty = archive.datasets.add_dataset("/ctao/dl0/empty")
     assert archive.get([empty.did], tmp_path / "none").results == []
+
+
+@pytest.mark.verifies_usecase("UC-110-1.12")
+def test_ingest_into_a_closed_dataset_is_refused_and_leaves_nothing(
+    archive: Archive, tmp_path: Path
+) -> None:
+    files = ingest_dataset(archive, tmp_path / "a", 2, dataset="/ctao/dl0/fixed")
+    archive.datasets.close("/ctao/dl0/fixed")
+    stored = sorted((archive.config.workspace / "rse").rglob("*.dat"))
+    with pytest.raises(Conflict, match="is closed"):
+        ingest_dataset(archive, tmp_path / "b", 1, dataset="/ctao/dl0/fixed", seed=3)
+    assert sorted((archive.config.workspace / "rse").rglob("*.dat")) == stored  # no orphan
+    assert archive.count("name like '/ctao/dl0/fixed/f_3%'") == 0
+    again = ingest_dataset(archive, tmp_path / "a", 2, dataset="/ctao/dl0/fixed")
+    assert again == files  # the same files, members already: reported present, not refused

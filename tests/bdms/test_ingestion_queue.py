@@ -392,3 +392,25 @@ def test_the_per_file_work_runs_on_a_dask_cluster(tmp_path: Path) -> None:
             archive.close()
     assert_exactly_once(archive, [lfn_of(q.settings.landing, f) for f in files[1:]])
     assert (q.settings.quarantine / files[0].relative_to(q.settings.landing)).is_file()
+
+
+@pytest.mark.verifies_usecase(ACADA)
+@pytest.mark.verifies_usecase("UC-110-1.12")
+def test_a_file_for_a_closed_dataset_is_an_error_and_the_rest_goes_on(
+    archive: Archive, queue: IngestionQueue, tmp_path: Path
+) -> None:
+    landing = queue.settings.landing
+    files = simulate(landing, small())
+    run(queue)
+    dataset = archive.show(lfn_of(landing, files[0])).parents[0]
+    archive.datasets.close(dataset)
+    late = files[0].with_name("late_" + files[0].name)
+    late.write_bytes(simulate(tmp_path, small(seed=99))[0].read_bytes())
+    trig = trigger(late)
+
+    assert run(queue) == 1
+    assert trig.is_symlink()  # left for the operator, like any error
+    with pytest.raises(NotFound):
+        archive.show(lfn_of(landing, late))
+    assert queue.metrics.value("failed") == 1
+    assert archive.show(dataset).file.is_open is False

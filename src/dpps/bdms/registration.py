@@ -44,7 +44,7 @@ from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow
 from dpps.core.config import Config
-from dpps.core.errors import DppsError, InvalidInput, NotFound, PermissionDenied
+from dpps.core.errors import Conflict, DppsError, InvalidInput, NotFound, PermissionDenied
 from dpps.core.identifiers import DID, parse_did, validate_lfn, validate_scope
 from dpps.core.states import DIDType
 from dpps.storage.checksums import checksum_file
@@ -333,6 +333,7 @@ def register(
             members.setdefault(target, []).append(outcome.did_id)
         if name is not None:
             ruled.append((outcome.did_id, name))
+    _refuse_closed(session, members)
     grown = [p for p, ids in members.items() if did_repo.attach(session, p, ids, bump=False)]
     if grown:  # once for the batch, however many datasets grew
         rule_states.members_added(session, grown, account=account)
@@ -346,6 +347,36 @@ def register(
         for did_id, name in ruled:
             apply_policy(session, config, rows[did_id], name, account=account)
     return outcomes
+
+
+def _refuse_closed(session: Session, members: Mapping[int, Sequence[int]]) -> None:
+    """A closed dataset takes no new files, whichever way they come (as
+    ``datasets.attach``): the whole batch is refused with Conflict, so its transaction rolls
+    back and nothing half-registered stays behind. Files that are members already pass."""
+    if not members:
+        return
+    closed = session.scalars(
+        select(DIDRow).where(DIDRow.id.in_(list(members)), DIDRow.is_open.is_(False))
+    )
+    for row in closed:
+        wanted = list(members[row.id])
+        if set(wanted) - did_repo.members_among(session, row.id, wanted):
+            raise _closed(row)
+
+
+def ensure_open(session: Session, dataset_id: int) -> None:
+    """Conflict if the dataset is closed: the ACADA queue asks per directory, so that the
+    files of a closed one are reported (and the rest of the batch goes on)."""
+    row = session.get(DIDRow, dataset_id)
+    if row is not None and not row.is_open:
+        raise _closed(row)
+
+
+def _closed(row: DIDRow) -> Conflict:
+    return Conflict(
+        f"{row.scope}:{row.name} is closed: it takes no new files (reopen it with "
+        "'dpps dataset reopen', or put the files into another dataset)"
+    )
 
 
 def label(f: NewFile, outcome: Outcome) -> str:

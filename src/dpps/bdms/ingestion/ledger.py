@@ -72,7 +72,7 @@ def register_batch(
     bad: dict[str, str] = {}
     for directory in sorted({posixpath.dirname(f.name) for _, f in files}):
         try:
-            registration.ensure_dataset(
+            dataset_id = registration.ensure_dataset(
                 session,
                 DID(batch.scope, directory),
                 account=account,
@@ -81,6 +81,7 @@ def register_batch(
                 tree_root=batch.lfn_prefix,
                 cache=cache,
             )
+            registration.ensure_open(session, dataset_id)
         except Conflict as exc:
             bad[directory] = str(exc)
     results = [
