@@ -202,3 +202,37 @@ def test_ingest_into_a_closed_dataset_is_refused_and_leaves_nothing(
     assert archive.count("name like '/ctao/dl0/fixed/f_3%'") == 0
     again = ingest_dataset(archive, tmp_path / "a", 2, dataset="/ctao/dl0/fixed")
     assert again == files  # the same files, members already: reported present, not refused
+
+
+def test_detach_keeps_the_locks_of_files_a_rule_still_covers_another_way(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """A file in two datasets of a ruled container stays locked when it leaves one of them."""
+    arch = tuned(archive)
+    files = _files(arch, tmp_path / "a", 2)
+    ds = arch.datasets
+    ds.add_container("/ctao/box")
+    for name in ("/ctao/one", "/ctao/two"):
+        ds.add_dataset(name)
+        ds.attach("/ctao/box", [name])
+    ds.attach("/ctao/one", files)
+    ds.attach("/ctao/two", files[:1])
+    rule_id = arch.add_rule("/ctao/box", copies=1, rses="PIC")
+    drive(arch)
+    assert rule_row(arch, rule_id).state == "OK"
+
+    def locked() -> int:
+        with arch.sessions() as session:
+            stmt = select(RuleLockRow.did_id).where(RuleLockRow.rule_id == rule_id)
+            return len(set(session.scalars(stmt)))
+
+    assert locked() == 2
+    ds.detach("/ctao/one", files)  # files[0] is still in /ctao/two, files[1] is gone
+    assert locked() == 1
+    with arch.sessions() as session:
+        released = session.scalars(
+            select(EventRow.details).where(EventRow.action == "rule.release")
+        ).all()
+    assert released == [{"rule_id": rule_id, "locks": 1}]
+    drive(arch)
+    assert rule_row(arch, rule_id).state == "OK"
