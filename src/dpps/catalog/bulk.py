@@ -7,19 +7,26 @@ faster. Rows that may collide with existing ones (``ignore_conflicts``: a partia
 index, say) are copied into a temporary table first and inserted from there with
 ``ON CONFLICT DO NOTHING``, so the same rows are skipped on both backends. Everything happens
 on the session's own connection, inside its transaction.
+
+Rows whose new ids the caller needs (registration's DIDs, which replicas, events and
+attachments then point to) go through ``insert_returning_ids``: on PostgreSQL the ids are
+taken from the table's own sequence in one statement and the rows copied with them, so that
+COPY (which returns nothing) serves there too; concurrent writers draw from the same sequence
+and never collide. Elsewhere it is ``INSERT ... RETURNING`` in parameter order.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from dpps.catalog.engine import strict_json
 
 #: Fewer rows go through an ordinary INSERT: a temporary table per transaction is not worth it.
 COPY_FROM = 200
@@ -46,6 +53,29 @@ def insert_rows(
     session.execute(stmt, list(rows))
 
 
+def insert_returning_ids(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> list[int]:
+    """Insert ``rows`` (all with the same keys, no ``id``) into ``table``, whose primary key
+    is an integer ``id``; returns the new ids in the order of ``rows``. The caller commits."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+        ids = reserve_ids(session, table, len(rows))
+        with_ids = [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
+        _copy(session, table, _completed(table, with_ids), ignore_conflicts=False)
+        return ids
+    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(session.scalars(stmt, list(rows)))
+
+
+def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
+    """``n`` new ids from the sequence behind ``table.id`` (PostgreSQL), ascending: ids no
+    other transaction will be given, whether this one commits or not."""
+    stmt = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+    return sorted(session.scalars(stmt, {"table": table.name, "n": n}))
+
+
 def _completed(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows with the Python-side column defaults an INSERT would apply (COPY does not)."""
     filled: dict[str, Any] = {}
@@ -65,8 +95,8 @@ def _copy(
 ) -> None:
     columns = list(rows[0])
     documents = [c for c in columns if isinstance(table.c[c].type, JSON)]
-    if documents:  # COPY takes JSON as text, serialised as an INSERT would
-        rows = [{**row, **{c: json.dumps(row[c]) for c in documents}} for row in rows]
+    if documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
+        rows = [{**row, **{c: strict_json(row[c]) for c in documents}} for row in rows]
     names = ", ".join(f'"{c}"' for c in columns)
     raw = session.connection().connection.driver_connection  # psycopg, in this transaction
     assert raw is not None
@@ -113,4 +143,4 @@ def _run_copy(
             )
 
 
-__all__ = ["insert_rows"]
+__all__ = ["insert_returning_ids", "insert_rows", "reserve_ids"]

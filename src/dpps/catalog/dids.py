@@ -10,20 +10,25 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dpps.catalog import events
+from dpps.catalog import bulk, events
 from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow
 from dpps.catalog.replication import bump_rules
+from dpps.catalog.sets import among, among_names
 from dpps.core.clock import utcnow
 from dpps.core.errors import Conflict, NotFound
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, ReplicaState
+
+DIDS: Table = DIDRow.__table__  # type: ignore[assignment]
+REPLICAS: Table = ReplicaRow.__table__  # type: ignore[assignment]
+ATTACHMENTS: Table = AttachmentRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,9 @@ def same_content(row: DIDRow | Any, bytes_: int, checksums: Mapping[str, str]) -
 def latest_by_name(session: Session, scope: str, names: Sequence[str]) -> dict[str, DIDRow]:
     rows = session.scalars(
         select(DIDRow).where(
-            DIDRow.scope == scope, DIDRow.name.in_(names), DIDRow.is_latest.is_(True)
+            DIDRow.scope == scope,
+            among_names(session, DIDRow.name, names),
+            DIDRow.is_latest.is_(True),
         )
     )
     return {row.name: row for row in rows}
@@ -84,6 +91,7 @@ def register_files(
     other content is a conflict unless the file asks for a new version, which then becomes
     the latest. Conflicts do not abort the chunk: the caller decides what to report.
     """
+    _plan_for_this_chunk(session)
     by_scope: dict[str, list[str]] = defaultdict(list)
     for f in files:
         by_scope[f.scope].append(f.name)
@@ -133,51 +141,79 @@ def register_files(
             update(DIDRow).where(DIDRow.id.in_(superseded)).values(is_latest=False, updated_at=now)
         )
     if to_insert:
-        rows = [_did_values(f, version, now) for _, f, version in to_insert]
-        ids = session.scalars(
-            insert(DIDRow).returning(DIDRow.id, sort_by_parameter_order=True), rows
-        ).all()
-        session.execute(
-            insert(ReplicaRow),
-            [
-                {
-                    "did_id": did_id,
-                    "rse_id": f.rse_id,
-                    "state": ReplicaState.AVAILABLE.value,
-                    "path": f.path,
-                    "bytes": f.bytes,
-                    "lock_count": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                    "last_verified_at": now,
-                }
-                for did_id, (_, f, _v) in zip(ids, to_insert, strict=True)
-            ],
-        )
-        if dataset_id is not None:
-            attach(session, dataset_id, ids)
-        events.record_many(
-            session,
-            (
-                {
-                    "account": account,
-                    "action": "file.register",
-                    "did_id": did_id,
-                    "rse_id": f.rse_id,
-                    "details": {
-                        "version": v,
-                        "bytes": f.bytes,
-                        "path": f.path,
-                        **{k: f.checksums[k] for k in sorted(f.checksums)},
-                        **({"user_keys": list(f.user_keys)} if f.user_keys else {}),
-                    },
-                }
-                for did_id, (_, f, v) in zip(ids, to_insert, strict=True)
-            ),
-        )
-        for did_id, (i, _f, version) in zip(ids, to_insert, strict=True):
+        ids = _write(session, [(f, v) for _, f, v in to_insert], account, now, dataset_id)
+        for (i, _f, version), did_id in zip(to_insert, ids, strict=True):
             outcomes[i] = Outcome("registered", did_id, version)
     return [o for o in outcomes if o is not None]
+
+
+def _plan_for_this_chunk(session: Session) -> None:
+    """On PostgreSQL, plan this transaction's statements for their actual values.
+
+    psycopg prepares a statement run five times, and PostgreSQL then keeps one generic plan
+    for it. A plan made while ``dids`` was small (a new catalog, or one that grew since its
+    last ANALYZE: autovacuum looks once a minute) scans every file by scope and filters the
+    chunk's 500 names, and the foreign-key checks of the new rows go the same way: each chunk
+    then cost more than the last (96 ms at 0 files, 455 ms at 15,000). Planned per execution,
+    a chunk stays at a flat ~85 ms; the planning itself is well under a millisecond."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def _write(
+    session: Session,
+    files: Sequence[tuple[NewFile, int]],
+    account: str,
+    now: dt.datetime,
+    dataset_id: int | None,
+) -> list[int]:
+    """Write new files (each with its version): DIDs, replicas, ``file.register`` events and
+    the attachment to ``dataset_id``, each table in one bulk statement (``catalog.bulk``: COPY
+    on PostgreSQL). Returns the new DIDs' ids in order. A row the database refuses (a file
+    registered by another writer since the look-up) fails the whole statement, and the
+    caller's transaction then leaves nothing of the chunk behind."""
+    ids = bulk.insert_returning_ids(session, DIDS, [_did_values(f, v, now) for f, v in files])
+    bulk.insert_rows(
+        session,
+        REPLICAS,
+        [
+            {
+                "did_id": did_id,
+                "rse_id": f.rse_id,
+                "state": ReplicaState.AVAILABLE.value,
+                "path": f.path,
+                "bytes": f.bytes,
+                "lock_count": 0,
+                "created_at": now,
+                "updated_at": now,
+                "last_verified_at": now,
+                "tombstone_at": None,
+            }
+            for did_id, (f, _v) in zip(ids, files, strict=True)
+        ],
+    )
+    if dataset_id is not None:
+        attach(session, dataset_id, ids, fresh=ids)
+    events.record_many(
+        session,
+        (
+            {
+                "account": account,
+                "action": "file.register",
+                "did_id": did_id,
+                "rse_id": f.rse_id,
+                "details": {
+                    "version": v,
+                    "bytes": f.bytes,
+                    "path": f.path,
+                    **{k: f.checksums[k] for k in sorted(f.checksums)},
+                    **({"user_keys": list(f.user_keys)} if f.user_keys else {}),
+                },
+            }
+            for did_id, (f, v) in zip(ids, files, strict=True)
+        ),
+    )
+    return ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +250,7 @@ def _did_values(f: NewFile, version: int, now: Any) -> dict[str, Any]:
         "expires_at": _expiry(f.meta, now),
         "created_at": now,
         "updated_at": now,
+        "deleted_at": None,
     }
 
 
@@ -288,7 +325,12 @@ def collection(
 
 
 def attach(
-    session: Session, parent_id: int, child_ids: Sequence[int], *, bump: bool = True
+    session: Session,
+    parent_id: int,
+    child_ids: Sequence[int],
+    *,
+    bump: bool = True,
+    fresh: Collection[int] = (),
 ) -> bool:
     """Attach children to a collection; attaching twice is harmless. Returns whether any
     child was new.
@@ -296,21 +338,29 @@ def attach(
     Rules on the collection (or on containers holding it) cover the new members too, so they
     are made due for evaluation in the same transaction - unless ``bump`` is False because the
     caller makes them due once for several collections (``bdms.registration.register``).
+    ``fresh`` are children created in this transaction, attached nowhere yet: registration
+    names its new files so, sparing the look-up of a chunk's worth of ids.
     """
     if not child_ids:
         return False
-    present = set(
-        session.scalars(
-            select(AttachmentRow.child_id).where(
-                AttachmentRow.parent_id == parent_id, AttachmentRow.child_id.in_(child_ids)
+    known = set(fresh)
+    unknown = [c for c in child_ids if c not in known]
+    present: set[int] = set()
+    if unknown:
+        present = set(
+            session.scalars(
+                select(AttachmentRow.child_id).where(
+                    AttachmentRow.parent_id == parent_id,
+                    among(session, AttachmentRow.child_id, unknown),
+                )
             )
         )
-    )
     new = [c for c in dict.fromkeys(child_ids) if c not in present]
     if new:
         now = utcnow()
-        session.execute(
-            insert(AttachmentRow),
+        bulk.insert_rows(
+            session,
+            ATTACHMENTS,
             [{"parent_id": parent_id, "child_id": c, "created_at": now} for c in new],
         )
         if bump:
