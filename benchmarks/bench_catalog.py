@@ -1,10 +1,14 @@
 """Catalog benchmarks: bulk registration rate, selective metadata queries at 1M files, locate.
 
 Each figure is printed next to a baseline measured in the same run on the same database:
-registration against raw multi-row INSERTs of the same rows (what the database alone costs),
-queries and locate against the floors of the foundation issue.
+registration (with metadata, a replica, its event and the attachment to a dataset) against
+the raw bulk write of the same rows into the same tables with the same indexes - COPY on
+PostgreSQL, the driver's executemany on SQLite, ids numbered by the benchmark, no look-up
+(what the database alone costs); queries and locate against the floors of the foundation
+issue. Registration and its baseline alternate on fresh catalogs, ``--rounds`` times each.
 
-    python benchmarks/bench_catalog.py [--files 20000] [--query-files 1000000] [--postgres]
+    python benchmarks/bench_catalog.py [--files 20000] [--rounds 3] [--query-files 1000000]
+                                       [--postgres]
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
+from dpps.bdms import registration
 from dpps.bdms.archive import Archive
 from dpps.catalog.dids import NewFile
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, ReplicaRow
+from dpps.core.identifiers import DID
 
 CHUNK = 500
 QUERIES = [
@@ -90,33 +97,155 @@ def _archive(catalog_url: str | None) -> Iterator[Archive]:
         yield archive
 
 
-def bench_registration(new_url: Callable[[], str | None], n_files: int) -> dict[str, Any]:
-    """Archive.register (dedup lookup, DIDs, replicas, events) vs raw INSERTs of the same rows."""
-    with _archive(new_url()) as archive:
-        rse_id = archive.rse_id("CTAO-N")
-        files = _files(n_files, rse_id)
-        t0 = time.perf_counter()
-        for start in range(0, n_files, CHUNK):
-            outcomes = archive.register(files[start : start + CHUNK])
-            assert all(o.status == "registered" for o in outcomes)
-        ours = time.perf_counter() - t0
-    with _archive(new_url()) as archive:
-        rse_id = archive.rse_id("CTAO-N")
-        files = _files(n_files, rse_id)
-        t0 = time.perf_counter()
-        for start in range(0, n_files, CHUNK):
-            _raw_insert(archive, files[start : start + CHUNK], start)
-        raw = time.perf_counter() - t0
+def bench_registration(
+    new_url: Callable[[], str | None], n_files: int, rounds: int = 3
+) -> dict[str, Any]:
+    """Registration (look-up, DIDs with metadata, replicas, events, attachment to a dataset)
+    against the raw bulk write of the same rows into the same tables, alternately on fresh
+    catalogs; medians of ``rounds`` rounds each."""
+    ours: list[float] = []
+    raw: list[float] = []
+    for _ in range(rounds):
+        ours.append(_time_registration(new_url(), n_files))
+        raw.append(_time_raw(new_url(), n_files))
+    ours_s, raw_s = statistics.median(ours), statistics.median(raw)
     return {
         "files": n_files,
-        "files_per_s": n_files / ours,
-        "raw_insert_files_per_s": n_files / raw,
-        "ratio_to_raw": raw / ours,
+        "rounds": rounds,
+        "files_per_s": n_files / ours_s,
+        "raw_files_per_s": n_files / raw_s,
+        "ratio_to_raw": raw_s / ours_s,
+        "ratios_per_round": [round(r / o, 3) for o, r in zip(ours, raw, strict=True)],
     }
 
 
+def _dataset(archive: Archive) -> int:
+    with transaction(archive.sessions) as session:
+        return registration.ensure_dataset(
+            session, DID("ctao", "/ctao/bench/dataset"), account=archive.account
+        )
+
+
+def _time_registration(url: str | None, n_files: int) -> float:
+    with _archive(url) as archive:
+        files = _files(n_files, archive.rse_id("CTAO-N"))
+        dataset = _dataset(archive)
+        t0 = time.perf_counter()
+        for start in range(0, n_files, CHUNK):
+            with transaction(archive.sessions) as session:
+                outcomes = registration.register(
+                    session, files[start : start + CHUNK], account="root", dataset=dataset
+                )
+            assert all(o.status == "registered" for o in outcomes)
+        return time.perf_counter() - t0
+
+
+def _time_raw(url: str | None, n_files: int) -> float:
+    with _archive(url) as archive:
+        files = _files(n_files, archive.rse_id("CTAO-N"))
+        dataset = _dataset(archive)
+        with archive.sessions() as session:
+            first = (session.scalar(select(func.max(DIDRow.id))) or 0) + 1
+        t0 = time.perf_counter()
+        for start in range(0, n_files, CHUNK):
+            with transaction(archive.sessions) as session:
+                _raw_write(session, files[start : start + CHUNK], first + start, dataset)
+        return time.perf_counter() - t0
+
+
+DID_COLUMNS = [
+    "id",
+    "scope",
+    "name",
+    "version",
+    "is_latest",
+    "did_type",
+    "bytes",
+    "adler32",
+    "blake3",
+    "checksums",
+    "data_level",
+    "category",
+    "obs_id",
+    "tel_id",
+    "observing_night",
+    "time_start",
+    "time_end",
+    "product_type",
+    "meta",
+    "created_at",
+    "updated_at",
+]
+REPLICA_COLUMNS = [
+    "did_id",
+    "rse_id",
+    "state",
+    "path",
+    "bytes",
+    "lock_count",
+    "created_at",
+    "updated_at",
+    "last_verified_at",
+]
+EVENT_COLUMNS = ["ts", "account", "action", "did_id", "rse_id", "details"]
+ATTACHMENT_COLUMNS = ["parent_id", "child_id", "created_at"]
+
+
+def _raw_write(session: Session, chunk: list[NewFile], first_id: int, dataset: int) -> None:
+    """The floor: the rows registration writes (DIDs, replicas, events, attachments), with ids
+    numbered here, written by the driver's own bulk path - COPY on PostgreSQL, executemany on
+    SQLite - with no look-up, no ORM and no SQLAlchemy statement."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    dids, replicas, events, attachments = [], [], [], []
+    for did_id, f in enumerate(chunk, first_id):
+        c = f.columns
+        dids.append(
+            (
+                *(did_id, f.scope, f.name, 1, True, "FILE", f.bytes, f.checksums["adler32"]),
+                *(f.checksums["blake3"], "{}", c.get("data_level"), c.get("category")),
+                *(c.get("obs_id"), c.get("tel_id"), c.get("observing_night")),
+                *(c.get("time_start"), c.get("time_end"), c.get("product_type")),
+                *(json.dumps(dict(f.meta)), now, now),
+            )
+        )
+        replicas.append((did_id, f.rse_id, "AVAILABLE", f.path, f.bytes, 0, now, now, now))
+        details = {"version": 1, "bytes": f.bytes, "path": f.path, **f.checksums}
+        events.append((now, "root", "file.register", did_id, f.rse_id, json.dumps(details)))
+        attachments.append((dataset, did_id, now))
+    raw = session.connection().connection.driver_connection
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for table, columns, rows in (
+        ("dids", DID_COLUMNS, dids),
+        ("replicas", REPLICA_COLUMNS, replicas),
+        ("events", EVENT_COLUMNS, events),
+        ("attachments", ATTACHMENT_COLUMNS, attachments),
+    ):
+        names = ", ".join(columns)
+        if postgres:
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" * len(columns))
+            raw.executemany(
+                f"INSERT INTO {table} ({names}) VALUES ({marks})", [_sqlite(r) for r in rows]
+            )
+
+
+def _sqlite(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Dates and times as SQLAlchemy stores them in SQLite (ISO text; no sqlite3 adapter)."""
+    return tuple(
+        v.isoformat(" ")
+        if isinstance(v, dt.datetime)
+        else v.isoformat()
+        if isinstance(v, dt.date)
+        else v
+        for v in row
+    )
+
+
 def _raw_insert(archive: Archive, chunk: list[NewFile], first_id: int) -> None:
-    """The floor: DID and replica rows written with no lookups and no events."""
+    """A fast fill for the query benchmark: DID and replica rows, no look-ups, no events."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with transaction(archive.sessions) as session:
         ids = session.scalars(
@@ -213,7 +342,9 @@ def bench_query_and_locate(
         }
 
 
-def run(n_files: int, query_files: int, postgres: bool, quiet: bool) -> dict[str, Any]:
+def run(
+    n_files: int, query_files: int, postgres: bool, quiet: bool, rounds: int = 3
+) -> dict[str, Any]:
     say = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr))
     results: dict[str, Any] = {}
     backends: list[tuple[str, Callable[[], str | None]]] = [("sqlite", lambda: None)]
@@ -227,7 +358,7 @@ def run(n_files: int, query_files: int, postgres: bool, quiet: bool) -> dict[str
     try:
         for backend, new_url in backends:
             say(f"[{backend}] registration of {n_files:,} files")
-            results[f"registration_{backend}"] = bench_registration(new_url, n_files)
+            results[f"registration_{backend}"] = bench_registration(new_url, n_files, rounds)
             if query_files:
                 url = new_url()
                 say(f"[{backend}] query/locate at {query_files:,} files")
@@ -245,13 +376,15 @@ def render(results: dict[str, Any]) -> str:
     ]
     for key, r in results.items():
         if key.startswith("registration_"):
-            ok = key.endswith("sqlite") and r["files_per_s"] >= 5000
-            floor = ">= 5,000 files/s" if key.endswith("sqlite") else "-"
-            verdict = ("PASS" if ok else "FAIL") if key.endswith("sqlite") else "-"
+            raw = "COPY" if key.endswith("postgresql") else "executemany"
+            ok = r["files_per_s"] >= 5000 and r["ratio_to_raw"] >= 0.8
             lines.append(
-                f"| {key} ({r['files']:,} files) | {r['files_per_s']:,.0f} files/s | "
-                f"raw INSERT {r['raw_insert_files_per_s']:,.0f} files/s | "
-                f"{r['ratio_to_raw']:.2f}x | {floor} | {verdict} |"
+                f"| {key} ({r['files']:,} files, median of {r['rounds']}) | "
+                f"{r['files_per_s']:,.0f} files/s | "
+                f"raw {raw} {r['raw_files_per_s']:,.0f} files/s | "
+                f"{r['ratio_to_raw']:.2f}x (rounds {', '.join(map(str, r['ratios_per_round']))}) "
+                "| "
+                f">= 5,000 files/s and >= 0.8x | {'PASS' if ok else 'FAIL'} |"
             )
         else:
             q, loc = r["query"], r["locate"]
@@ -279,10 +412,11 @@ def main() -> None:
         default=1_000_000,
         help="catalog size for the query/locate benchmark (0 to skip)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="registration rounds (median)")
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
-    results = run(args.files, args.query_files, args.postgres, args.json)
+    results = run(args.files, args.query_files, args.postgres, args.json, args.rounds)
     print(json.dumps(results, indent=2) if args.json else render(results))
 
 

@@ -334,7 +334,14 @@ def register(
         if name is not None:
             ruled.append((outcome.did_id, name))
     _refuse_closed(session, members)
-    grown = [p for p, ids in members.items() if did_repo.attach(session, p, ids, bump=False)]
+    # Files registered now are attached nowhere yet: only the others need attach's look-up
+    # (on PostgreSQL it cost more than all the rows' writing, growing with the dataset).
+    fresh = {o.did_id for o in outcomes if o.status == "registered" and o.did_id is not None}
+    grown = [
+        p
+        for p, ids in members.items()
+        if did_repo.attach(session, p, ids, bump=False, fresh=fresh)
+    ]
     if grown:  # once for the batch, however many datasets grew
         rule_states.members_added(session, grown, account=account)
     if ruled:

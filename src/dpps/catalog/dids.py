@@ -68,14 +68,27 @@ def same_content(row: DIDRow | Any, bytes_: int, checksums: Mapping[str, str]) -
 
 
 def latest_by_name(session: Session, scope: str, names: Sequence[str]) -> dict[str, DIDRow]:
-    rows = session.scalars(
-        select(DIDRow).where(
-            DIDRow.scope == scope,
-            among_names(session, DIDRow.name, names),
-            DIDRow.is_latest.is_(True),
-        )
+    """The latest version of each of ``names`` that exists, by name.
+
+    On PostgreSQL the look-up is planned for the names it is given. psycopg prepares a
+    statement run five times and PostgreSQL may then keep one generic plan for it: a plan
+    made while ``dids`` was small (a new catalog, or one that grew since its last ANALYZE;
+    autovacuum looks once a minute) scans every file of the scope and filters the 500 names,
+    and registration then slowed with every chunk (96 ms at 0 files, 455 ms at 15,000).
+    Only this statement is concerned: forcing custom plans for the whole transaction would
+    re-plan every foreign-key check of the rows written next, one per row."""
+    stmt = select(DIDRow).where(
+        DIDRow.scope == scope,
+        among_names(session, DIDRow.name, names),
+        DIDRow.is_latest.is_(True),
     )
-    return {row.name: row for row in rows}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    found = {row.name: row for row in session.scalars(stmt)}
+    if postgres:  # (not reached when the look-up failed: the transaction is lost then)
+        session.execute(text("SET LOCAL plan_cache_mode = DEFAULT"))
+    return found
 
 
 def register_files(
@@ -91,7 +104,6 @@ def register_files(
     other content is a conflict unless the file asks for a new version, which then becomes
     the latest. Conflicts do not abort the chunk: the caller decides what to report.
     """
-    _plan_for_this_chunk(session)
     by_scope: dict[str, list[str]] = defaultdict(list)
     for f in files:
         by_scope[f.scope].append(f.name)
@@ -145,19 +157,6 @@ def register_files(
         for (i, _f, version), did_id in zip(to_insert, ids, strict=True):
             outcomes[i] = Outcome("registered", did_id, version)
     return [o for o in outcomes if o is not None]
-
-
-def _plan_for_this_chunk(session: Session) -> None:
-    """On PostgreSQL, plan this transaction's statements for their actual values.
-
-    psycopg prepares a statement run five times, and PostgreSQL then keeps one generic plan
-    for it. A plan made while ``dids`` was small (a new catalog, or one that grew since its
-    last ANALYZE: autovacuum looks once a minute) scans every file by scope and filters the
-    chunk's 500 names, and the foreign-key checks of the new rows go the same way: each chunk
-    then cost more than the last (96 ms at 0 files, 455 ms at 15,000). Planned per execution,
-    a chunk stays at a flat ~85 ms; the planning itself is well under a millisecond."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _write(
