@@ -1,18 +1,21 @@
 """Many rows into one table, the fastest way each backend offers.
 
-A rule over 100,000 files queues 200,000 locks and transfers in one evaluation. On SQLite a
-Core ``executemany`` is already close to the database's own speed; on PostgreSQL the same
-statement costs a round of parsing and planning per batch, and ``COPY`` is several times
-faster. Rows that may collide with existing ones (``ignore_conflicts``: a partial unique
-index, say) are copied into a temporary table first and inserted from there with
-``ON CONFLICT DO NOTHING``, so the same rows are skipped on both backends. Everything happens
-on the session's own connection, inside its transaction.
+A rule over 100,000 files queues 200,000 locks and transfers in one evaluation, and an
+observing night registers hundreds of thousands of files. On PostgreSQL an ``executemany``
+costs a round of parsing and planning per batch, and ``COPY`` is several times faster. On
+SQLite a Core ``executemany`` spends more time in SQLAlchemy's per-row parameter handling
+than SQLite takes to write the rows, so the rows go to the driver's own ``executemany``,
+converted as SQLAlchemy would store them. Small batches go through an ordinary INSERT. Rows
+that may collide with existing ones (``ignore_conflicts``: a partial unique index, say) are
+skipped on both backends (on PostgreSQL, copied into a temporary table first and inserted
+from there with ``ON CONFLICT DO NOTHING``). Everything happens on the session's own
+connection, inside its transaction.
 
 Rows whose new ids the caller needs (registration's DIDs, which replicas, events and
-attachments then point to) go through ``insert_returning_ids``: on PostgreSQL the ids are
-taken from the table's own sequence in one statement and the rows copied with them, so that
-COPY (which returns nothing) serves there too; concurrent writers draw from the same sequence
-and never collide. Elsewhere it is ``INSERT ... RETURNING`` in parameter order.
+attachments then point to) are given them before they are written, by ``reserve_ids``: on
+PostgreSQL from the table's own sequence in one statement, so that COPY (which returns
+nothing) serves there too and concurrent writers never collide; on SQLite after the highest
+(``reserve_ids`` says why that is safe there).
 """
 
 from __future__ import annotations
@@ -58,22 +61,6 @@ def insert_rows(
     session.execute(stmt, list(rows))
 
 
-def insert_returning_ids(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
-) -> list[int]:
-    """Insert ``rows`` (all with the same keys, no ``id``) into ``table``, whose primary key
-    is an integer ``id``; returns the new ids in the order of ``rows``. The caller commits."""
-    if not rows:
-        return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql" and len(rows) < COPY_FROM:
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(session.scalars(stmt, list(rows)))
-    ids = reserve_ids(session, table, len(rows))
-    insert_rows(session, table, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
-    return ids
-
-
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
     """``n`` new ids for ``table`` (integer primary key ``id``), ascending.
 
@@ -92,7 +79,7 @@ def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
     return sorted(session.scalars(stmt, {"table": table.name, "n": n}))
 
 
-def _completed(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _completed(table: Table, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
     """The rows with the Python-side column defaults an INSERT would apply (COPY does not)."""
     filled: dict[str, Any] = {}
     for column in table.columns:
@@ -103,7 +90,7 @@ def _completed(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str
             filled[column.name] = default.arg  # type: ignore[attr-defined]
         elif getattr(default, "is_callable", False):
             filled[column.name] = default.arg(None)  # type: ignore[attr-defined]
-    return [{**filled, **row} for row in rows]
+    return [{**filled, **row} for row in rows] if filled else rows
 
 
 def _executemany(
@@ -111,18 +98,22 @@ def _executemany(
 ) -> None:
     """SQLite's own ``executemany`` on the session's connection: the values converted as
     SQLAlchemy would store them (its bind processors; naive dates and times as ISO text,
-    the same text, faster), without SQLAlchemy's per-row parameter handling, which cost a
-    registration chunk twice what SQLite took to write it."""
+    the same text, faster, once per distinct value), without SQLAlchemy's per-row parameter
+    handling, which cost a registration chunk twice what SQLite took to write it."""
     dialect = session.get_bind().dialect
     columns = list(rows[0])
-    convert = [_sqlite_converter(table.c[c].type, dialect) for c in columns]
-    params = [
-        tuple(
-            v if f is None or v is None else f(v)
-            for f, v in zip(convert, [row[c] for c in columns], strict=True)
-        )
-        for row in rows
+    converters = [
+        (i, f)
+        for i, f in enumerate(_sqlite_converter(table.c[c].type, dialect) for c in columns)
+        if f is not None
     ]
+    params = []
+    for row in rows:
+        values = [row[c] for c in columns]
+        for i, f in converters:
+            if values[i] is not None:
+                values[i] = f(values[i])
+        params.append(values)
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" * len(columns))
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
@@ -139,26 +130,45 @@ def _executemany(
 def _sqlite_converter(kind: Any, dialect: Any) -> Callable[[Any], Any] | None:
     if isinstance(kind, DateTime):
         slow = kind.dialect_impl(dialect).bind_processor(dialect)
-        return lambda v: v.isoformat(" ", "microseconds") if v.tzinfo is None else slow(v)  # type: ignore[misc]
+        assert slow is not None
+        return _once_per_value(
+            lambda v: v.isoformat(" ", "microseconds") if v.tzinfo is None else slow(v)
+        )
     if isinstance(kind, Date):
-        return lambda v: v.isoformat()
+        return _once_per_value(lambda v: v.isoformat())
     processor: Callable[[Any], Any] | None = kind.dialect_impl(dialect).bind_processor(dialect)
     return processor
+
+
+def _once_per_value(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert``, remembering its results: a chunk's rows share a few timestamps."""
+    seen: dict[Any, Any] = {}
+
+    def converted(value: Any) -> Any:
+        if value not in seen:
+            seen[value] = convert(value)
+        return seen[value]
+
+    return converted
 
 
 def _copy(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], ignore_conflicts: bool
 ) -> None:
     columns = list(rows[0])
-    documents = [c for c in columns if isinstance(table.c[c].type, JSON)]
-    if documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
-        rows = [{**row, **{c: strict_json(row[c]) for c in documents}} for row in rows]
+    documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    values = []
+    for row in rows:
+        value = [row[c] for c in columns]
+        for i in documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
+            value[i] = strict_json(value[i])
+        values.append(value)
     names = ", ".join(f'"{c}"' for c in columns)
     raw = session.connection().connection.driver_connection  # psycopg, in this transaction
     assert raw is not None
     target = f'"{table.name}"'
     try:
-        _run_copy(raw, target, names, columns, rows, ignore_conflicts, table.name)
+        _run_copy(raw, target, names, values, ignore_conflicts, table.name)
     except Exception as exc:  # the driver's own errors, as SQLAlchemy raises them elsewhere
         import psycopg
 
@@ -173,8 +183,7 @@ def _run_copy(
     raw: Any,
     target: str,
     names: str,
-    columns: list[str],
-    rows: Sequence[Mapping[str, Any]],
+    values: Sequence[Sequence[Any]],
     ignore_conflicts: bool,
     table_name: str,
 ) -> None:
@@ -190,8 +199,8 @@ def _run_copy(
         else:
             into = target
         with cursor.copy(f"COPY {into} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+            for value in values:
+                copy.write_row(value)
         if ignore_conflicts:
             cursor.execute(
                 f"INSERT INTO {target} ({names}) SELECT {names} FROM {staging} "
@@ -199,4 +208,4 @@ def _run_copy(
             )
 
 
-__all__ = ["insert_returning_ids", "insert_rows", "reserve_ids"]
+__all__ = ["insert_rows", "reserve_ids"]

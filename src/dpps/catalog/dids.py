@@ -171,7 +171,12 @@ def _write(
     on PostgreSQL). Returns the new DIDs' ids in order. A row the database refuses (a file
     registered by another writer since the look-up) fails the whole statement, and the
     caller's transaction then leaves nothing of the chunk behind."""
-    ids = bulk.insert_returning_ids(session, DIDS, [_did_values(f, v, now) for f, v in files])
+    ids = bulk.reserve_ids(session, DIDS, len(files))
+    bulk.insert_rows(
+        session,
+        DIDS,
+        [_did_values(i, f, v, now) for i, (f, v) in zip(ids, files, strict=True)],
+    )
     bulk.insert_rows(
         session,
         REPLICAS,
@@ -225,9 +230,10 @@ class _Pending:
     did_type: str = DIDType.FILE.value
 
 
-def _did_values(f: NewFile, version: int, now: Any) -> dict[str, Any]:
+def _did_values(did_id: int, f: NewFile, version: int, now: Any) -> dict[str, Any]:
     extra = {k: v for k, v in f.checksums.items() if k not in ("adler32", "blake3")}
     return {
+        "id": did_id,
         "scope": f.scope,
         "name": f.name,
         "version": version,
