@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Table, delete, or_, select, text, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog import bulk, events
@@ -70,25 +71,36 @@ def same_content(row: DIDRow | Any, bytes_: int, checksums: Mapping[str, str]) -
 def latest_by_name(session: Session, scope: str, names: Sequence[str]) -> dict[str, DIDRow]:
     """The latest version of each of ``names`` that exists, by name.
 
-    On PostgreSQL the look-up is planned for the names it is given. psycopg prepares a
-    statement run five times and PostgreSQL may then keep one generic plan for it: a plan
-    made while ``dids`` was small (a new catalog, or one that grew since its last ANALYZE;
-    autovacuum looks once a minute) scans every file of the scope and filters the 500 names,
-    and registration then slowed with every chunk (96 ms at 0 files, 455 ms at 15,000).
-    Only this statement is concerned: forcing custom plans for the whole transaction would
-    re-plan every foreign-key check of the rows written next, one per row."""
+    On PostgreSQL the look-up is planned for the names it is given, never prepared. psycopg
+    prepares a statement run five times and PostgreSQL may then keep one generic plan for
+    it: a plan made while ``dids`` was small (a new catalog, or one that grew since its last
+    ANALYZE; autovacuum looks once a minute) scans every file of the scope and filters the
+    500 names, and registration then slowed with every chunk (96 ms at 0 files, 455 ms at
+    15,000). Forcing custom plans for the whole transaction instead would re-plan every
+    foreign-key check of the rows written next, one per row."""
     stmt = select(DIDRow).where(
         DIDRow.scope == scope,
         among_names(session, DIDRow.name, names),
         DIDRow.is_latest.is_(True),
     )
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    found = {row.name: row for row in session.scalars(stmt)}
-    if postgres:  # (not reached when the look-up failed: the transaction is lost then)
-        session.execute(text("SET LOCAL plan_cache_mode = DEFAULT"))
-    return found
+    with _unprepared(session):
+        return {row.name: row for row in session.scalars(stmt)}
+
+
+@contextmanager
+def _unprepared(session: Session) -> Iterator[None]:
+    """Statements run inside are not prepared by psycopg (a setting of the client, no round
+    trip): PostgreSQL plans each with its parameters."""
+    raw: Any = session.connection().connection.driver_connection
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = None
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def register_files(

@@ -56,6 +56,7 @@ def bump_rules(
     now: dt.datetime | None = None,
     states: Sequence[str] | None = None,
     within_s: float | None = None,
+    covered: bool = False,
 ) -> int:
     """Make every rule covering ``did_ids`` due for evaluation now (SUSPENDED ones excepted).
 
@@ -65,10 +66,11 @@ def bump_rules(
     module explains (``dpps.bdms.states.rules``). ``states`` limits it to rules in those states
     (e.g. STUCK rules waiting for a source replica); ``within_s`` only brings the due time
     forward to ``now + within_s``, never back, so that frequent calls cost a large rule at most
-    one evaluation per ``within_s``.
+    one evaluation per ``within_s``. ``covered``: ``did_ids`` already hold every collection
+    above them (``covering_dids``' answer), sparing the caller who has it a second walk.
     """
-    covered = sorted(covering_dids(session, did_ids))
-    if not covered:
+    dids = sorted(did_ids) if covered else sorted(covering_dids(session, did_ids))
+    if not dids:
         return 0
     now = now or utcnow()
     total = 0
@@ -79,7 +81,7 @@ def bump_rules(
         wanted.append(
             or_(RuleRow.next_evaluation_at.is_(None), RuleRow.next_evaluation_at > target)
         )
-    for part in chunks(covered):
+    for part in chunks(dids):
         result = session.execute(
             update(RuleRow)
             .where(among(session, RuleRow.did_id, part), *wanted)

@@ -275,8 +275,9 @@ def members_added(
     if not collection_ids:
         return []
     now = now or utcnow()
-    bump_rules(session, collection_ids, now=now)
     covered = sorted(covering_dids(session, collection_ids))
+    if not bump_rules(session, covered, now=now, covered=True):
+        return []  # no rule to reopen (an OK rule is one bump_rules makes due)
     ok = [
         rule_id
         for part in chunks(covered)
