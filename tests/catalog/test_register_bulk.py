@@ -1,0 +1,163 @@
+"""Registration's bulk writes (``catalog.dids.register_files`` through ``catalog.bulk``) on both
+backends and both paths (COPY or the driver's executemany; an ordinary INSERT for few rows):
+the rows read back as written, ids are the ones reported and later rows do not collide with
+them, a duplicate the look-up did not see refuses the chunk with the database's error and
+leaves nothing of it behind."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from dpps.bdms import registration
+from dpps.bdms.archive import Archive
+from dpps.catalog import bulk
+from dpps.catalog import dids as did_repo
+from dpps.catalog.engine import transaction
+from dpps.catalog.models import AttachmentRow, DIDRow, EventRow, ReplicaRow
+from dpps.core.identifiers import DID
+
+NIGHT = dt.date(2026, 3, 14)
+START = dt.datetime(2026, 3, 14, 22, 5, 0)  # no microseconds: stored with them all the same
+
+
+@pytest.fixture(params=["bulk", "insert"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(bulk, "COPY_FROM", 1 if request.param == "bulk" else 10**9)
+    return str(request.param)
+
+
+def _file(archive: Archive, i: int, **changes: Any) -> did_repo.NewFile:
+    fields: dict[str, Any] = {
+        "scope": "ctao",
+        "name": f"/ctao/dl0/obs_{i:04d}.fits.fz",
+        "bytes": 1000 + i,
+        "checksums": {"adler32": f"{i:08x}", "blake3": f"{i:064x}", "md5": "d41d8cd9"},
+        "rse_id": archive.rse_id("CTAO-N"),
+        "path": f"ctao/dl0/obs_{i:04d}.fits.fz",
+        "columns": {
+            "data_level": "DL0",
+            "obs_id": 1000 + i,
+            "tel_id": 1,
+            "observing_night": NIGHT,
+            "time_start": START + dt.timedelta(microseconds=i),
+        },
+        "meta": {"zenith": 20.5, "run_type": "science", "lifetime_days": 10},
+        "user_keys": ("run_type",),
+    }
+    return did_repo.NewFile(**(fields | changes))
+
+
+def _register(archive: Archive, files: list[did_repo.NewFile]) -> list[did_repo.Outcome]:
+    with transaction(archive.sessions) as session:
+        dataset = registration.ensure_dataset(
+            session, DID("ctao", "/ctao/dl0/set"), account=archive.account
+        )
+        return registration.register(session, files, account=archive.account, dataset=dataset)
+
+
+def _counts(archive: Archive) -> tuple[int, ...]:
+    with archive.sessions() as s:
+        return tuple(
+            int(s.scalar(select(func.count()).select_from(t)) or 0)
+            for t in (DIDRow, ReplicaRow, EventRow, AttachmentRow)
+        )
+
+
+def test_rows_read_back_as_registered(archive: Archive, path: str) -> None:
+    files = [_file(archive, i) for i in range(5)]
+    outcomes = _register(archive, files)
+    assert [o.status for o in outcomes] == ["registered"] * 5, path
+    ids = [o.did_id for o in outcomes]
+    with archive.sessions() as s:
+        rows = {r.id: r for r in s.scalars(select(DIDRow).where(DIDRow.id.in_(ids)))}
+        for did_id, f in zip(ids, files, strict=True):
+            row = rows[did_id]
+            assert (row.name, row.version, row.is_latest, row.did_type) == (
+                f.name,
+                1,
+                True,
+                "FILE",
+            )
+            sums = f.checksums
+            assert (row.bytes, row.adler32, row.blake3) == (
+                f.bytes,
+                sums["adler32"],
+                sums["blake3"],
+            )
+            assert row.checksums == {"md5": "d41d8cd9"}
+            assert (row.observing_night, row.time_start) == (
+                f.columns["observing_night"],
+                f.columns["time_start"],
+            )
+            assert row.meta == f.meta
+            assert row.expires_at is not None
+            assert row.created_at == row.updated_at
+            assert row.expires_at - row.created_at == dt.timedelta(days=10)
+        replicas = {r.did_id: r for r in s.scalars(select(ReplicaRow))}
+        assert {d: (r.state, r.path, r.bytes, r.lock_count) for d, r in replicas.items()} == {
+            d: ("AVAILABLE", f.path, f.bytes, 0) for d, f in zip(ids, files, strict=True)
+        }
+        events = s.scalars(select(EventRow).where(EventRow.action == "file.register")).all()
+        assert sorted(e.did_id or 0 for e in events) == sorted(i or 0 for i in ids)
+        assert events[0].details["user_keys"] == ["run_type"]
+        assert events[0].details["md5"] == "d41d8cd9"
+        children = set(s.scalars(select(AttachmentRow.child_id)))
+        assert children == set(ids)
+        # The ORM's query by time finds them: stored as SQLAlchemy stores a datetime.
+        found = s.scalars(select(DIDRow.id).where(DIDRow.time_start >= START)).all()
+        assert set(found) == set(ids)
+    # Again: present, nothing written; other content: a conflict.
+    before = _counts(archive)
+    again = _register(archive, [*files[:2], _file(archive, 3, bytes=7)])
+    assert [o.status for o in again] == ["present", "present", "conflict"]
+    assert _counts(archive) == before
+    # Rows written later (another chunk, a new collection) take new ids.
+    more = _register(archive, [_file(archive, 10), _file(archive, 11)])
+    with transaction(archive.sessions) as session:
+        other = registration.ensure_dataset(
+            session, DID("ctao", "/ctao/dl0/other"), account=archive.account
+        )
+    assert len({*ids, *(o.did_id for o in more), other}) == 8
+
+
+def test_a_duplicate_the_look_up_missed_refuses_the_chunk_whole(
+    archive: Archive, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer registered the name after this chunk's look-up (simulated: the look-up
+    finds nothing): the database refuses the row, the chunk is written not at all, the error
+    says which constraint, and the next chunk registers normally."""
+    _register(archive, [_file(archive, 0), _file(archive, 1)])
+    before = _counts(archive)
+    with monkeypatch.context() as m:
+        m.setattr(did_repo, "latest_by_name", lambda *_a, **_k: {})
+        with pytest.raises(IntegrityError) as refused:
+            _register(archive, [_file(archive, 2), _file(archive, 1), _file(archive, 3)])
+    message = str(refused.value)  # the unique constraint over (scope, name, version)
+    assert "dids" in message, path
+    assert "name" in message, path
+    assert _counts(archive) == before
+    outcomes = _register(archive, [_file(archive, 2), _file(archive, 1)])
+    assert [o.status for o in outcomes] == ["registered", "present"]
+
+
+def test_a_row_refused_in_a_later_table_leaves_no_file(archive: Archive, path: str) -> None:
+    """The replica of the last file points to no RSE: DIDs were already written in the
+    transaction, and none of them stays."""
+    before = _counts(archive)
+    files = [_file(archive, 0), _file(archive, 1, rse_id=999_999)]
+    with pytest.raises(IntegrityError):
+        _register(archive, files)
+    assert _counts(archive) == before, path
+    assert [o.status for o in _register(archive, files[:1])] == ["registered"]
+
+
+def test_the_same_name_twice_in_a_chunk(archive: Archive, path: str) -> None:
+    same, other = _file(archive, 0), _file(archive, 0, bytes=5)
+    outcomes = _register(archive, [same, same, other])
+    assert [o.status for o in outcomes] == ["registered", "present", "conflict"], path
+    assert _counts(archive)[0] == 2  # the file and its dataset
