@@ -72,7 +72,7 @@ def test_rows_read_back_as_registered(archive: Archive, path: str) -> None:
     files = [_file(archive, i) for i in range(5)]
     outcomes = _register(archive, files)
     assert [o.status for o in outcomes] == ["registered"] * 5, path
-    ids = [o.did_id for o in outcomes]
+    ids = [o.did_id for o in outcomes if o.did_id is not None]
     with archive.sessions() as s:
         rows = {r.id: r for r in s.scalars(select(DIDRow).where(DIDRow.id.in_(ids)))}
         for did_id, f in zip(ids, files, strict=True):
