@@ -23,11 +23,12 @@ HERE = Path(__file__).resolve().parent
 # Small sizes per benchmark for --quick: the same code paths, a fraction of the work. A
 # benchmark missing here runs with its defaults.
 QUICK: dict[str, list[str]] = {
-    "acada": ["--small", "60", "--latency-files", "10"],
+    "acada": ["--small", "60", "--latency-files", "10", "--big-gib", "0.25"],
     "api": ["--files", "2000", "--clients", "10", "--per-client", "10"],
     "calibpipe": ["--events", "100", "--rounds", "1"],
-    "catalog": ["--files", "5000"],
+    "catalog": ["--files", "5000", "--query-files", "100000"],
     "checksum": ["--size-mib", "128", "--repeat", "2"],
+    "memory": ["--files", "20000", "--requests", "2000"],
     "cli_start": ["--repeat", "3"],
     "pipelines": ["--showers", "150"],
     "preservation": ["--files", "300", "--kib", "64"],

@@ -1,8 +1,9 @@
 """Files, datasets and containers: lookup, bulk registration, attachment and versions.
 
 Registration is the archive's hot path (an observing night is hundreds of thousands of files),
-so it works on chunks: one query finds what already exists, a few multi-row INSERTs write the
-rest. Callers own the transaction; nothing here commits.
+so it works on chunks: one query finds what already exists, one bulk write per table
+(``catalog.bulk``: COPY on PostgreSQL, the driver's executemany on SQLite) writes the rest,
+the new DIDs' ids reserved first. Callers own the transaction; nothing here commits.
 """
 
 from __future__ import annotations
@@ -91,10 +92,10 @@ def latest_by_name(session: Session, scope: str, names: Sequence[str]) -> dict[s
 def _unprepared(session: Session) -> Iterator[None]:
     """Statements run inside are not prepared by psycopg (a setting of the client, no round
     trip): PostgreSQL plans each with its parameters."""
-    raw: Any = session.connection().connection.driver_connection
     if session.get_bind().dialect.name != "postgresql":
         yield
         return
+    raw: Any = session.connection().connection.driver_connection
     threshold = raw.prepare_threshold
     raw.prepare_threshold = None
     try:
