@@ -45,20 +45,37 @@ def insert_rows(
     ignore_conflicts: bool = False,
 ) -> None:
     """Insert ``rows`` (all with the same keys) into ``table``; the caller commits."""
-    if not rows:
+    if rows:
+        columns = list(rows[0])
+        values = [[row[c] for c in columns] for row in rows]
+        insert_values(session, table, columns, values, ignore_conflicts=ignore_conflicts)
+
+
+def insert_values(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
+    """``insert_rows`` for rows given as value lists in the order of ``columns``: the hot
+    paths (registration, events) build them directly, without a mapping per row."""
+    if not values:
         return
+    columns, values = _completed(table, columns, values)
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql" and len(rows) >= COPY_FROM:
-        _copy(session, table, _completed(table, rows), ignore_conflicts)
+    if dialect == "postgresql" and len(values) >= COPY_FROM:
+        _copy(session, table, columns, values, ignore_conflicts)
         return
-    if dialect == "sqlite" and len(rows) >= COPY_FROM:
-        _executemany(session, table, _completed(table, rows), ignore_conflicts)
+    if dialect == "sqlite" and len(values) >= COPY_FROM:
+        _executemany(session, table, columns, values, ignore_conflicts)
         return
     stmt: Any = insert(table)
     if ignore_conflicts:
         stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
         stmt = stmt.on_conflict_do_nothing()
-    session.execute(stmt, list(rows))
+    session.execute(stmt, [dict(zip(columns, value, strict=True)) for value in values])
 
 
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
@@ -79,41 +96,50 @@ def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
     return sorted(session.scalars(stmt, {"table": table.name, "n": n}))
 
 
-def _completed(table: Table, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
-    """The rows with the Python-side column defaults an INSERT would apply (COPY does not)."""
+def _completed(
+    table: Table, columns: Sequence[str], values: Sequence[Sequence[Any]]
+) -> tuple[Sequence[str], Sequence[Sequence[Any]]]:
+    """The columns and values with the Python-side column defaults an INSERT would apply
+    (COPY and the driver's executemany do not)."""
     filled: dict[str, Any] = {}
     for column in table.columns:
         default = column.default
-        if column.name in rows[0] or column.primary_key or default is None:
+        if column.name in columns or column.primary_key or default is None:
             continue
         if getattr(default, "is_scalar", False):
             filled[column.name] = default.arg  # type: ignore[attr-defined]
         elif getattr(default, "is_callable", False):
             filled[column.name] = default.arg(None)  # type: ignore[attr-defined]
-    return [{**filled, **row} for row in rows] if filled else rows
+    if not filled:
+        return columns, values
+    extra = list(filled.values())
+    return [*columns, *filled], [[*value, *extra] for value in values]
 
 
 def _executemany(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], ignore_conflicts: bool
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    ignore_conflicts: bool,
 ) -> None:
     """SQLite's own ``executemany`` on the session's connection: the values converted as
     SQLAlchemy would store them (its bind processors; naive dates and times as ISO text,
     the same text, faster, once per distinct value), without SQLAlchemy's per-row parameter
     handling, which cost a registration chunk twice what SQLite took to write it."""
     dialect = session.get_bind().dialect
-    columns = list(rows[0])
     converters = [
         (i, f)
         for i, f in enumerate(_sqlite_converter(table.c[c].type, dialect) for c in columns)
         if f is not None
     ]
     params = []
-    for row in rows:
-        values = [row[c] for c in columns]
+    for value in values:
+        row = list(value)
         for i, f in converters:
-            if values[i] is not None:
-                values[i] = f(values[i])
-        params.append(values)
+            if row[i] is not None:
+                row[i] = f(row[i])
+        params.append(row)
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" * len(columns))
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
@@ -153,16 +179,21 @@ def _once_per_value(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _copy(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], ignore_conflicts: bool
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    ignore_conflicts: bool,
 ) -> None:
-    columns = list(rows[0])
     documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    values = []
-    for row in rows:
-        value = [row[c] for c in columns]
-        for i in documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
-            value[i] = strict_json(value[i])
-        values.append(value)
+    if documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
+        converted = []
+        for value in values:
+            row = list(value)
+            for i in documents:
+                row[i] = strict_json(row[i])
+            converted.append(row)
+        values = converted
     names = ", ".join(f'"{c}"' for c in columns)
     raw = session.connection().connection.driver_connection  # psycopg, in this transaction
     assert raw is not None
@@ -208,4 +239,4 @@ def _run_copy(
             )
 
 
-__all__ = ["insert_rows", "reserve_ids"]
+__all__ = ["insert_rows", "insert_values", "reserve_ids"]

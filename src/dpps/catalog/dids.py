@@ -185,28 +185,18 @@ def _write(
     registered by another writer since the look-up) fails the whole statement, and the
     caller's transaction then leaves nothing of the chunk behind."""
     ids = bulk.reserve_ids(session, DIDS, len(files))
-    bulk.insert_rows(
-        session,
-        DIDS,
-        [_did_values(i, f, v, now) for i, (f, v) in zip(ids, files, strict=True)],
+    pairs = list(zip(ids, files, strict=True))
+    bulk.insert_values(
+        session, DIDS, DID_COLUMNS, [_did_values(i, f, v, now) for i, (f, v) in pairs]
     )
-    bulk.insert_rows(
+    available = ReplicaState.AVAILABLE.value
+    bulk.insert_values(
         session,
         REPLICAS,
+        REPLICA_COLUMNS,
         [
-            {
-                "did_id": did_id,
-                "rse_id": f.rse_id,
-                "state": ReplicaState.AVAILABLE.value,
-                "path": f.path,
-                "bytes": f.bytes,
-                "lock_count": 0,
-                "created_at": now,
-                "updated_at": now,
-                "last_verified_at": now,
-                "tombstone_at": None,
-            }
-            for did_id, (f, _v) in zip(ids, files, strict=True)
+            (i, f.rse_id, available, f.path, f.bytes, 0, now, now, now, None)
+            for i, (f, _v) in pairs
         ],
     )
     if dataset_id is not None:
@@ -227,7 +217,7 @@ def _write(
                     **({"user_keys": list(f.user_keys)} if f.user_keys else {}),
                 },
             }
-            for did_id, (f, v) in zip(ids, files, strict=True)
+            for did_id, (f, v) in pairs
         ),
     )
     return ids
@@ -243,33 +233,29 @@ class _Pending:
     did_type: str = DIDType.FILE.value
 
 
-def _did_values(did_id: int, f: NewFile, version: int, now: Any) -> dict[str, Any]:
-    extra = {k: v for k, v in f.checksums.items() if k not in ("adler32", "blake3")}
-    return {
-        "id": did_id,
-        "scope": f.scope,
-        "name": f.name,
-        "version": version,
-        "is_latest": True,
-        "did_type": DIDType.FILE.value,
-        "bytes": f.bytes,
-        "adler32": f.checksums["adler32"],
-        "blake3": f.checksums.get("blake3"),
-        "checksums": extra,
-        "data_level": f.columns.get("data_level"),
-        "category": f.columns.get("category"),
-        "obs_id": f.columns.get("obs_id"),
-        "tel_id": f.columns.get("tel_id"),
-        "observing_night": f.columns.get("observing_night"),
-        "time_start": f.columns.get("time_start"),
-        "time_end": f.columns.get("time_end"),
-        "product_type": f.columns.get("product_type"),
-        "meta": dict(f.meta),
-        "expires_at": _expiry(f.meta, now),
-        "created_at": now,
-        "updated_at": now,
-        "deleted_at": None,
-    }
+DID_COLUMNS = (
+    *("id", "scope", "name", "version", "is_latest", "did_type", "bytes", "adler32", "blake3"),
+    *("checksums", "data_level", "category", "obs_id", "tel_id", "observing_night"),
+    *("time_start", "time_end", "product_type", "meta", "expires_at", "created_at"),
+    *("updated_at", "deleted_at"),
+)
+REPLICA_COLUMNS = (
+    *("did_id", "rse_id", "state", "path", "bytes", "lock_count", "created_at", "updated_at"),
+    *("last_verified_at", "tombstone_at"),
+)
+
+
+def _did_values(did_id: int, f: NewFile, version: int, now: Any) -> tuple[Any, ...]:
+    """A new file's DID row, in the order of ``DID_COLUMNS``."""
+    sums, c = f.checksums, f.columns
+    extra = {k: v for k, v in sums.items() if k not in ("adler32", "blake3")}
+    return (
+        *(did_id, f.scope, f.name, version, True, DIDType.FILE.value, f.bytes),
+        *(sums["adler32"], sums.get("blake3"), extra, c.get("data_level"), c.get("category")),
+        *(c.get("obs_id"), c.get("tel_id"), c.get("observing_night"), c.get("time_start")),
+        *(c.get("time_end"), c.get("product_type"), dict(f.meta), _expiry(f.meta, now)),
+        *(now, now, None),
+    )
 
 
 def _expiry(meta: Mapping[str, Any], now: dt.datetime) -> dt.datetime | None:
@@ -376,11 +362,8 @@ def attach(
     new = [c for c in dict.fromkeys(child_ids) if c not in present]
     if new:
         now = utcnow()
-        bulk.insert_rows(
-            session,
-            ATTACHMENTS,
-            [{"parent_id": parent_id, "child_id": c, "created_at": now} for c in new],
-        )
+        columns = ("parent_id", "child_id", "created_at")
+        bulk.insert_values(session, ATTACHMENTS, columns, [(parent_id, c, now) for c in new])
         if bump:
             bump_rules(session, [parent_id], now=now)
     return bool(new)

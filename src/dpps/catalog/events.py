@@ -38,22 +38,26 @@ def record(
     )
 
 
+#: The columns ``record_many`` writes, in the order of its value lists.
+COLUMNS = ("ts", "account", "action", "did_id", "rse_id", "reason", "details")
+
+
 def record_many(session: Session, events: Iterable[Mapping[str, Any]]) -> None:
     """Append events in one statement; the hot path of bulk registration."""
     now = utcnow()
-    rows = [
-        {
-            "ts": now,
-            "account": e["account"],
-            "action": e["action"],
-            "did_id": e.get("did_id"),
-            "rse_id": e.get("rse_id"),
-            "reason": e.get("reason"),
-            "details": dict(e.get("details") or {}),
-        }
+    values = [
+        (
+            now,
+            e["account"],
+            e["action"],
+            e.get("did_id"),
+            e.get("rse_id"),
+            e.get("reason"),
+            dict(e.get("details") or {}),
+        )
         for e in events
     ]
-    bulk.insert_rows(session, cast(Table, EventRow.__table__), rows)
+    bulk.insert_values(session, cast(Table, EventRow.__table__), COLUMNS, values)
 
 
 def events_for(session: Session, did_id: int, limit: int = 100) -> Sequence[EventRow]:
