@@ -34,7 +34,9 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 def _file(archive: Archive, i: int, **changes: Any) -> did_repo.NewFile:
     fields: dict[str, Any] = {
         "scope": "ctao",
-        "name": f"/ctao/dl0/obs_{i:04d}.fits.fz",
+        # Longer than PostgreSQL's 63-character "name" type: a look-up that compared
+        # through it (an easy slip with unnest) found no file and let duplicates through.
+        "name": f"/ctao/dl0/north/2026/03/14/obs_{i:07d}/tel_001_chunk_{i:03d}.fits.fz",
         "bytes": 1000 + i,
         "checksums": {"adler32": f"{i:08x}", "blake3": f"{i:064x}", "md5": "d41d8cd9"},
         "rse_id": archive.rse_id("CTAO-N"),

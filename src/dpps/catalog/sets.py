@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, any_, literal
+from sqlalchemy import ColumnElement, Integer, any_, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -25,13 +25,4 @@ def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bo
     return column.in_(values)  # type: ignore[no-any-return]
 
 
-def among_names(session: Session, column: Any, names: Iterable[str]) -> ColumnElement[bool]:
-    """``column`` is one of the strings ``names``: registration's look-up of a chunk's names
-    (500 of them as ``IN`` cost PostgreSQL registration a third of its time in parsing)."""
-    values = list(names)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(String)))  # type: ignore[no-any-return]
-    return column.in_(values)  # type: ignore[no-any-return]
-
-
-__all__ = ["among", "among_names"]
+__all__ = ["among"]
