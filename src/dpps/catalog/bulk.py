@@ -92,8 +92,11 @@ def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
     if session.get_bind().dialect.name != "postgresql":
         last = session.scalar(select(func.max(table.c.id))) or 0
         return list(range(last + 1, last + 1 + n))
-    stmt = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-    return sorted(session.scalars(stmt, {"table": table.name, "n": n}))
+    stmt = text(
+        "SELECT array_agg(nextval(pg_get_serial_sequence(:table, 'id'))) "
+        "FROM generate_series(1, :n)"
+    )
+    return sorted(session.scalar(stmt, {"table": table.name, "n": n}) or [])
 
 
 def _completed(

@@ -274,6 +274,8 @@ def _expiry(meta: Mapping[str, Any], now: dt.datetime) -> dt.datetime | None:
     the file's end of life at registration; the reaper deletes it then. Bad hints are ignored:
     keeping a file longer is the safe side."""
     raw: Any = meta.get("lifetime_days")
+    if raw is None:  # most files: no exception to raise and catch
+        return None
     try:
         days = float(raw)
     except (TypeError, ValueError):
