@@ -211,7 +211,7 @@ def _raw_write(session: Session, chunk: list[NewFile], first_id: int, dataset: i
         details = {"version": 1, "bytes": f.bytes, "path": f.path, **f.checksums}
         events.append((now, "root", "file.register", did_id, f.rse_id, json.dumps(details)))
         attachments.append((dataset, did_id, now))
-    raw = session.connection().connection.driver_connection
+    raw: Any = session.connection().connection.driver_connection
     postgres = session.get_bind().dialect.name == "postgresql"
     for table, columns, rows in (
         ("dids", DID_COLUMNS, dids),
@@ -344,7 +344,9 @@ def bench_query_and_locate(
 def run(
     n_files: int, query_files: int, postgres: bool, quiet: bool, rounds: int = 3
 ) -> dict[str, Any]:
-    say = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    say: Callable[[str], None] = (
+        (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    )
     results: dict[str, Any] = {}
     backends: list[tuple[str, Callable[[], str | None]]] = [("sqlite", lambda: None)]
     server = None
