@@ -24,7 +24,12 @@ from dpps.bdms.preservation.reaper import SiteReaper
 from dpps.bdms.transfer.daemon import TransferDaemon
 from dpps.catalog.models import EventRow, HeartbeatRow, ReplicaRow, RuleRow
 from dpps.cli.main import app
-from dpps.client.agent import RemoteIngestLedger, RemoteLedger, RemoteReaperLedger
+from dpps.client.agent import (
+    RemoteHeartbeats,
+    RemoteIngestLedger,
+    RemoteLedger,
+    RemoteReaperLedger,
+)
 from dpps.client.archive import RemoteArchive
 from dpps.core.daemon import DaemonContext
 from dpps.core.errors import InvalidInput, NotFound, PermissionDenied
@@ -302,3 +307,26 @@ def test_a_site_reaper_cannot_forget_another_sites_replica(
                 json={"instance": "h:1:x", "rses": ["CTAO-N"], "slot": [2, 2]},
             )
     assert [r.rse for r in seeded.archive.show(did).replicas] == ["CTAO-N"]
+
+
+def test_site_heartbeats_cross_the_wan_at_most_every_interval(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    requests: list[str] = []
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as remote:
+        remote.http.event_hooks["request"].append(lambda r: requests.append(r.url.path))
+        beats = RemoteHeartbeats(remote, interval_s=60.0)
+        first = beats.beat("reaper@CTAO-N", "h:1:a", {})
+        assert beats.beat("reaper@CTAO-N", "h:1:a", {}) == first  # from memory
+        assert len(requests) == 1
+        beats.beat("reaper@CTAO-N", "h:2:b", {})  # another instance: its own beat
+        assert len(requests) == 2
+        with seeded.archive.sessions() as s:  # recorded as where the agent runs
+            rows = s.scalars(select(HeartbeatRow).order_by(HeartbeatRow.instance)).all()
+        assert [(r.daemon, r.hostname, r.pid) for r in rows] == [
+            ("reaper@CTAO-N", "h", 1),
+            ("reaper@CTAO-N", "h", 2),
+        ]
+        beats.forget("reaper@CTAO-N", "h:1:a")
+        beats.beat("reaper@CTAO-N", "h:1:a", {})  # forgotten: beats again at once
+        assert len(requests) == 4

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,16 +150,28 @@ class RemoteReaperLedger:
 
 
 class RemoteHeartbeats:
-    """``Heartbeats`` over the API (``dpps.core.daemon``)."""
+    """``Heartbeats`` over the API (``dpps.core.daemon``), at most one request per
+    ``interval_s`` per instance: the runner beats before every pass, which for an ingestion
+    queue polling its landing area means one request per batch; heartbeats are forgotten
+    only after 60 s without one, so every 10 s says the same across the WAN."""
 
-    def __init__(self, remote: RemoteArchive) -> None:
+    def __init__(self, remote: RemoteArchive, interval_s: float = 10.0) -> None:
         self.remote = remote
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, str], tuple[float, WorkerSlot]] = {}
 
     def beat(self, daemon: str, instance: str, details: Mapping[str, Any]) -> WorkerSlot:
+        now = time.monotonic()
+        last = self._last.get((daemon, instance))
+        if last is not None and now - last[0] < self.interval_s:
+            return last[1]
         body = {"daemon": daemon, "instance": instance, "details": dict(details)}
         data = self.remote._json("POST", "/api/v1/agents/heartbeats", json=body)
-        return WorkerSlot(int(data["number"]), int(data["total"]))
+        slot = WorkerSlot(int(data["number"]), int(data["total"]))
+        self._last[(daemon, instance)] = (now, slot)
+        return slot
 
     def forget(self, daemon: str, instance: str) -> None:
+        self._last.pop((daemon, instance), None)
         body = {"daemon": daemon, "instance": instance, "forget": True}
         self.remote._json("POST", "/api/v1/agents/heartbeats", json=body)
