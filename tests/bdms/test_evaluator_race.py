@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.replication import evaluator
-from dpps.bdms.transfer import daemon as transfers
+from dpps.bdms.transfer import ledger
 from dpps.catalog import replication
 from dpps.catalog.models import DIDRow
 from tests.bdms.replication_helpers import (
@@ -74,7 +74,7 @@ def test_attach_between_the_transfer_daemons_clock_and_its_rule_lock_is_kept(
     assert evaluate(arch) == 1
     assert rule_row(arch, rule_id).state == "REPLICATING"
 
-    real: Callable[..., list[int]] = transfers.settle_rule_ids
+    real: Callable[..., list[int]] = ledger.settle_rule_ids
     late: list[str] = []
 
     attach = threading.Thread(target=lambda: late.append(_attach_one(arch, tmp_path, seed=7)))
@@ -87,7 +87,7 @@ def test_attach_between_the_transfer_daemons_clock_and_its_rule_lock_is_kept(
             # SQLite: the attach waits for this writer's lock, as it would in production
         return real(session, rule_ids, now, account)
 
-    monkeypatch.setattr(transfers, "settle_rule_ids", attach_then_settle)
+    monkeypatch.setattr(ledger, "settle_rule_ids", attach_then_settle)
     transfer(arch)  # copies the three files, then settles the rule
     monkeypatch.undo()
     attach.join()
@@ -142,9 +142,9 @@ def test_attach_while_evaluating_and_settling_at_once_is_kept(
     names = {_name(d) for d in ingest_dataset(arch, tmp_path / "in", 3)}
     rule_id = arch.add_rule(DATASET, copies=1, rses="PIC")
     assert evaluate(arch) == 1
-    transfer_settle = transfers.settle_rule_ids
+    transfer_settle = ledger.settle_rule_ids
     # copy the files but keep the rule REPLICATING (the daemon's settle comes later)
-    monkeypatch.setattr(transfers, "settle_rule_ids", lambda *_a, **_k: [])
+    monkeypatch.setattr(ledger, "settle_rule_ids", lambda *_a, **_k: [])
     transfer(arch)
     monkeypatch.undo()
     assert rule_row(arch, rule_id).state == "REPLICATING"

@@ -86,7 +86,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "night": _cmd(
         "night_cmds",
         "Run an observing night: simulate, ingest, replicate, process to DL3 (category B), "
-        "analyse with gammapy, report (UC-000-4).",
+        "analyse with gammapy, report (UC-000-4); with --reprocess, reprocess it "
+        "(UC-130-3.1.1).",
     ),
     "dataset": _cmd(
         "dataset_cmds", "Datasets and containers: add, attach, detach, ls, close, reopen."

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import posixpath
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,9 @@ from dpps.catalog.rses import get_rse
 from dpps.core.config import Config
 from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.core.identifiers import DID, validate_lfn
+
+#: The checksums a file row keeps, as lower-case hex of their exact length.
+_CHECKSUM = {"adler32": re.compile(r"[0-9a-f]{8}"), "blake3": re.compile(r"[0-9a-f]{64}")}
 
 
 class CatalogIngestLedger:
@@ -123,11 +127,18 @@ def _new_file(fields: Mapping[str, Any], rse_id: int, batch: IngestBatch) -> did
     path = str(fields["path"])
     if path.startswith("/") or posixpath.normpath(path) != path or path.startswith(".."):
         raise InvalidInput(f"{name}: replica path {path!r} leaves the RSE's root")
+    size = int(fields["bytes"])
+    if not 0 <= size < 2**63:
+        raise InvalidInput(f"{name}: size {size} is out of range")
+    checksums = {str(k): str(v) for k, v in dict(fields["checksums"]).items()}
+    for algorithm, value in checksums.items():
+        if _CHECKSUM.get(algorithm) is None or not _CHECKSUM[algorithm].fullmatch(value):
+            raise InvalidInput(f"{name}: {algorithm} {value!r} is not a checksum dpps keeps")
     return did_repo.NewFile(
         scope=batch.scope,
         name=name,
-        bytes=int(fields["bytes"]),
-        checksums=dict(fields["checksums"]),
+        bytes=size,
+        checksums=checksums,
         rse_id=rse_id,
         path=path,
         columns={k: convert_indexed(k, v) for k, v in (fields.get("columns") or {}).items()},

@@ -40,7 +40,10 @@ from dpps.oms.api.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=PROBLEM_RESPONSES)
 Agent = Annotated[Principal, allowed(Action.AGENT)]
-Instance = Annotated[str, Field(min_length=1, max_length=200)]
+#: Ids and counts as the catalog stores them (INTEGER / BIGINT): anything larger is refused
+#: here, not by the database in the middle of a transaction.
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Instance = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class ClaimIn(BaseModel):
@@ -52,7 +55,7 @@ class ClaimIn(BaseModel):
 class ReportIn(BaseModel):
     instance: Instance
     outcomes: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
-    renew: list[int] = Field(default_factory=list, max_length=100_000)
+    renew: list[Id] = Field(default_factory=list, max_length=100_000)
 
 
 class PresentIn(BaseModel):
@@ -75,10 +78,19 @@ class PurgedIn(BaseModel):
 
 
 class BeatIn(BaseModel):
-    daemon: Annotated[str, Field(min_length=1, max_length=200)]
+    daemon: Annotated[str, Field(min_length=1, max_length=64)]
     instance: Instance
     details: dict[str, Any] = Field(default_factory=dict)
     forget: bool = False
+
+
+def _in_range(record: object) -> None:
+    """Every integer field of a record (a job, a doomed replica) as the catalog can hold it."""
+    for name in getattr(record, "__slots__", ()):
+        value = getattr(record, name)
+        limit = 2**63 - 1 if name == "bytes" else 2**31 - 1
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= limit:
+            raise ValueError(f"{name} {value} is out of range")
 
 
 def _ledger(archive: ArchiveView, rses: list[str] | None) -> CatalogLedger:
@@ -102,6 +114,8 @@ def claim(body: ClaimIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
 def report(body: ReportIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
     try:
         outcomes = [outcome_from_wire(o) for o in body.outcomes]
+        for o in outcomes:
+            _in_range(o.job)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"malformed transfer outcome: {exc}") from None
     ledger = _ledger(archive, None)
@@ -161,6 +175,8 @@ def reaper_claim(body: ReaperClaimIn, archive: ArchiveView, who: Agent) -> dict[
 def reaper_purged(body: PurgedIn, archive: ArchiveView, who: Agent) -> dict[str, int]:
     try:
         removed = [doomed_from_wire(d) for d in body.removed]
+        for d in removed:
+            _in_range(d)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"malformed deletion report: {exc}") from None
     return {"forgotten": deletion.forget(archive.sessions, removed, account=who.name)}
@@ -173,7 +189,7 @@ def heartbeat(body: BeatIn, archive: ArchiveView, _who: Agent) -> dict[str, int]
         beats.forget(body.daemon, body.instance)
         return {"number": 0, "total": 0}
     host, _, rest = body.instance.partition(":")
-    pid = rest.partition(":")[0]
+    pid = rest.partition(":")[0][:9]
     slot = beats.beat(
         body.daemon,
         body.instance,
