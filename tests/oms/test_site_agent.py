@@ -118,6 +118,16 @@ def test_the_agent_api_refuses_what_is_not_its_own(seeded: Seeded, live: Backgro
             )
         with pytest.raises(InvalidInput):
             agent._json("POST", "/api/v1/agents/transfers/claim", json={**claim, "limit": 0})
+        with pytest.raises(InvalidInput, match="NUL"):  # PostgreSQL would fail on it
+            agent._json(
+                "POST", "/api/v1/agents/transfers/claim", json={**claim, "instance": "h\x00"}
+            )
+        with pytest.raises(InvalidInput):  # an id the catalog cannot hold
+            agent._json(
+                "POST",
+                "/api/v1/agents/transfers/report",
+                json={"instance": "h:1:x", "renew": [2**31]},
+            )
         # a site agent writes nothing else: no rules, no files
         with pytest.raises(PermissionDenied):
             agent._json(
@@ -151,7 +161,7 @@ def test_dpps_daemon_transfer_runs_a_site_agent_against_the_api(
     # Refusals, before anything runs: no --site, a daemon that needs the database, no token.
     refusals = (
         (["daemon", "transfer", "--once"], "give --site or --rses"),
-        (["daemon", "reaper", "--site", "PIC", "--once"], "needs the catalog database"),
+        (["daemon", "auditor", "--site", "PIC", "--once"], "needs the catalog database"),
     )
     for args, message in refusals:
         r = runner.invoke(app, ["-w", str(workspace), *args], env=env)

@@ -35,6 +35,7 @@ from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.core.authz import Action, Principal, require
 from dpps.core.daemon import DaemonContext, WorkerSlot
 from dpps.core.errors import InvalidInput, NotFound
+from dpps.core.identifiers import validate_lfn, validate_scope
 from dpps.oms.api.deps import ArchiveView, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 
@@ -84,6 +85,21 @@ class BeatIn(BaseModel):
     forget: bool = False
 
 
+def _printable(value: object, where: str) -> None:
+    """Refuse a NUL anywhere in a request's strings (keys included): PostgreSQL stores no NUL
+    in text, and would fail the whole transaction on it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"{where}: a string holds a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _printable(key, where)
+            _printable(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _printable(item, where)
+
+
 def _in_range(record: object) -> None:
     """Every integer field of a record (a job, a doomed replica) as the catalog can hold it."""
     for name in getattr(record, "__slots__", ()):
@@ -103,6 +119,7 @@ def _ledger(archive: ArchiveView, rses: list[str] | None) -> CatalogLedger:
 
 @router.post("/transfers/claim", summary="Lease due transfers into the agent's RSEs")
 def claim(body: ClaimIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
+    _printable(body.instance, "instance")
     jobs = _ledger(archive, body.rses).claim(body.instance, body.limit)
     return {"jobs": [job_to_wire(j) for j in jobs]}
 
@@ -112,6 +129,7 @@ def claim(body: ClaimIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
     summary="Record copies' outcomes (settling their rules) and renew running leases",
 )
 def report(body: ReportIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
+    _printable(body.model_dump(), "report")
     try:
         outcomes = [outcome_from_wire(o) for o in body.outcomes]
         for o in outcomes:
@@ -129,8 +147,9 @@ def report(body: ReportIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
 
 @router.post("/ingest/present", summary="Which of these names are registered already")
 def present(body: PresentIn, archive: ArchiveView, _who: Agent) -> dict[str, list[str]]:
+    scope, names = validate_scope(body.scope), [validate_lfn(n) for n in body.names]
     with archive.sessions() as session:
-        return {"names": sorted(latest_by_name(session, body.scope, body.names))}
+        return {"names": sorted(latest_by_name(session, scope, names))}
 
 
 @router.post(
@@ -138,6 +157,7 @@ def present(body: PresentIn, archive: ArchiveView, _who: Agent) -> dict[str, lis
     summary="Register a batch of files in place on the site's RSE (datasets, rules, events)",
 )
 def register(body: RegisterIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    _printable(body.batch, "batch")
     try:
         batch = batch_from_wire(body.batch)
     except (KeyError, TypeError, ValueError) as exc:
@@ -162,6 +182,7 @@ def register(body: RegisterIn, archive: ArchiveView, who: Agent) -> dict[str, An
     summary="The catalog's side of a site reaper's pass: what its RSEs may delete now",
 )
 def reaper_claim(body: ReaperClaimIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    _printable(body.instance, "instance")
     _ledger(archive, body.rses)  # unknown RSEs refused
     number, total = body.slot
     if number >= total:
@@ -173,6 +194,7 @@ def reaper_claim(body: ReaperClaimIn, archive: ArchiveView, who: Agent) -> dict[
 
 @router.post("/reaper/purged", summary="Replicas whose bytes a site's reaper removed")
 def reaper_purged(body: PurgedIn, archive: ArchiveView, who: Agent) -> dict[str, int]:
+    _printable(body.removed, "removed")
     try:
         removed = [doomed_from_wire(d) for d in body.removed]
         for d in removed:
@@ -184,6 +206,7 @@ def reaper_purged(body: PurgedIn, archive: ArchiveView, who: Agent) -> dict[str,
 
 @router.post("/heartbeats", summary="A site process's heartbeat (or its goodbye)")
 def heartbeat(body: BeatIn, archive: ArchiveView, _who: Agent) -> dict[str, int]:
+    _printable(body.model_dump(), "heartbeat")
     beats = DatabaseHeartbeats(archive.sessions)
     if body.forget:
         beats.forget(body.daemon, body.instance)
