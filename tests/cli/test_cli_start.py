@@ -122,9 +122,16 @@ def test_typo_suggests_the_command() -> None:
     assert "Did you mean 'rule'" in result.stderr
 
 
-def test_shell_completion_script_for_bash_and_zsh() -> None:
-    """Typer's completion: ``--show-completion SHELL`` prints a script that calls back."""
-    for shell in ("bash", "zsh"):
-        result = CliRunner().invoke(app, ["--show-completion", shell])
+def test_shell_completion_script_for_bash_and_zsh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer's completion: ``dpps --show-completion`` prints, for the shell it runs under, a
+    script that calls back into dpps. The shell is Typer's detection (a flag, not an
+    argument), so the test names it: its own parent may be no shell at all (a background job
+    found none and the script came out empty)."""
+    import typer.completion
+
+    for shell, marker in (("bash", "complete -o default -F"), ("zsh", "compdef")):
+        monkeypatch.setattr(typer.completion, "_get_shell_name", lambda shell=shell: shell)
+        result = CliRunner().invoke(app, ["--show-completion"])
         assert result.exit_code == 0, result.output
         assert "_DPPS_COMPLETE" in result.stdout
+        assert marker in result.stdout, (shell, result.stdout)
