@@ -11,10 +11,15 @@
    CTAO-North -> PIC, on-site copies deleted once safe) on the small topology, its rates
    printed against the telescope site's link cap (the baseline), with what crossed each link.
 
+4. ``--scenario cutoff [--cut-s 300] [--files 190] [--size-kib 1024]``: CTAO-North cut off from
+   the center for ``--cut-s`` while ACADA writes ``--files`` more files; the catch-up rate once
+   the link is back, against the registration rate of as many files before the cut (baseline).
+
 Needs root; holds /run/dpps-testbed-tests.lock while a testbed is up (the test suite's).
 Usage: python benchmarks/bench_testbed.py [--mib 100] [--streams 4] [--json]
        python benchmarks/bench_testbed.py --scenario longhaul [--files 190] [--size-kib 1024]
-                                          [--second-hop CSCS]
+                                          [--second-hop CSCS] [--agent-catalog api]
+       python benchmarks/bench_testbed.py --scenario cutoff [--cut-s 300] [--files 190]
 """
 
 from __future__ import annotations
@@ -115,6 +120,53 @@ def longhaul(
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def cutoff(files: int, size_kib: int, cut_s: float) -> dict[str, Any]:
+    """The telescope site cut off for ``cut_s`` while ACADA writes ``files`` more: the
+    catch-up rate against the registration rate of the same number of files before the cut
+    (the baseline, same run)."""
+    from dpps.testbed.scenario import longhaul as scenario
+    from dpps.testbed.scenario.cutoff import SiteCutOff
+
+    directory = Path(tempfile.mkdtemp(prefix="dpps-cutoff-bench-"))
+    cut = SiteCutOff(cut_s, backlog=files, size_kib=size_kib, wait_s=max(600.0, cut_s * 2))
+    try:
+        lifecycle.up(directory, topology.plan(topology.SMALL))
+        report = scenario.run(
+            directory, files=files, size_kib=size_kib, during=cut, timeout_s=cut_s + 1800
+        )
+    finally:
+        lifecycle.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    report["cutoff"] = {
+        "seconds": cut_s,
+        "backlog": files,
+        "registered_before_cut": cut.registered_before,
+        "registered_while_cut": cut.before_restore.get("registered", 0) - cut.registered_before,
+        "baseline_files_per_s": round(cut.baseline_files_per_s, 2),
+        "catch_up_s": round(cut.catch_up_s, 2),
+        "catch_up_files_per_s": round(cut.catch_up_files_per_s, 2),
+        "ratio": round(cut.catch_up_files_per_s / max(cut.baseline_files_per_s, 1e-9), 2),
+    }
+    return report
+
+
+def print_cutoff(r: dict[str, Any]) -> None:
+    c = r["cutoff"]
+    print(
+        f"CTAO-North cut off {c['seconds']:g} s while ACADA wrote {c['backlog']} files: "
+        f"{c['registered_while_cut']} registered while cut off, quarantined {r['quarantined']}"
+    )
+    print(
+        f"  catch-up after the link returned: {c['backlog']} files in {c['catch_up_s']} s = "
+        f"{c['catch_up_files_per_s']} files/s; before the cut (baseline, same run) "
+        f"{c['baseline_files_per_s']} files/s: ratio {c['ratio']}x"
+    )
+    print(
+        f"  lost {r['lost']}, duplicated {r['duplicated']}, rules not OK {r['rules_not_ok']}, "
+        f"on-site files left {r['onsite_files_left']}, complete {r['complete']}"
+    )
+
+
 def print_longhaul(r: dict[str, Any]) -> None:
     safe, lag = r["trigger_to_safe_s"], r["onsite_deletion_lag_s"]
     print(
@@ -157,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=100, help="MiB per throughput run")
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--scenario", choices=["longhaul"], default=None)
+    parser.add_argument("--scenario", choices=["longhaul", "cutoff"], default=None)
+    parser.add_argument(
+        "--cut-s", type=float, default=300.0, help="cutoff: seconds the site is cut off"
+    )
     parser.add_argument("--files", type=int, default=190)
     parser.add_argument("--size-kib", type=int, default=1024)
     parser.add_argument("--second-hop", default=None, help="e.g. CSCS (S3)")
@@ -169,15 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     if netns.namespaces():
         print("bench_testbed: a testbed is up; run 'dpps testbed down' first", file=sys.stderr)
         return 2
-    if args.scenario == "longhaul":
+    if args.scenario is not None:
         from filelock import FileLock
 
         with FileLock("/run/dpps-testbed-tests.lock", timeout=1800):
-            report = longhaul(args.files, args.size_kib, args.second_hop, args.agent_catalog)
+            if args.scenario == "cutoff":
+                report = cutoff(args.files, args.size_kib, args.cut_s)
+            else:
+                report = longhaul(args.files, args.size_kib, args.second_hop, args.agent_catalog)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print_longhaul(report)
+            (print_cutoff if args.scenario == "cutoff" else print_longhaul)(report)
         return 0 if report["ok"] else 1
     baseline = min(bare_pair_seconds() for _ in range(3))
     up_s, down_s = timed_up(topology.plan(topology.DEFAULT))

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, func, select
 from dpps.catalog.models import TransferRow
 from dpps.testbed import topology as topo
 from dpps.testbed.scenario import longhaul, sites
+from dpps.testbed.scenario.cutoff import SiteCutOff
 from dpps.testing import netns
 
 pytestmark = [
@@ -217,47 +218,6 @@ def test_long_haul_survives_the_central_catalog_restarting(small_testbed: Path) 
     _nothing_lost(report)
 
 
-class SiteCutOff:
-    """The ``during`` hook of the telescope-site fault: CTAO-North's WAN link down for
-    ``seconds`` while ACADA writes ``backlog`` more files into the landing area; then the
-    link back, and the time until the catalog holds every file: the catch-up."""
-
-    def __init__(self, seconds: float, backlog: int, size_kib: int) -> None:
-        self.seconds = seconds
-        self.backlog = backlog
-        self.size_kib = size_kib
-        self.before_restore: dict[str, Any] = {}
-        self.catch_up_s = 0.0
-
-    def __call__(self, dep: sites.Deployment, plan: topo.Plan) -> None:
-        central = plan.node("central").netns
-        node = plan.node("CTAO-North")
-        engine = create_engine(f"{dep.catalog_url}?application_name=fault", pool_size=1)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # the site is ingesting
-                if longhaul._in(central, lambda: _snapshot(engine))["registered"] >= 1:
-                    break
-                time.sleep(0.02)
-            netns.run(["ip", "-n", plan.wan_netns, "link", "set", node.wan_link, "down"])
-            try:
-                cut = time.monotonic()
-                longhaul.announce(dep, self.backlog, self.size_kib)  # ACADA writes on
-                time.sleep(max(0.0, self.seconds - (time.monotonic() - cut)))
-                self.before_restore = longhaul._in(central, lambda: _snapshot(engine))
-            finally:
-                netns.run(["ip", "-n", plan.wan_netns, "link", "set", node.wan_link, "up"])
-            back = time.monotonic()
-            total = len(dep.announced)
-            while time.monotonic() < back + 240:
-                if longhaul._in(central, lambda: _snapshot(engine))["registered"] >= total:
-                    break
-                time.sleep(0.1)
-            self.catch_up_s = time.monotonic() - back
-        finally:
-            engine.dispose()
-
-
 @pytest.mark.verifies_usecase("UC-190-1.3")
 def test_a_telescope_site_cut_off_keeps_its_files_and_catches_up(small_testbed: Path) -> None:
     """CTAO-North cut off from the center for 30 s while ACADA writes 60 more files: none is
@@ -268,6 +228,7 @@ def test_a_telescope_site_cut_off_keeps_its_files_and_catches_up(small_testbed: 
     report = longhaul.run(small_testbed, files=FILES, size_kib=64, during=cut, timeout_s=400)
     total = FILES + cut.backlog
     assert cut.before_restore["registered"] < total, cut.before_restore
+    assert cut.registered_before == FILES  # the baseline: every file before the cut
     assert report["quarantined"] == 0
     assert cut.catch_up_s < 240, "the backlog was not registered within 4 min of the link"
     print(
