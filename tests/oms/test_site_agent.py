@@ -20,11 +20,13 @@ from typer.testing import CliRunner
 from dpps.acada.simulate import simulate
 from dpps.bdms.ingestion.queue import IngestionQueue
 from dpps.bdms.ingestion.settings import QueueSettings
+from dpps.bdms.preservation.auditor import SiteAuditor
 from dpps.bdms.preservation.reaper import SiteReaper
 from dpps.bdms.transfer.daemon import TransferDaemon
 from dpps.catalog.models import EventRow, HeartbeatRow, ReplicaRow, RuleRow
 from dpps.cli.main import app
 from dpps.client.agent import (
+    RemoteAuditLedger,
     RemoteHeartbeats,
     RemoteIngestLedger,
     RemoteLedger,
@@ -161,7 +163,7 @@ def test_dpps_daemon_transfer_runs_a_site_agent_against_the_api(
     # Refusals, before anything runs: no --site, a daemon that needs the database, no token.
     refusals = (
         (["daemon", "transfer", "--once"], "give --site or --rses"),
-        (["daemon", "auditor", "--site", "PIC", "--once"], "needs the catalog database"),
+        (["daemon", "stager", "--site", "PIC", "--once"], "needs the catalog database"),
     )
     for args, message in refusals:
         r = runner.invoke(app, ["-w", str(workspace), *args], env=env)
@@ -340,3 +342,41 @@ def test_site_heartbeats_cross_the_wan_at_most_every_interval(
         beats.forget("reaper@CTAO-N", "h:1:a")
         beats.beat("reaper@CTAO-N", "h:1:a", {})  # forgotten: beats again at once
         assert len(requests) == 4
+
+
+@pytest.mark.verifies_usecase("UC-110-1.7")
+def test_a_site_auditor_through_the_api_reads_here_and_reports_once_per_chunk(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    archive = seeded.archive
+    onsite_root = Path(archive.config.rse_url("CTAO-N"))
+    rotten_did = seeded.dl0_files[0]
+    [rotten] = archive.show(rotten_did).replicas
+    (onsite_root / rotten.path).write_bytes(b"bit rot")
+    with archive.sessions() as s:  # ingest verified them just now: make them due again
+        s.execute(update(ReplicaRow).values(last_verified_at=None))
+        s.commit()
+    requests: list[str] = []
+    served = frozenset({"CTAO-N"})
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as remote:
+        remote.http.event_hooks["request"].append(lambda r: requests.append(r.url.path))
+        site_auditor = SiteAuditor(archive.config, RemoteAuditLedger(remote, served), served)
+        assert site_auditor.run_once(DaemonContext("auditor")) == len(seeded.dl0_files)
+        assert requests == ["/api/v1/agents/auditor/claim", "/api/v1/agents/auditor/report"]
+        # a second pass finds nothing due (the intact ones were stamped, the rotten one is BAD)
+        assert site_auditor.run_once(DaemonContext("auditor")) == 0
+        # a report naming another site's replica, or one it was not given, changes nothing
+        [dl1] = archive.show("/ctao/dl1/obs_42/tel_001.h5").replicas
+        with archive.sessions() as s:
+            dl1_id = s.scalars(select(ReplicaRow.id).where(ReplicaRow.path == dl1.path)).one()
+        lost = RemoteAuditLedger(remote, served).record([], [(dl1_id, "says the liar")])
+        assert lost == []
+    assert {r.rse: r.state for r in archive.show(rotten_did).replicas} == {"CTAO-N": "BAD"}
+    for did in seeded.dl0_files[1:]:
+        assert [r.state for r in archive.show(did).replicas] == ["AVAILABLE"]
+    assert [r.state for r in archive.show("/ctao/dl1/obs_42/tel_001.h5").replicas] == ["AVAILABLE"]
+    with archive.sessions() as s:
+        declared_by = set(
+            s.scalars(select(EventRow.account).where(EventRow.action == "replica.bad"))
+        )
+    assert declared_by == {"acct-site-agent"}

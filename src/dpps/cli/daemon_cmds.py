@@ -224,14 +224,15 @@ def _run_agent(
 ) -> DaemonContext:
     """A site process whose workspace names the central API as its catalog
     (``dpps.client.agent``): a transfer agent copies into its own RSEs and asks the API what
-    to copy; a reaper asks what its RSEs may delete and reports what went. (The ingestion
+    to copy; a reaper asks what its RSEs may delete and reports what went; an auditor asks
+    which replicas are due, reads them and reports what it found. (The ingestion
     queue, ``dpps daemon ingest``, does the same in ``acada_cmds``.) The other daemons work
     on the catalog's tables and need the database."""
-    if name not in ("transfer", "reaper"):
+    if name not in ("transfer", "reaper", "auditor"):
         raise ConfigError(
             f"catalog.url is the API at {config.catalog.url}: only the transfer agent, the "
-            f"reaper and the ingestion queue run against the API; daemon {name!r} needs the "
-            "catalog database"
+            f"reaper, the auditor and the ingestion queue run against the API; daemon "
+            f"{name!r} needs the catalog database"
         )
     if served is None:
         raise ConfigError(
@@ -250,12 +251,16 @@ def _run_agent(
 def _site_process(
     config: Config, name: str, served: frozenset[str], remote: RemoteArchive
 ) -> daemons.Daemon:
-    from dpps.client.agent import RemoteLedger, RemoteReaperLedger
+    from dpps.client.agent import RemoteAuditLedger, RemoteLedger, RemoteReaperLedger
 
     if name == "transfer":
         from dpps.bdms.transfer.daemon import TransferDaemon
 
         return TransferDaemon(config=config, ledger=RemoteLedger(remote, served))
+    if name == "auditor":
+        from dpps.bdms.preservation.auditor import SiteAuditor
+
+        return SiteAuditor(config, RemoteAuditLedger(remote, served), served)
     from dpps.bdms.preservation.reaper import SiteReaper
 
     return SiteReaper(config, RemoteReaperLedger(remote, served), served)

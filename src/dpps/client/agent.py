@@ -1,8 +1,8 @@
 """Site processes reaching the catalog through the central API.
 
 A workspace may name the API as its catalog (``catalog: {url: https://central:8000}``); its
-transfer agent, ingestion queue and reaper then speak to ``/api/v1/agents``, each through the
-small protocol its daemon talks to the catalog with:
+transfer agent, ingestion queue, reaper and auditor then speak to ``/api/v1/agents``, each
+through the small protocol its daemon talks to the catalog with:
 
 * ``RemoteLedger``, the ``TransferLedger`` (``dpps.bdms.transfer.records``): a claimed batch
   costs one request and its outcomes one more (the server settles their rules in the same
@@ -10,7 +10,9 @@ small protocol its daemon talks to the catalog with:
 * ``RemoteIngestLedger``, the ``IngestLedger`` (``dpps.bdms.ingestion.records``): a batch of
   new files costs one request;
 * ``RemoteReaperLedger``, the ``ReaperLedger`` (``dpps.bdms.preservation.records``): a pass
-  costs a claim of what to delete and a report of what went.
+  costs a claim of what to delete and a report of what went;
+* ``RemoteAuditLedger``, the ``AuditLedger`` (same module): a pass costs a claim of the
+  replicas due and a report per chunk of them read.
 
 A site 150 ms from the catalog spends those round trips per batch instead of several SQL
 statements per file. ``RemoteHeartbeats`` keeps the processes visible to ``dpps health`` and
@@ -32,7 +34,13 @@ from dpps.bdms.ingestion.records import (
     batch_to_wire,
     result_from_wire,
 )
-from dpps.bdms.preservation.records import Doomed, doomed_from_wire, doomed_to_wire
+from dpps.bdms.preservation.records import (
+    AuditTarget,
+    Doomed,
+    doomed_from_wire,
+    doomed_to_wire,
+    target_from_wire,
+)
 from dpps.bdms.transfer.records import (
     Job,
     Outcome,
@@ -147,6 +155,24 @@ class RemoteReaperLedger:
         body = {"removed": [doomed_to_wire(d) for d in removed]}
         data = self.remote._json("POST", "/api/v1/agents/reaper/purged", json=body)
         return int(data["forgotten"])
+
+
+class RemoteAuditLedger:
+    """``AuditLedger`` over the API: a claim per pass, a report per chunk of replicas read."""
+
+    def __init__(self, remote: RemoteArchive, rses: frozenset[str]) -> None:
+        self.remote = remote
+        self.rses = sorted(rses)
+
+    def claim(self, owner: str, slot: tuple[int, int]) -> list[AuditTarget]:
+        body = {"instance": owner, "rses": self.rses, "slot": list(slot)}
+        data = self.remote._json("POST", "/api/v1/agents/auditor/claim", json=body)
+        return [target_from_wire(t) for t in data["targets"]]
+
+    def record(self, verified: Sequence[int], damaged: Sequence[tuple[int, str]]) -> list[str]:
+        body = {"rses": self.rses, "verified": list(verified), "damaged": list(damaged)}
+        data = self.remote._json("POST", "/api/v1/agents/auditor/report", json=body)
+        return [str(d) for d in data["lost"]]
 
 
 class RemoteHeartbeats:

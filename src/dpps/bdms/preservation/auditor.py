@@ -19,12 +19,12 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.preservation.records import AuditLedger, AuditTarget
 from dpps.bdms.records import AuditReport, BadReplica
 from dpps.bdms.states import replicas as replica_states
 from dpps.catalog.context import CatalogContext, served
@@ -61,18 +61,6 @@ def _unreachable(backoff: dict[str, tuple[float, str]], url: str) -> str | None:
         del backoff[url]
         return None
     return entry[1]
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    replica_id: int
-    did_id: int
-    did: str
-    rse_id: int
-    rse: str
-    path: str
-    bytes: int | None
-    expected: dict[str, str]
 
 
 def plan(
@@ -115,7 +103,8 @@ def plan(
     return list(session.scalars(stmt.limit(limit)))
 
 
-def _targets(session: Session, ids: Sequence[int]) -> list[_Target]:
+def targets(session: Session, ids: Sequence[int]) -> list[AuditTarget]:
+    """The replicas ``ids`` still AVAILABLE, with what the catalog says their bytes are."""
     rows = session.execute(
         select(ReplicaRow, DIDRow, RSERow.name)
         .join(DIDRow, DIDRow.id == ReplicaRow.did_id)
@@ -129,7 +118,7 @@ def _targets(session: Session, ids: Sequence[int]) -> list[_Target]:
         if did.blake3:
             expected["blake3"] = did.blake3
         out.append(
-            _Target(
+            AuditTarget(
                 rep.id,
                 did.id,
                 f"{did.scope}:{did.name}",
@@ -143,7 +132,7 @@ def _targets(session: Session, ids: Sequence[int]) -> list[_Target]:
     return out
 
 
-def verify(storage: StorageElement, target: _Target) -> tuple[str | None, int]:
+def verify(storage: StorageElement, target: AuditTarget) -> tuple[str | None, int]:
     """(None, bytes read) if the replica is intact, else (why it is BAD, bytes read).
 
     Unavailable propagates: an unreachable store proves nothing about the bytes.
@@ -178,6 +167,36 @@ def audit(
     Once an RSE is found unreachable its other replicas are skipped, for this call or, with
     ``backoff`` (the daemon's memory), for ``UNREACHABLE_BACKOFF_S``.
     """
+
+    def chunks() -> Iterator[list[AuditTarget]]:
+        for start in range(0, len(ids), CHUNK):
+            with factory() as session:
+                yield targets(session, ids[start : start + CHUNK])
+
+    def record(verified: list[int], damaged: list[tuple[AuditTarget, str]]) -> list[str]:
+        return _record(factory, ctx.name, verified, damaged)
+
+    return check(
+        ctx, config, chunks(), record, bytes_per_s=bytes_per_s, progress=progress, backoff=backoff
+    )
+
+
+#: Stamps a chunk's intact replicas, declares its damaged ones BAD: the files now lost.
+Record = Callable[[list[int], list[tuple[AuditTarget, str]]], list[str]]
+
+
+def check(
+    ctx: DaemonContext,
+    config: Config,
+    chunks: Iterable[list[AuditTarget]],
+    record: Record,
+    *,
+    bytes_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    backoff: dict[str, tuple[float, str]] | None = None,
+) -> AuditReport:
+    """Read the replicas of ``chunks`` from their storage and ``record`` each chunk's outcome:
+    the auditor's work wherever its catalog is (``audit``, or a site's ``SiteAuditor``)."""
     started = time.monotonic()
     backoff = {} if backoff is None else backoff
     urls = {name: config.rse_url(name) for name in config.rses}
@@ -187,14 +206,12 @@ def audit(
     lost: list[str] = []
     errors: list[str] = []
     examined = 0
-    for start in range(0, len(ids), CHUNK):
+    for chunk in chunks:
         if ctx.stopping:
             break
-        with factory() as session:
-            targets = _targets(session, ids[start : start + CHUNK])
         verified: list[int] = []
-        damaged: list[tuple[_Target, str]] = []
-        for target in targets:
+        damaged: list[tuple[AuditTarget, str]] = []
+        for target in chunk:
             if ctx.stopping:
                 break
             examined += 1
@@ -231,7 +248,7 @@ def audit(
                 ahead = nbytes / bytes_per_s - (time.monotonic() - started)
                 if ahead > 0:
                     ctx.stop.wait(ahead)
-        newly_lost = _record(factory, ctx.name, verified, damaged)
+        newly_lost = record(verified, damaged) if verified or damaged else []
         good += len(verified)
         bad += [BadReplica(t.did, t.rse, t.path, why) for t, why in damaged]
         lost += newly_lost
@@ -255,7 +272,7 @@ def _record(
     factory: sessionmaker[Session],
     account: str,
     verified: list[int],
-    damaged: list[tuple[_Target, str]],
+    damaged: list[tuple[AuditTarget, str]],
 ) -> list[str]:
     """Stamp the good replicas, mark the damaged ones BAD; returns the files now lost."""
     if not verified and not damaged:
@@ -265,7 +282,7 @@ def _record(
 
 
 def _record_in(
-    session: Session, account: str, verified: list[int], damaged: list[tuple[_Target, str]]
+    session: Session, account: str, verified: list[int], damaged: list[tuple[AuditTarget, str]]
 ) -> list[str]:
     now = utcnow()
     if verified:
@@ -313,6 +330,72 @@ def one_pass(ctx: DaemonContext, factory: sessionmaker[Session], config: Config)
     if report.bad:
         log.warning("audit: %d BAD replica(s), %d lost file(s)", len(report.bad), len(report.lost))
     return report.good + len(report.bad)  # skipped replicas are no progress: back off
+
+
+def claim(
+    session: Session, config: Config, rses: frozenset[str], slot: WorkerSlot
+) -> list[AuditTarget]:
+    """A pass's replicas of ``rses`` due for re-reading (what the API answers a site's
+    auditor that reaches the catalog through it)."""
+    due = utcnow() - dt.timedelta(days=config.auditor.interval_days)
+    ids = plan(
+        session,
+        served(config, rses),
+        limit=config.auditor.files_per_pass,
+        due_before=due,
+        slot=slot,
+    )
+    return targets(session, ids)
+
+
+def record_reported(
+    session: Session,
+    account: str,
+    rses: frozenset[str],
+    verified: Sequence[int],
+    damaged: Sequence[tuple[int, str]],
+) -> list[str]:
+    """A site auditor's report, in the caller's transaction: only replicas still AVAILABLE on
+    the reporting site's RSEs count, with the catalog's own idea of what they are."""
+    reasons = dict(damaged)
+    known = {
+        t.replica_id: t for t in targets(session, sorted({*verified, *reasons})) if t.rse in rses
+    }
+    return _record_in(
+        session,
+        account,
+        [i for i in verified if i in known and i not in reasons],
+        [(known[i], why) for i, why in reasons.items() if i in known],
+    )
+
+
+class SiteAuditor(Daemon):
+    """A site's auditor whose catalog is the central API (``dpps daemon auditor --site X`` in
+    a workspace whose ``catalog.url`` is the API): a claim of the replicas due, the reading
+    here, one report per chunk."""
+
+    def __init__(self, config: Config, ledger: AuditLedger, rses: frozenset[str]) -> None:
+        self.config = served(config, rses)
+        self.ledger = ledger
+
+    def run_once(self, ctx: DaemonContext) -> int:
+        due = self.ledger.claim(ctx.instance, (ctx.slot.number, ctx.slot.total))
+        if not due:
+            return 0
+
+        def record(verified: list[int], damaged: list[tuple[AuditTarget, str]]) -> list[str]:
+            return self.ledger.record(verified, [(t.replica_id, why) for t, why in damaged])
+
+        chunks = [due[i : i + CHUNK] for i in range(0, len(due), CHUNK)]
+        report = check(
+            ctx,
+            self.config,
+            chunks,
+            record,
+            bytes_per_s=self.config.auditor.bytes_per_s,
+            backoff=_DAEMON_BACKOFF,
+        )
+        return report.good + len(report.bad)
 
 
 class Auditor(Daemon):

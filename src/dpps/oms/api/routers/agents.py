@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from dpps.bdms.ingestion.ledger import register_batch
 from dpps.bdms.ingestion.records import batch_from_wire, result_to_wire
-from dpps.bdms.preservation import deletion, reaper
-from dpps.bdms.preservation.records import doomed_from_wire, doomed_to_wire
+from dpps.bdms.preservation import auditor, deletion, reaper
+from dpps.bdms.preservation.records import doomed_from_wire, doomed_to_wire, target_to_wire
 from dpps.bdms.transfer.ledger import CatalogLedger
 from dpps.bdms.transfer.records import (
     job_to_wire,
@@ -76,6 +76,14 @@ class ReaperClaimIn(BaseModel):
 
 class PurgedIn(BaseModel):
     removed: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+class AuditReportIn(BaseModel):
+    rses: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=200)
+    verified: list[Id] = Field(default_factory=list, max_length=100_000)
+    damaged: list[tuple[Id, Annotated[str, Field(max_length=4000)]]] = Field(
+        default_factory=list, max_length=100_000
+    )
 
 
 class BeatIn(BaseModel):
@@ -202,6 +210,36 @@ def reaper_purged(body: PurgedIn, archive: ArchiveView, who: Agent) -> dict[str,
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"malformed deletion report: {exc}") from None
     return {"forgotten": deletion.forget(archive.sessions, removed, account=who.name)}
+
+
+@router.post("/auditor/claim", summary="The replicas of a site auditor's RSEs due for re-reading")
+def auditor_claim(body: ReaperClaimIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
+    _printable(body.instance, "instance")
+    _ledger(archive, body.rses)  # unknown RSEs refused
+    number, total = body.slot
+    if number >= total:
+        raise InvalidInput(f"slot {number} of {total}: the number must be below the total")
+    with archive.sessions() as session:
+        due = auditor.claim(
+            session, archive.config, frozenset(body.rses), WorkerSlot(number, total)
+        )
+    return {"targets": [target_to_wire(t) for t in due]}
+
+
+@router.post(
+    "/auditor/report",
+    summary="A site auditor's outcomes: intact replicas stamped, damaged ones declared BAD",
+)
+def auditor_report(body: AuditReportIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    _printable(body.model_dump(), "report")
+    _ledger(archive, body.rses)
+    lost = write(
+        archive.sessions,
+        lambda s: auditor.record_reported(
+            s, who.name, frozenset(body.rses), body.verified, body.damaged
+        ),
+    )
+    return {"lost": lost}
 
 
 @router.post("/heartbeats", summary="A site process's heartbeat (or its goodbye)")
