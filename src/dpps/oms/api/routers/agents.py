@@ -68,7 +68,7 @@ class RegisterIn(BaseModel):
     batch: dict[str, Any]
 
 
-class ReaperClaimIn(BaseModel):
+class SitePassIn(BaseModel):
     instance: Instance
     rses: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=200)
     slot: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1)]] = (0, 1)
@@ -123,6 +123,17 @@ def _ledger(archive: ArchiveView, rses: list[str] | None) -> CatalogLedger:
         if unknown:
             raise NotFound(f"unknown RSE(s) {', '.join(unknown)}: not in the server's topology")
     return CatalogLedger(replace(archive.context, rses=None if rses is None else frozenset(rses)))
+
+
+def _site_pass(body: SitePassIn, archive: ArchiveView) -> WorkerSlot:
+    """The checks of a site pass's claim (reaper, auditor): a printable instance, known
+    RSEs, and this instance's share among its site's (``slot``)."""
+    _printable(body.instance, "instance")
+    _ledger(archive, body.rses)  # unknown RSEs refused
+    number, total = body.slot
+    if number >= total:
+        raise InvalidInput(f"slot {number} of {total}: the number must be below the total")
+    return WorkerSlot(number, total)
 
 
 @router.post("/transfers/claim", summary="Lease due transfers into the agent's RSEs")
@@ -189,13 +200,9 @@ def register(body: RegisterIn, archive: ArchiveView, who: Agent) -> dict[str, An
     "/reaper/claim",
     summary="The catalog's side of a site reaper's pass: what its RSEs may delete now",
 )
-def reaper_claim(body: ReaperClaimIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
-    _printable(body.instance, "instance")
-    _ledger(archive, body.rses)  # unknown RSEs refused
-    number, total = body.slot
-    if number >= total:
-        raise InvalidInput(f"slot {number} of {total}: the number must be below the total")
-    ctx = DaemonContext(name=who.name, instance=body.instance, slot=WorkerSlot(number, total))
+def reaper_claim(body: SitePassIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    slot = _site_pass(body, archive)
+    ctx = DaemonContext(name=who.name, instance=body.instance, slot=slot)
     doomed = reaper.claim(ctx, archive.sessions, archive.config, rses=frozenset(body.rses))
     return {"doomed": [doomed_to_wire(d) for d in doomed]}
 
@@ -213,16 +220,10 @@ def reaper_purged(body: PurgedIn, archive: ArchiveView, who: Agent) -> dict[str,
 
 
 @router.post("/auditor/claim", summary="The replicas of a site auditor's RSEs due for re-reading")
-def auditor_claim(body: ReaperClaimIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
-    _printable(body.instance, "instance")
-    _ledger(archive, body.rses)  # unknown RSEs refused
-    number, total = body.slot
-    if number >= total:
-        raise InvalidInput(f"slot {number} of {total}: the number must be below the total")
+def auditor_claim(body: SitePassIn, archive: ArchiveView, _who: Agent) -> dict[str, Any]:
+    slot = _site_pass(body, archive)
     with archive.sessions() as session:
-        due = auditor.claim(
-            session, archive.config, frozenset(body.rses), WorkerSlot(number, total)
-        )
+        due = auditor.claim(session, archive.config, frozenset(body.rses), slot)
     return {"targets": [target_to_wire(t) for t in due]}
 
 
