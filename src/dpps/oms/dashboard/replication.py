@@ -10,17 +10,18 @@ error, never as an empty list that looks like "nothing there".
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from dpps.bdms import stats
 from dpps.bdms.listings import RuleFilter, TransferFilter
-from dpps.bdms.types import PageRequest
+from dpps.bdms.types import Page, PageRequest
 from dpps.core.clock import utcnow
 from dpps.core.errors import DppsError, InvalidInput
 from dpps.core.identifiers import DID, parse_did
@@ -102,41 +103,58 @@ def _choices(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/rules")
-def rules_page(request: Request) -> Response:
+def _list_page(
+    request: Request,
+    page: str,
+    title: str,
+    states: list[str],
+    fetch: Callable[[Listing], Page[Any]],
+    counts: Callable[[Session], dict[str, int]],
+) -> Response:
+    """A paged, filtered list (rules or transfers): a wrong filter is a 400 page naming it."""
     who = viewer(request)
     if who is None:
         return login_redirect(request)
-    archive = ctx(request).archive
     error, rows, total = None, [], 0
     try:
         asked = listing(request.query_params)
-        where = RuleFilter(
-            state=asked.state or None,
-            rse=asked.rse or None,
-            site=asked.site or None,
-            since=asked.since,
-        )
-        page = archive.views.rules(where, PageRequest(asked.offset, asked.limit))
-        rows, total = page.items, page.total
+        found = fetch(asked)
+        rows, total = found.items, found.total
     except InvalidInput as exc:
         error, asked = str(exc), listing({})
-    with archive.sessions() as s:
-        by_state = stats.rules_by_state(s)
+    with ctx(request).archive.sessions() as s:
+        by_state = counts(s)
     return html(
-        "dash/rules.html",
+        f"dash/{page}.html",
         status=400 if error else 200,
-        title="Replication rules",
-        active="rules",
+        title=title,
+        active=page,
         who=who,
         by_state=by_state,
         rows=rows,
         total=total,
         asked=asked,
         error=error,
-        states=[s.value for s in RuleState],
+        states=states,
         **_choices(request),
     )
+
+
+@router.get("/rules")
+def rules_page(request: Request) -> Response:
+    views = ctx(request).archive.views
+
+    def fetch(asked: Listing) -> Page[Any]:
+        where = RuleFilter(
+            state=asked.state or None,
+            rse=asked.rse or None,
+            site=asked.site or None,
+            since=asked.since,
+        )
+        return views.rules(where, PageRequest(asked.offset, asked.limit))
+
+    states = [s.value for s in RuleState]
+    return _list_page(request, "rules", "Replication rules", states, fetch, stats.rules_by_state)
 
 
 @router.get("/rules/{rule_id}")
@@ -165,13 +183,9 @@ def rule_page(request: Request, rule_id: int) -> Response:
 
 @router.get("/transfers")
 def transfers_page(request: Request) -> Response:
-    who = viewer(request)
-    if who is None:
-        return login_redirect(request)
-    archive = ctx(request).archive
-    error, rows, total = None, [], 0
-    try:
-        asked = listing(request.query_params)
+    views = ctx(request).archive.views
+
+    def fetch(asked: Listing) -> Page[Any]:
         where = TransferFilter(
             state=asked.state or None,
             involving=asked.rse or None,
@@ -179,26 +193,10 @@ def transfers_page(request: Request) -> Response:
             since=asked.since,
             rule_id=asked.rule,
         )
-        page = archive.views.transfers(where, PageRequest(asked.offset, asked.limit))
-        rows, total = page.items, page.total
-    except InvalidInput as exc:
-        error, asked = str(exc), listing({})
-    with archive.sessions() as s:
-        by_state = stats.transfers_by_state(s)
-    return html(
-        "dash/transfers.html",
-        status=400 if error else 200,
-        title="Transfers",
-        active="transfers",
-        who=who,
-        by_state=by_state,
-        rows=rows,
-        total=total,
-        asked=asked,
-        error=error,
-        states=[s.value for s in TransferState],
-        **_choices(request),
-    )
+        return views.transfers(where, PageRequest(asked.offset, asked.limit))
+
+    states = [s.value for s in TransferState]
+    return _list_page(request, "transfers", "Transfers", states, fetch, stats.transfers_by_state)
 
 
 @router.get("/transfers/{transfer_id}")
