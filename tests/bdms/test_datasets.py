@@ -67,6 +67,7 @@ def test_build_a_tree_list_it_and_select_by_membership(archive: Archive, tmp_pat
     assert {"dataset.create", "container.create", "did.attach", "did.detach"} <= actions
 
 
+@pytest.mark.verifies_usecase("UC-110-1.12")
 def test_wrong_attachments_are_refused_and_change_nothing(
     archive: Archive, tmp_path: Path
 ) -> None:
@@ -204,6 +205,7 @@ def test_ingest_into_a_closed_dataset_is_refused_and_leaves_nothing(
     assert again == files  # the same files, members already: reported present, not refused
 
 
+@pytest.mark.verifies_usecase("UC-110-1.12")
 def test_detach_keeps_the_locks_of_files_a_rule_still_covers_another_way(
     archive: Archive, tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ def _counts(archive: Archive) -> tuple[int, ...]:
         )
 
 
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
 def test_rows_read_back_as_registered(archive: Archive, path: str) -> None:
     files = [_file(archive, i) for i in range(5)]
     outcomes = _register(archive, files)
@@ -127,6 +128,7 @@ def test_rows_read_back_as_registered(archive: Archive, path: str) -> None:
     assert len({*ids, *(o.did_id for o in more), other}) == 8
 
 
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
 def test_a_duplicate_the_look_up_missed_refuses_the_chunk_whole(
     archive: Archive, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +149,7 @@ def test_a_duplicate_the_look_up_missed_refuses_the_chunk_whole(
     assert [o.status for o in outcomes] == ["registered", "present"]
 
 
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
 def test_a_row_refused_in_a_later_table_leaves_no_file(archive: Archive, path: str) -> None:
     """The replica of the last file points to no RSE: DIDs were already written in the
     transaction, and none of them stays."""
@@ -158,6 +161,7 @@ def test_a_row_refused_in_a_later_table_leaves_no_file(archive: Archive, path: s
     assert [o.status for o in _register(archive, files[:1])] == ["registered"]
 
 
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
 def test_the_same_name_twice_in_a_chunk(archive: Archive, path: str) -> None:
     same, other = _file(archive, 0), _file(archive, 0, bytes=5)
     outcomes = _register(archive, [same, same, other])

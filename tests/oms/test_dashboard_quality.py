@@ -249,6 +249,7 @@ def _bar_widths(chart: str) -> dict[str, float]:
     return {label: float(width) for label, width in bars}
 
 
+@pytest.mark.verifies_usecase("UC-140-1.2.1")
 def test_bars_are_drawn_against_the_threshold() -> None:
     """A metric's bars are scaled to its limit, which is marked: a value of 0 is an empty bar
     (it was drawn full length when every value was 0.00 and bars were scaled to their max)."""
@@ -282,6 +283,7 @@ def test_bars_are_drawn_against_the_threshold() -> None:
     assert len(re.findall(r'class="mark"', chart)) == 2
 
 
+@pytest.mark.verifies_usecase("UC-140-1.2.1")
 def test_plots_of_a_page_archived_without_a_product_type(
     seeded: Seeded, signed_in: TestClient, tmp_path: Path
 ) -> None:

@@ -65,6 +65,7 @@ def _ids(text: str, kind: str) -> list[int]:
     return [int(i) for i in re.findall(rf'<tr data-{kind}="(\d+)"', text)]
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_transfers_are_paged_and_filtered(
     seeded: Seeded, replication: Replication, signed_in: TestClient
 ) -> None:
@@ -98,6 +99,7 @@ def test_transfers_are_paged_and_filtered(
     assert "unknown transfer state" in wrong.text
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_rules_are_paged_and_filtered(
     seeded: Seeded, replication: Replication, signed_in: TestClient
 ) -> None:
@@ -117,6 +119,7 @@ def test_rules_are_paged_and_filtered(
     assert signed_in.get("/ui/rules", params={"state": "nope"}).status_code == 400
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_a_page_per_rule_transfer_and_rse_linked_from_the_others(
     seeded: Seeded, replication: Replication, signed_in: TestClient
 ) -> None:

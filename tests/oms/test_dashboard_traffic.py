@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -17,6 +18,7 @@ from tests.oms.conftest import Seeded
 from tests.oms.test_dashboard_replication import make_replication
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_traffic_per_link_as_time_series(seeded: Seeded, signed_in: TestClient) -> None:
     archive = seeded.archive
     replication = make_replication(seeded)

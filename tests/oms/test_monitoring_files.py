@@ -378,6 +378,7 @@ def test_a_rule_stuck_for_hours_shows_its_age(seeded: Seeded) -> None:
 # --- The dashboard's structure ---------------------------------------------------------------
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_the_dashboard_is_a_grafana_model_with_a_datasource_variable() -> None:
     data = dashboard()
     assert data["schemaVersion"] >= 36
@@ -412,6 +413,7 @@ def test_the_dashboard_is_a_grafana_model_with_a_datasource_variable() -> None:
         assert wanted in titles, wanted
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_every_alert_has_a_severity_a_runbook_and_a_unit_test() -> None:
     data = yaml.safe_load(RULES.read_text())
     tests = yaml.safe_load(RULE_TESTS.read_text())

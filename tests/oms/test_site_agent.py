@@ -100,6 +100,7 @@ def test_an_agent_through_the_api_costs_two_requests_per_batch(
     assert accounts == {"acct-site-agent"}
 
 
+@pytest.mark.verifies_usecase("UC-190-1.2")
 def test_the_agent_api_refuses_what_is_not_its_own(seeded: Seeded, live: BackgroundServer) -> None:
     claim = {"instance": "h:1:x", "limit": 10, "rses": ["PIC"]}
     with (
@@ -139,6 +140,7 @@ def test_the_agent_api_refuses_what_is_not_its_own(seeded: Seeded, live: Backgro
             )
 
 
+@pytest.mark.verifies_usecase("UC-190-1.2")
 def test_dpps_daemon_transfer_runs_a_site_agent_against_the_api(
     seeded: Seeded, live: BackgroundServer, tmp_path: Path
 ) -> None:
@@ -219,6 +221,7 @@ def test_a_telescope_site_queue_registers_through_the_api_one_request_per_batch(
     assert "acct-site-agent" in accounts
 
 
+@pytest.mark.verifies_usecase("UC-110-1.1.1")
 def test_the_ingest_api_refuses_files_outside_the_queue_or_its_root(
     seeded: Seeded, live: BackgroundServer
 ) -> None:
@@ -291,6 +294,7 @@ def test_a_site_reaper_through_the_api_deletes_safe_on_site_copies_in_two_reques
     assert deleted_by == {"acct-site-agent"}
 
 
+@pytest.mark.verifies_usecase("UC-110-1.8")
 def test_a_site_reaper_cannot_forget_another_sites_replica(
     seeded: Seeded, live: BackgroundServer
 ) -> None:
@@ -321,6 +325,7 @@ def test_a_site_reaper_cannot_forget_another_sites_replica(
     assert [r.rse for r in seeded.archive.show(did).replicas] == ["CTAO-N"]
 
 
+@pytest.mark.verifies_usecase("UC-160-1.1")
 def test_site_heartbeats_cross_the_wan_at_most_every_interval(
     seeded: Seeded, live: BackgroundServer
 ) -> None:
