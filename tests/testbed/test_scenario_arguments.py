@@ -1,0 +1,27 @@
+"""The long-haul scenario refuses wrong arguments before it looks for a testbed: no root, no
+namespace and nothing on disk needed to say so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dpps.core.errors import InvalidInput
+from dpps.testbed.scenario import longhaul
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"agent_catalog": "carrier-pigeon"}, "--agent-catalog 'carrier-pigeon'"),
+        ({"files": 0}, "--files and --size-kib"),
+        ({"size_kib": 0}, "--files and --size-kib"),
+    ],
+)
+def test_wrong_arguments_are_refused_before_anything_starts(
+    kwargs: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        longhaul.run(tmp_path, **kwargs)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # no scenario directory, no state file
