@@ -207,7 +207,7 @@ def run(files: int = 2000, kib: int = 256) -> dict[str, Any]:
         unlink_s = time.perf_counter() - t
         rctx = DaemonContext(name="reaper")
         t = time.perf_counter()
-        deleted = reaper.reap_onsite(rctx, archive.sessions, archive.config)
+        deleted = reaper.one_pass(rctx, archive.sessions, archive.config)
         reap_s = time.perf_counter() - t
         archive.close()
     p95 = statistics.quantiles(latencies, n=20)[18]
