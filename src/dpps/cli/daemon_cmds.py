@@ -39,7 +39,17 @@ LogLevel = Annotated[
 SleepOpt = Annotated[
     float,
     typer.Option(
-        "--sleep", min=0.0, help="Seconds to wait when there was no work (doubles, up to 30)."
+        "--sleep",
+        min=0.0,
+        help="Seconds to wait when there was no work (doubles, up to 30 or --max-sleep).",
+    ),
+]
+MaxSleepOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-sleep",
+        min=0.0,
+        help="The longest wait of an idle site process (its latency to new work).",
     ),
 ]
 OnceOpt = Annotated[bool, typer.Option("--once", help="One pass, then exit.")]
@@ -172,6 +182,7 @@ def run_named(
     scheduler: str | None = None,
     site: str | None = None,
     rses: str | None = None,
+    max_sleep: float = 30.0,
 ) -> None:
     """Run the registered daemon ``name`` (``--executor``/``--scheduler`` override the WMS
     configuration of this process: the job manager's executor; ``--site``/``--rses`` make it
@@ -181,7 +192,15 @@ def run_named(
     config = load_config(find_workspace(_workspace(ctx)))
     served = partition(config, name, site, rses)  # refused before the catalog is opened
     if api_catalog(config) is not None:
-        agent = _run_agent(config, name, served, once=once, sleep=sleep, metrics_port=metrics_port)
+        agent = _run_agent(
+            config,
+            name,
+            served,
+            once=once,
+            sleep=sleep,
+            max_sleep=max_sleep,
+            metrics_port=metrics_port,
+        )
         _summary({name: agent}, json_)
         return
     archive = open_local_archive(ctx)
@@ -208,6 +227,7 @@ def run_named(
             beats,
             once=once,
             sleep_s=sleep,
+            max_sleep_s=max_sleep,
             wrap=wrap,
         )
     _summary({name: context}, json_)
@@ -220,6 +240,7 @@ def _run_agent(
     *,
     once: bool,
     sleep: float,
+    max_sleep: float,
     metrics_port: int | None,
 ) -> DaemonContext:
     """A site process whose workspace names the central API as its catalog
@@ -245,7 +266,9 @@ def _run_agent(
     with connect(config) as remote, daemon_metrics(metrics_port) as wrap:
         process = _site_process(config, name, served, remote)
         beats = PartitionHeartbeats(RemoteHeartbeats(remote), served)
-        return daemons.run(process, name, beats, once=once, sleep_s=sleep, wrap=wrap)
+        return daemons.run(
+            process, name, beats, once=once, sleep_s=sleep, max_sleep_s=max_sleep, wrap=wrap
+        )
 
 
 def _site_process(
@@ -313,6 +336,7 @@ def _site_command(name: str, summary: str) -> Callable[..., None]:
         site: SiteOpt = None,
         rses: RsesOpt = None,
         sleep: SleepOpt = 1.0,
+        max_sleep: MaxSleepOpt = 30.0,
         log_level: LogLevel = "INFO",
         metrics_port: MetricsOpt = None,
         json_: JsonOpt = False,
@@ -327,6 +351,7 @@ def _site_command(name: str, summary: str) -> Callable[..., None]:
             json_=json_,
             site=site,
             rses=rses,
+            max_sleep=max_sleep,
         )
 
     run_one.__name__ = f"daemon_{name}"

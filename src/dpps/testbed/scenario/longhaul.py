@@ -137,6 +137,8 @@ def run(
         # four times the link's time for the bytes, plus half a second a file (a copy costs
         # at least XrdCl's 2.5 s check, with ~100 in flight): a deadline, not a target
         limit = timeout_s or 120.0 + total_bytes * 8 / (cap_mbit * 1e6) * 4 + files * 0.5
+        if second_hop is not None and timeout_s is None:
+            limit *= 2  # the second copies start only once the first are safe
         progress = _wait(dep, engine, central, files, started + limit, second_hop)
         elapsed = max(progress["finished"], time.time()) - started
         after = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}

@@ -240,6 +240,8 @@ def write_workspaces(dep: Deployment, settings: dict[str, Any]) -> None:
 
 #: (label, namespace's data center, daemon and its partition) of every site process; the
 #: ingestion queue is bound to its landing area's RSE by ``--rse``.
+#: The longest idle wait of the scenario's transfer agents and reapers (seconds).
+MAX_SLEEP_S = 2.0
 PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("evaluator", "central", ("evaluator",)),
     ("ingest@CTAO-North", "CTAO-North", ("ingest", "--rse", ONSITE_RSE)),
@@ -323,6 +325,10 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     argv = [dpps, "--workspace", str(dep.workspace(where)), *command]
     if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
         argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
+    if daemon[0] in ("transfer", "reaper"):
+        # idle, a site process waits up to 30 s by default: here the second hop's agent
+        # idles until PIC holds the first copies, and would then start late by as much
+        argv += ["--max-sleep", str(MAX_SLEEP_S)]
     env = dict(os.environ)
     env.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
     # the server logs it with each statement ('@' would end the URL's user part)
