@@ -171,7 +171,8 @@ def test_a_killed_stager_leaves_the_request_to_another(
     archive.preservation.stage(on_tape[:1])
     set_time(archive, StageRequestRow, "requested_at", dt.timedelta(seconds=10))
     dead = DaemonContext(name="stager")
-    claimed = stager._claim(dead, archive.sessions, archive.config, [], None, 10)
+    ledger = stager.CatalogStageLedger(archive.sessions, archive.config)
+    claimed, _ = ledger.claim(dead.instance, ["PIC-TAPE"], 10)
     assert len(claimed) == 1  # ... and the owner dies before copying
     assert _stager(archive) == 0  # leased: another stager leaves it alone
     set_time(archive, StageRequestRow, "lease_expires_at", dt.timedelta(seconds=1))
