@@ -246,14 +246,15 @@ def _run_agent(
     """A site process whose workspace names the central API as its catalog
     (``dpps.client.agent``): a transfer agent copies into its own RSEs and asks the API what
     to copy; a reaper asks what its RSEs may delete and reports what went; an auditor asks
-    which replicas are due, reads them and reports what it found. (The ingestion
+    which replicas are due, reads them and reports what it found; a stager asks which stage
+    requests of its tapes are due, copies them to its buffer and reports. (The ingestion
     queue, ``dpps daemon ingest``, does the same in ``acada_cmds``.) The other daemons work
     on the catalog's tables and need the database."""
-    if name not in ("transfer", "reaper", "auditor"):
+    if name not in ("transfer", "reaper", "auditor", "stager"):
         raise ConfigError(
             f"catalog.url is the API at {config.catalog.url}: only the transfer agent, the "
-            f"reaper, the auditor and the ingestion queue run against the API; daemon "
-            f"{name!r} needs the catalog database"
+            f"reaper, the auditor, the stager and the ingestion queue run against the API; "
+            f"daemon {name!r} needs the catalog database"
         )
     if served is None:
         raise ConfigError(
@@ -280,6 +281,11 @@ def _site_process(
         from dpps.bdms.transfer.daemon import TransferDaemon
 
         return TransferDaemon(config=config, ledger=RemoteLedger(remote, served))
+    if name == "stager":
+        from dpps.bdms.staging.stager import SiteStager
+        from dpps.client.agent import RemoteStageLedger
+
+        return SiteStager(config, RemoteStageLedger(remote, served), served)
     if name == "auditor":
         from dpps.bdms.preservation.auditor import SiteAuditor
 
