@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs, remote_archive
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe
 from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
 from dpps.core.errors import ConfigError, DppsError
 
@@ -204,43 +205,33 @@ def list_campaigns(
         str | None, typer.Option(help="Only QUEUED, RUNNING, DONE or FAILED campaigns.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Campaigns, newest first: state, phase, progress, who submitted them."""
-    infos = _campaigns(ctx).recent(state=state, limit=limit)
-    if json_:
-        emit_json(infos)
-        return
-    console.print(
-        table(
-            None,
-            [
-                "name",
-                "state",
-                "phase",
-                "progress",
-                "version",
-                "query",
-                "account",
-                "created",
-                "finished",
-            ],
-            [
-                [
-                    i.name,
-                    i.state,
-                    i.phase,
-                    f"{i.done}/{i.total}" if i.total else "",
-                    i.spec.get("software_version", ""),
-                    i.spec.get("query", ""),
-                    i.account,
-                    i.created_at.isoformat(timespec="seconds"),
-                    i.finished_at.isoformat(timespec="seconds") if i.finished_at else "",
-                ]
-                for i in infos
-            ],
-        )
-    )
+    fmt = output_format(output, json_)
+    # The server lists 1000 at most: at that limit, whether more exist is not known.
+    infos, more = probe(_campaigns(ctx).recent(state=state, limit=min(limit + 1, 1000)), limit)
+    columns = [
+        *(Column(c) for c in ("name", "state", "phase", "progress", "version")),
+        Column("query", whole=False),
+        *(Column(c) for c in ("account", "created", "finished")),
+    ]
+    rows = [
+        [
+            i.name,
+            i.state,
+            i.phase,
+            f"{i.done}/{i.total}" if i.total else "",
+            i.spec.get("software_version", ""),
+            i.spec.get("query", ""),
+            i.account,
+            i.created_at,
+            i.finished_at,
+        ]
+        for i in infos
+    ]
+    emit(Listing(columns, rows, infos, limit=limit, more=more, paged=False), fmt)
 
 
 def show(

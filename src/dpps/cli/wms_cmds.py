@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dpps.cli.common import JsonOpt, command, open_wms
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
 from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
 from dpps.core import priority as scale
 from dpps.core.errors import EXIT_CODES
@@ -124,6 +125,8 @@ def _job_rows(jobs: list[Any]) -> list[list[Any]]:
 
 
 JOB_COLUMNS = ["id", "name", "state", "site", "activity", "prio", "attempts", "reason"]
+#: The job list's columns: the reason is free text, the rest stay whole.
+JOB_LISTING = [Column(c, whole=c != "reason") for c in JOB_COLUMNS]
 
 
 def status(
@@ -183,16 +186,16 @@ def list_jobs(
     site: Annotated[str | None, typer.Option(help="Only jobs that ran at this site.")] = None,
     activity: Annotated[str | None, typer.Option(help="Only jobs of this activity.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (paging).")] = 0,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    jobs = open_wms(ctx).list_jobs(
-        state=state, workflow_id=workflow, site=site, activity=activity, limit=limit
+    fmt = output_format(output, json_)
+    page = open_wms(ctx).job_listing(
+        state=state, workflow_id=workflow, site=site, activity=activity, limit=limit, offset=offset
     )
-    if json_:
-        emit_json(jobs)
-        return
-    console.print(table(None, JOB_COLUMNS, _job_rows(jobs)))
+    emit(Listing(JOB_LISTING, _job_rows(page.items), page.items, page.total, offset, limit), fmt)
 
 
 def logs(
@@ -387,12 +390,10 @@ def tr_add(
     _tr_info(info, json_)
 
 
-def tr_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
+def tr_list(ctx: typer.Context, output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List transformations with their file counts."""
+    fmt = output_format(output, json_)
     infos = open_wms(ctx).transformations()
-    if json_:
-        emit_json(infos)
-        return
     rows = [
         [
             t.name,
@@ -405,9 +406,12 @@ def tr_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
         ]
         for t in infos
     ]
-    console.print(
-        table(None, ["name", "state", "activity", "prio", "grouping", "files", "filter"], rows)
-    )
+    columns = [
+        *(Column(c) for c in ("name", "state", "activity", "prio", "grouping")),
+        Column("files", whole=False),
+        Column("filter", whole=False),
+    ]
+    emit(Listing(columns, rows, infos), fmt)
 
 
 def tr_status(
