@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import enum
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -150,13 +151,20 @@ def emit(listing: Listing, fmt: OutputFormat, *, width: int | None = None) -> No
     elif fmt is OutputFormat.PLAIN:
         sys.stdout.write("".join(cell(row[listing.key]) + "\n" for row in listing.rows))
     else:
-        render_table(listing, width or console.width)
+        render_table(listing, width or terminal_width())
     if listing.truncated():
         notice = showing(listing)
         if fmt is OutputFormat.TABLE:
             console.print(notice, soft_wrap=True)
         else:
             err_console.print(notice)
+
+
+def terminal_width() -> int:
+    """The width to fit: ``$COLUMNS`` as it is now (Rich reads it once, when the console is
+    made), else what Rich found (the terminal's, or 80 for a pipe)."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else console.width
 
 
 def _csv(value: Any) -> Any:

@@ -35,9 +35,7 @@ def accounts_api(ctx: typer.Context) -> AccountsAPI:
     return AccountService(open_local_archive(ctx).sessions, ROOT)
 
 
-def _show_accounts(
-    infos: list[AccountInfo], json_: bool, output: OutputFormat | None = None
-) -> None:
+def _accounts(infos: list[AccountInfo]) -> Listing:
     columns = [
         Column("account"),
         Column("roles", whole=False),
@@ -48,7 +46,12 @@ def _show_accounts(
         [a.name, ", ".join(a.roles), ", ".join(a.scopes), a.email, a.created_at, a.disabled_at]
         for a in infos
     ]
-    emit(Listing(columns, rows, infos), output_format(output, json_))
+    return Listing(columns, rows, infos)
+
+
+def _show_accounts(infos: list[AccountInfo], json_: bool) -> None:
+    """The accounts a change touched: JSON as a list (not a listing's page)."""
+    emit_json(infos) if json_ else emit(_accounts(infos), OutputFormat.TABLE)
 
 
 NameArg = Annotated[str, typer.Argument(help="Account name.")]
@@ -73,7 +76,7 @@ def account_add(
 
 def account_list(ctx: typer.Context, output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List accounts with their roles and scopes."""
-    _show_accounts(accounts_api(ctx).list_accounts(), json_, output)
+    emit(_accounts(accounts_api(ctx).list_accounts()), output_format(output, json_))
 
 
 def account_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
