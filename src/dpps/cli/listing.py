@@ -191,9 +191,9 @@ def _texts(listing: Listing) -> list[list[str]]:
 
 def table_width(columns: Sequence[Column], texts: Sequence[Sequence[str]]) -> int:
     """The narrowest table that keeps every whole column unbroken: whole columns at their
-    longest value, free text at ``MIN_TEXT_WIDTH`` (or less if shorter), plus the borders
-    and padding of Rich's default box (three characters a column and one)."""
-    width = 3 * len(columns) + 1
+    longest value, free text at ``MIN_TEXT_WIDTH`` (or less if shorter), and two spaces
+    between columns (no box: ``kubectl get``'s layout, the most columns in a width)."""
+    width = 2 * (len(columns) - 1)
     for i, col in enumerate(columns):
         longest = max([len(col.name), *(len(row[i]) for row in texts)])
         width += longest if col.whole else min(longest, max(MIN_TEXT_WIDTH, len(col.name)))
@@ -208,7 +208,7 @@ def render_table(listing: Listing, width: int) -> None:
     if table_width(listing.columns, texts) > width:
         _blocks(listing.columns, texts)
         return
-    t = Table(header_style="bold")
+    t = Table(box=None, header_style="bold", pad_edge=False)
     for i, col in enumerate(listing.columns):
         longest = max([len(col.name), *(len(row[i]) for row in texts)])
         if col.whole:
@@ -233,6 +233,6 @@ def _blocks(columns: Sequence[Column], texts: Sequence[Sequence[str]]) -> None:
         for i, (col, value) in enumerate(zip(columns, row, strict=True)):
             if i and not value:
                 continue
-            console.print(
-                Text(f"{'' if i == 0 else '  '}{col.name:<{names}}  {value}"), soft_wrap=True
-            )
+            # The key unindented, the other fields under it; every value in one column.
+            label = f"{col.name:<{names + 2}}" if i == 0 else f"  {col.name:<{names}}"
+            console.print(Text(f"{label}  {value}"), soft_wrap=True)
