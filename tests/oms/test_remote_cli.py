@@ -50,6 +50,9 @@ def test_read_commands_print_the_same_locally_and_remotely(
     for args in (
         ("ls", "obs_id=42", "--json"),
         ("ls", "obs_id=42"),
+        ("ls", "obs_id=42", "--limit", "1", "--offset", "1", "--json"),  # total and paging
+        ("ls", "obs_id=42", "-o", "csv"),
+        ("ls", "obs_id=42", "-o", "plain"),
         ("ls", "", "--count", "--json"),
         ("ls", "", "--type", "DATASET", "--json"),
         ("show", did, "--json"),

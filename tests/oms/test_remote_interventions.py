@@ -63,6 +63,7 @@ def test_transfer_list_and_retry_both_ways(seeded: Seeded, live: BackgroundServe
         ("transfer", "list", "--state", "failed", "--json"),
         ("transfer", "list", "--errors", "--rse", "PIC", "--json"),
         ("transfer", "list", "--limit", "1", "--json"),
+        ("transfer", "list", "--offset", "1", "-o", "plain"),
     ):
         local, remote = _both(seeded, live, *args, role="reader")
         assert local[0] == 0, local

@@ -32,6 +32,7 @@ def test_rule_commands_print_the_same_locally_and_remotely(
         ("rule", "list", "--state", "replicating", "--json"),
         ("rule", "list", "--did", DL1_FILE, "--json"),
         ("rule", "list", "--limit", "1", "--json"),
+        ("rule", "list", "--limit", "1", "--offset", "1", "-o", "csv"),
         ("rule", "show", str(on_dl0), "--json"),
         ("rule", "show", str(on_dl0)),
         ("rule", "show", str(on_dl1), "--json"),

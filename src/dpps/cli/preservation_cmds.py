@@ -81,6 +81,9 @@ def stage(
     else:
         with status_line(fmt is OutputFormat.TABLE) as show:
             infos = pres.stage(dids, wait=wait, timeout_s=timeout, status=show)
+    if fmt is OutputFormat.JSON and not (list_ or not dids):
+        emit_json(infos)  # the requests just made: a list, as before (not a listing's page)
+        return
     columns = [
         *(Column(c) for c in ("id", "DID", "from", "state", "ready in (s)", "expires")),
         Column("error", whole=False),
