@@ -206,3 +206,19 @@ def test_emit_blocks_keep_each_value_on_its_line(capsys: pytest.CaptureFixture[s
     assert lines[0].index(did) == lines[1].index("REPLICATING")  # values in one column
     assert "" in lines  # a blank line between records
     assert not any("error" in line for line in lines[:3])  # empty fields are left out
+
+
+def test_free_text_wraps_between_words_never_inside_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = "/ctao/dl0/array-north/2026-12-07/obs_123/tel_001.fits"  # a word of 53
+    reason = f"checksum mismatch reading {path} from PIC after 3 attempts, giving up now"
+    listing = Listing([Column("id"), Column("error", whole=False)], [[7, reason]], items=[])
+    for width in WIDTHS:
+        emit(listing, OutputFormat.TABLE, width=width)
+        out = capsys.readouterr().out
+        assert any(path in line for line in out.splitlines()), (width, out)
+        assert all(len(line.rstrip()) <= width for line in out.splitlines()), (width, out)
+        # Wide enough for the path: a table whose reason wraps onto several lines.
+        assert out.splitlines()[0].split() == ["id", "error"], (width, out)
+        assert len(out.splitlines()) > 2 or width >= len(reason) + 4, (width, out)

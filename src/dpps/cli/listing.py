@@ -189,32 +189,45 @@ def _texts(listing: Listing) -> list[list[str]]:
     return [[show(v) for show, v in zip(shows, row, strict=True)] for row in listing.rows]
 
 
-def table_width(columns: Sequence[Column], texts: Sequence[Sequence[str]]) -> int:
-    """The narrowest table that keeps every whole column unbroken: whole columns at their
-    longest value, free text at ``MIN_TEXT_WIDTH`` (or less if shorter), and two spaces
-    between columns (no box: ``kubectl get``'s layout, the most columns in a width)."""
-    width = 2 * (len(columns) - 1)
+def _needs(columns: Sequence[Column], texts: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
+    """Each column's (narrowest, widest) width: a whole column its longest value either way;
+    free text its longest value at most, and at least ``MIN_TEXT_WIDTH`` or its longest
+    word (a word, such as a path in an error, is never cut either)."""
+    needs = []
     for i, col in enumerate(columns):
-        longest = max([len(col.name), *(len(row[i]) for row in texts)])
-        width += longest if col.whole else min(longest, max(MIN_TEXT_WIDTH, len(col.name)))
-    return width
+        cells = [row[i] for row in texts]
+        longest = max([len(col.name), *map(len, cells)])
+        if col.whole:
+            needs.append((longest, longest))
+            continue
+        word = max([len(col.name), *(len(w) for c in cells for w in c.split())])
+        needs.append((min(longest, max(MIN_TEXT_WIDTH, word)), longest))
+    return needs
+
+
+def table_width(columns: Sequence[Column], texts: Sequence[Sequence[str]]) -> int:
+    """The narrowest table that breaks no value inside a word: each column at its narrowest
+    (``_needs``) and two spaces between columns (no box: ``kubectl get``'s layout, the most
+    columns in a width)."""
+    return 2 * (len(columns) - 1) + sum(low for low, _ in _needs(columns, texts))
 
 
 def render_table(listing: Listing, width: int) -> None:
-    """A table if its whole columns fit in ``width``, else one block of lines a record."""
+    """A table if it fits ``width`` without breaking a word, else one block of lines a
+    record. The widths are set here, not by Rich: Rich would narrow any column to fit."""
     texts = _texts(listing)
     if listing.title:
         console.print(Text(listing.title, style="bold"), soft_wrap=True)
-    if table_width(listing.columns, texts) > width:
+    needs = _needs(listing.columns, texts)
+    spare = width - table_width(listing.columns, texts)
+    if spare < 0:
         _blocks(listing.columns, texts)
         return
     t = Table(box=None, header_style="bold", pad_edge=False)
-    for i, col in enumerate(listing.columns):
-        longest = max([len(col.name), *(len(row[i]) for row in texts)])
-        if col.whole:
-            t.add_column(col.name, no_wrap=True, width=longest)
-        else:
-            t.add_column(col.name, overflow="fold")
+    for col, (low, high) in zip(listing.columns, needs, strict=True):
+        grow = min(spare, high - low)  # free text widens, left to right, while space is left
+        spare -= grow
+        t.add_column(col.name, no_wrap=col.whole, width=low + grow, overflow="fold")
     for row in texts:
         t.add_row(*(Text(v) for v in row))
     # Rich never draws wider than its console: a console of the width asked (the same
