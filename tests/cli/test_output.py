@@ -94,6 +94,7 @@ def make_listed(tmp_path: Path, catalog_url: str | None) -> tuple[Path, list[str
 def test_tables_never_break_a_did_or_a_state_at_any_width(listed: tuple[Path, list[str]]) -> None:
     ws, dids = listed
     assert len(dids[0]) >= 100
+    shown = json.loads(run("-w", str(ws), "show", dids[0], "--json")[1])["file"]
     for columns in (*WIDTHS, 250):
         for args, header in ((("ls",), ["DID", "level"]), (("rule", "list"), ["id", "DID"])):
             code, out, err = run("-w", str(ws), *args, columns=columns)
@@ -112,6 +113,11 @@ def test_tables_never_break_a_did_or_a_state_at_any_width(listed: tuple[Path, li
                 assert all(len(line) <= columns for line in lines), out
             else:
                 assert sum(line.startswith(f"{header[0]} ") for line in lines) == 3, out
+        # Reports' tables (show, locate, rule show...) keep every word whole too.
+        code, out, err = run("-w", str(ws), "show", dids[0], columns=columns)
+        assert code == 0, err
+        for word in (dids[0], shown["blake3"], shown["created_at"][:19]):
+            assert any(word in line for line in out.splitlines()), (columns, word, out)
 
 
 def test_ls_in_every_format_with_its_total_and_paging(listed: tuple[Path, list[str]]) -> None:

@@ -9,7 +9,15 @@ import typer
 
 from dpps.bdms.types import BulkReport, FileInfo
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
-from dpps.cli.listing import Column, Listing, OutputFormat, OutputOpt, emit, output_format
+from dpps.cli.listing import (
+    Column,
+    Listing,
+    OutputFormat,
+    OutputOpt,
+    emit,
+    output_format,
+    show_table,
+)
 from dpps.cli.output import (
     console,
     emit_json,
@@ -17,7 +25,6 @@ from dpps.cli.output import (
     human_bytes,
     progress_bar,
     styled,
-    table,
 )
 from dpps.cli.preservation_cmds import status_line
 from dpps.core.errors import EXIT_CODES, InvalidInput
@@ -99,7 +106,7 @@ def ingest(
             for r in report.results
         ]
         if len(rows) <= 50:
-            console.print(table(None, ["DID", "status", "version", "size", "error"], rows))
+            show_table(None, ["DID", "status", "version", "size", "error"], rows)
         console.print(
             f"{report.count('registered')} registered, {report.count('present')} already present, "
             f"{len(report.failed)} failed; {human_bytes(report.bytes)} in {report.seconds:.2f} s"
@@ -228,23 +235,16 @@ def show(
         *base_fields,
         *([f"meta.{k}", v] for k, v in sorted(f.meta.items())),
     ]
-    console.print(table(None, ["field", "value"], fields))
-    console.print(
-        table(
-            "replicas",
-            ["RSE", "site", "kind", "state", "path", "verified"],
-            [
-                [r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at]
-                for r in details.replicas
-            ],
-        )
+    show_table(None, ["field", "value"], fields)
+    show_table(
+        "replicas",
+        ["RSE", "site", "kind", "state", "path", "verified"],
+        [[r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at] for r in details.replicas],
     )
-    console.print(
-        table(
-            "events",
-            ["when", "account", "action", "RSE", "reason"],
-            [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events],
-        )
+    show_table(
+        "events",
+        ["when", "account", "action", "RSE", "reason"],
+        [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events],
     )
 
 
@@ -261,12 +261,10 @@ def locate(
         state = "available" if loc.available else "NOT available"
         est = f"{loc.estimated_seconds:.3f} s from {loc.best_rse}" if loc.available else "-"
         console.print(f"{loc.did}: {state}; estimated retrieval {est}")
-        console.print(
-            table(
-                None,
-                ["RSE", "kind", "state", "estimate (s)"],
-                [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas],
-            )
+        show_table(
+            None,
+            ["RSE", "kind", "state", "estimate (s)"],
+            [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas],
         )
     if not loc.available:
         raise typer.Exit(9)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs, remote_archive
-from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe
-from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe, show_table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core.errors import ConfigError, DppsError
 
 if TYPE_CHECKING:
@@ -287,30 +287,26 @@ def _print(report: dict[str, Any]) -> None:
         f"{total['tape_only_files']} ({human_bytes(total['tape_only_bytes'])}); "
         f"estimated staging {v['estimated_staging_s']:.0f} s"
     )
-    console.print(
-        table(
-            "observation blocks (the files DataPipe reads)",
-            ["obs_id", "files", "bytes", "tape only"],
-            [
-                [o, t["files"], human_bytes(t["bytes"]), t["tape_only_files"]]
-                for o, t in v["blocks"].items()
-            ],
-        )
+    show_table(
+        "observation blocks (the files DataPipe reads)",
+        ["obs_id", "files", "bytes", "tape only"],
+        [
+            [o, t["files"], human_bytes(t["bytes"]), t["tape_only_files"]]
+            for o, t in v["blocks"].items()
+        ],
     )
-    console.print(
-        table(
-            "data centers",
-            ["site", "replicas", "disk", "tape"],
+    show_table(
+        "data centers",
+        ["site", "replicas", "disk", "tape"],
+        [
             [
-                [
-                    s,
-                    d["files"],
-                    human_bytes(d.get("disk_bytes", 0)),
-                    human_bytes(d.get("tape_bytes", 0)),
-                ]
-                for s, d in sorted(v["sites"].items())
-            ],
-        )
+                s,
+                d["files"],
+                human_bytes(d.get("disk_bytes", 0)),
+                human_bytes(d.get("tape_bytes", 0)),
+            ]
+            for s, d in sorted(v["sites"].items())
+        ],
     )
     console.print(f"models: {report['models'] or 'none'}; IRF: {report['irf'] or 'none'}")
     if report["dry_run"]:
@@ -321,23 +317,19 @@ def _print(report: dict[str, Any]) -> None:
         f"staged {s['ready']} of {s['files']} files in {s['seconds']:.1f} s; released "
         f"{len(s['released'])} buffer copies"
     )
-    console.print(
-        table(
-            "steps",
-            ["step", "runs", "ok", "failed", "how"],
+    show_table(
+        "steps",
+        ["step", "runs", "ok", "failed", "how"],
+        [
             [
-                [
-                    step,
-                    c["runs"],
-                    c["ok"],
-                    c["failed"],
-                    ", ".join(
-                        f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed")
-                    ),
-                ]
-                for step, c in report["counts"].items()
-            ],
-        )
+                step,
+                c["runs"],
+                c["ok"],
+                c["failed"],
+                ", ".join(f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed")),
+            ]
+            for step, c in report["counts"].items()
+        ],
     )
     for note in report["skipped"]:
         console.print(note)
@@ -400,7 +392,7 @@ def print_comparison(comparison: dict[str, Any] | None) -> None:
         f"{comparison['target']}, observations {comparison['observations']}: previous "
         f"({old['software_version']}) vs new ({new['software_version']})"
     )
-    console.print(table(title, ["figure", "previous", "new", "new - previous"], rows))
+    show_table(title, ["figure", "previous", "new", "new - previous"], rows)
     console.print(
         f"separation measured on the IRFs' simulated runs ({sep_new.get('test_gammas')} gammas, "
         f"{sep_new.get('test_protons')} protons); Q = efficiency / sqrt(1 - rejection), "

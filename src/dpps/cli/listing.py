@@ -235,6 +235,14 @@ def render_table(listing: Listing, width: int) -> None:
     Console(width=width, highlight=False, markup=False).print(t)
 
 
+def show_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A report's table (``show``, ``locate``, ``rule show``, ``wms status``...) drawn as the
+    listings' are: no value broken inside a word at any width (every column may wrap between
+    words; a DID, a checksum or a time is one word), blocks when even that does not fit."""
+    listing = Listing([Column(c, whole=False) for c in columns], rows, items=[], title=title)
+    render_table(listing, terminal_width())
+
+
 def _blocks(columns: Sequence[Column], texts: Sequence[Sequence[str]]) -> None:
     """Narrow terminals: the key line, then each other non-empty field indented, a blank
     line between records; lines are never wrapped by us (the terminal may fold a long

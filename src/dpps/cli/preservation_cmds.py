@@ -20,6 +20,7 @@ from dpps.cli.listing import (
     emit,
     output_format,
     probe,
+    show_table,
 )
 from dpps.cli.output import (
     console,
@@ -28,7 +29,6 @@ from dpps.cli.output import (
     human_bytes,
     progress_bar,
     styled,
-    table,
 )
 from dpps.core.errors import IntegrityFailure, Unavailable
 
@@ -128,12 +128,10 @@ def audit(
         emit_json(report)
     else:
         if report.bad:
-            console.print(
-                table(
-                    "BAD replicas",
-                    ["DID", "RSE", "path", "reason"],
-                    [[b.did, b.rse, b.path, b.reason] for b in report.bad],
-                )
+            show_table(
+                "BAD replicas",
+                ["DID", "RSE", "path", "reason"],
+                [[b.did, b.rse, b.path, b.reason] for b in report.bad],
             )
         for did in report.lost:
             err_console.print(styled("[red]LOST:[/red] {} has no good copy left", did))
@@ -209,20 +207,18 @@ def export(
 
 
 def _print_health(report: HealthReport) -> None:
-    console.print(
-        table(
-            "daemons",
-            ["daemon", "instances", "last heartbeat", "state"],
+    show_table(
+        "daemons",
+        ["daemon", "instances", "last heartbeat", "state"],
+        [
             [
-                [
-                    d.name,
-                    d.instances,
-                    d.last_seen,
-                    "STALE" if d.stale else ("running" if d.instances else "not running"),
-                ]
-                for d in report.daemons
-            ],
-        )
+                d.name,
+                d.instances,
+                d.last_seen,
+                "STALE" if d.stale else ("running" if d.instances else "not running"),
+            ]
+            for d in report.daemons
+        ],
     )
     for check in report.checks:
         if check.ok:

@@ -10,8 +10,8 @@ import typer
 
 from dpps.bdms.types import RuleInfo
 from dpps.cli.common import JsonOpt, command, open_archive
-from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
-from dpps.cli.output import console, emit_json, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, show_table
+from dpps.cli.output import console, emit_json
 from dpps.core import priority as scale
 from dpps.core.errors import InvalidInput
 
@@ -181,29 +181,25 @@ def rule_show(
         ["locks", _locks(r)],
         ["transfers", ", ".join(f"{n} {s}" for s, n in sorted(details.transfers.items()))],
     ]
-    console.print(table(None, ["field", "value"], rows))
+    show_table(None, ["field", "value"], rows)
     if details.placement:
         states = sorted({s for counts in details.placement.values() for s in counts})
-        console.print(
-            table(
-                "locks per RSE (files)",
-                ["RSE", *states],
-                [
-                    [rse, *(counts.get(s, 0) for s in states)]
-                    for rse, counts in details.placement.items()
-                ],
-            )
+        show_table(
+            "locks per RSE (files)",
+            ["RSE", *states],
+            [
+                [rse, *(counts.get(s, 0) for s in states)]
+                for rse, counts in details.placement.items()
+            ],
         )
     if details.problems:
-        console.print(
-            table(
-                "transfers with errors",
-                ["id", "DID", "to", "state", "attempts", "error"],
-                [
-                    [t.id, t.did, t.dest, t.state, f"{t.attempts}/{t.max_attempts}", t.error]
-                    for t in details.problems
-                ],
-            )
+        show_table(
+            "transfers with errors",
+            ["id", "DID", "to", "state", "attempts", "error"],
+            [
+                [t.id, t.did, t.dest, t.state, f"{t.attempts}/{t.max_attempts}", t.error]
+                for t in details.problems
+            ],
         )
 
 

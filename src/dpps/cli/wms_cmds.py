@@ -13,8 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dpps.cli.common import JsonOpt, command, open_wms
-from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
-from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, show_table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core import priority as scale
 from dpps.core.errors import EXIT_CODES
 
@@ -148,7 +148,7 @@ def status(
         )
         for step, st in info.steps.items():
             console.print(f"  step {step}: {st['state']} ({st['jobs']} jobs)")
-        console.print(table(None, JOB_COLUMNS, _job_rows(info.jobs)))
+        show_table(None, JOB_COLUMNS, _job_rows(info.jobs))
         for key, value in info.outputs.items():
             console.print(f"  output {key}: {value}")
         return
@@ -176,7 +176,7 @@ def status(
         [e.ts.isoformat(timespec="seconds"), e.state, e.attempt, e.reason or ""]
         for e in job.events
     ]
-    console.print(table("history", ["time", "state", "attempt", "reason"], rows))
+    show_table("history", ["time", "state", "attempt", "reason"], rows)
 
 
 def list_jobs(
@@ -265,25 +265,23 @@ def accounting(
     if json_:
         emit_json(rows)
         return
-    console.print(
-        table(
-            None,
-            [*keys, "jobs", "done", "failed", "cpu h", "wall h", "peak MB", "read", "written"],
+    show_table(
+        None,
+        [*keys, "jobs", "done", "failed", "cpu h", "wall h", "peak MB", "read", "written"],
+        [
             [
-                [
-                    *(r.key[k] for k in keys),
-                    r.jobs,
-                    r.done,
-                    r.failed,
-                    f"{r.cpu_hours:.4f}",
-                    f"{r.wall_hours:.4f}",
-                    f"{r.max_rss_mb:.0f}",
-                    human_bytes(r.bytes_read),
-                    human_bytes(r.bytes_written),
-                ]
-                for r in rows
-            ],
-        )
+                *(r.key[k] for k in keys),
+                r.jobs,
+                r.done,
+                r.failed,
+                f"{r.cpu_hours:.4f}",
+                f"{r.wall_hours:.4f}",
+                f"{r.max_rss_mb:.0f}",
+                human_bytes(r.bytes_read),
+                human_bytes(r.bytes_written),
+            ]
+            for r in rows
+        ],
     )
 
 
