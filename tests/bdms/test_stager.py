@@ -260,7 +260,7 @@ def test_cli_get_no_wait_then_stage_wait(
     assert info["state"] == "READY"
     assert info["rse"] == "PIC-TAPE"
     res = runner.invoke(app, [*ws, "stage", "--list", "--state", "READY", "--json"])
-    assert [i["did"] for i in json.loads(res.stdout)] == [on_tape[0]]
+    assert [i["did"] for i in json.loads(res.stdout)["items"]] == [on_tape[0]]
     res = runner.invoke(app, [*ws, "get", on_tape[0], str(tmp_path / "o.fits"), "--json"])
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["results"][0]["status"] == "retrieved"

@@ -31,7 +31,7 @@ runner = CliRunner()
 def test_daemon_list_shows_the_archive_and_the_wms_daemons() -> None:
     result = runner.invoke(app, ["daemon", "list", "--json"])
     assert result.exit_code == 0, result.stderr
-    package = {row["name"]: row["package"] for row in json.loads(result.stdout)}
+    package = {row["name"]: row["package"] for row in json.loads(result.stdout)["items"]}
     assert package["wms-manager"] == "wms"
     assert package["wms-transformer"] == "wms"
     assert package["evaluator"] == "bdms"

@@ -22,7 +22,8 @@ from dpps.bdms import daemons as bdms_daemons
 from dpps.bdms.replication import rse_expression
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.common import JsonOpt, command, open_local_archive
-from dpps.cli.output import console, emit_json, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
+from dpps.cli.output import console, emit_json
 from dpps.client.agent import api_catalog
 from dpps.client.archive import RemoteArchive
 from dpps.core import daemon as daemons
@@ -402,22 +403,15 @@ def wms_manager(
     )
 
 
-def list_daemons(json_: JsonOpt = False) -> None:
+def list_daemons(output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List the daemons: `dpps daemon NAME` runs one, `dpps serve` runs them all."""
+    fmt = output_format(output, json_)
     rows = [
         {"name": s.name, "package": s.package, "summary": s.summary}
         for s in sorted(daemons.REGISTRY.values(), key=lambda s: s.name)
     ]
-    if json_:
-        emit_json(rows)
-        return
-    console.print(
-        table(
-            None,
-            ["daemon", "package", "what it does"],
-            [[r["name"], r["package"], r["summary"]] for r in rows],
-        )
-    )
+    columns = [Column("daemon"), Column("package"), Column("what it does", whole=False)]
+    emit(Listing(columns, [[r["name"], r["package"], r["summary"]] for r in rows], rows), fmt)
 
 
 def serve(
