@@ -19,7 +19,7 @@ from dpps.cli.output import (
     table,
 )
 from dpps.cli.preservation_cmds import status_line
-from dpps.core.errors import EXIT_CODES, InvalidInput
+from dpps.core.errors import EXIT_CODES, InvalidInput, Unavailable
 
 PARTIAL_EXIT = 10
 assert PARTIAL_EXIT in EXIT_CODES
@@ -317,6 +317,11 @@ def get(
                     "once it is staged ('dpps stage --list' shows progress)"
                 )
     report_exit(report)
+    waiting = report.count("staging")
+    if waiting:
+        # A script must not take "requested" for "fetched": nothing of these is at DEST yet.
+        err_console.print(f"{waiting} not retrieved yet: staging from tape")
+        raise typer.Exit(Unavailable.exit_code)
 
 
 def rse_list(
