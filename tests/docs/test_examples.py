@@ -1,0 +1,122 @@
+"""Every shell and Python example of README.md and docs/ runs as written (issue 14, item 9).
+
+Each page runs in one shell, in order, in a fresh workspace (see tests/docs/runner.py for the
+conventions); a ```console block's shown output is compared with what its command printed, on
+the words that matter (identifiers, counts, states), not on a table's frame. A block that
+cannot run here is marked ``<!-- no-run: reason -->`` in the page; the skips are counted and
+printed, and their number is capped so a new one is a decision, not a drift.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.docs import runner
+from tests.docs.extract import Block, DocError, blocks
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: The most no-run blocks allowed; raise it only with a reason in the page for each new skip.
+MAX_SKIPS = 30
+#: Seconds a page may take at most before it counts as hung.
+PAGE_TIMEOUT_S = 300.0
+
+pytestmark = pytest.mark.xdist_group("docs")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _runnable(page: Path) -> list[Block]:
+    return [b for b in blocks(page) if not b.no_run]
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if _runnable(p)], ids=lambda p: p.relative_to(ROOT).as_posix()
+)
+def test_page_examples_run(page: Path, tmp_path: Path) -> None:
+    home, out, tmp = tmp_path / "home", tmp_path / "out", tmp_path / "tmp"
+    for d in (home, out, tmp):
+        d.mkdir()
+    (home / ".venv").symlink_to(Path(runner.sys.executable).parent.parent)
+    page_blocks = blocks(page)
+    script = runner.build(page_blocks, tmp, out)
+    started, cpu = time.monotonic(), _children_cpu_s()
+    result = runner.run(script, home, runner.environment(home), out, PAGE_TIMEOUT_S)
+    print(
+        f"{page.name}: {len(_runnable(page))} blocks in {time.monotonic() - started:.1f} s, "
+        f"{_children_cpu_s() - cpu:.1f} s of CPU"
+    )
+    assert result.returncode == 0, (
+        f"{runner.failure_place(script, result.stderr)}\n"
+        f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
+    )
+    problems = runner.mismatches(script.expected, out)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_skip_has_a_reason_and_they_stay_few() -> None:
+    skipped = [b for page in PAGES for b in blocks(page) if b.no_run]
+    for b in skipped:
+        print(f"no-run {b.where}: {b.no_run}")
+    print(f"{len(skipped)} blocks not run")
+    assert len(skipped) <= MAX_SKIPS
+
+
+def test_a_skip_without_reason_or_an_unclosed_fence_is_refused(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text("<!-- no-run: -->\n```bash\ntrue\n```\n")
+    with pytest.raises(DocError, match=r"p\.md:1: a no-run comment needs a reason"):
+        blocks(page)
+    page.write_text("<!-- no-run: needs root -->\n\nsome prose\n```bash\ntrue\n```\n")
+    with pytest.raises(DocError, match="not right before a block"):
+        blocks(page)
+    page.write_text("text\n```bash\ntrue\n")
+    with pytest.raises(DocError, match=r"p\.md:2: the fence is never closed"):
+        blocks(page)
+
+
+def test_harness_names_the_failing_line_and_a_wrong_shown_output(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text(
+        "```bash\nexport A=1\n```\n\n"
+        "```console\n$ echo ctao:/x 3 files\n│ ctao:/x │ 3 files │\n$ echo $A\n2\n```\n\n"
+        "```bash\ntrue\nfalse   # the failing example\ntrue\n```\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    script = runner.build(blocks(page), tmp_path, out)
+    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 30)
+    assert result.returncode != 0
+    assert runner.failure_place(script, result.stderr).startswith("p.md:14 (block at line 12)")
+    [problem] = runner.mismatches(script.expected, out)
+    assert problem.startswith("p.md:8: `echo $A` shows '2', output lacks ['2']")
+
+
+def test_harness_stops_a_server_the_page_left_running(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text("```bash\nsleep 300 &\necho $! > sleeper.pid\n```\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    script = runner.build(blocks(page), tmp_path, out)
+    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 30)
+    assert result.returncode == 0, result.stderr
+    assert not runner.alive(int((tmp_path / "sleeper.pid").read_text()))
+
+
+def test_harness_stops_a_hung_command_and_its_children(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text("```bash\nbash -c 'echo $$ > inner.pid; exec sleep 300'\n```\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    script = runner.build(blocks(page), tmp_path, out)
+    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 3)
+    assert result.returncode != 0
+    assert "DOCS-TIMEOUT after 3 s" in result.stderr
+    assert not runner.alive(int((tmp_path / "inner.pid").read_text()))
