@@ -1,5 +1,6 @@
 """The runnable examples of a Markdown page: its bash, console and python fenced blocks.
 
+A ```output block right after a runnable block is what that block prints, checked loosely.
 A block preceded by ``<!-- no-run: reason -->`` (blank lines between are allowed) is kept with
 its reason, so the test can count and print every skip; a skip without a reason is an error,
 because a reader must be able to tell why an example was not proven.
@@ -8,7 +9,7 @@ because a reader must be able to tell why an example was not proven.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 #: Fence languages whose blocks the docs test runs.
@@ -27,6 +28,7 @@ class Block:
     lang: str
     text: str
     no_run: str | None = None
+    shown: str | None = None  # the ```output block right after it: what it prints
 
     @property
     def where(self) -> str:
@@ -70,7 +72,11 @@ def blocks(path: Path) -> list[Block]:
         if i == len(lines):
             raise DocError(f"{path.name}:{start + 1}: the fence is never closed")
         i += 1
-        if lang in RUNNABLE:
+        if lang == "output":
+            if not found or found[-1].shown is not None or found[-1].lang == "console":
+                raise DocError(f"{path.name}:{start + 1}: an output block follows no example")
+            found[-1] = replace(found[-1], shown="\n".join(body) + "\n")
+        elif lang in RUNNABLE:
             reason = pending[1] if pending else None
             found.append(Block(path, start + 1, lang, "\n".join(body) + "\n", reason))
         elif pending is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -84,7 +85,7 @@ def _console(block: Block) -> list[Expected]:
         line = lines[i]
         if line.startswith("$ "):
             cmd, start = line[2:], block.line + 1 + i
-            while cmd.endswith("\\") and i + 1 < len(lines):
+            while (cmd.endswith("\\") or not _complete(cmd)) and i + 1 < len(lines):
                 i += 1
                 cmd += "\n" + lines[i]
             found.append(Expected(block, start, cmd))
@@ -94,16 +95,27 @@ def _console(block: Block) -> list[Expected]:
     return found
 
 
+def _complete(command: str) -> bool:
+    """Whether a console command is whole (its quotes closed), or goes on on the next line."""
+    try:
+        shlex.split(command, comments=True)
+    except ValueError:
+        return False
+    return True
+
+
 def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
     """One script for the page's runnable blocks; console outputs go to ``out``/N.out."""
     ports = _ports(blocks)
     lines = [
         "set -e",
         f"__docs_pids={out}/pids",
+        # Background jobs stop, and are waited for, so that their CPU counts as the page's.
         "__docs_stop() { for p in $(jobs -p); do echo $p >> $__docs_pids; kill $p 2>/dev/null"
-        " || true; done; }",
+        " || true; done; wait; }",
         "trap __docs_stop EXIT",
-        "trap 'echo \"DOCS-FAILED at script line $LINENO: $BASH_COMMAND\" >&2' ERR",
+        "exec 9>&2",  # the shell's own stderr, even while a block's output goes to a file
+        "trap 'echo \"DOCS-FAILED at script line $LINENO: $BASH_COMMAND\" >&9' ERR",
     ]
     origin: dict[int, tuple[Block, int]] = {}
     expected: list[Expected] = []
@@ -120,7 +132,18 @@ def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
         if block.lang == "python":
             source = out / f"block_{n:03d}.py"
             source.write_text(text, encoding="utf-8")
-            emit(f"python {source}", block, block.line + 1)
+            if block.shown is None:
+                emit(f"python {source}", block, block.line + 1)
+            else:
+                capture = out / f"{len(expected):03d}.out"
+                emit(
+                    f"python {source} > {capture} 2>&1 || {{ cat {capture}; false; }}",
+                    block,
+                    block.line + 1,
+                )
+                expected.append(
+                    Expected(block, block.line, "the python block", block.shown.splitlines())
+                )
         elif block.lang == "console":
             commands = _console(Block(block.path, block.line, block.lang, text))
             for k, ex in enumerate(commands):
@@ -135,8 +158,17 @@ def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
                     check = f'[ "$__docs_rc" = 0 ] || {{ cat {capture} >&2; false; }}'
                     emit(check, block, ex.line)
                 expected.append(ex)
-        else:
+        elif block.shown is None:
             emit(text, block, block.line + 1)
+        else:
+            # Not { ... } > file || ...: set -e does not apply inside a list's left side.
+            capture = out / f"{len(expected):03d}.out"
+            lines.append(f"exec 3>&1 4>&2 > {capture} 2>&1")
+            emit(text, block, block.line + 1)
+            lines.append("exec 1>&3 2>&4 3>&- 4>&-")
+            expected.append(
+                Expected(block, block.line, "the bash block", block.shown.splitlines())
+            )
         lines.append("jobs -p >> $__docs_pids || true")
     return Script("\n".join(lines) + "\n", origin, expected)
 

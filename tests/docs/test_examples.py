@@ -53,9 +53,12 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
         f"{page.name}: {len(_runnable(page))} blocks in {time.monotonic() - started:.1f} s, "
         f"{_children_cpu_s() - cpu:.1f} s of CPU"
     )
+    captured = sorted(out.glob("*.out"))
+    last = captured[-1].read_text(errors="replace")[-3000:] if captured else ""
     assert result.returncode == 0, (
         f"{runner.failure_place(script, result.stderr)}\n"
         f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
+        f"\n--- the last output checked (end)\n{last}"
     )
     problems = runner.mismatches(script.expected, out)
     assert not problems, "\n".join(problems)
@@ -120,3 +123,23 @@ def test_harness_stops_a_hung_command_and_its_children(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "DOCS-TIMEOUT after 3 s" in result.stderr
     assert not runner.alive(int((tmp_path / "inner.pid").read_text()))
+
+
+def test_an_output_block_is_checked_against_what_its_example_printed(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text(
+        "```python\nprint('ctao:/a', 2)\n```\n\n```output\nctao:/a 2\n```\n\n"
+        "```bash\necho 'rule 1: OK'\n```\n```output\nrule 1: STUCK\n```\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    script = runner.build(blocks(page), tmp_path, out)
+    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 30)
+    assert result.returncode == 0, result.stderr
+    [problem] = runner.mismatches(script.expected, out)
+    assert problem.startswith(
+        "p.md:9: `the bash block` shows 'rule 1: STUCK', output lacks ['STUCK']"
+    )
+    page.write_text("text\n```output\n1\n```\n")
+    with pytest.raises(DocError, match="an output block follows no example"):
+        blocks(page)
