@@ -72,6 +72,15 @@ def test_every_skip_has_a_reason_and_they_stay_few() -> None:
     assert len(skipped) <= MAX_SKIPS
 
 
+def _run_page(page: Path, text: str, timeout_s: float = 30) -> tuple[runner.Script, runner.Result]:
+    """A small page of *text* run by the harness in the page's directory (output in ./out)."""
+    page.write_text(text)
+    out = page.parent / "out"
+    out.mkdir()
+    script = runner.build(blocks(page), page.parent, out)
+    return script, runner.run(script, page.parent, runner.environment(page.parent), out, timeout_s)
+
+
 def test_a_skip_without_reason_or_an_unclosed_fence_is_refused(tmp_path: Path) -> None:
     page = tmp_path / "p.md"
     page.write_text("<!-- no-run: -->\n```bash\ntrue\n```\n")
@@ -86,60 +95,43 @@ def test_a_skip_without_reason_or_an_unclosed_fence_is_refused(tmp_path: Path) -
 
 
 def test_harness_names_the_failing_line_and_a_wrong_shown_output(tmp_path: Path) -> None:
-    page = tmp_path / "p.md"
-    page.write_text(
+    script, result = _run_page(
+        tmp_path / "p.md",
         "```bash\nexport A=1\n```\n\n"
         "```console\n$ echo ctao:/x 3 files\n│ ctao:/x │ 3 files │\n$ echo $A\n2\n```\n\n"
-        "```bash\ntrue\nfalse   # the failing example\ntrue\n```\n"
+        "```bash\ntrue\nfalse   # the failing example\ntrue\n```\n",
     )
-    out = tmp_path / "out"
-    out.mkdir()
-    script = runner.build(blocks(page), tmp_path, out)
-    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 30)
     assert result.returncode != 0
     assert runner.failure_place(script, result.stderr).startswith("p.md:14 (block at line 12)")
-    [problem] = runner.mismatches(script.expected, out)
+    [problem] = runner.mismatches(script.expected, tmp_path / "out")
     assert problem.startswith("p.md:8: `echo $A` shows '2', output lacks ['2']")
 
 
 def test_harness_stops_a_server_the_page_left_running(tmp_path: Path) -> None:
-    page = tmp_path / "p.md"
-    page.write_text("```bash\nsleep 300 &\necho $! > sleeper.pid\n```\n")
-    out = tmp_path / "out"
-    out.mkdir()
-    script = runner.build(blocks(page), tmp_path, out)
-    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 30)
+    _, result = _run_page(tmp_path / "p.md", "```bash\nsleep 300 &\necho $! > sleeper.pid\n```\n")
     assert result.returncode == 0, result.stderr
     assert not runner.alive(int((tmp_path / "sleeper.pid").read_text()))
 
 
 def test_harness_stops_a_hung_command_and_its_children(tmp_path: Path) -> None:
-    page = tmp_path / "p.md"
-    page.write_text("```bash\nbash -c 'echo $$ > inner.pid; exec sleep 300'\n```\n")
-    out = tmp_path / "out"
-    out.mkdir()
-    script = runner.build(blocks(page), tmp_path, out)
-    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 3)
+    page = "```bash\nbash -c 'echo $$ > inner.pid; exec sleep 300'\n```\n"
+    _, result = _run_page(tmp_path / "p.md", page, timeout_s=3)
     assert result.returncode != 0
     assert "DOCS-TIMEOUT after 3 s" in result.stderr
     assert not runner.alive(int((tmp_path / "inner.pid").read_text()))
 
 
 def test_an_output_block_is_checked_against_what_its_example_printed(tmp_path: Path) -> None:
-    page = tmp_path / "p.md"
-    page.write_text(
+    script, result = _run_page(
+        tmp_path / "p.md",
         "```python\nprint('ctao:/a', 2)\n```\n\n```output\nctao:/a 2\n```\n\n"
-        "```bash\necho 'rule 1: OK'\n```\n```output\nrule 1: STUCK\n```\n"
+        "```bash\necho 'rule 1: OK'\n```\n```output\nrule 1: STUCK\n```\n",
     )
-    out = tmp_path / "out"
-    out.mkdir()
-    script = runner.build(blocks(page), tmp_path, out)
-    result = runner.run(script, tmp_path, runner.environment(tmp_path), out, 30)
     assert result.returncode == 0, result.stderr
-    [problem] = runner.mismatches(script.expected, out)
+    [problem] = runner.mismatches(script.expected, tmp_path / "out")
     assert problem.startswith(
         "p.md:9: `the bash block` shows 'rule 1: STUCK', output lacks ['STUCK']"
     )
-    page.write_text("text\n```output\n1\n```\n")
+    (tmp_path / "q.md").write_text("text\n```output\n1\n```\n")
     with pytest.raises(DocError, match="an output block follows no example"):
-        blocks(page)
+        blocks(tmp_path / "q.md")
