@@ -14,8 +14,9 @@ Conventions of the pages (what the harness rewrites, so the text stays what a re
 - the workspace holds ``.venv``, a link to the interpreter's environment, for the README's
   ``source .venv/bin/activate``.
 
-Every background process a page starts is recorded after each block (``jobs -p``) and stopped
-by PID at the end, even when the page failed or timed out.
+At its end the shell stops its background jobs (SIGTERM) and waits for them, so their CPU
+counts as the page's; then every process left in the shell's session (the shell runs in a
+session of its own) is stopped by PID, even when the page failed or timed out.
 """
 
 from __future__ import annotations
@@ -109,10 +110,8 @@ def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
     ports = _ports(blocks)
     lines = [
         "set -e",
-        f"__docs_pids={out}/pids",
         # Background jobs stop, and are waited for, so that their CPU counts as the page's.
-        "__docs_stop() { for p in $(jobs -p); do echo $p >> $__docs_pids; kill $p 2>/dev/null"
-        " || true; done; wait; }",
+        "__docs_stop() { for p in $(jobs -p); do kill $p 2>/dev/null || true; done; wait; }",
         "trap __docs_stop EXIT",
         "exec 9>&2",  # the shell's own stderr, even while a block's output goes to a file
         "trap 'echo \"DOCS-FAILED at script line $LINENO: $BASH_COMMAND\" >&9' ERR",
@@ -169,7 +168,6 @@ def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
             expected.append(
                 Expected(block, block.line, "the bash block", block.shown.splitlines())
             )
-        lines.append("jobs -p >> $__docs_pids || true")
     return Script("\n".join(lines) + "\n", origin, expected)
 
 
@@ -213,34 +211,29 @@ def run(script: Script, cwd: Path, env: dict[str, str], out: Path, timeout_s: fl
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        # The command that hung and whatever it started, then the shell: each by its PID.
-        _stop(_descendants(proc.pid))
-        proc.kill()
-        stdout, stderr = proc.communicate()
-        stderr += f"\nDOCS-TIMEOUT after {timeout_s:.0f} s"
+        stdout, stderr = "", f"DOCS-TIMEOUT after {timeout_s:.0f} s"
     finally:
-        recorded = out / "pids"
-        if recorded.exists():
-            _stop({int(p) for p in recorded.read_text().split()})
+        # The shell runs in a session of its own: whatever the page started and left behind
+        # (a server's worker processes, a hung command's children) is in it, even reparented.
+        _stop(p for p in _session(proc.pid) if p != proc.pid)
+        if proc.poll() is None:
+            proc.kill()
+            more_out, more_err = proc.communicate()
+            stdout, stderr = more_out + stdout, more_err + "\n" + stderr
     return Result(proc.returncode, stdout, stderr, time.monotonic() - start)
 
 
-def _descendants(root: int) -> list[int]:
-    """Every live process below *root*, children before their parents' parents."""
-    parent: dict[int, int] = {}
+def _session(sid: int) -> list[int]:
+    """Every live process of session *sid*, newest first."""
+    found: list[int] = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except (OSError, IndexError):
             continue
-        parent[int(stat.parent.name)] = int(fields[1])
-    found: list[int] = []
-    frontier = [root]
-    while frontier:
-        children = [pid for pid, ppid in parent.items() if ppid in frontier]
-        found.extend(children)
-        frontier = children
-    return found[::-1]
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found, reverse=True)
 
 
 def _stop(pids: Iterable[int]) -> None:
