@@ -1,7 +1,9 @@
 """The runnable examples of a Markdown page: its bash, console and python fenced blocks.
 
 A ```output block right after a runnable block is what that block prints, checked loosely.
-A block preceded by ``<!-- no-run: reason -->`` (blank lines between are allowed) is kept with
+A block preceded by ``<!-- slow: reason -->`` runs only in the full docs run
+(``DPPS_DOCS_SLOW=1``), so the test suite stays within its time; a block preceded by
+``<!-- no-run: reason -->`` (blank lines between are allowed) is kept with
 its reason, so the test can count and print every skip; a skip without a reason is an error,
 because a reader must be able to tell why an example was not proven.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 RUNNABLE = frozenset({"bash", "sh", "console", "python"})
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
-_NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
+_NO_RUN = re.compile(r"^\s*<!--\s*(?P<kind>no-run|slow):(?P<reason>.*?)-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Block:
     lang: str
     text: str
     no_run: str | None = None
+    slow: str | None = None  # why it runs only in the full docs run (DPPS_DOCS_SLOW=1)
     shown: str | None = None  # the ```output block right after it: what it prints
 
     @property
@@ -43,22 +46,22 @@ def blocks(path: Path) -> list[Block]:
     """Every runnable block of *path*, in page order, each with its no-run reason if any."""
     lines = path.read_text(encoding="utf-8").splitlines()
     found: list[Block] = []
-    pending: tuple[int, str] | None = None  # a no-run comment waiting for its block
+    pending: tuple[int, str, str] | None = None  # a comment (line, kind, reason) for a block
     i = 0
     while i < len(lines):
         skip = _NO_RUN.match(lines[i])
         if skip:
-            reason = skip.group("reason").strip()
+            kind, reason = skip.group("kind"), skip.group("reason").strip()
             if not reason:
-                raise DocError(f"{path.name}:{i + 1}: a no-run comment needs a reason")
-            pending = (i + 1, reason)
+                raise DocError(f"{path.name}:{i + 1}: a {kind} comment needs a reason")
+            pending = (i + 1, kind, reason)
             i += 1
             continue
         fence = _FENCE.match(lines[i])
         if not fence:
             if lines[i].strip() and pending is not None:
                 where = f"{path.name}:{pending[0]}"
-                raise DocError(f"{where}: a no-run comment not right before a block")
+                raise DocError(f"{where}: a {pending[1]} comment not right before a block")
             i += 1
             continue
         start, marker = i, fence.group("fence")
@@ -77,10 +80,12 @@ def blocks(path: Path) -> list[Block]:
                 raise DocError(f"{path.name}:{start + 1}: an output block follows no example")
             found[-1] = replace(found[-1], shown="\n".join(body) + "\n")
         elif lang in RUNNABLE:
-            reason = pending[1] if pending else None
-            found.append(Block(path, start + 1, lang, "\n".join(body) + "\n", reason))
+            no_run = pending[2] if pending and pending[1] == "no-run" else None
+            slow = pending[2] if pending and pending[1] == "slow" else None
+            text = "\n".join(body) + "\n"
+            found.append(Block(path, start + 1, lang, text, no_run=no_run, slow=slow))
         elif pending is not None:
             where, kind = f"{path.name}:{pending[0]}", lang or "plain"
-            raise DocError(f"{where}: a no-run comment before a {kind} block")
+            raise DocError(f"{where}: a {pending[1]} comment before a {kind} block")
         pending = None
     return found

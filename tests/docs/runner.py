@@ -105,8 +105,9 @@ def _complete(command: str) -> bool:
     return True
 
 
-def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
-    """One script for the page's runnable blocks; console outputs go to ``out``/N.out."""
+def build(blocks: list[Block], tmp: Path, out: Path, *, slow: bool = False) -> Script:
+    """One script for the page's runnable blocks (the slow ones too if *slow*); console
+    outputs go to ``out``/N.out."""
     ports = _ports(blocks)
     lines = [
         "set -e",
@@ -125,7 +126,7 @@ def build(blocks: list[Block], tmp: Path, out: Path) -> Script:
             origin[len(lines)] = (block, page_line + k)
 
     for n, block in enumerate(blocks):
-        if block.no_run:
+        if block.no_run or (block.slow and not slow):
             continue
         text = _localise(block.text, tmp, ports)
         if block.lang == "python":

@@ -4,11 +4,14 @@ Each page runs in one shell, in order, in a fresh workspace (see tests/docs/runn
 conventions); a ```console block's shown output is compared with what its command printed, on
 the words that matter (identifiers, counts, states), not on a table's frame. A block that
 cannot run here is marked ``<!-- no-run: reason -->`` in the page; the skips are counted and
-printed, and their number is capped so a new one is a decision, not a drift.
+printed, and their number is capped so a new one is a decision, not a drift. A block marked
+``<!-- slow: reason -->`` (minutes of pipeline CPU) runs only with ``DPPS_DOCS_SLOW=1``: the
+whole suite has a time budget, and the default run skips those blocks (and the test says so).
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
@@ -22,8 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: The most no-run blocks allowed; raise it only with a reason in the page for each new skip.
 MAX_SKIPS = 14
-#: Seconds a page may take at most before it counts as hung.
-PAGE_TIMEOUT_S = 300.0
+#: The most blocks run only in the full docs run.
+MAX_SLOW = 5
+#: Seconds a page may take at most before it counts as hung (a loaded 2-core machine).
+PAGE_TIMEOUT_S = 900.0
+#: Run the blocks marked slow too (the full docs run).
+SLOW = os.environ.get("DPPS_DOCS_SLOW") == "1"
 
 pytestmark = pytest.mark.xdist_group("docs")
 
@@ -34,7 +41,7 @@ def _children_cpu_s() -> float:
 
 
 def _runnable(page: Path) -> list[Block]:
-    return [b for b in blocks(page) if not b.no_run]
+    return [b for b in blocks(page) if not b.no_run and (SLOW or not b.slow)]
 
 
 @pytest.mark.parametrize(
@@ -46,7 +53,7 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
         d.mkdir()
     (home / ".venv").symlink_to(Path(runner.sys.executable).parent.parent)
     page_blocks = blocks(page)
-    script = runner.build(page_blocks, tmp, out)
+    script = runner.build(page_blocks, tmp, out, slow=SLOW)
     started, cpu = time.monotonic(), _children_cpu_s()
     result = runner.run(script, home, runner.environment(home), out, PAGE_TIMEOUT_S)
     print(
@@ -68,8 +75,14 @@ def test_every_skip_has_a_reason_and_they_stay_few() -> None:
     skipped = [b for page in PAGES for b in blocks(page) if b.no_run]
     for b in skipped:
         print(f"no-run {b.where}: {b.no_run}")
-    print(f"{len(skipped)} blocks not run")
+    slow = [b for page in PAGES for b in blocks(page) if b.slow]
+    for b in slow:
+        print(
+            f"slow {b.where}: {b.slow}" + ("" if SLOW else " (not run: DPPS_DOCS_SLOW=1 runs it)")
+        )
+    print(f"{len(skipped)} blocks never run, {len(slow)} only with DPPS_DOCS_SLOW=1")
     assert len(skipped) <= MAX_SKIPS
+    assert len(slow) <= MAX_SLOW
 
 
 def _run_page(page: Path, text: str, timeout_s: float = 30) -> tuple[runner.Script, runner.Result]:
@@ -138,3 +151,14 @@ def test_an_output_block_is_checked_against_what_its_example_printed(tmp_path: P
     (tmp_path / "q.md").write_text("text\n```output\n1\n```\n")
     with pytest.raises(DocError, match="an output block follows no example"):
         blocks(tmp_path / "q.md")
+
+
+def test_a_slow_block_runs_only_in_the_full_docs_run(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text(
+        "<!-- slow: minutes of CPU -->\n```bash\necho long\n```\n```bash\necho short\n```\n"
+    )
+    [slow, quick] = blocks(page)
+    assert (slow.slow, quick.slow) == ("minutes of CPU", None)
+    assert "echo long" not in runner.build([slow, quick], tmp_path, tmp_path).text
+    assert "echo long" in runner.build([slow, quick], tmp_path, tmp_path, slow=True).text
