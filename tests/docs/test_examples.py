@@ -7,6 +7,8 @@ cannot run here is marked ``<!-- no-run: reason -->`` in the page; the skips are
 printed, and their number is capped so a new one is a decision, not a drift. A block marked
 ``<!-- slow: reason -->`` (minutes of pipeline CPU) runs only with ``DPPS_DOCS_SLOW=1``: the
 whole suite has a time budget, and the default run skips those blocks (and the test says so).
+Pages share nothing (each its own directory, HOME and ports), so xdist may spread them over
+its workers.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ MAX_SLOW = 5
 PAGE_TIMEOUT_S = 900.0
 #: Run the blocks marked slow too (the full docs run).
 SLOW = os.environ.get("DPPS_DOCS_SLOW") == "1"
-
-pytestmark = pytest.mark.xdist_group("docs")
 
 
 def _children_cpu_s() -> float:
