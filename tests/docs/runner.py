@@ -200,27 +200,34 @@ class Result:
 def run(script: Script, cwd: Path, env: dict[str, str], out: Path, timeout_s: float) -> Result:
     """Run the script; stop every process it left behind, by PID, whatever happened."""
     start = time.monotonic()
-    proc = subprocess.Popen(
-        ["bash", "-c", script.text],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    # Files, not pipes: a process the page left running keeps its copy of the shell's output
+    # open, and reading a pipe to its end would wait for it.
+    stdout_path, stderr_path = out / "shell.stdout", out / "shell.stderr"
+    with stdout_path.open("w") as stdout_file, stderr_path.open("w") as stderr_file:
+        proc = subprocess.Popen(
+            ["bash", "-c", script.text],
+            cwd=cwd,
+            env=env,
+            stdout=stdout_file,
+            stderr=stderr_file,
+            start_new_session=True,
+        )
+    timed_out = False
     try:
-        stdout, stderr = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        stdout, stderr = "", f"DOCS-TIMEOUT after {timeout_s:.0f} s"
+        timed_out = True
     finally:
         # The shell runs in a session of its own: whatever the page started and left behind
         # (a server's worker processes, a hung command's children) is in it, even reparented.
         _stop(p for p in _session(proc.pid) if p != proc.pid)
         if proc.poll() is None:
             proc.kill()
-            more_out, more_err = proc.communicate()
-            stdout, stderr = more_out + stdout, more_err + "\n" + stderr
+            proc.wait()
+    stdout = stdout_path.read_text(errors="replace")
+    stderr = stderr_path.read_text(errors="replace")
+    if timed_out:
+        stderr += f"\nDOCS-TIMEOUT after {timeout_s:.0f} s"
     return Result(proc.returncode, stdout, stderr, time.monotonic() - start)
 
 
