@@ -251,8 +251,10 @@ def test_cli_get_no_wait_then_stage_wait(
     runner = CliRunner()
     ws = ("-w", str(archive.config.workspace))
     res = runner.invoke(app, [*ws, "get", on_tape[0], str(tmp_path / "o.fits"), "--no-wait"])
-    assert res.exit_code == 0, res.stderr
+    # Nothing fetched yet: "unavailable", so a script does not go on as if the file were there.
+    assert res.exit_code == Unavailable.exit_code, res.stderr
     assert "staging requested" in res.stdout
+    assert "1 not retrieved yet" in res.stderr
     assert not (tmp_path / "o.fits").exists()
     res = runner.invoke(app, [*ws, "stage", on_tape[0], "--wait", "--json"])
     assert res.exit_code == 0, res.stderr

@@ -27,7 +27,7 @@ from dpps.cli.output import (
     styled,
 )
 from dpps.cli.preservation_cmds import status_line
-from dpps.core.errors import EXIT_CODES, InvalidInput
+from dpps.core.errors import EXIT_CODES, InvalidInput, Unavailable
 
 PARTIAL_EXIT = 10
 assert PARTIAL_EXIT in EXIT_CODES
@@ -328,6 +328,11 @@ def get(
                     "once it is staged ('dpps stage --list' shows progress)"
                 )
     report_exit(report)
+    waiting = report.count("staging")
+    if waiting:
+        # A script must not take "requested" for "fetched": nothing of these is at DEST yet.
+        err_console.print(f"{waiting} not retrieved yet: staging from tape")
+        raise typer.Exit(Unavailable.exit_code)
 
 
 def rse_list(
