@@ -397,8 +397,13 @@ def measure_sizes(raw: psycopg.Connection[Any], n_files: int) -> dict[str, Any]:
         ]  # type: ignore[index]
         for t in ("dids", "replicas", "events", "attachments")
     }
+    indexes = raw.execute(
+        "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+        "WHERE indrelid = 'dids'::regclass ORDER BY 2 DESC"
+    ).fetchall()
     return {
         "tables": tables,
+        "dids_indexes": {name: size / n_files for name, size in indexes},
         "per_file_all_tables": sum(t["total"] for t in tables.values()) / n_files,
         "database_bytes": db[0] if db else 0,
         "rows": counts,
@@ -484,6 +489,8 @@ def render(r: dict[str, Any]) -> str:
             f"{t['indexes'] / 2**20:,.0f} MiB | {t['total'] / 2**20:,.0f} MiB | "
             f"{t['per_file']:,.0f} B |"
         )
+    per_index = ", ".join(f"{k} {v:,.0f}" for k, v in s["dids_indexes"].items())
+    lines += ["", f"Bytes per file of each index on dids: {per_index}."]
     return "\n".join(lines)
 
 
