@@ -522,10 +522,10 @@ def run(args: argparse.Namespace, say: Say) -> list[dict[str, Any]]:
     base.chmod(0o755)
     checkpoints = sorted({int(x) for x in args.measure_at.split(",") if x.strip()} - {args.files})
     results: list[dict[str, Any]] = []
+    ws = Path(tempfile.mkdtemp(prefix="dpps-scale-ws-"))  # the workspace: configuration only
     try:
         with _server(base, fresh=not args.reuse) as (server, parts):
             url = f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/{DB_NAME}"
-            ws = Path(tempfile.mkdtemp(prefix="dpps-scale-ws-"))
             with Archive.init(ws / "ws", catalog_url=url) as archive:
 
                 def at(n: int) -> None:
@@ -535,8 +535,8 @@ def run(args: argparse.Namespace, say: Say) -> list[dict[str, Any]]:
                 say(f"building to {args.files:,} files in {base}")
                 built = build(archive, base / "state.json", args.files, at, checkpoints, say)
                 at(built)
-            shutil.rmtree(ws, ignore_errors=True)
     finally:
+        shutil.rmtree(ws, ignore_errors=True)
         if not (args.keep or args.reuse):
             shutil.rmtree(base, ignore_errors=True)
     return results
