@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,11 @@ class _Slots:
 
     def submit(self, task: Task) -> Future[dict[str, Any]]:
         return Future()
+
+    def submit_many(
+        self, tasks: Sequence[Task], *, bundle: int = 1
+    ) -> list[Future[dict[str, Any]]]:
+        return [Future() for _ in tasks]
 
     def shutdown(self, *, cancel: bool = True) -> None:
         return None
