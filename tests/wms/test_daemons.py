@@ -114,6 +114,18 @@ def test_queue_depth_follows_the_job_length(wms_archive: Archive) -> None:
     assert manager.depth() == MAX_PREFETCH
 
 
+def test_short_jobs_are_bundled_long_ones_run_alone(wms_archive: Archive) -> None:
+    manager = JobManager(wms_archive.config, wms_archive.sessions, _Slots(2))
+    assert manager.bundle() == 1  # nothing finished yet
+    now = time.monotonic()
+    manager._finished.extend(now - 10.0 + i * 5.0 for i in range(3))  # long jobs
+    assert manager.bundle() == 1
+    manager._finished.clear()
+    manager._finished.extend(now - 0.5 + i * 0.005 for i in range(64))  # trivial jobs
+    # As many as about BUNDLE_S of work, but two bundles still fit in a slot's queue.
+    assert manager.bundle() == MAX_PREFETCH // PREFETCH
+
+
 def test_refill_waits_for_half_empty_queues_unless_a_slot_may_run_dry(
     wms_archive: Archive,
 ) -> None:

@@ -137,3 +137,65 @@ def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
     assert len(outputs) == 1
     assert len(archive.show("/ctao/dl1/obs_3/out.fits").replicas) == 1
     archive.close()
+
+
+BUNDLED = (
+    "import sys,time; open(sys.argv[1],'a').write('x\\n'); time.sleep(0.5); "
+    "open('out.txt','w').write(sys.argv[2])"
+)
+
+
+@pytest.mark.verifies_usecase("UC-100-2")
+def test_worker_killed_mid_bundle_every_job_ends_once(
+    tmp_path: Path, catalog_url: str, cluster: DaskCluster
+) -> None:
+    from tests.wms.conftest import make_workspace
+
+    archive = make_workspace(tmp_path / "ws", catalog_url, lease_s=4.0)
+    wms = WMS(archive)
+    marker = tmp_path / "started"
+    ids = []
+    for i in range(4):
+        job = write(
+            tmp_path / f"job{i}.yaml",
+            f"""\
+            name: bundled{i}
+            command: {json.dumps([PY, "-c", BUNDLED, str(marker), str(i)])}
+            site: PIC
+            outputs: [{{glob: out.txt}}]
+        """,
+        )
+        ids.append(wms.submit(job, opts=SubmitOptions(executor="dask")).id)
+    manager = wms.manager("dask", scheduler=cluster.address)
+    manager.bundle = lambda: 4  # type: ignore[method-assign]  # as for short jobs
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        # Kill when the first job's tool has run (its outcome not yet settled: a bundle is
+        # settled at its end) and the second one's is running.
+        while len(marker.read_text().splitlines() if marker.exists() else []) < 2:
+            assert time.monotonic() < deadline, "the bundle never started"
+            manager.run_once(DaemonContext("wms-manager"))
+        first = _worker_pid(wms, ids[0])
+        cluster.kill_worker(first)
+        cluster.start_worker("PIC")
+        wms.run_until(
+            lambda: all(wms.job(i).state == "DONE" for i in ids),
+            manager=manager,
+            timeout_s=TIMEOUT_S,
+        )
+    finally:
+        manager.close()
+    taken = {}
+    for job_id in ids:
+        info = wms.job(job_id)
+        running = [e for e in info.events if e.state == "RUNNING"]
+        taken[job_id] = (running[0].ts, running[0].details["pid"])
+        assert [e.state for e in info.events].count("DONE") == 1
+        assert info.attempts >= 2  # every job of the dead bundle was run again
+        assert len(info.outputs) == 1
+        assert len(archive.show(info.outputs[0].split(":", 1)[1]).replicas) == 1
+    assert len(set(taken.values())) == 1  # the four were taken together, by one worker
+    with archive.sessions() as s:
+        outputs = s.scalars(select(JobFileRow).where(JobFileRow.role == "output")).all()
+    assert sorted(o.job_id for o in outputs) == sorted(ids)
+    archive.close()
