@@ -17,13 +17,23 @@ from dpps.testing.dask_cluster import DaskCluster
 from dpps.wms.api import WMS
 from dpps.wms.states import JobState
 from dpps.wms.types import SubmitOptions
-from tests.wms.conftest import PY, TIMEOUT_S, ingest, write
+from tests.wms.conftest import PY, TIMEOUT_S, ingest, make_workspace, write
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
     with DaskCluster(tmp_path_factory.mktemp("dask"), {"PIC": 1, "DESY": 1}) as c:
         yield c
+
+
+@pytest.fixture
+def short_leases(tmp_path: Path, catalog_url: str) -> Iterator[Archive]:
+    """A workspace whose leases expire fast: a killed worker's jobs come back in seconds."""
+    archive = make_workspace(tmp_path / "ws", catalog_url, lease_s=4.0)
+    try:
+        yield archive
+    finally:
+        archive.close()
 
 
 SLOW_COPY = (
@@ -96,11 +106,9 @@ def test_a_job_asking_for_a_site_without_workers_waits_with_the_reason(
 
 
 def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
-    tmp_path: Path, catalog_url: str, cluster: DaskCluster
+    tmp_path: Path, short_leases: Archive, cluster: DaskCluster
 ) -> None:
-    from tests.wms.conftest import make_workspace
-
-    archive = make_workspace(tmp_path / "ws", catalog_url, lease_s=4.0)
+    archive = short_leases
     wms = WMS(archive)
     marker = tmp_path / "started"
     lfn = ingest(archive, "PIC", "/ctao/dl0/obs_3/tel_001.fits", obs_id=3)
@@ -136,7 +144,6 @@ def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
         outputs = s.scalars(select(JobFileRow).where(JobFileRow.role == "output")).all()
     assert len(outputs) == 1
     assert len(archive.show("/ctao/dl1/obs_3/out.fits").replicas) == 1
-    archive.close()
 
 
 BUNDLED = (
@@ -147,11 +154,9 @@ BUNDLED = (
 
 @pytest.mark.verifies_usecase("UC-100-2")
 def test_worker_killed_mid_bundle_every_job_ends_once(
-    tmp_path: Path, catalog_url: str, cluster: DaskCluster
+    tmp_path: Path, short_leases: Archive, cluster: DaskCluster
 ) -> None:
-    from tests.wms.conftest import make_workspace
-
-    archive = make_workspace(tmp_path / "ws", catalog_url, lease_s=4.0)
+    archive = short_leases
     wms = WMS(archive)
     marker = tmp_path / "started"
     ids = []
@@ -198,4 +203,3 @@ def test_worker_killed_mid_bundle_every_job_ends_once(
     with archive.sessions() as s:
         outputs = s.scalars(select(JobFileRow).where(JobFileRow.role == "output")).all()
     assert sorted(o.job_id for o in outputs) == sorted(ids)
-    archive.close()

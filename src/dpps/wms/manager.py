@@ -54,7 +54,7 @@ MAX_PREFETCH = 16
 QUEUE_S = 1.0
 #: Seconds of work per bundle of short jobs handed to a worker as one task (see
 #: ``JobManager.bundle``): a job's outcome is recorded at the latest this long after it ended.
-BUNDLE_S = 0.25
+BUNDLE_S = 0.5
 #: How often expired leases are looked for (leases last minutes; no need to ask every round).
 STALL_CHECK_S = 1.0
 #: How often workflows flagged by others (kill, retry, another manager's jobs) are looked for;

@@ -480,14 +480,16 @@ def _outputs(
         )
     written = sum(p.size for p in produced)
     times = {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
-    prov = outputs.provenance(
-        view,
-        task,
-        view.spec["inputs"],
-        times,
-        None if view.spec.get("python") else argv,
-        outdir=Path(tctx["runtime"]["outdir"]),
-    )
+    prov: dict[str, Any] = {}
+    if produced:  # the record goes with each output; without outputs nobody reads it
+        prov = outputs.provenance(
+            view,
+            task,
+            view.spec["inputs"],
+            times,
+            None if view.spec.get("python") else argv,
+            outdir=Path(tctx["runtime"]["outdir"]),
+        )
     try:
         files: list[registration.NewFile] = []
         if produced:  # a job without outputs has nothing to prepare: no catalog read
