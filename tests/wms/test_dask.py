@@ -203,3 +203,46 @@ def test_worker_killed_mid_bundle_every_job_ends_once(
     with archive.sessions() as s:
         outputs = s.scalars(select(JobFileRow).where(JobFileRow.role == "output")).all()
     assert sorted(o.job_id for o in outputs) == sorted(ids)
+
+
+@pytest.mark.verifies_usecase("UC-100-2")
+def test_a_failing_job_of_a_bundle_is_retried_alone_and_the_others_end_done(
+    tmp_path: Path, wms: WMS, cluster: DaskCluster
+) -> None:
+    ids = []
+    for i, code in enumerate(
+        ["open('out.txt','w').write('0')", "raise SystemExit(3)", "open('out.txt','w').write('2')"]
+    ):
+        job = write(
+            tmp_path / f"job{i}.yaml",
+            f"""\
+            name: bundled{i}
+            command: {json.dumps([PY, "-c", code])}
+            site: PIC
+            outputs: [{{glob: out.txt}}]
+        """,
+        )
+        ids.append(wms.submit(job, opts=SubmitOptions(executor="dask", max_attempts=2)).id)
+    manager = wms.manager("dask", scheduler=cluster.address)
+    manager.bundle = lambda: 3  # type: ignore[method-assign]  # as for short jobs
+    final = {"DONE", "FAILED"}
+    try:
+        wms.run_until(
+            lambda: all(wms.job(i).state in final for i in ids),
+            manager=manager,
+            timeout_s=TIMEOUT_S,
+        )
+    finally:
+        manager.close()
+    ok, failing, other = (wms.job(i) for i in ids)
+    assert [ok.state, failing.state, other.state] == ["DONE", "FAILED", "DONE"]
+    assert (ok.attempts, failing.attempts, other.attempts) == (1, 2, 1)
+    assert failing.reason == "tool failed: exit code 3"
+    assert failing.outputs == []
+    for info in (ok, other):
+        assert [e.state for e in info.events].count("DONE") == 1
+        assert len(info.outputs) == 1
+    first_take = {
+        next(e.ts for e in info.events if e.state == "RUNNING") for info in (ok, failing, other)
+    }
+    assert len(first_take) == 1  # the three were one bundle
