@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -54,7 +55,8 @@ def _settle(
     except BaseException as exc:  # the client closed under us: still end the futures
         error = exc
     finally:
-        done.release()  # type: ignore[no-untyped-call]
+        with suppress(RuntimeError):  # a closed client has nothing left to release
+            done.release()  # type: ignore[no-untyped-call]
     for future in futures:
         if not future.done():
             future.set_exception(error)
