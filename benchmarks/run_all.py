@@ -28,6 +28,7 @@ QUICK: dict[str, list[str]] = {
     "calibpipe": ["--events", "100", "--rounds", "1"],
     "catalog": ["--files", "5000", "--query-files", "100000"],
     "checksum": ["--size-mib", "128", "--repeat", "2"],
+    "copy": ["--large-files", "2", "--large-mb", "64", "--rounds", "2", "--small-files", "2000"],
     "memory": ["--files", "20000", "--requests", "2000"],
     "cli_start": ["--repeat", "3"],
     "pipelines": ["--showers", "150"],
