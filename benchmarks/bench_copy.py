@@ -46,7 +46,15 @@ from typing import Any
 
 import blake3
 import psutil
-from bench_replication import _archive, _done, _evaluate, _make_files, _replicate, _rule_ok
+from bench_replication import (
+    _archive,
+    _done,
+    _evaluate,
+    _make_files,
+    _replicate,
+    _rule_ok,
+    catalogs,
+)
 from sqlalchemy import select
 
 from dpps.bdms.archive import Archive
@@ -326,16 +334,8 @@ def run(
         or small_size < 1
     ):
         raise SystemExit("--rounds, --daemons, --large-mb, --small-size must be >= 1; counts >= 0")
-    backends: list[tuple[str, Callable[[], str | None]]] = [("sqlite", lambda: None)]
-    server = None
-    if postgres:
-        from dpps.testing.postgres import TemporaryPostgres
-
-        server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
-        server.start()
-        backends.append(("postgresql", server.create_database))
     results: dict[str, Any] = {}
-    try:
+    with catalogs(postgres) as backends:
         for backend, new_url in backends:
             if large_files:
                 say(f"[{backend}] {large_files} x {large_mb} MiB, {rounds} rounds")
@@ -347,9 +347,6 @@ def run(
                 results[f"small_{backend}"] = bench_small(
                     new_url(), small_files, small_size, daemons, say
                 )
-    finally:
-        if server is not None:
-            server.stop()
     return results
 
 
@@ -409,14 +406,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--large-files", type=int, default=8, help="0 to skip")
-    parser.add_argument("--large-mb", type=int, default=256, help="MiB per large file")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved large-file rounds")
-    parser.add_argument("--small-files", type=int, default=20_000, help="0 to skip")
-    parser.add_argument("--small-size", type=int, default=4096, help="bytes per small file")
-    parser.add_argument(
-        "--daemons", type=int, default=2, help="transfer daemon processes (small files)"
-    )
+    for flag, default, meaning in (
+        ("--large-files", 8, "large files (0 to skip)"),
+        ("--large-mb", 256, "MiB per large file"),
+        ("--rounds", 5, "interleaved large-file rounds"),
+        ("--small-files", 20_000, "small files, two copies each (0 to skip)"),
+        ("--small-size", 4096, "bytes per small file"),
+        ("--daemons", 2, "transfer daemon processes for the small files"),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=meaning)
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()

@@ -127,6 +127,24 @@ def _make_large(archive: Archive, dataset: str, count: int, megabytes: int) -> l
     return paths
 
 
+@contextmanager
+def catalogs(postgres: bool) -> Iterator[list[tuple[str, Callable[[], str | None]]]]:
+    """(name, function giving a new empty catalog's URL) per backend: SQLite (None: the
+    workspace's default), and PostgreSQL in a temporary server when asked."""
+    backends: list[tuple[str, Callable[[], str | None]]] = [("sqlite", lambda: None)]
+    if not postgres:
+        yield backends
+        return
+    from dpps.testing.postgres import TemporaryPostgres
+
+    server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
+    server.start()
+    try:
+        yield [*backends, ("postgresql", server.create_database)]
+    finally:
+        server.stop()
+
+
 def _rule_ok(archive: Archive, rule_id: int) -> bool:
     with archive.sessions() as session:
         return session.scalar(select(RuleRow.state).where(RuleRow.id == rule_id)) == "OK"
@@ -377,16 +395,8 @@ def run(
     evaluation_only: bool = False,
 ) -> dict[str, Any]:
     say: Say = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    backends: list[tuple[str, Callable[[], str | None]]] = [("sqlite", lambda: None)]
-    server = None
-    if postgres:
-        from dpps.testing.postgres import TemporaryPostgres
-
-        server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
-        server.start()
-        backends.append(("postgresql", server.create_database))
     results: dict[str, Any] = {}
-    try:
+    with catalogs(postgres) as backends:
         for backend, new_url in backends:
             if small_files:
                 say(f"[{backend}] copies=2 rule over {small_files:,} small files")
@@ -396,9 +406,6 @@ def run(
             if large_files:
                 say(f"[{backend}] {large_files} large files vs cp")
                 results[f"large_{backend}"] = bench_large(new_url(), large_files, large_mb, say)
-    finally:
-        if server is not None:
-            server.stop()
     return results
 
 

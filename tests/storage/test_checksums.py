@@ -192,3 +192,11 @@ def test_adler32_falls_back_to_the_standard_library(monkeypatch: pytest.MonkeyPa
     assert fallback is zlib.adler32
     data = os.urandom(100_000)
     assert fallback(data, 1) == checksums.adler32(data, 1) == zlib.adler32(data)
+
+
+def test_hashing_in_the_callers_thread_gives_the_same_digests() -> None:
+    # threads=False (the transfer daemon's copies): one algorithm after the other, per chunk
+    data = os.urandom(3 * DEFAULT_CHUNK_SIZE + 11)
+    got = checksum_stream(io.BytesIO(data), ["adler32", "blake3", "sha256"], threads=False)
+    ref = reference(data)
+    assert got == (len(data), {k: ref[k] for k in ("adler32", "blake3", "sha256")})
