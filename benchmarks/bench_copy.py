@@ -38,13 +38,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import blake3
 import psutil
 from bench_replication import (
     _archive,
@@ -54,6 +52,7 @@ from bench_replication import (
     _replicate,
     _rule_ok,
     catalogs,
+    write_random,
 )
 from sqlalchemy import select
 
@@ -88,18 +87,8 @@ def _spread(values: list[float]) -> dict[str, float]:
 def _originals(base: Path, count: int, megabytes: int) -> list[tuple[Path, dict[str, str]]]:
     """Random files written once, with their checksums; each round links them anew."""
     base.mkdir()
-    made = []
-    for i in range(count):
-        path = base / f"big_{i:03d}.dat"
-        a32, b3 = 1, blake3.blake3()
-        with open(path, "wb") as f:
-            for _ in range(megabytes):
-                data = os.urandom(1024 * 1024)
-                a32 = zlib.adler32(data, a32)
-                b3.update(data)
-                f.write(data)
-        made.append((path, {"adler32": f"{a32 & 0xFFFFFFFF:08x}", "blake3": b3.hexdigest()}))
-    return made
+    paths = [base / f"big_{i:03d}.dat" for i in range(count)]
+    return [(path, write_random(path, megabytes)) for path in paths]
 
 
 def _register_round(
@@ -417,18 +406,10 @@ def main() -> None:
         parser.add_argument(flag, type=int, default=default, help=meaning)
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    args = parser.parse_args()
-    results = run(
-        args.large_files,
-        args.large_mb,
-        args.rounds,
-        args.small_files,
-        args.small_size,
-        args.daemons,
-        args.postgres,
-        args.json,
-    )
-    print(json.dumps(results, indent=2) if args.json else render(results))
+    options = vars(parser.parse_args())
+    as_json = options.pop("json")
+    results = run(**options, quiet=as_json)  # the options are named as run's parameters
+    print(json.dumps(results, indent=2) if as_json else render(results))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,18 @@ def _make_files(
     return count * size
 
 
+def write_random(path: Path, megabytes: int) -> dict[str, str]:
+    """Write ``megabytes`` MiB of random bytes to ``path``; their adler32 and BLAKE3."""
+    a32, b3 = 1, blake3.blake3()
+    with open(path, "wb") as f:
+        for _ in range(megabytes):
+            data = os.urandom(1024 * 1024)
+            a32 = zlib.adler32(data, a32)
+            b3.update(data)
+            f.write(data)
+    return {"adler32": f"{a32 & 0xFFFFFFFF:08x}", "blake3": b3.hexdigest()}
+
+
 def _make_large(archive: Archive, dataset: str, count: int, megabytes: int) -> list[Path]:
     rse = archive.storage("CTAO-N")
     rse_id = archive.rse_id("CTAO-N")
@@ -105,14 +117,7 @@ def _make_large(archive: Archive, dataset: str, count: int, megabytes: int) -> l
         name = f"{dataset}/big_{i:03d}.dat"
         path = Path(rse.resolve(f"ctao{name}"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        a32, b3 = 1, blake3.blake3()
-        with open(path, "wb") as f:
-            for _ in range(megabytes):
-                data = os.urandom(1024 * 1024)
-                a32 = zlib.adler32(data, a32)
-                b3.update(data)
-                f.write(data)
-        checksums = {"adler32": f"{a32 & 0xFFFFFFFF:08x}", "blake3": b3.hexdigest()}
+        checksums = write_random(path, megabytes)
         files.append(
             did_repo.NewFile(
                 "ctao", name, megabytes * 1024 * 1024, checksums, rse_id, f"ctao{name}"
