@@ -10,6 +10,8 @@ The reference system (Rucio, measured on this kind of machine) created a copies=
 * large files, destination checksums verified, >= 0.8 x the throughput of ``cp`` of the same
   files one after another (measured before and after ours; the mean is the baseline); also
   shown against ``cp`` followed by ``sync``, the durability a transfer gives (it fsyncs).
+  Superseded for issue 13's floor (>= 0.9x of ``cp`` + ``sync``, interleaved rounds, median
+  and spread) by ``bench_copy.py``, which also measures small-file copies per second.
 
 The small-file transfers run in ``--daemons`` (2) ``dpps daemon transfer`` processes, as in
 production; the large-file ones in this process (starting processes would cost as much as
