@@ -29,6 +29,7 @@ QUICK: dict[str, list[str]] = {
     "catalog": ["--files", "5000", "--query-files", "100000"],
     "catalog_scale": ["--files", "100000", "--rule-files", "20000", "--queries", "30"],
     "checksum": ["--size-mib", "128", "--repeat", "2"],
+    "copy": ["--large-files", "2", "--large-mb", "64", "--rounds", "2", "--small-files", "2000"],
     "memory": ["--files", "20000", "--requests", "2000"],
     "cli_start": ["--repeat", "3"],
     "pipelines": ["--showers", "150"],

@@ -13,6 +13,7 @@ import blake3
 import pytest
 
 from dpps.core.errors import InvalidInput
+from dpps.storage import checksums
 from dpps.storage.checksums import (
     DEFAULT_CHUNK_SIZE,
     SUPPORTED,
@@ -179,3 +180,23 @@ def test_compare() -> None:
     assert compare({}, actual) == []
     assert compare(expected, {}) == []
     assert compare({"adler32": "0000abcd"}, {"adler32": "0000ABCD "}) == []
+
+
+def test_adler32_falls_back_to_the_standard_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    # zlib-ng is an optional speed-up: without it the stdlib's zlib gives the same values.
+    def missing(name: str) -> object:
+        raise ImportError(name)
+
+    monkeypatch.setattr(checksums.importlib, "import_module", missing)
+    fallback = checksums._fast_adler32()
+    assert fallback is zlib.adler32
+    data = os.urandom(100_000)
+    assert fallback(data, 1) == checksums.adler32(data, 1) == zlib.adler32(data)
+
+
+def test_hashing_in_the_callers_thread_gives_the_same_digests() -> None:
+    # threads=False (the transfer daemon's copies): one algorithm after the other, per chunk
+    data = os.urandom(3 * DEFAULT_CHUNK_SIZE + 11)
+    got = checksum_stream(io.BytesIO(data), ["adler32", "blake3", "sha256"], threads=False)
+    ref = reference(data)
+    assert got == (len(data), {k: ref[k] for k in ("adler32", "blake3", "sha256")})

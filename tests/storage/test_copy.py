@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dpps.core.errors import InvalidInput, NotFound
+from dpps.core.errors import IntegrityFailure, InvalidInput, NotFound
+from dpps.storage import copy as copy_module
 from dpps.storage.checksums import checksum_file
 from dpps.storage.copy import SourceCorrupt, copy_replica, remove_leftovers
 from dpps.storage.rse import CopyInterrupted, StorageElement
@@ -133,3 +134,40 @@ def test_bad_requests(tmp_path: Path) -> None:
     expected = _put(src, data)
     copy_replica(src, REL, dst, REL, expected)
     assert checksum_file(dst.resolve(REL), ["adler32", "blake3"])[1] == expected
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_a_copy_damaged_on_its_way_is_caught_and_nothing_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    # The destination is read back, not the source: bytes that the kernel copy (or the disk
+    # under it) spoils after the source was read must fail the transfer, source unblamed.
+    src, dst = _local(tmp_path, "A"), _local(tmp_path, "B")
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    expected = _put(src, data)
+    real = os.copy_file_range
+
+    def spoiling(fd_in: int, fd_out: int, count: int) -> int:
+        copied = real(fd_in, fd_out, count)
+        if copied == 0 and damage == "truncated":
+            os.ftruncate(fd_out, len(data) - 1)
+        elif copied and damage == "flipped":
+            os.pwrite(fd_out, bytes([data[0] ^ 0xFF]), 0)
+        return copied
+
+    monkeypatch.setattr(os, "copy_file_range", spoiling)
+    with pytest.raises(IntegrityFailure, match="arrived damaged") as caught:
+        copy_replica(src, REL, dst, REL, expected, size=len(data))
+    assert not isinstance(caught.value, SourceCorrupt)
+    assert _files(dst) == []
+
+
+def test_a_copy_of_many_chunks_is_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Chunks of 64 KiB: every full chunk starts its write-back before the next is copied.
+    monkeypatch.setattr(copy_module, "KERNEL_CHUNK", 64 * 1024)
+    src, dst = _local(tmp_path, "A"), _local(tmp_path, "B")
+    data = os.urandom(20 * 64 * 1024 + 3)
+    expected = _put(src, data)
+    out = copy_replica(src, REL, dst, REL, expected, size=len(data))
+    assert (out.method, out.size, out.digests) == ("kernel", len(data), expected)
+    assert Path(dst.resolve(REL)).read_bytes() == data

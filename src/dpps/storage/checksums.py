@@ -11,6 +11,7 @@ N (each on its own thread), the caller's thread reads chunk N+1 into a second bu
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import queue
 import threading
@@ -40,6 +41,21 @@ _THREAD_MIN_BYTES = 256 * 1024
 Buffer = bytes | bytearray | memoryview
 
 
+def _fast_adler32() -> Callable[[Buffer, int], int]:
+    """zlib-ng's adler32 (SIMD: 4x less CPU per GB than the stdlib's zlib 1.2 on this VM,
+    which bounds large verified transfers on 2 cores), or the stdlib's when it is missing.
+    Both give the same values; both release the GIL on large buffers."""
+    try:
+        module = importlib.import_module("zlib_ng.zlib_ng")
+    except ImportError:
+        return zlib.adler32
+    function: Callable[[Buffer, int], int] = module.adler32
+    return function
+
+
+adler32 = _fast_adler32()
+
+
 class _Hash(Protocol):
     def update(self, data: Buffer, /) -> object: ...
 
@@ -55,7 +71,7 @@ class _Adler32:
         self._value = 1
 
     def update(self, data: Buffer, /) -> None:
-        self._value = zlib.adler32(data, self._value)
+        self._value = adler32(data, self._value)
 
     def hexdigest(self) -> str:
         return f"{self._value:08x}"
@@ -196,8 +212,10 @@ def _pump(
     algorithms: Sequence[str],
     chunk_size: int,
     sink: Callable[[Buffer], None] | None,
+    threads: bool = True,
 ) -> tuple[int, dict[str, str]]:
-    """Read ``stream`` once into a ring of buffers consumed by one thread per algorithm."""
+    """Read ``stream`` once into a ring of buffers consumed by one thread per algorithm
+    (or, without ``threads``, by each algorithm in turn in the caller's thread)."""
     if chunk_size <= 0:
         raise InvalidInput(f"chunk_size must be positive, got {chunk_size}")
     hasher = MultiHasher(algorithms)
@@ -207,7 +225,7 @@ def _pump(
         consumers.append(sink)
     buffers = [bytearray(chunk_size)]
     first = read(buffers[0])
-    if chunk_size < _THREAD_MIN_BYTES or len(first) < _THREAD_MIN_BYTES:  # threads cost more
+    if not threads or chunk_size < _THREAD_MIN_BYTES or len(first) < _THREAD_MIN_BYTES:
         chunk = first
         while chunk:
             hasher.nbytes += len(chunk)
@@ -253,10 +271,18 @@ def _pump(
 
 
 def checksum_stream(
-    stream: BinaryIO, algorithms: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE
+    stream: BinaryIO,
+    algorithms: Sequence[str],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    *,
+    threads: bool = True,
 ) -> tuple[int, dict[str, str]]:
-    """Read ``stream`` to its end once; return (size in bytes, {algorithm: hex digest})."""
-    return _pump(stream, algorithms, chunk_size, None)
+    """Read ``stream`` to its end once; return (size in bytes, {algorithm: hex digest}).
+
+    ``threads=False`` for callers that already run many of these at once (the transfer
+    daemon's copies): there the hand-offs between a reader and one thread per algorithm
+    only add CPU (+40% per GB measured under load) and wait for the scheduler."""
+    return _pump(stream, algorithms, chunk_size, None, threads)
 
 
 def checksum_file(
@@ -265,10 +291,19 @@ def checksum_file(
     """Checksum a local file (unbuffered reads straight into the hashing buffers)."""
     MultiHasher(algorithms)  # validate names before touching the file
     with open(path, "rb", buffering=0) as stream:
-        # A small file gets a buffer of its own size (plus one byte, so that the first read
-        # finds the end): a zeroed 2 MiB buffer per 4 KiB file cost more than its hashing.
-        size = os.fstat(stream.fileno()).st_size
-        return checksum_stream(stream, algorithms, min(DEFAULT_CHUNK_SIZE, size + 1))
+        return checksum_opened(stream, algorithms)
+
+
+def checksum_opened(
+    stream: BinaryIO, algorithms: Sequence[str], *, threads: bool = True
+) -> tuple[int, dict[str, str]]:
+    """Checksum an open local file from its current position to its end (a copy just
+    written through the same descriptor: no second open). ``threads``: see
+    ``checksum_stream``."""
+    # A small file gets a buffer of its own size (plus one byte, so that the first read
+    # finds the end): a zeroed 2 MiB buffer per 4 KiB file cost more than its hashing.
+    size = os.fstat(stream.fileno()).st_size
+    return checksum_stream(stream, algorithms, min(DEFAULT_CHUNK_SIZE, size + 1), threads=threads)
 
 
 def copy_with_checksums(

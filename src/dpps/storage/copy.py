@@ -13,13 +13,17 @@ another process, and must leave proof that the *destination* holds the catalogue
 * local-to-local copies run in the kernel (``copy_file_range``, like ``cp``), chunk by chunk,
   so a stop request or a bandwidth cap takes effect within one chunk; copies between two RSEs
   of one object store are server-side; anything else is streamed;
-* local destinations are fsynced before publication (after the verification read, so that
-  the disk writes back while the bytes are hashed from the page cache): a replica the catalog
-  calls AVAILABLE survives a power cut.
+* local destinations are fsynced before publication: a replica the catalog calls AVAILABLE
+  survives a power cut. The disk's write-back of each chunk is started as soon as the kernel
+  has copied it (``sync_file_range``), so the disk writes while the next chunks are copied and
+  the destination is hashed from the page cache, and the final fsync waits for little; left
+  to the kernel, write-back of a few GB would start only at the fsync (the dirty-page
+  threshold is a tenth of RAM), after all the CPU work, as with ``cp`` then ``sync``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import glob
 import os
@@ -31,13 +35,40 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from dpps.core.errors import Conflict, IntegrityFailure, InvalidInput
-from dpps.storage.checksums import MultiHasher, checksum_file, checksum_stream, compare
+from dpps.storage.checksums import (
+    MultiHasher,
+    checksum_file,
+    checksum_opened,
+    checksum_stream,
+    compare,
+)
 from dpps.storage.checksums import copy_with_checksums as _stream_copy
 from dpps.storage.rse import CopyInterrupted, StorageElement
 from dpps.storage.xrootd import XRootDStorageElement
 
 KERNEL_CHUNK = 8 * 1024 * 1024
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+
+def _libc_sync_file_range() -> Any:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux: the final fsync does all the work
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start write-back of the range's dirty pages, do not wait
+
+
+def _start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    """Ask the disk to start writing these bytes now; durability still comes from fsync (a
+    failure here is only a lost head start, and fsync reports write errors)."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
 class SourceCorrupt(IntegrityFailure):
@@ -91,25 +122,29 @@ def copy_replica(
     parent, _, base = final.rpartition("/")
     temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
     try:
-        dest.make_parent(rel_dst)  # Unavailable when the root is missing: never created here
+        if not (dest.is_local and os.path.isdir(parent)):  # ``final`` was resolved above
+            dest.make_parent(rel_dst)  # Unavailable when the root is missing: never created
         if source.is_local and dest.is_local:
             method = "kernel"
-            _kernel_copy(source, src_path, rel_src, dest, temp, rel_dst, stop, max_bytes_s)
-        elif _same_store(source, dest) and not max_bytes_s:
-            method = "server"
-            with dest._errors("copy", rel_dst):
-                dest.fs.copy(src_path, temp)
+            got_size, digests = _kernel_copy(
+                source, src_path, rel_src, dest, temp, rel_dst, names, stop, max_bytes_s
+            )
         else:
-            method = "stream"
-            _stream(source, src_path, rel_src, dest, temp, rel_dst, names, stop, max_bytes_s)
-        if stop is not None and stop.is_set():
-            raise CopyInterrupted(f"copy {what} stopped")
-        got_size, digests = _hash(dest, temp, names, rel_dst)
+            if _same_store(source, dest) and not max_bytes_s:
+                method = "server"
+                with dest._errors("copy", rel_dst):
+                    dest.fs.copy(src_path, temp)
+            else:
+                method = "stream"
+                _stream(source, src_path, rel_src, dest, temp, rel_dst, names, stop, max_bytes_s)
+            if stop is not None and stop.is_set():
+                raise CopyInterrupted(f"copy {what} stopped")
+            got_size, digests = _hash(dest, temp, names, rel_dst)
+            if dest.is_local:  # a stream from an object store into a local RSE
+                with dest._errors("sync", rel_dst):
+                    _fsync_file(temp)
         if compare(expected, digests) or (size is not None and got_size != size):
             _blame(source, rel_src, expected, names, size, what, got_size, digests)
-        if dest.is_local:  # after the hash: the disk writes back while we read from cache
-            with dest._errors("sync", rel_dst):
-                _fsync_file(temp)
         try:
             with dest._errors("publish", rel_dst):
                 dest._publish(temp, final, rel_dst, got_size, sync_dir=sync_dir)
@@ -283,16 +318,20 @@ def _kernel_copy(
     dest: StorageElement,
     temp: str,
     rel_dst: str,
+    names: Sequence[str],
     stop: threading.Event | None,
     max_bytes_s: float,
-) -> None:
+) -> tuple[int, dict[str, str]]:
+    """Copy in the kernel, then read the destination back through the same descriptor to
+    hash it, and fsync it: (size, digests) of what the destination holds. One descriptor
+    for the three: each open costs a path walk, and small files are all opens."""
     chunk = KERNEL_CHUNK
     if max_bytes_s:
         chunk = max(64 * 1024, min(KERNEL_CHUNK, int(max_bytes_s / 8)))
     throttle = _Throttle(max_bytes_s, stop, rel_dst)
     with source._errors("read", rel_src):
         fin = open(src_path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    with fin, dest._errors("copy", rel_dst), open(temp, "xb", buffering=0) as fout:
+    with fin, dest._errors("copy", rel_dst), open(temp, "xb+", buffering=0) as fout:
         kernel = True
         done = 0
         while True:
@@ -309,7 +348,20 @@ def _kernel_copy(
                 copied = os.sendfile(fout.fileno(), fin.fileno(), None, chunk)
             if copied == 0:
                 break
+            if copied == chunk:  # more may follow; a last chunk is left to the fsync
+                _start_writeback(fout.fileno(), done, copied)
             done += copied
+        if stop is not None and stop.is_set():
+            raise CopyInterrupted(f"copy {source.name}:{rel_src} -> {rel_dst} stopped")
+        fout.seek(0)
+        with dest._errors("verify", rel_dst):
+            # in this thread: the daemon runs many copies at once, hashing threads per copy
+            # only added CPU (0.2 s per GB, 8 x 256 MiB in flight)
+            got = checksum_opened(fout, names, threads=False)
+        # after the hash: write-back started during the copy, this waits for the rest
+        with dest._errors("sync", rel_dst):
+            os.fsync(fout.fileno())
+    return got
 
 
 class _GatedWriter:
