@@ -457,8 +457,6 @@ def print_sensitivity(comparison: dict[str, Any]) -> None:
                     f"{edges[0]:.3g}-{edges[1]:.3g}",
                     _pm(x["relative_sensitivity"], x["relative_sensitivity_error"]),
                     _pm(y["relative_sensitivity"], y["relative_sensitivity_error"]),
-                    _pm(x["e2_flux_sensitivity_erg_cm2_s"], None),
-                    _pm(y["e2_flux_sensitivity_erg_cm2_s"], None),
                     "" if ratio is None else f"{ratio:.3f}" + ("" if edges in used else " *"),
                 ]
             )
@@ -467,15 +465,9 @@ def print_sensitivity(comparison: dict[str, Any]) -> None:
                 f"point-source sensitivity from the IRFs ({b['observation_time_h']:g} h, "
                 f"{b['min_significance']:g} sigma Li & Ma, >= {b['min_signal_events']:g} "
                 f"events, excess >= {b['min_excess_over_background']:.0%} of background, "
-                f"alpha {b['alpha']:g})",
-                [
-                    "E reco (TeV)",
-                    "previous (x source flux)",
-                    "new (x source flux)",
-                    "previous E2F (erg/cm2/s)",
-                    "new E2F",
-                    "new / previous",
-                ],
+                f"alpha {b['alpha']:g}), as a fraction of the source's flux (in --json: "
+                "also E2 F in erg cm-2 s-1)",
+                ["E reco (TeV)", "previous", "new", "new / previous"],
                 rows,
             )
         )

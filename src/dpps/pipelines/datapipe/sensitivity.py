@@ -121,7 +121,8 @@ def from_events(
 ) -> QTable:
     """Per reco-energy bin: the relative sensitivity (a fraction of ``spectrum``), the flux
     sensitivity (``spectrum`` times it, at the bin centre, and E^2 times that), the simulated
-    and weighted counts behind it and its relative error. Both tables need ``weight`` for the
+    and weighted counts behind it and its error (``relative_sensitivity_error``, in the same
+    units as the relative sensitivity). Both tables need ``weight`` for the
     same observation time (the sensitivity is for that time) and the geometry columns of
     :func:`dpps.pipelines.datapipe.irf.add_geometry`."""
     if not 0 < alpha <= 1:
@@ -165,7 +166,7 @@ def from_events(
     out["n_background_weighted"] = np.asarray(background["n_weighted"], dtype=float)
     relative = np.asarray(table["relative_sensitivity"], dtype=float)
     out["relative_sensitivity"] = relative
-    out["relative_sensitivity_error"] = relative_errors(
+    out["relative_sensitivity_error"] = relative * relative_errors(
         out["n_signal_weighted"],
         out["n_signal_events"],
         out["n_background_weighted"],
@@ -258,7 +259,8 @@ def figure_of_merit(
             continue
         logs.append(math.log(now["relative_sensitivity"] / old["relative_sensitivity"]))
         variances.append(
-            now["relative_sensitivity_error"] ** 2 + old["relative_sensitivity_error"] ** 2
+            (now["relative_sensitivity_error"] / now["relative_sensitivity"]) ** 2
+            + (old["relative_sensitivity_error"] / old["relative_sensitivity"]) ** 2
         )
         used.append([old["reco_energy_low_tev"], old["reco_energy_high_tev"]])
     if not logs:
@@ -308,11 +310,14 @@ def implied_by_counts(
     scale = reference_time.to_value(u.hour) / hours
     signal = np.array([excess * scale])
     off = np.array([background * scale / ALPHA])
-    relative = float(_relative(signal, off, ALPHA)[0]) if excess > 0 else math.inf
-    signal_events = (excess / excess_error) ** 2 if excess > 0 else 0.0
-    error = float(relative_errors(signal, np.array([signal_events]), off, np.array([n_off]))[0])
+    relative = error = math.nan
+    if excess > 0:
+        relative = float(_relative(signal, off, ALPHA)[0])
+        # the excess's relative error as that of an equivalent number of events
+        events = np.array([(excess / excess_error) ** 2])
+        error = float(relative_errors(signal, events, off, np.array([n_off]))[0]) * relative
     out["relative_sensitivity"] = _finite(relative)
-    out["relative_sensitivity_error"] = _finite(error * relative) if math.isfinite(error) else None
+    out["relative_sensitivity_error"] = _finite(error)
     notes = []
     if excess <= 0:
         notes.append("no excess: the data imply no sensitivity")
