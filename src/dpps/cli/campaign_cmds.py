@@ -475,6 +475,15 @@ def print_sensitivity(comparison: dict[str, Any]) -> None:
             "sensitivity new / previous from the IRFs (geometric mean over the bins with "
             f">= 10 simulated gammas and >= 5 protons; * not used): {_ratio(change.get('irf'))}"
         )
+        whole = change.get("irf_integral")
+        if whole:
+            p, n = whole["previous"], whole["new"]
+            console.print(
+                "over all energies at once (the sums of the bins): previous "
+                f"{_pm(p['relative_sensitivity'], p['relative_sensitivity_error'])}, new "
+                f"{_pm(n['relative_sensitivity'], n['relative_sensitivity_error'])}; "
+                f"new / previous {_ratio(whole)}"
+            )
     else:
         console.print("sensitivity from the IRFs: not available (an IRF without its table)")
     m_old, m_new = old.get("measured"), new.get("measured")

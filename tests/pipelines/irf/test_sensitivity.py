@@ -165,6 +165,33 @@ def test_figure_of_merit_is_the_geometric_mean_ratio_with_its_error() -> None:
     assert none["bins_used"] == []
 
 
+def test_the_sensitivity_over_all_energies_sums_the_bins(table: QTable, tmp_path: Path) -> None:
+    """Bins 0 and 1 together: signal 1020 from 120 gammas, background 100.01 (ON) from 401
+    protons; the background's error is the first bin's (the second's protons weigh nothing)."""
+    path = tmp_path / "s.fits"
+    fits.HDUList([fits.PrimaryHDU(), sensitivity.to_hdu(table[:2], 50 * u.hour)]).writeto(path)
+    with fits.open(path) as hdul:
+        bins = sensitivity.table_from_hdu(hdul["SENSITIVITY"], "s.fits")["bins"]
+    whole = sensitivity.integral(bins)
+    assert (whole["n_signal_events"], whole["n_background_events"]) == (120, 401)
+    signal, n_off = 1020.0, 100.01 / ALPHA
+    needed = whole["relative_sensitivity"] * signal
+    assert li_ma(needed + ALPHA * n_off, n_off, ALPHA) == pytest.approx(5.0, abs=1e-4)
+    # gammas: weights 10 (100 of them) and 1 (20): equivalent to 1020^2 / (100 * 10^2 + 20)
+    equivalent = 1020.0**2 / (100 * 10.0**2 + 20 * 1.0**2)
+    error = whole["relative_sensitivity_error"] / whole["relative_sensitivity"]
+    assert 1 / math.sqrt(equivalent) < error < math.hypot(1 / math.sqrt(equivalent), 0.05)
+    ratio = sensitivity.ratio_of(
+        {"relative_sensitivity": 0.02, "relative_sensitivity_error": 0.002},
+        {"relative_sensitivity": 0.01, "relative_sensitivity_error": 0.001},
+    )
+    assert ratio["ratio"] == pytest.approx(0.5)
+    assert ratio["ratio_error"] == pytest.approx(0.5 * math.hypot(0.1, 0.1))
+    assert ratio["improvement_sigmas"] == pytest.approx(0.5 / ratio["ratio_error"])
+    nothing = sensitivity.integral([{**b, "n_background_weighted": 0.0} for b in bins])
+    assert nothing["relative_sensitivity"] is None
+
+
 def test_the_sensitivity_a_nights_counts_imply() -> None:
     """ON 48, OFF 3 (alpha 0.2) in one hour, scaled to 50 h: excess 2370, background 30."""
     m = sensitivity.implied_by_counts(48, 3, 0.2, 3600.0)

@@ -112,6 +112,8 @@ def test_the_comparison_prints_both_sensitivities_with_errors(
                 "reco_energy_high_tev": 0.1 * 10 ** (i + 1),
                 "n_signal_events": 200,
                 "n_background_events": 50,
+                "n_signal_weighted": 2000.0 if r is None else 10 / r,
+                "n_background_weighted": 500.0,
                 "relative_sensitivity": r,
                 "relative_sensitivity_error": None if r is None else 0.1 * r,
                 "e2_flux_sensitivity_erg_cm2_s": None if r is None else r * 1e-11,
@@ -153,6 +155,8 @@ def test_the_comparison_prints_both_sensitivities_with_errors(
     assert "0.800" in out
     assert f"{change['ratio']:.3f} ± {change['ratio_error']:.3f}" in out
     assert "implied by the night's counts, previous" in out
+    whole = comparison["sensitivity"]["irf_integral"]
+    assert f"new / previous {whole['ratio']:.3f} ± {whole['ratio_error']:.3f}" in out
     assert "only 3 OFF events" in out
     assert "new / previous from the night's counts" in out
     # a version whose IRF has no table: said, not hidden

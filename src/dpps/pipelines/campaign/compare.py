@@ -187,25 +187,24 @@ def _irf_sensitivity(paths: list[Path]) -> dict[str, Any] | None:
 
 
 def sensitivity_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """New / previous sensitivity (< 1: better), from the IRFs (geometric mean over the bins)
-    and from the night's counts, each with its error; None where a version lacks it."""
+    """New / previous sensitivity (< 1: better), from the IRFs (geometric mean over the bins,
+    and over all energies at once) and from the night's counts, each with its error; None
+    where a version lacks it."""
     old, new = before["sensitivity"], after["sensitivity"]
-    out: dict[str, Any] = {"irf": None, "measured": None}
+    out: dict[str, Any] = {"irf": None, "irf_integral": None, "measured": None}
     if old["irf"] and new["irf"]:
         out["irf"] = sensitivity.figure_of_merit(old["irf"]["bins"], new["irf"]["bins"])
-    a, b = old["measured"], new["measured"]
-    if a and b and a["relative_sensitivity"] and b["relative_sensitivity"]:
-        ratio = b["relative_sensitivity"] / a["relative_sensitivity"]
-        errors = (a["relative_sensitivity_error"], b["relative_sensitivity_error"])
-        error = (
-            ratio
-            * math.hypot(
-                errors[0] / a["relative_sensitivity"], errors[1] / b["relative_sensitivity"]
-            )
-            if None not in errors
-            else None
+        before, after = (
+            sensitivity.integral(old["irf"]["bins"]),
+            sensitivity.integral(new["irf"]["bins"]),
         )
-        out["measured"] = {"ratio": ratio, "ratio_error": error}
+        out["irf_integral"] = {
+            "previous": before,
+            "new": after,
+            **sensitivity.ratio_of(before, after),
+        }
+    if old["measured"] and new["measured"]:
+        out["measured"] = sensitivity.ratio_of(old["measured"], new["measured"])
     return out
 
 

@@ -277,6 +277,54 @@ def figure_of_merit(
     }
 
 
+def integral(bins: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sensitivity over all the table's energies at once (the cuts stay those of each
+    bin): signal and background summed over the bins, under the same conditions. More
+    simulated events stand behind it than behind any bin, so its error is smaller. Each sum's
+    error is Poisson with each event weighted by its bin's mean weight, passed on as an
+    equivalent number of events; None without signal or protons."""
+    signal = sum(b["n_signal_weighted"] for b in bins)
+    background = sum(b["n_background_weighted"] for b in bins)
+    out: dict[str, Any] = {
+        "n_signal_events": sum(b["n_signal_events"] for b in bins),
+        "n_background_events": sum(b["n_background_events"] for b in bins),
+        "relative_sensitivity": None,
+        "relative_sensitivity_error": None,
+    }
+    if signal <= 0 or background <= 0:
+        return out
+
+    def equivalent(weighted: str, events: str) -> float:
+        total = sum(b[weighted] for b in bins)
+        variance = sum(b[weighted] ** 2 / b[events] for b in bins if b[events] > 0)
+        return float(total**2 / variance)
+
+    s, b = np.array([signal]), np.array([background])
+    relative = float(_relative(s, b, ALPHA)[0])
+    error = relative_errors(
+        s,
+        np.array([equivalent("n_signal_weighted", "n_signal_events")]),
+        b,
+        np.array([equivalent("n_background_weighted", "n_background_events")]),
+    )[0]
+    out["relative_sensitivity"] = _finite(relative)
+    out["relative_sensitivity_error"] = _finite(error * relative)
+    return out
+
+
+def ratio_of(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """new / previous of two ``relative_sensitivity`` with their errors (independent, added
+    in quadrature), and (1 - ratio) / error; None where either lacks a value or an error."""
+    a, b = previous.get("relative_sensitivity"), new.get("relative_sensitivity")
+    ea, eb = previous.get("relative_sensitivity_error"), new.get("relative_sensitivity_error")
+    if not a or not b:
+        return {"ratio": None, "ratio_error": None, "improvement_sigmas": None}
+    ratio = b / a
+    error = ratio * math.hypot(ea / a, eb / b) if ea is not None and eb is not None else None
+    sigmas = (1.0 - ratio) / error if error else None
+    return {"ratio": ratio, "ratio_error": error, "improvement_sigmas": sigmas}
+
+
 def implied_by_counts(
     n_on: float,
     n_off: float,
@@ -339,6 +387,8 @@ __all__ = [
     "figure_of_merit",
     "from_events",
     "implied_by_counts",
+    "integral",
+    "ratio_of",
     "relative_errors",
     "table_from_hdu",
     "to_hdu",
