@@ -170,8 +170,10 @@ def _analyse(
 
 
 def _irf_sensitivity(paths: list[Path]) -> dict[str, Any] | None:
-    """The SENSITIVITY table of these (per-observation) IRFs, None if they have none (written
-    before ``datapipe-irf`` computed it, or without protons); refused if they differ."""
+    """The SENSITIVITY table of these (per-observation) IRFs; None if they have none (written
+    before ``datapipe-irf`` computed it, or without protons) or several different ones (one
+    version processed with several IRFs: no one sensitivity is its own, as for the
+    separation)."""
     from astropy.io import fits
 
     tables = []
@@ -179,10 +181,8 @@ def _irf_sensitivity(paths: list[Path]) -> dict[str, Any] | None:
         with fits.open(path, memmap=False) as hdul:
             if sensitivity.EXTNAME in hdul:
                 tables.append(sensitivity.table_from_hdu(hdul[sensitivity.EXTNAME], path.name))
-    if not tables:
+    if not tables or any(t != tables[0] for t in tables[1:]) or len(tables) != len(paths):
         return None
-    if any(t != tables[0] for t in tables[1:]):
-        raise DppsError("the event lists of one version have IRFs with different sensitivities")
     return tables[0]
 
 
@@ -194,14 +194,12 @@ def sensitivity_change(before: dict[str, Any], after: dict[str, Any]) -> dict[st
     out: dict[str, Any] = {"irf": None, "irf_integral": None, "measured": None}
     if old["irf"] and new["irf"]:
         out["irf"] = sensitivity.figure_of_merit(old["irf"]["bins"], new["irf"]["bins"])
-        before, after = (
-            sensitivity.integral(old["irf"]["bins"]),
-            sensitivity.integral(new["irf"]["bins"]),
-        )
+        whole_old = sensitivity.integral(old["irf"]["bins"])
+        whole_new = sensitivity.integral(new["irf"]["bins"])
         out["irf_integral"] = {
-            "previous": before,
-            "new": after,
-            **sensitivity.ratio_of(before, after),
+            "previous": whole_old,
+            "new": whole_new,
+            **sensitivity.ratio_of(whole_old, whole_new),
         }
     if old["measured"] and new["measured"]:
         out["measured"] = sensitivity.ratio_of(old["measured"], new["measured"])
