@@ -142,6 +142,7 @@ def run(repeat: int = 7, compare: Path | None = None) -> dict[str, Any]:
 def _print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     load = ", ".join(f"{x:.1f}" for x in report["load_average"])
     table = Table(
@@ -156,7 +157,7 @@ def _print_table(report: dict[str, Any]) -> None:
             colour = "green" if r["pass"] else "red"
             verdict = f"< {r['target_s']} s [{colour}]{'PASS' if r['pass'] else 'FAIL'}[/]"
         table.add_row(
-            r["name"],
+            Text(r["name"]),  # "[/tmp/before/src]" (--compare) is a path, not markup
             f"{r['best_s']:.3f}",
             f"{r['median_s']:.3f}",
             f"{r['ratio_to_baseline']:.1f}x",

@@ -185,7 +185,7 @@ def print_longhaul(r: dict[str, Any]) -> None:
     if hop:
         second = hop["trigger_to_second_copy_s"]
         print(
-            f"  second hop PIC -> {hop['center']}: {hop['copies']} copies, trigger to second "
+            f"  second hop PIC -> {hop['rse']}: {hop['copies']} copies, trigger to second "
             f"copy median {second['median']} s, max {second['max']} s; PIC sent "
             f"{hop['pic_tx_over_moved']}x, {hop['center']} received "
             f"{hop['center_rx_over_moved']}x the bytes moved"
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--files", type=int, default=190)
     parser.add_argument("--size-kib", type=int, default=1024)
-    parser.add_argument("--second-hop", default=None, help="e.g. CSCS (S3)")
+    parser.add_argument("--second-hop", default=None, help="e.g. CSCS (S3) or PIC-TAPE")
     parser.add_argument("--agent-catalog", choices=["api", "postgres"], default="api")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:

@@ -27,6 +27,7 @@ QUICK: dict[str, list[str]] = {
     "api": ["--files", "2000", "--clients", "10", "--per-client", "10"],
     "calibpipe": ["--events", "100", "--rounds", "1"],
     "catalog": ["--files", "5000", "--query-files", "100000"],
+    "catalog_scale": ["--files", "100000", "--rule-files", "20000", "--queries", "30"],
     "checksum": ["--size-mib", "128", "--repeat", "2"],
     "memory": ["--files", "20000", "--requests", "2000"],
     "cli_start": ["--repeat", "3"],

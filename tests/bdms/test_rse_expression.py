@@ -111,7 +111,7 @@ def test_rse_list_shows_what_an_expression_selects(archive: Archive) -> None:
     ws = ["-w", str(archive.config.workspace)]
     result = runner.invoke(app, [*ws, "rse", "list", "offsite&type=disk", "--json"])
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["items"]
     assert [r["name"] for r in rows] == ["CSCS", "DESY", "FRASCATI", "PIC"]
     assert [r["available"] for r in rows] == [True] * 4
     with transaction(archive.sessions) as session:  # as for an RSE dropped from the config

@@ -149,7 +149,7 @@ def test_rule_commands(archive: Archive, dataset: list[str]) -> None:
     assert code == 0, err
     assert len(json.loads(out)["rule_ids"]) == 2
     code, out, _ = cli(archive, "rule", "list", "--state", "REPLICATING", "--json")
-    rules = json.loads(out)
+    rules = json.loads(out)["items"]
     assert [r["policy"] for r in rules] == [None, "acada", "acada"]
     assert rules[0]["expires_at"] is not None
     assert (rules[0]["copies"], rules[0]["priority"], rules[0]["activity"]) == (2, 4, "test")
@@ -165,7 +165,7 @@ def test_rule_commands(archive: Archive, dataset: list[str]) -> None:
     assert code == 0
     assert json.loads(out)["id"] == rule_id
     code, out, _ = cli(archive, "rule", "list", "--json")
-    assert [r["id"] for r in json.loads(out)] == [rule_id + 1, rule_id + 2]
+    assert [r["id"] for r in json.loads(out)["items"]] == [rule_id + 1, rule_id + 2]
     code, out, _ = cli(archive, "rule", "list")
     assert code == 0
     assert "copies" in out

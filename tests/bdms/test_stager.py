@@ -171,7 +171,8 @@ def test_a_killed_stager_leaves_the_request_to_another(
     archive.preservation.stage(on_tape[:1])
     set_time(archive, StageRequestRow, "requested_at", dt.timedelta(seconds=10))
     dead = DaemonContext(name="stager")
-    claimed = stager._claim(dead, archive.sessions, archive.config, [], None, 10)
+    ledger = stager.CatalogStageLedger(archive.sessions, archive.config)
+    claimed, _ = ledger.claim(dead.instance, ["PIC-TAPE"], 10)
     assert len(claimed) == 1  # ... and the owner dies before copying
     assert _stager(archive) == 0  # leased: another stager leaves it alone
     set_time(archive, StageRequestRow, "lease_expires_at", dt.timedelta(seconds=1))
@@ -250,8 +251,10 @@ def test_cli_get_no_wait_then_stage_wait(
     runner = CliRunner()
     ws = ("-w", str(archive.config.workspace))
     res = runner.invoke(app, [*ws, "get", on_tape[0], str(tmp_path / "o.fits"), "--no-wait"])
-    assert res.exit_code == 0, res.stderr
+    # Nothing fetched yet: "unavailable", so a script does not go on as if the file were there.
+    assert res.exit_code == Unavailable.exit_code, res.stderr
     assert "staging requested" in res.stdout
+    assert "1 not retrieved yet" in res.stderr
     assert not (tmp_path / "o.fits").exists()
     res = runner.invoke(app, [*ws, "stage", on_tape[0], "--wait", "--json"])
     assert res.exit_code == 0, res.stderr
@@ -259,7 +262,7 @@ def test_cli_get_no_wait_then_stage_wait(
     assert info["state"] == "READY"
     assert info["rse"] == "PIC-TAPE"
     res = runner.invoke(app, [*ws, "stage", "--list", "--state", "READY", "--json"])
-    assert [i["did"] for i in json.loads(res.stdout)] == [on_tape[0]]
+    assert [i["did"] for i in json.loads(res.stdout)["items"]] == [on_tape[0]]
     res = runner.invoke(app, [*ws, "get", on_tape[0], str(tmp_path / "o.fits"), "--json"])
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["results"][0]["status"] == "retrieved"

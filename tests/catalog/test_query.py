@@ -9,6 +9,7 @@ next to its filter.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -329,6 +330,10 @@ def _rows() -> list[dict[str, Any]]:
         )
     add("/ctao/misc/a_b.txt", bytes=1)
     add("/ctao/misc/aXb.txt", bytes=1)
+    # Around "_" in a LIKE pattern (any one character; each range of the index walk): the
+    # characters below, equal to and above it, the one right after it, none at all.
+    for name in ("a`b.txt", "axb.txt", "a_c.txt", "ab.txt", "a_b.tx", "a~b.txt"):
+        add(f"/ctao/misc/{name}", bytes=1)
     add("/ctao/containers/2026", did_type="CONTAINER")
     return rows
 
@@ -442,10 +447,22 @@ EXAMPLES: list[Any] = [
         marks=BY_LFN,
     ),
     pytest.param(
-        r"name like /ctao/misc/a\_b%", lambda r: r["name"] == "/ctao/misc/a_b.txt", marks=BY_LFN
+        r"name like /ctao/misc/a\_b%",
+        lambda r: r["name"].startswith("/ctao/misc/a_b"),
+        marks=BY_LFN,
     ),
     pytest.param(
-        "name like /ctao/misc/a_b%", lambda r: r["name"].startswith("/ctao/misc/a"), marks=BY_LFN
+        "name like /ctao/misc/a_b%",
+        lambda r: re.fullmatch(r"/ctao/misc/a.b.*", r["name"]) is not None,
+        marks=BY_LFN,
+    ),
+    pytest.param(
+        "name like /ctao/misc/a_b.tx_",
+        lambda r: re.fullmatch(r"/ctao/misc/a.b\.tx.", r["name"]) is not None,
+        marks=BY_LFN,
+    ),
+    pytest.param(
+        "name like /ctao/misc/a_%", lambda r: r["name"].startswith("/ctao/misc/a"), marks=BY_LFN
     ),
     pytest.param(
         "name not like /CTAO/DL0/%",  # LFNs are case-sensitive on both backends

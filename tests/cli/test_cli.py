@@ -79,7 +79,7 @@ def test_ingest_query_show_locate_get(workspace: Path, tmp_path: Path) -> None:
     assert [r["status"] for r in json.loads(out)["results"]] == ["registered"] * 3
 
     code, out, _ = run(*ws, "ls", "obs_id=300 and tel_id in (1,2)", "--json")
-    assert [f["name"] for f in json.loads(out)] == [
+    assert [f["name"] for f in json.loads(out)["items"]] == [
         "/ctao/dl0/obs_300/tel_001.fits",
         "/ctao/dl0/obs_300/tel_002.fits",
     ]
@@ -117,7 +117,7 @@ def test_ingest_query_show_locate_get(workspace: Path, tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(out)["examined"] == 3
     code, out, _ = run(*ws, "rse", "list", "--json")
-    assert {r["name"]: r["files"] for r in json.loads(out)}["CTAO-N"] == 3
+    assert {r["name"]: r["files"] for r in json.loads(out)["items"]}["CTAO-N"] == 3
 
 
 @pytest.mark.verifies_usecase("UC-110-1.1.3")
@@ -161,7 +161,7 @@ def test_workspace_is_found_from_a_subdirectory(
     monkeypatch.delenv("DPPS_WORKSPACE", raising=False)
     code, out, _ = run("rse", "list", "--json")
     assert code == 0
-    assert len(json.loads(out)) == 8
+    assert json.loads(out)["total"] == 8
     monkeypatch.chdir(workspace.parent)
     code, _, err = run("rse", "list")
     assert code == NotFound.exit_code

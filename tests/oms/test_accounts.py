@@ -154,16 +154,17 @@ def test_account_commands_locally(tmp_path: Path, catalog_url: str) -> None:
     plain = runner.invoke(app, [*w, "token", "create", "ops"])
     assert plain.stdout.strip().startswith("dpps_")
     assert "only its hash" in plain.stderr
-    listed = json.loads(runner.invoke(app, [*w, "token", "list", "ops", "--json"]).stdout)
+    listed = json.loads(runner.invoke(app, [*w, "token", "list", "ops", "--json"]).stdout)["items"]
     assert next(t["id"] for t in listed) == created["id"]
     assert all("token" not in t for t in listed)
     revoke = runner.invoke(app, [*w, "token", "revoke", str(created["id"]), "--json"])
     assert json.loads(revoke.stdout)["revoked_at"] is not None
     gone = runner.invoke(app, [*w, "token", "revoke", "9999"])
     assert gone.exit_code == NotFound.exit_code
-    accounts = json.loads(runner.invoke(app, [*w, "account", "list", "--json"]).stdout)
+    accounts = json.loads(runner.invoke(app, [*w, "account", "list", "--json"]).stdout)["items"]
     assert [a["name"] for a in accounts] == ["ops"]
-    matrix = json.loads(runner.invoke(app, ["role", "list", "--json"]).stdout)
+    listed_roles = json.loads(runner.invoke(app, ["role", "list", "--json"]).stdout)["items"]
+    matrix = {row["action"]: row["roles"] for row in listed_roles}
     assert matrix["rule.write.dl0"] == ["admin", "archive-manager"]
 
 

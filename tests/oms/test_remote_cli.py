@@ -50,6 +50,9 @@ def test_read_commands_print_the_same_locally_and_remotely(
     for args in (
         ("ls", "obs_id=42", "--json"),
         ("ls", "obs_id=42"),
+        ("ls", "obs_id=42", "--limit", "1", "--offset", "1", "--json"),  # total and paging
+        ("ls", "obs_id=42", "-o", "csv"),
+        ("ls", "obs_id=42", "-o", "plain"),
         ("ls", "", "--count", "--json"),
         ("ls", "", "--type", "DATASET", "--json"),
         ("show", did, "--json"),
@@ -203,7 +206,7 @@ def test_accounts_tokens_report_and_health_remotely(
     assert whoami.whoami()["name"] == "newbie"
     whoami.close()
     mine = _remote(live, token, "token", "list", "--json")
-    assert [t["account"] for t in json.loads(mine[1])] == ["newbie"]
+    assert [t["account"] for t in json.loads(mine[1])["items"]] == ["newbie"]
     denied = _remote(live, token, "account", "add", "other", "--role", "admin")
     assert denied[0] == 8
     assert "account.write" in denied[2]
@@ -266,7 +269,7 @@ def test_wms_commands_locally_and_remotely(
         assert "KILLED already" in again[2], where
         assert run("wms", "retry", str(sub["id"]), "--json")[0] == 0, where
         code, out, err = run("wms", "list", "--state", "SUBMITTED", "--json")
-        assert sub["id"] in [j["id"] for j in json.loads(out)], (where, err)
+        assert sub["id"] in [j["id"] for j in json.loads(out)["items"]], (where, err)
         name = f"summaries-{where}"
         code, out, err = run(
             "wms",
@@ -281,7 +284,7 @@ def test_wms_commands_locally_and_remotely(
         assert code == 0, (where, err)
         assert json.loads(out)["input_port"] == "infile"
         code, out, err = run("wms", "transformation", "list", "--json")
-        assert name in [t["name"] for t in json.loads(out)], (where, err)
+        assert name in [t["name"] for t in json.loads(out)["items"]], (where, err)
     assert ids["remote"] == ids["local"] + 1  # one catalog: the server's job follows
     local = _local(seeded.archive, "wms", "status", str(ids["remote"]), "--json")
     history = json.loads(local[1])["events"]

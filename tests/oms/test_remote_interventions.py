@@ -14,7 +14,7 @@ from tests.oms.write_cases import failed_transfer
 
 
 def _rule(seeded: Seeded, rule_id: int) -> dict[str, object]:
-    listed = json.loads(_local(seeded.archive, "rule", "list", "--json")[1])
+    listed = json.loads(_local(seeded.archive, "rule", "list", "--json")[1])["items"]
     return next(r for r in listed if r["id"] == rule_id)
 
 
@@ -63,13 +63,14 @@ def test_transfer_list_and_retry_both_ways(seeded: Seeded, live: BackgroundServe
         ("transfer", "list", "--state", "failed", "--json"),
         ("transfer", "list", "--errors", "--rse", "PIC", "--json"),
         ("transfer", "list", "--limit", "1", "--json"),
+        ("transfer", "list", "--offset", "1", "-o", "plain"),
     ):
         local, remote = _both(seeded, live, *args, role="reader")
         assert local[0] == 0, local
         assert local[1] == remote[1], args
     failed = json.loads(
         _local(seeded.archive, "transfer", "list", "--state", "FAILED", "--json")[1]
-    )
+    )["items"]
     assert {t["id"] for t in failed} == {first, second}
     assert {t["error"] for t in failed} == {"destination unreachable"}
 

@@ -32,6 +32,7 @@ def test_rule_commands_print_the_same_locally_and_remotely(
         ("rule", "list", "--state", "replicating", "--json"),
         ("rule", "list", "--did", DL1_FILE, "--json"),
         ("rule", "list", "--limit", "1", "--json"),
+        ("rule", "list", "--limit", "1", "--offset", "1", "-o", "csv"),
         ("rule", "show", str(on_dl0), "--json"),
         ("rule", "show", str(on_dl0)),
         ("rule", "show", str(on_dl1), "--json"),
@@ -39,7 +40,9 @@ def test_rule_commands_print_the_same_locally_and_remotely(
         local, remote = _both(seeded, live, *args, role="reader")
         assert local[0] == 0, local
         assert local[1] == remote[1], args
-    listed = {r["id"]: r for r in json.loads(_local(archive, "rule", "list", "--json")[1])}
+    listed = {
+        r["id"]: r for r in json.loads(_local(archive, "rule", "list", "--json")[1])["items"]
+    }
     assert set(listed) >= {on_dl0, on_dl1}
     assert listed[on_dl0]["locks"]
     assert listed[on_dl0]["did_type"] == "DATASET"

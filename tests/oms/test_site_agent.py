@@ -8,6 +8,7 @@ the real server (uvicorn on 127.0.0.1) and count the agent's requests with httpx
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from dpps.bdms.ingestion.queue import IngestionQueue
 from dpps.bdms.ingestion.settings import QueueSettings
 from dpps.bdms.preservation.auditor import SiteAuditor
 from dpps.bdms.preservation.reaper import SiteReaper
+from dpps.bdms.staging import stager
+from dpps.bdms.staging.records import StageOutcome
 from dpps.bdms.transfer.daemon import TransferDaemon
-from dpps.catalog.models import EventRow, HeartbeatRow, ReplicaRow, RuleRow
+from dpps.catalog.models import EventRow, HeartbeatRow, ReplicaRow, RuleRow, StageRequestRow
 from dpps.cli.main import app
 from dpps.client.agent import (
     RemoteAuditLedger,
@@ -31,6 +34,7 @@ from dpps.client.agent import (
     RemoteIngestLedger,
     RemoteLedger,
     RemoteReaperLedger,
+    RemoteStageLedger,
 )
 from dpps.client.archive import RemoteArchive
 from dpps.core.daemon import DaemonContext
@@ -38,6 +42,7 @@ from dpps.core.errors import InvalidInput, NotFound, PermissionDenied
 from dpps.oms.server import BackgroundServer
 from dpps.storage.checksums import checksum_file
 from tests.acada.helpers import lfn_of, small, triggers_left
+from tests.bdms.preservation_helpers import drop_tape_only, put_replica, set_time
 from tests.bdms.replication_helpers import FAST, drive, evaluate, ingest_dataset, tuned
 from tests.oms.conftest import Seeded
 
@@ -165,7 +170,7 @@ def test_dpps_daemon_transfer_runs_a_site_agent_against_the_api(
     # Refusals, before anything runs: no --site, a daemon that needs the database, no token.
     refusals = (
         (["daemon", "transfer", "--once"], "give --site or --rses"),
-        (["daemon", "stager", "--site", "PIC", "--once"], "needs the catalog database"),
+        (["daemon", "evaluator", "--once"], "needs the catalog database"),
     )
     for args, message in refusals:
         r = runner.invoke(app, ["-w", str(workspace), *args], env=env)
@@ -385,3 +390,83 @@ def test_a_site_auditor_through_the_api_reads_here_and_reports_once_per_chunk(
             s.scalars(select(EventRow.account).where(EventRow.action == "replica.bad"))
         )
     assert declared_by == {"acct-site-agent"}
+
+
+@pytest.mark.verifies_usecase("UC-110-1.10")
+def test_a_site_stager_through_the_api_stages_and_expires_in_two_requests_a_pass(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    """PIC's stager, the API as its catalog: a pass stages the due requests of PIC's tape
+    into its buffer (checksums verified) in one claim and one report; a later pass removes
+    the expired buffer copies the same way. Events carry the agent's account."""
+    archive = seeded.archive
+    on_tape = seeded.dl0_files[:3]
+    for did in on_tape:
+        put_replica(archive, did, "PIC-TAPE")
+        drop_tape_only(archive, did)
+    archive.preservation.stage(on_tape)
+    set_time(archive, StageRequestRow, "requested_at", dt.timedelta(seconds=10))
+    requests: list[str] = []
+    served = frozenset({"PIC", "PIC-TAPE"})
+    buffer = stager.buffer_storage(archive.config)
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as remote:
+        remote.http.event_hooks["request"].append(lambda r: requests.append(r.url.path))
+        site_stager = stager.SiteStager(archive.config, RemoteStageLedger(remote, served), served)
+        assert site_stager.run_once(DaemonContext("stager")) == len(on_tape)
+        assert requests == ["/api/v1/agents/stager/claim", "/api/v1/agents/stager/report"]
+        with archive.sessions() as s:
+            rows = list(s.scalars(select(StageRequestRow).order_by(StageRequestRow.id)))
+        assert [r.state for r in rows] == ["READY"] * len(on_tape)
+        for row in rows:
+            assert buffer.exists(row.buffer_path or "")
+        # their lifetime over, the next pass removes the buffer copies
+        requests.clear()
+        set_time(archive, StageRequestRow, "expires_at", dt.timedelta(seconds=1))
+        assert site_stager.run_once(DaemonContext("stager")) == len(on_tape)
+        assert requests == ["/api/v1/agents/stager/claim", "/api/v1/agents/stager/report"]
+    with archive.sessions() as s:
+        after = list(s.scalars(select(StageRequestRow).order_by(StageRequestRow.id)))
+        accounts = set(s.scalars(select(EventRow.account).where(EventRow.action.like("stage.%"))))
+    assert [r.state for r in after] == ["EXPIRED"] * len(on_tape)
+    assert not any(buffer.exists(r.buffer_path or "") for r in after)
+    assert "acct-site-agent" in accounts
+
+
+@pytest.mark.verifies_usecase("UC-110-1.10")
+def test_the_stager_api_refuses_what_is_not_its_own(
+    seeded: Seeded, live: BackgroundServer
+) -> None:
+    """Unknown RSEs and malformed outcomes are refused; a report on a request the instance
+    does not hold changes nothing; a stager of CSCS (no tape) is given nothing of PIC's."""
+    archive = seeded.archive
+    did = seeded.dl0_files[0]
+    put_replica(archive, did, "PIC-TAPE")
+    drop_tape_only(archive, did)
+    archive.preservation.stage([did])
+    set_time(archive, StageRequestRow, "requested_at", dt.timedelta(seconds=10))
+    with RemoteArchive(live.url, seeded.tokens["site-agent"]) as remote:
+        with pytest.raises(NotFound, match="NOWHERE"):
+            RemoteStageLedger(remote, frozenset({"NOWHERE"})).claim("me:1:a", ["NOWHERE"], 5)
+        assert RemoteStageLedger(remote, frozenset({"CSCS"})).claim("me:1:a", ["CSCS"], 5) == (
+            [],
+            [],
+        )
+        pic = RemoteStageLedger(remote, frozenset({"PIC-TAPE"}))
+        with archive.sessions() as s:
+            [req_id] = s.scalars(select(StageRequestRow.id)).all()
+        with pytest.raises(InvalidInput, match="state"):
+            remote._json(
+                "POST",
+                "/api/v1/agents/stager/report",
+                json={
+                    "instance": "me:1:a",
+                    "rses": ["PIC-TAPE"],
+                    "outcomes": [{"request_id": req_id, "state": "DONE"}],
+                },
+            )
+        # not claimed by this instance: the READY it reports is ignored
+        pic.report("liar:1:x", [StageOutcome(req_id, "READY", buffer_path="x")], [])
+        with archive.sessions() as s:
+            assert s.scalars(select(StageRequestRow.state)).all() == ["QUEUED"]
+        jobs, _ = pic.claim("me:1:a", ["PIC-TAPE"], 5)
+        assert [j.request_id for j in jobs] == [req_id]

@@ -40,6 +40,20 @@ def dpps() -> RunDpps:
     return run_dpps
 
 
+@pytest.fixture(autouse=True)
+def _on_the_testbed_worker(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` every testbed test must run on one worker (their modules
+    carry ``xdist_group("testbed")``): split, the second worker waits on the lock for as long
+    as the first holds it, and the suite runs minutes longer with nothing failing. pytest 9.2
+    broke the grouping once (pytest-dev/pytest-xdist#1386): fail loudly if it breaks again."""
+    grouped = request.node.get_closest_marker("xdist_group") is not None
+    if grouped and getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@testbed"), (
+            f"{request.node.nodeid}: pytest-xdist did not group the testbed's tests on one "
+            "worker (see pyproject.toml's pin of pytest)"
+        )
+
+
 @pytest.fixture(scope="module")
 def testbed_lock() -> Iterator[None]:
     if os.geteuid() != 0:

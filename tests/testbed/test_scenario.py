@@ -49,6 +49,7 @@ def test_the_scenario_refuses_without_a_testbed_or_with_too_much_data(
     assert nowhere.returncode == 3, nowhere.stderr
     assert "--second-hop PIC" in nowhere.stderr
     assert "CSCS" in nowhere.stderr
+    assert "PIC-TAPE" in nowhere.stderr
     assert not (small_testbed / "scenario").exists()
 
 
@@ -140,4 +141,41 @@ def test_a_second_hop_from_pic_to_an_s3_center(small_testbed: Path, dpps: RunDpp
     assert links["PIC"]["tx_bytes"] >= hop["bytes"]
     assert links["CSCS"]["rx_bytes"] >= hop["bytes"]
     assert links["CTAO-North"]["tx_bytes"] < report["bytes_moved_offsite"] + hop["bytes"]
+    assert report["onsite_files_left"] == 0
+
+
+@pytest.mark.verifies_usecase("UC-190-1.2")
+def test_a_second_copy_to_pic_tape_stays_inside_pic(small_testbed: Path, dpps: RunDpps) -> None:
+    """Every file also goes from PIC's disk to PIC's tape (the tape RSE behind PIC's XRootD),
+    copied by PIC's own agent inside PIC: the tape copies cross no WAN link (PIC's link
+    carries each file once, inbound), and each one's adler32 is recomputed from the bytes
+    in the directory PIC's server exports as tape."""
+    done = dpps(
+        "testbed",
+        "scenario",
+        "longhaul",
+        "--dir",
+        str(small_testbed),
+        "--files",
+        str(FILES),
+        "--size-kib",
+        "64",
+        "--second-hop",
+        "PIC-TAPE",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    report = json.loads(done.stdout)
+    hop = report["second_hop"]
+    assert report["ok"], report
+    assert (hop["rse"], hop["center"]) == ("PIC-TAPE", "PIC")
+    assert hop["copies"] == FILES, hop
+    assert (hop["lost"], hop["duplicated"], hop["bad_replicas"]) == (0, 0, [])
+    assert hop["bytes"] == report["bytes"]
+    links = report["links"]
+    # in once over the WAN (to PIC's disk), never out again, never in twice
+    assert links["PIC"]["rx_bytes"] >= report["bytes_moved_offsite"]
+    assert links["PIC"]["rx_bytes"] < report["bytes_moved_offsite"] + hop["bytes"] / 2
+    assert links["PIC"]["tx_bytes"] < hop["bytes"] / 2
+    assert not report["relayed_by_third_site"]
     assert report["onsite_files_left"] == 0

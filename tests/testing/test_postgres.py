@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -127,3 +129,27 @@ def test_start_failure_reports_server_log(tmp_path: Path) -> None:
             clash.start()
         clash.stop()
         assert process_alive(running.pid)
+
+
+def test_a_kept_server_directory_is_started_again_with_its_data() -> None:
+    """A benchmark builds a large catalog once and measures it again later (``--keep`` /
+    ``--reuse``): a second server on the same directory starts on the data already there
+    instead of failing in initdb (a reachable directory of ours: pytest's tmp_path is private
+    to root, and the server would then work in a directory of its own, removed at stop)."""
+    base = Path(tempfile.mkdtemp(prefix="dpps-pg-keep-"))
+    base.chmod(0o755)
+    try:
+        with TemporaryPostgres(base) as first:
+            url = first.create_database("kept")
+            engine = sa.create_engine(url)
+            with engine.begin() as conn:
+                conn.execute(sa.text("CREATE TABLE t (x int)"))
+                conn.execute(sa.text("INSERT INTO t VALUES (42)"))
+            engine.dispose()
+        with TemporaryPostgres(base) as second:
+            engine = sa.create_engine(second.url.rsplit("/", 1)[0] + "/kept")
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT x FROM t")).scalar_one() == 42
+            engine.dispose()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

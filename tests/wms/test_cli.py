@@ -50,7 +50,7 @@ def test_submit_wait_status_list_logs_accounting(
     assert "DONE" in out
     assert "step summarize: DONE (1 jobs)" in out
     code, out, _ = _run(ws, "list", "--json", "--workflow", str(wf_id))
-    jobs = json.loads(out)
+    jobs = json.loads(out)["items"]
     assert sorted(j["name"] for j in jobs) == ["night.merge", "night.summarize[0]"]
     job_id = next(j["id"] for j in jobs if j["name"] == "night.merge")
     code, out, _ = _run(ws, "status", str(job_id), "--json")
@@ -88,7 +88,7 @@ def test_failed_job_exit_code_kill_retry_and_errors(wms_archive: Archive, tmp_pa
     assert code == 10, (out, err)
     assert "FAILED" in out
     code, out, _ = _run(ws, "list", "--state", "failed", "--json")
-    (job,) = json.loads(out)
+    (job,) = json.loads(out)["items"]
     assert job["reason"] == "tool failed: exit code 1"
     code, out, _ = _run(ws, "logs", str(job["id"]))
     assert "boom" in out
@@ -158,7 +158,7 @@ def test_transformation_commands(wms_archive: Archive, tmp_path: Path) -> None:
     assert "ASSIGNED=1" in out
     assert _run(ws, "transformation", "pause", "calib")[0] == 0
     code, out, _ = _run(ws, "transformation", "list", "--json")
-    assert json.loads(out)[0]["state"] == "PAUSED"
+    assert json.loads(out)["items"][0]["state"] == "PAUSED"
     assert _run(ws, "transformation", "resume", "calib")[0] == 0
     code, _out, err = _run(ws, "transformation", "add", "calib", str(tool), "--filter", "x=1")
     assert code == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ runner = CliRunner()
 def test_daemon_list_shows_the_archive_and_the_wms_daemons() -> None:
     result = runner.invoke(app, ["daemon", "list", "--json"])
     assert result.exit_code == 0, result.stderr
-    package = {row["name"]: row["package"] for row in json.loads(result.stdout)}
+    package = {row["name"]: row["package"] for row in json.loads(result.stdout)["items"]}
     assert package["wms-manager"] == "wms"
     assert package["wms-transformer"] == "wms"
     assert package["evaluator"] == "bdms"
@@ -93,6 +94,11 @@ class _Slots:
     def submit(self, task: Task) -> Future[dict[str, Any]]:
         return Future()
 
+    def submit_many(
+        self, tasks: Sequence[Task], *, bundle: int = 1
+    ) -> list[Future[dict[str, Any]]]:
+        return [Future() for _ in tasks]
+
     def shutdown(self, *, cancel: bool = True) -> None:
         return None
 
@@ -106,6 +112,18 @@ def test_queue_depth_follows_the_job_length(wms_archive: Archive) -> None:
     manager._finished.clear()
     manager._finished.extend(now - 0.5 + i * 0.005 for i in range(64))  # trivial jobs
     assert manager.depth() == MAX_PREFETCH
+
+
+def test_short_jobs_are_bundled_long_ones_run_alone(wms_archive: Archive) -> None:
+    manager = JobManager(wms_archive.config, wms_archive.sessions, _Slots(2))
+    assert manager.bundle() == 1  # nothing finished yet
+    now = time.monotonic()
+    manager._finished.extend(now - 10.0 + i * 5.0 for i in range(3))  # long jobs
+    assert manager.bundle() == 1
+    manager._finished.clear()
+    manager._finished.extend(now - 0.5 + i * 0.005 for i in range(64))  # trivial jobs
+    # As many as about BUNDLE_S of work, but two bundles still fit in a slot's queue.
+    assert manager.bundle() == MAX_PREFETCH // PREFETCH
 
 
 def test_refill_waits_for_half_empty_queues_unless_a_slot_may_run_dry(

@@ -17,13 +17,23 @@ from dpps.testing.dask_cluster import DaskCluster
 from dpps.wms.api import WMS
 from dpps.wms.states import JobState
 from dpps.wms.types import SubmitOptions
-from tests.wms.conftest import PY, TIMEOUT_S, ingest, write
+from tests.wms.conftest import PY, TIMEOUT_S, ingest, make_workspace, write
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
     with DaskCluster(tmp_path_factory.mktemp("dask"), {"PIC": 1, "DESY": 1}) as c:
         yield c
+
+
+@pytest.fixture
+def short_leases(tmp_path: Path, catalog_url: str) -> Iterator[Archive]:
+    """A workspace whose leases expire fast: a killed worker's jobs come back in seconds."""
+    archive = make_workspace(tmp_path / "ws", catalog_url, lease_s=4.0)
+    try:
+        yield archive
+    finally:
+        archive.close()
 
 
 SLOW_COPY = (
@@ -96,11 +106,9 @@ def test_a_job_asking_for_a_site_without_workers_waits_with_the_reason(
 
 
 def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
-    tmp_path: Path, catalog_url: str, cluster: DaskCluster
+    tmp_path: Path, short_leases: Archive, cluster: DaskCluster
 ) -> None:
-    from tests.wms.conftest import make_workspace
-
-    archive = make_workspace(tmp_path / "ws", catalog_url, lease_s=4.0)
+    archive = short_leases
     wms = WMS(archive)
     marker = tmp_path / "started"
     lfn = ingest(archive, "PIC", "/ctao/dl0/obs_3/tel_001.fits", obs_id=3)
@@ -136,4 +144,105 @@ def test_worker_killed_mid_job_is_rescheduled_and_outputs_registered_once(
         outputs = s.scalars(select(JobFileRow).where(JobFileRow.role == "output")).all()
     assert len(outputs) == 1
     assert len(archive.show("/ctao/dl1/obs_3/out.fits").replicas) == 1
-    archive.close()
+
+
+BUNDLED = (
+    "import sys,time; open(sys.argv[1],'a').write('x\\n'); time.sleep(0.5); "
+    "open('out.txt','w').write(sys.argv[2])"
+)
+
+
+@pytest.mark.verifies_usecase("UC-100-2")
+def test_worker_killed_mid_bundle_every_job_ends_once(
+    tmp_path: Path, short_leases: Archive, cluster: DaskCluster
+) -> None:
+    archive = short_leases
+    wms = WMS(archive)
+    marker = tmp_path / "started"
+    ids = []
+    for i in range(4):
+        job = write(
+            tmp_path / f"job{i}.yaml",
+            f"""\
+            name: bundled{i}
+            command: {json.dumps([PY, "-c", BUNDLED, str(marker), str(i)])}
+            site: PIC
+            outputs: [{{glob: out.txt}}]
+        """,
+        )
+        ids.append(wms.submit(job, opts=SubmitOptions(executor="dask")).id)
+    manager = wms.manager("dask", scheduler=cluster.address)
+    manager.bundle = lambda: 4  # type: ignore[method-assign]  # as for short jobs
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        # Kill when the first job's tool has run (its outcome not yet settled: a bundle is
+        # settled at its end) and the second one's is running.
+        while len(marker.read_text().splitlines() if marker.exists() else []) < 2:
+            assert time.monotonic() < deadline, "the bundle never started"
+            manager.run_once(DaemonContext("wms-manager"))
+        first = _worker_pid(wms, ids[0])
+        cluster.kill_worker(first)
+        cluster.start_worker("PIC")
+        wms.run_until(
+            lambda: all(wms.job(i).state == "DONE" for i in ids),
+            manager=manager,
+            timeout_s=TIMEOUT_S,
+        )
+    finally:
+        manager.close()
+    taken = {}
+    for job_id in ids:
+        info = wms.job(job_id)
+        running = [e for e in info.events if e.state == "RUNNING"]
+        taken[job_id] = (running[0].ts, running[0].details["pid"])
+        assert [e.state for e in info.events].count("DONE") == 1
+        assert info.attempts >= 2  # every job of the dead bundle was run again
+        assert len(info.outputs) == 1
+        assert len(archive.show(info.outputs[0].split(":", 1)[1]).replicas) == 1
+    assert len(set(taken.values())) == 1  # the four were taken together, by one worker
+    with archive.sessions() as s:
+        outputs = s.scalars(select(JobFileRow).where(JobFileRow.role == "output")).all()
+    assert sorted(o.job_id for o in outputs) == sorted(ids)
+
+
+@pytest.mark.verifies_usecase("UC-100-2")
+def test_a_failing_job_of_a_bundle_is_retried_alone_and_the_others_end_done(
+    tmp_path: Path, wms: WMS, cluster: DaskCluster
+) -> None:
+    ids = []
+    for i, code in enumerate(
+        ["open('out.txt','w').write('0')", "raise SystemExit(3)", "open('out.txt','w').write('2')"]
+    ):
+        job = write(
+            tmp_path / f"job{i}.yaml",
+            f"""\
+            name: bundled{i}
+            command: {json.dumps([PY, "-c", code])}
+            site: PIC
+            outputs: [{{glob: out.txt}}]
+        """,
+        )
+        ids.append(wms.submit(job, opts=SubmitOptions(executor="dask", max_attempts=2)).id)
+    manager = wms.manager("dask", scheduler=cluster.address)
+    manager.bundle = lambda: 3  # type: ignore[method-assign]  # as for short jobs
+    final = {"DONE", "FAILED"}
+    try:
+        wms.run_until(
+            lambda: all(wms.job(i).state in final for i in ids),
+            manager=manager,
+            timeout_s=TIMEOUT_S,
+        )
+    finally:
+        manager.close()
+    ok, failing, other = (wms.job(i) for i in ids)
+    assert [ok.state, failing.state, other.state] == ["DONE", "FAILED", "DONE"]
+    assert (ok.attempts, failing.attempts, other.attempts) == (1, 2, 1)
+    assert failing.reason == "tool failed: exit code 3"
+    assert failing.outputs == []
+    for info in (ok, other):
+        assert [e.state for e in info.events].count("DONE") == 1
+        assert len(info.outputs) == 1
+    first_take = {
+        next(e.ts for e in info.events if e.state == "RUNNING") for info in (ok, failing, other)
+    }
+    assert len(first_take) == 1  # the three were one bundle

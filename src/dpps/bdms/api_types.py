@@ -29,6 +29,7 @@ from dpps.bdms.types import (
     FileInfo,
     Location,
     MetaChange,
+    Page,
     RefreshReport,
     RSEInfo,
     RuleDetails,
@@ -48,6 +49,15 @@ class ReplicationAPI(Protocol):
         self, *, state: str | None = None, did: str | DID | None = None, limit: int = 1000
     ) -> list[RuleInfo]: ...
 
+    def rule_listing(
+        self,
+        *,
+        state: str | None = None,
+        did: str | DID | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> Page[RuleInfo]: ...
+
     def get_rule(self, rule_id: int, *, problems: int = 10) -> RuleDetails: ...
 
     def update_rule(self, rule_id: int, change: RuleChange) -> RuleInfo: ...
@@ -63,6 +73,17 @@ class ReplicationAPI(Protocol):
         errors_only: bool = False,
         limit: int = 100,
     ) -> list[TransferInfo]: ...
+
+    def transfer_listing(
+        self,
+        *,
+        rule_id: int | None = None,
+        state: str | None = None,
+        rse: str | None = None,
+        errors_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[TransferInfo]: ...
 
     def retry_transfer(self, transfer_id: int) -> TransferInfo: ...
 

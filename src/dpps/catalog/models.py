@@ -50,9 +50,13 @@ class DIDRow(Base):
     __tablename__ = "dids"
     __table_args__ = (
         UniqueConstraint("scope", "name", "version"),
-        Index("ix_dids_scope_name_latest", "scope", "name", "is_latest"),
         Index("ix_dids_obs_tel", "obs_id", "tel_id"),
         Index("ix_dids_name", "name"),
+        # Listings are ordered by name: (keys, name) reads the first page of those keys'
+        # files in order, where the keys' own index sorted all of them or the name index
+        # walked every name before them (migration 0007).
+        Index("ix_dids_night_name", "observing_night", "name"),
+        Index("ix_dids_level_tel_name", "data_level", "tel_id", "name"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -73,7 +77,7 @@ class DIDRow(Base):
     category: Mapped[str | None] = mapped_column(String(8), index=True)
     obs_id: Mapped[int | None] = mapped_column(BigInteger)
     tel_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    observing_night: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    observing_night: Mapped[dt.date | None] = mapped_column(Date)
     time_start: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     time_end: Mapped[dt.datetime | None] = mapped_column(DateTime)
     product_type: Mapped[str | None] = mapped_column(String(64), index=True)

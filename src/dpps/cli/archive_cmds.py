@@ -9,6 +9,15 @@ import typer
 
 from dpps.bdms.types import BulkReport, FileInfo
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
+from dpps.cli.listing import (
+    Column,
+    Listing,
+    OutputFormat,
+    OutputOpt,
+    emit,
+    output_format,
+    show_table,
+)
 from dpps.cli.output import (
     console,
     emit_json,
@@ -16,10 +25,9 @@ from dpps.cli.output import (
     human_bytes,
     progress_bar,
     styled,
-    table,
 )
 from dpps.cli.preservation_cmds import status_line
-from dpps.core.errors import EXIT_CODES, InvalidInput
+from dpps.core.errors import EXIT_CODES, InvalidInput, Unavailable
 
 PARTIAL_EXIT = 10
 assert PARTIAL_EXIT in EXIT_CODES
@@ -98,7 +106,7 @@ def ingest(
             for r in report.results
         ]
         if len(rows) <= 50:
-            console.print(table(None, ["DID", "status", "version", "size", "error"], rows))
+            show_table(None, ["DID", "status", "version", "size", "error"], rows)
         console.print(
             f"{report.count('registered')} registered, {report.count('present')} already present, "
             f"{len(report.failed)} failed; {human_bytes(report.bytes)} in {report.seconds:.2f} s"
@@ -106,17 +114,20 @@ def ingest(
     report_exit(report)
 
 
+FILE_COLUMNS = [
+    Column("DID"),
+    Column("level"),
+    Column("cat"),
+    Column("obs"),
+    Column("tel"),
+    Column("night"),
+    Column("size", show=human_bytes),
+]
+
+
 def _file_rows(files: list[FileInfo]) -> list[list[object]]:
     return [
-        [
-            f.did,
-            f.data_level,
-            f.category,
-            f.obs_id,
-            f.tel_id,
-            f.observing_night,
-            human_bytes(f.bytes),
-        ]
+        [f.did, f.data_level, f.category, f.obs_id, f.tel_id, f.observing_night, f.bytes]
         for f in files
     ]
 
@@ -148,32 +159,41 @@ def ls(
             help="Only DIDs attached below this dataset or container (at any depth).",
         ),
     ] = None,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Query data products by metadata or LFN (and by dataset or container membership)."""
+    """Query data products by metadata or LFN (and by dataset or container membership).
+
+    -o plain prints one DID a line (for xargs); -o json and -o csv carry every column, and
+    the JSON its total, so a script sees when there are more pages (--offset).
+    """
+    fmt = output_format(output, json_)
     archive = open_archive(ctx)
-    if count:
-        n = archive.count(
-            filter_text, all_versions=all_versions, did_type=did_type.upper(), dataset=dataset
+    kind = did_type.upper()
+
+    def matches() -> int:
+        return archive.count(
+            filter_text, all_versions=all_versions, did_type=kind, dataset=dataset
         )
-        emit_json({"count": n}) if json_ else console.print(n)
+
+    if count:
+        n = matches()
+        emit_json({"count": n}) if fmt is OutputFormat.JSON else console.print(n)
         return
     files = archive.list_files(
         filter_text,
         limit=limit,
         offset=offset,
         all_versions=all_versions,
-        did_type=did_type.upper(),
+        did_type=kind,
         dataset=dataset,
     )
-    if json_:
-        emit_json(files)
-        return
-    console.print(
-        table(None, ["DID", "level", "cat", "obs", "tel", "night", "size"], _file_rows(files))
+    # A short first page is everything; otherwise the catalog counts the matches.
+    total = len(files) if offset == 0 and len(files) < limit else matches()
+    emit(
+        Listing(FILE_COLUMNS, _file_rows(files), files, total=total, offset=offset, limit=limit),
+        fmt,
     )
-    if len(files) == limit:
-        err_console.print(f"(first {limit} rows; use --offset {offset + limit} for more)")
 
 
 def show(
@@ -215,23 +235,16 @@ def show(
         *base_fields,
         *([f"meta.{k}", v] for k, v in sorted(f.meta.items())),
     ]
-    console.print(table(None, ["field", "value"], fields))
-    console.print(
-        table(
-            "replicas",
-            ["RSE", "site", "kind", "state", "path", "verified"],
-            [
-                [r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at]
-                for r in details.replicas
-            ],
-        )
+    show_table(None, ["field", "value"], fields)
+    show_table(
+        "replicas",
+        ["RSE", "site", "kind", "state", "path", "verified"],
+        [[r.rse, r.site, r.kind, r.state, r.path, r.last_verified_at] for r in details.replicas],
     )
-    console.print(
-        table(
-            "events",
-            ["when", "account", "action", "RSE", "reason"],
-            [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events],
-        )
+    show_table(
+        "events",
+        ["when", "account", "action", "RSE", "reason"],
+        [[e.ts, e.account, e.action, e.rse, e.reason] for e in details.events],
     )
 
 
@@ -248,12 +261,10 @@ def locate(
         state = "available" if loc.available else "NOT available"
         est = f"{loc.estimated_seconds:.3f} s from {loc.best_rse}" if loc.available else "-"
         console.print(f"{loc.did}: {state}; estimated retrieval {est}")
-        console.print(
-            table(
-                None,
-                ["RSE", "kind", "state", "estimate (s)"],
-                [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas],
-            )
+        show_table(
+            None,
+            ["RSE", "kind", "state", "estimate (s)"],
+            [[r.rse, r.kind, r.state, r.estimated_seconds] for r in loc.replicas],
         )
     if not loc.available:
         raise typer.Exit(9)
@@ -317,6 +328,11 @@ def get(
                     "once it is staged ('dpps stage --list' shows progress)"
                 )
     report_exit(report)
+    waiting = report.count("staging")
+    if waiting:
+        # A script must not take "requested" for "fetched": nothing of these is at DEST yet.
+        err_console.print(f"{waiting} not retrieved yet: staging from tape")
+        raise typer.Exit(Unavailable.exit_code)
 
 
 def rse_list(
@@ -329,36 +345,30 @@ def rse_list(
             "'CTAO-N|PIC', 'offsite\\PIC', 'country=ES' (see docs/replication.md).",
         ),
     ] = None,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List storage elements with their site, kind, availability and usage."""
+    fmt = output_format(output, json_)
     archive = open_archive(ctx)
     infos = archive.rses()
     if expression is not None:
         selected = set(archive.rse_select(expression))
         infos = [i for i in infos if i.name in selected]
-    if json_:
-        emit_json(infos)
-        return
-    console.print(
-        table(
-            None,
-            ["RSE", "site", "kind", "onsite", "available", "files", "bytes", "URL"],
-            [
-                [
-                    i.name,
-                    i.site,
-                    i.kind,
-                    i.onsite,
-                    i.available,
-                    i.files,
-                    human_bytes(i.bytes),
-                    i.url,
-                ]
-                for i in infos
-            ],
-        )
-    )
+    columns = [
+        Column("RSE"),
+        Column("site"),
+        Column("kind"),
+        Column("onsite"),
+        Column("available"),
+        Column("files"),
+        Column("bytes", show=human_bytes),
+        Column("URL"),
+    ]
+    rows = [
+        [i.name, i.site, i.kind, i.onsite, i.available, i.files, i.bytes, i.url] for i in infos
+    ]
+    emit(Listing(columns, rows, infos), fmt)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs, remote_archive
-from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe, show_table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core.errors import ConfigError, DppsError
 
 if TYPE_CHECKING:
@@ -204,43 +205,33 @@ def list_campaigns(
         str | None, typer.Option(help="Only QUEUED, RUNNING, DONE or FAILED campaigns.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Campaigns, newest first: state, phase, progress, who submitted them."""
-    infos = _campaigns(ctx).recent(state=state, limit=limit)
-    if json_:
-        emit_json(infos)
-        return
-    console.print(
-        table(
-            None,
-            [
-                "name",
-                "state",
-                "phase",
-                "progress",
-                "version",
-                "query",
-                "account",
-                "created",
-                "finished",
-            ],
-            [
-                [
-                    i.name,
-                    i.state,
-                    i.phase,
-                    f"{i.done}/{i.total}" if i.total else "",
-                    i.spec.get("software_version", ""),
-                    i.spec.get("query", ""),
-                    i.account,
-                    i.created_at.isoformat(timespec="seconds"),
-                    i.finished_at.isoformat(timespec="seconds") if i.finished_at else "",
-                ]
-                for i in infos
-            ],
-        )
-    )
+    fmt = output_format(output, json_)
+    # The server lists 1000 at most: at that limit, whether more exist is not known.
+    infos, more = probe(_campaigns(ctx).recent(state=state, limit=min(limit + 1, 1000)), limit)
+    columns = [
+        *(Column(c) for c in ("name", "state", "phase", "progress", "version")),
+        Column("query", whole=False),
+        *(Column(c) for c in ("account", "created", "finished")),
+    ]
+    rows = [
+        [
+            i.name,
+            i.state,
+            i.phase,
+            f"{i.done}/{i.total}" if i.total else "",
+            i.spec.get("software_version", ""),
+            i.spec.get("query", ""),
+            i.account,
+            i.created_at,
+            i.finished_at,
+        ]
+        for i in infos
+    ]
+    emit(Listing(columns, rows, infos, limit=limit, more=more, paged=False), fmt)
 
 
 def show(
@@ -296,30 +287,26 @@ def _print(report: dict[str, Any]) -> None:
         f"{total['tape_only_files']} ({human_bytes(total['tape_only_bytes'])}); "
         f"estimated staging {v['estimated_staging_s']:.0f} s"
     )
-    console.print(
-        table(
-            "observation blocks (the files DataPipe reads)",
-            ["obs_id", "files", "bytes", "tape only"],
-            [
-                [o, t["files"], human_bytes(t["bytes"]), t["tape_only_files"]]
-                for o, t in v["blocks"].items()
-            ],
-        )
+    show_table(
+        "observation blocks (the files DataPipe reads)",
+        ["obs_id", "files", "bytes", "tape only"],
+        [
+            [o, t["files"], human_bytes(t["bytes"]), t["tape_only_files"]]
+            for o, t in v["blocks"].items()
+        ],
     )
-    console.print(
-        table(
-            "data centers",
-            ["site", "replicas", "disk", "tape"],
+    show_table(
+        "data centers",
+        ["site", "replicas", "disk", "tape"],
+        [
             [
-                [
-                    s,
-                    d["files"],
-                    human_bytes(d.get("disk_bytes", 0)),
-                    human_bytes(d.get("tape_bytes", 0)),
-                ]
-                for s, d in sorted(v["sites"].items())
-            ],
-        )
+                s,
+                d["files"],
+                human_bytes(d.get("disk_bytes", 0)),
+                human_bytes(d.get("tape_bytes", 0)),
+            ]
+            for s, d in sorted(v["sites"].items())
+        ],
     )
     console.print(f"models: {report['models'] or 'none'}; IRF: {report['irf'] or 'none'}")
     if report["dry_run"]:
@@ -330,23 +317,19 @@ def _print(report: dict[str, Any]) -> None:
         f"staged {s['ready']} of {s['files']} files in {s['seconds']:.1f} s; released "
         f"{len(s['released'])} buffer copies"
     )
-    console.print(
-        table(
-            "steps",
-            ["step", "runs", "ok", "failed", "how"],
+    show_table(
+        "steps",
+        ["step", "runs", "ok", "failed", "how"],
+        [
             [
-                [
-                    step,
-                    c["runs"],
-                    c["ok"],
-                    c["failed"],
-                    ", ".join(
-                        f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed")
-                    ),
-                ]
-                for step, c in report["counts"].items()
-            ],
-        )
+                step,
+                c["runs"],
+                c["ok"],
+                c["failed"],
+                ", ".join(f"{k} {n}" for k, n in c.items() if k not in ("runs", "ok", "failed")),
+            ]
+            for step, c in report["counts"].items()
+        ],
     )
     for note in report["skipped"]:
         console.print(note)
@@ -409,7 +392,7 @@ def print_comparison(comparison: dict[str, Any] | None) -> None:
         f"{comparison['target']}, observations {comparison['observations']}: previous "
         f"({old['software_version']}) vs new ({new['software_version']})"
     )
-    console.print(table(title, ["figure", "previous", "new", "new - previous"], rows))
+    show_table(title, ["figure", "previous", "new", "new - previous"], rows)
     console.print(
         f"separation measured on the IRFs' simulated runs ({sep_new.get('test_gammas')} gammas, "
         f"{sep_new.get('test_protons')} protons); Q = efficiency / sqrt(1 - rejection), "
@@ -460,16 +443,14 @@ def print_sensitivity(comparison: dict[str, Any]) -> None:
                     "" if ratio is None else f"{ratio:.3f}" + ("" if edges in used else " *"),
                 ]
             )
-        console.print(
-            table(
-                f"point-source sensitivity from the IRFs ({b['observation_time_h']:g} h, "
-                f"{b['min_significance']:g} sigma Li & Ma, >= {b['min_signal_events']:g} "
-                f"events, excess >= {b['min_excess_over_background']:.0%} of background, "
-                f"alpha {b['alpha']:g}), as a fraction of the source's flux (in --json: "
-                "also E2 F in erg cm-2 s-1)",
-                ["E reco (TeV)", "previous", "new", "new / previous"],
-                rows,
-            )
+        show_table(
+            f"point-source sensitivity from the IRFs ({b['observation_time_h']:g} h, "
+            f"{b['min_significance']:g} sigma Li & Ma, >= {b['min_signal_events']:g} "
+            f"events, excess >= {b['min_excess_over_background']:.0%} of background, "
+            f"alpha {b['alpha']:g}), as a fraction of the source's flux (in --json: "
+            "also E2 F in erg cm-2 s-1)",
+            ["E reco (TeV)", "previous", "new", "new / previous"],
+            rows,
         )
         console.print(
             "sensitivity new / previous from the IRFs (geometric mean over the bins with "

@@ -22,7 +22,8 @@ from dpps.bdms import daemons as bdms_daemons
 from dpps.bdms.replication import rse_expression
 from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.cli.common import JsonOpt, command, open_local_archive
-from dpps.cli.output import console, emit_json, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
+from dpps.cli.output import console, emit_json
 from dpps.client.agent import api_catalog
 from dpps.client.archive import RemoteArchive
 from dpps.core import daemon as daemons
@@ -39,7 +40,17 @@ LogLevel = Annotated[
 SleepOpt = Annotated[
     float,
     typer.Option(
-        "--sleep", min=0.0, help="Seconds to wait when there was no work (doubles, up to 30)."
+        "--sleep",
+        min=0.0,
+        help="Seconds to wait when there was no work (doubles, up to 30 or --max-sleep).",
+    ),
+]
+MaxSleepOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-sleep",
+        min=0.0,
+        help="The longest wait of an idle site process (its latency to new work).",
     ),
 ]
 OnceOpt = Annotated[bool, typer.Option("--once", help="One pass, then exit.")]
@@ -172,6 +183,7 @@ def run_named(
     scheduler: str | None = None,
     site: str | None = None,
     rses: str | None = None,
+    max_sleep: float = 30.0,
 ) -> None:
     """Run the registered daemon ``name`` (``--executor``/``--scheduler`` override the WMS
     configuration of this process: the job manager's executor; ``--site``/``--rses`` make it
@@ -181,7 +193,15 @@ def run_named(
     config = load_config(find_workspace(_workspace(ctx)))
     served = partition(config, name, site, rses)  # refused before the catalog is opened
     if api_catalog(config) is not None:
-        agent = _run_agent(config, name, served, once=once, sleep=sleep, metrics_port=metrics_port)
+        agent = _run_agent(
+            config,
+            name,
+            served,
+            once=once,
+            sleep=sleep,
+            max_sleep=max_sleep,
+            metrics_port=metrics_port,
+        )
         _summary({name: agent}, json_)
         return
     archive = open_local_archive(ctx)
@@ -208,6 +228,7 @@ def run_named(
             beats,
             once=once,
             sleep_s=sleep,
+            max_sleep_s=max_sleep,
             wrap=wrap,
         )
     _summary({name: context}, json_)
@@ -220,19 +241,21 @@ def _run_agent(
     *,
     once: bool,
     sleep: float,
+    max_sleep: float,
     metrics_port: int | None,
 ) -> DaemonContext:
     """A site process whose workspace names the central API as its catalog
     (``dpps.client.agent``): a transfer agent copies into its own RSEs and asks the API what
     to copy; a reaper asks what its RSEs may delete and reports what went; an auditor asks
-    which replicas are due, reads them and reports what it found. (The ingestion
+    which replicas are due, reads them and reports what it found; a stager asks which stage
+    requests of its tapes are due, copies them to its buffer and reports. (The ingestion
     queue, ``dpps daemon ingest``, does the same in ``acada_cmds``.) The other daemons work
     on the catalog's tables and need the database."""
-    if name not in ("transfer", "reaper", "auditor"):
+    if name not in ("transfer", "reaper", "auditor", "stager"):
         raise ConfigError(
             f"catalog.url is the API at {config.catalog.url}: only the transfer agent, the "
-            f"reaper, the auditor and the ingestion queue run against the API; daemon "
-            f"{name!r} needs the catalog database"
+            f"reaper, the auditor, the stager and the ingestion queue run against the API; "
+            f"daemon {name!r} needs the catalog database"
         )
     if served is None:
         raise ConfigError(
@@ -245,7 +268,9 @@ def _run_agent(
     with connect(config) as remote, daemon_metrics(metrics_port) as wrap:
         process = _site_process(config, name, served, remote)
         beats = PartitionHeartbeats(RemoteHeartbeats(remote), served)
-        return daemons.run(process, name, beats, once=once, sleep_s=sleep, wrap=wrap)
+        return daemons.run(
+            process, name, beats, once=once, sleep_s=sleep, max_sleep_s=max_sleep, wrap=wrap
+        )
 
 
 def _site_process(
@@ -257,6 +282,11 @@ def _site_process(
         from dpps.bdms.transfer.daemon import TransferDaemon
 
         return TransferDaemon(config=config, ledger=RemoteLedger(remote, served))
+    if name == "stager":
+        from dpps.bdms.staging.stager import SiteStager
+        from dpps.client.agent import RemoteStageLedger
+
+        return SiteStager(config, RemoteStageLedger(remote, served), served)
     if name == "auditor":
         from dpps.bdms.preservation.auditor import SiteAuditor
 
@@ -313,6 +343,7 @@ def _site_command(name: str, summary: str) -> Callable[..., None]:
         site: SiteOpt = None,
         rses: RsesOpt = None,
         sleep: SleepOpt = 1.0,
+        max_sleep: MaxSleepOpt = 30.0,
         log_level: LogLevel = "INFO",
         metrics_port: MetricsOpt = None,
         json_: JsonOpt = False,
@@ -327,6 +358,7 @@ def _site_command(name: str, summary: str) -> Callable[..., None]:
             json_=json_,
             site=site,
             rses=rses,
+            max_sleep=max_sleep,
         )
 
     run_one.__name__ = f"daemon_{name}"
@@ -371,22 +403,15 @@ def wms_manager(
     )
 
 
-def list_daemons(json_: JsonOpt = False) -> None:
+def list_daemons(output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List the daemons: `dpps daemon NAME` runs one, `dpps serve` runs them all."""
+    fmt = output_format(output, json_)
     rows = [
         {"name": s.name, "package": s.package, "summary": s.summary}
         for s in sorted(daemons.REGISTRY.values(), key=lambda s: s.name)
     ]
-    if json_:
-        emit_json(rows)
-        return
-    console.print(
-        table(
-            None,
-            ["daemon", "package", "what it does"],
-            [[r["name"], r["package"], r["summary"]] for r in rows],
-        )
-    )
+    columns = [Column("daemon"), Column("package"), Column("what it does", whole=False)]
+    emit(Listing(columns, [[r["name"], r["package"], r["summary"]] for r in rows], rows), fmt)
 
 
 def serve(

@@ -15,7 +15,8 @@ import typer
 
 from dpps.bdms.types import FileInfo
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
-from dpps.cli.output import console, emit_json, err_console, human_bytes, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe
+from dpps.cli.output import console, emit_json, human_bytes
 
 DIDArg = Annotated[str, typer.Argument(metavar="DID", help="scope:/name (scope optional).")]
 ParentArg = Annotated[
@@ -98,21 +99,20 @@ def content(
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many.")] = 1000,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (paging).")] = 0,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List a dataset's or container's members (with -r: every file below it)."""
-    items = open_archive(ctx).datasets.list_content(
-        did, recursive=recursive, limit=limit, offset=offset
+    fmt = output_format(output, json_)
+    items, more = probe(
+        open_archive(ctx).datasets.list_content(
+            did, recursive=recursive, limit=limit + 1, offset=offset
+        ),
+        limit,
     )
-    if json_:
-        emit_json(items)
-        return
-    rows: list[list[object]] = [
-        [i.did, i.did_type, human_bytes(i.bytes), i.adler32 or ""] for i in items
-    ]
-    console.print(table(None, ["DID", "type", "size", "adler32"], rows))
-    if len(items) == limit:
-        err_console.print(f"(first {limit}; use --offset {offset + limit} for more)")
+    columns = [Column("DID"), Column("type"), Column("size", show=human_bytes), Column("adler32")]
+    rows = [[i.did, i.did_type, i.bytes, i.adler32] for i in items]
+    emit(Listing(columns, rows, items, offset=offset, limit=limit, more=more), fmt)
 
 
 def close(ctx: typer.Context, did: DIDArg, json_: JsonOpt = False) -> None:

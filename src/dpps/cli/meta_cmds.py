@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
-from dpps.cli.output import console, emit_json, err_console, progress_bar, styled, table
+from dpps.cli.listing import show_table
+from dpps.cli.output import console, emit_json, err_console, progress_bar, styled
 
 
 def meta_set(
@@ -22,7 +23,7 @@ def meta_set(
     if json_:
         emit_json(changes)
     elif changes:
-        console.print(table(None, ["key", "old", "new"], [[c.key, c.old, c.new] for c in changes]))
+        show_table(None, ["key", "old", "new"], [[c.key, c.old, c.new] for c in changes])
     else:
         console.print("no change")
 
@@ -42,12 +43,10 @@ def meta_refresh(
         emit_json(report)
     else:
         if report.changes:
-            console.print(
-                table(
-                    None,
-                    ["DID", "key", "old", "new"],
-                    [[c.did, c.key, c.old, c.new] for c in report.changes[:200]],
-                )
+            show_table(
+                None,
+                ["DID", "key", "old", "new"],
+                [[c.did, c.key, c.old, c.new] for c in report.changes[:200]],
             )
         verb = "would change" if dry_run else "changed"
         console.print(

@@ -18,7 +18,8 @@ import typer
 
 from dpps.bdms.types import to_jsonable
 from dpps.cli.common import JsonOpt, command, is_remote, open_local_archive, remote_archive
-from dpps.cli.output import console, emit_json, err_console, table
+from dpps.cli.listing import Column, Listing, OutputFormat, OutputOpt, emit, output_format
+from dpps.cli.output import console, emit_json, err_console
 from dpps.core.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, AccountsAPI
 from dpps.core.authz import Role, matrix_rows
 from dpps.core.errors import InvalidInput
@@ -34,27 +35,23 @@ def accounts_api(ctx: typer.Context) -> AccountsAPI:
     return AccountService(open_local_archive(ctx).sessions, ROOT)
 
 
+def _accounts(infos: list[AccountInfo]) -> Listing:
+    columns = [
+        Column("account"),
+        Column("roles", whole=False),
+        Column("scopes", whole=False),
+        *(Column(c) for c in ("email", "created", "disabled")),
+    ]
+    rows = [
+        [a.name, ", ".join(a.roles), ", ".join(a.scopes), a.email, a.created_at, a.disabled_at]
+        for a in infos
+    ]
+    return Listing(columns, rows, infos)
+
+
 def _show_accounts(infos: list[AccountInfo], json_: bool) -> None:
-    if json_:
-        emit_json(infos)
-        return
-    console.print(
-        table(
-            None,
-            ["account", "roles", "scopes", "email", "created", "disabled"],
-            [
-                [
-                    a.name,
-                    ", ".join(a.roles),
-                    ", ".join(a.scopes),
-                    a.email,
-                    a.created_at,
-                    a.disabled_at,
-                ]
-                for a in infos
-            ],
-        )
-    )
+    """The accounts a change touched: JSON as a list (not a listing's page)."""
+    emit_json(infos) if json_ else emit(_accounts(infos), OutputFormat.TABLE)
 
 
 NameArg = Annotated[str, typer.Argument(help="Account name.")]
@@ -77,9 +74,9 @@ def account_add(
     _show_accounts([accounts_api(ctx).add_account(name, role, scope or [], email)], json_)
 
 
-def account_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
+def account_list(ctx: typer.Context, output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List accounts with their roles and scopes."""
-    _show_accounts(accounts_api(ctx).list_accounts(), json_)
+    emit(_accounts(accounts_api(ctx).list_accounts()), output_format(output, json_))
 
 
 def account_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
@@ -106,20 +103,19 @@ def role_revoke(ctx: typer.Context, name: NameArg, role: RoleArg, json_: JsonOpt
     _show_accounts([accounts_api(ctx).revoke_role(name, role)], json_)
 
 
-def role_list(json_: JsonOpt = False) -> None:
-    """Show the role matrix: which role may take which action."""
+def role_list(output: OutputOpt = None, json_: JsonOpt = False) -> None:
+    """Show the role matrix: which role may take which action.
+
+    -o json gives each action's roles (``items``); -o plain the actions.
+    """
     rows = matrix_rows()
-    if json_:
-        emit_json(
-            {
-                action: [r.value for r, ok in zip(Role, allowed, strict=True) if ok]
-                for action, allowed in rows
-            }
-        )
-        return
-    console.print(
-        table(None, ["action", *Role], [[a, *("x" if ok else "-" for ok in al)] for a, al in rows])
-    )
+    items = [
+        {"action": a, "roles": [r.value for r, ok in zip(Role, al, strict=True) if ok]}
+        for a, al in rows
+    ]
+    columns = [Column("action"), *(Column(r.value) for r in Role)]
+    table_rows = [[a, *("x" if ok else "-" for ok in al)] for a, al in rows]
+    emit(Listing(columns, table_rows, items), output_format(output, json_))
 
 
 def scope_grant(
@@ -160,31 +156,22 @@ def token_create(
 def token_list(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Account (default: your own).")] = None,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List an account's tokens (never their secrets)."""
+    fmt = output_format(output, json_)
     tokens = accounts_api(ctx).list_tokens(name or (None if is_remote() else "root"))
-    if json_:
-        emit_json(tokens)
-        return
-    console.print(
-        table(
-            None,
-            ["id", "account", "description", "created", "expires", "revoked", "last used"],
-            [
-                [
-                    t.id,
-                    t.account,
-                    t.description,
-                    t.created_at,
-                    t.expires_at,
-                    t.revoked_at,
-                    t.last_used_at,
-                ]
-                for t in tokens
-            ],
-        )
-    )
+    columns = [
+        *(Column(c) for c in ("id", "account")),
+        Column("description", whole=False),
+        *(Column(c) for c in ("created", "expires", "revoked", "last used")),
+    ]
+    rows = [
+        [t.id, t.account, t.description, t.created_at, t.expires_at, t.revoked_at, t.last_used_at]
+        for t in tokens
+    ]
+    emit(Listing(columns, rows, tokens), fmt)
 
 
 def token_revoke(

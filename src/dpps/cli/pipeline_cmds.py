@@ -13,16 +13,18 @@ from typing import Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs
-from dpps.cli.output import console, emit_json, err_console, progress_bar, styled, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
+from dpps.cli.output import console, emit_json, err_console, progress_bar, styled
 from dpps.core.errors import ConfigError, InvalidInput
 
 FAILED_EXIT = 10  # a production with failed runs (the CLI's "partial failure")
 
 
-def list_tools(json_: JsonOpt = False) -> None:
+def list_tools(output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List the registered pipeline tools and their configuration options."""
     from dpps.pipelines.tool import load_tools
 
+    fmt = output_format(output, json_)
     tools = load_tools()
     rows = []
     for name in sorted(tools):
@@ -32,11 +34,13 @@ def list_tools(json_: JsonOpt = False) -> None:
             for key, f in cls.config_class.model_fields.items()
         }
         rows.append({"name": name, "description": cls.description, "options": fields})
-    if json_:
-        emit_json(rows)
-        return
+    columns = [
+        Column("tool"),
+        Column("description", whole=False),
+        Column("options", whole=False),
+    ]
     body = [[r["name"], r["description"], ", ".join(r["options"])] for r in rows]
-    console.print(table("pipeline tools", ["tool", "description", "options"], body))
+    emit(Listing(columns, body, rows, title="pipeline tools"), fmt)
 
 
 def _default(field: Any) -> Any:

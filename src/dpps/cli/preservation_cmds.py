@@ -12,6 +12,16 @@ import typer
 from dpps.bdms.records import HealthReport
 from dpps.bdms.types import to_jsonable
 from dpps.cli.common import JsonOpt, command, open_archive
+from dpps.cli.listing import (
+    Column,
+    Listing,
+    OutputFormat,
+    OutputOpt,
+    emit,
+    output_format,
+    probe,
+    show_table,
+)
 from dpps.cli.output import (
     console,
     emit_json,
@@ -19,7 +29,6 @@ from dpps.cli.output import (
     human_bytes,
     progress_bar,
     styled,
-    table,
 )
 from dpps.core.errors import IntegrityFailure, Unavailable
 
@@ -51,6 +60,10 @@ def stage(
     state: Annotated[
         str | None, typer.Option(help="With --list: only QUEUED, READY, EXPIRED or FAILED.")
     ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="With --list: at most this many, newest first.")
+    ] = 100,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Request staging of tape-only files into the disk buffer, or list stage requests.
@@ -58,33 +71,36 @@ def stage(
     A file already staged or queued joins its open request. 'dpps get' stages by itself; this
     command prepares files ahead of time (e.g. before a processing campaign).
     """
+    fmt = output_format(output, json_)
     pres = open_archive(ctx).preservation
+    more = False
     if list_ or not dids:
-        infos = pres.stage_requests(state=state)
+        # The server lists 1000 at most: at that limit, whether more exist is not known.
+        asked = pres.stage_requests(state=state, limit=min(limit + 1, 1000))
+        infos, more = probe(asked, limit)
     else:
-        with status_line(not json_) as show:
+        with status_line(fmt is OutputFormat.TABLE) as show:
             infos = pres.stage(dids, wait=wait, timeout_s=timeout, status=show)
-    if json_:
-        emit_json(infos)
+    if fmt is OutputFormat.JSON and not (list_ or not dids):
+        emit_json(infos)  # the requests just made: a list, as before (not a listing's page)
         return
-    console.print(
-        table(
-            None,
-            ["id", "DID", "from", "state", "ready in (s)", "expires", "error"],
-            [
-                [
-                    i.id,
-                    i.did,
-                    i.rse,
-                    i.state,
-                    None if i.eta_seconds is None else f"{i.eta_seconds:.0f}",
-                    i.expires_at,
-                    i.error,
-                ]
-                for i in infos
-            ],
-        )
-    )
+    columns = [
+        *(Column(c) for c in ("id", "DID", "from", "state", "ready in (s)", "expires")),
+        Column("error", whole=False),
+    ]
+    rows = [
+        [
+            i.id,
+            i.did,
+            i.rse,
+            i.state,
+            None if i.eta_seconds is None else f"{i.eta_seconds:.0f}",
+            i.expires_at,
+            i.error,
+        ]
+        for i in infos
+    ]
+    emit(Listing(columns, rows, infos, key=1, more=more, paged=False), fmt)
 
 
 def audit(
@@ -112,12 +128,10 @@ def audit(
         emit_json(report)
     else:
         if report.bad:
-            console.print(
-                table(
-                    "BAD replicas",
-                    ["DID", "RSE", "path", "reason"],
-                    [[b.did, b.rse, b.path, b.reason] for b in report.bad],
-                )
+            show_table(
+                "BAD replicas",
+                ["DID", "RSE", "path", "reason"],
+                [[b.did, b.rse, b.path, b.reason] for b in report.bad],
             )
         for did in report.lost:
             err_console.print(styled("[red]LOST:[/red] {} has no good copy left", did))
@@ -193,20 +207,18 @@ def export(
 
 
 def _print_health(report: HealthReport) -> None:
-    console.print(
-        table(
-            "daemons",
-            ["daemon", "instances", "last heartbeat", "state"],
+    show_table(
+        "daemons",
+        ["daemon", "instances", "last heartbeat", "state"],
+        [
             [
-                [
-                    d.name,
-                    d.instances,
-                    d.last_seen,
-                    "STALE" if d.stale else ("running" if d.instances else "not running"),
-                ]
-                for d in report.daemons
-            ],
-        )
+                d.name,
+                d.instances,
+                d.last_seen,
+                "STALE" if d.stale else ("running" if d.instances else "not running"),
+            ]
+            for d in report.daemons
+        ],
     )
     for check in report.checks:
         if check.ok:

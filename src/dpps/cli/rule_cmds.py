@@ -10,7 +10,8 @@ import typer
 
 from dpps.bdms.types import RuleInfo
 from dpps.cli.common import JsonOpt, command, open_archive
-from dpps.cli.output import console, emit_json, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, show_table
+from dpps.cli.output import console, emit_json
 from dpps.core import priority as scale
 from dpps.core.errors import InvalidInput
 
@@ -125,23 +126,29 @@ def rule_list(
     ] = None,
     did: Annotated[str | None, typer.Option(help="Only the rules of this DID.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many rules.")] = 1000,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many rules (paging).")] = 0,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List replication rules with their state and lock counts."""
-    infos = open_archive(ctx).replication.list_rules(state=state, did=did, limit=limit)
-    if json_:
-        emit_json(infos)
-        return
-    console.print(
-        table(
-            None,
-            ["id", "DID", "copies", "RSEs", "source", "state", "locks", "error"],
-            [
-                [i.id, i.did, i.copies, i.rses, i.source, i.state, _locks(i), i.error]
-                for i in infos
-            ],
-        )
+    """List replication rules with their state and lock counts (oldest first)."""
+    fmt = output_format(output, json_)
+    page = open_archive(ctx).replication.rule_listing(
+        state=state, did=did, limit=limit, offset=offset
     )
+    columns = [
+        Column("id"),
+        Column("DID"),
+        Column("copies"),
+        Column("RSEs"),
+        Column("source"),
+        Column("state"),
+        Column("locks"),
+        Column("error", whole=False),
+    ]
+    rows = [
+        [i.id, i.did, i.copies, i.rses, i.source, i.state, _locks(i), i.error] for i in page.items
+    ]
+    emit(Listing(columns, rows, page.items, page.total, offset, limit), fmt)
 
 
 def rule_show(
@@ -174,29 +181,25 @@ def rule_show(
         ["locks", _locks(r)],
         ["transfers", ", ".join(f"{n} {s}" for s, n in sorted(details.transfers.items()))],
     ]
-    console.print(table(None, ["field", "value"], rows))
+    show_table(None, ["field", "value"], rows)
     if details.placement:
         states = sorted({s for counts in details.placement.values() for s in counts})
-        console.print(
-            table(
-                "locks per RSE (files)",
-                ["RSE", *states],
-                [
-                    [rse, *(counts.get(s, 0) for s in states)]
-                    for rse, counts in details.placement.items()
-                ],
-            )
+        show_table(
+            "locks per RSE (files)",
+            ["RSE", *states],
+            [
+                [rse, *(counts.get(s, 0) for s in states)]
+                for rse, counts in details.placement.items()
+            ],
         )
     if details.problems:
-        console.print(
-            table(
-                "transfers with errors",
-                ["id", "DID", "to", "state", "attempts", "error"],
-                [
-                    [t.id, t.did, t.dest, t.state, f"{t.attempts}/{t.max_attempts}", t.error]
-                    for t in details.problems
-                ],
-            )
+        show_table(
+            "transfers with errors",
+            ["id", "DID", "to", "state", "attempts", "error"],
+            [
+                [t.id, t.did, t.dest, t.state, f"{t.attempts}/{t.max_attempts}", t.error]
+                for t in details.problems
+            ],
         )
 
 
@@ -279,34 +282,39 @@ def transfer_list(
     rule: Annotated[int | None, typer.Option(help="Only the transfers of this rule.")] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only those with an error.")] = False,
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (paging).")] = 0,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List transfers, newest change first (what the transfer daemon did and is doing)."""
-    infos = open_archive(ctx).replication.transfers(
-        rule_id=rule, state=state, rse=rse, errors_only=errors, limit=limit
+    fmt = output_format(output, json_)
+    page = open_archive(ctx).replication.transfer_listing(
+        rule_id=rule, state=state, rse=rse, errors_only=errors, limit=limit, offset=offset
     )
-    if json_:
-        emit_json(infos)
-        return
-    console.print(
-        table(
-            None,
-            ["id", "DID", "from", "to", "state", "attempts", "next attempt", "error"],
-            [
-                [
-                    t.id,
-                    t.did,
-                    t.source or "",
-                    t.dest,
-                    t.state,
-                    f"{t.attempts}/{t.max_attempts}",
-                    t.next_attempt_at if t.state == "QUEUED" else "",
-                    t.error or "",
-                ]
-                for t in infos
-            ],
-        )
-    )
+    columns = [
+        Column("id"),
+        Column("DID"),
+        Column("from"),
+        Column("to"),
+        Column("state"),
+        Column("attempts"),
+        Column("next attempt"),
+        Column("error", whole=False),
+    ]
+    rows = [
+        [
+            t.id,
+            t.did,
+            t.source,
+            t.dest,
+            t.state,
+            f"{t.attempts}/{t.max_attempts}",
+            t.next_attempt_at if t.state == "QUEUED" else None,
+            t.error,
+        ]
+        for t in page.items
+    ]
+    emit(Listing(columns, rows, page.items, page.total, offset, limit), fmt)
 
 
 def transfer_retry(

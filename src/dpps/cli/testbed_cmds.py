@@ -132,8 +132,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--second-hop",
-                help="Also copy every file from PIC to this center (e.g. CSCS, served by S3), "
-                "pulled by that center's own agent.",
+                help="Also copy every file from PIC's disk to this RSE: another center's "
+                "(e.g. CSCS, served by S3), pulled by that center's own agent, or PIC's tape "
+                "(PIC-TAPE), copied inside PIC.",
             ),
         ] = None,
         agent_catalog: Annotated[
@@ -197,7 +198,7 @@ def _print_longhaul(r: dict[str, Any]) -> None:
     if hop:
         latency = hop["trigger_to_second_copy_s"]
         console.print(
-            f"second hop PIC -> {hop['center']}: {hop['copies']} copies, lost {hop['lost']}, "
+            f"second hop PIC -> {hop['rse']}: {hop['copies']} copies, lost {hop['lost']}, "
             f"duplicated {hop['duplicated']}; trigger to second copy median "
             f"{latency['median']} s; PIC sent {hop.get('pic_tx_over_moved')}x, "
             f"{hop['center']} received {hop.get('center_rx_over_moved')}x the bytes moved"

@@ -13,7 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dpps.cli.common import JsonOpt, command, open_wms
-from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, show_table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core import priority as scale
 from dpps.core.errors import EXIT_CODES
 
@@ -124,6 +125,8 @@ def _job_rows(jobs: list[Any]) -> list[list[Any]]:
 
 
 JOB_COLUMNS = ["id", "name", "state", "site", "activity", "prio", "attempts", "reason"]
+#: The job list's columns: the reason is free text, the rest stay whole.
+JOB_LISTING = [Column(c, whole=c != "reason") for c in JOB_COLUMNS]
 
 
 def status(
@@ -145,7 +148,7 @@ def status(
         )
         for step, st in info.steps.items():
             console.print(f"  step {step}: {st['state']} ({st['jobs']} jobs)")
-        console.print(table(None, JOB_COLUMNS, _job_rows(info.jobs)))
+        show_table(None, JOB_COLUMNS, _job_rows(info.jobs))
         for key, value in info.outputs.items():
             console.print(f"  output {key}: {value}")
         return
@@ -173,7 +176,7 @@ def status(
         [e.ts.isoformat(timespec="seconds"), e.state, e.attempt, e.reason or ""]
         for e in job.events
     ]
-    console.print(table("history", ["time", "state", "attempt", "reason"], rows))
+    show_table("history", ["time", "state", "attempt", "reason"], rows)
 
 
 def list_jobs(
@@ -183,16 +186,16 @@ def list_jobs(
     site: Annotated[str | None, typer.Option(help="Only jobs that ran at this site.")] = None,
     activity: Annotated[str | None, typer.Option(help="Only jobs of this activity.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (paging).")] = 0,
+    output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    jobs = open_wms(ctx).list_jobs(
-        state=state, workflow_id=workflow, site=site, activity=activity, limit=limit
+    fmt = output_format(output, json_)
+    page = open_wms(ctx).job_listing(
+        state=state, workflow_id=workflow, site=site, activity=activity, limit=limit, offset=offset
     )
-    if json_:
-        emit_json(jobs)
-        return
-    console.print(table(None, JOB_COLUMNS, _job_rows(jobs)))
+    emit(Listing(JOB_LISTING, _job_rows(page.items), page.items, page.total, offset, limit), fmt)
 
 
 def logs(
@@ -262,25 +265,23 @@ def accounting(
     if json_:
         emit_json(rows)
         return
-    console.print(
-        table(
-            None,
-            [*keys, "jobs", "done", "failed", "cpu h", "wall h", "peak MB", "read", "written"],
+    show_table(
+        None,
+        [*keys, "jobs", "done", "failed", "cpu h", "wall h", "peak MB", "read", "written"],
+        [
             [
-                [
-                    *(r.key[k] for k in keys),
-                    r.jobs,
-                    r.done,
-                    r.failed,
-                    f"{r.cpu_hours:.4f}",
-                    f"{r.wall_hours:.4f}",
-                    f"{r.max_rss_mb:.0f}",
-                    human_bytes(r.bytes_read),
-                    human_bytes(r.bytes_written),
-                ]
-                for r in rows
-            ],
-        )
+                *(r.key[k] for k in keys),
+                r.jobs,
+                r.done,
+                r.failed,
+                f"{r.cpu_hours:.4f}",
+                f"{r.wall_hours:.4f}",
+                f"{r.max_rss_mb:.0f}",
+                human_bytes(r.bytes_read),
+                human_bytes(r.bytes_written),
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -387,12 +388,10 @@ def tr_add(
     _tr_info(info, json_)
 
 
-def tr_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
+def tr_list(ctx: typer.Context, output: OutputOpt = None, json_: JsonOpt = False) -> None:
     """List transformations with their file counts."""
+    fmt = output_format(output, json_)
     infos = open_wms(ctx).transformations()
-    if json_:
-        emit_json(infos)
-        return
     rows = [
         [
             t.name,
@@ -405,9 +404,12 @@ def tr_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
         ]
         for t in infos
     ]
-    console.print(
-        table(None, ["name", "state", "activity", "prio", "grouping", "files", "filter"], rows)
-    )
+    columns = [
+        *(Column(c) for c in ("name", "state", "activity", "prio", "grouping")),
+        Column("files", whole=False),
+        Column("filter", whole=False),
+    ]
+    emit(Listing(columns, rows, infos), fmt)
 
 
 def tr_status(

@@ -1,7 +1,7 @@
 """Site processes reaching the catalog through the central API.
 
 A workspace may name the API as its catalog (``catalog: {url: https://central:8000}``); its
-transfer agent, ingestion queue, reaper and auditor then speak to ``/api/v1/agents``, each
+transfer agent, ingestion queue, reaper, auditor and stager then speak to ``/api/v1/agents``, each
 through the small protocol its daemon talks to the catalog with:
 
 * ``RemoteLedger``, the ``TransferLedger`` (``dpps.bdms.transfer.records``): a claimed batch
@@ -12,7 +12,9 @@ through the small protocol its daemon talks to the catalog with:
 * ``RemoteReaperLedger``, the ``ReaperLedger`` (``dpps.bdms.preservation.records``): a pass
   costs a claim of what to delete and a report of what went;
 * ``RemoteAuditLedger``, the ``AuditLedger`` (same module): a pass costs a claim of the
-  replicas due and a report per chunk of them read.
+  replicas due and a report per chunk of them read;
+* ``RemoteStageLedger``, the ``StageLedger`` (``dpps.bdms.staging.records``): a pass costs a
+  claim of the due stage requests and expired buffer copies, and a report.
 
 A site 150 ms from the catalog spends those round trips per batch instead of several SQL
 statements per file. ``RemoteHeartbeats`` keeps the processes visible to ``dpps health`` and
@@ -41,6 +43,8 @@ from dpps.bdms.preservation.records import (
     doomed_to_wire,
     target_from_wire,
 )
+from dpps.bdms.staging import records as staging
+from dpps.bdms.staging.records import Expiry, StageJob, StageOutcome
 from dpps.bdms.transfer.records import (
     Job,
     Outcome,
@@ -173,6 +177,32 @@ class RemoteAuditLedger:
         body = {"rses": self.rses, "verified": list(verified), "damaged": list(damaged)}
         data = self.remote._json("POST", "/api/v1/agents/auditor/report", json=body)
         return [str(d) for d in data["lost"]]
+
+
+class RemoteStageLedger:
+    """``StageLedger`` over the API: a pass costs one claim and one report (one more for
+    each 5 s a slow tape keeps the batch's first copies from being reported)."""
+
+    def __init__(self, remote: RemoteArchive, rses: frozenset[str]) -> None:
+        self.remote = remote
+        self.rses = sorted(rses)
+
+    def claim(
+        self, owner: str, tapes: Sequence[str], limit: int
+    ) -> tuple[list[StageJob], list[Expiry]]:
+        body = {"instance": owner, "rses": self.rses, "limit": limit}
+        data = self.remote._json("POST", "/api/v1/agents/stager/claim", json=body)
+        jobs = [staging.job_from_wire(j) for j in data["jobs"]]
+        return jobs, [staging.expiry_from_wire(e) for e in data["expiries"]]
+
+    def report(self, owner: str, outcomes: Sequence[StageOutcome], expired: Sequence[int]) -> None:
+        body = {
+            "instance": owner,
+            "rses": self.rses,
+            "outcomes": [staging.outcome_to_wire(o) for o in outcomes],
+            "expired": list(expired),
+        }
+        self.remote._json("POST", "/api/v1/agents/stager/report", json=body)
 
 
 class RemoteHeartbeats:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from dpps.bdms.records import RuleChange
-from dpps.bdms.types import RuleDetails, RuleInfo, TransferInfo
-from dpps.client.views import Transport, load, paged
+from dpps.bdms.types import Page, RuleDetails, RuleInfo, TransferInfo
+from dpps.client.views import Transport, load, paged_total
 from dpps.core.identifiers import DID
 from dpps.core.states import RuleState, TransferState, parse_state
 
@@ -62,12 +62,23 @@ class RemoteReplication:
     def list_rules(
         self, *, state: str | None = None, did: str | DID | None = None, limit: int = 1000
     ) -> list[RuleInfo]:
+        return self.rule_listing(state=state, did=did, limit=limit).items
+
+    def rule_listing(
+        self,
+        *,
+        state: str | None = None,
+        did: str | DID | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> Page[RuleInfo]:
         params: dict[str, Any] = {"order": "oldest"}
         if state is not None:
             params["state"] = parse_state(RuleState, state, "rule").value  # the library's check
         if did is not None:
             params["did"] = str(did)
-        return [rule_info(i) for i in paged(self.remote, RULES, params, limit, PAGE)]
+        items, total = paged_total(self.remote, RULES, params, limit, offset, page=PAGE)
+        return Page([rule_info(i) for i in items], total, offset, limit)
 
     def get_rule(self, rule_id: int, *, problems: int = 10) -> RuleDetails:
         data = self.remote._json(
@@ -99,13 +110,28 @@ class RemoteReplication:
         limit: int = 100,
     ) -> list[TransferInfo]:
         """Newest change first, as the library orders them."""
+        return self.transfer_listing(
+            rule_id=rule_id, state=state, rse=rse, errors_only=errors_only, limit=limit
+        ).items
+
+    def transfer_listing(
+        self,
+        *,
+        rule_id: int | None = None,
+        state: str | None = None,
+        rse: str | None = None,
+        errors_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[TransferInfo]:
         params: dict[str, Any] = {"order": "updated", "errors": errors_only}
         if state is not None:
             params["state"] = parse_state(TransferState, state, "transfer").value
         for key, value in (("rule_id", rule_id), ("rse", rse)):
             if value is not None:
                 params[key] = value
-        return [transfer_info(i) for i in paged(self.remote, TRANSFERS, params, limit, PAGE)]
+        items, total = paged_total(self.remote, TRANSFERS, params, limit, offset, page=PAGE)
+        return Page([transfer_info(i) for i in items], total, offset, limit)
 
     def retry_transfer(self, transfer_id: int) -> TransferInfo:
         data = self.remote._json("POST", f"{TRANSFERS}/{int(transfer_id)}/retry")

@@ -52,14 +52,32 @@ def paged(
     remote: Transport, path: str, params: dict[str, Any], limit: int, page: int = 1000
 ) -> list[Any]:
     """Up to ``limit`` items of a paginated list endpoint (``Page``), fetched page by page."""
+    return paged_total(remote, path, params, limit, page=page)[0]
+
+
+def paged_total(
+    remote: Transport,
+    path: str,
+    params: dict[str, Any],
+    limit: int,
+    offset: int = 0,
+    *,
+    page: int = 1000,
+) -> tuple[list[Any], int]:
+    """Up to ``limit`` items from ``offset`` of a paginated list endpoint, fetched page by
+    page, and the server's ``total`` (all matches, from its latest answer)."""
     out: list[Any] = []
+    total = 0
     while len(out) < limit:
         want = min(page, limit - len(out))
-        items = remote._json("GET", path, params={**params, "limit": want, "offset": len(out)})
-        out.extend(items["items"])
-        if len(items["items"]) < want:
+        answer = remote._json(
+            "GET", path, params={**params, "limit": want, "offset": offset + len(out)}
+        )
+        out.extend(answer["items"])
+        total = int(answer["total"])
+        if len(answer["items"]) < want:
             break
-    return out
+    return out, total
 
 
 class RemoteUnsupported(InvalidInput, AttributeError):

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dpps.client.views import Transport, load, paged
+from dpps.bdms.types import Page
+from dpps.client.views import Transport, load, paged_total
 from dpps.core.errors import InvalidInput, Unavailable
 from dpps.wms.builder import read_yaml, single_tool_workflow
 from dpps.wms.spec import Tool, WorkflowSpec
@@ -127,9 +128,24 @@ class RemoteWMS:
         activity: str | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
+        return self.job_listing(
+            state=state, workflow_id=workflow_id, site=site, activity=activity, limit=limit
+        ).items
+
+    def job_listing(
+        self,
+        *,
+        state: str | None = None,
+        workflow_id: int | None = None,
+        site: str | None = None,
+        activity: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[JobInfo]:
         filters = {"state": state, "workflow_id": workflow_id, "site": site, "activity": activity}
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
-        return load(list[JobInfo], paged(self.remote, "/api/v1/jobs", params, limit, PAGE))
+        items, total = paged_total(self.remote, "/api/v1/jobs", params, limit, offset, page=PAGE)
+        return Page(load(list[JobInfo], items), total, offset, limit)
 
     def accounting(
         self, by: Sequence[str] = ("site", "activity", "software_version")

@@ -229,7 +229,7 @@ class CatalogCollector(Collector):
         family = GaugeMetricFamily(
             "dpps_daemon_heartbeat_age_seconds",
             "Seconds since each daemon instance last beat",
-            labels=["daemon", "instance"],
+            labels=["daemon", "daemon_instance"],
         )
         for h in stats.heartbeat_ages(session):
             family.add_metric([h.daemon, h.instance], h.seconds)

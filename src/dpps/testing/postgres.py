@@ -2,9 +2,10 @@
 
 ``TemporaryPostgres`` runs ``initdb`` into a fresh directory and starts a private server that
 listens on 127.0.0.1 only, on a free port, with authentication ``trust`` for the ``postgres``
-role. It is stopped by its PID (never by name), also at interpreter exit if a test session
-crashes. PostgreSQL refuses to run as root, so when we are root every server command runs as
-the ``postgres`` OS user through ``runuser``.
+role. Started on a directory that already holds a server's data (a kept benchmark catalog),
+it runs on that data instead of calling ``initdb``. It is stopped by its PID (never by name),
+also at interpreter exit if a test session crashes. PostgreSQL refuses to run as root, so
+when we are root every server command runs as the ``postgres`` OS user through ``runuser``.
 
 Run ``python -m dpps.testing.postgres`` to start one by hand; it prints the SQLAlchemy URL and
 serves until Ctrl-C.
@@ -203,7 +204,8 @@ class TemporaryPostgres:
                 ) from None
         if self._work is None:
             self._prepare_dirs()
-            self._initdb()
+            if not (self.data_dir / "PG_VERSION").exists():  # else: a kept server, reused
+                self._initdb()
         self._prepare_socket_dir()
         attempts = 1 if self._requested_port else 3
         for attempt in range(attempts):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from dpps.bdms.types import Page
 from dpps.wms.spec import Tool, WorkflowSpec
 from dpps.wms.states import TransformationState
 from dpps.wms.types import (
@@ -63,6 +64,17 @@ class WMSAPI(Protocol):
         activity: str | None = None,
         limit: int = 100,
     ) -> list[JobInfo]: ...
+
+    def job_listing(
+        self,
+        *,
+        state: str | None = None,
+        workflow_id: int | None = None,
+        site: str | None = None,
+        activity: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[JobInfo]: ...
 
     def accounting(
         self, by: Sequence[str] = ("site", "activity", "software_version")

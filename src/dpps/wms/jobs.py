@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, tuple_, update
 from sqlalchemy.orm import Session
 
 from dpps.catalog.models_wms import JobEventRow, JobFileRow, JobRow
@@ -274,24 +274,25 @@ def guarded_update(
 
 def guarded_take(
     session: Session,
-    job_id: int,
-    token: str,
+    owned: Sequence[tuple[int, str]],
     values: Mapping[str, Any],
     returning: Sequence[Any],
-    event: Mapping[str, Any],
-) -> Any:
-    """``guarded_update`` from MATCHED that also returns columns of the job (one statement:
-    UPDATE ... RETURNING), or None when the token does not own the job."""
-    row = session.execute(
+    events: Mapping[int, Mapping[str, Any]],
+) -> dict[int, Any]:
+    """``guarded_update`` from MATCHED for many ``(job id, token)`` pairs at once, returning
+    columns of the jobs each token still owns (one UPDATE ... RETURNING, one event INSERT:
+    a bundle of short jobs is taken for the cost of one)."""
+    if not owned:
+        return {}
+    rows = session.execute(
         update(_JOBS)
         .where(
-            _JOBS.c.id == job_id,
-            _JOBS.c.lease_owner == token,
+            tuple_(_JOBS.c.id, _JOBS.c.lease_owner).in_(list(owned)),
             _JOBS.c.state == JobState.MATCHED.value,
         )
         .values(updated_at=utcnow(), **values)
-        .returning(*returning)
-    ).first()
-    if row is not None:
-        add_events(session, [{"job_id": job_id, **event}])
-    return row
+        .returning(_JOBS.c.id, *returning)
+    ).all()
+    taken = {row[0]: row for row in rows}
+    add_events(session, [{"job_id": jid, **events[jid]} for jid in taken])
+    return taken

@@ -52,6 +52,9 @@ MAX_PREFETCH = 16
 #: the queues with one transaction for many jobs, shallow enough that a job queued now
 #: starts within about this long (far below the lease) and a new urgent job is not held up.
 QUEUE_S = 1.0
+#: Seconds of work per bundle of short jobs handed to a worker as one task (see
+#: ``JobManager.bundle``): a job's outcome is recorded at the latest this long after it ended.
+BUNDLE_S = 0.5
 #: How often expired leases are looked for (leases last minutes; no need to ask every round).
 STALL_CHECK_S = 1.0
 #: How often workflows flagged by others (kill, retry, another manager's jobs) are looked for;
@@ -88,6 +91,7 @@ class JobManager:
         self._capacity_at = -math.inf
         self._finished: deque[float] = deque(maxlen=64)  # when recent tasks ended
         self.inflight: dict[int, tuple[Future[dict[str, Any]], str | None, str]] = {}
+        self._in_workflow: set[int] = set()  # jobs in flight that are a workflow's steps
 
     # -- the daemon's unit of work ---------------------------------------------------------
     def run_once(self, ctx: DaemonContext) -> int:
@@ -181,6 +185,7 @@ class JobManager:
                     },
                 )
         self.inflight.clear()
+        self._in_workflow.clear()
 
     # -- 1. futures ------------------------------------------------------------------------
     def reap(self) -> int:
@@ -189,9 +194,11 @@ class JobManager:
         for job_id in finished:
             future, _site, token = self.inflight.pop(job_id)
             self._finished.append(now)
+            in_workflow = job_id in self._in_workflow
+            self._in_workflow.discard(job_id)
             exc = future.exception() if not future.cancelled() else None
             if exc is None and not future.cancelled():
-                if future.result().get("workflow_id") is not None:
+                if in_workflow:
                     self._advance_now = True  # its next steps may be ready
                 continue
             reason = f"executor error: {type(exc).__name__}: {exc}" if exc else "cancelled"
@@ -284,6 +291,7 @@ class JobManager:
                         lease_expires_at=None,
                     )
                 self.inflight.pop(job.id, None)
+                self._in_workflow.discard(job.id)
         return len(rows)
 
     # -- 3. workflows ----------------------------------------------------------------------
@@ -368,15 +376,31 @@ class JobManager:
             self._capacity_at = time.monotonic()
         return self._capacity
 
+    def _rate_per_slot(self) -> float | None:
+        """Jobs ended per second per slot lately (None until two have ended)."""
+        slots = sum(self.capacity().values())
+        if len(self._finished) < 2 or slots <= 0:
+            return None
+        span = max(time.monotonic() - self._finished[0], 1e-3)
+        return len(self._finished) / span / slots
+
     def depth(self) -> int:
         """Tasks to keep queued per slot: ``PREFETCH``, more while jobs are short (about
         ``QUEUE_S`` of work per slot, from the rate at which recent tasks ended)."""
-        slots = sum(self.capacity().values())
-        if len(self._finished) < 2 or slots <= 0:
+        rate = self._rate_per_slot()
+        if rate is None:
             return PREFETCH
-        span = max(time.monotonic() - self._finished[0], 1e-3)
-        per_slot = len(self._finished) / span / slots
-        return max(PREFETCH, min(MAX_PREFETCH, int(per_slot * QUEUE_S)))
+        return max(PREFETCH, min(MAX_PREFETCH, int(rate * QUEUE_S)))
+
+    def bundle(self) -> int:
+        """Jobs of a site per executor task: one while jobs are long, more while they are
+        short (about ``BUNDLE_S`` of work), so a short job does not pay a scheduler round trip
+        and two worker transactions of its own. At most half a slot's queue, so that a slot
+        always has a bundle waiting."""
+        rate = self._rate_per_slot()
+        if rate is None:
+            return 1
+        return max(1, min(self.depth() // PREFETCH, int(rate * BUNDLE_S)))
 
     def _free(self) -> dict[str | None, int]:
         """Free places per site in the executor's queues (``depth`` tasks per slot): a worker
@@ -423,6 +447,7 @@ class JobManager:
         now = utcnow()  # leases start now: starting the executor (above) may take seconds
         lease = dt.timedelta(seconds=self.config.wms.lease_s)
         tasks: list[Task] = []
+        steps: set[int] = set()
         events: list[dict[str, Any]] = []
         with transaction(self.sessions, serialise_on_sqlite=True) as s:
             # Rows locked for this transaction (PostgreSQL: skipping those another manager
@@ -481,12 +506,17 @@ class JobManager:
                         self.executor.name,
                     )
                 )
+                if job.workflow_id is not None:
+                    steps.add(job.id)
             job_repo.add_events(s, events)
-        for task in tasks:
-            try:
-                future = self.executor.submit(task)
-            except DppsError as exc:
-                log.warning("job %s: cannot submit: %s", task.job_id, exc)
-                continue  # the lease expires and the job is dispatched again
+        if not tasks:
+            return 0
+        try:
+            submitted = self.executor.submit_many(tasks, bundle=self.bundle())
+        except DppsError as exc:
+            log.warning("%d jobs: cannot submit: %s", len(tasks), exc)
+            return 0  # their leases expire and the jobs are dispatched again
+        for task, future in zip(tasks, submitted, strict=True):
             self.inflight[task.job_id] = (future, task.site, task.token)
+        self._in_workflow |= steps
         return len(tasks)

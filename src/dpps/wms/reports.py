@@ -173,8 +173,24 @@ class Reports:
         limit: int = 100,
     ) -> list[JobInfo]:
         """Jobs newest first (``dpps wms list``): the first page of ``jobs_page``."""
+        return self.job_listing(
+            state=state, workflow_id=workflow_id, site=site, activity=activity, limit=limit
+        ).items
+
+    def job_listing(
+        self,
+        *,
+        state: str | None = None,
+        workflow_id: int | None = None,
+        site: str | None = None,
+        activity: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[JobInfo]:
+        """``list_jobs`` from ``offset``, with how many match in all (``dpps wms list``'s
+        total and paging)."""
         where = JobFilter(state=state, workflow_id=workflow_id, site=site, activity=activity)
-        return self.jobs_page(where, PageRequest(limit=limit)).items
+        return self.jobs_page(where, PageRequest(offset, limit))
 
     def jobs_page(
         self,

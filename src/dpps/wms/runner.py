@@ -20,7 +20,8 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,12 @@ class JobView:
     transformation: str | None
 
 
-def _take(ctx: WorkerContext, task: Task) -> JobView | None:
+def _take(ctx: WorkerContext, tasks: Sequence[Task]) -> dict[int, JobView]:
+    """Take the jobs the tasks' tokens still own (MATCHED -> RUNNING), all in one transaction;
+    a job another attempt owns now is left out."""
     now = utcnow()
     lease = dt.timedelta(seconds=ctx.config.wms.lease_s)
+    host = socket.gethostname()
     c = JobRow.__table__.c
     cols = (
         c.account,
@@ -112,57 +116,63 @@ def _take(ctx: WorkerContext, task: Task) -> JobView | None:
         c.cores,
         c.memory_mb,
     )
+    events = {
+        task.job_id: {
+            "state": JobState.RUNNING.value,
+            "attempt": task.attempt,
+            "account": "wms",
+            "details": {
+                "host": host,
+                "site": task.site,
+                "executor": task.executor,
+                "pid": os.getpid(),
+            },
+        }
+        for task in tasks
+    }
     with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
-        job = job_repo.guarded_take(
+        taken = job_repo.guarded_take(
             s,
-            task.job_id,
-            task.token,
+            [(task.job_id, task.token) for task in tasks],
             {
                 "state": JobState.RUNNING.value,
                 "started_at": now,
                 "heartbeat_at": now,
                 "lease_expires_at": now + lease,
-                "host": socket.gethostname(),
-                "run_site": task.site,
+                "host": host,
+                "run_site": tasks[0].site,  # a bundle is one site's
                 "reason": None,
             },
             cols,
-            {
-                "state": JobState.RUNNING.value,
-                "attempt": task.attempt,
-                "account": "wms",
-                "details": {
-                    "host": socket.gethostname(),
-                    "site": task.site,
-                    "executor": task.executor,
-                    "pid": os.getpid(),
-                },
-            },
+            events,
         )
-        if job is None:
-            return None
-        transformation = None
-        if job.workflow_id is not None:
-            transformation = s.scalar(
-                select(TransformationRow.name)
-                .join(WorkflowRow, WorkflowRow.transformation_id == TransformationRow.id)
-                .where(WorkflowRow.id == job.workflow_id)
+        workflow_ids = {job.workflow_id for job in taken.values()} - {None}
+        names: dict[int, str] = {}
+        if workflow_ids:
+            rows = s.execute(
+                select(WorkflowRow.id, TransformationRow.name)
+                .join(TransformationRow, WorkflowRow.transformation_id == TransformationRow.id)
+                .where(WorkflowRow.id.in_(workflow_ids))
+            ).all()
+            names = {workflow_id: name for workflow_id, name in rows}
+        return {
+            job_id: JobView(
+                job_id,
+                job.account,
+                job.tool,
+                dict(job.spec),
+                dict(job.parameters),
+                job.software_version,
+                job.config_hash,
+                job.workflow_id,
+                job.step,
+                job.scatter_index,
+                job.cores,
+                job.memory_mb,
+                names.get(job.workflow_id) if job.workflow_id is not None else None,
             )
-        return JobView(
-            task.job_id,
-            job.account,
-            job.tool,
-            dict(job.spec),
-            dict(job.parameters),
-            job.software_version,
-            job.config_hash,
-            job.workflow_id,
-            job.step,
-            job.scatter_index,
-            job.cores,
-            job.memory_mb,
-            transformation,
-        )
+            for job_id, job in taken.items()
+        }
 
 
 def _stage(
@@ -272,20 +282,52 @@ def _end_attempt(
 
 def run_task(task: Task) -> dict[str, Any]:
     """Run one attempt of a job; returns a short summary (the catalog holds the truth)."""
-    ctx = context(task.workspace)
-    view = _take(ctx, task)
-    if view is None:
-        return {"job_id": task.job_id, "status": "lost"}
-    beat = renewer.RENEWER.hold(ctx, task)
+    return run_tasks([task])[0]
+
+
+def run_tasks(tasks: Sequence[Task]) -> list[dict[str, Any]]:
+    """Run one attempt of each job of a bundle (one site's short jobs), one after the other.
+
+    The bundle is taken in one transaction and its successful jobs are settled in one (with
+    their outputs), so a short job costs a fraction of two transactions; each job keeps its own
+    lease (renewed until it is settled), token, retries and failure handling. A worker that
+    dies mid-bundle leaves its jobs RUNNING with leases that expire: the manager reschedules
+    each, and a job whose tool ran but was not settled runs again (never registers twice).
+    """
+    if not tasks:
+        return []
+    ctx = context(tasks[0].workspace)
+    views = _take(ctx, tasks)
+    held = {t.job_id: renewer.RENEWER.hold(ctx, t) for t in tasks if t.job_id in views}
+    status = {t.job_id: "lost" for t in tasks if t.job_id not in views}
+    done: list[_Done] = []
     try:
-        status = _execute(ctx, task, view, beat)
+        for task in tasks:
+            if task.job_id in views:
+                outcome = _execute(ctx, task, views[task.job_id], held[task.job_id])
+                if isinstance(outcome, _Done):
+                    done.append(outcome)
+                else:
+                    status[task.job_id] = outcome
+                    renewer.RENEWER.release(held.pop(task.job_id))
     finally:
-        renewer.RENEWER.release(beat)
+        # What ran is settled even if a later job of the bundle raised.
+        status.update(_settle(ctx, done))
+        for beat in held.values():
+            renewer.RENEWER.release(beat)
     # The workflow tells the manager that a step may have become ready (no polling for it).
-    return {"job_id": task.job_id, "status": status, "workflow_id": view.workflow_id}
+    return [
+        {
+            "job_id": t.job_id,
+            "status": status[t.job_id],
+            "workflow_id": views[t.job_id].workflow_id if t.job_id in views else None,
+        }
+        for t in tasks
+    ]
 
 
-def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) -> str:
+def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) -> str | _Done:
+    """Run the tool; a failed attempt is ended here, a successful one is returned to settle."""
     config = ctx.config
     root = Path(config.wms.sandbox)
     root = root if root.is_absolute() else config.workspace / root
@@ -356,7 +398,7 @@ def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) 
         )
         _cleanup(config, sandbox, failed=True)
         return status
-    return _finish(ctx, task, view, tctx, argv, sandbox, result, read, log_tail, started)
+    return _outputs(ctx, task, view, tctx, argv, sandbox, result, read, log_tail, started)
 
 
 def _argv(spec: dict[str, Any], view: JobView, tctx: dict[str, Any], sandbox: Path) -> list[str]:
@@ -390,7 +432,24 @@ def _cleanup(config: Config, sandbox: Path, *, failed: bool) -> None:
     renewer.REMOVER.remove(sandbox)
 
 
-def _finish(
+@dataclass
+class _Done:
+    """A job whose tool succeeded and whose outputs are uploaded: ready to be settled."""
+
+    task: Task
+    view: JobView
+    sandbox: Path
+    base: dict[str, Any]
+    result: process.ProcessResult
+    read: int
+    written: int
+    produced: list[outputs.Produced]
+    files: list[registration.NewFile]
+    prov: dict[str, Any]
+    duplicates: list[outputs.Produced] = field(default_factory=list)
+
+
+def _outputs(
     ctx: WorkerContext,
     task: Task,
     view: JobView,
@@ -401,7 +460,8 @@ def _finish(
     read: int,
     log_tail: str,
     started: dt.datetime,
-) -> str:
+) -> str | _Done:
+    """Upload and prepare the outputs (outside any transaction: the heavy part)."""
     config = ctx.config
     base = {"sandbox": str(sandbox), "log_tail": log_tail}
     try:
@@ -420,20 +480,23 @@ def _finish(
         )
     written = sum(p.size for p in produced)
     times = {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
-    prov = outputs.provenance(
-        view,
-        task,
-        view.spec["inputs"],
-        times,
-        None if view.spec.get("python") else argv,
-        outdir=Path(tctx["runtime"]["outdir"]),
-    )
-    duplicates: list[outputs.Produced] = []
+    prov: dict[str, Any] = {}
+    if produced:  # the record goes with each output; without outputs nobody reads it
+        prov = outputs.provenance(
+            view,
+            task,
+            view.spec["inputs"],
+            times,
+            None if view.spec.get("python") else argv,
+            outdir=Path(tctx["runtime"]["outdir"]),
+        )
     try:
-        # The heavy part (a full read of each output for its metadata) before the write lock.
-        with ctx.sessions() as s:
-            rse_ids = registration.rse_ids(s)
-        files = outputs.prepare(config, produced, prov, rse_ids)
+        files: list[registration.NewFile] = []
+        if produced:  # a job without outputs has nothing to prepare: no catalog read
+            # The heavy part (a full read of each output for its metadata) before the lock.
+            with ctx.sessions() as s:
+                rse_ids = registration.rse_ids(s)
+            files = outputs.prepare(config, produced, prov, rse_ids)
     except DppsError as exc:
         outputs.discard(config, produced)
         return _end_attempt(
@@ -444,59 +507,103 @@ def _finish(
             retry=True,
             values={**base, **_accounting(result, read, 0)},
         )
+    return _Done(task, view, sandbox, base, result, read, written, produced, files, prov)
+
+
+def _settle(ctx: WorkerContext, done: Sequence[_Done]) -> dict[int, str]:
+    """Mark the jobs DONE and register their outputs, all in one transaction: each job only
+    if its token still owns it, each job's registration in a savepoint of its own (one job's
+    conflict does not undo the others). A job that could not be settled ends its attempt as
+    before (retried, or failed for good on a conflict)."""
+    if not done:
+        return {}
+    config = ctx.config
+    status: dict[int, str] = {}
+    failed: list[tuple[_Done, str, bool, dict[str, Any]]] = []
     try:
         with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
-            won = job_repo.guarded_update(
-                s,
-                view.id,
-                task.token,
-                [JobState.RUNNING],
-                {
-                    **base,
-                    **_accounting(result, read, written),
-                    "state": JobState.DONE.value,
-                    "finished_at": utcnow(),
-                    "reason": None,
-                },
-                event={
-                    "state": JobState.DONE.value,
-                    "attempt": task.attempt,
-                    "account": "wms",
-                    "details": {"outputs": [p.lfn for p in produced]},
-                },
-            )
-            if not won:
-                raise _Lost
-            duplicates = outputs.register(
-                s, config, produced, files, prov, job_id=view.id, account=view.account
-            )
-            workflows.flag(s, [view.workflow_id])
-    except _Lost:
-        outputs.discard(config, produced)
-        return _end_attempt(
-            ctx, task, view, "lost the job before registering", retry=True, values={}
-        )
-    except Conflict as exc:
-        outputs.discard(config, produced)
-        return _end_attempt(
-            ctx, task, view, str(exc), retry=False, values={**base, **_accounting(result, read, 0)}
-        )
+            events: list[dict[str, Any]] = []
+            flagged: list[int | None] = []
+            for d in done:
+                failure = _settle_one(s, config, d)
+                if failure is not None:
+                    failed.append((d, *failure))
+                    continue
+                status[d.task.job_id] = JobState.DONE.value
+                flagged.append(d.view.workflow_id)
+                events.append(
+                    {
+                        "job_id": d.task.job_id,
+                        "state": JobState.DONE.value,
+                        "attempt": d.task.attempt,
+                        "account": "wms",
+                        "details": {"outputs": [p.lfn for p in d.produced]},
+                    }
+                )
+            job_repo.add_events(s, events)
+            workflows.flag(s, flagged)
     except DppsError as exc:
-        outputs.discard(config, produced)
-        return _end_attempt(
-            ctx,
-            task,
-            view,
-            f"registration failed: {exc}",
-            retry=True,
-            values={**base, **_accounting(result, read, 0)},
-        )
+        status.clear()
+        failed = [
+            (
+                d,
+                f"registration failed: {exc}",
+                True,
+                {**d.base, **_accounting(d.result, d.read, 0)},
+            )
+            for d in done
+        ]
     except BaseException:
-        outputs.discard(config, produced)  # a bug or a lost database: leave no stray bytes
+        for d in done:
+            outputs.discard(config, d.produced)  # a bug or a lost database: no stray bytes
         raise
-    outputs.discard(config, duplicates)
-    _cleanup(config, sandbox, failed=False)
-    return JobState.DONE.value
+    for d in done:
+        if d.task.job_id in status:
+            outputs.discard(config, d.duplicates)
+            _cleanup(config, d.sandbox, failed=False)
+    for d, reason, retry, values in failed:
+        outputs.discard(config, d.produced)
+        status[d.task.job_id] = _end_attempt(
+            ctx, d.task, d.view, reason, retry=retry, values=values
+        )
+    return status
+
+
+def _settle_one(s: Session, config: Config, d: _Done) -> tuple[str, bool, dict[str, Any]] | None:
+    """One job's DONE and registration in the caller's transaction; None when it won, else
+    why not (the reason, whether to retry, the values to record)."""
+    failed_values = {**d.base, **_accounting(d.result, d.read, 0)}
+    savepoint = s.begin_nested() if d.produced else None
+    try:
+        won = job_repo.guarded_update(
+            s,
+            d.view.id,
+            d.task.token,
+            [JobState.RUNNING],
+            {
+                **d.base,
+                **_accounting(d.result, d.read, d.written),
+                "state": JobState.DONE.value,
+                "finished_at": utcnow(),
+                "reason": None,
+            },
+        )
+        if not won:
+            raise _Lost
+        d.duplicates = outputs.register(
+            s, config, d.produced, d.files, d.prov, job_id=d.view.id, account=d.view.account
+        )
+    except (_Lost, DppsError) as exc:
+        if savepoint is not None:
+            savepoint.rollback()
+        if isinstance(exc, _Lost):
+            return "lost the job before registering", True, {}
+        if isinstance(exc, Conflict):
+            return str(exc), False, failed_values
+        return f"registration failed: {exc}", True, failed_values
+    if savepoint is not None:
+        savepoint.commit()
+    return None
 
 
 class _Lost(Exception):

@@ -89,11 +89,17 @@ class OutputPort(_Model):
     name: str
     glob: str
     array: bool = False
-    lfn: str | None = Field(None, description="LFN template; default <prefix>/job_<id>/<name>.")
+    lfn: str | None = Field(
+        default=None, description="LFN template; default <prefix>/job_<id>/<name>."
+    )
     data_level: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
-    rse: str | None = Field(None, description="Target RSE; default: a disk RSE of the site.")
-    policy: str | None = Field(None, description="Replication policy applied on registration.")
+    rse: str | None = Field(
+        default=None, description="Target RSE; default: a disk RSE of the site."
+    )
+    policy: str | None = Field(
+        default=None, description="Replication policy applied on registration."
+    )
     new_version: bool = False
 
     @model_validator(mode="after")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dpps.pipelines.datapipe import toy_dl2 as dl2_factory
 from dpps.pipelines.tool import run_tool
-from tests.pipelines.irf import dl2_factory
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ from astropy.io import fits
 
 from dpps.bdms.archive import Archive
 from dpps.core.errors import NotFound
+from dpps.pipelines.datapipe import toy_dl2 as dl2_factory
 from dpps.pipelines.datapipe.dl3_analysis import (
     find_observations,
     fit_power_law,
     retrieve_observations,
 )
 from dpps.pipelines.tool import run_tool
-from tests.pipelines.irf import dl2_factory
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ from astropy.table import QTable
 from astropy.time import Time
 from astropy.utils import iers
 
+from dpps.pipelines.datapipe import toy_dl2 as dl2_factory
 from dpps.pipelines.datapipe.dl2_contract import read_dl2
 from dpps.pipelines.datapipe.dl3_analysis import fit_power_law
 from dpps.pipelines.tool import EXIT_FAILURE, EXIT_OK, run_tool, wms_entry
-from tests.pipelines.irf import dl2_factory
 from tests.pipelines.irf.oracle import gh_pass
 
 OBS_IDS = (1001, 1002)

@@ -15,10 +15,10 @@ from astropy.table import QTable
 from pyirf.simulations import SimulatedEventsInfo
 
 from dpps.core.errors import ConfigError
+from dpps.pipelines.datapipe import toy_dl2 as dl2_factory
 from dpps.pipelines.datapipe.dl2_contract import read_dl2
+from dpps.pipelines.datapipe.toy_dl2 import ToyInstrument
 from dpps.pipelines.tool import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, PROVENANCE_NAME, run_tool
-from tests.pipelines.irf import dl2_factory
-from tests.pipelines.irf.dl2_factory import ToyInstrument
 from tests.pipelines.irf.oracle import gh_pass, theta_deg
 
 FIXED_OPEN = {"cuts": "fixed", "gh_cut": 0.0, "theta_cut_deg": 1.0, "multiplicity_min": 2}

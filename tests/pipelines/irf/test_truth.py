@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dpps.pipelines.datapipe import toy_dl2 as dl2_factory
 from dpps.pipelines.datapipe.dl3_analysis import OffExposure, fit_power_law
 from dpps.pipelines.datapipe.dl3_truth import (
     PULL_LIMIT,
@@ -18,7 +19,6 @@ from dpps.pipelines.datapipe.dl3_truth import (
     read_background,
 )
 from dpps.pipelines.tool import run_tool
-from tests.pipelines.irf import dl2_factory
 
 
 def _exposure(counts_off: int = 4, offset: float = 0.4) -> OffExposure:

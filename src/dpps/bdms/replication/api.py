@@ -55,13 +55,26 @@ class Replication:
         self, *, state: str | None = None, did: str | DID | None = None, limit: int = 1000
     ) -> list[RuleInfo]:
         """Rules oldest first (``dpps rule list``); an unknown ``did`` is NotFound."""
+        return self.rule_listing(state=state, did=did, limit=limit).items
+
+    def rule_listing(
+        self,
+        *,
+        state: str | None = None,
+        did: str | DID | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> Page[RuleInfo]:
+        """``list_rules`` from ``offset``, with how many match in all (``dpps rule list``'s
+        total and paging)."""
         with self.sessions() as session:
             where = RuleFilter(state=state)
             if did is not None:
                 row = did_repo.get_did(session, self._did(did))
                 where = RuleFilter(state=state, did=DID(row.scope, row.name, row.version))
-            page = listings.list_rules(session, where, PageRequest(limit=limit), order="oldest")
-            return page.items
+            return listings.list_rules(
+                session, where, PageRequest(offset=offset, limit=limit), order="oldest"
+            )
 
     def rules_page(
         self,
@@ -134,6 +147,22 @@ class Replication:
             return []
         page = self.transfers_page(where, PageRequest(limit=limit), order="updated")
         return [t.info() for t in page.items]
+
+    def transfer_listing(
+        self,
+        *,
+        rule_id: int | None = None,
+        state: str | None = None,
+        rse: str | None = None,
+        errors_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[TransferInfo]:
+        """``transfers`` from ``offset``, with how many match in all (``dpps transfer
+        list``'s total and paging)."""
+        where = TransferFilter(state=state, rse=rse, rule_id=rule_id, errors_only=errors_only)
+        page = self.transfers_page(where, PageRequest(offset, limit), order="updated")
+        return Page([t.info() for t in page.items], page.total, offset, limit)
 
     def transfers_page(
         self,

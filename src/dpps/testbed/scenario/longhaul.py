@@ -94,13 +94,11 @@ def run(
             f"--agent-catalog {agent_catalog!r}: one of {', '.join(sites.AGENT_CATALOGS)}"
         )
     current = running_testbed(directory)
-    if second_hop is not None and (
-        second_hop in ("CTAO-North", "PIC", "central") or second_hop not in current["rses"]
-    ):
-        served = sorted(set(current["rses"]) - {"CTAO-North", "PIC"})
+    hops = second_hops(current)
+    if second_hop is not None and second_hop not in hops:
         raise InvalidInput(
-            f"--second-hop {second_hop}: not an off-site center of this testbed with its own "
-            f"RSE other than PIC (here: {', '.join(served) or 'none'})"
+            f"--second-hop {second_hop}: not an off-site RSE of this testbed other than PIC's "
+            f"disk (here: {', '.join(hops) or 'none'})"
         )
     plan = _plan(current)
     base = Path(current["dir"]) / "scenario" / f"longhaul-{int(time.time() * 1000)}"
@@ -139,6 +137,8 @@ def run(
         # four times the link's time for the bytes, plus half a second a file (a copy costs
         # at least XrdCl's 2.5 s check, with ~100 in flight): a deadline, not a target
         limit = timeout_s or 120.0 + total_bytes * 8 / (cap_mbit * 1e6) * 4 + files * 0.5
+        if second_hop is not None and timeout_s is None:
+            limit *= 2  # the second copies start only once the first are safe
         progress = _wait(dep, engine, central, files, started + limit, second_hop)
         elapsed = max(progress["finished"], time.time()) - started
         after = {n.name: netns.link_counters(n.netns, n.link) for n in plan.nodes}
@@ -159,7 +159,7 @@ def run(
     third = {
         name: c["tx_bytes"] + c["rx_bytes"]
         for name, c in links.items()
-        if name not in ("CTAO-North", "PIC", "central", second_hop)
+        if name not in ("CTAO-North", "PIC", "central", dep.hop_center)
     }
     moved = outcome["bytes_offsite"]
     hop = outcome.pop("second_hop")
@@ -205,22 +205,37 @@ def run(
         and links["CTAO-North"]["tx_bytes"] >= moved
         and links["PIC"]["rx_bytes"] >= moved
     )
-    if second_hop is not None:
-        # each copy crossed each link once: PIC sent the second copies to the center (and
-        # CTAO-North did not send its bytes a second time)
-        hop["pic_tx_over_moved"] = round(links["PIC"]["tx_bytes"] / max(hop["bytes"], 1), 3)
-        hop["center_rx_over_moved"] = round(
-            links[second_hop]["rx_bytes"] / max(hop["bytes"], 1), 3
-        )
-        report["ok"] = bool(
-            report["ok"]
-            and hop["lost"] == 0
-            and hop["duplicated"] == 0
-            and links["PIC"]["tx_bytes"] >= hop["bytes"]
-            and links[second_hop]["rx_bytes"] >= hop["bytes"]
-            and links["CTAO-North"]["tx_bytes"] < moved + hop["bytes"]
-        )
+    if second_hop is not None and dep.hop_center is not None:
+        report["ok"] = bool(report["ok"] and _hop_ok(hop, links, dep.hop_center, moved))
     return report
+
+
+def _hop_ok(hop: dict[str, Any], links: dict[str, Any], center: str, moved: int) -> bool:
+    """Each copy crossed each link once. To another center: PIC sent the second copies to
+    it (and CTAO-North did not send its bytes a second time). To PIC's tape: the copies
+    stayed inside PIC (its link carried neither them out nor a second copy in)."""
+    pic, north = links["PIC"], links["CTAO-North"]
+    hop["pic_tx_over_moved"] = round(pic["tx_bytes"] / max(hop["bytes"], 1), 3)
+    hop["center_rx_over_moved"] = round(links[center]["rx_bytes"] / max(hop["bytes"], 1), 3)
+    if hop["lost"] or hop["duplicated"] or north["tx_bytes"] >= moved + hop["bytes"]:
+        return False
+    if center == "PIC":
+        return bool(
+            pic["tx_bytes"] < hop["bytes"] / 2 and pic["rx_bytes"] < moved + hop["bytes"] / 2
+        )
+    return bool(pic["tx_bytes"] >= hop["bytes"] and links[center]["rx_bytes"] >= hop["bytes"])
+
+
+def second_hops(current: dict[str, Any]) -> list[str]:
+    """The RSEs a second copy can go to from PIC's disk: another off-site center's (pulled
+    over the WAN by that center's agent) or a tape of PIC's own (copied inside PIC)."""
+    return sorted(
+        name
+        for name, entry in current["rses"].items()
+        if name != "PIC"
+        and entry.get("site") not in ("CTAO-North", "central", None)
+        and not entry.get("onsite")
+    )
 
 
 def _files_under(folder: Path) -> int:
@@ -456,7 +471,8 @@ def _second_hop(
         if rel is not None and did in done:
             latency.append(min(done[did]) - triggers[rel])
     return {
-        "center": hop,
+        "rse": hop,
+        "center": dep.hop_center,
         "copies": good,
         "lost": len(triggers) - good,
         "bad_replicas": bad,
@@ -466,14 +482,15 @@ def _second_hop(
     }
 
 
-def _reader(dep: sites.Deployment, center: str) -> Callable[[str], str | None]:
-    """adler32 of a replica's bytes as the center's own server holds them: its XRootD's disk,
-    or its S3 gateway read with botocore from inside the center's namespace (not through any
-    dpps code path)."""
-    entry = dep.testbed["rses"][center]
-    url = str(entry["url"])
+def _reader(dep: sites.Deployment, rse: str) -> Callable[[str], str | None]:
+    """adler32 of a replica's bytes as the RSE's own server holds them: the directory its
+    XRootD exports (disk or tape), or its S3 gateway read with botocore from inside the
+    center's namespace (not through any dpps code path)."""
+    entry = dep.testbed["rses"][rse]
+    url, center = str(entry["url"]), str(entry["site"])
     if url.startswith("root://"):
-        disk = Path(dep.testbed["paths"][center]["xrootd"]) / "disk"
+        exported = url.split("//", 2)[2]  # root://host:port//disk -> disk
+        disk = Path(dep.testbed["paths"][center]["xrootd"]) / exported
         return lambda path: _adler32(disk / path)
     import botocore.session
 

@@ -65,7 +65,8 @@ class Deployment:
     xrd: TemporaryXRootD | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
-    #: The center of the second hop (PIC -> it), or None: one hop.
+    #: The RSE of the second hop (PIC -> it: another center's disk, or PIC's own tape), or
+    #: None: one hop.
     second_hop: str | None = None
     #: Files written into the landing area so far: {path relative to it: trigger time}.
     announced: dict[str, float] = field(default_factory=dict)
@@ -74,6 +75,13 @@ class Deployment:
     agent_catalog: str = "api"
     #: The agents' token (a ``site-agent`` account) when they go through the API.
     agent_token: str = ""
+
+    @property
+    def hop_center(self) -> str | None:
+        """The data center serving the second hop's RSE (PIC itself for its tape)."""
+        if self.second_hop is None:
+            return None
+        return str(self.testbed["rses"][self.second_hop]["site"])
 
     @property
     def api_url(self) -> str:
@@ -158,7 +166,7 @@ def config(dep: Deployment, site: str, settings: dict[str, Any]) -> dict[str, An
 
 def centers(dep: Deployment) -> tuple[str, ...]:
     """The namespaces the scenario's processes run in."""
-    hop = (dep.second_hop,) if dep.second_hop else ()
+    hop = (dep.hop_center,) if dep.hop_center not in (None, "PIC") else ()
     return ("central", "CTAO-North", "PIC", *hop)
 
 
@@ -167,7 +175,7 @@ def _second_hop_rse(dep: Deployment) -> dict[str, Any]:
     if dep.second_hop is None:
         return {}
     entry = dict(dep.testbed["rses"][dep.second_hop])
-    entry["attributes"] = {"type": "disk", "tier": 1}
+    entry["attributes"] = {"type": entry.get("kind", "disk"), "tier": 1}
     return {dep.second_hop: entry}
 
 
@@ -232,6 +240,8 @@ def write_workspaces(dep: Deployment, settings: dict[str, Any]) -> None:
 
 #: (label, namespace's data center, daemon and its partition) of every site process; the
 #: ingestion queue is bound to its landing area's RSE by ``--rse``.
+#: The longest idle wait of the scenario's transfer agents and reapers (seconds).
+MAX_SLEEP_S = 2.0
 PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("evaluator", "central", ("evaluator",)),
     ("ingest@CTAO-North", "CTAO-North", ("ingest", "--rse", ONSITE_RSE)),
@@ -248,9 +258,9 @@ def processes(dep: Deployment) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
         address = dep.plan.node("central").address
         serve = ("serve", "--only", "evaluator", "--host", address, "--port", str(API_PORT))
         chosen = (("central", "central", serve), *PROCESSES[1:])
-    if dep.second_hop is None:
+    hop = dep.hop_center
+    if hop is None or hop == "PIC":  # PIC's own agent serves its tape
         return chosen
-    hop = dep.second_hop
     return (*chosen, (f"transfer@{hop}", hop, ("transfer", "--site", hop)))
 
 
@@ -275,8 +285,32 @@ def create_agent_token(dep: Deployment) -> None:
 
 
 def start_processes(dep: Deployment, sleep_s: float = 0.2) -> None:
+    """The central process first and, when it is the API, only once it answers (as a site's
+    units start after the center is up): site processes started earlier spend their first
+    seconds on refused requests and back off, delaying the first copies by as much."""
     for label, _, _ in processes(dep):
         start_process(dep, label, sleep_s)
+        if label == "central" and dep.agent_catalog == "api":
+            wait_for_api(dep)
+
+
+def wait_for_api(dep: Deployment, timeout_s: float = 180.0) -> None:
+    """Until the central API answers ``/health`` (from inside the central namespace); raise
+    if its process died or the deadline passed."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    with netns.inside(dep.plan.node("central").netns):
+        while time.monotonic() < deadline:
+            if dep.procs["central"].poll() is not None:
+                raise RuntimeError(f"the central API exited: see {dep.base / 'logs'}")
+            try:
+                if httpx.get(f"{dep.api_url}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError(f"the central API did not answer within {timeout_s:.0f} s")
 
 
 def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
@@ -291,6 +325,10 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     argv = [dpps, "--workspace", str(dep.workspace(where)), *command]
     if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
         argv += ["--sleep", str(sleep_s), "--log-level", "WARNING"]
+    if daemon[0] in ("transfer", "reaper"):
+        # idle, a site process waits up to 30 s by default: here the second hop's agent
+        # idles until PIC holds the first copies, and would then start late by as much
+        argv += ["--max-sleep", str(MAX_SLEEP_S)]
     env = dict(os.environ)
     env.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
     # the server logs it with each statement ('@' would end the URL's user part)

@@ -8,6 +8,7 @@ expired lease and dispatched again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,6 +34,14 @@ class Executor(Protocol):
         ...
 
     def submit(self, task: Task) -> Future[dict[str, Any]]: ...
+
+    def submit_many(
+        self, tasks: Sequence[Task], *, bundle: int = 1
+    ) -> list[Future[dict[str, Any]]]:
+        """``submit`` for a dispatch round's tasks at once (one scheduler message, not one per
+        job); up to ``bundle`` short jobs of one site may share a worker task (an executor
+        may run each job on its own). The futures are in the order of ``tasks``."""
+        ...
 
     def shutdown(self, *, cancel: bool = True) -> None:
         """Stop taking tasks; with ``cancel`` stop running ones too (their jobs are requeued

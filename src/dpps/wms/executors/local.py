@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
@@ -99,6 +100,11 @@ class LocalExecutor:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
             return self._ensure().submit(_run, task)
+
+    def submit_many(
+        self, tasks: Sequence[Task], *, bundle: int = 1
+    ) -> list[Future[dict[str, Any]]]:
+        return [self.submit(task) for task in tasks]  # a pool process per job: no bundles
 
     def shutdown(self, *, cancel: bool = True) -> None:
         pool, self._pool = self._pool, None

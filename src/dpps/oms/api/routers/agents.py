@@ -23,6 +23,8 @@ from dpps.bdms.ingestion.ledger import register_batch
 from dpps.bdms.ingestion.records import batch_from_wire, result_to_wire
 from dpps.bdms.preservation import auditor, deletion, reaper
 from dpps.bdms.preservation.records import doomed_from_wire, doomed_to_wire, target_to_wire
+from dpps.bdms.staging import records as staging
+from dpps.bdms.staging.stager import CatalogStageLedger
 from dpps.bdms.transfer.ledger import CatalogLedger
 from dpps.bdms.transfer.records import (
     job_to_wire,
@@ -84,6 +86,17 @@ class AuditReportIn(BaseModel):
     damaged: list[tuple[Id, Annotated[str, Field(max_length=4000)]]] = Field(
         default_factory=list, max_length=100_000
     )
+
+
+class StageClaimIn(SitePassIn):
+    limit: int = Field(default=20, ge=1, le=1_000)
+
+
+class StageReportIn(BaseModel):
+    instance: Instance
+    rses: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=200)
+    outcomes: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
+    expired: list[Id] = Field(default_factory=list, max_length=100_000)
 
 
 class BeatIn(BaseModel):
@@ -241,6 +254,46 @@ def auditor_report(body: AuditReportIn, archive: ArchiveView, who: Agent) -> dic
         ),
     )
     return {"lost": lost}
+
+
+def _stage_ledger(archive: ArchiveView, rses: list[str], account: str) -> CatalogStageLedger:
+    """The catalog's side of a site stager's pass, on its own tape RSEs only."""
+    _ledger(archive, rses)  # unknown RSEs refused
+    config = archive.config.model_copy(
+        update={"rses": {n: r for n, r in archive.config.rses.items() if n in rses}}
+    )
+    return CatalogStageLedger(archive.sessions, config, account=account)
+
+
+@router.post(
+    "/stager/claim",
+    summary="A site stager's due stage requests and expired buffer copies, on its tape RSEs",
+)
+def stager_claim(body: StageClaimIn, archive: ArchiveView, who: Agent) -> dict[str, Any]:
+    _site_pass(body, archive)
+    ledger = _stage_ledger(archive, body.rses, who.name)
+    jobs, expiries = ledger.claim(body.instance, body.rses, body.limit)
+    return {
+        "jobs": [staging.job_to_wire(j) for j in jobs],
+        "expiries": [staging.expiry_to_wire(e) for e in expiries],
+    }
+
+
+@router.post(
+    "/stager/report",
+    summary="A site stager's copies into its buffer and the buffer copies it removed",
+)
+def stager_report(body: StageReportIn, archive: ArchiveView, who: Agent) -> dict[str, int]:
+    _printable(body.model_dump(), "report")
+    try:
+        outcomes = [staging.outcome_from_wire(o) for o in body.outcomes]
+        for o in outcomes:
+            _in_range(o)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"malformed staging outcome: {exc}") from None
+    # only requests this instance holds are touched (the ledger checks each lease's owner)
+    _stage_ledger(archive, body.rses, who.name).report(body.instance, outcomes, body.expired)
+    return {"outcomes": len(outcomes), "expired": len(body.expired)}
 
 
 @router.post("/heartbeats", summary="A site process's heartbeat (or its goodbye)")

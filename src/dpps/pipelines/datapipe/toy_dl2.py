@@ -1,8 +1,8 @@
-"""A physically simple DL2 event generator whose answers are known (tests of IRFs and DL3).
+"""A physically simple DL2 event generator whose answers are known (tests and the DL3 guide).
 
 The IRF and DL3 tools must be checked against a truth: an effective area we can compute on
 paper, a spectrum we put in and must get back out of gammapy. The real chain (SimPipe ->
-DataPipe) has no closed-form answer, so these tests generate DL2 tables, in the exact format of
+DataPipe) has no closed-form answer, so this module generates DL2 tables, in the exact format of
 docs/data-formats.md, from a toy instrument with these documented properties:
 
 * **Showers** are thrown uniformly on a disc of radius ``max_impact_m`` around the array, with
@@ -111,7 +111,8 @@ def _detected_energies(
         n = rng.binomial(int(thrown), p_mean)
     else:
         n = rng.poisson(thrown * p_mean)
-    return np.interp(rng.uniform(0.0, p_mean, n), cdf, grid)
+    energies: np.ndarray = np.interp(rng.uniform(0.0, p_mean, n), cdf, grid)
+    return energies
 
 
 def _powerlaw_integral(spectrum: PowerLaw, e_min: float, e_max: float) -> u.Quantity:
@@ -303,11 +304,11 @@ def observed_dl2(
             rng, float(expected), spectrum.index, obs.e_min, obs.e_max, instrument.model(particle)
         )
         parts.append((particle, energy))
-    particle = np.concatenate([np.full(len(e), p) for p, e in parts])
+    kinds = np.concatenate([np.full(len(e), p) for p, e in parts])
     energy = np.concatenate([e for _, e in parts])
     offsets = rng.uniform(0, obs.duration_s, len(energy))
     order = np.argsort(offsets)
-    particle, energy, offsets = particle[order], energy[order], offsets[order]
+    kinds, energy, offsets = kinds[order], energy[order], offsets[order]
     start = Time(obs.start, scale="utc")
     times = start + offsets * u.s
     location = EarthLocation(
@@ -327,13 +328,13 @@ def observed_dl2(
         src = target.transform_to(frame)
     pnt_az, pnt_alt = pnt.az.to_value(u.deg), pnt.alt.to_value(u.deg)
     true_az, true_alt = src.az.to_value(u.deg), src.alt.to_value(u.deg)
-    is_proton = particle == "proton"
+    is_proton = kinds == "proton"
     true_az[is_proton], true_alt[is_proton] = _diffuse(
         rng, pnt_az[is_proton], pnt_alt[is_proton], obs.view_cone_deg
     )
     reco: dict[str, np.ndarray] = {}
     for name in ("gamma", "proton"):
-        mask = particle == name
+        mask = kinds == name
         part = _reconstruct(
             rng, instrument.model(name), energy[mask], true_az[mask], true_alt[mask]
         )
@@ -366,10 +367,10 @@ def observed_dl2(
 
 def write_production(directory: Path, seed: int = 1, scale: float = 1.0) -> dict[str, Path]:
     """Gamma (point-like at 0.4 deg) and proton (diffuse) DL2 of a small production."""
-    out = {}
-    for particle, n_showers in (("gamma", int(3e5 * scale)), ("proton", int(3e7 * scale))):
-        events, header = simulated_dl2(Production(particle, n_showers), seed + len(out))
-        out[particle] = write_dl2(directory / f"sim_{particle}.dl2.fits", events, header)
+    out: dict[str, Path] = {}
+    for kind, n_showers in (("gamma", int(3e5 * scale)), ("proton", int(3e7 * scale))):
+        events, header = simulated_dl2(Production(kind, n_showers), seed + len(out))
+        out[kind] = write_dl2(directory / f"sim_{kind}.dl2.fits", events, header)
     return out
 
 
