@@ -398,6 +398,89 @@ def print_comparison(comparison: dict[str, Any] | None) -> None:
         f"{sep_new.get('test_protons')} protons); Q = efficiency / sqrt(1 - rejection), "
         "errors binomial from those counts"
     )
+    print_sensitivity(comparison)
+
+
+def _pm(value: float | None, error: float | None, fmt: str = "{:.3g}") -> str:
+    if value is None:
+        return "-"
+    return fmt.format(value) + ("" if error is None else " ± " + fmt.format(error))
+
+
+def _ratio(change: dict[str, Any] | None) -> str:
+    if not change or change.get("ratio") is None:
+        return "not available"
+    text = _pm(change["ratio"], change.get("ratio_error"), "{:.3f}")
+    sigmas = change.get("improvement_sigmas")
+    return text + ("" if sigmas is None else f" ({sigmas:.1f} sigma better than 1)")
+
+
+def print_sensitivity(comparison: dict[str, Any]) -> None:
+    """Both versions' point-source sensitivity: from the IRFs per energy bin, and implied by
+    the night's counts; each with its error and the ratio new / previous (< 1: better)."""
+    old, new = comparison["previous"].get("sensitivity"), comparison["new"].get("sensitivity")
+    change = comparison.get("sensitivity") or {}
+    if not old or not new:
+        return
+    a, b = old.get("irf"), new.get("irf")
+    if a and b:
+        used = {tuple(e) for e in (change.get("irf") or {}).get("bins_used", [])}
+        rows = []
+        for x, y in zip(a["bins"], b["bins"], strict=True):
+            edges = (x["reco_energy_low_tev"], x["reco_energy_high_tev"])
+            if x["relative_sensitivity"] is None and y["relative_sensitivity"] is None:
+                continue
+            ratio = (
+                y["relative_sensitivity"] / x["relative_sensitivity"]
+                if x["relative_sensitivity"] and y["relative_sensitivity"]
+                else None
+            )
+            rows.append(
+                [
+                    f"{edges[0]:.3g}-{edges[1]:.3g}",
+                    _pm(x["relative_sensitivity"], x["relative_sensitivity_error"]),
+                    _pm(y["relative_sensitivity"], y["relative_sensitivity_error"]),
+                    "" if ratio is None else f"{ratio:.3f}" + ("" if edges in used else " *"),
+                ]
+            )
+        show_table(
+            f"point-source sensitivity from the IRFs ({b['observation_time_h']:g} h, "
+            f"{b['min_significance']:g} sigma Li & Ma, >= {b['min_signal_events']:g} "
+            f"events, excess >= {b['min_excess_over_background']:.0%} of background, "
+            f"alpha {b['alpha']:g}), as a fraction of the source's flux (in --json: "
+            "also E2 F in erg cm-2 s-1)",
+            ["E reco (TeV)", "previous", "new", "new / previous"],
+            rows,
+        )
+        console.print(
+            "sensitivity new / previous from the IRFs (geometric mean over the bins with "
+            f">= 10 simulated gammas and >= 5 protons; * not used): {_ratio(change.get('irf'))}"
+        )
+        whole = change.get("irf_integral")
+        if whole:
+            p, n = whole["previous"], whole["new"]
+            console.print(
+                "over all energies at once (the sums of the bins): previous "
+                f"{_pm(p['relative_sensitivity'], p['relative_sensitivity_error'])}, new "
+                f"{_pm(n['relative_sensitivity'], n['relative_sensitivity_error'])}; "
+                f"new / previous {_ratio(whole)}"
+            )
+    else:
+        console.print("sensitivity from the IRFs: not available (an IRF without its table)")
+    m_old, m_new = old.get("measured"), new.get("measured")
+    if m_old and m_new:
+        for label, m in (("previous", m_old), ("new", m_new)):
+            console.print(
+                f"sensitivity implied by the night's counts, {label}: "
+                f"{_pm(m['relative_sensitivity'], m['relative_sensitivity_error'])} x the "
+                f"source flux in {m['reference_time_h']:g} h (excess "
+                f"{_pm(m['excess_rate_per_h'], m['excess_rate_error_per_h'])} /h, background "
+                f"{_pm(m['background_rate_per_h'], m['background_rate_error_per_h'])} /h)"
+                + (f"; {m['note']}" if m.get("note") else "")
+            )
+        console.print(
+            f"sensitivity new / previous from the night's counts: {_ratio(change.get('measured'))}"
+        )
 
 
 def register(app: typer.Typer) -> None:

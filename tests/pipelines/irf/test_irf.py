@@ -78,6 +78,7 @@ def test_optimised_cuts_separate_gammas_from_protons(
             "ENERGY DISPERSION",
             "RAD_MAX",
             "GH_CUTS",
+            "SENSITIVITY",
         ]
         assert hdul["EFFECTIVE AREA"].header["HDUCLAS3"] == "POINT-LIKE"
         assert hdul[0].header["CUTMODE"] == "optimised"

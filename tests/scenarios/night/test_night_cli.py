@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -92,3 +93,75 @@ def test_the_comparison_prints_both_versions_and_the_difference(
     assert f"+{q_new - q_old:.2f} ± 0.49" in out
     assert "Li & Ma significance" in out
     assert "-2" in out
+
+
+@pytest.mark.verifies_usecase("UC-130-3.1.1")
+def test_the_comparison_prints_both_sensitivities_with_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sensitivity part: per energy bin from both IRFs with errors and their ratio, the
+    figure of merit with its error, and the night's implied sensitivity with its note."""
+    from dpps.cli.campaign_cmds import print_sensitivity
+    from dpps.pipelines.campaign.compare import sensitivity_change
+    from dpps.pipelines.datapipe.sensitivity import implied_by_counts
+
+    def bins(*rel: float | None) -> list[dict[str, object]]:
+        return [
+            {
+                "reco_energy_low_tev": 0.1 * 10**i,
+                "reco_energy_high_tev": 0.1 * 10 ** (i + 1),
+                "n_signal_events": 200,
+                "n_background_events": 50,
+                "n_signal_weighted": 2000.0 if r is None else 10 / r,
+                "n_background_weighted": 500.0,
+                "relative_sensitivity": r,
+                "relative_sensitivity_error": None if r is None else 0.1 * r,
+                "e2_flux_sensitivity_erg_cm2_s": None if r is None else r * 1e-11,
+            }
+            for i, r in enumerate(rel)
+        ]
+
+    def version(rel: list[float | None], n_on: int, n_off: int) -> dict[str, object]:
+        irf = {
+            "observation_time_h": 50.0,
+            "alpha": 0.2,
+            "min_significance": 5.0,
+            "min_signal_events": 10.0,
+            "min_excess_over_background": 0.05,
+            "bins": bins(*rel),
+        }
+        return {"sensitivity": {"irf": irf, "measured": implied_by_counts(n_on, n_off, 0.2, 45)}}
+
+    old, new = version([0.01, 0.02, None], 48, 3), version([0.008, 0.015, None], 46, 2)
+    comparison = {"previous": old, "new": new, "sensitivity": sensitivity_change(old, new)}
+    change = comparison["sensitivity"]["irf"]
+    assert change["ratio"] == pytest.approx((0.8 * 0.75) ** 0.5)
+    a, b = old["sensitivity"]["measured"], new["sensitivity"]["measured"]  # type: ignore[index]
+    measured = comparison["sensitivity"]["measured"]
+    assert measured["ratio"] == pytest.approx(
+        b["relative_sensitivity"] / a["relative_sensitivity"]
+    )
+    assert measured["ratio_error"] == pytest.approx(
+        measured["ratio"]
+        * np.hypot(
+            a["relative_sensitivity_error"] / a["relative_sensitivity"],
+            b["relative_sensitivity_error"] / b["relative_sensitivity"],
+        )
+    )
+    print_sensitivity(comparison)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "50 h, 5 sigma Li & Ma, >= 10 events, excess >= 5% of background, alpha 0.2" in out
+    assert "0.01 ± 0.001" in out
+    assert "0.800" in out
+    assert f"{change['ratio']:.3f} ± {change['ratio_error']:.3f}" in out
+    assert "implied by the night's counts, previous" in out
+    whole = comparison["sensitivity"]["irf_integral"]
+    assert f"new / previous {whole['ratio']:.3f} ± {whole['ratio_error']:.3f}" in out
+    assert "only 3 OFF events" in out
+    assert "new / previous from the night's counts" in out
+    # a version whose IRF has no table: said, not hidden
+    old["sensitivity"]["irf"] = None  # type: ignore[index]
+    comparison["sensitivity"] = sensitivity_change(old, new)
+    assert comparison["sensitivity"]["irf"] is None
+    print_sensitivity(comparison)
+    assert "sensitivity from the IRFs: not available" in capsys.readouterr().out

@@ -12,7 +12,12 @@ by side, with their difference:
   simulated counts (binomial);
 - the 1D ON/OFF analysis of each set with gammapy (as ``dpps night`` does it: reflected
   regions, WStat): ON, OFF, alpha, excess, Li & Ma significance, and the significance per
-  sqrt(hour) of livetime.
+  sqrt(hour) of livetime;
+- the point-source flux sensitivity of each set (``dpps.pipelines.datapipe.sensitivity``):
+  per reconstructed-energy bin from its IRF's simulated runs (the ``SENSITIVITY`` table
+  ``datapipe-irf`` writes, 50 h), and the one the night's own counts imply (its excess rate
+  in ON, its background rate from OFF, scaled to 50 h); each with its error from the counts,
+  and the ratio new / previous (the geometric mean over the bins both measured, for the IRF's).
 
 Both versions are found through archive queries (the superseded version is the previous
 version of the same LFN, its IRF the per-observation IRF of the same ``irf_id``): nothing is
@@ -33,6 +38,7 @@ from dpps.bdms.types import FileInfo
 from dpps.core.errors import DppsError, NotFound
 from dpps.pipelines.campaign import chain
 from dpps.pipelines.campaign.spec import CampaignSpec
+from dpps.pipelines.datapipe import sensitivity
 from dpps.pipelines.night.workflow import Target
 
 #: As the night analyses its DL3 (``dpps.scenarios.night.run``): five reflected regions at the
@@ -131,6 +137,7 @@ def _analyse(
 
     found = [FoundObservation(int(e.obs_id or 0), _pinned(e), _irf_of(archive, e)) for e in lists]
     retrieve_observations(archive, found, dest)
+    irf_sensitivity = _irf_sensitivity([dest / Path(f.irf.name).name for f in found])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_power_law(
@@ -141,7 +148,13 @@ def _analyse(
             reference_tev=REFERENCE_TEV,
         )
     hours = fit.livetime_s / 3600.0
+    measured = (
+        sensitivity.implied_by_counts(fit.n_on, fit.n_off, fit.alpha, fit.livetime_s)
+        if fit.livetime_s > 0
+        else None
+    )
     return {
+        "sensitivity": {"irf": irf_sensitivity, "measured": measured},
         "n_on": fit.n_on,
         "n_off": fit.n_off,
         "alpha": fit.alpha,
@@ -156,6 +169,43 @@ def _analyse(
     }
 
 
+def _irf_sensitivity(paths: list[Path]) -> dict[str, Any] | None:
+    """The SENSITIVITY table of these (per-observation) IRFs; None if they have none (written
+    before ``datapipe-irf`` computed it, or without protons) or several different ones (one
+    version processed with several IRFs: no one sensitivity is its own, as for the
+    separation)."""
+    from astropy.io import fits
+
+    tables = []
+    for path in paths:
+        with fits.open(path, memmap=False) as hdul:
+            if sensitivity.EXTNAME in hdul:
+                tables.append(sensitivity.table_from_hdu(hdul[sensitivity.EXTNAME], path.name))
+    if not tables or any(t != tables[0] for t in tables[1:]) or len(tables) != len(paths):
+        return None
+    return tables[0]
+
+
+def sensitivity_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """New / previous sensitivity (< 1: better), from the IRFs (geometric mean over the bins,
+    and over all energies at once) and from the night's counts, each with its error; None
+    where a version lacks it."""
+    old, new = before["sensitivity"], after["sensitivity"]
+    out: dict[str, Any] = {"irf": None, "irf_integral": None, "measured": None}
+    if old["irf"] and new["irf"]:
+        out["irf"] = sensitivity.figure_of_merit(old["irf"]["bins"], new["irf"]["bins"])
+        whole_old = sensitivity.integral(old["irf"]["bins"])
+        whole_new = sensitivity.integral(new["irf"]["bins"])
+        out["irf_integral"] = {
+            "previous": whole_old,
+            "new": whole_new,
+            **sensitivity.ratio_of(whole_old, whole_new),
+        }
+    if old["measured"] and new["measured"]:
+        out["measured"] = sensitivity.ratio_of(old["measured"], new["measured"])
+    return out
+
+
 def _version(
     archive: Archive, lists: list[FileInfo], dest: Path, target: Target
 ) -> dict[str, Any]:
@@ -168,6 +218,7 @@ def _version(
         "separation": separation(archive, irf_ids[0]) if len(irf_ids) == 1 else {"irf": None},
     }
     out["analysis"] = _analyse(archive, lists, target, dest)
+    out["sensitivity"] = out["analysis"].pop("sensitivity")
     return out
 
 
@@ -217,6 +268,7 @@ def compare(archive: Archive, spec: CampaignSpec) -> dict[str, Any] | None:
         "previous": before,
         "new": after,
         "difference": difference,
+        "sensitivity": sensitivity_change(before, after),
     }
 
 
@@ -224,4 +276,4 @@ def _key(info: FileInfo) -> tuple[int, str]:
     return (int(info.obs_id or 0), info.name)
 
 
-__all__ = ["compare", "quality_factor", "separation"]
+__all__ = ["compare", "quality_factor", "sensitivity_change", "separation"]

@@ -16,7 +16,7 @@ from pyirf.spectral import CRAB_HEGRA, IRFDOC_PROTON_SPECTRUM, PowerLaw
 
 from dpps.core.errors import InvalidInput
 from dpps.core.version import __version__
-from dpps.pipelines.datapipe import gadf, irf
+from dpps.pipelines.datapipe import gadf, irf, sensitivity
 from dpps.pipelines.datapipe.dl2_contract import DL2File, header_value, read_many, stack
 from dpps.pipelines.tool import Tool, ToolConfig, register_tool
 
@@ -148,6 +148,9 @@ class IRFTool(Tool[IRFConfig]):
                 c.proton_flux.power_law(diffuse=True) if c.proton_flux else IRFDOC_PROTON_SPECTRUM
             )
             protons["weight"] = irf.event_weights(protons, proton_info, proton_spectrum, obstime)
+        gamma_spectrum = c.gamma_flux.power_law(diffuse=False) if c.gamma_flux else CRAB_HEGRA
+        if protons is not None:
+            gammas["weight"] = irf.event_weights(gammas, gamma_info, gamma_spectrum, obstime)
         if c.cuts == "fixed":
             cuts = irf.fixed_cuts(
                 binning.reco_energy, c.gh_cut, c.theta_cut_deg * u.deg, c.multiplicity_min
@@ -155,8 +158,6 @@ class IRFTool(Tool[IRFConfig]):
         else:
             assert protons is not None
             assert proton_info is not None
-            gamma_spectrum = c.gamma_flux.power_law(diffuse=False) if c.gamma_flux else CRAB_HEGRA
-            gammas["weight"] = irf.event_weights(gammas, gamma_info, gamma_spectrum, obstime)
             cuts = irf.optimised_cuts(
                 gammas,
                 protons,
@@ -181,9 +182,21 @@ class IRFTool(Tool[IRFConfig]):
         cards = {"TELESCOP": c.telescope, "INSTRUME": c.instrument}
         path = self.output_dir / c.output_name
         separation = irf.separation(gammas, protons, cuts) if protons is not None else None
+        hdus = irf.irf_hdus(response, cards)
+        if protons is not None and proton_info is not None:
+            table = sensitivity.from_events(
+                gammas,
+                protons,
+                cuts,
+                binning.reco_energy,
+                fov_offset_max=proton_info.viewcone_max,
+                spectrum=gamma_spectrum,
+                alpha=c.alpha,
+            )
+            hdus.append(sensitivity.to_hdu(table, obstime, c.alpha))
         gadf.write_fits(
             path,
-            irf.irf_hdus(response, cards),
+            hdus,
             {
                 **(separation.cards() if separation is not None else {}),
                 "DATALEVL": "DL3",
