@@ -107,6 +107,9 @@ def test_stager_waits_for_the_tape_delay(archive: Archive, on_tape: list[str]) -
     assert {r.state for r in _requests(archive)} == {"QUEUED"}
     infos = archive.preservation.stage_requests()
     assert all(i.eta_seconds is not None and i.eta_seconds > 3000 for i in infos)
+    page = archive.preservation.stage_listing(limit=2, offset=1)  # stage --list paging
+    assert [i.id for i in page.items] == [infos[1].id, infos[0].id]  # newest first
+    assert (page.total, archive.preservation.stage_listing(state="READY").total) == (3, 0)
     set_time(archive, StageRequestRow, "requested_at", dt.timedelta(hours=2))
     assert _stager(archive) == 3
     assert {r.state for r in _requests(archive)} == {"READY"}

@@ -41,6 +41,7 @@ def test_stage_requests_work_remotely(seeded: Seeded, live: BackgroundServer) ->
     for args in (
         ("stage", "--list", "--json"),
         ("stage", "--list", "--state", "queued", "--json"),
+        ("stage", "--list", "--limit", "1", "--offset", "1", "--json"),
     ):
         local, remote = _both(seeded, live, *args, role="reader")
         assert local[0] == 0, local

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
 from dpps.catalog.models_wms import CampaignRow
-from dpps.core.errors import Conflict, NotFound
+from dpps.core.errors import Conflict, InvalidInput, NotFound
 from dpps.wms.api import WMS
 from dpps.wms.states import CampaignState
 
@@ -106,5 +106,10 @@ def test_give_back_and_listing(archive: Archive) -> None:
     assert [i.name for i in store.recent(state="queued")] == ["new", "old"]
     assert store.recent(state="RUNNING") == []
     assert all(i.report is None for i in store.recent())
+    page = store.listing(limit=1, offset=1)  # dpps campaign list --limit 1 --offset 1
+    assert ([i.name for i in page.items], page.total, page.offset) == (["old"], 2, 1)
+    assert store.listing(state="RUNNING").total == 0
+    with pytest.raises(InvalidInput):
+        store.listing(offset=-1)
     with pytest.raises(ValueError, match="DONE or FAILED"):
         store.finish("old", "runner-a", CampaignState.RUNNING)

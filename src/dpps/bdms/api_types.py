@@ -106,6 +106,10 @@ class PreservationAPI(Protocol):
 
     def stage_requests(self, *, state: str | None = None, limit: int = 100) -> list[StageInfo]: ...
 
+    def stage_listing(
+        self, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[StageInfo]: ...
+
     def plan_audit(self, *, rse: str | None = None, limit: int | None = None) -> list[int]: ...
 
     def audit(
@@ -162,6 +166,10 @@ class DatasetsAPI(Protocol):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[FileInfo]: ...
+
+    def content_listing(
+        self, did: str | DID, *, recursive: bool = False, limit: int = 1000, offset: int = 0
+    ) -> Page[FileInfo]: ...
 
 
 class AcadaIngestAPI(Protocol):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from dpps.bdms.metadata_values import parse_user_meta
@@ -203,11 +203,23 @@ def content(
     (as Rucio's ``list-files``), so a retrieval can expand whatever it is given. Deleted
     members are left out: nothing of them can be read (a deleted file asked for by name is
     returned, so that its retrieval fails saying why instead of vanishing)."""
+    return list(session.scalars(_content(session, did, recursive).offset(offset).limit(limit)))
+
+
+def count_content(session: Session, did: DID, *, recursive: bool = False) -> int:
+    """How many ``content`` lists in all (a count of a large tree reads its index as far as
+    the listing would: the CLI asks for it, the REST API only when asked)."""
+    stmt = _content(session, did, recursive).order_by(None)
+    return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def _content(session: Session, did: DID, recursive: bool) -> Select[DIDRow]:
+    """The statement of ``content``, ordered by name and version."""
     row = did_repo.get_did(session, did)
     if row.did_type not in COLLECTIONS:
         if not recursive:
             raise InvalidInput(f"{did_label(row)} is a file: it has no content")
-        return [row] if offset == 0 and limit != 0 else []  # even deleted: get says why
+        return select(DIDRow).where(DIDRow.id == row.id)  # even deleted: get says why
     if recursive:
         stmt = select(DIDRow).where(
             did_repo.member_of(row.id), DIDRow.did_type == DIDType.FILE.value
@@ -215,8 +227,7 @@ def content(
     else:
         stmt = select(DIDRow).join(AttachmentRow, AttachmentRow.child_id == DIDRow.id)
         stmt = stmt.where(AttachmentRow.parent_id == row.id)
-    stmt = stmt.where(DIDRow.deleted_at.is_(None)).order_by(DIDRow.name, DIDRow.version)
-    return list(session.scalars(stmt.offset(offset).limit(limit)))
+    return stmt.where(DIDRow.deleted_at.is_(None)).order_by(DIDRow.name, DIDRow.version)
 
 
 def collection_id(session: Session, did: DID) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms import datasets
 from dpps.bdms.archive import file_info
-from dpps.bdms.types import FileInfo
+from dpps.bdms.types import FileInfo, Page, PageRequest
 from dpps.catalog.engine import transaction
 from dpps.core.config import Config
 from dpps.core.identifiers import DID, parse_did
@@ -101,3 +101,16 @@ class Datasets:
                 session, self._did(did), recursive=recursive, limit=limit, offset=offset
             )
             return [file_info(r) for r in rows]
+
+    def content_listing(
+        self, did: str | DID, *, recursive: bool = False, limit: int = 1000, offset: int = 0
+    ) -> Page[FileInfo]:
+        """``list_content`` from ``offset`` with how many it holds in all (``dataset ls``)."""
+        page = PageRequest(offset=offset, limit=limit)
+        with self.sessions() as session:
+            parsed = self._did(did)
+            total = datasets.count_content(session, parsed, recursive=recursive)
+            rows = datasets.content(
+                session, parsed, recursive=recursive, limit=page.limit, offset=page.offset
+            )
+            return Page([file_info(r) for r in rows], total, page.offset, page.limit)

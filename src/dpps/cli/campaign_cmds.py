@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, command, open_local_archive, parse_pairs, remote_archive
-from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe, show_table
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, show_table
 from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core.errors import ConfigError, DppsError
 
@@ -205,13 +205,14 @@ def list_campaigns(
         str | None, typer.Option(help="Only QUEUED, RUNNING, DONE or FAILED campaigns.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page).")] = 0,
     output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Campaigns, newest first: state, phase, progress, who submitted them."""
     fmt = output_format(output, json_)
-    # The server lists 1000 at most: at that limit, whether more exist is not known.
-    infos, more = probe(_campaigns(ctx).recent(state=state, limit=min(limit + 1, 1000)), limit)
+    page = _campaigns(ctx).listing(state=state, limit=limit, offset=offset)
+    infos = page.items
     columns = [
         *(Column(c) for c in ("name", "state", "phase", "progress", "version")),
         Column("query", whole=False),
@@ -231,7 +232,7 @@ def list_campaigns(
         ]
         for i in infos
     ]
-    emit(Listing(columns, rows, infos, limit=limit, more=more, paged=False), fmt)
+    emit(Listing(columns, rows, infos, total=page.total, offset=offset, limit=limit), fmt)
 
 
 def show(

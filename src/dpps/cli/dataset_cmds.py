@@ -15,7 +15,7 @@ import typer
 
 from dpps.bdms.types import FileInfo
 from dpps.cli.common import JsonOpt, command, open_archive, parse_pairs
-from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, probe
+from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format
 from dpps.cli.output import console, emit_json, human_bytes
 
 DIDArg = Annotated[str, typer.Argument(metavar="DID", help="scope:/name (scope optional).")]
@@ -104,15 +104,13 @@ def content(
 ) -> None:
     """List a dataset's or container's members (with -r: every file below it)."""
     fmt = output_format(output, json_)
-    items, more = probe(
-        open_archive(ctx).datasets.list_content(
-            did, recursive=recursive, limit=limit + 1, offset=offset
-        ),
-        limit,
+    page = open_archive(ctx).datasets.content_listing(
+        did, recursive=recursive, limit=limit, offset=offset
     )
+    items = page.items
     columns = [Column("DID"), Column("type"), Column("size", show=human_bytes), Column("adler32")]
     rows = [[i.did, i.did_type, i.bytes, i.adler32] for i in items]
-    emit(Listing(columns, rows, items, offset=offset, limit=limit, more=more), fmt)
+    emit(Listing(columns, rows, items, total=page.total, offset=offset, limit=limit), fmt)
 
 
 def close(ctx: typer.Context, did: DIDArg, json_: JsonOpt = False) -> None:

@@ -19,7 +19,6 @@ from dpps.cli.listing import (
     OutputOpt,
     emit,
     output_format,
-    probe,
     show_table,
 )
 from dpps.cli.output import (
@@ -63,6 +62,9 @@ def stage(
     limit: Annotated[
         int, typer.Option(min=1, max=1000, help="With --list: at most this many, newest first.")
     ] = 100,
+    offset: Annotated[
+        int, typer.Option(min=0, help="With --list: skip this many (the next page).")
+    ] = 0,
     output: OutputOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -73,11 +75,10 @@ def stage(
     """
     fmt = output_format(output, json_)
     pres = open_archive(ctx).preservation
-    more = False
+    total: int | None = None
     if list_ or not dids:
-        # The server lists 1000 at most: at that limit, whether more exist is not known.
-        asked = pres.stage_requests(state=state, limit=min(limit + 1, 1000))
-        infos, more = probe(asked, limit)
+        page = pres.stage_listing(state=state, limit=limit, offset=offset)
+        infos, total = page.items, page.total
     else:
         with status_line(fmt is OutputFormat.TABLE) as show:
             infos = pres.stage(dids, wait=wait, timeout_s=timeout, status=show)
@@ -100,7 +101,10 @@ def stage(
         ]
         for i in infos
     ]
-    emit(Listing(columns, rows, infos, key=1, more=more, paged=False), fmt)
+    if total is None:  # the requests just made: all of them
+        emit(Listing(columns, rows, infos, key=1), fmt)
+    else:
+        emit(Listing(columns, rows, infos, key=1, total=total, offset=offset, limit=limit), fmt)
 
 
 def audit(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from dpps.bdms.types import Page
 from dpps.client.views import NO_READ_TIMEOUT, Transport, load
 from dpps.core.errors import error_from_text
 from dpps.wms.states import FINAL_CAMPAIGN_STATES, CampaignState
@@ -49,10 +50,16 @@ class RemoteCampaigns:
         return load(CampaignInfo, self.remote._json("GET", f"{PATH}/{quote(name, safe='')}"))
 
     def recent(self, *, state: str | None = None, limit: int = 100) -> list[CampaignInfo]:
-        params: dict[str, Any] = {"limit": limit}
+        return self.listing(state=state, limit=limit).items
+
+    def listing(
+        self, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[CampaignInfo]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state is not None:
             params["state"] = state
-        return load(list[CampaignInfo], self.remote._json("GET", PATH, params=params))
+        data = self.remote._json("GET", PATH, params=params)
+        return Page(load(list[CampaignInfo], data["items"]), int(data["total"]), offset, limit)
 
     def wait(
         self,

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from dpps.bdms.types import FileInfo
+from dpps.bdms.types import FileInfo, Page
 from dpps.client.views import Transport, load
 from dpps.core.identifiers import DID
 
@@ -81,3 +81,19 @@ class RemoteDatasets:
             if len(items) < want:
                 break
         return load(list[FileInfo], out)
+
+    def content_listing(
+        self, did: str | DID, *, recursive: bool = False, limit: int = 1000, offset: int = 0
+    ) -> Page[FileInfo]:
+        """``list_content`` from ``offset`` with how many the DID holds in all (counted once,
+        with the first of the server's pages)."""
+        path = f"{DATASETS}/content/{quote(str(did), safe='/:@+=,')}"
+        want = min(PAGE, limit)
+        params = {"recursive": recursive, "limit": want, "offset": offset, "count": True}
+        data = self.remote._json("GET", path, params=params)
+        items = load(list[FileInfo], data["items"])
+        if len(items) == want < limit:
+            items += self.list_content(
+                did, recursive=recursive, limit=limit - want, offset=offset + want
+            )
+        return Page(items, int(data["total"]), offset, limit)

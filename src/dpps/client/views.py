@@ -22,6 +22,7 @@ from dpps.bdms.records import (
     HealthReport,
     StageInfo,
 )
+from dpps.bdms.types import Page
 from dpps.core.accounts import DEFAULT_TOKEN_DAYS, AccountInfo, NewToken, TokenInfo
 from dpps.core.errors import InvalidInput
 from dpps.core.identifiers import DID
@@ -109,10 +110,17 @@ class RemotePreservation:
         return load(DeletionReport, self.remote._json("POST", "/api/v1/deletions", json=body))
 
     def stage_requests(self, *, state: str | None = None, limit: int = 100) -> list[StageInfo]:
-        params: dict[str, Any] = {"limit": limit}
+        """The newest ``limit``, oldest first (as the library lists them)."""
+        return list(reversed(self.stage_listing(state=state, limit=limit).items))
+
+    def stage_listing(
+        self, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[StageInfo]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state is not None:
             params["state"] = state
-        return load(list[StageInfo], self.remote._json("GET", STAGE, params=params))
+        data = self.remote._json("GET", STAGE, params=params)
+        return Page(load(list[StageInfo], data["items"]), int(data["total"]), offset, limit)
 
     def stage(
         self,

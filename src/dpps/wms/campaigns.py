@@ -18,9 +18,10 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dpps.bdms.types import Page, PageRequest
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
 from dpps.catalog.leases import claim as claim_rows
@@ -245,11 +246,23 @@ class CampaignStore:
 
     def recent(self, *, state: str | None = None, limit: int = 100) -> list[CampaignInfo]:
         """Newest first, without their reports (``get`` has those)."""
-        stmt = select(CampaignRow).order_by(CampaignRow.created_at.desc(), CampaignRow.id.desc())
+        return self.listing(state=state, limit=limit).items
+
+    def listing(
+        self, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[CampaignInfo]:
+        """``recent`` from ``offset``, with how many match in all (``dpps campaign list``'s
+        total and paging)."""
+        page = PageRequest(offset=offset, limit=limit)  # impossible values refused here
+        stmt = select(CampaignRow)
         if state is not None:
             stmt = stmt.where(CampaignRow.state == state.upper())
         with self.sessions() as s:
-            return [_info(r, report=False) for r in s.scalars(stmt.limit(limit))]
+            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            ordered = stmt.order_by(CampaignRow.created_at.desc(), CampaignRow.id.desc())
+            rows = s.scalars(ordered.offset(page.offset).limit(page.limit))
+            items = [_info(r, report=False) for r in rows]
+        return Page(items, total, page.offset, page.limit)
 
 
 __all__ = ["LEASE_S", "CampaignStore"]

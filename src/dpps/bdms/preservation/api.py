@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.export import bag as export
@@ -26,6 +26,7 @@ from dpps.bdms.records import (
     StageState,
 )
 from dpps.bdms.staging import stager
+from dpps.bdms.types import Page, PageRequest
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events as event_repo
 from dpps.catalog.engine import transaction
@@ -112,6 +113,23 @@ class Preservation:
         with self.sessions() as session:
             rows = list(session.scalars(stmt))
             return [stager.stage_info(session, self.config, r) for r in reversed(rows)]
+
+    def stage_listing(
+        self, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[StageInfo]:
+        """Stage requests newest first from ``offset``, with how many match in all
+        (``dpps stage --list``'s total and paging)."""
+        page = PageRequest(offset=offset, limit=limit)  # impossible values refused here
+        stmt = select(StageRequestRow)
+        if state is not None:
+            stmt = stmt.where(StageRequestRow.state == state.upper())
+        with self.sessions() as session:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(
+                stmt.order_by(StageRequestRow.id.desc()).offset(page.offset).limit(page.limit)
+            )
+            items = [stager.stage_info(session, self.config, r) for r in rows]
+        return Page(items, total, page.offset, page.limit)
 
     def run_stager(self) -> int:
         """One stager pass in this process (a bare workspace has no daemon)."""

@@ -434,9 +434,11 @@ class AttachOut(Out):
 
 
 class ContentOut(Out):
-    """One page of a collection's content (no total: a count of a large tree costs as much
-    as listing it; a page shorter than ``limit`` is the last)."""
+    """One page of a collection's content; ``total`` only when asked for (``count=true``: a
+    count of a large tree costs as much as listing it; a page shorter than ``limit`` is the
+    last)."""
 
     items: list[FileOut]
     limit: int
     offset: int
+    total: int | None = None

@@ -18,7 +18,7 @@ from dpps.core.authz import Action, Principal
 from dpps.oms.api.deps import ArchiveView, Reader, producing
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.routers.wms import Workload
-from dpps.oms.api.schemas import In
+from dpps.oms.api.schemas import In, Page
 from dpps.pipelines.campaign import CampaignSpec, run_campaign
 from dpps.pipelines.campaign import record as campaign_record
 from dpps.wms.types import CampaignInfo
@@ -49,15 +49,21 @@ class CampaignIn(In):
         return CampaignSpec.from_mapping(self.model_dump())
 
 
-@router.get("", response_model=list[CampaignInfo], summary="Campaigns, newest first")
+@router.get(
+    "",
+    response_model=Page[CampaignInfo],
+    summary="Campaigns, newest first, a page at a time with how many match",
+)
 def list_campaigns(
     wms: Workload,
     _who: Reader,
     state: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[CampaignInfo]:
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Page[CampaignInfo]:
     """Without their reports (one campaign's ``GET`` has it)."""
-    return wms.campaigns.recent(state=state, limit=limit)
+    page = wms.campaigns.listing(state=state, limit=limit, offset=offset)
+    return Page[CampaignInfo](items=page.items, total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/{name}", response_model=CampaignInfo, summary="One campaign and its report")

@@ -76,6 +76,16 @@ def content(
     recursive: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    count: bool = False,
 ) -> ContentOut:
-    items = archive.datasets.list_content(did, recursive=recursive, limit=limit, offset=offset)
-    return ContentOut(items=[FileOut.model_validate(i) for i in items], limit=limit, offset=offset)
+    total: int | None = None
+    if count:
+        page = archive.datasets.content_listing(
+            did, recursive=recursive, limit=limit, offset=offset
+        )
+        items, total = page.items, page.total
+    else:
+        items = archive.datasets.list_content(did, recursive=recursive, limit=limit, offset=offset)
+    return ContentOut(
+        items=[FileOut.model_validate(i) for i in items], limit=limit, offset=offset, total=total
+    )

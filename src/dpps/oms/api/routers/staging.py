@@ -20,6 +20,7 @@ from dpps.bdms.records import AuditReport, StageInfo
 from dpps.core.authz import Action, require
 from dpps.oms.api.deps import ArchiveView, CurrentPrincipal, Reader
 from dpps.oms.api.problems import PROBLEM_RESPONSES
+from dpps.oms.api.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["preservation"], responses=PROBLEM_RESPONSES)
 
@@ -53,16 +54,18 @@ class AuditIn(BaseModel):
 
 @router.get(
     "/stage-requests",
-    response_model=list[StageInfo],
-    summary="Recent stage requests, oldest first",
+    response_model=Page[StageInfo],
+    summary="Stage requests, newest first, a page at a time with how many match",
 )
 def stage_requests(
     archive: ArchiveView,
     _who: Reader,
     state: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[StageInfo]:
-    return archive.preservation.stage_requests(state=state, limit=limit)
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Page[StageInfo]:
+    page = archive.preservation.stage_listing(state=state, limit=limit, offset=offset)
+    return Page[StageInfo](items=page.items, total=page.total, limit=limit, offset=offset)
 
 
 @router.post(
