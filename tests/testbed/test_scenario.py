@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,24 +54,21 @@ def test_the_scenario_refuses_without_a_testbed_or_with_too_much_data(
     assert not (small_testbed / "scenario").exists()
 
 
+def longhaul(dpps: RunDpps, testbed: Path, *extra: str) -> dict[str, Any]:
+    """``dpps testbed scenario longhaul`` of :data:`FILES` files of 64 KiB on ``testbed``,
+    with ``extra`` options; its JSON report (the command must succeed)."""
+    args = ("--dir", str(testbed), "--files", str(FILES), "--size-kib", "64", *extra)
+    done = dpps("testbed", "scenario", "longhaul", *args, "--json")
+    assert done.returncode == 0, done.stderr + done.stdout
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 @pytest.mark.verifies_usecase("UC-190-1.3")
 def test_long_haul_from_a_telescope_site_to_an_off_site_center(
     small_testbed: Path, dpps: RunDpps
 ) -> None:
-    done = dpps(
-        "testbed",
-        "scenario",
-        "longhaul",
-        "--dir",
-        str(small_testbed),
-        "--files",
-        str(FILES),
-        "--size-kib",
-        "64",
-        "--json",
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    report = json.loads(done.stdout)
+    report = longhaul(dpps, small_testbed)
     assert report["ok"], report
     assert report["complete"]
     assert report["registered"] == FILES
@@ -110,22 +108,7 @@ def test_a_second_hop_from_pic_to_an_s3_center(small_testbed: Path, dpps: RunDpp
     """Every file also goes PIC -> CSCS (S3), pulled by CSCS's own agent once PIC holds it:
     each copy crosses each link once (CTAO-North's link carries the bytes once, not twice),
     and every second copy's adler32 is recomputed from what CSCS's S3 gateway returns."""
-    done = dpps(
-        "testbed",
-        "scenario",
-        "longhaul",
-        "--dir",
-        str(small_testbed),
-        "--files",
-        str(FILES),
-        "--size-kib",
-        "64",
-        "--second-hop",
-        "CSCS",
-        "--json",
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    report = json.loads(done.stdout)
+    report = longhaul(dpps, small_testbed, "--second-hop", "CSCS")
     hop = report["second_hop"]
     assert report["ok"], report
     assert report["lost"] == 0
@@ -150,22 +133,7 @@ def test_a_second_copy_to_pic_tape_stays_inside_pic(small_testbed: Path, dpps: R
     copied by PIC's own agent inside PIC: the tape copies cross no WAN link (PIC's link
     carries each file once, inbound), and each one's adler32 is recomputed from the bytes
     in the directory PIC's server exports as tape."""
-    done = dpps(
-        "testbed",
-        "scenario",
-        "longhaul",
-        "--dir",
-        str(small_testbed),
-        "--files",
-        str(FILES),
-        "--size-kib",
-        "64",
-        "--second-hop",
-        "PIC-TAPE",
-        "--json",
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    report = json.loads(done.stdout)
+    report = longhaul(dpps, small_testbed, "--second-hop", "PIC-TAPE")
     hop = report["second_hop"]
     assert report["ok"], report
     assert (hop["rse"], hop["center"]) == ("PIC-TAPE", "PIC")
