@@ -91,6 +91,7 @@ def make_listed(tmp_path: Path, catalog_url: str | None) -> tuple[Path, list[str
     return ws, dids
 
 
+@pytest.mark.verifies_usecase("UC-110-1.2.2")
 def test_tables_never_break_a_did_or_a_state_at_any_width(listed: tuple[Path, list[str]]) -> None:
     ws, dids = listed
     assert len(dids[0]) >= 100
@@ -120,6 +121,7 @@ def test_tables_never_break_a_did_or_a_state_at_any_width(listed: tuple[Path, li
             assert any(word in line for line in out.splitlines()), (columns, word, out)
 
 
+@pytest.mark.verifies_usecase("UC-110-1.2.2")
 def test_ls_in_every_format_with_its_total_and_paging(listed: tuple[Path, list[str]]) -> None:
     ws, dids = listed
     w = ("-w", str(ws))

@@ -136,6 +136,7 @@ def test_bad_requests(tmp_path: Path) -> None:
     assert checksum_file(dst.resolve(REL), ["adler32", "blake3"])[1] == expected
 
 
+@pytest.mark.verifies_usecase("UC-110-1.6")
 @pytest.mark.parametrize("damage", ["flipped", "truncated"])
 def test_a_copy_damaged_on_its_way_is_caught_and_nothing_is_published(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
