@@ -353,7 +353,7 @@ def run(
     if postgres:
         from dpps.testing.postgres import TemporaryPostgres
 
-        server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
+        server = TemporaryPostgres()
         server.start()
         backends.append(("postgresql", server.create_database))
     try:

@@ -144,7 +144,7 @@ def catalogs(postgres: bool) -> Iterator[list[tuple[str, Callable[[], str | None
         return
     from dpps.testing.postgres import TemporaryPostgres
 
-    server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
+    server = TemporaryPostgres()
     server.start()
     try:
         yield [*backends, ("postgresql", server.create_database)]

@@ -326,7 +326,7 @@ def run(
     if postgres:
         from dpps.testing.postgres import TemporaryPostgres
 
-        server = TemporaryPostgres(Path(tempfile.mkdtemp(prefix="dpps-bench-pg-")))
+        server = TemporaryPostgres()
         server.start()
 
     def url() -> str | None:

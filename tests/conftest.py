@@ -26,12 +26,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL to a new, empty catalog database on each backend."""
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to a new, empty catalog database on each backend (a PostgreSQL one is dropped
+    after the test, as tmp_path is removed: the session's server would otherwise hold them all)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalog.db'}"
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
     server: TemporaryPostgres = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture

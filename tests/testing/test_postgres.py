@@ -153,3 +153,22 @@ def test_a_kept_server_directory_is_started_again_with_its_data() -> None:
             engine.dispose()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_dropped_database_is_gone_even_with_a_connection_open(tmp_path: Path) -> None:
+    """The session's server drops each test's database after it; a test's engine that was
+    not disposed must not keep the space in use."""
+    with TemporaryPostgres(tmp_path / "pg") as server:
+        url = server.create_database("to_drop")
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        server.drop_database(url)  # the pooled connection is still open
+        engine.dispose()
+        admin = sa.create_engine(server.url)
+        with admin.connect() as conn:
+            names = conn.execute(sa.text("SELECT datname FROM pg_database")).scalars().all()
+        admin.dispose()
+        assert "to_drop" not in names
+        with pytest.raises(ValueError, match="not a database"):
+            server.drop_database(server.url)
