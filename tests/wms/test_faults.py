@@ -320,3 +320,64 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_a_workspace_made_again_at_the_same_path_gets_its_own_catalog(tmp_path: Path) -> None:
+    """Pool processes outlive a manager (they are kept warm for the next) and cache one catalog
+    connection per workspace path. A workspace removed and made again at that path, with a new
+    catalog, must be read afresh: a stale connection to the removed SQLite file found jobs 1-4
+    already ended there, so the new ones were dispatched again and again and never ran (seen
+    once pytest began removing passed tests' directories, whose names are then reused). Each
+    wait stops its manager with the other jobs still in flight: they are requeued and run again
+    as the same attempt (the next test)."""
+    import shutil
+
+    states = []
+    for _round in range(2):
+        case = tmp_path / "case"  # as pytest's tmp_path of a test: removed, then made again
+        shutil.rmtree(case, ignore_errors=True)
+        case.mkdir()
+        with make_workspace(case / "ws", f"sqlite:///{case / 'catalog.db'}") as archive:
+            wms = WMS(archive)
+            subs = []
+            for i in range(4):  # more jobs than pool processes: each caches the workspace
+                job = write(
+                    tmp_path / f"job{i}.yaml",
+                    f"""\
+                    name: again{i}
+                    command: ["{{PY}}", "-c", "open('out.txt','w').write('x')"]
+                    outputs:
+                      - {{name: out, glob: out.txt, lfn: /ctao/user/again{i}.txt}}
+                """,
+                )
+                subs.append(wms.submit(job, opts=SubmitOptions(max_attempts=1)))
+            assert [sub.id for sub in subs] == [1, 2, 3, 4]  # the same ids in both catalogs
+            states += [wms.wait(sub, timeout_s=60) for sub in subs]
+    assert states == ["DONE"] * 8
+
+
+def test_a_job_run_again_as_the_same_attempt_does_not_meet_its_earlier_upload(
+    wms: WMS, wms_archive: Archive, tmp_path: Path
+) -> None:
+    """A manager that stops gives its jobs back with their attempt number, and the worker it
+    stopped may already have uploaded outputs. The next run of that attempt must not fail on
+    those bytes ('already exists; files are immutable'): each dispatch uploads under a path of
+    its own."""
+    rse = wms_archive.config.workspace / "rse"
+    earlier = next(p for p in rse.iterdir() if p.is_dir()) / "_wms" / "job1.a1" / "ctao"
+    for site in [p for p in rse.iterdir() if p.is_dir()]:
+        stray = site / "_wms" / "job1.a1" / "ctao" / "ctao" / "user" / "again.txt"
+        stray.parent.mkdir(parents=True)
+        stray.write_text("an earlier dispatch's upload")
+    job = write(
+        tmp_path / "job.yaml",
+        """\
+        name: again
+        command: ["{PY}", "-c", "open('out.txt','w').write('x')"]
+        outputs:
+          - {name: out, glob: out.txt, lfn: /ctao/user/again.txt}
+    """,
+    )
+    sub = wms.submit(job, opts=SubmitOptions(max_attempts=1))
+    assert wms.wait(sub, timeout_s=TIMEOUT_S) == "DONE", wms.job(sub.id).reason
+    assert earlier.is_dir()  # not the new dispatch's to remove

@@ -8,13 +8,16 @@ archive's session-taking registration (``bdms.registration``), as every register
 
 Bytes are uploaded and files prepared (``prepare``: metadata extraction, a full read of each
 FITS file) before the transaction, so none of that holds the catalog's writer lock. Each
-attempt uploads under its own physical path (``_wms/job<ID>.a<N>/<scope><lfn>``), so a
-rescheduled attempt and a zombie one can never overwrite each other's files; what an attempt
-uploaded but could not register is removed.
+dispatch of a job uploads under its own physical path (``_wms/job<ID>.a<N>.<T>/<scope><lfn>``,
+``T`` from the lease token), so a rescheduled attempt and a zombie one can never overwrite each
+other's files, even when the attempt number is given back (a job requeued because its manager
+stopped runs again as the same attempt); what an attempt uploaded but could not register is
+removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import socket
@@ -186,11 +189,14 @@ def _tool_activity(outdir: Path | None) -> dict[str, Any] | None:
     return loaded
 
 
-def upload(config: Config, produced: Sequence[Produced], job_id: int, attempt: int) -> None:
-    """Put each output's bytes on its RSE under this attempt's own path (checksummed)."""
+def upload(
+    config: Config, produced: Sequence[Produced], job_id: int, attempt: int, token: str
+) -> None:
+    """Put each output's bytes on its RSE under this dispatch's own path (checksummed)."""
+    dispatch = hashlib.sha256(token.encode()).hexdigest()[:10]
     for p in produced:
         storage = StorageElement.from_config(p.rse, config)
-        rel = f"_wms/job{job_id}.a{attempt}/" + StorageElement.path_for(
+        rel = f"_wms/job{job_id}.a{attempt}.{dispatch}/" + StorageElement.path_for(
             config.default_scope, p.lfn
         )
         p.size, sums = storage.upload(p.path, rel, config.checksums)

@@ -37,6 +37,7 @@ from dpps.core.config import Config, load_config
 from dpps.core.errors import Conflict, DppsError, Unavailable
 from dpps.core.identifiers import parse_did
 from dpps.core.states import RSEKind
+from dpps.core.workspace import CONFIG_NAME
 from dpps.storage.rse import StorageElement
 from dpps.wms import jobs as job_repo
 from dpps.wms import outputs, process, renewer, workflows
@@ -53,6 +54,8 @@ class WorkerContext:
     config: Config
     engine: Engine
     sessions: sessionmaker[Session]
+    #: Which configuration file the context was made from (device, inode, mtime).
+    stamp: tuple[int, int, int] = (0, 0, 0)
 
 
 _CONTEXTS: OrderedDict[str, WorkerContext] = OrderedDict()
@@ -60,15 +63,36 @@ _LOCK = threading.Lock()
 _MAX_CONTEXTS = 4
 
 
+def _stamp(workspace: str) -> tuple[int, int, int]:
+    """Identity of the workspace's configuration file; (0, 0, 0) if it cannot be read (the
+    load below then reports why)."""
+    try:
+        st = (Path(workspace) / CONFIG_NAME).stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
 def context(workspace: str) -> WorkerContext:
     """One engine per workspace per worker process (shared by a Dask worker's threads); the
-    least recently used ones are closed, so a long-lived worker holds few connections."""
+    least recently used ones are closed, so a long-lived worker holds few connections.
+
+    A cached context is used only while the workspace's configuration file is the one it was
+    made from: a workspace removed and made again at the same path (a new catalog), or whose
+    configuration was edited, gets a new one. Without this check a long-lived worker kept
+    reading the old catalog (a SQLite file already unlinked), could not find its jobs, and
+    the manager dispatched them again and again."""
+    stamp = _stamp(workspace)
     with _LOCK:
         ctx = _CONTEXTS.get(workspace)
+        if ctx is not None and ctx.stamp != stamp:
+            del _CONTEXTS[workspace]
+            ctx.engine.dispose()
+            ctx = None
         if ctx is None:
             config = load_config(Path(workspace))
             engine = make_engine(config.catalog_url(), config.catalog.busy_timeout_s)
-            ctx = WorkerContext(config, engine, make_sessionmaker(engine))
+            ctx = WorkerContext(config, engine, make_sessionmaker(engine), stamp)
             _CONTEXTS[workspace] = ctx
             while len(_CONTEXTS) > _MAX_CONTEXTS:
                 _old, stale = _CONTEXTS.popitem(last=False)
@@ -468,7 +492,7 @@ def _outputs(
         produced = outputs.collect(
             config, view.spec["outputs"], Path(tctx["runtime"]["outdir"]), tctx, view.id, task.site
         )
-        outputs.upload(config, produced, view.id, task.attempt)
+        outputs.upload(config, produced, view.id, task.attempt, task.token)
     except DppsError as exc:
         return _end_attempt(
             ctx,
