@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpps.acada import wobble
+from dpps.acada.observing import NightPlan
 from dpps.bdms.types import FileInfo, PageRequest
 from dpps.core.errors import DppsError, NotFound, Unavailable
 from dpps.pipelines.night.models import ProductionSize, ensure_models
 from dpps.pipelines.night.transformation import ensure_transformation
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION, Target
 from dpps.scenarios.night import acquisition, report
-from dpps.scenarios.night.acquisition import NightPlan
 from dpps.wms.listings import WorkflowFilter
 
 if TYPE_CHECKING:
