@@ -57,12 +57,13 @@ from sqlalchemy.engine import Engine
 
 from dpps.acada import wobble
 from dpps.acada.observing import NightPlan
-from dpps.acada.simulate import simulate
+from dpps.acada.simulate import simulate, write_trigger
 from dpps.bdms.archive import Archive
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, RuleRow
 from dpps.catalog.models_wms import JobFileRow, JobRow, WorkflowRow
 from dpps.core.errors import DppsError, InvalidInput, Unavailable
 from dpps.core.workspace import find_workspace
+from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.pipelines.night.models import NightModels, ProductionSize, ensure_models
 from dpps.pipelines.night.transformation import ensure_transformation
 from dpps.pipelines.night.workflow import Target
@@ -154,6 +155,15 @@ def _config(dep: sites.Deployment, site: str) -> dict[str, Any]:
         {"copies": 1, "rses": sites.OFFSITE_RSE, "priority": 2, "activity": "products"}
     ]
     config["wms"] = {"executor": "dask", "dask_scheduler": scheduler_address(dep)}
+    # as seen from this site: its own storage fast and near, the others' behind the WAN (a
+    # retrieval reads the site's own replica first)
+    for entry in config["rses"].values():
+        where = str(entry["site"])
+        if where == site:
+            entry.update(bandwidth_mb_s=1000.0, latency_ms=0.5)
+        else:
+            slowest = min(dep.plan.node(site).bandwidth_mbit, dep.plan.node(where).bandwidth_mbit)
+            entry.update(bandwidth_mb_s=slowest / 8, latency_ms=dep.plan.path_rtt_ms(site, where))
     return config
 
 
@@ -276,7 +286,7 @@ def _run(
             from dpps.wms.api import WMS
 
             tf = ensure_transformation(WMS(archive), models, target=target, policy=PRODUCTS_POLICY)
-        files = simulate(dep.landing, night.simulation())
+        files = _observe(dep, night)
         lap("simulate")
         with netns.inside(central):
             progress = _wait_night(dep, archive, tf.name, len(files), deadline)
@@ -323,6 +333,23 @@ def _run(
         and int(analysis.get("n_on") or 0) > 0
     )
     return report
+
+
+def _observe(dep: sites.Deployment, night: NightPlan) -> list[Path]:
+    """ACADA writes the night into CTAO-North's landing area and hands each block over when
+    it ends (the triggers of its files): the ingestion queue runs meanwhile, and a block
+    whose files trickled in (this machine writes slower than real time) would be cut into
+    several tasks by the transformation's settle time, one without the block's weather."""
+    pending: list[Path] = []
+
+    def hand_over(_block: int) -> None:
+        for path in pending:
+            write_trigger(path)
+        pending.clear()
+
+    config = replace(night.simulation(), triggers=False)
+    with quiet_native_stdout():  # the FITS writer logs on fd 1, which carries --json
+        return simulate(dep.landing, config, on_file=pending.append, on_block=hand_over)
 
 
 def _models(archive: Archive, size: ProductionSize | None, deadline: float) -> NightModels:
@@ -475,7 +502,10 @@ def _outcome(
             elif int(job_id) in night_jobs:
                 outputs.append(int(did_id))
         checksums = dict(conn.execute(select(DIDRow.id, DIDRow.adler32)).all())
-        names = dict(conn.execute(select(DIDRow.id, DIDRow.name)).all())
+        names = dict(
+            conn.execute(select(DIDRow.id, DIDRow.name).where(DIDRow.did_type == "FILE")).all()
+        )
+        sizes = dict(conn.execute(select(DIDRow.id, DIDRow.bytes)).all())
         by_state = select(RuleRow.state, func.count()).group_by(RuleRow.state)
         rules: dict[str, int] = {str(k): int(v) for k, v in conn.execute(by_state).all()}
     per_site: dict[str, dict[str, int]] = {}
@@ -491,13 +521,13 @@ def _outcome(
         ]
         if missing:
             away.append({"job": int(job.id), "site": site, "inputs_not_there": missing[:3]})
-    dl0 = [d for d, n in names.items() if "/ctao/dl0/" in str(n)]
+    dl0 = [d for d, n in names.items() if str(n).startswith("/ctao/dl0/")]
     return {
         "jobs_per_site": {k: dict(v) for k, v in sorted(per_site.items())},
         "jobs_not_done": sum(1 for j in jobs if j.state != "DONE"),
         "jobs_away_from_inputs": away,
-        "dl0": _safety(dep, dl0, replicas, checksums, expected=len(files)),
-        "products": _safety(dep, outputs, replicas, checksums, expected=len(outputs)),
+        "dl0": _safety(dep, dl0, replicas, checksums, sizes, expected=len(files)),
+        "products": _safety(dep, outputs, replicas, checksums, sizes, expected=len(outputs)),
         "rules": rules,
         "rules_not_ok": sum(n for s, n in rules.items() if s != "OK"),
         "_pic_paths": [p for d in replicas.values() for r, _s, p in d if r == sites.OFFSITE_RSE],
@@ -509,6 +539,7 @@ def _safety(
     dids: Sequence[int],
     replicas: dict[int, list[tuple[str, str, str]]],
     checksums: dict[int, str | None],
+    sizes: dict[int, int | None],
     *,
     expected: int,
 ) -> dict[str, int]:
@@ -525,6 +556,7 @@ def _safety(
         at_pic += sites.OFFSITE_RSE in ok_at
     return {
         "files": len(dids),
+        "bytes": sum(int(sizes.get(d) or 0) for d in dids),
         "safe": good,
         "at_pic": at_pic,
         "not_at_pic": len(dids) - at_pic,
