@@ -207,7 +207,9 @@ def _print_night(r: dict[str, Any]) -> None:
     console.print(
         f"observing night across data centers: {r['blocks']} blocks, {r['acada']['files']} DL0 "
         f"files ({r['acada']['bytes'] / 1e6:.1f} MB), workers at {', '.join(r['workers'])}, "
-        f"models produced at {r['models_site']}; {r['seconds']['total']} s {r['seconds']}"
+        f"models produced at {r['models_site']}; {r['seconds']['total']} s ("
+        + ", ".join(f"{k} {v} s" for k, v in r["seconds"].items() if k != "total")
+        + ")"
     )
     console.print(
         table(
