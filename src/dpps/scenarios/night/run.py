@@ -29,6 +29,7 @@ from dpps.acada import wobble
 from dpps.acada.observing import NightPlan
 from dpps.bdms.types import FileInfo, PageRequest
 from dpps.core.errors import DppsError, NotFound, Unavailable
+from dpps.core.laps import Laps
 from dpps.pipelines.night.models import ProductionSize, ensure_models
 from dpps.pipelines.night.transformation import ensure_transformation
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION, Target
@@ -195,14 +196,8 @@ def run_night(
     wms = WMS(archive)
     src = plan.source
     target = Target(src.name, src.ra_deg, src.dec_deg)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
+    laps = Laps()
+    lap, seconds = laps.lap, laps.seconds
 
     # the cuts are optimised for this night's source against this night's cosmic rays, and
     # the background IRF is computed for them: what the OFF regions are compared with

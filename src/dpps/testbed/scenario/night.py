@@ -62,6 +62,7 @@ from dpps.bdms.archive import Archive
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, RuleRow
 from dpps.catalog.models_wms import JobFileRow, JobRow, WorkflowRow
 from dpps.core.errors import DppsError, InvalidInput, Unavailable
+from dpps.core.laps import Laps
 from dpps.core.workspace import find_workspace
 from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.pipelines.night.models import NightModels, ProductionSize, ensure_models
@@ -252,14 +253,8 @@ def _run(
     limit = timeout_s or 900.0 + 300.0 * night.blocks
     started = time.time()
     deadline = started + limit
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
+    laps = Laps()
+    lap, seconds = laps.lap, laps.seconds
 
     sites.start_servers(dep)
     for site in sites.centers(dep):
