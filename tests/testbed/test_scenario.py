@@ -3,6 +3,9 @@ PIC by a rule, on-site copies deleted once safe, per-site processes in their nam
 catalog in the central one. Nothing lost, nothing duplicated, every rule OK, and the bytes
 counted on CTAO-North's and PIC's links only.
 
+The observing night (``dpps testbed scenario night``) runs on the same testbed after them: its
+jobs on Dask workers at CTAO-North and PIC, each where its inputs are.
+
 The testbed is the small one of tests/testbed/conftest.py, up for this module."""
 
 from __future__ import annotations
@@ -147,3 +150,45 @@ def test_a_second_copy_to_pic_tape_stays_inside_pic(small_testbed: Path, dpps: R
     assert links["PIC"]["tx_bytes"] < hop["bytes"] / 2
     assert not report["relayed_by_third_site"]
     assert report["onsite_files_left"] == 0
+
+
+@pytest.mark.verifies_usecase("UC-180-2.3")
+@pytest.mark.verifies_usecase("UC-000-4")
+def test_the_observing_night_runs_its_jobs_where_their_inputs_are(
+    small_testbed: Path, dpps: RunDpps
+) -> None:
+    """Two blocks of the observing night: models and IRF made by PIC's Dask worker and
+    copied to CTAO-North, DL0 written and registered there and copied to PIC, each block's
+    jobs run by a worker of a site holding every input (the catalog says where each ran and
+    which replicas it had), products archived and copied to PIC, gammapy on the DL3."""
+    args = ("--dir", str(small_testbed), "--blocks", "2", "--json")
+    done = dpps("testbed", "scenario", "night", *args, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    report = json.loads(done.stdout)
+    assert report["ok"], report
+    jobs = report["jobs_per_site"]
+    assert jobs["PIC"]["models"] > 0
+    assert "models" not in jobs.get("CTAO-North", {})  # the production asked for PIC
+    assert sum(c.get("night", 0) for c in jobs.values()) >= 2 * 3  # steps of two blocks
+    assert report["jobs_not_done"] == 0
+    assert report["jobs_away_from_inputs"] == []
+    files = report["acada"]["files"]
+    assert report["transformation"].get("PROCESSED") == files
+    dl0 = report["dl0"]
+    assert (dl0["files"], dl0["safe"], dl0["at_pic"], dl0["lost"]) == (files, files, files, 0)
+    assert dl0["bytes"] == report["acada"]["bytes"]
+    products = report["products"]
+    assert products["files"] > 0
+    assert (products["lost"], products["not_at_pic"]) == (0, 0)
+    assert report["rules_not_ok"] == 0
+    # the DL0 crossed CTAO-North's link out and PIC's in once: no job read it over the WAN;
+    # CSCS (no worker, no copy) carried nothing but chatter
+    links = report["links"]
+    assert links["CTAO-North"]["tx_bytes"] >= dl0["bytes"]
+    assert links["CTAO-North"]["tx_bytes"] < 1.2 * (dl0["bytes"] + products["bytes"]) + 20e6
+    assert links["PIC"]["rx_bytes"] >= dl0["bytes"]
+    assert links["CSCS"]["tx_bytes"] + links["CSCS"]["rx_bytes"] < 64 * 1024
+    analysis = report["analysis"]
+    assert analysis["observations"] == [1, 2]
+    assert analysis["n_on"] > 0
+    assert not Path(report["dir"]).exists()  # the scenario's directory is removed

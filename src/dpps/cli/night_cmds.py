@@ -212,7 +212,8 @@ def night(
     analyse with gammapy, report (UC-000-4); with --reprocess, reprocess it (UC-130-3.1.1)."""
     from dataclasses import replace
 
-    from dpps.scenarios.night.acquisition import NightPlan, next_obs_id
+    from dpps.acada.observing import NightPlan
+    from dpps.scenarios.night.acquisition import next_obs_id
     from dpps.scenarios.night.run import run_night
 
     started = time.perf_counter()

@@ -167,6 +167,81 @@ def register(app: typer.Typer) -> None:
         if not report["ok"]:
             raise typer.Exit(1)
 
+    @scenario.command("night")
+    @handle_errors
+    @local_only
+    def night_cmd(
+        ctx: typer.Context,
+        directory: DirOpt = None,
+        blocks: Annotated[
+            int, typer.Option("--blocks", min=1, help="Observation blocks ACADA writes.")
+        ] = 2,
+        workers: Annotated[
+            str,
+            typer.Option(
+                "--workers",
+                help="Comma-separated data centers running a Dask worker: CTAO-North and/or "
+                "PIC (PIC's produces the models and IRF).",
+            ),
+        ] = "CTAO-North,PIC",
+        json_out: JsonOpt = False,
+    ) -> None:
+        """The observing night across the testbed: models and IRF produced by PIC's worker,
+        ACADA's DL0 at CTAO-North ingested in place and copied to PIC, each block's jobs at
+        the site holding its inputs, products copied to PIC, gammapy on the night's DL3.
+        Runs on the testbed that is up and leaves it up; exit 1 if a job ran away from its
+        inputs, anything was lost, a rule is not OK or the analysis found no ON counts."""
+        from dpps.testbed.scenario import night
+
+        chosen = [w.strip() for w in workers.split(",") if w.strip()]
+        report = night.run(directory, blocks=blocks, workers=chosen)
+        if json_out:
+            emit_json(report)
+        else:
+            _print_night(report)
+        if not report["ok"]:
+            raise typer.Exit(1)
+
+
+def _print_night(r: dict[str, Any]) -> None:
+    console.print(
+        f"observing night across data centers: {r['blocks']} blocks, {r['acada']['files']} DL0 "
+        f"files ({r['acada']['bytes'] / 1e6:.1f} MB), workers at {', '.join(r['workers'])}, "
+        f"models produced at {r['models_site']}; {r['seconds']['total']} s ("
+        + ", ".join(f"{k} {v} s" for k, v in r["seconds"].items() if k != "total")
+        + ")"
+    )
+    console.print(
+        table(
+            "jobs per site",
+            ["site", "models + IRF", "night"],
+            [[s, c.get("models", 0), c.get("night", 0)] for s, c in r["jobs_per_site"].items()],
+        )
+    )
+    console.print(
+        table(
+            "bytes per link",
+            ["data center", "sent", "received"],
+            [[n, c["tx_bytes"], c["rx_bytes"]] for n, c in r["links"].items()],
+        )
+    )
+    dl0, products = r["dl0"], r["products"]
+    console.print(
+        f"jobs not DONE {r['jobs_not_done']}, away from their inputs "
+        f"{len(r['jobs_away_from_inputs'])}; DL0 lost {dl0['lost']} of {dl0['files']} "
+        f"({dl0['at_pic']} at PIC); products lost {products['lost']} of {products['files']} "
+        f"({products['at_pic']} at PIC); rules {r['rules']}"
+    )
+    a = r["analysis"]
+    if "error" in a:
+        console.print(f"analysis: {a['error']}")
+    else:
+        console.print(
+            f"analysis of observations {a['observations']}: ON {a['n_on']}, OFF {a['n_off']}, "
+            f"alpha {a['alpha']:.3f}, significance {a['significance']:.1f} sigma"
+        )
+    console.print("OK" if r["ok"] else "NOT OK")
+
 
 def _print_longhaul(r: dict[str, Any]) -> None:
     safe, lag = r["trigger_to_safe_s"], r["onsite_deletion_lag_s"]

@@ -98,12 +98,16 @@ def choose_site(
         best = max(site_bytes.items(), key=lambda kv: (kv[1], kv[0]), default=None)
         return (best[0] if best else None), None
     if site_bytes:
-        served = [s for s in site_bytes if s in free]
+        # only a site holding the most bytes: a worker elsewhere would pull them over the WAN
+        most = max(site_bytes.values())
+        top = sorted(s for s, n in site_bytes.items() if n == most)
+        served = [s for s in top if s in free]
         if not served:
             return None, (
-                f"the inputs are at {', '.join(sorted(site_bytes))}, where no worker runs"
+                f"most of the inputs' bytes are at {', '.join(top)}, where no worker runs"
+                f" (inputs at {', '.join(sorted(site_bytes))})"
             )
-        return max(served, key=lambda s: (site_bytes[s], free[s], s)), None
+        return max(served, key=lambda s: (free[s], s)), None
     sites = [s for s in free if s is not None]
     if not sites:
         return None, "no worker is connected"

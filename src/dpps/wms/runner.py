@@ -8,6 +8,11 @@ worker stalled and rescheduled the job), the tool is stopped and nothing is regi
 
 Inputs are read in place when the worker's site holds an AVAILABLE disk replica on a local
 filesystem (no copy), otherwise downloaded and verified through the archive's retrieval.
+
+A worker of a remote site has a workspace of its own: its ``dpps.yaml`` names its own storage
+as local paths and the other sites' as URLs, and the manager's workspace path may not exist
+there. Started with ``DPPS_WORKER_WORKSPACE`` set, it uses that workspace for every job
+instead of the one the task names (the manager's).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class WorkerContext:
 _CONTEXTS: OrderedDict[str, WorkerContext] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_CONTEXTS = 4
+#: The worker's own workspace, when it is not the manager's (a site's worker).
+WORKER_WORKSPACE_ENV = "DPPS_WORKER_WORKSPACE"
 
 
 def _stamp(workspace: str) -> tuple[int, int, int]:
@@ -320,7 +327,7 @@ def run_tasks(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     """
     if not tasks:
         return []
-    ctx = context(tasks[0].workspace)
+    ctx = context(os.environ.get(WORKER_WORKSPACE_ENV) or tasks[0].workspace)
     views = _take(ctx, tasks)
     held = {t.job_id: renewer.RENEWER.hold(ctx, t) for t in tasks if t.job_id in views}
     status = {t.job_id: "lost" for t in tasks if t.job_id not in views}

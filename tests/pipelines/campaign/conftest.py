@@ -19,9 +19,9 @@ from dpps.pipelines.tool import run_tool
 
 pytest.importorskip("dpps.pipelines.simpipe", reason="the pipelines extra is not installed")
 
+from dpps.acada.observing import NightPlan
 from dpps.acada.simulate import simulate
 from dpps.instrument.dl0 import quiet_native_stdout
-from dpps.scenarios.night.acquisition import NightPlan
 from tests.bdms.preservation_helpers import open_workspace, replicate
 from tests.pipelines.datapipe.chain import Chain, shared_chain
 

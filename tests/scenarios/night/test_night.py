@@ -21,6 +21,7 @@ from astropy.coordinates import SkyCoord
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from dpps.acada.observing import NightPlan
 from dpps.acada.simulate import write_trigger
 from dpps.bdms.archive import Archive
 from dpps.catalog.models_wms import JobRow
@@ -28,7 +29,6 @@ from dpps.core.authz import Role
 from dpps.core.daemon import DaemonContext
 from dpps.oms.accounts import AccountService
 from dpps.oms.api import create_app
-from dpps.scenarios.night.acquisition import NightPlan
 from dpps.scenarios.night.run import run_night
 from dpps.wms import transformations
 from dpps.wms.api import WMS

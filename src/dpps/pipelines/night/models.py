@@ -314,9 +314,13 @@ def ensure_models(
     reuse_from: str | None = None,
     progress: Progress | None = None,
     timeout_s: float = 1800.0,
+    site: str | None = None,
+    run: bool = True,
 ) -> NightModels:
     """The archive's models and IRF of this production, produced first if there are none
-    (reusing the IRF runs' DL1 of the production ``reuse_from``, when given)."""
+    (reusing the IRF runs' DL1 of the production ``reuse_from``, when given); ``site``: the
+    data center whose workers run the production (else where the WMS matches it); without
+    ``run`` a job manager elsewhere runs it and this call only waits."""
     from dpps.wms.types import SubmitOptions
 
     production = production_name(software_version)
@@ -327,12 +331,12 @@ def ensure_models(
     inputs = reusable_dl1(wms.archive, reuse_from) if reuse_from else {}
     reuse = tuple(k for k in REUSABLE_RUNS if f"{k}_dl1" in inputs)
     spec = production_workflow(production, size, software_version, reuse)
-    opts = SubmitOptions(name=production, activity="simulation")
-    run = wms.submit_workflow(spec, dict(inputs), opts=opts)
-    state = wms.wait(run, progress=progress, timeout_s=timeout_s)
+    opts = SubmitOptions(name=production, activity="simulation", site=site)
+    submitted = wms.submit_workflow(spec, dict(inputs), opts=opts)
+    state = wms.wait(submitted, run=run, progress=progress, timeout_s=timeout_s)
     if state != "DONE":
         raise DppsError(
-            f"model production {production} (workflow {run.id}) ended {state}: "
-            f"see dpps wms status {run.id} --workflow"
+            f"model production {production} (workflow {submitted.id}) ended {state}: "
+            f"see dpps wms status {submitted.id} --workflow"
         )
     return replace(find_products(wms.archive, production), produced=True)

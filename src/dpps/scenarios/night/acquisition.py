@@ -1,7 +1,7 @@
 """A simulated night at the site: ACADA writes it, the queue ingests it, the rules replicate it.
 
-``NightPlan`` is what the telescopes observe: a few observation blocks on a point source in
-wobble mode (``dpps.acada.wobble``), with calibration events and monitoring tables.
+``NightPlan`` (``dpps.acada.observing``) is what the telescopes observe: a few observation
+blocks on a point source in wobble mode, with calibration events and monitoring tables.
 ``simulate`` writes them into the ACADA landing area of the on-site RSE, ``ingest`` runs the
 ingestion queue until no trigger is left (files registered in place, datasets created with
 the ``acada`` replication policy), and ``replication_step`` is one round of the rule
@@ -10,13 +10,11 @@ evaluator and the transfer daemon, called until ``replication_done``.
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpps.acada import wobble
-from dpps.acada.simulate import SimulationConfig, simulate
+from dpps.acada.observing import NightPlan
+from dpps.acada.simulate import simulate
 from dpps.bdms.types import PageRequest
 from dpps.core.daemon import DaemonContext, spec
 from dpps.core.errors import IntegrityFailure
@@ -26,52 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from dpps.bdms.archive import Archive
-
-
-@dataclass(frozen=True)
-class NightPlan:
-    """The observing plan: blocks, source, rates (defaults sized for a 3-minute night)."""
-
-    blocks: int = 3
-    duration_s: float = 15.0
-    source: wobble.Source = field(
-        default_factory=lambda: wobble.Source(
-            "Crab",
-            83.6333,
-            22.0145,
-            wobble_offset_deg=0.5,
-            gamma_rate_hz=12.0,
-            hadron_rate_hz=100.0,
-            hadron_cone_deg=1.0,
-            hadron_e_min_tev=0.15,
-        )
-    )
-    start: dt.datetime = dt.datetime(2026, 11, 22, 1, 30, 0)
-    first_obs_id: int = 1
-    seed: int = 0
-    telescopes: tuple[int, ...] = (1, 2, 3, 4)
-
-    def simulation(self) -> SimulationConfig:
-        """The ACADA simulator's configuration: ~16 flat-field and ~16 pedestal events per
-        telescope and block (CalibPipe is run with ``min_events`` 15), few muons."""
-        return SimulationConfig(
-            telescopes=self.telescopes,
-            observation_blocks=self.blocks,
-            duration_s=self.duration_s,
-            event_rate_hz=2.5,
-            calibration_fraction=0.85,
-            muon_fraction=0.05,
-            events_per_chunk=400,
-            start=self.start,
-            first_obs_id=self.first_obs_id,
-            gap_s=30.0,
-            compression="zstd1",
-            seed=self.seed,
-            source=self.source,
-        )
-
-    def obs_ids(self) -> list[int]:
-        return list(range(self.first_obs_id, self.first_obs_id + self.blocks))
 
 
 #: Observed DL0 (ACADA's tree) with an observation id, latest id first.

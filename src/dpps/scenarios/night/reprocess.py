@@ -16,11 +16,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dpps.acada import wobble
+from dpps.acada.observing import NightPlan
 from dpps.pipelines.campaign import CampaignSpec
 from dpps.pipelines.campaign.record import run_here
 from dpps.pipelines.night.models import RETRAINED, ProductionSize, ensure_models, production_name
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION
-from dpps.scenarios.night.acquisition import NightPlan
 from dpps.scenarios.night.run import StageFn, quiet, separation_of
 
 if TYPE_CHECKING:

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpps.acada import wobble
+from dpps.acada.observing import NightPlan
 from dpps.bdms.types import FileInfo, PageRequest
 from dpps.core.errors import DppsError, NotFound, Unavailable
+from dpps.core.laps import Laps
 from dpps.pipelines.night.models import ProductionSize, ensure_models
 from dpps.pipelines.night.transformation import ensure_transformation
 from dpps.pipelines.night.workflow import SOFTWARE_VERSION, Target
 from dpps.scenarios.night import acquisition, report
-from dpps.scenarios.night.acquisition import NightPlan
 from dpps.wms.listings import WorkflowFilter
 
 if TYPE_CHECKING:
@@ -195,14 +196,8 @@ def run_night(
     wms = WMS(archive)
     src = plan.source
     target = Target(src.name, src.ra_deg, src.dec_deg)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
+    laps = Laps()
+    lap, seconds = laps.lap, laps.seconds
 
     # the cuts are optimised for this night's source against this night's cosmic rays, and
     # the background IRF is computed for them: what the OFF regions are compared with

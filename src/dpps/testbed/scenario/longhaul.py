@@ -53,11 +53,11 @@ def running_testbed(directory: Path | None) -> dict[str, Any]:
     names = {n["name"] for n in current["plan"]["nodes"]}
     if not {"CTAO-North", "PIC"} <= names or "PIC" not in current.get("rses", {}):
         raise InvalidInput(
-            "the long-haul scenario needs CTAO-North and PIC (serving XRootD) in the testbed's "
+            "the scenario needs CTAO-North and PIC (serving XRootD) in the testbed's "
             "topology ('default' or 'small')"
         )
     if not str(current["rses"]["PIC"]["url"]).startswith("root://"):
-        raise InvalidInput("the long-haul scenario needs PIC's RSE served by XRootD")
+        raise InvalidInput("the scenario needs PIC's RSE served by XRootD")
     return current
 
 

@@ -75,6 +75,8 @@ class Deployment:
     agent_catalog: str = "api"
     #: The agents' token (a ``site-agent`` account) when they go through the API.
     agent_token: str = ""
+    #: The site processes (label, data center, command) when not :func:`processes`' default.
+    table: tuple[tuple[str, str, tuple[str, ...]], ...] | None = None
 
     @property
     def hop_center(self) -> str | None:
@@ -252,7 +254,10 @@ PROCESSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 def processes(dep: Deployment) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     """:data:`PROCESSES`, with a second hop that center's transfer agent; when the agents go
-    through the API, the central process is ``dpps serve`` (the API and the evaluator)."""
+    through the API, the central process is ``dpps serve`` (the API and the evaluator). A
+    scenario's own table (``dep.table``) replaces them."""
+    if dep.table is not None:
+        return dep.table
     chosen = PROCESSES
     if dep.agent_catalog == "api":
         address = dep.plan.node("central").address
@@ -318,9 +323,6 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
     after a crash: its log is appended to)."""
     where, daemon = next((w, d) for name, w, d in processes(dep) if name == label)
     dpps = str(Path(sys.executable).parent / "dpps")
-    logs = dep.base / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    node = dep.plan.node(where)
     command = [*daemon] if daemon[0] == "serve" else ["daemon", *daemon]
     argv = [dpps, "--workspace", str(dep.workspace(where)), *command]
     if daemon[0] != "ingest":  # the queue polls the landing area at acada.poll_interval_s
@@ -329,17 +331,28 @@ def start_process(dep: Deployment, label: str, sleep_s: float = 0.2) -> None:
         # idle, a site process waits up to 30 s by default: here the second hop's agent
         # idles until PIC holds the first copies, and would then start late by as much
         argv += ["--max-sleep", str(MAX_SLEEP_S)]
-    env = dict(os.environ)
-    env.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
+    env = {}
+    if daemon[0] in ("transfer", "ingest", "reaper") and dep.agent_catalog == "api":
+        env = {"DPPS_CATALOG__URL": dep.api_url, "DPPS_TOKEN": dep.agent_token}
+    launch(dep, label, where, argv, env)
+
+
+def launch(dep: Deployment, label: str, where: str, argv: list[str], env: dict[str, str]) -> None:
+    """Start ``argv`` in the namespace of the data center ``where`` and record its PID; it
+    connects to the catalog as ``label`` unless ``env`` says otherwise (its stderr goes to
+    ``logs/<label>.log``, appended to after a crash)."""
+    logs = dep.base / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    full = dict(os.environ)
+    full.pop("DPPS_URL", None)  # daemons run here: with it set they would refuse (exit 3)
     # the server logs it with each statement ('@' would end the URL's user part)
     app = label.replace("@", ".")
-    env["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
-    if daemon[0] in ("transfer", "ingest", "reaper") and dep.agent_catalog == "api":
-        env["DPPS_CATALOG__URL"], env["DPPS_TOKEN"] = dep.api_url, dep.agent_token
+    full["DPPS_CATALOG__URL"] = f"{dep.catalog_url}?application_name={app}"
+    full.update(env)
     dep.procs[label] = netns.popen_in(
-        node.netns,
+        dep.plan.node(where).netns,
         argv,
-        env=env,
+        env=full,
         stdout=subprocess.DEVNULL,
         stderr=open(logs / f"{label}.log", "ab"),  # noqa: SIM115 - the child keeps it
     )
