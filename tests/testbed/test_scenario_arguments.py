@@ -42,3 +42,19 @@ def test_the_night_refuses_wrong_arguments_before_anything_starts(
     with pytest.raises(InvalidInput, match=message):
         night.run(tmp_path, **kwargs)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scaled_production_keeps_its_shape_and_refuses_nonsense() -> None:
+    """``--showers`` scales every run of the models' production, none below 50 showers (a
+    classifier needs both classes); a fraction outside (0, 1] is an error, not a bigger run."""
+    from dpps.pipelines.night.models import ProductionSize
+
+    full = ProductionSize()
+    quarter = full.scaled(0.25)
+    assert quarter.gammas_train == round(full.gammas_train / 4)
+    assert quarter.protons_irf == round(full.protons_irf / 4)
+    assert quarter.n_estimators == full.n_estimators
+    assert full.scaled(0.001).gammas_train == 50
+    for wrong in (0.0, 1.5, -1.0):
+        with pytest.raises(InvalidInput, match="fraction"):
+            full.scaled(wrong)

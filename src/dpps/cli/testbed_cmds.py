@@ -184,6 +184,16 @@ def register(app: typer.Typer) -> None:
                 "PIC (PIC's produces the models and IRF).",
             ),
         ] = "CTAO-North,PIC",
+        showers: Annotated[
+            float,
+            typer.Option(
+                "--showers",
+                min=0.01,
+                max=1.0,
+                help="Fraction of the night's simulated showers for the models and IRF "
+                "(smaller is quicker and gives weaker models; the tests use 0.25).",
+            ),
+        ] = 1.0,
         json_out: JsonOpt = False,
     ) -> None:
         """The observing night across the testbed: models and IRF produced by PIC's worker,
@@ -194,7 +204,10 @@ def register(app: typer.Typer) -> None:
         from dpps.testbed.scenario import night
 
         chosen = [w.strip() for w in workers.split(",") if w.strip()]
-        report = night.run(directory, blocks=blocks, workers=chosen)
+        from dpps.pipelines.night.models import ProductionSize
+
+        size = ProductionSize().scaled(showers) if showers < 1 else None
+        report = night.run(directory, blocks=blocks, workers=chosen, size=size)
         if json_out:
             emit_json(report)
         else:
