@@ -77,9 +77,13 @@ else
     echo "warning: symilar (pylint) not installed; no duplication figure" >&2
 fi
 echo "== pytest"
+# The free disk before and after: a whole run needs a few GB of /tmp (a passed test's files
+# are removed when it ends; pyproject.toml's tmp_path_retention_policy).
+df -h "${TMPDIR:-/tmp}" | tail -n 1
 pytest -n 2 --dist loadgroup --junitxml=reports/junit.xml --cov=dpps --cov-report=xml:reports/coverage.xml \
-    --cov-report=term:skip-covered "$@"
+    --cov-report=term:skip-covered --durations=25 "$@"
 pytest_rc=$?  # exit code 5 (no tests collected) counts as a failure too
+df -h "${TMPDIR:-/tmp}" | tail -n 1
 
 echo "== verification"
 if dpps verify --help >/dev/null 2>&1; then
