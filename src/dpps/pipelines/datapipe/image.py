@@ -5,6 +5,9 @@ the pulse's peak time (``extract_around_peak``); unusable pixels (calibration fl
 zero; tailcuts cleaning; then on the surviving pixels Hillas moments, leakage, the timing slope
 along the major axis, the number of islands and the concentration. An image too small to
 parameterise keeps its row with NaN parameters, so rates and cleaning survival stay countable.
+
+An image's parameters are a function of the image alone: the timing fit draws its random starts
+from a generator seeded per image (``timing``), not from ctapipe's one generator per process.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from numpy.typing import NDArray
 from dpps.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from ctapipe.containers import HillasParametersContainer
     from ctapipe.instrument import CameraGeometry
 
 #: The DL1 image parameters, in the order the DL1 table stores them (all float64).
@@ -46,6 +50,16 @@ PARAMETERS = (
     "concentration_core",
     "peak_time_mean",
 )
+
+
+#: Seed of the generator each image's timing fit starts from (ctapipe's own seed). ctapipe's
+#: ``timing_parameters`` draws from one generator per process (``ctapipe.fitting.FIT_RNG``),
+#: so an image's timing parameters depended on how many images that process had fitted
+#: before: in a WMS worker, on which jobs it had run first. The night's DL1 then differed
+#: from run to run (about 7 % of the images), and with it DL2, DL3 and the ON/OFF counts.
+TIMING_FIT_SEED = 0
+#: Random starts of the least-trimmed-squares timing fit (ctapipe's ``timing_parameters``).
+TIMING_FIT_SAMPLES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,40 @@ def extract(
     return charge.astype(np.float64), peak_time.astype(np.float64)
 
 
+def timing(
+    geom: CameraGeometry,
+    charge: NDArray[np.float64],
+    peak_time: NDArray[np.float64],
+    hillas: HillasParametersContainer,
+) -> tuple[float, float, float]:
+    """Slope (ns/deg), intercept (ns) and RMS deviation (ns) of the peak time along the
+    image's major axis, over the cleaned pixels given.
+
+    ctapipe's ``timing_parameters`` (a least-trimmed-squares fit from a few random starts),
+    except that the starts come from a generator seeded here, for this image: with ctapipe's
+    per-process generator the result depended on the images fitted before it in the process.
+    ``ValueError`` for negative charges, as ctapipe."""
+    from ctapipe.fitting import lts_linear_regression
+    from ctapipe.image.hillas import camera_to_shower_coordinates
+    from ctapipe.utils.quantities import all_to_value
+
+    if (charge < 0).any():
+        raise ValueError("timing: the cleaned pixels must have a charge >= 0")
+    pix_x, pix_y, x, y = all_to_value(
+        geom.pix_x, geom.pix_y, hillas.fov_lon, hillas.fov_lat, unit=hillas.fov_lon.unit
+    )
+    longi, _ = camera_to_shower_coordinates(pix_x, pix_y, x, y, hillas.psi.to_value("rad"))
+    times = peak_time.astype(np.float64)
+    beta, _error = lts_linear_regression(
+        x=longi,
+        y=times,
+        samples=TIMING_FIT_SAMPLES,
+        rng=np.random.default_rng(TIMING_FIT_SEED),
+    )
+    deviation = np.sqrt(np.mean((longi * beta[0] + beta[1] - times) ** 2))
+    return float(beta[0]), float(beta[1]), float(deviation)
+
+
 def parameters(
     geom: CameraGeometry,
     charge: NDArray[np.float64],
@@ -93,7 +141,6 @@ def parameters(
         leakage_parameters,
         number_of_islands,
         tailcuts_clean,
-        timing_parameters,
     )
     from ctapipe.image.hillas import HillasParameterizationError
 
@@ -138,12 +185,8 @@ def parameters(
         leakage_intensity_2=float(leakage.intensity_width_2),
     )
     try:
-        timing = timing_parameters(clean_geom, clean_charge, clean_time, hillas)
-        row.update(
-            time_slope=float(np.asarray(timing.slope.value)),
-            time_intercept=float(timing.intercept),
-            time_deviation=float(timing.deviation),
-        )
+        slope, intercept, deviation = timing(clean_geom, clean_charge, clean_time, hillas)
+        row.update(time_slope=slope, time_intercept=intercept, time_deviation=deviation)
     except (ValueError, np.linalg.LinAlgError):
         pass
     n_islands, _ = number_of_islands(geom, mask)
