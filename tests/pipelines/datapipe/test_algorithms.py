@@ -149,7 +149,7 @@ def test_an_images_parameters_do_not_depend_on_the_images_parameterised_before_i
     unusable = np.zeros(LST.n_pixels, bool)
 
     def row(i: int) -> np.ndarray:
-        values, _mask = parameters(geom, *images[i], unusable, ImageSettings())
+        values, _mask = parameters(geom, *images[i], unusable, ImageSettings(), seed=(1, i, 1))
         return np.array([values[p] for p in PARAMETERS])
 
     first = [row(i) for i in range(len(images))]
@@ -158,6 +158,15 @@ def test_an_images_parameters_do_not_depend_on_the_images_parameterised_before_i
         order = range(len(images)) if round_ % 2 else reversed(range(len(images)))
         for i in order:
             assert row(i).tobytes() == first[i].tobytes(), f"image {i}, round {round_}"
+
+
+def test_a_negative_image_seed_is_refused() -> None:
+    rng = np.random.default_rng(7)
+    shower = showers.Shower(3.0, 150.0, 60.0, False, 0.0, 0.4)
+    wave = showers.waveforms(rng, LST, showers.shower_image(rng, LST, shower, 0.0, 0.0))
+    args = (camera_geometry(LST), wave, LST.sampling_ghz, np.zeros(LST.n_pixels))
+    with pytest.raises(InvalidInput, match="seed must be non-negative"):
+        process(*args, np.zeros(LST.n_pixels, bool), ImageSettings(), seed=(1, -5, 1))
 
 
 def test_bad_image_settings_are_refused() -> None:

@@ -129,7 +129,8 @@ class DL1Tool(Tool[DL1Config]):
 
     def setup(self) -> None:
         super().setup()
-        self.files = [open_dl0(p) for p in self.input("dl0")]
+        # in name order: the first file's header names the output and dates the calibration
+        self.files = [open_dl0(p) for p in sorted(self.input("dl0"), key=lambda p: p.name)]
         if not self.files:
             raise InvalidInput("datapipe-dl1: no DL0 input files")
         obs = sorted({f.obs_id for f in self.files})
@@ -177,7 +178,13 @@ class DL1Tool(Tool[DL1Config]):
                     continue
                 wave = calibrate(ev.waveform, coeffs)
                 params = process(
-                    geom, wave, f.camera.sampling_ghz, coeffs.time_shift, coeffs.unusable, settings
+                    geom,
+                    wave,
+                    f.camera.sampling_ghz,
+                    coeffs.time_shift,
+                    coeffs.unusable,
+                    settings,
+                    seed=(f.obs_id, ev.event_id, f.tel_id),
                 )
                 rows.append(
                     (

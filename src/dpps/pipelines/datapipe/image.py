@@ -6,13 +6,15 @@ zero; tailcuts cleaning; then on the surviving pixels Hillas moments, leakage, t
 along the major axis, the number of islands and the concentration. An image too small to
 parameterise keeps its row with NaN parameters, so rates and cleaning survival stay countable.
 
-An image's parameters are a function of the image alone: the timing fit draws its random starts
-from a generator seeded per image (``timing``), not from ctapipe's one generator per process.
+An image's parameters are a function of the image and its identity alone: the timing fit draws
+its random starts from a generator seeded by the image's ``seed`` (DataPipe: obs_id, event_id,
+tel_id, as SimPipe seeds a telescope's waveforms), not from ctapipe's one generator per process.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,12 +54,6 @@ PARAMETERS = (
 )
 
 
-#: Seed of the generator each image's timing fit starts from (ctapipe's own seed). ctapipe's
-#: ``timing_parameters`` draws from one generator per process (``ctapipe.fitting.FIT_RNG``),
-#: so an image's timing parameters depended on how many images that process had fitted
-#: before: in a WMS worker, on which jobs it had run first. The night's DL1 then differed
-#: from run to run (about 7 % of the images), and with it DL2, DL3 and the ON/OFF counts.
-TIMING_FIT_SEED = 0
 #: Random starts of the least-trimmed-squares timing fit (ctapipe's ``timing_parameters``).
 TIMING_FIT_SAMPLES = 5
 
@@ -98,18 +94,24 @@ def timing(
     charge: NDArray[np.float64],
     peak_time: NDArray[np.float64],
     hillas: HillasParametersContainer,
+    seed: Sequence[int],
 ) -> tuple[float, float, float]:
     """Slope (ns/deg), intercept (ns) and RMS deviation (ns) of the peak time along the
     image's major axis, over the cleaned pixels given.
 
     ctapipe's ``timing_parameters`` (a least-trimmed-squares fit from a few random starts),
-    except that the starts come from a generator seeded here, for this image: with ctapipe's
-    per-process generator the result depended on the images fitted before it in the process.
+    except that the starts come from a generator of this image's own (``seed``). ctapipe
+    draws them from one generator per process (``ctapipe.fitting.FIT_RNG``), so an image's
+    fit depended on every image the process had fitted before it: on the order of a DL1
+    job's input files, which followed their registration. The night's DL1 differed from run
+    to run (about 7 % of the images), and with it DL2, DL3 and the ON/OFF counts.
     ``ValueError`` for negative charges, as ctapipe."""
     from ctapipe.fitting import lts_linear_regression
     from ctapipe.image.hillas import camera_to_shower_coordinates
     from ctapipe.utils.quantities import all_to_value
 
+    if not seed or any(int(k) < 0 for k in seed):
+        raise InvalidInput(f"image timing: the seed must be non-negative integers, not {seed}")
     if (charge < 0).any():
         raise ValueError("timing: the cleaned pixels must have a charge >= 0")
     pix_x, pix_y, x, y = all_to_value(
@@ -121,7 +123,7 @@ def timing(
         x=longi,
         y=times,
         samples=TIMING_FIT_SAMPLES,
-        rng=np.random.default_rng(TIMING_FIT_SEED),
+        rng=np.random.default_rng(list(seed)),
     )
     deviation = np.sqrt(np.mean((longi * beta[0] + beta[1] - times) ** 2))
     return float(beta[0]), float(beta[1]), float(deviation)
@@ -133,8 +135,10 @@ def parameters(
     peak_time: NDArray[np.float64],
     unusable: NDArray[np.bool_],
     settings: ImageSettings,
+    seed: Sequence[int] = (0,),
 ) -> tuple[dict[str, float], NDArray[np.bool_]]:
-    """Clean one image and parameterise it; returns the parameters and the cleaning mask."""
+    """Clean one image and parameterise it; returns the parameters and the cleaning mask.
+    ``seed`` (non-negative integers) identifies the image: its timing fit's random starts."""
     from ctapipe.image import (
         concentration_parameters,
         hillas_parameters,
@@ -185,7 +189,7 @@ def parameters(
         leakage_intensity_2=float(leakage.intensity_width_2),
     )
     try:
-        slope, intercept, deviation = timing(clean_geom, clean_charge, clean_time, hillas)
+        slope, intercept, deviation = timing(clean_geom, clean_charge, clean_time, hillas, seed)
         row.update(time_slope=slope, time_intercept=intercept, time_deviation=deviation)
     except (ValueError, np.linalg.LinAlgError):
         pass
@@ -206,8 +210,10 @@ def process(
     time_shift: NDArray[np.float64],
     unusable: NDArray[np.bool_],
     settings: ImageSettings,
+    seed: Sequence[int] = (0,),
 ) -> dict[str, float]:
-    """Calibrated waveforms of one telescope event -> its DL1 parameters."""
+    """Calibrated waveforms of one telescope event -> its DL1 parameters (``seed``: the
+    image's identity, see ``parameters``)."""
     charge, peak_time = extract(wave_pe, sampling_ghz, settings)
-    row, _ = parameters(geom, charge, peak_time - time_shift, unusable, settings)
+    row, _ = parameters(geom, charge, peak_time - time_shift, unusable, settings, seed)
     return row
