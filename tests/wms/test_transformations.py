@@ -124,6 +124,34 @@ def test_grouping_by_n_files_and_by_observation(wms: WMS, wms_archive: Archive) 
     assert sorted(n for name, n in tasks.items() if name.startswith("per_obs")) == [1, 5]
 
 
+def test_a_task_gets_its_files_in_name_order_whatever_their_registration_order(
+    wms: WMS, wms_archive: Archive, tmp_path: Path
+) -> None:
+    """Files are booked in the order they were registered, which follows the site's clock; a
+    tool reading its inputs in turn (here cat) must see the same order on every run."""
+    cat = tool_command(
+        "cat",
+        ["cat", "$(inputs.files)"],
+        inputs={"files": InputPort(name="files", type="File[]")},
+        outputs=[Output(name="out", glob="all.bin", lfn="/ctao/dl3/all.bin", data_level="DL3")],
+        stdout="all.bin",
+    )
+    wms.add_transformation(
+        "block", cat, filter_text="obs_id=9 and data_level=DL0", grouping="by:obs_id"
+    )
+    names = ["tel_3.fits", "tel_2.fits", "tel_1.fits"]  # registered in reverse name order
+    for i, name in enumerate(names):
+        ingest(wms_archive, "PIC", f"/ctao/dl0/obs9/{name}", obs_id=9, tel_id=3 - i, seed=i)
+    _drain(wms, lambda: _files(wms, "block")["PROCESSED"] == 3)
+
+    got = wms_archive.get(["/ctao/dl3/all.bin"], tmp_path / "all.bin")
+    assert not got.failed, got.failed
+    incoming = wms_archive.config.workspace / "incoming"
+    in_name_order = [incoming / f"{2 - i}_9_{i + 1}" / "p.fits" for i in range(3)]
+    expected = b"".join(p.read_bytes() for p in in_name_order)
+    assert (tmp_path / "all.bin").read_bytes() == expected
+
+
 @pytest.mark.verifies_usecase("UC-100-1.4")
 def test_failed_tasks_are_retried_then_their_files_problematic_and_recoverable(
     wms: WMS, wms_archive: Archive, tmp_path: Path

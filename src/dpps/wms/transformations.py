@@ -222,10 +222,13 @@ def _task(
     dids: Sequence[FileRef],
 ) -> dict[str, Any]:
     port = next(p for p in spec.inputs if p.name == t.input_port)
-    files = [file_value(d) for d in dids]
+    # in name order, not booking order: files are booked in the order they were registered,
+    # which follows the site's clock (ties within a timestamp tick, parallel writers), and a
+    # tool may depend on the order of its inputs; the same files make the same task
+    files = [file_value(d) for d in sorted(dids, key=lambda d: (d.scope, d.name, d.version))]
     given = {**t.inputs, t.input_port: files if port.is_array else files[0]}
     opts = SubmitOptions(
-        name=f"{t.name}.{dids[0].id}",
+        name=f"{t.name}.{min(d.id for d in dids)}",
         priority=t.priority,
         activity=t.activity,
         site=t.site,

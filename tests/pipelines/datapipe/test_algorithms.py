@@ -17,7 +17,7 @@ from dpps.instrument.camera import CAMERAS, digitise
 from dpps.physics import showers
 from dpps.pipelines.datapipe import calibration, models
 from dpps.pipelines.datapipe.dl1_io import PARAMETER_DTYPE
-from dpps.pipelines.datapipe.image import ImageSettings, process
+from dpps.pipelines.datapipe.image import PARAMETERS, ImageSettings, extract, parameters, process
 from dpps.pipelines.datapipe.reconstruction import Quality, intersect_lines, reconstruct
 from dpps.pipelines.simpipe.instrument import camera_geometry
 
@@ -130,6 +130,43 @@ def test_an_empty_image_keeps_its_row_with_nan_parameters() -> None:
     assert row["n_pixels"] < 3
     assert math.isnan(row["width"])
     assert math.isnan(row["psi"])
+
+
+def test_an_images_parameters_do_not_depend_on_the_images_parameterised_before_it() -> None:
+    """A WMS worker runs many jobs in one process: an image's timing fit must not draw from a
+    generator the process shares (ctapipe's), or the night's DL1 changes from run to run.
+
+    Peak times of pure noise give the least-trimmed-squares fit several near-equal optima,
+    so the result of one fitted with shared random starts changes with every call."""
+    rng = np.random.default_rng(2)
+    geom = camera_geometry(LST)
+    images = []
+    for energy in (1.0, 3.0, 3.0):
+        shower = showers.Shower(energy, 120.0, 0.0, False, 0.0, 0.4)
+        wave = showers.waveforms(rng, LST, showers.shower_image(rng, LST, shower, 0.0, 0.0))
+        charge, _ = extract(wave, LST.sampling_ghz, ImageSettings())
+        images.append((charge, rng.uniform(0.0, 40.0, LST.n_pixels)))
+    unusable = np.zeros(LST.n_pixels, bool)
+
+    def row(i: int) -> np.ndarray:
+        values, _mask = parameters(geom, *images[i], unusable, ImageSettings(), seed=(1, i, 1))
+        return np.array([values[p] for p in PARAMETERS])
+
+    first = [row(i) for i in range(len(images))]
+    assert all(np.isfinite(r[PARAMETERS.index("time_slope")]) for r in first)
+    for round_ in range(6):  # the same images again, in either order, as another job would
+        order = range(len(images)) if round_ % 2 else reversed(range(len(images)))
+        for i in order:
+            assert row(i).tobytes() == first[i].tobytes(), f"image {i}, round {round_}"
+
+
+def test_a_negative_image_seed_is_refused() -> None:
+    rng = np.random.default_rng(7)
+    shower = showers.Shower(3.0, 150.0, 60.0, False, 0.0, 0.4)
+    wave = showers.waveforms(rng, LST, showers.shower_image(rng, LST, shower, 0.0, 0.0))
+    args = (camera_geometry(LST), wave, LST.sampling_ghz, np.zeros(LST.n_pixels))
+    with pytest.raises(InvalidInput, match="seed must be non-negative"):
+        process(*args, np.zeros(LST.n_pixels, bool), ImageSettings(), seed=(1, -5, 1))
 
 
 def test_bad_image_settings_are_refused() -> None:

@@ -11,6 +11,7 @@ import pytest
 from astropy.io import fits
 
 from dpps.acada.simulate import SimulationConfig, simulate
+from dpps.core.errors import ConfigError
 from dpps.instrument.dl0 import quiet_native_stdout
 from dpps.pipelines.datapipe.dl2_contract import read_dl2
 from dpps.pipelines.tool import EXIT_FAILURE, run_tool
@@ -87,6 +88,23 @@ def test_observation_with_calibration_products(
     assert gamma_like.sum() >= 5
     assert np.median(offset[gamma_like]) < 0.4
     assert np.median(offset[gamma_like]) < np.median(offset[~gamma_like])
+
+
+def test_observed_dl1_names_the_category_of_the_processing_that_made_it(
+    night: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """DL1 is reproducible: a reprocessing's DL1 may hold the very parameters of the night's,
+    and only its category (DATACAT) keeps it from being taken for the night's file."""
+    inputs = {"dl0": night["shower"], "pointing": night["pointing"][:1]}
+    made = {c: run_tool("datapipe-dl1", {"category": c}, inputs, tmp_path / c) for c in "BC"}
+    assert all(r.exit_code == 0 for r in made.values()), {c: r.error for c, r in made.items()}
+    files = {c: h5py.File(r.outputs[0].path) for c, r in made.items()}
+    with files["B"] as b, files["C"] as c:
+        assert (b.attrs["DATACAT"], c.attrs["DATACAT"]) == ("B", "C")
+        assert b["dl1/parameters"][()].tobytes() == c["dl1/parameters"][()].tobytes()
+    assert made["C"].outputs[0].metadata["category"] == "C"
+    with pytest.raises(ConfigError, match="category: Input should be 'A', 'B' or 'C'"):
+        run_tool("datapipe-dl1", {"category": "X"}, inputs, tmp_path / "X")
 
 
 def test_calibration_product_out_of_validity_is_an_error(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from astropy.io import fits
@@ -74,6 +74,12 @@ class DL1Config(ToolConfig):
         None, description="Pointing altitude (default: pointing input or DL0 PNT_ALT)."
     )
     pointing_az_deg: float | None = Field(None, description="Pointing azimuth (likewise).")
+    category: Literal["A", "B", "C"] | None = Field(
+        None,
+        description="Category of observed DL1, written as DATACAT (simulations keep SIM): the "
+        "processing that made it, so a reprocessing's DL1 is its own version even where its "
+        "parameters are the same as the night's.",
+    )
     output_name: str | None = Field(None, description="Output file name (default derived).")
 
     def settings(self) -> ImageSettings:
@@ -129,7 +135,8 @@ class DL1Tool(Tool[DL1Config]):
 
     def setup(self) -> None:
         super().setup()
-        self.files = [open_dl0(p) for p in self.input("dl0")]
+        # in name order: the first file's header names the output and dates the calibration
+        self.files = [open_dl0(p) for p in sorted(self.input("dl0"), key=lambda p: p.name)]
         if not self.files:
             raise InvalidInput("datapipe-dl1: no DL0 input files")
         obs = sorted({f.obs_id for f in self.files})
@@ -177,7 +184,13 @@ class DL1Tool(Tool[DL1Config]):
                     continue
                 wave = calibrate(ev.waveform, coeffs)
                 params = process(
-                    geom, wave, f.camera.sampling_ghz, coeffs.time_shift, coeffs.unusable, settings
+                    geom,
+                    wave,
+                    f.camera.sampling_ghz,
+                    coeffs.time_shift,
+                    coeffs.unusable,
+                    settings,
+                    seed=(f.obs_id, ev.event_id, f.tel_id),
                 )
                 rows.append(
                     (
@@ -219,6 +232,8 @@ class DL1Tool(Tool[DL1Config]):
         self, first: DL0File, alt: float, az: float, table: NDArray[Any], used: dict[int, str]
     ) -> dict[str, Any]:
         header = {k: first.header[k] for k in CARRIED if k in first.header}
+        if self.config.category is not None and not first.is_simulation:
+            header["DATACAT"] = self.config.category
         times = table["time"]
 
         def iso(t: float) -> str:

@@ -5,11 +5,16 @@ the pulse's peak time (``extract_around_peak``); unusable pixels (calibration fl
 zero; tailcuts cleaning; then on the surviving pixels Hillas moments, leakage, the timing slope
 along the major axis, the number of islands and the concentration. An image too small to
 parameterise keeps its row with NaN parameters, so rates and cleaning survival stay countable.
+
+An image's parameters are a function of the image and its identity alone: the timing fit draws
+its random starts from a generator seeded by the image's ``seed`` (DataPipe: obs_id, event_id,
+tel_id, as SimPipe seeds a telescope's waveforms), not from ctapipe's one generator per process.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +24,7 @@ from numpy.typing import NDArray
 from dpps.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from ctapipe.containers import HillasParametersContainer
     from ctapipe.instrument import CameraGeometry
 
 #: The DL1 image parameters, in the order the DL1 table stores them (all float64).
@@ -46,6 +52,10 @@ PARAMETERS = (
     "concentration_core",
     "peak_time_mean",
 )
+
+
+#: Random starts of the least-trimmed-squares timing fit (ctapipe's ``timing_parameters``).
+TIMING_FIT_SAMPLES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,21 +89,62 @@ def extract(
     return charge.astype(np.float64), peak_time.astype(np.float64)
 
 
+def timing(
+    geom: CameraGeometry,
+    charge: NDArray[np.float64],
+    peak_time: NDArray[np.float64],
+    hillas: HillasParametersContainer,
+    seed: Sequence[int],
+) -> tuple[float, float, float]:
+    """Slope (ns/deg), intercept (ns) and RMS deviation (ns) of the peak time along the
+    image's major axis, over the cleaned pixels given.
+
+    ctapipe's ``timing_parameters`` (a least-trimmed-squares fit from a few random starts),
+    except that the starts come from a generator of this image's own (``seed``). ctapipe
+    draws them from one generator per process (``ctapipe.fitting.FIT_RNG``), so an image's
+    fit depended on every image the process had fitted before it: on the order of a DL1
+    job's input files, which followed their registration. The night's DL1 differed from run
+    to run (about 7 % of the images), and with it DL2, DL3 and the ON/OFF counts.
+    ``ValueError`` for negative charges, as ctapipe."""
+    from ctapipe.fitting import lts_linear_regression
+    from ctapipe.image.hillas import camera_to_shower_coordinates
+    from ctapipe.utils.quantities import all_to_value
+
+    if not seed or any(int(k) < 0 for k in seed):
+        raise InvalidInput(f"image timing: the seed must be non-negative integers, not {seed}")
+    if (charge < 0).any():
+        raise ValueError("timing: the cleaned pixels must have a charge >= 0")
+    pix_x, pix_y, x, y = all_to_value(
+        geom.pix_x, geom.pix_y, hillas.fov_lon, hillas.fov_lat, unit=hillas.fov_lon.unit
+    )
+    longi, _ = camera_to_shower_coordinates(pix_x, pix_y, x, y, hillas.psi.to_value("rad"))
+    times = peak_time.astype(np.float64)
+    beta, _error = lts_linear_regression(
+        x=longi,
+        y=times,
+        samples=TIMING_FIT_SAMPLES,
+        rng=np.random.default_rng(list(seed)),
+    )
+    deviation = np.sqrt(np.mean((longi * beta[0] + beta[1] - times) ** 2))
+    return float(beta[0]), float(beta[1]), float(deviation)
+
+
 def parameters(
     geom: CameraGeometry,
     charge: NDArray[np.float64],
     peak_time: NDArray[np.float64],
     unusable: NDArray[np.bool_],
     settings: ImageSettings,
+    seed: Sequence[int] = (0,),
 ) -> tuple[dict[str, float], NDArray[np.bool_]]:
-    """Clean one image and parameterise it; returns the parameters and the cleaning mask."""
+    """Clean one image and parameterise it; returns the parameters and the cleaning mask.
+    ``seed`` (non-negative integers) identifies the image: its timing fit's random starts."""
     from ctapipe.image import (
         concentration_parameters,
         hillas_parameters,
         leakage_parameters,
         number_of_islands,
         tailcuts_clean,
-        timing_parameters,
     )
     from ctapipe.image.hillas import HillasParameterizationError
 
@@ -138,12 +189,8 @@ def parameters(
         leakage_intensity_2=float(leakage.intensity_width_2),
     )
     try:
-        timing = timing_parameters(clean_geom, clean_charge, clean_time, hillas)
-        row.update(
-            time_slope=float(np.asarray(timing.slope.value)),
-            time_intercept=float(timing.intercept),
-            time_deviation=float(timing.deviation),
-        )
+        slope, intercept, deviation = timing(clean_geom, clean_charge, clean_time, hillas, seed)
+        row.update(time_slope=slope, time_intercept=intercept, time_deviation=deviation)
     except (ValueError, np.linalg.LinAlgError):
         pass
     n_islands, _ = number_of_islands(geom, mask)
@@ -163,8 +210,10 @@ def process(
     time_shift: NDArray[np.float64],
     unusable: NDArray[np.bool_],
     settings: ImageSettings,
+    seed: Sequence[int] = (0,),
 ) -> dict[str, float]:
-    """Calibrated waveforms of one telescope event -> its DL1 parameters."""
+    """Calibrated waveforms of one telescope event -> its DL1 parameters (``seed``: the
+    image's identity, see ``parameters``)."""
     charge, peak_time = extract(wave_pe, sampling_ghz, settings)
-    row, _ = parameters(geom, charge, peak_time - time_shift, unusable, settings)
+    row, _ = parameters(geom, charge, peak_time - time_shift, unusable, settings, seed)
     return row

@@ -175,7 +175,9 @@ def build_block_workflow(
         pointing="dl0",
         calibration=camera.out("camera"),
         defaults=_params(
-            "datapipe-dl1", {}, {"dl0": "*_TEL_SHOWER_*", "pointing": "*_POINTING.fits"}
+            "datapipe-dl1",
+            {"category": category},
+            {"dl0": "*_TEL_SHOWER_*", "pointing": "*_POINTING.fits"},
         ),
     )
     dl2 = wf.step(
