@@ -53,6 +53,7 @@ def test_a_scaled_production_keeps_its_shape_and_refuses_nonsense() -> None:
     quarter = full.scaled(0.25)
     assert quarter.gammas_train == round(full.gammas_train / 4)
     assert quarter.protons_irf == round(full.protons_irf / 4)
+    assert quarter.gammas_irf == full.gammas_irf  # the theta cut needs them all
     assert quarter.n_estimators == full.n_estimators
     assert full.scaled(0.001).gammas_train == 50
     for wrong in (0.0, 1.5, -1.0):

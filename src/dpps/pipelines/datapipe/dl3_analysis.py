@@ -23,7 +23,7 @@ from astropy.coordinates import SkyCoord
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.types import FileInfo
-from dpps.core.errors import IntegrityFailure, InvalidInput, NotFound
+from dpps.core.errors import DppsError, IntegrityFailure, InvalidInput, NotFound
 from dpps.pipelines.datapipe.gadf import write_index_tables
 
 
@@ -193,6 +193,12 @@ def fit_power_law(
     for obs in observations:
         dataset = maker.run(empty.copy(name=f"obs_{obs.obs_id}"), obs)
         on_off = safe.run(background.run(dataset, obs), obs)
+        if on_off.counts_off is None:
+            raise DppsError(
+                f"observation {obs.obs_id}: no OFF region of {n_off_regions} fits beside the "
+                "ON region (its RAD_MAX is too wide for the wobble offset; an IRF made of "
+                "too few gammas?)"
+            )
         datasets.append(on_off)
         exposures.append(_off_exposure(obs, on_off, target))
     model = PowerLawSpectralModel(

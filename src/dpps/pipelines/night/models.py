@@ -85,8 +85,11 @@ class ProductionSize:
     #: energy's median |log10(E_reco/E_true)| halves (0.070 -> 0.034).
 
     def scaled(self, fraction: float) -> ProductionSize:
-        """The same production with ``fraction`` of its showers: a quicker, weaker model set
-        (a test of where jobs run needs models, not good ones)."""
+        """The same production with ``fraction`` of its training showers and IRF protons: a
+        quicker, weaker model set (a test of where jobs run needs models, not good ones). The
+        IRF's gammas are kept: its theta cut is a percentile of them per energy bin, and with
+        a quarter of them the sparse bins fall back to the widest cut, the ON region grows
+        over the wobble OFF regions and no OFF region is left."""
         if not 0 < fraction <= 1:
             raise InvalidInput(f"a production's fraction must be in (0, 1], not {fraction}")
 
@@ -97,7 +100,6 @@ class ProductionSize:
             self,
             gammas_train=part(self.gammas_train),
             protons_train=part(self.protons_train),
-            gammas_irf=part(self.gammas_irf),
             protons_irf=part(self.protons_irf),
         )
 
