@@ -9,7 +9,7 @@ import pytest
 
 from dpps.bdms.archive import Archive
 from dpps.core.errors import DppsError
-from dpps.wms import runner
+from dpps.wms import runner, worker_context
 from dpps.wms.executors.base import Task
 
 
@@ -21,7 +21,8 @@ def test_a_worker_with_its_own_workspace_ignores_the_managers_path(
     task = Task(1, "manager/1/1", 1, str(tmp_path / "not-at-this-site"), "PIC", "dask")
     with pytest.raises(DppsError):  # the manager's workspace does not exist here
         runner.run_tasks([task])
-    monkeypatch.setenv(runner.WORKER_WORKSPACE_ENV, str(tmp_path / "site"))
+    monkeypatch.setenv(worker_context.WORKER_WORKSPACE_ENV, str(tmp_path / "site"))
     # the site's catalog has no such job: the task is reported lost, not run anywhere
     assert runner.run_tasks([task]) == [{"job_id": 1, "status": "lost", "workflow_id": None}]
-    runner._CONTEXTS.pop(str(tmp_path / "site")).engine.dispose()  # its catalog, not another
+    # its own catalog was opened, not another
+    worker_context._CONTEXTS.pop(str(tmp_path / "site")).engine.dispose()

@@ -27,7 +27,7 @@ from dpps.wms.executors.base import Task
 from dpps.wms.states import JobState
 
 if TYPE_CHECKING:
-    from dpps.wms.runner import WorkerContext
+    from dpps.wms.worker_context import WorkerContext
 
 log = logging.getLogger("dpps.wms.runner")
 #: Longest sleep of the renewer: how soon a newly held lease is looked at at the latest.

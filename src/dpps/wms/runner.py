@@ -22,27 +22,24 @@ import logging
 import os
 import socket
 import sys
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, case, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import case, select
+from sqlalchemy.orm import Session
 
 from dpps.bdms import availability, registration
 from dpps.bdms.archive import Archive
-from dpps.catalog.engine import make_engine, make_sessionmaker, transaction
+from dpps.catalog.engine import transaction
 from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
 from dpps.core.clock import utcnow
-from dpps.core.config import Config, load_config
+from dpps.core.config import Config
 from dpps.core.errors import Conflict, DppsError, Unavailable
 from dpps.core.identifiers import parse_did
 from dpps.core.states import RSEKind
-from dpps.core.workspace import CONFIG_NAME
 from dpps.storage.rse import StorageElement
 from dpps.wms import jobs as job_repo
 from dpps.wms import outputs, process, renewer, workflows
@@ -50,62 +47,9 @@ from dpps.wms.executors.base import Task
 from dpps.wms.expressions import evaluate, expand_argv
 from dpps.wms.spec import iter_files
 from dpps.wms.states import JobState
+from dpps.wms.worker_context import WORKER_WORKSPACE_ENV, WorkerContext, context
 
 log = logging.getLogger("dpps.wms.runner")
-
-
-@dataclass
-class WorkerContext:
-    config: Config
-    engine: Engine
-    sessions: sessionmaker[Session]
-    #: Which configuration file the context was made from (device, inode, mtime).
-    stamp: tuple[int, int, int] = (0, 0, 0)
-
-
-_CONTEXTS: OrderedDict[str, WorkerContext] = OrderedDict()
-_LOCK = threading.Lock()
-_MAX_CONTEXTS = 4
-#: The worker's own workspace, when it is not the manager's (a site's worker).
-WORKER_WORKSPACE_ENV = "DPPS_WORKER_WORKSPACE"
-
-
-def _stamp(workspace: str) -> tuple[int, int, int]:
-    """Identity of the workspace's configuration file; (0, 0, 0) if it cannot be read (the
-    load below then reports why)."""
-    try:
-        st = (Path(workspace) / CONFIG_NAME).stat()
-    except OSError:
-        return (0, 0, 0)
-    return (st.st_dev, st.st_ino, st.st_mtime_ns)
-
-
-def context(workspace: str) -> WorkerContext:
-    """One engine per workspace per worker process (shared by a Dask worker's threads); the
-    least recently used ones are closed, so a long-lived worker holds few connections.
-
-    A cached context is used only while the workspace's configuration file is the one it was
-    made from: a workspace removed and made again at the same path (a new catalog), or whose
-    configuration was edited, gets a new one. Without this check a long-lived worker kept
-    reading the old catalog (a SQLite file already unlinked), could not find its jobs, and
-    the manager dispatched them again and again."""
-    stamp = _stamp(workspace)
-    with _LOCK:
-        ctx = _CONTEXTS.get(workspace)
-        if ctx is not None and ctx.stamp != stamp:
-            del _CONTEXTS[workspace]
-            ctx.engine.dispose()
-            ctx = None
-        if ctx is None:
-            config = load_config(Path(workspace))
-            engine = make_engine(config.catalog_url(), config.catalog.busy_timeout_s)
-            ctx = WorkerContext(config, engine, make_sessionmaker(engine), stamp)
-            _CONTEXTS[workspace] = ctx
-            while len(_CONTEXTS) > _MAX_CONTEXTS:
-                _old, stale = _CONTEXTS.popitem(last=False)
-                stale.engine.dispose()
-        _CONTEXTS.move_to_end(workspace)
-        return ctx
 
 
 @dataclass(frozen=True)
