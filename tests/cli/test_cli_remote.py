@@ -108,6 +108,7 @@ ARGS: dict[str, list[str]] = {
     "testbed status": [],
     "testbed down": [],
     "testbed scenario longhaul": [],
+    "testbed scenario night": [],
 }
 
 #: Commands that act on this machine's workspace, storage or processes: refused (exit 3).
