@@ -322,6 +322,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_a_workspace_made_again_at_the_same_path_gets_its_own_catalog(tmp_path: Path) -> None:
     """Pool processes outlive a manager (they are kept warm for the next) and cache one catalog
     connection per workspace path. A workspace removed and made again at that path, with a new
@@ -356,6 +357,7 @@ def test_a_workspace_made_again_at_the_same_path_gets_its_own_catalog(tmp_path: 
     assert states == ["DONE"] * 8
 
 
+@pytest.mark.verifies_usecase("UC-100-2")
 def test_a_job_run_again_as_the_same_attempt_does_not_meet_its_earlier_upload(
     wms: WMS, wms_archive: Archive, tmp_path: Path
 ) -> None:
