@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,7 @@ from dpps.catalog.engine import (
     make_engine,
     make_sessionmaker,
     require_catalog,
+    single_statement_reads,
     transaction,
     upgrade,
 )
@@ -191,6 +193,12 @@ class Archive:
         self.close()
 
     # -- helpers ---------------------------------------------------------------------------
+    @functools.cached_property
+    def reads(self) -> Engine:
+        """The engine for reads of one statement (``single_statement_reads``): no
+        transaction around them on PostgreSQL. Never for writes."""
+        return single_statement_reads(self.engine)
+
     def did(self, text: str) -> DID:
         return parse_did(text, self.config.default_scope)
 
@@ -285,6 +293,8 @@ class Archive:
     ) -> list[FileInfo]:
         """DIDs matching a filter (docs/query-language.md); ``dataset`` keeps those attached
         below that dataset or container, at any depth."""
+        from dpps.bdms.listings import read_files
+
         stmt = select_dids(
             filter_text,
             did_type=did_type,
@@ -292,9 +302,11 @@ class Archive:
             limit=limit,
             offset=offset,
         )
-        with self.sessions() as session:
-            stmt = self._within(session, stmt, dataset)
-            return [file_info(row) for row in session.scalars(stmt)]
+        with self.reads.connect() as conn:
+            if dataset is not None:
+                with Session(bind=conn) as session:
+                    stmt = self._within(session, stmt, dataset)
+            return read_files(conn, stmt)
 
     def count(
         self,
@@ -355,8 +367,8 @@ class Archive:
     # -- retrieval -------------------------------------------------------------------------
     def locate(self, did: str | DID) -> Location:
         parsed = did if isinstance(did, DID) else self.did(did)
-        with self.sessions() as session:
-            return retrieve.locate(session, self.config, parsed)
+        with self.reads.connect() as conn:
+            return retrieve.locate(conn, self.config, parsed)
 
     def get(
         self,
@@ -516,7 +528,7 @@ class Archive:
         (``dpps.bdms.listings``, ``dpps.bdms.stats``): what REST, dashboard and CLI show."""
         from dpps.bdms.listings import ArchiveViews
 
-        return ArchiveViews(self.sessions)
+        return ArchiveViews(self.sessions, self.reads)
 
     def rse_select(self, expression: str) -> list[str]:
         """Names of the RSEs an RSE expression selects, e.g. ``offsite&type=tape``."""
