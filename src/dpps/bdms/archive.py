@@ -70,29 +70,11 @@ Progress = Callable[[int], None]
 
 
 def file_info(row: DIDRow) -> FileInfo:
-    return FileInfo(
-        did=retrieve.did_label(row),
-        scope=row.scope,
-        name=row.name,
-        version=row.version,
-        bytes=row.bytes,
-        adler32=row.adler32,
-        blake3=row.blake3,
-        data_level=row.data_level,
-        category=row.category,
-        obs_id=row.obs_id,
-        tel_id=row.tel_id,
-        observing_night=row.observing_night,
-        time_start=row.time_start,
-        time_end=row.time_end,
-        product_type=row.product_type,
-        created_at=row.created_at,
-        meta=dict(row.meta or {}),
-        checksums=dict(row.checksums or {}),
-        did_type=row.did_type,
-        is_latest=row.is_latest,
-        is_open=None if row.did_type == DIDType.FILE.value else row.is_open,
-    )
+    """The ``FileInfo`` of an ORM row: ``listings.file_from`` of its columns (one mapping for
+    rows and columns alike)."""
+    from dpps.bdms.listings import file_from, file_values
+
+    return file_from(file_values(row))
 
 
 class Archive:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Engine, ScalarSelect, Select, func, or_, select
@@ -431,11 +432,13 @@ FILE_COLUMNS = (
     DIDRow.is_open,
 )
 _WIDTH = len(FILE_COLUMNS)
+#: Reads ``FILE_COLUMNS`` off an ORM row, in their order.
+file_values: Callable[[DIDRow], tuple[Any, ...]] = attrgetter(*(c.key for c in FILE_COLUMNS))
 
 
 def file_from(values: Sequence[Any]) -> FileInfo:
-    """The ``FileInfo`` of a row of ``FILE_COLUMNS`` (what ``archive.file_info`` makes of an
-    ORM row, field for field)."""
+    """The ``FileInfo`` of a row of ``FILE_COLUMNS`` (of an ORM row: ``archive.file_info``).
+    Its ``meta`` and ``checksums`` are its own: an ORM row's dicts are not shared."""
     (
         scope,
         name,
@@ -475,8 +478,8 @@ def file_from(values: Sequence[Any]) -> FileInfo:
         time_end=time_end,
         product_type=product_type,
         created_at=created_at,
-        meta=meta or {},
-        checksums=checksums or {},
+        meta=dict(meta) if meta else {},
+        checksums=dict(checksums) if checksums else {},
         did_type=did_type,
         is_latest=is_latest,
         is_open=None if did_type == DIDType.FILE.value else is_open,
