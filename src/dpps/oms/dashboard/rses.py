@@ -10,6 +10,7 @@ whole archive (no ``@``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -30,24 +31,27 @@ FAILURES = 20
 LATE_S = 120.0
 
 
-def daemons_of(rse: str, beats: list[stats.HeartbeatAge]) -> list[dict[str, Any]]:
-    """The live daemon instances that serve ``rse``: its site's own, then archive-wide."""
+def daemons_of(
+    wanted: Collection[str], beats: list[stats.HeartbeatAge], own: str = "this RSE's site process"
+) -> list[dict[str, Any]]:
+    """The live daemon instances that serve any RSE of ``wanted``: the site's own processes
+    (labelled ``own``), then the archive-wide ones."""
     rows = []
     for b in beats:
         name, _, served = b.daemon.partition("@")
         rses = [r for r in served.split(",") if r]
-        if rses and rse not in rses:
+        if rses and not set(rses) & set(wanted):
             continue
         rows.append(
             {
                 "daemon": name,
                 "instance": b.instance,
-                "scope": "this RSE's site process" if rses else "whole archive",
+                "scope": own if rses else "whole archive",
                 "seconds": b.seconds,
                 "late": b.seconds > LATE_S,
             }
         )
-    return sorted(rows, key=lambda r: (r["scope"] != "this RSE's site process", r["daemon"]))
+    return sorted(rows, key=lambda r: (r["scope"] != own, r["daemon"]))
 
 
 @router.get("/rses")
@@ -86,7 +90,7 @@ def rse_page(request: Request, name: str) -> Response:
         rse=rse,
         replicas=replicas,
         replica_rows=[(st, float(n)) for st, n, _ in replicas],
-        daemons=daemons_of(name, beats),
+        daemons=daemons_of([name], beats),
         failures=failures,
         in_flight={st: page.total for st, page in in_flight.items()},
         siblings=[r for r in archive.rses() if r.site == rse.site and r.name != rse.name],
