@@ -20,7 +20,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dpps.cli.common import JsonOpt, command
-from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.cli.listing import show_table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -113,12 +114,10 @@ def _print(report: dict[str, Any]) -> None:
         for level, sites in sorted(report["volume"].items())
         for site, v in sorted(sites.items())
     ]
-    console.print(
-        table(
-            "archive: files and bytes per level and site",
-            ["level", "site", "files", "bytes"],
-            rows,
-        )
+    show_table(
+        "archive: files and bytes per level and site",
+        ["level", "site", "files", "bytes"],
+        rows,
     )
     console.print(
         f"replication rules: DL0 {report['replication']['rules']}, products "
@@ -126,13 +125,11 @@ def _print(report: dict[str, Any]) -> None:
         f"of off-site data centres: {report['replication']['dl0_files_by_offsite_sites']}"
     )
     jobs = report["jobs"]
-    console.print(
-        table(
-            f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
-            f"{jobs['cpu_s']:.0f} s CPU)",
-            ["step", "states"],
-            [[step, states] for step, states in jobs["by_step"].items()],
-        )
+    show_table(
+        f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
+        f"{jobs['cpu_s']:.0f} s CPU)",
+        ["step", "states"],
+        [[step, states] for step, states in jobs["by_step"].items()],
     )
     for problem in report["transformation"]["problematic"]:
         console.print(styled("[red]problematic:[/red] {}", problem))
@@ -144,15 +141,13 @@ def _print(report: dict[str, Any]) -> None:
                 f"{job['attempts']} attempt(s): {job['reason']}",
             )
         )
-    console.print(
-        table(
-            "quality (QualPipe)",
-            ["obs_id", "verdict", "failed checks"],
-            [
-                [obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
-                for obs, q in report["quality"].items()
-            ],
-        )
+    show_table(
+        "quality (QualPipe)",
+        ["obs_id", "verdict", "failed checks"],
+        [
+            [obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
+            for obs, q in report["quality"].items()
+        ],
     )
     separation = models.get("separation") or {}
     if separation:
