@@ -19,12 +19,11 @@ from fastapi.responses import Response
 
 from dpps.bdms import stats
 from dpps.bdms.listings import TransferFilter
-from dpps.bdms.types import PageRequest
 from dpps.core.clock import utcnow
 from dpps.core.errors import NotFound
 from dpps.core.states import TransferState
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer
-from dpps.oms.dashboard.rses import FAILURES, daemons_of
+from dpps.oms.dashboard.rses import daemons_of, transfers_of
 from dpps.oms.dashboard.traffic import link_name
 
 router = APIRouter()
@@ -75,12 +74,7 @@ def site_page(request: Request, name: str) -> Response:
             for v in stats.transfers_by_link(s, until - LINK_WINDOW, until, "day")
             if name in (v.source, v.dest)
         ]
-    failed = TransferFilter(state=TransferState.FAILED.value, site=name)
-    failures = archive.views.transfers(failed, PageRequest(0, FAILURES), order="updated")
-    in_flight = {
-        st: archive.views.transfers(TransferFilter(state=st, site=name), PageRequest(0, 1)).total
-        for st in stats.TRANSFER_IN_FLIGHT
-    }
+    failures, in_flight = transfers_of(archive, TransferFilter(site=name))
     return html(
         "dash/site.html",
         title=f"Data center {name}",
