@@ -4,7 +4,9 @@ One query per listing, whoever asks: ``archive.replication`` (the CLI), the REST
 the dashboard all call these, so a list and its total are the same rows everywhere (the REST
 API once re-implemented rules and transfers and ordered them differently). Each function takes
 the caller's session and only reads; ``ArchiveViews`` is the facade's door to them (each call
-its own session). Filter values a person typed (states, orders) are checked here, with an
+its own session). Files, the listing of the largest table, are read as columns, not ORM rows,
+in one statement with their total, through a connection outside any transaction
+(``Archive.reads``). Filter values a person typed (states, orders) are checked here, with an
 error naming the known values, never turned into an empty list that looks like "nothing".
 """
 
