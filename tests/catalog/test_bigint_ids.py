@@ -226,7 +226,9 @@ def test_downgrade_refuses_ids_past_32_bits_and_round_trips_without(
         _fill(engine)
         with pytest.raises(Conflict, match=r"cannot downgrade: .* is at 2147483659, beyond"):
             command.downgrade(config, "0007")
-        assert engine_mod.current_revision(engine) == "0008"
+        assert engine_mod.current_revision(engine) == engine_mod.head_revision(
+            engine
+        )  # nothing undone
         assert _types(engine) == {"bigint"}
     finally:
         engine.dispose()

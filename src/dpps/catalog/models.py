@@ -66,6 +66,9 @@ class DIDRow(Base):
         # walked every name before them (migration 0007).
         Index("ix_dids_night_name", "observing_night", "name"),
         Index("ix_dids_level_tel_name", "data_level", "tel_id", "name"),
+        # A telescope's files of one night (a few thousand rows, sorted after): 7 bytes per
+        # file where a (night, tel, name) index would cost 290 (migration 0009).
+        Index("ix_dids_night_tel", "observing_night", "tel_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
