@@ -251,6 +251,9 @@ def main() -> int:
         type=Path,
         help="a src/ tree of another version (git archive): served too, interleaved",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (its only output: run_all passes it)"
+    )
     args = parser.parse_args()
     result = run(
         args.files,
