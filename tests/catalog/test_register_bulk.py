@@ -138,7 +138,7 @@ def test_a_duplicate_the_look_up_missed_refuses_the_chunk_whole(
     _register(archive, [_file(archive, 0), _file(archive, 1)])
     before = _counts(archive)
     with monkeypatch.context() as m:
-        m.setattr(did_repo, "latest_by_name", lambda *_a, **_k: {})
+        m.setattr(did_repo, "look_up", lambda *_a, **_k: ({}, []))
         with pytest.raises(IntegrityError) as refused:
             _register(archive, [_file(archive, 2), _file(archive, 1), _file(archive, 3)])
     message = str(refused.value)  # the unique constraint over (scope, name, version)

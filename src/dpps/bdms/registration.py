@@ -333,7 +333,7 @@ def register(
             members.setdefault(target, []).append(outcome.did_id)
         if name is not None:
             ruled.append((outcome.did_id, name))
-    _refuse_closed(session, members)
+    covered = _check_targets(session, members)
     # Files registered now are attached nowhere yet: only the others need attach's look-up
     # (on PostgreSQL it cost more than all the rows' writing, growing with the dataset).
     fresh = {o.did_id for o in outcomes if o.status == "registered" and o.did_id is not None}
@@ -342,7 +342,7 @@ def register(
         for p, ids in members.items()
         if did_repo.attach(session, p, ids, bump=False, fresh=fresh)
     ]
-    if grown:  # once for the batch, however many datasets grew
+    if grown and covered:  # once for the batch, however many datasets grew
         rule_states.members_added(session, grown, account=account)
     if ruled:
         if config is None:
@@ -356,19 +356,21 @@ def register(
     return outcomes
 
 
-def _refuse_closed(session: Session, members: Mapping[int, Sequence[int]]) -> None:
-    """A closed dataset takes no new files, whichever way they come (as
-    ``datasets.attach``): the whole batch is refused with Conflict, so its transaction rolls
-    back and nothing half-registered stays behind. Files that are members already pass."""
-    if not members:
-        return
-    closed = session.scalars(
-        select(DIDRow).where(DIDRow.id.in_(list(members)), DIDRow.is_open.is_(False))
-    )
-    for row in closed:
-        wanted = list(members[row.id])
-        if set(wanted) - did_repo.members_among(session, row.id, wanted):
-            raise _closed(row)
+def _check_targets(session: Session, members: Mapping[int, Sequence[int]]) -> bool:
+    """Refuse a closed dataset; return whether any rule covers the datasets (one query,
+    ``dids.attach_targets``: when none does, the rule bookkeeping of ``members_added`` is
+    skipped, a round trip per level of the container tree and one more per chunk).
+
+    A closed dataset takes no new files, whichever way they come (as ``datasets.attach``):
+    the whole batch is refused with Conflict, so its transaction rolls back and nothing
+    half-registered stays behind; files that are members already pass."""
+    targets, covered = did_repo.attach_targets(session, list(members))
+    for target in targets:
+        if not target.is_open:
+            wanted = list(members[target.id])
+            if set(wanted) - did_repo.members_among(session, target.id, wanted):
+                raise _closed(target)
+    return covered
 
 
 def ensure_open(session: Session, dataset_id: int) -> None:
@@ -379,7 +381,7 @@ def ensure_open(session: Session, dataset_id: int) -> None:
         raise _closed(row)
 
 
-def _closed(row: DIDRow) -> Conflict:
+def _closed(row: DIDRow | did_repo.Target) -> Conflict:
     return Conflict(
         f"{row.scope}:{row.name} is closed: it takes no new files (reopen it with "
         "'dpps dataset reopen', or put the files into another dataset)"
