@@ -333,7 +333,6 @@ def register(
             members.setdefault(target, []).append(outcome.did_id)
         if name is not None:
             ruled.append((outcome.did_id, name))
-    covered = _check_targets(session, members)
     # Files registered now are attached nowhere yet: only the others need attach's look-up
     # (on PostgreSQL it cost more than all the rows' writing, growing with the dataset).
     fresh = {o.did_id for o in outcomes if o.status == "registered" and o.did_id is not None}
@@ -342,7 +341,7 @@ def register(
         for p, ids in members.items()
         if did_repo.attach(session, p, ids, bump=False, fresh=fresh)
     ]
-    if grown and covered:  # once for the batch, however many datasets grew
+    if grown and _grown_and_ruled(session, grown):  # once for the batch, however many grew
         rule_states.members_added(session, grown, account=account)
     if ruled:
         if config is None:
@@ -356,20 +355,20 @@ def register(
     return outcomes
 
 
-def _check_targets(session: Session, members: Mapping[int, Sequence[int]]) -> bool:
-    """Refuse a closed dataset; return whether any rule covers the datasets (one query,
-    ``dids.attach_targets``: when none does, the rule bookkeeping of ``members_added`` is
-    skipped, a round trip per level of the container tree and one more per chunk).
+def _grown_and_ruled(session: Session, grown: Sequence[int]) -> bool:
+    """Refuse the batch if a dataset that took new files is closed; return whether any rule
+    covers the datasets that did (one query, ``dids.attach_targets``).
 
     A closed dataset takes no new files, whichever way they come (as ``datasets.attach``):
     the whole batch is refused with Conflict, so its transaction rolls back and nothing
-    half-registered stays behind; files that are members already pass."""
-    targets, covered = did_repo.attach_targets(session, list(members))
+    half-registered stays behind (the attachments just written included). Files that were
+    members already pass: their dataset did not grow, and is not asked about. When no rule
+    covers the datasets, attaching makes no rule due, and ``members_added`` (a round trip per
+    level of the container tree, then ``UPDATE rules``) is skipped."""
+    targets, covered = did_repo.attach_targets(session, grown)
     for target in targets:
         if not target.is_open:
-            wanted = list(members[target.id])
-            if set(wanted) - did_repo.members_among(session, target.id, wanted):
-                raise _closed(target)
+            raise _closed(target)
     return covered
 
 

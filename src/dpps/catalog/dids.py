@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -161,7 +161,7 @@ def look_up(
             if did_id is None:
                 reserved.append(new_id)
             else:
-                found[lfn] = _Pending(size, adler32, blake3, version, did_id, did_type)
+                found[lfn] = _Known(size, adler32, blake3, version, did_id, did_type)
     reserved.sort()
     return found, reserved
 
@@ -221,7 +221,7 @@ def register_files(
             )
             continue
         # Later duplicates inside the chunk compare against this one.
-        existing[key] = _Pending(
+        existing[key] = _Known(
             f.bytes, f.checksums.get("adler32"), f.checksums.get("blake3"), version
         )
         to_insert.append((i, f, version))
@@ -292,8 +292,11 @@ def _write(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Known(NamedTuple):
+    """A file of the chunk's look-up, or one written earlier in the chunk (``id`` None):
+    what a later file of the same name is compared with. A tuple, not a frozen dataclass,
+    whose field-by-field ``__init__`` cost 0.4 ms per 500 files."""
+
     bytes: int
     adler32: str | None
     blake3: str | None
