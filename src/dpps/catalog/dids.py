@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from dpps.catalog import bulk, events
-from dpps.catalog.models import AttachmentRow, DIDRow, ReplicaRow, RuleRow
+from dpps.catalog.models import AttachmentRow, DIDRow, EventRow, ReplicaRow, RuleRow
 from dpps.catalog.replication import bump_rules
 from dpps.catalog.sets import among
 from dpps.core.clock import utcnow
@@ -45,6 +45,8 @@ DIDS: Table = DIDRow.__table__  # type: ignore[assignment]
 REPLICAS: Table = ReplicaRow.__table__  # type: ignore[assignment]
 ATTACHMENTS: Table = AttachmentRow.__table__  # type: ignore[assignment]
 RULES: Table = RuleRow.__table__  # type: ignore[assignment]
+EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_FILE = DIDType.FILE.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,7 @@ def look_up(
     with bulk.driver_cursor(session, sql) as cursor:
         # prepare=False: a generic plan made while dids was small would be kept.
         cursor.execute(sql, {"names": param, "scope": scope}, prepare=False)
-        for lfn, did_id, version, did_type, size, adler32, blake3, new_id in cursor:
+        for lfn, did_id, version, did_type, size, adler32, blake3, new_id in cursor.fetchall():
             if did_id is None:
                 reserved.append(new_id)
             else:
@@ -271,24 +273,25 @@ def _write(
     )
     if dataset_id is not None:
         attach(session, dataset_id, ids, fresh=ids)
-    events.record_many(
+    # The value lists of ``events.record_many`` built directly: a mapping per event, then
+    # its conversion, cost a chunk of 500 files 0.3 ms.
+    bulk.insert_values(
         session,
-        (
-            {
-                "account": account,
-                "action": "file.register",
-                "did_id": did_id,
-                "rse_id": f.rse_id,
-                "details": {
+        EVENTS,
+        events.COLUMNS,
+        [
+            (
+                *(now, account, "file.register", did_id, f.rse_id, None),
+                {
                     "version": v,
                     "bytes": f.bytes,
                     "path": f.path,
                     **{k: f.checksums[k] for k in sorted(f.checksums)},
                     **({"user_keys": list(f.user_keys)} if f.user_keys else {}),
                 },
-            }
+            )
             for did_id, (f, v) in pairs
-        ),
+        ],
     )
 
 
@@ -305,13 +308,17 @@ class _Known(NamedTuple):
     did_type: str = DIDType.FILE.value
 
 
+#: The metadata a file's row holds in columns of its own (``NewFile.columns``), in order.
+METADATA_COLUMNS = (
+    *("data_level", "category", "obs_id", "tel_id", "observing_night", "time_start"),
+    *("time_end", "product_type"),
+)
 DID_COLUMNS = (
     *("id", "scope", "name", "version", "is_latest", "is_open", "did_type", "bytes"),
-    *("adler32", "blake3"),
-    *("checksums", "data_level", "category", "obs_id", "tel_id", "observing_night"),
-    *("time_start", "time_end", "product_type", "meta", "expires_at", "created_at"),
-    *("updated_at", "deleted_at"),
+    *("adler32", "blake3", "checksums", *METADATA_COLUMNS, "meta", "expires_at"),
+    *("created_at", "updated_at", "deleted_at"),
 )
+_OWN_CHECKSUMS = frozenset({"adler32", "blake3"})
 REPLICA_COLUMNS = (
     *("did_id", "rse_id", "state", "path", "bytes", "lock_count", "created_at", "updated_at"),
     *("last_verified_at", "tombstone_at"),
@@ -320,14 +327,17 @@ REPLICA_COLUMNS = (
 
 def _did_values(did_id: int, f: NewFile, version: int, now: Any) -> tuple[Any, ...]:
     """A new file's DID row, in the order of ``DID_COLUMNS``."""
-    sums, c = f.checksums, f.columns
-    extra = {k: v for k, v in sums.items() if k not in ("adler32", "blake3")}
+    sums = f.checksums
+    extra = (
+        {}
+        if sums.keys() <= _OWN_CHECKSUMS
+        else {k: v for k, v in sums.items() if k not in _OWN_CHECKSUMS}
+    )
     return (
-        *(did_id, f.scope, f.name, version, True, True, DIDType.FILE.value, f.bytes),
-        *(sums["adler32"], sums.get("blake3"), extra, c.get("data_level"), c.get("category")),
-        *(c.get("obs_id"), c.get("tel_id"), c.get("observing_night"), c.get("time_start")),
-        *(c.get("time_end"), c.get("product_type"), dict(f.meta), _expiry(f.meta, now)),
-        *(now, now, None),
+        *(did_id, f.scope, f.name, version, True, True, _FILE, f.bytes),
+        *(sums["adler32"], sums.get("blake3"), extra),
+        *map(f.columns.get, METADATA_COLUMNS),  # one C call per column, not a Python one
+        *(dict(f.meta), _expiry(f.meta, now), now, now, None),
     )
 
 
