@@ -287,3 +287,21 @@ def test_attach_targets_sees_a_rule_at_any_depth_and_closed_datasets(archive: Ar
         assert covered is False
         assert [(t.id, t.is_open) for t in targets] == [(other, False)]
         assert did_repo.attach_targets(s, []) == ([], False)
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_a_new_version_of_a_file_of_the_same_chunk_is_the_only_latest(
+    archive: Archive, path: str
+) -> None:
+    """Version 1 and version 2 of a name in one chunk: version 2 is the latest, alone."""
+    first = _file(archive, 0)
+    second = _file(archive, 0, bytes=5, new_version=True)
+    outcomes = _register(archive, [first, second, _file(archive, 1)])
+    assert [(o.status, o.version) for o in outcomes[:2]] == [("registered", 1), ("registered", 2)]
+    with archive.sessions() as s:
+        latest = s.scalars(
+            select(DIDRow.version).where(DIDRow.name == first.name, DIDRow.is_latest.is_(True))
+        ).all()
+    assert latest == [2], path
+    again = _register(archive, [second])
+    assert [(o.status, o.version) for o in again] == [("present", 2)]

@@ -194,11 +194,20 @@ def register_files(
 
     outcomes: list[Outcome | None] = [None] * len(files)
     to_insert: list[tuple[int, NewFile, int]] = []
+    stale: set[int] = set()  # positions in to_insert of files a later one of the chunk supersedes
     superseded: list[int] = []
+    # Files of this chunk to be written, by name: a later file of the same name compares
+    # against the last of them (kept as given, made a _Known only for such a duplicate).
+    written: dict[tuple[str, str], tuple[NewFile, int, int]] = {}
     now = utcnow()
     for i, f in enumerate(files):
         key = (f.scope, f.name)
-        prev = existing.get(key)
+        earlier = written.get(key)
+        if earlier is None:
+            prev = existing.get(key)
+        else:
+            e, v, _ = earlier
+            prev = _Known(e.bytes, e.checksums.get("adler32"), e.checksums.get("blake3"), v)
         if prev is None:
             version = 1
         elif prev.did_type != DIDType.FILE:
@@ -213,6 +222,8 @@ def register_files(
             version = prev.version + 1
             if prev.id is not None:
                 superseded.append(prev.id)
+            elif earlier is not None:  # written by this chunk: it is not the latest either
+                stale.add(earlier[2])
         else:
             outcomes[i] = Outcome(
                 "conflict",
@@ -222,10 +233,7 @@ def register_files(
                 f"(adler32 {prev.adler32}, {prev.bytes} bytes); ingest it as a new version",
             )
             continue
-        # Later duplicates inside the chunk compare against this one.
-        existing[key] = _Known(
-            f.bytes, f.checksums.get("adler32"), f.checksums.get("blake3"), version
-        )
+        written[key] = (f, version, len(to_insert))
         to_insert.append((i, f, version))
 
     if superseded:
@@ -238,7 +246,8 @@ def register_files(
         if len(to_insert) > len(reserved):
             reserved += bulk.reserve_ids(session, DIDS, len(to_insert) - len(reserved))
         ids = sorted(reserved)
-        _write(session, [(f, v) for _, f, v in to_insert], ids, account, now, dataset_id)
+        rows = [(f, v, n not in stale) for n, (_, f, v) in enumerate(to_insert)]
+        _write(session, rows, ids, account, now, dataset_id)
         for (i, _f, version), did_id in zip(to_insert, ids, strict=True):
             outcomes[i] = Outcome("registered", did_id, version)
     return [o for o in outcomes if o is not None]
@@ -246,20 +255,24 @@ def register_files(
 
 def _write(
     session: Session,
-    files: Sequence[tuple[NewFile, int]],
+    files: Sequence[tuple[NewFile, int, bool]],
     ids: Sequence[int],
     account: str,
     now: dt.datetime,
     dataset_id: int | None,
 ) -> None:
-    """Write new files (each with its version): DIDs, replicas, ``file.register`` events and
-    the attachment to ``dataset_id``, each table in one bulk statement (``catalog.bulk``: COPY
-    on PostgreSQL), the DIDs with ``ids`` (reserved, in order). A row the database refuses (a file
-    registered by another writer since the look-up) fails the whole statement, and the
-    caller's transaction then leaves nothing of the chunk behind."""
+    """Write new files (each with its version and whether it is the latest): DIDs, replicas,
+    ``file.register`` events and the attachment to ``dataset_id``, each table in one bulk
+    statement (``catalog.bulk``: COPY on PostgreSQL), the DIDs with ``ids`` (reserved, in
+    order). A row the database refuses (a file registered by another writer since the
+    look-up) fails the whole statement, and the caller's transaction then leaves nothing of
+    the chunk behind."""
     pairs = list(zip(ids, files, strict=True))
     bulk.insert_values(
-        session, DIDS, DID_COLUMNS, [_did_values(i, f, v, now) for i, (f, v) in pairs]
+        session,
+        DIDS,
+        DID_COLUMNS,
+        [_did_values(i, f, v, latest, now) for i, (f, v, latest) in pairs],
     )
     available = ReplicaState.AVAILABLE.value
     bulk.insert_values(
@@ -268,7 +281,7 @@ def _write(
         REPLICA_COLUMNS,
         [
             (i, f.rse_id, available, f.path, f.bytes, 0, now, now, now, None)
-            for i, (f, _v) in pairs
+            for i, (f, _v, _latest) in pairs
         ],
     )
     if dataset_id is not None:
@@ -290,7 +303,7 @@ def _write(
                     **({"user_keys": list(f.user_keys)} if f.user_keys else {}),
                 },
             )
-            for did_id, (f, v) in pairs
+            for did_id, (f, v, _latest) in pairs
         ],
     )
 
@@ -325,7 +338,7 @@ REPLICA_COLUMNS = (
 )
 
 
-def _did_values(did_id: int, f: NewFile, version: int, now: Any) -> tuple[Any, ...]:
+def _did_values(did_id: int, f: NewFile, version: int, latest: bool, now: Any) -> tuple[Any, ...]:
     """A new file's DID row, in the order of ``DID_COLUMNS``."""
     sums = f.checksums
     extra = (
@@ -334,7 +347,7 @@ def _did_values(did_id: int, f: NewFile, version: int, now: Any) -> tuple[Any, .
         else {k: v for k, v in sums.items() if k not in _OWN_CHECKSUMS}
     )
     return (
-        *(did_id, f.scope, f.name, version, True, True, _FILE, f.bytes),
+        *(did_id, f.scope, f.name, version, latest, True, _FILE, f.bytes),
         *(sums["adler32"], sums.get("blake3"), extra),
         *map(f.columns.get, METADATA_COLUMNS),  # one C call per column, not a Python one
         *(dict(f.meta), _expiry(f.meta, now), now, now, None),
