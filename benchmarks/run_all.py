@@ -31,6 +31,7 @@ QUICK: dict[str, list[str]] = {
     "checksum": ["--size-mib", "128", "--repeat", "2"],
     "copy": ["--large-files", "2", "--large-mb", "64", "--rounds", "2", "--small-files", "2000"],
     "memory": ["--files", "20000", "--requests", "2000"],
+    "migration_bigint": ["--events", "100000"],
     "cli_start": ["--repeat", "3"],
     "pipelines": ["--showers", "150"],
     "preservation": ["--files", "300", "--kib", "64"],

@@ -83,10 +83,17 @@ def test_duplicates_on_the_command_line(archive: Archive, datasets: list[str]) -
         archive, "rule", "add", DATASET, OTHER, "--rses", "PIC", "--skip-duplicate", "--json"
     )
     assert code == 0, err
-    ids = json.loads(out)["rule_ids"]
+    answer = json.loads(out)
+    ids = answer["rule_ids"]
     assert ids[0] == rule_id
     assert ids[1] not in (None, rule_id)
     assert rule_ids(archive) == sorted(ids)
+    assert answer["kept"] == [rule_id]  # the existing rule is not reported as added
+    assert answer["added"] == [ids[1]]
+    code, out, err = cli(archive, "rule", "add", DATASET, "--rses", "PIC", "--skip-duplicate")
+    assert code == 0, err
+    assert f"rule {rule_id} kept (the same rule existed" in out
+    assert "added" not in out
 
 
 @pytest.mark.verifies_usecase(UC)

@@ -150,6 +150,8 @@ def test_no_page_overflows_at_800_1400_or_1920_px(site: Site, tab: Any) -> None:
         f"/ui/transfers/{replication.failed}",
         "/ui/rses",
         "/ui/rses/CTAO-S",
+        "/ui/sites",
+        "/ui/sites/CTAO-South",
         "/ui/traffic",
         "/ui/traffic?window=30d",
         "/ui/jobs",

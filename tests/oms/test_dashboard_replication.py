@@ -153,3 +153,39 @@ def test_a_page_per_rule_transfer_and_rse_linked_from_the_others(
     assert daemons.count("<tr>") == 1 + 2  # header, its own site process, the archive-wide one
     index = signed_in.get("/ui/rses").text
     assert 'href="/ui/rses/CTAO-S"' in index
+
+
+@pytest.mark.verifies_usecase("UC-160-1.1")
+def test_a_page_per_data_center_sums_its_rses_and_links(
+    seeded: Seeded, replication: Replication, signed_in: TestClient
+) -> None:
+    rses = {r.name: r for r in seeded.archive.rses()}
+    south = signed_in.get("/ui/sites/CTAO-South")
+    assert south.status_code == 200
+    assert f'data-testid="site-files">{rses["CTAO-S"].files}<' in south.text
+    assert 'data-testid="site-failed">1<' in south.text  # the failed copy into CTAO-S
+    assert f'href="/ui/transfers/{replication.failed}"' in south.text
+    links = south.text.split('data-testid="site-links"')[1].split("</table>")[0]
+    assert "(no source) \u2192 CTAO-South" in links  # it failed before a source was chosen
+    assert '<td class="num alarm">1</td>' in links
+    assert 'href="/ui/transfers?state=FAILED&site=CTAO-South"' in south.text.replace("&amp;", "&")
+
+    desy = signed_in.get("/ui/sites/DESY")
+    assert desy.status_code == 200
+    listed = desy.text.split('data-testid="site-rses"')[1].split("</table>")[0]
+    assert 'data-rse="DESY"' in listed
+    assert 'data-rse="DESY-TAPE"' in listed
+    assert 'data-rse="PIC"' not in listed
+    daemons = desy.text.split('data-testid="site-daemons"')[1].split("</table>")[0]
+    assert daemons.count("<tr>") == 1 + 2  # header, conveyor@DESY, the archive-wide evaluator
+    assert "this site&#39;s process" in daemons or "this site's process" in daemons
+    assert 'data-testid="site-failed">0<' in desy.text
+
+    index = signed_in.get("/ui/sites").text
+    assert 'href="/ui/sites/PIC"' in index
+    assert 'href="/ui/rses/PIC-TAPE"' in index
+    assert 'href="/ui/sites/CTAO-South"' in signed_in.get("/ui/rses/CTAO-S").text
+    assert 'href="/ui/sites/DESY"' in signed_in.get("/ui/rses").text
+    missing = signed_in.get("/ui/sites/NOWHERE")
+    assert missing.status_code == 404
+    assert "no data center" in missing.text

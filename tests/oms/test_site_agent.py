@@ -134,8 +134,12 @@ def test_the_agent_api_refuses_what_is_not_its_own(seeded: Seeded, live: Backgro
             agent._json(
                 "POST",
                 "/api/v1/agents/transfers/report",
-                json={"instance": "h:1:x", "renew": [2**31]},
+                json={"instance": "h:1:x", "renew": [2**63]},
             )
+        # transfer ids are 64-bit (migration 0008): one past 2^31 is an id like any other
+        agent._json(
+            "POST", "/api/v1/agents/transfers/report", json={"instance": "h:1:x", "renew": [2**31]}
+        )
         # a site agent writes nothing else: no rules, no files
         with pytest.raises(PermissionDenied):
             agent._json(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,7 @@ from dpps.catalog.engine import (
     make_engine,
     make_sessionmaker,
     require_catalog,
+    single_statement_reads,
     transaction,
     upgrade,
 )
@@ -68,29 +70,11 @@ Progress = Callable[[int], None]
 
 
 def file_info(row: DIDRow) -> FileInfo:
-    return FileInfo(
-        did=retrieve.did_label(row),
-        scope=row.scope,
-        name=row.name,
-        version=row.version,
-        bytes=row.bytes,
-        adler32=row.adler32,
-        blake3=row.blake3,
-        data_level=row.data_level,
-        category=row.category,
-        obs_id=row.obs_id,
-        tel_id=row.tel_id,
-        observing_night=row.observing_night,
-        time_start=row.time_start,
-        time_end=row.time_end,
-        product_type=row.product_type,
-        created_at=row.created_at,
-        meta=dict(row.meta or {}),
-        checksums=dict(row.checksums or {}),
-        did_type=row.did_type,
-        is_latest=row.is_latest,
-        is_open=None if row.did_type == DIDType.FILE.value else row.is_open,
-    )
+    """The ``FileInfo`` of an ORM row: ``listings.file_from`` of its columns (one mapping for
+    rows and columns alike)."""
+    from dpps.bdms.listings import file_from, file_values
+
+    return file_from(file_values(row))
 
 
 class Archive:
@@ -191,6 +175,12 @@ class Archive:
         self.close()
 
     # -- helpers ---------------------------------------------------------------------------
+    @functools.cached_property
+    def reads(self) -> Engine:
+        """The engine for reads of one statement (``single_statement_reads``): no
+        transaction around them on PostgreSQL. Never for writes."""
+        return single_statement_reads(self.engine)
+
     def did(self, text: str) -> DID:
         return parse_did(text, self.config.default_scope)
 
@@ -285,6 +275,8 @@ class Archive:
     ) -> list[FileInfo]:
         """DIDs matching a filter (docs/query-language.md); ``dataset`` keeps those attached
         below that dataset or container, at any depth."""
+        from dpps.bdms.listings import read_files
+
         stmt = select_dids(
             filter_text,
             did_type=did_type,
@@ -292,9 +284,11 @@ class Archive:
             limit=limit,
             offset=offset,
         )
-        with self.sessions() as session:
-            stmt = self._within(session, stmt, dataset)
-            return [file_info(row) for row in session.scalars(stmt)]
+        with self.reads.connect() as conn:
+            if dataset is not None:
+                with Session(bind=conn) as session:
+                    stmt = self._within(session, stmt, dataset)
+            return read_files(conn, stmt)
 
     def count(
         self,
@@ -355,8 +349,8 @@ class Archive:
     # -- retrieval -------------------------------------------------------------------------
     def locate(self, did: str | DID) -> Location:
         parsed = did if isinstance(did, DID) else self.did(did)
-        with self.sessions() as session:
-            return retrieve.locate(session, self.config, parsed)
+        with self.reads.connect() as conn:
+            return retrieve.locate(conn, self.config, parsed)
 
     def get(
         self,
@@ -516,7 +510,7 @@ class Archive:
         (``dpps.bdms.listings``, ``dpps.bdms.stats``): what REST, dashboard and CLI show."""
         from dpps.bdms.listings import ArchiveViews
 
-        return ArchiveViews(self.sessions)
+        return ArchiveViews(self.sessions, self.reads)
 
     def rse_select(self, expression: str) -> list[str]:
         """Names of the RSEs an RSE expression selects, e.g. ``offsite&type=tape``."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,12 +34,39 @@ from dpps.core.states import ReplicaState, RSEKind
 STAGED_MARGIN = dt.timedelta(seconds=60)
 
 
+class ReplicaFields(Protocol):
+    """What ranking reads of a replica: its ORM row, or the columns of a joined read
+    (``catalog.replicas.ReplicaCopy``, ``locate``'s path without ORM objects)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def last_verified_at(self) -> dt.datetime | None: ...
+
+
+class RSEFields(Protocol):
+    """What ranking reads of an RSE: its ORM row, or ``catalog.replicas.RSEPlace``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def available(self) -> bool: ...
+
+
 def is_readable(config: Config, state: str | None, rse: str | None, rse_up: Any) -> bool:
     """The one rule: AVAILABLE, on an available RSE that this configuration knows."""
     return state == ReplicaState.AVAILABLE.value and bool(rse_up) and rse in config.rses
 
 
-def estimate_seconds(config: Config, rse: RSERow, size: int) -> float:
+def estimate_seconds(config: Config, rse: RSEFields, size: int) -> float:
     """Expected time to have the file locally, from the RSE's configured figures."""
     cfg = config.rses.get(rse.name)
     if cfg is None:
@@ -50,7 +77,7 @@ def estimate_seconds(config: Config, rse: RSERow, size: int) -> float:
     return seconds
 
 
-def replica_info(config: Config, rep: ReplicaRow, rse: RSERow) -> ReplicaInfo:
+def replica_info(config: Config, rep: ReplicaFields, rse: RSEFields) -> ReplicaInfo:
     return ReplicaInfo(
         rse=rse.name,
         site=rse.site,
@@ -63,7 +90,7 @@ def replica_info(config: Config, rep: ReplicaRow, rse: RSERow) -> ReplicaInfo:
     )
 
 
-def ranked(config: Config, pairs: Sequence[tuple[ReplicaRow, RSERow]]) -> list[ReplicaInfo]:
+def ranked(config: Config, pairs: Sequence[tuple[ReplicaFields, RSEFields]]) -> list[ReplicaInfo]:
     """Readable replicas, best first: disk before tape, then by estimated time."""
     usable = [
         replica_info(config, rep, rse)
@@ -155,6 +182,8 @@ def request_staging(
 
 __all__ = [
     "STAGED_MARGIN",
+    "RSEFields",
+    "ReplicaFields",
     "estimate_seconds",
     "is_readable",
     "ranked",

@@ -10,41 +10,82 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import Connection, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dpps.bdms.availability import ranked, replica_info
+from dpps.bdms.resolve import REF_COLUMNS, ref_from
 from dpps.bdms.staging import client as nearline
 from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.types import BulkReport, FileResult, Location
 from dpps.catalog import dids as did_repo
 from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
-from dpps.catalog.models import DIDRow
-from dpps.catalog.replicas import replicas_of
+from dpps.catalog.models import DIDRow, ReplicaRow, RSERow
+from dpps.catalog.replicas import COPY_COLUMNS, copy_from, replicas_of
 from dpps.core.config import Config
-from dpps.core.errors import Conflict, DppsError, IntegrityFailure, InvalidInput, Unavailable
+from dpps.core.errors import (
+    Conflict,
+    DppsError,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 from dpps.core.identifiers import DID
 from dpps.core.states import DIDType, RSEKind
 from dpps.storage.checksums import checksum_file, compare
 from dpps.storage.rse import StorageElement
 
+#: Where ``located``'s rows hold the DID's type (after ``REF_COLUMNS``, before the copy).
+_TYPE = len(REF_COLUMNS)
+
+
+def label_of(scope: str, name: str, version: int, is_latest: bool) -> str:
+    """How a DID is shown: ``scope:name``, with ``@vN`` when it is not the latest version."""
+    return f"{scope}:{name}" + ("" if is_latest else f"@v{version}")
+
 
 def did_label(row: DIDRow) -> str:
-    return f"{row.scope}:{row.name}" + ("" if row.is_latest else f"@v{row.version}")
+    return label_of(row.scope, row.name, row.version, row.is_latest)
 
 
-def locate(session: Session, config: Config, did: DID) -> Location:
-    row = did_repo.get_did(session, did, DIDType.FILE)
-    pairs = replicas_of(session, row.id)
+def _located(*, latest: bool) -> Select[*tuple[Any, ...]]:
+    """The file a DID names (``dids.named``) and each of its replicas with its RSE, one row per
+    replica (one row with no replica for a file that has none): ``locate`` in one statement."""
+    return (
+        select(*REF_COLUMNS, DIDRow.did_type, *COPY_COLUMNS)
+        .select_from(DIDRow)
+        .outerjoin(ReplicaRow, ReplicaRow.did_id == DIDRow.id)
+        .outerjoin(RSERow, RSERow.id == ReplicaRow.rse_id)
+        .where(did_repo.named(latest=latest))
+        .order_by(RSERow.name)
+    )
+
+
+#: Built once (a look-up is a few hundred microseconds: building the statement was a third).
+LOCATED = {latest: _located(latest=latest) for latest in (True, False)}
+
+
+def locate(conn: Connection, config: Config, did: DID) -> Location:
+    """Where the file can be read now, best first. One statement, Core rows: the archive
+    runs it outside a transaction on PostgreSQL (one statement is consistent by itself)."""
+    rows = conn.execute(LOCATED[did.version is None], did_repo.named_params(did)).all()
+    if not rows or rows[0][_TYPE] != DIDType.FILE.value:  # a dataset's name: not a file
+        raise NotFound(f"no such DID {did}")
+    ref = ref_from(rows[0])
+    pairs = [pair for row in rows if (pair := copy_from(row[_TYPE + 1 :])) is not None]
     best = ranked(config, pairs)
     seconds = best[0].estimated_seconds if best else None
     if best and best[0].kind == RSEKind.TAPE.value:  # an open stage request shortens the wait
-        seconds = nearline.estimate(session, config, row.id, best[0])
+        with Session(bind=conn) as session:
+            seconds = nearline.estimate(session, config, ref.id, best[0])
     return Location(
-        did=did_label(row),
+        did=ref.label,
         available=bool(best),
-        bytes=row.bytes,
+        bytes=ref.bytes,
         replicas=[replica_info(config, rep, rse) for rep, rse in pairs],
         best_rse=best[0].rse if best else None,
         estimated_seconds=seconds,

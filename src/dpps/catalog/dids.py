@@ -19,6 +19,8 @@ from sqlalchemy import (
     ColumnElement,
     String,
     Table,
+    and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -368,14 +370,27 @@ def _expiry(meta: Mapping[str, Any], now: dt.datetime) -> dt.datetime | None:
     return now + dt.timedelta(days=days) if math.isfinite(days) and 0 < days < 1e6 else None
 
 
+def named(*, latest: bool) -> ColumnElement[bool]:
+    """The condition selecting the row a DID names, its latest version or the version it
+    gives, as bind parameters (``named_params``): statements using it are built once, not per
+    look-up. One row at most: (scope, name, version) is unique, one version is the latest."""
+    which = DIDRow.is_latest.is_(True) if latest else DIDRow.version == bindparam("version")
+    return and_(DIDRow.scope == bindparam("scope"), DIDRow.name == bindparam("name"), which)
+
+
+def named_params(did: DID) -> dict[str, Any]:
+    """The bind parameters of ``named(latest=did.version is None)`` for ``did``."""
+    if did.version is None:
+        return {"scope": did.scope, "name": did.name}
+    return {"scope": did.scope, "name": did.name, "version": did.version}
+
+
+_BY_NAME = {latest: select(DIDRow).where(named(latest=latest)) for latest in (True, False)}
+
+
 def get_did(session: Session, did: DID, did_type: DIDType | None = None) -> DIDRow:
     """The DID's row: the requested version, else the latest. Raises NotFound."""
-    stmt = select(DIDRow).where(DIDRow.scope == did.scope, DIDRow.name == did.name)
-    if did.version is None:
-        stmt = stmt.where(DIDRow.is_latest.is_(True))
-    else:
-        stmt = stmt.where(DIDRow.version == did.version)
-    row = session.scalars(stmt).one_or_none()
+    row = session.scalars(_BY_NAME[did.version is None], named_params(did)).one_or_none()
     # The type is checked here, not in SQL: (scope, name, version) is unique, and a did_type
     # condition lets SQLite pick the unselective did_type index (a scan of every file).
     if row is None or (did_type is not None and row.did_type != did_type.value):

@@ -167,6 +167,23 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def single_statement_reads(engine: Engine) -> Engine:
+    """The engine for reads of one statement each, which need no transaction to be consistent
+    (``locate``, a listing's page with its total). Never for writes.
+
+    On PostgreSQL its connections are in autocommit: no BEGIN and ROLLBACK round trips around
+    the statement (with the pool's ping, five round trips became two for ``locate``), and
+    psycopg keeps the statements it prepared, which every ROLLBACK discards (through a
+    session none is ever prepared, so each listing is planned again with its literal values).
+    On SQLite, the engine itself: a deferred BEGIN is no round trip there, and pysqlite's
+    autocommit switch would undo the connection's own transaction handling (the ``begin``
+    listener above).
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _alembic_config(engine: Engine) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 

@@ -39,6 +39,15 @@ NAMING = {
 }
 
 
+#: The id of a table whose rows come with activity rather than with the archive's files
+#: (events, transfers, rule locks, stage requests, jobs and their history): 64-bit on
+#: PostgreSQL, where 32 bits run out within the archive's 30 years (migration 0008 says at
+#: what rates). On SQLite it stays INTEGER: that is already 64-bit, and only a column
+#: declared exactly INTEGER PRIMARY KEY is the rowid that numbers new rows (a BIGINT one
+#: would be a plain column, and every insert without an id would fail).
+ActivityId = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON}  # noqa: RUF012 (SQLAlchemy reads it)
@@ -192,7 +201,7 @@ class EventRow(Base):
 
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     account: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -211,7 +220,7 @@ class RuleLockRow(Base):
         Index("ix_rule_locks_did_rse", "did_id", "rse_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id"), index=True)
     did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"))
     rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
@@ -236,7 +245,7 @@ class TransferRow(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
     dest_rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
     source_rse_id: Mapped[int | None] = mapped_column(ForeignKey("rses.id"))
@@ -262,7 +271,7 @@ class StageRequestRow(Base):
     __tablename__ = "stage_requests"
     __table_args__ = (Index("ix_stage_requests_state_ready", "state", "ready_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
     rse_id: Mapped[int] = mapped_column(ForeignKey("rses.id"))
     state: Mapped[str] = mapped_column(String(16))
@@ -309,6 +318,7 @@ class TokenRow(Base):
 
 __all__ = [
     "AccountRow",
+    "ActivityId",
     "AttachmentRow",
     "Base",
     "DIDRow",

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dpps.catalog.models import Base
+from dpps.catalog.models import ActivityId, Base
 from dpps.core.clock import utcnow
 
 
@@ -65,7 +65,7 @@ class WorkflowRow(Base):
     __tablename__ = "workflows"
     __table_args__ = (Index("ix_workflows_state_advance", "state", "needs_advance"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     state: Mapped[str] = mapped_column(String(16))
     account: Mapped[str] = mapped_column(String(64))
@@ -100,7 +100,7 @@ class JobRow(Base):
         Index("ix_jobs_workflow_step", "workflow_id", "step"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     state: Mapped[str] = mapped_column(String(16), index=True)
     account: Mapped[str] = mapped_column(String(64))
@@ -120,7 +120,7 @@ class JobRow(Base):
     executor: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id"))
+    workflow_id: Mapped[int | None] = mapped_column(ActivityId, ForeignKey("workflows.id"))
     step: Mapped[str | None] = mapped_column(String(128))
     scatter_index: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
@@ -148,8 +148,8 @@ class JobFileRow(Base):
     __tablename__ = "job_files"
     __table_args__ = (UniqueConstraint("job_id", "role", "port", "position"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ActivityId, ForeignKey("jobs.id"), index=True)
     did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"), index=True)
     role: Mapped[str] = mapped_column(String(8))
     port: Mapped[str] = mapped_column(String(128))
@@ -161,8 +161,8 @@ class JobEventRow(Base):
 
     __tablename__ = "job_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ActivityId, ForeignKey("jobs.id"), index=True)
     ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     state: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -180,12 +180,14 @@ class TransformationFileRow(Base):
         Index("ix_transformation_files_status", "transformation_id", "status"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ActivityId, primary_key=True)
     transformation_id: Mapped[int] = mapped_column(ForeignKey("transformations.id"))
     did_id: Mapped[int] = mapped_column(ForeignKey("dids.id"))
     status: Mapped[str] = mapped_column(String(16))
     group_key: Mapped[str] = mapped_column(String(256))
-    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id"), index=True)
+    workflow_id: Mapped[int | None] = mapped_column(
+        ActivityId, ForeignKey("workflows.id"), index=True
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, any_, literal
+from sqlalchemy import BigInteger, ColumnElement, any_, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,9 @@ def among(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bo
     """``column`` is one of the integers ``ids`` (an empty set matches nothing)."""
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(Integer)))  # type: ignore[no-any-return]
+        # bigint[]: some ids are 64-bit (migration 0008), and an int4 column compares with
+        # it through the same index (int4 = int8 is in the btree's integer family).
+        return column == any_(literal(values, ARRAY(BigInteger)))  # type: ignore[no-any-return]
     return column.in_(values)  # type: ignore[no-any-return]
 
 

@@ -8,6 +8,7 @@ what the archive now holds. The work itself is ``dpps.scenarios.night.run``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -19,32 +20,52 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dpps.cli.common import JsonOpt, command
-from dpps.cli.output import console, emit_json, err_console, human_bytes, styled, table
+from dpps.cli.listing import show_table
+from dpps.cli.output import console, emit_json, err_console, human_bytes, styled
 from dpps.core.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from dpps.bdms.archive import Archive
 
 
-def _workspace(ctx: typer.Context, directory: Path | None) -> tuple[Archive, Path]:
-    """--dir (created if needed), else the current workspace, else a new temporary one."""
+def _workspace(ctx: typer.Context, directory: Path | None) -> tuple[Archive, Path, bool]:
+    """--dir (created if needed), else the current workspace, else a new temporary one;
+    the flag says the workspace is a temporary one of this command's."""
     from dpps.bdms.archive import Archive
 
     if directory is not None:
         directory = directory.resolve()
         if (directory / "dpps.yaml").is_file():
-            return Archive.open(directory), directory
+            return Archive.open(directory), directory, False
         if directory.exists() and any(directory.iterdir()):
             raise InvalidInput(
                 f"{directory} is neither empty nor a workspace; choose another --dir"
             )
-        return Archive.init(directory), directory
+        return Archive.init(directory), directory, False
     try:
         archive = Archive.open((ctx.obj or {}).get("workspace"))
-        return archive, Path(archive.config.workspace)
+        return archive, Path(archive.config.workspace), False
     except NotFound:
         created = Path(tempfile.mkdtemp(prefix="dpps-night-"))
-        return Archive.init(created), created
+        return Archive.init(created), created, True
+
+
+@contextmanager
+def removed_on_success(archive: Archive, workspace: Path, remove: bool) -> Iterator[None]:
+    """Close the archive when the night ends, and remove a temporary workspace if the night
+    succeeded: a night is about 2.6 GB, and a temporary directory nobody named is never
+    cleaned up by anyone else. A failed night's workspace stays, for a look at what failed
+    (its path is in the error's last lines)."""
+    try:
+        yield
+    except BaseException:
+        archive.close()
+        if remove:
+            err_console.print(f"the night's workspace is kept for a look: {workspace}")
+        raise
+    archive.close()
+    if remove:
+        shutil.rmtree(workspace)
 
 
 @contextmanager
@@ -79,7 +100,8 @@ def _print(report: dict[str, Any]) -> None:
             "[bold]night[/bold] {}",
             f"{plan['blocks']} blocks x {plan['block_s']:.0f} s on "
             f"{plan['target']['name']} (wobble {plan['wobble_deg']} deg), workspace "
-            f"{report['workspace']}",
+            f"{report['workspace']}"
+            + ("" if report["workspace_kept"] else " (temporary, removed: --keep keeps it)"),
         )
     )
     models = report["models"]
@@ -92,12 +114,10 @@ def _print(report: dict[str, Any]) -> None:
         for level, sites in sorted(report["volume"].items())
         for site, v in sorted(sites.items())
     ]
-    console.print(
-        table(
-            "archive: files and bytes per level and site",
-            ["level", "site", "files", "bytes"],
-            rows,
-        )
+    show_table(
+        "archive: files and bytes per level and site",
+        ["level", "site", "files", "bytes"],
+        rows,
     )
     console.print(
         f"replication rules: DL0 {report['replication']['rules']}, products "
@@ -105,13 +125,11 @@ def _print(report: dict[str, Any]) -> None:
         f"of off-site data centres: {report['replication']['dl0_files_by_offsite_sites']}"
     )
     jobs = report["jobs"]
-    console.print(
-        table(
-            f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
-            f"{jobs['cpu_s']:.0f} s CPU)",
-            ["step", "states"],
-            [[step, states] for step, states in jobs["by_step"].items()],
-        )
+    show_table(
+        f"WMS jobs of {report['transformation']['name']} ({jobs['total']} jobs, "
+        f"{jobs['cpu_s']:.0f} s CPU)",
+        ["step", "states"],
+        [[step, states] for step, states in jobs["by_step"].items()],
     )
     for problem in report["transformation"]["problematic"]:
         console.print(styled("[red]problematic:[/red] {}", problem))
@@ -123,15 +141,13 @@ def _print(report: dict[str, Any]) -> None:
                 f"{job['attempts']} attempt(s): {job['reason']}",
             )
         )
-    console.print(
-        table(
-            "quality (QualPipe)",
-            ["obs_id", "verdict", "failed checks"],
-            [
-                [obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
-                for obs, q in report["quality"].items()
-            ],
-        )
+    show_table(
+        "quality (QualPipe)",
+        ["obs_id", "verdict", "failed checks"],
+        [
+            [obs, "PASS" if q["passed"] else "FAIL", ", ".join(q["failed_checks"])]
+            for obs, q in report["quality"].items()
+        ],
     )
     separation = models.get("separation") or {}
     if separation:
@@ -199,6 +215,14 @@ def night(
         int | None,
         typer.Option(min=1, help="obs_id of the first block (default: after the archive's last)."),
     ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Keep the temporary workspace made when there is no --dir and no current "
+            "workspace (removed after a successful night by default; about 2.6 GB).",
+        ),
+    ] = False,
     reprocess: Annotated[
         bool,
         typer.Option(
@@ -210,15 +234,47 @@ def night(
 ) -> None:
     """Run an observing night: simulate, ingest, replicate, process to DL3 (category B),
     analyse with gammapy, report (UC-000-4); with --reprocess, reprocess it (UC-130-3.1.1)."""
+    started = time.perf_counter()
+    archive, workspace, temporary = _workspace(ctx, directory)
+    with removed_on_success(archive, workspace, temporary and not keep):
+        report = _run(
+            archive, workspace, reprocess, json_, blocks, block_seconds, seed, first_obs_id
+        )
+        report["workspace_kept"] = not (temporary and not keep)
+    report["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    if json_:
+        emit_json(report)
+        return
+    _print(report)
+    if reprocess:
+        from dpps.cli.campaign_cmds import print_comparison
+
+        again = report["reprocessing"]
+        campaign = again["campaign"]
+        console.print(
+            f"reprocessing campaign {campaign['name']} ({campaign['software_version']}, models "
+            f"{again['models']['models']}): {'ok' if campaign['ok'] else 'FAILED'}, "
+            f"{campaign['verification']['products']} products verified"
+        )
+        print_comparison(campaign["comparison"])
+
+
+def _run(
+    archive: Archive,
+    workspace: Path,
+    reprocess: bool,
+    json_: bool,
+    blocks: int,
+    block_seconds: float,
+    seed: int,
+    first_obs_id: int | None,
+) -> dict[str, Any]:
     from dataclasses import replace
 
     from dpps.acada.observing import NightPlan
     from dpps.scenarios.night.acquisition import next_obs_id
     from dpps.scenarios.night.run import run_night
 
-    started = time.perf_counter()
-    archive, workspace = _workspace(ctx, directory)
-    ctx.call_on_close(archive.close)
     plan = replace(
         NightPlan(),
         blocks=blocks,
@@ -237,22 +293,7 @@ def night(
             lap = time.perf_counter()
             report["reprocessing"] = reprocess_night(archive, plan, stage=stage)
             report["seconds"]["reprocessing"] = round(time.perf_counter() - lap, 2)
-    report["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    if json_:
-        emit_json(report)
-        return
-    _print(report)
-    if reprocess:
-        from dpps.cli.campaign_cmds import print_comparison
-
-        again = report["reprocessing"]
-        campaign = again["campaign"]
-        console.print(
-            f"reprocessing campaign {campaign['name']} ({campaign['software_version']}, models "
-            f"{again['models']['models']}): {'ok' if campaign['ok'] else 'FAILED'}, "
-            f"{campaign['verification']['products']} products verified"
-        )
-        print_comparison(campaign["comparison"])
+    return report
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from dpps.bdms.types import to_jsonable
@@ -44,15 +43,6 @@ def styled(template: str, *values: Any) -> Text:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
-
-
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for col in columns:
-        t.add_column(col, overflow="fold")
-    for row in rows:
-        t.add_row(*(Text("" if v is None else str(v)) for v in row))
-    return t
 
 
 def human_bytes(n: int | None) -> str:

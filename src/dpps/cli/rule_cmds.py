@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,9 @@ from dpps.cli.listing import Column, Listing, OutputOpt, emit, output_format, sh
 from dpps.cli.output import console, emit_json
 from dpps.core import priority as scale
 from dpps.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from dpps.bdms.api_types import ArchiveAPI
 
 
 def _locks(info: RuleInfo) -> str:
@@ -101,6 +104,7 @@ def rule_add(
     else:
         if rses is None:
             raise InvalidInput("give --rses EXPRESSION (or --policy NAME)")
+        existing = _rules_of(archive, dids) if skip_duplicate else set()
         ids = archive.add_rules(
             dids,
             copies=copies,
@@ -113,10 +117,41 @@ def rule_add(
             locked=locked,
             skip_duplicate=skip_duplicate,
         )
+        kept = [i for i in ids if i in existing]
+        if kept:  # a skipped duplicate is reported as kept, never as added
+            added = [i for i in ids if i not in existing]
+            if json_:
+                emit_json({"rule_ids": ids, "added": added, "kept": kept})
+            else:
+                if added:
+                    console.print(f"rule{'s' if len(added) > 1 else ''} {_ids(added)} added")
+                console.print(
+                    f"rule{'s' if len(kept) > 1 else ''} {_ids(kept)} kept "
+                    f"(the same rule existed: --skip-duplicate)"
+                )
+            return
     if json_:
-        emit_json({"rule_ids": ids})
+        emit_json({"rule_ids": ids, "added": ids, "kept": []})
     else:
-        console.print(f"rule{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} added")
+        console.print(f"rule{'s' if len(ids) > 1 else ''} {_ids(ids)} added")
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(map(str, ids))
+
+
+def _rules_of(archive: ArchiveAPI, dids: list[str]) -> set[int]:
+    """The ids of the rules the DIDs have now: those --skip-duplicate may hand back."""
+    found: set[int] = set()
+    for did in dids:
+        offset = 0
+        while True:
+            page = archive.replication.rule_listing(did=did, limit=1000, offset=offset)
+            found.update(i.id for i in page.items)
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                break
+    return found
 
 
 def rule_list(

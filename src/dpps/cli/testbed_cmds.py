@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from dpps.cli.common import JsonOpt, handle_errors, local_only
-from dpps.cli.output import console, emit_json, table
+from dpps.cli.listing import show_table
+from dpps.cli.output import console, emit_json
 
 DirOpt = Annotated[
     Path | None,
@@ -82,15 +83,10 @@ def register(app: typer.Typer) -> None:
             f"testbed in {report['dir']}: {'healthy' if report['healthy'] else 'NOT healthy'}"
         )
         _print_nodes(report["nodes"])
-        console.print(
-            table(
-                "processes",
-                ["process", "pid", "alive"],
-                [
-                    [k, v["pid"], "yes" if v["alive"] else "NO"]
-                    for k, v in report["processes"].items()
-                ],
-            )
+        show_table(
+            "processes",
+            ["process", "pid", "alive"],
+            [[k, v["pid"], "yes" if v["alive"] else "NO"] for k, v in report["processes"].items()],
         )
         _print_rses(report["rses"])
 
@@ -224,19 +220,15 @@ def _print_night(r: dict[str, Any]) -> None:
         + ", ".join(f"{k} {v} s" for k, v in r["seconds"].items() if k != "total")
         + ")"
     )
-    console.print(
-        table(
-            "jobs per site",
-            ["site", "models + IRF", "night"],
-            [[s, c.get("models", 0), c.get("night", 0)] for s, c in r["jobs_per_site"].items()],
-        )
+    show_table(
+        "jobs per site",
+        ["site", "models + IRF", "night"],
+        [[s, c.get("models", 0), c.get("night", 0)] for s, c in r["jobs_per_site"].items()],
     )
-    console.print(
-        table(
-            "bytes per link",
-            ["data center", "sent", "received"],
-            [[n, c["tx_bytes"], c["rx_bytes"]] for n, c in r["links"].items()],
-        )
+    show_table(
+        "bytes per link",
+        ["data center", "sent", "received"],
+        [[n, c["tx_bytes"], c["rx_bytes"]] for n, c in r["links"].items()],
     )
     dl0, products = r["dl0"], r["products"]
     console.print(
@@ -295,30 +287,26 @@ def _print_longhaul(r: dict[str, Any]) -> None:
 
 
 def _print_nodes(nodes: list[dict[str, Any]]) -> None:
-    console.print(
-        table(
-            "data centers",
-            ["name", "namespace", "address", "link Mbit/s", "RTT to core ms", "storage"],
+    show_table(
+        "data centers",
+        ["name", "namespace", "address", "link Mbit/s", "RTT to core ms", "storage"],
+        [
             [
-                [
-                    n["name"],
-                    n["netns"],
-                    n["address"],
-                    f"{n['bandwidth_mbit']:g}",
-                    f"{n['rtt_ms']:g}",
-                    ", ".join(n["storage"]),
-                ]
-                for n in nodes
-            ],
-        )
+                n["name"],
+                n["netns"],
+                n["address"],
+                f"{n['bandwidth_mbit']:g}",
+                f"{n['rtt_ms']:g}",
+                ", ".join(n["storage"]),
+            ]
+            for n in nodes
+        ],
     )
 
 
 def _print_rses(rses: dict[str, Any]) -> None:
-    console.print(
-        table(
-            "RSEs",
-            ["RSE", "site", "kind", "url"],
-            [[name, r["site"], r["kind"], r["url"]] for name, r in sorted(rses.items())],
-        )
+    show_table(
+        "RSEs",
+        ["RSE", "site", "kind", "url"],
+        [[name, r["site"], r["kind"], r["url"]] for name, r in sorted(rses.items())],
     )

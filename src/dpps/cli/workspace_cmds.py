@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from dpps.cli.common import command
-from dpps.cli.output import console, emit_json, human_bytes, progress_bar, styled, table
+from dpps.cli.listing import show_table
+from dpps.cli.output import console, emit_json, human_bytes, progress_bar, styled
 from dpps.core.errors import Conflict, IntegrityFailure
 
 DEMO_MARKER = ".dpps-demo"
@@ -34,12 +35,10 @@ def init(
             emit_json({"workspace": str(archive.config.workspace), "rses": infos})
             return
         console.print(f"workspace ready at {archive.config.workspace}")
-        console.print(
-            table(
-                None,
-                ["RSE", "site", "kind", "onsite"],
-                [[i.name, i.site, i.kind, i.onsite] for i in infos],
-            )
+        show_table(
+            None,
+            ["RSE", "site", "kind", "onsite"],
+            [[i.name, i.site, i.kind, i.onsite] for i in infos],
         )
 
 
@@ -104,12 +103,10 @@ def demo(
         summary["query"] = {"filter": query, "matches": [f.did for f in found]}
         say("4. query", f"'{query}': {len(found)} matches")
         if not json_:
-            console.print(
-                table(
-                    None,
-                    ["DID", "obs", "tel", "size"],
-                    [[f.did, f.obs_id, f.tel_id, human_bytes(f.bytes)] for f in found],
-                )
+            show_table(
+                None,
+                ["DID", "obs", "tel", "size"],
+                [[f.did, f.obs_id, f.tel_id, human_bytes(f.bytes)] for f in found],
             )
 
         target = found[0]

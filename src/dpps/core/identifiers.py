@@ -21,6 +21,10 @@ MAX_LFN_LENGTH = 1024
 MAX_COMPONENT_LENGTH = 240
 #: Versions are positive 32-bit integers (the catalog's column).
 MAX_VERSION = 2**31 - 1
+#: The largest id of the catalog's 64-bit keys (events, transfers, rule locks, stage requests,
+#: jobs, workflows and the WMS's history: migration 0008); the other tables' ids, a DID's
+#: among them, end at 2^31 - 1.
+MAX_ACTIVITY_ID = 2**63 - 1
 _VERSION_RE = re.compile(r"^(?P<base>.*)@v(?P<version>[0-9]+)$")
 
 

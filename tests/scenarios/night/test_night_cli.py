@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.verifies_usecase("UC-000-4")
 def test_help_names_the_options() -> None:
     result = CliRunner().invoke(app, ["night", "--help"])
     assert result.exit_code == 0
-    for option in ("--dir", "--blocks", "--block-seconds", "--reprocess", "--json"):
+    for option in ("--dir", "--blocks", "--block-seconds", "--reprocess", "--keep", "--json"):
         assert option in result.output
 
 
@@ -28,6 +29,31 @@ def test_a_directory_that_is_not_a_workspace_is_refused_untouched(tmp_path: Path
     assert "neither empty nor a workspace" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
     assert keep.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("temporary", [False, True])
+def test_a_temporary_workspace_goes_after_a_successful_night_only(
+    tmp_path: Path, temporary: bool, fails: bool
+) -> None:
+    """The night's own temporary workspace (no --dir, no current workspace) is removed when
+    the night succeeds and kept when it fails; a workspace the user named is never removed."""
+    from dpps.bdms.archive import Archive
+    from dpps.cli.night_cmds import removed_on_success
+
+    workspace = tmp_path / "ws"
+    archive = Archive.init(workspace)
+    (workspace / "night").mkdir()
+    (workspace / "night" / "dl0.fits").write_bytes(b"x" * 1024)
+    expected = pytest.raises(RuntimeError) if fails else nullcontext()
+    with expected, removed_on_success(archive, workspace, remove=temporary):
+        if fails:
+            raise RuntimeError("a block failed")
+    assert workspace.exists() is (fails or not temporary)
+    if workspace.exists():
+        assert (workspace / "night" / "dl0.fits").stat().st_size == 1024
+        with Archive.open(workspace) as again:  # closed cleanly: opens again
+            assert again.list_files("", limit=1) == []
 
 
 @pytest.mark.parametrize("args", [["--blocks", "0"], ["--block-seconds", "1"]])

@@ -10,17 +10,22 @@ whole archive (no ``@``).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dpps.bdms import stats
 from dpps.bdms.listings import TransferFilter
-from dpps.bdms.types import PageRequest
+from dpps.bdms.types import Page, PageRequest, TransferRecord
 from dpps.core.errors import NotFound
 from dpps.core.states import TransferState
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer
+
+if TYPE_CHECKING:
+    from dpps.bdms.archive import Archive
 
 router = APIRouter()
 
@@ -30,24 +35,41 @@ FAILURES = 20
 LATE_S = 120.0
 
 
-def daemons_of(rse: str, beats: list[stats.HeartbeatAge]) -> list[dict[str, Any]]:
-    """The live daemon instances that serve ``rse``: its site's own, then archive-wide."""
+def daemons_of(
+    wanted: Collection[str], beats: list[stats.HeartbeatAge], own: str = "this RSE's site process"
+) -> list[dict[str, Any]]:
+    """The live daemon instances that serve any RSE of ``wanted``: the site's own processes
+    (labelled ``own``), then the archive-wide ones."""
     rows = []
     for b in beats:
         name, _, served = b.daemon.partition("@")
         rses = [r for r in served.split(",") if r]
-        if rses and rse not in rses:
+        if rses and not set(rses) & set(wanted):
             continue
         rows.append(
             {
                 "daemon": name,
                 "instance": b.instance,
-                "scope": "this RSE's site process" if rses else "whole archive",
+                "scope": own if rses else "whole archive",
                 "seconds": b.seconds,
                 "late": b.seconds > LATE_S,
             }
         )
-    return sorted(rows, key=lambda r: (r["scope"] != "this RSE's site process", r["daemon"]))
+    return sorted(rows, key=lambda r: (r["scope"] != own, r["daemon"]))
+
+
+def transfers_of(
+    archive: Archive, where: TransferFilter
+) -> tuple[Page[TransferRecord], dict[str, int]]:
+    """The newest failed transfers ``where`` selects (RSE or site), and how many are in
+    flight per state: the storage pages' two views of the transfers."""
+    failed = replace(where, state=TransferState.FAILED.value)
+    failures = archive.views.transfers(failed, PageRequest(0, FAILURES), order="updated")
+    in_flight = {
+        st: archive.views.transfers(replace(where, state=st), PageRequest(0, 1)).total
+        for st in stats.TRANSFER_IN_FLIGHT
+    }
+    return failures, in_flight
 
 
 @router.get("/rses")
@@ -72,12 +94,7 @@ def rse_page(request: Request, name: str) -> Response:
     with archive.sessions() as s:
         replicas = [(st, n, b) for r, st, n, b in stats.replicas_by_rse_state(s) if r == name]
         beats = stats.heartbeat_ages(s)
-    failed = TransferFilter(state=TransferState.FAILED.value, involving=name)
-    failures = archive.views.transfers(failed, PageRequest(0, FAILURES), order="updated")
-    in_flight = {
-        st: archive.views.transfers(TransferFilter(state=st, involving=name), PageRequest(0, 1))
-        for st in stats.TRANSFER_IN_FLIGHT
-    }
+    failures, in_flight = transfers_of(archive, TransferFilter(involving=name))
     return html(
         "dash/rse.html",
         title=f"RSE {rse.name}",
@@ -86,8 +103,8 @@ def rse_page(request: Request, name: str) -> Response:
         rse=rse,
         replicas=replicas,
         replica_rows=[(st, float(n)) for st, n, _ in replicas],
-        daemons=daemons_of(name, beats),
+        daemons=daemons_of([name], beats),
         failures=failures,
-        in_flight={st: page.total for st, page in in_flight.items()},
+        in_flight=in_flight,
         siblings=[r for r in archive.rses() if r.site == rse.site and r.name != rse.name],
     )

@@ -32,6 +32,7 @@ from dpps.oms.dashboard import (
     replication,
     rses,
     signin,
+    sites,
     traffic,
     workload,
 )
@@ -46,6 +47,7 @@ router.include_router(workload.router)
 router.include_router(quality.router)
 router.include_router(replication.router)
 router.include_router(rses.router)
+router.include_router(sites.router)
 router.include_router(traffic.router)
 
 PAGE = 50

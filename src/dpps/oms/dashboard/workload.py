@@ -20,6 +20,7 @@ from fastapi.responses import Response
 
 from dpps.bdms.types import PageRequest
 from dpps.core.errors import DppsError, InvalidInput, NotFound
+from dpps.core.identifiers import MAX_ACTIVITY_ID
 from dpps.oms import svg
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer
 from dpps.wms import stats
@@ -36,8 +37,9 @@ PAGE = 50
 LOG_TAIL_CHARS = 20_000
 JOB_STATES = tuple(s.value for s in JobState)
 WORKFLOW_STATES = tuple(s.value for s in WorkflowState)
-#: Largest id the catalog's integer keys hold: bigger is "no such job", not a database error.
-MAX_ID = 2**31 - 1
+#: Largest id of a job or workflow (64-bit, migration 0008): bigger is "no such job", not a
+#: database error.
+MAX_ID = MAX_ACTIVITY_ID
 MAX_ACTIVITY = 64
 
 

@@ -37,7 +37,7 @@ from dpps.catalog.heartbeats import DatabaseHeartbeats
 from dpps.core.authz import Action, Principal, require
 from dpps.core.daemon import DaemonContext, WorkerSlot
 from dpps.core.errors import InvalidInput, NotFound
-from dpps.core.identifiers import validate_lfn, validate_scope
+from dpps.core.identifiers import MAX_ACTIVITY_ID, validate_lfn, validate_scope
 from dpps.oms.api.deps import ArchiveView, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 
@@ -46,6 +46,10 @@ Agent = Annotated[Principal, allowed(Action.AGENT)]
 #: Ids and counts as the catalog stores them (INTEGER / BIGINT): anything larger is refused
 #: here, not by the database in the middle of a transaction.
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+#: Ids of transfers and stage requests, 64-bit (migration 0008).
+ActivityId = Annotated[int, Field(ge=1, le=MAX_ACTIVITY_ID)]
+#: The integer fields of records that hold such an id, or a byte count.
+WIDE_FIELDS = frozenset({"bytes", "transfer_id", "request_id"})
 Instance = Annotated[str, Field(min_length=1, max_length=128)]
 
 
@@ -58,7 +62,7 @@ class ClaimIn(BaseModel):
 class ReportIn(BaseModel):
     instance: Instance
     outcomes: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
-    renew: list[Id] = Field(default_factory=list, max_length=100_000)
+    renew: list[ActivityId] = Field(default_factory=list, max_length=100_000)
 
 
 class PresentIn(BaseModel):
@@ -96,7 +100,7 @@ class StageReportIn(BaseModel):
     instance: Instance
     rses: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=200)
     outcomes: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
-    expired: list[Id] = Field(default_factory=list, max_length=100_000)
+    expired: list[ActivityId] = Field(default_factory=list, max_length=100_000)
 
 
 class BeatIn(BaseModel):
@@ -125,7 +129,7 @@ def _in_range(record: object) -> None:
     """Every integer field of a record (a job, a doomed replica) as the catalog can hold it."""
     for name in getattr(record, "__slots__", ()):
         value = getattr(record, name)
-        limit = 2**63 - 1 if name == "bytes" else 2**31 - 1
+        limit = MAX_ACTIVITY_ID if name in WIDE_FIELDS else 2**31 - 1
         if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= limit:
             raise ValueError(f"{name} {value} is out of range")
 

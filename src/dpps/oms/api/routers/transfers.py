@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 from dpps.bdms.listings import TransferFilter
 from dpps.bdms.types import PageRequest, TransferRecord
 from dpps.core.authz import Action, Principal
+from dpps.core.identifiers import MAX_ACTIVITY_ID
 from dpps.oms.api.deps import ArchiveView, Reader, allowed
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page, TransferOut
@@ -63,7 +64,7 @@ def list_transfers(
     )
 
 
-TransferId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TransferId = Annotated[int, Path(ge=1, le=MAX_ACTIVITY_ID)]  # 64-bit (migration 0008)
 
 
 def _one(archive: ArchiveView, transfer_id: int) -> TransferOut:

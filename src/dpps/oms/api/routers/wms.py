@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from dpps.bdms.types import PageRequest
 from dpps.core.authz import Action, Principal
+from dpps.core.identifiers import MAX_ACTIVITY_ID
 from dpps.oms.api.deps import ArchiveView, Reader, allowed, producing
 from dpps.oms.api.problems import PROBLEM_RESPONSES
 from dpps.oms.api.schemas import Page
@@ -39,7 +40,7 @@ async def wms_view(archive: ArchiveView) -> WMS:
 Workload = Annotated[WMS, Depends(wms_view)]
 Submitter = Annotated[Principal, producing(Action.WMS_WRITE)]
 Killer = Annotated[Principal, allowed(Action.WMS_KILL)]
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Id = Annotated[int, Path(ge=1, le=MAX_ACTIVITY_ID)]  # jobs.id, 64-bit (migration 0008)
 
 
 def options(body: SubmitOptionsIn) -> SubmitOptions:
@@ -74,7 +75,7 @@ def list_jobs(
     wms: Workload,
     _who: Reader,
     state: Annotated[str | None, Query(max_length=16)] = None,
-    workflow_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    workflow_id: Annotated[int | None, Query(ge=1, le=MAX_ACTIVITY_ID)] = None,
     site: Annotated[str | None, Query(max_length=64)] = None,
     activity: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
