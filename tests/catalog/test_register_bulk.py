@@ -305,3 +305,23 @@ def test_a_new_version_of_a_file_of_the_same_chunk_is_the_only_latest(
     assert latest == [2], path
     again = _register(archive, [second])
     assert [(o.status, o.version) for o in again] == [("present", 2)]
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_look_up_finds_the_latest_and_reserves_one_id_per_missing_name(
+    archive: Archive,
+) -> None:
+    [registered] = _register(archive, [_file(archive, 0)])
+    known = _file(archive, 0)
+    names = [known.name, "/ctao/x/new1", "/ctao/x/new1", "/ctao/x/new2"]
+    with transaction(archive.sessions) as session:
+        found, ids = did_repo.look_up(session, "ctao", names)
+    assert list(found) == [known.name]
+    row = found[known.name]
+    assert (row.id, row.version, row.bytes) == (registered.did_id, 1, known.bytes)
+    if archive.engine.dialect.name == "postgresql":  # reserved in the same statement
+        assert len(ids) == 2
+        assert ids == sorted(ids)
+        assert min(ids) > (registered.did_id or 0)
+    else:  # SQLite numbers them after the look-up (bulk.reserve_ids)
+        assert ids == []

@@ -131,13 +131,14 @@ def look_up(
 
     On PostgreSQL both come from one statement, the look-up of ``latest_by_name`` (one index
     probe per name, never prepared) with ``nextval`` for each name it does not find: the
-    reservation was a second round trip per chunk. The names, distinct, travel as one text
+    reservation was a second round trip per chunk. The names travel as one text
     split by the server: psycopg's conversion of a list of 500 strings into an array took
     longer (0.9 ms) than the whole query. A found file carries what registration compares
     (id, version, type, size, checksums), not the ORM row.
     """
     if session.get_bind().dialect.name != "postgresql":
         return latest_by_name(session, scope, names), []
+    names = list(dict.fromkeys(names))  # one id per name, however often it is given
     joined = "\n".join(names)
     param: str | list[str]
     if joined.count("\n") == len(names) - 1:  # no name holds the separator (LFNs cannot)
