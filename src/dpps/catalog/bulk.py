@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -190,20 +190,24 @@ def _copy(
     ignore_conflicts: bool,
 ) -> None:
     documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    if documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
-        converted = []
-        for value in values:
-            row = list(value)
-            for i in documents:
-                document = row[i]
-                # most files have no checksum beyond adler32 and blake3: no encoder call
-                row[i] = "{}" if document == {} else strict_json(document)
-            converted.append(row)
-        values = converted
     names = ", ".join(f'"{c}"' for c in columns)
     target = f'"{table.name}"'
+    rows = _as_text(values, documents) if documents else values
     with driver_cursor(session, f"COPY {target}") as cursor:
-        _run_copy(cursor, target, names, values, ignore_conflicts, table.name)
+        _run_copy(cursor, target, names, rows, ignore_conflicts, table.name)
+
+
+def _as_text(values: Iterable[Sequence[Any]], documents: Sequence[int]) -> Iterator[list[Any]]:
+    """The rows with their JSON documents as text (COPY takes JSON so), serialised as an
+    INSERT would (strictly). A generator: each row is converted as COPY sends it, while the
+    server already writes the rows before it."""
+    for value in values:
+        row = list(value)
+        for i in documents:
+            document = row[i]
+            # most files have no checksum beyond adler32 and blake3: no encoder call
+            row[i] = "{}" if document == {} else strict_json(document)
+        yield row
 
 
 @contextmanager
@@ -228,7 +232,7 @@ def _run_copy(
     cursor: Any,
     target: str,
     names: str,
-    values: Sequence[Sequence[Any]],
+    values: Iterable[Sequence[Any]],
     ignore_conflicts: bool,
     table_name: str,
 ) -> None:
