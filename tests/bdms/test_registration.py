@@ -13,7 +13,7 @@ from dpps.bdms.archive import Archive
 from dpps.bdms.records import Registration
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AttachmentRow, EventRow, RuleRow
-from dpps.core.errors import InvalidInput, PermissionDenied
+from dpps.core.errors import Conflict, InvalidInput, PermissionDenied
 from dpps.core.identifiers import DID
 from tests.bdms.helpers import make_fits
 from tests.bdms.replication_helpers import rule_row
@@ -121,3 +121,65 @@ def test_register_applies_a_policy_to_the_files(archive: Archive) -> None:
     with archive.sessions() as session:
         rules = session.scalars(select(RuleRow.policy).where(RuleRow.did_id == outcome.did_id))
         assert set(rules) == {policy}
+
+
+def _new(i: int, name: str | None = None) -> registration.NewFile:
+    return registration.NewFile(
+        scope="ctao",
+        name=name or f"/deep/a/b/run/f{i}.dat",
+        bytes=10 + i,
+        checksums={"adler32": f"0000000{i}"},
+        rse_id=1,
+        path=f"ctao/deep/f{i}.dat",
+    )
+
+
+def test_register_makes_a_rule_three_levels_up_due_and_leaves_others_alone(
+    archive: Archive,
+) -> None:
+    """Whether any rule covers the datasets that grew is one query over the whole container
+    tree; the bookkeeping (the walk, ``UPDATE rules``) runs only when one does."""
+    with transaction(archive.sessions) as session:
+        cache: dict[str, int] = {}
+        deep, plain = (
+            registration.ensure_dataset(
+                session, DID("ctao", name), account="t", tree_root="/deep", cache=cache
+            )
+            for name in ("/deep/a/b/run", "/plain/run")
+        )
+    above = archive.add_rule("ctao:/deep/a", copies=1, rses="PIC")
+    elsewhere = archive.add_rule("ctao:/plain/run", copies=1, rses="PIC")
+    before = rule_row(archive, above).generation, rule_row(archive, elsewhere).generation
+    with transaction(archive.sessions) as session:
+        registration.register(session, [_new(0), _new(1)], account="t", dataset=deep)
+    assert rule_row(archive, above).generation == before[0] + 1
+    assert rule_row(archive, elsewhere).generation == before[1]
+    with transaction(archive.sessions) as session:
+        registration.register(session, [_new(2, "/plain/run/g.dat")], account="t", dataset=plain)
+    assert rule_row(archive, above).generation == before[0] + 1
+    assert rule_row(archive, elsewhere).generation == before[1] + 1
+
+
+def test_register_into_a_closed_dataset_takes_back_members_only(archive: Archive) -> None:
+    """A closed dataset refuses the batch that would add a file to it (nothing of the batch
+    stays); the files that are members already are reported present."""
+    with transaction(archive.sessions) as session:
+        target = registration.ensure_dataset(session, DID("ctao", "/deep/a/b/run"), account="t")
+        registration.register(session, [_new(0), _new(1)], account="t", dataset=target)
+    archive.datasets.close("ctao:/deep/a/b/run")
+
+    def count() -> int:
+        with archive.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(EventRow)) or 0)
+
+    before = count()
+    with (
+        pytest.raises(Conflict, match="is closed"),
+        transaction(archive.sessions) as session,
+    ):
+        registration.register(session, [_new(0), _new(2)], account="t", dataset=target)
+    assert count() == before
+    assert archive.count("name like '/deep/a/b/run/f2%'") == 0
+    with transaction(archive.sessions) as session:
+        again = registration.register(session, [_new(1), _new(0)], account="t", dataset=target)
+    assert [o.status for o in again] == ["present", "present"]

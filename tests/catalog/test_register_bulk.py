@@ -7,10 +7,13 @@ leaves nothing of it behind."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from dpps.bdms import registration
@@ -20,6 +23,7 @@ from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import AttachmentRow, DIDRow, EventRow, ReplicaRow
 from dpps.core.identifiers import DID
+from dpps.testing.postgres import TemporaryPostgres
 
 NIGHT = dt.date(2026, 3, 14)
 START = dt.datetime(2026, 3, 14, 22, 5, 0)  # no microseconds: stored with them all the same
@@ -138,7 +142,7 @@ def test_a_duplicate_the_look_up_missed_refuses_the_chunk_whole(
     _register(archive, [_file(archive, 0), _file(archive, 1)])
     before = _counts(archive)
     with monkeypatch.context() as m:
-        m.setattr(did_repo, "latest_by_name", lambda *_a, **_k: {})
+        m.setattr(did_repo, "look_up", lambda *_a, **_k: ({}, []))
         with pytest.raises(IntegrityError) as refused:
             _register(archive, [_file(archive, 2), _file(archive, 1), _file(archive, 3)])
     message = str(refused.value)  # the unique constraint over (scope, name, version)
@@ -167,3 +171,157 @@ def test_the_same_name_twice_in_a_chunk(archive: Archive, path: str) -> None:
     outcomes = _register(archive, [same, same, other])
     assert [o.status for o in outcomes] == ["registered", "present", "conflict"], path
     assert _counts(archive)[0] == 2  # the file and its dataset
+
+
+@pytest.mark.postgres
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_a_concurrent_writers_duplicate_refuses_the_chunk_whole(
+    tmp_path: Path, postgres_server: TemporaryPostgres, path: str
+) -> None:
+    """A real second writer: it has written one of the chunk's names and not committed, so
+    this chunk's look-up cannot see it (and reserves an id for it). The chunk's write waits
+    on the other writer's index entry; when that commits, the database refuses the duplicate,
+    and nothing of the chunk stays."""
+    url = postgres_server.create_database()
+    try:
+        with Archive.init(tmp_path / "ws", catalog_url=url) as archive:
+            _register(archive, [_file(archive, 0)])
+            before = _counts(archive)
+            other = archive.sessions()
+            try:
+                registration.register(other, [_file(archive, 1)], account=archive.account)
+                failure: list[BaseException] = []
+
+                def ours() -> None:
+                    try:
+                        _register(archive, [_file(archive, 2), _file(archive, 1)])
+                    except BaseException as exc:  # handed to the test's thread
+                        failure.append(exc)
+
+                writer = threading.Thread(target=ours)
+                writer.start()
+                _wait_for_a_lock_wait(archive)
+                other.commit()
+            finally:
+                other.close()
+            writer.join(timeout=120)
+            assert not writer.is_alive()
+            assert len(failure) == 1
+            assert isinstance(failure[0], IntegrityError), failure
+            assert "dids" in str(failure[0]), path
+            # the other writer's file (its DID, replica and event; no dataset), none of ours
+            assert _counts(archive) == (before[0] + 1, before[1] + 1, before[2] + 1, before[3])
+            again = _register(archive, [_file(archive, 2), _file(archive, 1)])
+            assert [o.status for o in again] == ["registered", "present"]
+    finally:
+        postgres_server.drop_database(url)
+
+
+def _wait_for_a_lock_wait(archive: Archive) -> None:
+    """Until a backend of this catalog waits for a lock (the chunk's write on the other
+    writer's row): the order of events the test needs, without guessing a delay."""
+    stmt = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with archive.engine.connect() as conn:
+            if conn.scalar(stmt):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the chunk's write never waited for the other writer")
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_new_versions_take_ids_beyond_those_reserved(archive: Archive, path: str) -> None:
+    """The look-up reserves ids only for names it does not find: a new version of a found
+    name needs one more, reserved after it."""
+    [first] = _register(archive, [_file(archive, 0)])
+    changed = _file(archive, 0, bytes=5, new_version=True)
+    outcomes = _register(archive, [_file(archive, 1), changed, _file(archive, 2)])
+    assert [o.status for o in outcomes] == ["registered"] * 3, path
+    assert [o.version for o in outcomes] == [1, 2, 1]
+    ids = [first.did_id, *(o.did_id for o in outcomes)]
+    assert len(set(ids)) == 4
+    with archive.sessions() as s:
+        latest = s.scalars(
+            select(DIDRow.id).where(DIDRow.name == changed.name, DIDRow.is_latest.is_(True))
+        ).all()
+        assert latest == [outcomes[1].did_id]
+        assert s.scalar(select(func.count()).select_from(ReplicaRow)) == 4
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_a_name_holding_the_look_ups_separator_is_found(archive: Archive, path: str) -> None:
+    """The look-up sends the names as one text split at newlines; a name holding one (no
+    valid LFN does, but ``register_files`` takes what it is given) goes as an array."""
+    odd = _file(archive, 0, name="/ctao/dl0/odd\nname.fits")
+    files = [odd, _file(archive, 1)]
+    assert [o.status for o in _register(archive, files)] == ["registered"] * 2, path
+    before = _counts(archive)
+    assert [o.status for o in _register(archive, files)] == ["present"] * 2
+    assert _counts(archive) == before
+
+
+@pytest.mark.verifies_usecase("UC-110-1.2.1")
+def test_attach_targets_sees_a_rule_at_any_depth_and_closed_datasets(archive: Archive) -> None:
+    """Registration asks one query whether any rule covers the datasets that grew: a rule on
+    a container three levels above is found, a rule elsewhere is not."""
+    with transaction(archive.sessions) as session:
+        deep = registration.ensure_dataset(
+            session, DID("ctao", "/ctao/a/b/c/set"), account=archive.account, tree_root="/ctao"
+        )
+        other = registration.ensure_dataset(
+            session, DID("ctao", "/ctao/x/set"), account=archive.account
+        )
+    with archive.sessions() as s:
+        assert did_repo.attach_targets(s, [deep, other])[1] is False
+    archive.add_rule("ctao:/ctao/a", copies=1, rses="PIC")
+    archive.datasets.close("ctao:/ctao/x/set")
+    with archive.sessions() as s:
+        targets, covered = did_repo.attach_targets(s, [deep, deep])
+        assert covered is True
+        assert [(t.id, t.name, t.is_open) for t in targets] == [(deep, "/ctao/a/b/c/set", True)]
+        targets, covered = did_repo.attach_targets(s, [other])
+        assert covered is False
+        assert [(t.id, t.is_open) for t in targets] == [(other, False)]
+        assert did_repo.attach_targets(s, []) == ([], False)
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_a_new_version_of_a_file_of_the_same_chunk_is_the_only_latest(
+    archive: Archive, path: str
+) -> None:
+    """Version 1 and version 2 of a name in one chunk: version 2 is the latest, alone."""
+    first = _file(archive, 0)
+    second = _file(archive, 0, bytes=5, new_version=True)
+    outcomes = _register(archive, [first, second, _file(archive, 1)])
+    assert [(o.status, o.version) for o in outcomes[:2]] == [("registered", 1), ("registered", 2)]
+    with archive.sessions() as s:
+        latest = s.scalars(
+            select(DIDRow.version).where(DIDRow.name == first.name, DIDRow.is_latest.is_(True))
+        ).all()
+    assert latest == [2], path
+    again = _register(archive, [second])
+    assert [(o.status, o.version) for o in again] == [("present", 2)]
+
+
+@pytest.mark.verifies_usecase("UC-110-1.1.3")
+def test_look_up_finds_the_latest_and_reserves_one_id_per_missing_name(
+    archive: Archive,
+) -> None:
+    [registered] = _register(archive, [_file(archive, 0)])
+    known = _file(archive, 0)
+    names = [known.name, "/ctao/x/new1", "/ctao/x/new1", "/ctao/x/new2"]
+    with transaction(archive.sessions) as session:
+        found, ids = did_repo.look_up(session, "ctao", names)
+    assert list(found) == [known.name]
+    row = found[known.name]
+    assert (row.id, row.version, row.bytes) == (registered.did_id, 1, known.bytes)
+    if archive.engine.dialect.name == "postgresql":  # reserved in the same statement
+        assert len(ids) == 2
+        assert ids == sorted(ids)
+        assert min(ids) > (registered.did_id or 0)
+    else:  # SQLite numbers them after the look-up (bulk.reserve_ids)
+        assert ids == []

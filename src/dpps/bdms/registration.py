@@ -333,7 +333,6 @@ def register(
             members.setdefault(target, []).append(outcome.did_id)
         if name is not None:
             ruled.append((outcome.did_id, name))
-    _refuse_closed(session, members)
     # Files registered now are attached nowhere yet: only the others need attach's look-up
     # (on PostgreSQL it cost more than all the rows' writing, growing with the dataset).
     fresh = {o.did_id for o in outcomes if o.status == "registered" and o.did_id is not None}
@@ -342,7 +341,7 @@ def register(
         for p, ids in members.items()
         if did_repo.attach(session, p, ids, bump=False, fresh=fresh)
     ]
-    if grown:  # once for the batch, however many datasets grew
+    if grown and _grown_and_ruled(session, grown):  # once for the batch, however many grew
         rule_states.members_added(session, grown, account=account)
     if ruled:
         if config is None:
@@ -356,19 +355,21 @@ def register(
     return outcomes
 
 
-def _refuse_closed(session: Session, members: Mapping[int, Sequence[int]]) -> None:
-    """A closed dataset takes no new files, whichever way they come (as
-    ``datasets.attach``): the whole batch is refused with Conflict, so its transaction rolls
-    back and nothing half-registered stays behind. Files that are members already pass."""
-    if not members:
-        return
-    closed = session.scalars(
-        select(DIDRow).where(DIDRow.id.in_(list(members)), DIDRow.is_open.is_(False))
-    )
-    for row in closed:
-        wanted = list(members[row.id])
-        if set(wanted) - did_repo.members_among(session, row.id, wanted):
-            raise _closed(row)
+def _grown_and_ruled(session: Session, grown: Sequence[int]) -> bool:
+    """Refuse the batch if a dataset that took new files is closed; return whether any rule
+    covers the datasets that did (one query, ``dids.attach_targets``).
+
+    A closed dataset takes no new files, whichever way they come (as ``datasets.attach``):
+    the whole batch is refused with Conflict, so its transaction rolls back and nothing
+    half-registered stays behind (the attachments just written included). Files that were
+    members already pass: their dataset did not grow, and is not asked about. When no rule
+    covers the datasets, attaching makes no rule due, and ``members_added`` (a round trip per
+    level of the container tree, then ``UPDATE rules``) is skipped."""
+    targets, covered = did_repo.attach_targets(session, grown)
+    for target in targets:
+        if not target.is_open:
+            raise _closed(target)
+    return covered
 
 
 def ensure_open(session: Session, dataset_id: int) -> None:
@@ -379,7 +380,7 @@ def ensure_open(session: Session, dataset_id: int) -> None:
         raise _closed(row)
 
 
-def _closed(row: DIDRow) -> Conflict:
+def _closed(row: DIDRow | did_repo.Target) -> Conflict:
     return Conflict(
         f"{row.scope}:{row.name} is closed: it takes no new files (reopen it with "
         "'dpps dataset reopen', or put the files into another dataset)"

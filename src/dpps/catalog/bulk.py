@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import JSON, Date, DateTime, Table, func, insert, select, text
@@ -189,57 +190,69 @@ def _copy(
     ignore_conflicts: bool,
 ) -> None:
     documents = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    if documents:  # COPY takes JSON as text, serialised as an INSERT would (strictly)
-        converted = []
-        for value in values:
-            row = list(value)
-            for i in documents:
-                row[i] = strict_json(row[i])
-            converted.append(row)
-        values = converted
     names = ", ".join(f'"{c}"' for c in columns)
-    raw = session.connection().connection.driver_connection  # psycopg, in this transaction
-    assert raw is not None
     target = f'"{table.name}"'
-    try:
-        _run_copy(raw, target, names, values, ignore_conflicts, table.name)
-    except Exception as exc:  # the driver's own errors, as SQLAlchemy raises them elsewhere
-        import psycopg
+    rows = _as_text(values, documents) if documents else values
+    with driver_cursor(session, f"COPY {target}") as cursor:
+        _run_copy(cursor, target, names, rows, ignore_conflicts, table.name)
 
-        if not isinstance(exc, psycopg.Error):
-            raise
-        raise DBAPIError.instance(
-            f"COPY {target}", None, exc, psycopg.Error, dialect=session.get_bind().dialect
-        ) from None
+
+def _as_text(values: Iterable[Sequence[Any]], documents: Sequence[int]) -> Iterator[list[Any]]:
+    """The rows with their JSON documents as text (COPY takes JSON so), serialised as an
+    INSERT would (strictly). A generator: each row is converted as COPY sends it, while the
+    server already writes the rows before it."""
+    for value in values:
+        row = list(value)
+        for i in documents:
+            document = row[i]
+            # most files have no checksum beyond adler32 and blake3: no encoder call
+            row[i] = "{}" if document == {} else strict_json(document)
+        yield row
+
+
+@contextmanager
+def driver_cursor(session: Session, statement: str) -> Iterator[Any]:
+    """A cursor of the driver (psycopg) on the session's connection, inside its transaction,
+    for what SQLAlchemy cannot send as fast (COPY, a look-up whose plan must not be kept);
+    the driver's errors are raised as SQLAlchemy raises them elsewhere (``IntegrityError``,
+    ``OperationalError``...), which is what callers catch and retry on."""
+    import psycopg
+
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor:
+            yield cursor
+    except psycopg.Error as exc:
+        dialect = session.get_bind().dialect
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=dialect) from None
 
 
 def _run_copy(
-    raw: Any,
+    cursor: Any,
     target: str,
     names: str,
-    values: Sequence[Sequence[Any]],
+    values: Iterable[Sequence[Any]],
     ignore_conflicts: bool,
     table_name: str,
 ) -> None:
-    with raw.cursor() as cursor:
-        if ignore_conflicts:
-            staging = f'"_bulk_{table_name}_{zlib.crc32(names.encode()):08x}"'  # per column set
-            cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
-                f"SELECT {names} FROM {target} WITH NO DATA"
-            )
-            cursor.execute(f"TRUNCATE {staging}")
-            into = staging
-        else:
-            into = target
-        with cursor.copy(f"COPY {into} ({names}) FROM STDIN") as copy:
-            for value in values:
-                copy.write_row(value)
-        if ignore_conflicts:
-            cursor.execute(
-                f"INSERT INTO {target} ({names}) SELECT {names} FROM {staging} "
-                "ON CONFLICT DO NOTHING"
-            )
+    if ignore_conflicts:
+        staging = f'"_bulk_{table_name}_{zlib.crc32(names.encode()):08x}"'  # per column set
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
+            f"SELECT {names} FROM {target} WITH NO DATA"
+        )
+        cursor.execute(f"TRUNCATE {staging}")
+        into = staging
+    else:
+        into = target
+    with cursor.copy(f"COPY {into} ({names}) FROM STDIN") as copy:
+        for value in values:
+            copy.write_row(value)
+    if ignore_conflicts:
+        cursor.execute(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING"
+        )
 
 
-__all__ = ["insert_rows", "insert_values", "reserve_ids"]
+__all__ = ["driver_cursor", "insert_rows", "insert_values", "reserve_ids"]
