@@ -57,6 +57,7 @@ from sqlalchemy.dialects import postgresql
 from dpps.bdms import registration
 from dpps.bdms.archive import Archive
 from dpps.bdms.replication import evaluator
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import bulk, events
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
@@ -329,14 +330,14 @@ def measure_locate(
 
 def measure_rule(archive: Archive, n_files: int, rule_files: int, seed: int) -> dict[str, Any]:
     """A dataset of ``rule_files`` existing files (whole observations' DL0 datasets, attached
-    through ``dids.attach``), a rule for one tape copy (none exists: every file gets a lock
+    through ``attachments.attach``), a rule for one tape copy (none exists: every file gets a lock
     and a transfer), one evaluator pass. Everything is removed afterwards (for ``--reuse``)."""
     n_obs = n_files // FILES_PER_OBS
     wanted = max(1, rule_files // DL0_PER_OBS)
     first = random.Random(seed).randrange(1, max(2, n_obs - wanted + 1))
     name = f"/ctao/bench/rule_{int(time.time())}"
     with transaction(archive.sessions) as session:
-        ds = did_repo.get_or_create_collection(
+        ds = attachment_repo.get_or_create_collection(
             session, "ctao", name, DIDType.DATASET, account="bench"
         ).id
         for obs in range(first, first + wanted):
@@ -348,7 +349,7 @@ def measure_rule(archive: Archive, n_files: int, rule_files: int, seed: int) -> 
                     select(AttachmentRow.child_id).where(AttachmentRow.parent_id == parent)
                 )
             )
-            did_repo.attach(session, ds, members, bump=False)
+            attachment_repo.attach(session, ds, members, bump=False)
     files = wanted * DL0_PER_OBS
     rule_id = archive.add_rule(f"ctao:{name}", copies=1, rses="type=tape")
     t0 = time.perf_counter()

@@ -58,6 +58,7 @@ from sqlalchemy import select
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.replication import evaluator
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import RuleRow
@@ -107,7 +108,7 @@ def _register_round(
         size = path.stat().st_size
         files.append(did_repo.NewFile("ctao", name, size, checksums, rse_id, f"ctao{name}"))
     with transaction(archive.sessions) as session:
-        ds = did_repo.get_or_create_collection(
+        ds = attachment_repo.get_or_create_collection(
             session, "ctao", dataset, DIDType.DATASET, account="bench"
         )
         did_repo.register_files(session, files, account="bench", dataset_id=ds.id)

@@ -36,7 +36,7 @@ from sqlalchemy import select, update
 from dpps.bdms.archive import Archive
 from dpps.bdms.preservation import auditor, reaper
 from dpps.bdms.staging import stager
-from dpps.catalog import dids as did_repo
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog.dids import NewFile
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, ReplicaRow, RuleRow, StageRequestRow
@@ -189,13 +189,13 @@ def run(files: int = 2000, kib: int = 256) -> dict[str, Any]:
         # Reaper: on-site copies go (one rule on a dataset of every file, marked OK as the
         # evaluator would once the PIC copies are locked... here they are left unlocked).
         with transaction(archive.sessions) as session:
-            dataset = did_repo.get_or_create_collection(
+            dataset = attachment_repo.get_or_create_collection(
                 session, "ctao", "/bench", DIDType.DATASET, account="bench"
             )
             file_ids = [
                 row.id for row in session.scalars(select(DIDRow).where(DIDRow.did_type == "FILE"))
             ]
-            did_repo.attach(session, dataset.id, file_ids)
+            attachment_repo.attach(session, dataset.id, file_ids)
         archive.add_rule("ctao:/bench", copies=1, rses="PIC")
         with transaction(archive.sessions) as session:
             session.execute(update(RuleRow).values(state="OK"))

@@ -48,6 +48,7 @@ from sqlalchemy import func, insert, select
 from dpps.bdms.archive import Archive
 from dpps.bdms.replication import evaluator
 from dpps.bdms.transfer import daemon as transfers
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow
@@ -72,7 +73,7 @@ def _make_files(
     rse = archive.storage("CTAO-N")
     rse_id = archive.rse_id("CTAO-N")
     with transaction(archive.sessions) as session:
-        ds_id = did_repo.get_or_create_collection(
+        ds_id = attachment_repo.get_or_create_collection(
             session, "ctao", dataset, DIDType.DATASET, account="bench"
         ).id
     chunk: list[did_repo.NewFile] = []
@@ -127,7 +128,7 @@ def _make_large(archive: Archive, dataset: str, count: int, megabytes: int) -> l
         )
         paths.append(path)
     with transaction(archive.sessions) as session:
-        ds = did_repo.get_or_create_collection(
+        ds = attachment_repo.get_or_create_collection(
             session, "ctao", dataset, DIDType.DATASET, account="bench"
         )
         did_repo.register_files(session, files, account="bench", dataset_id=ds.id)

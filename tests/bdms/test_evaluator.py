@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from dpps.bdms.archive import Archive
 from dpps.bdms.replication.placement import distance_km
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import DIDRow, ReplicaRow, RSERow, RuleRow, TransferRow
@@ -288,11 +289,11 @@ def test_a_rule_on_a_container_covers_its_datasets_files_attached_later(
     arch = tuned(archive)
     ingest_dataset(arch, tmp_path / "in", 2)
     with transaction(arch.sessions) as session:
-        container = did_repo.get_or_create_collection(
+        container = attachment_repo.get_or_create_collection(
             session, "ctao", "/ctao/dl0", DIDType.CONTAINER, account="test"
         )
         dataset = did_repo.get_did(session, arch.did("/ctao/dl0/run1"))
-        did_repo.attach(session, container.id, [dataset.id])
+        attachment_repo.attach(session, container.id, [dataset.id])
     rule_id = arch.add_rule("/ctao/dl0", copies=1, rses="CSCS")
     drive(arch)
     assert locks(arch, rule_id) == {"OK": 2}

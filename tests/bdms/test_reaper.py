@@ -193,12 +193,15 @@ def test_deliberate_deletion_removes_rules_and_replicas_but_not_the_record(
         lfn="/other/x.fits",
         dataset="/other",
     )
+    from dpps.catalog import attachments as attachment_repo
     from dpps.catalog import dids as did_repo
     from dpps.core.identifiers import parse_did
 
     with transaction(archive.sessions) as session:
         other = did_repo.get_did(session, parse_did("ctao:/other"))
-        did_repo.attach(session, other.id, [did_repo.get_did(session, parse_did(shared)).id])
+        attachment_repo.attach(
+            session, other.id, [did_repo.get_did(session, parse_did(shared)).id]
+        )
     files_before = {
         d: [storage_file(archive, d, r) for r in replica_rows(archive, d)] for d in dids
     }

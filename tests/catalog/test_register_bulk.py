@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dpps.bdms import registration
 from dpps.bdms.archive import Archive
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import bulk
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
@@ -276,17 +277,17 @@ def test_attach_targets_sees_a_rule_at_any_depth_and_closed_datasets(archive: Ar
             session, DID("ctao", "/ctao/x/set"), account=archive.account
         )
     with archive.sessions() as s:
-        assert did_repo.attach_targets(s, [deep, other])[1] is False
+        assert attachment_repo.attach_targets(s, [deep, other])[1] is False
     archive.add_rule("ctao:/ctao/a", copies=1, rses="PIC")
     archive.datasets.close("ctao:/ctao/x/set")
     with archive.sessions() as s:
-        targets, covered = did_repo.attach_targets(s, [deep, deep])
+        targets, covered = attachment_repo.attach_targets(s, [deep, deep])
         assert covered is True
         assert [(t.id, t.name, t.is_open) for t in targets] == [(deep, "/ctao/a/b/c/set", True)]
-        targets, covered = did_repo.attach_targets(s, [other])
+        targets, covered = attachment_repo.attach_targets(s, [other])
         assert covered is False
         assert [(t.id, t.is_open) for t in targets] == [(other, False)]
-        assert did_repo.attach_targets(s, []) == ([], False)
+        assert attachment_repo.attach_targets(s, []) == ([], False)
 
 
 @pytest.mark.verifies_usecase("UC-110-1.1.3")

@@ -32,6 +32,7 @@ from dpps.bdms.types import (
     RefreshReport,
     RSEInfo,
 )
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events as event_repo
 from dpps.catalog import rses as rse_repo
@@ -260,7 +261,7 @@ class Archive:
         parsed = did if isinstance(did, DID) else self.did(did)
         with self.sessions() as session:
             row = did_repo.get_did(session, parsed)
-            return did_repo.holds_level(session, row.id, DataLevel.DL0.value)
+            return attachment_repo.holds_level(session, row.id, DataLevel.DL0.value)
 
     # -- query -----------------------------------------------------------------------------
     def list_files(
@@ -315,7 +316,7 @@ class Archive:
         from dpps.bdms.datasets import collection_id
 
         parsed = dataset if isinstance(dataset, DID) else self.did(dataset)
-        return stmt.where(did_repo.member_of(collection_id(session, parsed)))
+        return stmt.where(attachment_repo.member_of(collection_id(session, parsed)))
 
     def show(self, did: str | DID, *, events_limit: int = 50) -> FileDetails:
         from dpps.bdms.availability import replica_info
@@ -342,8 +343,12 @@ class Archive:
                 replicas=[replica_info(self.config, rep, rse) for rep, rse in pairs],
                 events=evs,
                 versions=versions,
-                parents=[retrieve.did_label(p) for p in did_repo.parents_of(session, row.id)],
-                children=[retrieve.did_label(c) for c in did_repo.children_of(session, row.id)],
+                parents=[
+                    retrieve.did_label(p) for p in attachment_repo.parents_of(session, row.id)
+                ],
+                children=[
+                    retrieve.did_label(c) for c in attachment_repo.children_of(session, row.id)
+                ],
             )
 
     # -- retrieval -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from dpps.bdms.metadata_values import parse_user_meta
 from dpps.bdms.retrieve import did_label
 from dpps.bdms.states import rules as rule_states
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.models import AttachmentRow, DIDRow
@@ -56,7 +57,9 @@ def create(
     )
     if taken is not None:
         raise Conflict(f"{did} exists already (a {taken})")
-    row, _created = did_repo.collection(session, did.scope, did.name, did_type, account=account)
+    row, _created = attachment_repo.collection(
+        session, did.scope, did.name, did_type, account=account
+    )
     for key, value in columns.items():
         setattr(row, key, value)
     row.meta = free
@@ -130,7 +133,7 @@ def attach(
     rows = list({r.id: r for r in (did_repo.get_did(session, c) for c in children)}.values())
     _check_kinds(row, rows)
     _check_cycles(session, row, rows)
-    present = did_repo.members_among(session, row.id, [r.id for r in rows])
+    present = attachment_repo.members_among(session, row.id, [r.id for r in rows])
     if present and not ignore_duplicates:
         shown = ", ".join(did_label(r) for r in rows if r.id in present)
         raise Conflict(
@@ -140,7 +143,7 @@ def attach(
     new = [r for r in rows if r.id not in present]
     if not new:
         return []
-    did_repo.attach(session, row.id, [r.id for r in new], bump=False)
+    attachment_repo.attach(session, row.id, [r.id for r in new], bump=False)
     rule_states.members_added(session, [row.id], account=account)
     labels = [did_label(r) for r in new]
     events.record(
@@ -160,12 +163,12 @@ def detach(session: Session, parent: DID, children: Sequence[DID], *, account: s
     row = collection(session, parent)
     _open(row, "detachments")
     rows = list({r.id: r for r in (did_repo.get_did(session, c) for c in children)}.values())
-    present = did_repo.members_among(session, row.id, [r.id for r in rows])
+    present = attachment_repo.members_among(session, row.id, [r.id for r in rows])
     missing = [did_label(r) for r in rows if r.id not in present]
     if missing:
         raise NotFound(f"not attached to {did_label(row)}: {', '.join(missing)}")
     files = sorted({f for r in rows for f, _size in expand_files(session, r)})
-    did_repo.detach(session, row.id, [r.id for r in rows])
+    attachment_repo.detach(session, row.id, [r.id for r in rows])
     session.flush()
     rule_states.members_removed(session, [row.id], files, account=account)
     labels = [did_label(r) for r in rows]
@@ -222,7 +225,7 @@ def _content(session: Session, did: DID, recursive: bool) -> Select[DIDRow]:
         return select(DIDRow).where(DIDRow.id == row.id)  # even deleted: get says why
     if recursive:
         stmt = select(DIDRow).where(
-            did_repo.member_of(row.id), DIDRow.did_type == DIDType.FILE.value
+            attachment_repo.member_of(row.id), DIDRow.did_type == DIDType.FILE.value
         )
     else:
         stmt = select(DIDRow).join(AttachmentRow, AttachmentRow.child_id == DIDRow.id)

@@ -39,6 +39,7 @@ from dpps.bdms.planning import display
 from dpps.bdms.records import RegisterOutcome, Registration
 from dpps.bdms.replication.rules import apply_policy
 from dpps.bdms.states import rules as rule_states
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import rses as rse_repo
 from dpps.catalog.engine import transaction
@@ -283,7 +284,9 @@ def _collection(
 ) -> int:
     if did.name in cache:
         return cache[did.name]
-    row, created = did_repo.collection(session, did.scope, did.name, did_type, account=account)
+    row, created = attachment_repo.collection(
+        session, did.scope, did.name, did_type, account=account
+    )
     if created:
         if policy is not None and did_type == DIDType.DATASET:
             if config is None:
@@ -295,7 +298,7 @@ def _collection(
             parent_id = _collection(
                 session, parent_did, DIDType.CONTAINER, account, None, None, tree_root, cache
             )
-            did_repo.attach(session, parent_id, [row.id])
+            attachment_repo.attach(session, parent_id, [row.id])
     cache[did.name] = row.id
     return row.id
 
@@ -339,7 +342,7 @@ def register(
     grown = [
         p
         for p, ids in members.items()
-        if did_repo.attach(session, p, ids, bump=False, fresh=fresh)
+        if attachment_repo.attach(session, p, ids, bump=False, fresh=fresh)
     ]
     if grown and _grown_and_ruled(session, grown):  # once for the batch, however many grew
         rule_states.members_added(session, grown, account=account)
@@ -357,7 +360,7 @@ def register(
 
 def _grown_and_ruled(session: Session, grown: Sequence[int]) -> bool:
     """Refuse the batch if a dataset that took new files is closed; return whether any rule
-    covers the datasets that did (one query, ``dids.attach_targets``).
+    covers the datasets that did (one query, ``attachments.attach_targets``).
 
     A closed dataset takes no new files, whichever way they come (as ``datasets.attach``):
     the whole batch is refused with Conflict, so its transaction rolls back and nothing
@@ -365,7 +368,7 @@ def _grown_and_ruled(session: Session, grown: Sequence[int]) -> bool:
     members already pass: their dataset did not grow, and is not asked about. When no rule
     covers the datasets, attaching makes no rule due, and ``members_added`` (a round trip per
     level of the container tree, then ``UPDATE rules``) is skipped."""
-    targets, covered = did_repo.attach_targets(session, grown)
+    targets, covered = attachment_repo.attach_targets(session, grown)
     for target in targets:
         if not target.is_open:
             raise _closed(target)
@@ -380,7 +383,7 @@ def ensure_open(session: Session, dataset_id: int) -> None:
         raise _closed(row)
 
 
-def _closed(row: DIDRow | did_repo.Target) -> Conflict:
+def _closed(row: DIDRow | attachment_repo.Target) -> Conflict:
     return Conflict(
         f"{row.scope}:{row.name} is closed: it takes no new files (reopen it with "
         "'dpps dataset reopen', or put the files into another dataset)"

@@ -31,6 +31,7 @@ from dpps.bdms import retrieve
 from dpps.bdms.availability import replica_info
 from dpps.bdms.records import ExportReport
 from dpps.bdms.types import FileResult, to_jsonable
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events
 from dpps.catalog.engine import transaction
@@ -85,7 +86,7 @@ def _describe(session: Session, config: Config, row: DIDRow) -> dict[str, Any]:
             )
         },
         "meta": dict(row.meta or {}),
-        "parents": [_label(p) for p in did_repo.parents_of(session, row.id)],
+        "parents": [_label(p) for p in attachment_repo.parents_of(session, row.id)],
     }
     if row.did_type == DIDType.FILE:
         record["bytes"] = row.bytes
@@ -95,7 +96,7 @@ def _describe(session: Session, config: Config, row: DIDRow) -> dict[str, Any]:
             for rep, rse in replicas_of(session, row.id)
         ]
     else:
-        record["children"] = [_label(c) for c in did_repo.children_of(session, row.id)]
+        record["children"] = [_label(c) for c in attachment_repo.children_of(session, row.id)]
     return record
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dpps.bdms.preservation.records import Doomed
 from dpps.bdms.records import DeletionReport
 from dpps.bdms.states import replicas as replica_states
+from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog import events, replication
 from dpps.catalog.engine import transaction, write
@@ -317,7 +318,7 @@ def _descendants(session: Session, root: DIDRow) -> tuple[list[int], list[int]]:
                 files.append(row.id)
             else:
                 collections.append(row.id)
-                nxt += list(did_repo.children_of(session, row.id))
+                nxt += list(attachment_repo.children_of(session, row.id))
         frontier = nxt
     return files, collections
 
