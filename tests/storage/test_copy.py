@@ -190,7 +190,7 @@ def _names_while_copying(monkeypatch: pytest.MonkeyPatch, directory: Path) -> li
 def test_a_small_copy_has_no_name_until_it_is_published(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Up to one kernel chunk the copy is a nameless file (O_TMPFILE) linked under its final
+    # Up to UNNAMED_MAX (1 MiB) the copy is a nameless file (O_TMPFILE) linked under its final
     # name once verified and fsynced: no temporary to create, remove, or leave behind.
     src, dst = _local(tmp_path, "A"), _local(tmp_path, "B")
     data = os.urandom(4096)
@@ -210,13 +210,13 @@ def test_a_small_copy_has_no_name_until_it_is_published(
 def test_a_named_temporary_when_there_can_be_no_nameless_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
-    # A filesystem without O_TMPFILE, or a file larger than a chunk (a long copy stays
+    # A filesystem without O_TMPFILE, or a file larger than UNNAMED_MAX (a long copy stays
     # visible): the copy goes to a ``.part-`` name beside the final one, removed after.
     src, dst = _local(tmp_path, "A"), _local(tmp_path, "B")
     data = os.urandom(3 * 64 * 1024)
     expected = _put(src, data)
     if why == "size":
-        monkeypatch.setattr(copy_module, "KERNEL_CHUNK", 64 * 1024)
+        monkeypatch.setattr(copy_module, "UNNAMED_MAX", len(data) - 1)
     else:
         real_open = os.open
 

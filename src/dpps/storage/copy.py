@@ -47,6 +47,8 @@ from dpps.storage.rse import CopyInterrupted, StorageElement, fsync_dir
 from dpps.storage.xrootd import XRootDStorageElement
 
 KERNEL_CHUNK = 8 * 1024 * 1024
+#: Files up to this size are copied into a nameless file (``_open_unnamed``).
+UNNAMED_MAX = 1024 * 1024
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 
@@ -127,7 +129,7 @@ def copy_replica(
             dest.make_parent(rel_dst)  # Unavailable when the root is missing: never created
         if source.is_local and dest.is_local:
             method = "kernel"
-            if size is not None and size <= KERNEL_CHUNK:
+            if size is not None and size <= UNNAMED_MAX:
                 with dest._errors("copy", rel_dst):
                     unnamed = _open_unnamed(parent)
             got_size, digests = _kernel_copy(
@@ -308,8 +310,9 @@ def _open_unnamed(directory: str) -> int | None:
     removing it after publication are two journalled directory changes per copy, and the
     copy of a killed daemon left it behind as debris. A nameless file needs neither (it
     vanishes with its descriptor); it is published by a hard link to the same inode,
-    exactly as the named temporary was. Files larger than a kernel chunk keep their
-    ``.part-`` name: a long copy under way stays visible (``du``, ``ls``)."""
+    exactly as the named temporary was. Larger files keep their ``.part-`` name: there
+    the name costs little against the bytes, and a long copy under way stays visible
+    (``du``, ``ls``)."""
     if not _UNNAMED:
         return None
     try:
