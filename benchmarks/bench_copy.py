@@ -20,9 +20,15 @@ Floors of issue 13 (production scale, deliverable 3):
   us; the loop shows what the disk and kernel allow, so the ratio is what the catalog and the
   verification cost.
 
+* the copy path alone (``--copy-path-files``): ``copy_replica`` of small files between two
+  local RSEs on as many threads as the daemons have, no catalog, against the same
+  read + write + fsync loop, rounds interleaved: CPU per copy of each, so that the daemons'
+  figure splits into what the copies cost and what the catalog costs.
+
     python benchmarks/bench_copy.py [--large-files 8] [--large-mb 256] [--rounds 5]
                                     [--small-files 20000] [--small-size 4096]
-                                    [--daemons 2] [--postgres] [--json]
+                                    [--copy-path-files 5000] [--daemons 2] [--postgres]
+                                    [--json]
 """
 
 from __future__ import annotations
@@ -62,9 +68,11 @@ from dpps.catalog import attachments as attachment_repo
 from dpps.catalog import dids as did_repo
 from dpps.catalog.engine import transaction
 from dpps.catalog.models import RuleRow
+from dpps.core.config import TransferConfig
 from dpps.core.daemon import DaemonContext
 from dpps.core.states import DIDType
-from dpps.storage.rse import fsync_dir
+from dpps.storage.copy import copy_replica
+from dpps.storage.rse import StorageElement, fsync_dir
 
 LARGE_FLOOR = 0.9  # x cp + sync
 SMALL_FLOOR = 1000.0  # files/s, copies=2
@@ -304,12 +312,83 @@ def bench_small(
     }
 
 
+def _rusage_cpu() -> float:
+    """CPU seconds of this process, all threads, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_copy_path(
+    n_files: int, size: int, threads: int, rounds: int, say: Say
+) -> dict[str, Any]:
+    """CPU per copy of ``copy_replica`` alone (open, path checks, kernel copy, read back and
+    hash the destination, fsync, publication; one directory fsync per directory), against
+    the read + write + fsync loop on the same files, rounds interleaved."""
+    ours_s: list[float] = []
+    ours_cpu: list[float] = []
+    loop_s: list[float] = []
+    loop_cpu: list[float] = []
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="dpps-bench-copy-") as tmp:
+        base = Path(tmp)
+        (base / "A").mkdir()
+        source = StorageElement("A", str(base / "A"))
+        block = os.urandom(size + n_files)
+        files: list[tuple[str, dict[str, str]]] = []
+        for i in range(n_files):  # the layout of the catalogued benchmark's files
+            rel = f"ctao/bench/small/d{i // 1000:04d}/f_{i:07d}.dat"
+            Path(source.resolve(rel)).parent.mkdir(parents=True, exist_ok=True)
+            Path(source.resolve(rel)).write_bytes(block[i : i + size])
+            files.append((rel, source.checksum(rel, ["adler32", "blake3"])[1]))
+        sources = [Path(source.resolve(rel)) for rel, _ in files]
+        for r in range(rounds):
+            (base / f"B{r}").mkdir()
+            dest = StorageElement("B", str(base / f"B{r}"))
+            os.sync()
+
+            def one(job: tuple[str, dict[str, str]], dest: StorageElement = dest) -> str | None:
+                rel, digests = job
+                return copy_replica(
+                    source, rel, dest, rel, digests, size=size, sync_dir=False
+                ).unsynced_dir
+
+            cpu0, t0 = _rusage_cpu(), time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool:
+                directories = set(pool.map(one, files))
+            for directory in sorted(d for d in directories if d):
+                fsync_dir(directory)
+            ours_s.append(time.perf_counter() - t0)
+            ours_cpu.append(_rusage_cpu() - cpu0)
+            targets = [base / f"L{r}" / p.relative_to(base / "A") for p in sources]
+            seconds, cpu = _minimal_copies(sources, targets, threads)
+            loop_s.append(seconds)
+            loop_cpu.append(cpu)
+            loads.append(os.getloadavg()[0])
+            say(
+                f"  round {r + 1}: copy_replica {1000 * ours_cpu[-1] / n_files:.3f} ms per "
+                f"copy, loop {1000 * loop_cpu[-1] / n_files:.3f} ms"
+            )
+    return {
+        "files": n_files,
+        "bytes_per_file": size,
+        "threads": threads,
+        "rounds": rounds,
+        "copies_per_s": _spread([n_files / s for s in ours_s]),
+        "cpu_ms_per_copy": _spread([1000 * c / n_files for c in ours_cpu]),
+        "baseline_copies_per_s": _spread([n_files / s for s in loop_s]),
+        "baseline_cpu_ms_per_copy": _spread([1000 * c / n_files for c in loop_cpu]),
+        "cpu_ratio": _spread([o / b for o, b in zip(ours_cpu, loop_cpu, strict=True)]),
+        "load_average": _spread(loads),
+    }
+
+
 def run(
     large_files: int = 8,
     large_mb: int = 256,
     rounds: int = 5,
     small_files: int = 20_000,
     small_size: int = 4096,
+    copy_path_files: int = 5000,
     daemons: int = 2,
     postgres: bool = False,
     quiet: bool = False,
@@ -320,11 +399,16 @@ def run(
         or daemons < 1
         or large_files < 0
         or small_files < 0
+        or copy_path_files < 0
         or large_mb < 1
         or small_size < 1
     ):
         raise SystemExit("--rounds, --daemons, --large-mb, --small-size must be >= 1; counts >= 0")
     results: dict[str, Any] = {}
+    if copy_path_files:
+        threads = TransferConfig().threads * daemons  # as many as the daemons have
+        say(f"copy path alone: {copy_path_files:,} files on {threads} threads, {rounds} rounds")
+        results["copy_path"] = bench_copy_path(copy_path_files, small_size, threads, rounds, say)
     with catalogs(postgres) as backends:
         for backend, new_url in backends:
             if large_files:
@@ -373,6 +457,18 @@ def render(results: dict[str, Any]) -> str:
                 f" | {cpu['ours']:.2f} | cp + sync {cpu['cp_sync']:.2f}, cp {cpu['cp']:.2f} | "
                 f"{cpu['ours'] / max(cpu['cp_sync'], 1e-9):.1f}x | - | info |"
             )
+        elif key == "copy_path":
+            cpu, base = r["cpu_ms_per_copy"], r["baseline_cpu_ms_per_copy"]
+            lines.append(
+                f"| copy path alone: copy_replica of {r['files']:,} files of "
+                f"{r['bytes_per_file']} B, {r['threads']} threads, no catalog, {r['rounds']} "
+                f"rounds: CPU per copy | {_range(cpu, '.3f')} ms | read+write+fsync loop "
+                f"{_range(base, '.3f')} ms | {_range(r['cpu_ratio'], '.1f')}x | - | info |"
+            )
+            lines.append(
+                f"| copy path alone: copies/s | {_range(r['copies_per_s'])} | loop "
+                f"{_range(r['baseline_copies_per_s'])} | - | - | info |"
+            )
         elif key.startswith("small_"):
             lines.append(
                 f"| {key}: {2 * r['files']:,} copies of {r['bytes_per_file']} B verified + "
@@ -402,6 +498,7 @@ def main() -> None:
         ("--rounds", 5, "interleaved large-file rounds"),
         ("--small-files", 20_000, "small files, two copies each (0 to skip)"),
         ("--small-size", 4096, "bytes per small file"),
+        ("--copy-path-files", 5000, "files for the copy path alone, no catalog (0 to skip)"),
         ("--daemons", 2, "transfer daemon processes for the small files"),
     ):
         parser.add_argument(flag, type=int, default=default, help=meaning)

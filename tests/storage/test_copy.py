@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dpps.core.errors import IntegrityFailure, InvalidInput, NotFound
+from dpps.core.errors import Conflict, IntegrityFailure, InvalidInput, NotFound
 from dpps.storage import copy as copy_module
 from dpps.storage.checksums import checksum_file
 from dpps.storage.copy import SourceCorrupt, copy_replica, remove_leftovers
@@ -172,3 +172,84 @@ def test_a_copy_of_many_chunks_is_whole(tmp_path: Path, monkeypatch: pytest.Monk
     out = copy_replica(src, REL, dst, REL, expected, size=len(data))
     assert (out.method, out.size, out.digests) == ("kernel", len(data), expected)
     assert Path(dst.resolve(REL)).read_bytes() == data
+
+
+def _names_while_copying(monkeypatch: pytest.MonkeyPatch, directory: Path) -> list[list[str]]:
+    """What ``directory`` holds each time the kernel copies a chunk (a spy, not a fake)."""
+    seen: list[list[str]] = []
+    real = os.copy_file_range
+
+    def spy(fd_in: int, fd_out: int, count: int) -> int:
+        seen.append(sorted(p.name for p in directory.iterdir()))
+        return real(fd_in, fd_out, count)
+
+    monkeypatch.setattr(os, "copy_file_range", spy)
+    return seen
+
+
+def test_a_small_copy_has_no_name_until_it_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Up to UNNAMED_MAX (1 MiB) the copy is a nameless file (O_TMPFILE) linked under its final
+    # name once verified and fsynced: no temporary to create, remove, or leave behind.
+    src, dst = _local(tmp_path, "A"), _local(tmp_path, "B")
+    data = os.urandom(4096)
+    expected = _put(src, data)
+    (tmp_path / "B" / "ctao" / "dl0" / "run1").mkdir(parents=True)
+    seen = _names_while_copying(monkeypatch, tmp_path / "B" / "ctao" / "dl0" / "run1")
+    out = copy_replica(src, REL, dst, REL, expected, size=len(data), sync_dir=False)
+    assert seen
+    assert all(names == [] for names in seen)
+    assert (out.method, out.size, out.digests) == ("kernel", len(data), expected)
+    assert out.unsynced_dir == str(tmp_path / "B" / "ctao" / "dl0" / "run1")
+    assert Path(dst.resolve(REL)).read_bytes() == data
+    assert _files(dst) == [dst.resolve(REL)]
+
+
+@pytest.mark.parametrize("why", ["filesystem", "size"])
+def test_a_named_temporary_when_there_can_be_no_nameless_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    # A filesystem without O_TMPFILE, or a file larger than UNNAMED_MAX (a long copy stays
+    # visible): the copy goes to a ``.part-`` name beside the final one, removed after.
+    src, dst = _local(tmp_path, "A"), _local(tmp_path, "B")
+    data = os.urandom(3 * 64 * 1024)
+    expected = _put(src, data)
+    if why == "size":
+        monkeypatch.setattr(copy_module, "UNNAMED_MAX", len(data) - 1)
+    else:
+        real_open = os.open
+
+        def no_tmpfile(path: str, flags: int, mode: int = 0o777) -> int:
+            if flags & os.O_TMPFILE == os.O_TMPFILE:
+                raise OSError(95, "Operation not supported")  # EOPNOTSUPP, as tmpfs of old
+            return real_open(path, flags, mode)
+
+        monkeypatch.setattr(os, "open", no_tmpfile)
+    (tmp_path / "B" / "ctao" / "dl0" / "run1").mkdir(parents=True)
+    seen = _names_while_copying(monkeypatch, tmp_path / "B" / "ctao" / "dl0" / "run1")
+    out = copy_replica(src, REL, dst, REL, expected, size=len(data))
+    assert seen
+    assert all(len(names) == 1 and ".f.dat.part-" in names[0] for names in seen)
+    assert (out.method, out.size, out.digests) == ("kernel", len(data), expected)
+    assert _files(dst) == [dst.resolve(REL)]
+
+
+def test_a_nameless_copy_never_replaces_a_file(tmp_path: Path) -> None:
+    # Linked without replacing, like the named temporary: a file that appeared under the
+    # final name meanwhile stays, and the caller hears Conflict (copy_replica then accepts
+    # that file if its checksums match).
+    dst = _local(tmp_path, "B")
+    data = os.urandom(4096)
+    final = Path(dst.resolve(REL))
+    final.parent.mkdir(parents=True)
+    fd = copy_module._open_unnamed(str(final.parent))
+    assert fd is not None
+    try:
+        os.write(fd, data)
+        final.write_bytes(b"someone else")
+        with pytest.raises(Conflict):
+            copy_module._link_unnamed(fd, str(final), sync_dir=True)
+    finally:
+        os.close(fd)
+    assert final.read_bytes() == b"someone else"

@@ -151,6 +151,81 @@ def test_root_given_through_a_symlink(tmp_path: Path, source: tuple[Path, bytes]
     assert rse.relative_path_of(tmp_path / "real-root" / "a" / "f.bin") == "a/f.bin"
 
 
+def test_symlinked_directory_deep_inside_pointing_out_refused(
+    rse: StorageElement, source: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """A link planted below plain directories of the root (not at its top) is followed too,
+    for files under it that exist and for new ones."""
+    outside = tmp_path / "outside"
+    (outside / "night").mkdir(parents=True)
+    (outside / "night" / "there.fits").write_bytes(b"not yours")
+    root = Path(rse.root)
+    (root / "ctao" / "dl0").mkdir(parents=True)
+    (root / "ctao" / "dl0" / "2026").symlink_to(outside, target_is_directory=True)
+    for rel in ("ctao/dl0/2026/night/there.fits", "ctao/dl0/2026/night/new.fits"):
+        with pytest.raises(PermissionDenied, match="outside the RSE root"):
+            rse.resolve(rel)
+    with pytest.raises(PermissionDenied):
+        rse.upload(source[0], "ctao/dl0/2026/night/new.fits", ALGS)
+    with pytest.raises(PermissionDenied):
+        rse.remove("ctao/dl0/2026/night/there.fits")
+    assert sorted(p.name for p in (outside / "night").iterdir()) == ["there.fits"]
+
+
+def test_links_chained_or_relative_out_of_the_root_refused(
+    rse: StorageElement, tmp_path: Path
+) -> None:
+    """A link to a link that leaves, and a relative link climbing out with '..', are caught
+    wherever they sit; a link whose target stays inside through '..' is fine."""
+    (tmp_path / "secret.txt").write_text("not yours")
+    root = Path(rse.root)
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "out").symlink_to(tmp_path / "secret.txt")
+    (root / "a" / "b" / "chain").symlink_to("../out")  # inside, then out
+    (root / "a" / "b" / "climb").symlink_to("../../../secret.txt")  # relative, out
+    (root / "a" / "b" / "up").symlink_to("..", target_is_directory=True)  # stays inside
+    for rel in ("a/b/chain", "a/b/climb", "a/b/up/out", "a/b/up/b/climb"):
+        with pytest.raises(PermissionDenied, match="outside the RSE root"):
+            rse.resolve(rel)
+    assert rse.resolve("a/b/up/b/new.fits") == f"{rse.root}/a/b/up/b/new.fits"
+
+
+def test_sibling_directory_with_the_root_as_prefix_is_outside(
+    rse: StorageElement, tmp_path: Path
+) -> None:
+    """``/x/rse-evil`` is not inside ``/x/rse`` although its name starts with it."""
+    (tmp_path / "rse-evil").mkdir()
+    (Path(rse.root) / "door").symlink_to(tmp_path / "rse-evil", target_is_directory=True)
+    with pytest.raises(PermissionDenied, match="outside the RSE root"):
+        rse.resolve("door/f.fits")
+
+
+def test_root_repointed_after_first_use_is_noticed(tmp_path: Path) -> None:
+    """An RSE remembers its resolved root: if the link it was given later leads elsewhere,
+    paths are refused rather than followed to the new place."""
+    (tmp_path / "real-root" / "d").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "d").mkdir(parents=True)
+    link = tmp_path / "root-link"
+    link.symlink_to(tmp_path / "real-root", target_is_directory=True)
+    rse = StorageElement("LINKED", str(link))
+    assert rse.resolve("d/f.fits") == f"{link}/d/f.fits"
+    link.unlink()
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(PermissionDenied, match="outside the RSE root"):
+        rse.resolve("d/f.fits")
+
+
+def test_path_through_a_file_or_missing_directories_resolves(rse: StorageElement) -> None:
+    """Components that are not there (a new file's directories) or not directories are no
+    escape: the path resolves, and using it fails as it would anyway."""
+    root = Path(rse.root)
+    (root / "plain").write_bytes(b"x")
+    assert rse.resolve("new/dirs/f.fits") == f"{rse.root}/new/dirs/f.fits"
+    assert rse.resolve("plain/below") == f"{rse.root}/plain/below"
+    with pytest.raises(NotFound):
+        rse.size("plain/below")
+
+
 def test_relative_path_of(rse: StorageElement, tmp_path: Path) -> None:
     root = Path(rse.root)
     (root / "ctao" / "dl0").mkdir(parents=True)

@@ -43,10 +43,12 @@ from dpps.storage.checksums import (
     compare,
 )
 from dpps.storage.checksums import copy_with_checksums as _stream_copy
-from dpps.storage.rse import CopyInterrupted, StorageElement
+from dpps.storage.rse import CopyInterrupted, StorageElement, fsync_dir
 from dpps.storage.xrootd import XRootDStorageElement
 
 KERNEL_CHUNK = 8 * 1024 * 1024
+#: Files up to this size are copied into a nameless file (``_open_unnamed``).
+UNNAMED_MAX = 1024 * 1024
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 
@@ -121,13 +123,17 @@ def copy_replica(
         return _third_party(source, rel_src, dest, rel_dst, expected, names, size, what, stop)
     parent, _, base = final.rpartition("/")
     temp = f"{parent}/.{base}.part-{uuid.uuid4().hex}"
+    unnamed: int | None = None  # descriptor of a nameless copy (small local files)
     try:
         if not (dest.is_local and os.path.isdir(parent)):  # ``final`` was resolved above
             dest.make_parent(rel_dst)  # Unavailable when the root is missing: never created
         if source.is_local and dest.is_local:
             method = "kernel"
+            if size is not None and size <= UNNAMED_MAX:
+                with dest._errors("copy", rel_dst):
+                    unnamed = _open_unnamed(parent)
             got_size, digests = _kernel_copy(
-                source, src_path, rel_src, dest, temp, rel_dst, names, stop, max_bytes_s
+                source, src_path, rel_src, dest, temp, rel_dst, names, stop, max_bytes_s, unnamed
             )
         else:
             if _same_store(source, dest) and not max_bytes_s:
@@ -147,7 +153,10 @@ def copy_replica(
             _blame(source, rel_src, expected, names, size, what, got_size, digests)
         try:
             with dest._errors("publish", rel_dst):
-                dest._publish(temp, final, rel_dst, got_size, sync_dir=sync_dir)
+                if unnamed is not None:
+                    _link_unnamed(unnamed, final, sync_dir=sync_dir)
+                else:
+                    dest._publish(temp, final, rel_dst, got_size, sync_dir=sync_dir)
         except Conflict:
             # Another attempt published the same file meanwhile: fine if it is the right one.
             present = _accept_existing(dest, rel_dst, final, expected, names, size, keep=True)
@@ -155,8 +164,12 @@ def copy_replica(
                 raise
             return present
     except BaseException:
-        dest._discard(temp)
+        if unnamed is None:
+            dest._discard(temp)
         raise
+    finally:
+        if unnamed is not None:
+            os.close(unnamed)  # a copy never linked vanishes with its last descriptor
     unsynced = parent if dest.is_local and not sync_dir else None
     return CopyOutcome(got_size, digests, method, unsynced)
 
@@ -283,6 +296,46 @@ def _blame(
     raise IntegrityFailure(f"copy {what} arrived damaged: {detail}")
 
 
+#: Nameless files (``O_TMPFILE``) can be given a name through /proc (Linux).
+_UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+#: What a filesystem without ``O_TMPFILE`` answers: then the named temporary it is.
+_NO_UNNAMED = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL)
+
+
+def _open_unnamed(directory: str) -> int | None:
+    """A new file without a name in ``directory`` (``O_TMPFILE``), or None where the system
+    or the filesystem has none.
+
+    For a small file the name of a temporary cost more than its bytes: creating it and
+    removing it after publication are two journalled directory changes per copy, and the
+    copy of a killed daemon left it behind as debris. A nameless file needs neither (it
+    vanishes with its descriptor); it is published by a hard link to the same inode,
+    exactly as the named temporary was. Larger files keep their ``.part-`` name: there
+    the name costs little against the bytes, and a long copy under way stays visible
+    (``du``, ``ls``)."""
+    if not _UNNAMED:
+        return None
+    try:
+        return os.open(directory, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED:
+            return None
+        raise
+
+
+def _link_unnamed(fd: int, final: str, *, sync_dir: bool) -> None:
+    """Publish the nameless file ``fd`` as ``final`` (never over an existing file)."""
+    try:
+        # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N: the way to name an O_TMPFILE
+        # without privileges. os.link calls linkat only when given a directory descriptor
+        # (ignored here: the path is absolute).
+        os.link(f"/proc/self/fd/{fd}", final, src_dir_fd=fd, follow_symlinks=True)
+    except FileExistsError:
+        raise Conflict(f"{final} already exists; files are immutable") from None
+    if sync_dir:
+        fsync_dir(os.path.dirname(final))
+
+
 def _fsync_file(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -321,17 +374,29 @@ def _kernel_copy(
     names: Sequence[str],
     stop: threading.Event | None,
     max_bytes_s: float,
+    unnamed: int | None = None,
 ) -> tuple[int, dict[str, str]]:
     """Copy in the kernel, then read the destination back through the same descriptor to
     hash it, and fsync it: (size, digests) of what the destination holds. One descriptor
-    for the three: each open costs a path walk, and small files are all opens."""
+    for the three: each open costs a path walk, and small files are all opens. The
+    destination is ``temp``, created here, or the nameless file ``unnamed`` (left open:
+    the caller publishes it through that descriptor)."""
     chunk = KERNEL_CHUNK
     if max_bytes_s:
         chunk = max(64 * 1024, min(KERNEL_CHUNK, int(max_bytes_s / 8)))
     throttle = _Throttle(max_bytes_s, stop, rel_dst)
     with source._errors("read", rel_src):
         fin = open(src_path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    with fin, dest._errors("copy", rel_dst), open(temp, "xb+", buffering=0) as fout:
+    with (
+        fin,
+        dest._errors("copy", rel_dst),
+        open(
+            temp if unnamed is None else unnamed,
+            "xb+" if unnamed is None else "rb+",
+            buffering=0,
+            closefd=unnamed is None,
+        ) as fout,
+    ):
         kernel = True
         done = 0
         while True:

@@ -25,7 +25,7 @@ from dpps.bdms.states import replicas as replica_states
 from dpps.bdms.states import rules as rule_states
 from dpps.bdms.transfer.records import Outcome, Recorded
 from dpps.catalog import events
-from dpps.catalog.models import RuleLockRow, TransferRow
+from dpps.catalog.models import RuleLockRow, RuleRow, TransferRow
 from dpps.catalog.replication import bump_rules, lock_rules
 from dpps.catalog.sets import among
 from dpps.core.clock import utcnow
@@ -144,12 +144,19 @@ def record_outcomes(
         _record_stuck(session, config, outcomes, stuck_pairs, now, account)
     events.record_many(session, log)
     if done:
-        touched = {o.job.did_id for o in done}
         summary.rules = rule_ids
         # a rule STUCK for want of a source (the ACADA tape copy before the disk copy) may
-        # have one now: look at it again soon rather than after stuck_retry_s
-        bump_rules(session, touched, now=now, states=[RuleState.STUCK.value], within_s=30.0)
+        # have one now: look at it again soon rather than after stuck_retry_s. With no STUCK
+        # rule at all (the usual case) the walk up the files' datasets is skipped.
+        if _any_stuck_rule(session):
+            touched = {o.job.did_id for o in done}
+            bump_rules(session, touched, now=now, states=[RuleState.STUCK.value], within_s=30.0)
     return summary
+
+
+def _any_stuck_rule(session: Session) -> bool:
+    stmt = select(RuleRow.id).where(RuleRow.state == RuleState.STUCK.value).limit(1)
+    return session.scalar(stmt) is not None
 
 
 def _event(o: Outcome, account: str, action: str, details: dict[str, object]) -> dict[str, object]:
