@@ -38,7 +38,6 @@ from dpps.bdms.types import FileInfo
 from dpps.core.errors import DppsError, NotFound
 from dpps.pipelines.campaign import chain
 from dpps.pipelines.campaign.spec import CampaignSpec
-from dpps.pipelines.datapipe import sensitivity
 from dpps.pipelines.night.workflow import Target
 
 #: As the night analyses its DL3 (``dpps.scenarios.night.run``): five reflected regions at the
@@ -129,6 +128,7 @@ def _irf_of(archive: Archive, events: FileInfo) -> FileInfo:
 def _analyse(
     archive: Archive, lists: list[FileInfo], target: Target, dest: Path
 ) -> dict[str, Any]:
+    from dpps.pipelines.datapipe import sensitivity  # the DataPipe stack: not at import
     from dpps.pipelines.datapipe.dl3_analysis import (
         FoundObservation,
         fit_power_law,
@@ -176,6 +176,8 @@ def _irf_sensitivity(paths: list[Path]) -> dict[str, Any] | None:
     separation)."""
     from astropy.io import fits
 
+    from dpps.pipelines.datapipe import sensitivity  # the DataPipe stack: not at import
+
     tables = []
     for path in paths:
         with fits.open(path, memmap=False) as hdul:
@@ -190,6 +192,8 @@ def sensitivity_change(before: dict[str, Any], after: dict[str, Any]) -> dict[st
     """New / previous sensitivity (< 1: better), from the IRFs (geometric mean over the bins,
     and over all energies at once) and from the night's counts, each with its error; None
     where a version lacks it."""
+    from dpps.pipelines.datapipe import sensitivity  # the DataPipe stack: not at import
+
     old, new = before["sensitivity"], after["sensitivity"]
     out: dict[str, Any] = {"irf": None, "irf_integral": None, "measured": None}
     if old["irf"] and new["irf"]:
