@@ -129,13 +129,15 @@ class Remover:
 
 
 def _remove_plain(sandbox: Path) -> bool:
-    """Remove a sandbox as a short tool leaves it (its two logs, an empty ``out``) in four
-    calls, without the directory walk of ``rmtree``; False if it holds anything else."""
+    """Remove a sandbox as a short tool leaves it (its two logs, perhaps an empty ``out``) in
+    three or four calls, without the directory walk of ``rmtree``; False if it holds anything
+    else."""
     try:
         for name in ("stdout.log", "stderr.log"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(sandbox / name)
-        os.rmdir(sandbox / "out")
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(sandbox / "out")
         os.rmdir(sandbox)
     except OSError:
         return False

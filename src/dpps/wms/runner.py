@@ -248,12 +248,17 @@ def _execute(
     root = Path(config.wms.sandbox)
     root = root if root.is_absolute() else config.workspace / root
     sandbox = root / f"job_{task.job_id}.a{task.attempt}.{uuid.uuid4().hex[:6]}"
-    outdir, tmpdir = sandbox / "out", sandbox  # the sandbox itself is the tool's TMPDIR
+    spec = view.spec
+    # The sandbox itself is the tool's TMPDIR; a tool whose files nobody collects (no outputs,
+    # no captured stdout or stderr) also runs in it: one directory less to make and remove.
+    collects = spec.get("python") or spec["outputs"] or spec.get("stdout") or spec.get("stderr")
+    outdir, tmpdir = (sandbox / "out" if collects else sandbox), sandbox
     try:
         sandbox.mkdir()
     except FileNotFoundError:  # the first job of a new workspace
         sandbox.mkdir(parents=True)
-    outdir.mkdir()
+    if outdir != sandbox:
+        outdir.mkdir()
     stdout_log, stderr_log = sandbox / "stdout.log", sandbox / "stderr.log"
     started = utcnow()
     base: dict[str, Any] = {"sandbox": str(sandbox)}
@@ -267,7 +272,6 @@ def _execute(
             retry=True,
             values={**base, **settlement.accounting(None, 0, 0)},
         )
-    spec = view.spec
     runtime = {
         "outdir": str(outdir),
         "tmpdir": str(tmpdir),
