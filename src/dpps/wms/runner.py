@@ -153,7 +153,7 @@ def _stage(
 ) -> tuple[dict[str, Any], int]:
     """Local paths for every File input: in place at the worker's site, else downloaded."""
     config = ctx.config
-    archive = Archive(config, account=view.account, engine=ctx.engine)  # the front door
+    archive: Archive | None = None  # the front door, opened for the first download only
     staged: dict[str, Any] = {}
     total = 0
     for port, value in view.spec["inputs"].items():
@@ -168,6 +168,8 @@ def _stage(
                 dest = indir / port / str(pos)
                 dest.mkdir(parents=True, exist_ok=True)
                 did = parse_did(f["did"], config.default_scope)
+                if archive is None:
+                    archive = Archive(config, account=view.account, engine=ctx.engine)
                 report = archive.get([did], dest)
                 if report.failed:
                     raise Unavailable(f"input {f['did']}: {report.failed[0].error}")
