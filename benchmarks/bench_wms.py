@@ -248,6 +248,16 @@ def _procs_cpu_s(pids: list[int]) -> float:
     return total
 
 
+def _cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process (a worker's counts its tools), and this one."""
+    by = {name: _procs_cpu_s([pid]) for name, pid in pids.items()}
+    return {**by, "manager": time.process_time()}
+
+
+def _per_job_ms(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {k: round(1000 * (after[k] - before[k]) / n, 2) for k in before}
+
+
 def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
     """The same work both ways: the command ``true`` in a subprocess of a worker of site PIC
     (2 threads). Raw: N ``client.submit`` of a function running it, gathered. WMS: N jobs of a
@@ -266,10 +276,12 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
     ):
         assert cluster.scheduler is not None
         pids = [cluster.scheduler.pid, *(w.pid for w in cluster.workers.values())]
+        named = {"scheduler": pids[0], "worker": pids[1]}
         with Client(cluster.address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
             run = client.submit(_true, -1, resources={"SITE_PIC": 1}, pure=False)
             run.result()  # warm
             cpu0, mine0 = _procs_cpu_s(pids), time.process_time()
+            by0 = _cpu_by_process(named)
             t0 = time.perf_counter()
             futures = [
                 client.submit(_true, i, resources={"SITE_PIC": 1}, pure=False)
@@ -278,6 +290,7 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
             client.gather(futures)
             raw = time.perf_counter() - t0
             raw_cpu = _procs_cpu_s(pids) - cpu0 + time.process_time() - mine0
+            raw_by = _per_job_ms(by0, _cpu_by_process(named), n_jobs)
         with _workspace(catalog_url, executor="dask") as archive:
             wms = WMS(archive)
             tool = tool_command("noop", TRUE)
@@ -296,10 +309,12 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
                 wms.submit_job(tool, {}, opts=opts)
             submitted = time.perf_counter() - t0
             cpu0, mine0 = _procs_cpu_s(pids), time.process_time()
+            by0 = _cpu_by_process(named)
             t0 = time.perf_counter()
             wms.run_until(lambda: done(n_jobs + 1), manager=manager, timeout_s=900)
             ours = time.perf_counter() - t0
             ours_cpu = _procs_cpu_s(pids) - cpu0 + time.process_time() - mine0
+            ours_by = _per_job_ms(by0, _cpu_by_process(named), n_jobs)
             manager.close()
     return {
         "jobs": n_jobs,
@@ -313,6 +328,8 @@ def bench_dask(catalog_url: str | None, n_jobs: int) -> dict[str, Any]:
         "wms_cpu_ms_per_job": 1000 * ours_cpu / n_jobs,
         "raw_cpu_ms_per_job": 1000 * raw_cpu / n_jobs,
         "cpu_ratio": ours_cpu / raw_cpu,
+        "wms_cpu_ms_per_job_by_process": ours_by,
+        "raw_cpu_ms_per_job_by_process": raw_by,
         "pass": ours / raw <= DASK_RATIO,
         "load_average": load,
         "load_average_end": os.getloadavg()[0],
@@ -382,6 +399,11 @@ def _print(result: dict[str, Any]) -> None:
             f"{dk['wms_cpu_ms_per_job']:.1f} vs {dk['raw_cpu_ms_per_job']:.1f} ms/job "
             f"({dk['cpu_ratio']:.1f}x); submit {dk['submit_ms_per_job']:.2f} ms/job (apart); "
             f"load {dk['load_average']:.1f} -> {dk['load_average_end']:.1f}"
+        )
+        ours, raw = dk["wms_cpu_ms_per_job_by_process"], dk["raw_cpu_ms_per_job_by_process"]
+        print(
+            "  CPU ms/job by process, WMS vs raw: "
+            + ", ".join(f"{k} {ours[k]:.2f} vs {raw[k]:.2f}" for k in ours)
         )
 
 

@@ -29,11 +29,20 @@ import psutil
 RUNNING_GROUPS: set[int] = set()
 _GRACE_S = 3.0
 _SAMPLE_S = 0.1
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _tree_rss(pid: int, children: bool) -> int:
     """Resident bytes of a process (and its descendants) now; 0 once it is gone. Listing
-    descendants reads every process of the machine, so it is done only now and then."""
+    descendants reads every process of the machine, so it is done only now and then; the
+    process alone is one read of ``/proc/PID/statm`` (psutil's process object costs several
+    reads more, paid by every job for its first sample)."""
+    if not children:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                return int(fh.read().split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            pass  # not Linux, or already gone: psutil decides
     try:
         proc = psutil.Process(pid)
         procs = [proc, *(proc.children(recursive=True) if children else ())]
@@ -151,6 +160,8 @@ def tail(path: Path, limit: int = 16_384) -> str:
     """The end of a log file, for the catalog (the whole file stays in the sandbox)."""
     try:
         size = path.stat().st_size
+        if size == 0:  # most short tools print nothing: no open, no read
+            return ""
         with open(path, "rb") as fh:
             if size > limit:
                 fh.seek(size - limit)

@@ -24,25 +24,23 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from dpps.bdms import availability, registration
 from dpps.bdms.archive import Archive
 from dpps.catalog.engine import transaction
 from dpps.catalog.models_wms import JobRow, TransformationRow, WorkflowRow
 from dpps.core.clock import utcnow
-from dpps.core.config import Config
-from dpps.core.errors import Conflict, DppsError, Unavailable
+from dpps.core.errors import DppsError, Unavailable
 from dpps.core.identifiers import parse_did
 from dpps.core.states import RSEKind
 from dpps.storage.rse import StorageElement
 from dpps.wms import jobs as job_repo
-from dpps.wms import outputs, process, renewer, workflows
+from dpps.wms import outputs, process, renewer, settlement
 from dpps.wms.executors.base import Task
 from dpps.wms.expressions import evaluate, expand_argv
 from dpps.wms.spec import iter_files
@@ -155,7 +153,7 @@ def _stage(
 ) -> tuple[dict[str, Any], int]:
     """Local paths for every File input: in place at the worker's site, else downloaded."""
     config = ctx.config
-    archive = Archive(config, account=view.account, engine=ctx.engine)  # the front door
+    archive: Archive | None = None  # the front door, opened for the first download only
     staged: dict[str, Any] = {}
     total = 0
     for port, value in view.spec["inputs"].items():
@@ -170,6 +168,8 @@ def _stage(
                 dest = indir / port / str(pos)
                 dest.mkdir(parents=True, exist_ok=True)
                 did = parse_did(f["did"], config.default_scope)
+                if archive is None:
+                    archive = Archive(config, account=view.account, engine=ctx.engine)
                 report = archive.get([did], dest)
                 if report.failed:
                     raise Unavailable(f"input {f['did']}: {report.failed[0].error}")
@@ -196,65 +196,6 @@ def _direct(ctx: WorkerContext, f: dict[str, Any], site: str | None) -> Path | N
     return None
 
 
-def _accounting(result: process.ProcessResult | None, read: int, written: int) -> dict[str, Any]:
-    """Column updates that add this attempt's use to the job's (accounting sums attempts)."""
-    c = JobRow.__table__.c
-    if result is None:
-        return {"bytes_read": c.bytes_read + read}
-    rss = result.max_rss_mb
-    return {
-        "cpu_s": c.cpu_s + result.cpu_s,
-        "wall_s": c.wall_s + result.wall_s,
-        "max_rss_mb": case((c.max_rss_mb < rss, rss), else_=c.max_rss_mb),
-        "bytes_read": c.bytes_read + read,
-        "bytes_written": c.bytes_written + written,
-        "exit_code": result.exit_code,
-    }
-
-
-def _end_attempt(
-    ctx: WorkerContext,
-    task: Task,
-    view: JobView,
-    reason: str,
-    *,
-    retry: bool,
-    values: dict[str, Any],
-) -> str:
-    """Record a failed attempt: back to SUBMITTED (with backoff) or FAILED for good."""
-    with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
-        job = s.get(JobRow, task.job_id)
-        if job is None or job.lease_owner != task.token:
-            return "lost"
-        if job.state == JobState.KILLED:
-            job_repo.guarded_update(s, job.id, task.token, [JobState.KILLED], values)
-            return "killed"
-        final = not retry or job.attempts >= job.max_attempts
-        state = JobState.FAILED if final else JobState.SUBMITTED
-        backoff = dt.timedelta(seconds=min(2 ** max(job.attempts - 1, 0) - 1, 60))
-        extra: dict[str, Any] = {"state": state.value, "reason": reason}
-        if final:
-            extra["finished_at"] = utcnow()
-        else:
-            extra.update(lease_owner=None, lease_expires_at=None, not_before=utcnow() + backoff)
-        won = job_repo.guarded_update(
-            s,
-            job.id,
-            task.token,
-            [JobState.RUNNING],
-            {**values, **extra},
-            event={
-                "state": state.value,
-                "attempt": task.attempt,
-                "account": "wms",
-                "reason": reason + ("" if final else "; will retry"),
-            },
-        )
-        if won and final:
-            workflows.flag(s, [job.workflow_id])
-        return state.value if won else "lost"
-
-
 def run_task(task: Task) -> dict[str, Any]:
     """Run one attempt of a job; returns a short summary (the catalog holds the truth)."""
     return run_tasks([task])[0]
@@ -275,19 +216,19 @@ def run_tasks(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     views = _take(ctx, tasks)
     held = {t.job_id: renewer.RENEWER.hold(ctx, t) for t in tasks if t.job_id in views}
     status = {t.job_id: "lost" for t in tasks if t.job_id not in views}
-    done: list[_Done] = []
+    done: list[settlement.Done] = []
     try:
         for task in tasks:
             if task.job_id in views:
                 outcome = _execute(ctx, task, views[task.job_id], held[task.job_id])
-                if isinstance(outcome, _Done):
+                if isinstance(outcome, settlement.Done):
                     done.append(outcome)
                 else:
                     status[task.job_id] = outcome
                     renewer.RENEWER.release(held.pop(task.job_id))
     finally:
         # What ran is settled even if a later job of the bundle raised.
-        status.update(_settle(ctx, done))
+        status.update(settlement.settle(ctx, done))
         for beat in held.values():
             renewer.RENEWER.release(beat)
     # The workflow tells the manager that a step may have become ready (no polling for it).
@@ -301,29 +242,38 @@ def run_tasks(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     ]
 
 
-def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) -> str | _Done:
+def _execute(
+    ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held
+) -> str | settlement.Done:
     """Run the tool; a failed attempt is ended here, a successful one is returned to settle."""
     config = ctx.config
     root = Path(config.wms.sandbox)
     root = root if root.is_absolute() else config.workspace / root
     sandbox = root / f"job_{task.job_id}.a{task.attempt}.{uuid.uuid4().hex[:6]}"
-    outdir, tmpdir = sandbox / "out", sandbox  # the sandbox itself is the tool's TMPDIR
-    outdir.mkdir(parents=True)
+    spec = view.spec
+    # The sandbox itself is the tool's TMPDIR; a tool whose files nobody collects (no outputs,
+    # no captured stdout or stderr) also runs in it: one directory less to make and remove.
+    collects = spec.get("python") or spec["outputs"] or spec.get("stdout") or spec.get("stderr")
+    outdir, tmpdir = (sandbox / "out" if collects else sandbox), sandbox
+    try:
+        sandbox.mkdir()
+    except FileNotFoundError:  # the first job of a new workspace
+        sandbox.mkdir(parents=True)
+    if outdir != sandbox:
+        outdir.mkdir()
     stdout_log, stderr_log = sandbox / "stdout.log", sandbox / "stderr.log"
     started = utcnow()
     base: dict[str, Any] = {"sandbox": str(sandbox)}
     try:
         inputs, read = _stage(ctx, view, task, sandbox / "in")
     except DppsError as exc:
-        return _end_attempt(
+        return settlement.end_attempt(
             ctx,
             task,
-            view,
             f"input staging failed: {exc}",
             retry=True,
-            values={**base, **_accounting(None, 0, 0)},
+            values={**base, **settlement.accounting(None, 0, 0)},
         )
-    spec = view.spec
     runtime = {
         "outdir": str(outdir),
         "tmpdir": str(tmpdir),
@@ -343,8 +293,8 @@ def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) 
         out_target = outdir / str(evaluate(spec["stdout"], tctx)) if spec.get("stdout") else None
         err_target = outdir / str(evaluate(spec["stderr"], tctx)) if spec.get("stderr") else None
     except DppsError as exc:
-        return _end_attempt(
-            ctx, task, view, f"cannot build the command line: {exc}", retry=False, values=base
+        return settlement.end_attempt(
+            ctx, task, f"cannot build the command line: {exc}", retry=False, values=base
         )
     env = {
         **os.environ,
@@ -363,15 +313,15 @@ def _execute(ctx: WorkerContext, task: Task, view: JobView, beat: renewer.Held) 
         stop=beat.lost,
     )
     log_tail = _logs(stdout_log, stderr_log)
-    values = {**base, "log_tail": log_tail, **_accounting(result, read, 0)}
+    if beat.lost.is_set() or result.stopped or not result.ok:
+        values = {**base, "log_tail": log_tail, **settlement.accounting(result, read, 0)}
     if beat.lost.is_set() or result.stopped:
-        status = _end_attempt(ctx, task, view, "stopped", retry=True, values=values)
-        return status
+        return settlement.end_attempt(ctx, task, "stopped", retry=True, values=values)
     if not result.ok:
-        status = _end_attempt(
-            ctx, task, view, f"tool failed: {result.describe()}", retry=True, values=values
+        status = settlement.end_attempt(
+            ctx, task, f"tool failed: {result.describe()}", retry=True, values=values
         )
-        _cleanup(config, sandbox, failed=True)
+        settlement.cleanup(config, sandbox, failed=True)
         return status
     return _outputs(ctx, task, view, tctx, argv, sandbox, result, read, log_tail, started)
 
@@ -400,30 +350,6 @@ def _logs(stdout_log: Path, stderr_log: Path) -> str:
     return f"--- stdout ---\n{out}--- stderr ---\n{err}"
 
 
-def _cleanup(config: Config, sandbox: Path, *, failed: bool) -> None:
-    """Remove a sandbox in the background: the job is finished, nobody waits for this."""
-    if failed and config.wms.keep_failed_sandboxes:
-        return
-    renewer.REMOVER.remove(sandbox)
-
-
-@dataclass
-class _Done:
-    """A job whose tool succeeded and whose outputs are uploaded: ready to be settled."""
-
-    task: Task
-    view: JobView
-    sandbox: Path
-    base: dict[str, Any]
-    result: process.ProcessResult
-    read: int
-    written: int
-    produced: list[outputs.Produced]
-    files: list[registration.NewFile]
-    prov: dict[str, Any]
-    duplicates: list[outputs.Produced] = field(default_factory=list)
-
-
 def _outputs(
     ctx: WorkerContext,
     task: Task,
@@ -435,7 +361,7 @@ def _outputs(
     read: int,
     log_tail: str,
     started: dt.datetime,
-) -> str | _Done:
+) -> str | settlement.Done:
     """Upload and prepare the outputs (outside any transaction: the heavy part)."""
     config = ctx.config
     base = {"sandbox": str(sandbox), "log_tail": log_tail}
@@ -445,13 +371,12 @@ def _outputs(
         )
         outputs.upload(config, produced, view.id, task.attempt, task.token)
     except DppsError as exc:
-        return _end_attempt(
+        return settlement.end_attempt(
             ctx,
             task,
-            view,
             f"outputs: {exc}",
             retry=True,
-            values={**base, **_accounting(result, read, 0)},
+            values={**base, **settlement.accounting(result, read, 0)},
         )
     written = sum(p.size for p in produced)
     times = {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
@@ -474,112 +399,11 @@ def _outputs(
             files = outputs.prepare(config, produced, prov, rse_ids)
     except DppsError as exc:
         outputs.discard(config, produced)
-        return _end_attempt(
+        return settlement.end_attempt(
             ctx,
             task,
-            view,
             f"registration failed: {exc}",
             retry=True,
-            values={**base, **_accounting(result, read, 0)},
+            values={**base, **settlement.accounting(result, read, 0)},
         )
-    return _Done(task, view, sandbox, base, result, read, written, produced, files, prov)
-
-
-def _settle(ctx: WorkerContext, done: Sequence[_Done]) -> dict[int, str]:
-    """Mark the jobs DONE and register their outputs, all in one transaction: each job only
-    if its token still owns it, each job's registration in a savepoint of its own (one job's
-    conflict does not undo the others). A job that could not be settled ends its attempt as
-    before (retried, or failed for good on a conflict)."""
-    if not done:
-        return {}
-    config = ctx.config
-    status: dict[int, str] = {}
-    failed: list[tuple[_Done, str, bool, dict[str, Any]]] = []
-    try:
-        with transaction(ctx.sessions, serialise_on_sqlite=True) as s:
-            events: list[dict[str, Any]] = []
-            flagged: list[int | None] = []
-            for d in done:
-                failure = _settle_one(s, config, d)
-                if failure is not None:
-                    failed.append((d, *failure))
-                    continue
-                status[d.task.job_id] = JobState.DONE.value
-                flagged.append(d.view.workflow_id)
-                events.append(
-                    {
-                        "job_id": d.task.job_id,
-                        "state": JobState.DONE.value,
-                        "attempt": d.task.attempt,
-                        "account": "wms",
-                        "details": {"outputs": [p.lfn for p in d.produced]},
-                    }
-                )
-            job_repo.add_events(s, events)
-            workflows.flag(s, flagged)
-    except DppsError as exc:
-        status.clear()
-        failed = [
-            (
-                d,
-                f"registration failed: {exc}",
-                True,
-                {**d.base, **_accounting(d.result, d.read, 0)},
-            )
-            for d in done
-        ]
-    except BaseException:
-        for d in done:
-            outputs.discard(config, d.produced)  # a bug or a lost database: no stray bytes
-        raise
-    for d in done:
-        if d.task.job_id in status:
-            outputs.discard(config, d.duplicates)
-            _cleanup(config, d.sandbox, failed=False)
-    for d, reason, retry, values in failed:
-        outputs.discard(config, d.produced)
-        status[d.task.job_id] = _end_attempt(
-            ctx, d.task, d.view, reason, retry=retry, values=values
-        )
-    return status
-
-
-def _settle_one(s: Session, config: Config, d: _Done) -> tuple[str, bool, dict[str, Any]] | None:
-    """One job's DONE and registration in the caller's transaction; None when it won, else
-    why not (the reason, whether to retry, the values to record)."""
-    failed_values = {**d.base, **_accounting(d.result, d.read, 0)}
-    savepoint = s.begin_nested() if d.produced else None
-    try:
-        won = job_repo.guarded_update(
-            s,
-            d.view.id,
-            d.task.token,
-            [JobState.RUNNING],
-            {
-                **d.base,
-                **_accounting(d.result, d.read, d.written),
-                "state": JobState.DONE.value,
-                "finished_at": utcnow(),
-                "reason": None,
-            },
-        )
-        if not won:
-            raise _Lost
-        d.duplicates = outputs.register(
-            s, config, d.produced, d.files, d.prov, job_id=d.view.id, account=d.view.account
-        )
-    except (_Lost, DppsError) as exc:
-        if savepoint is not None:
-            savepoint.rollback()
-        if isinstance(exc, _Lost):
-            return "lost the job before registering", True, {}
-        if isinstance(exc, Conflict):
-            return str(exc), False, failed_values
-        return f"registration failed: {exc}", True, failed_values
-    if savepoint is not None:
-        savepoint.commit()
-    return None
-
-
-class _Lost(Exception):
-    """The attempt no longer owns its job."""
+    return settlement.Done(task, view, sandbox, base, result, read, written, produced, files, prov)
