@@ -72,7 +72,8 @@ from dpps.core.config import TransferConfig
 from dpps.core.daemon import DaemonContext
 from dpps.core.states import DIDType
 from dpps.storage.copy import copy_replica
-from dpps.storage.rse import StorageElement, fsync_dir
+from dpps.storage.posix import fsync_dir
+from dpps.storage.rse import StorageElement
 
 LARGE_FLOOR = 0.9  # x cp + sync
 SMALL_FLOOR = 1000.0  # files/s, copies=2

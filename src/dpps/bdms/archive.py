@@ -63,9 +63,9 @@ from dpps.storage.rse import StorageElement
 if TYPE_CHECKING:
     from dpps.bdms.datasets_api import Datasets
     from dpps.bdms.ingestion.api import AcadaAPI
-    from dpps.bdms.listings import ArchiveViews
     from dpps.bdms.preservation.api import Preservation
     from dpps.bdms.replication.api import Replication
+    from dpps.bdms.views import ArchiveViews
 
 Progress = Callable[[int], None]
 
@@ -513,7 +513,7 @@ class Archive:
     def views(self) -> ArchiveViews:
         """Listings and aggregates with filters, order, paging and totals
         (``dpps.bdms.listings``, ``dpps.bdms.stats``): what REST, dashboard and CLI show."""
-        from dpps.bdms.listings import ArchiveViews
+        from dpps.bdms.views import ArchiveViews
 
         return ArchiveViews(self.sessions, self.reads)
 

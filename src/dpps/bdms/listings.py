@@ -3,26 +3,26 @@
 One query per listing, whoever asks: ``archive.replication`` (the CLI), the REST routers and
 the dashboard all call these, so a list and its total are the same rows everywhere (the REST
 API once re-implemented rules and transfers and ordered them differently). Each function takes
-the caller's session and only reads; ``ArchiveViews`` is the facade's door to them (each call
-its own session). Files, the listing of the largest table, are read as columns, not ORM rows,
-in one statement with their total, through a connection outside any transaction
-(``Archive.reads``). Filter values a person typed (states, orders) are checked here, with an
-error naming the known values, never turned into an empty list that looks like "nothing".
+the caller's session and only reads; ``bdms.views.ArchiveViews`` is the facade's door to them
+(each call its own session). Files, the listing of the largest table, are read as columns,
+not ORM rows, in one statement with their total, through a connection outside any
+transaction (``Archive.reads``). Filter values a person typed (states, orders) are checked
+here, with an error naming the known values, never turned into an empty list that looks like
+"nothing".
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, Engine, ScalarSelect, Select, func, or_, select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy import Connection, ScalarSelect, Select, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from dpps.bdms import stats
 from dpps.bdms.retrieve import did_label, label_of
 from dpps.bdms.types import (
     EventRecord,
@@ -550,83 +550,3 @@ def find_file(session: Session, did: DID) -> FileInfo | None:
 def query_fields() -> list[tuple[str, str, str]]:
     """(name, type, description) of every field of the query language (help pages)."""
     return describe_fields()
-
-
-class ArchiveViews:
-    """``archive.views``: the listings above, each call in its own read session."""
-
-    def __init__(self, sessions: sessionmaker[Session], reads: Engine) -> None:
-        self.sessions = sessions
-        self.reads = reads
-
-    def rules(
-        self,
-        where: RuleFilter = RuleFilter(),
-        page: PageRequest = PageRequest(),
-        *,
-        order: RuleOrder = "newest",
-    ) -> Page[RuleInfo]:
-        with self.sessions() as session:
-            return list_rules(session, where, page, order=order)
-
-    def rule(self, rule_id: int) -> RuleInfo:
-        with self.sessions() as session:
-            return get_rule(session, rule_id)
-
-    def transfers(
-        self,
-        where: TransferFilter = TransferFilter(),
-        page: PageRequest = PageRequest(),
-        *,
-        order: TransferOrder = "id",
-    ) -> Page[TransferRecord]:
-        with self.sessions() as session:
-            return list_transfers(session, where, page, order=order)
-
-    def transfer(self, transfer_id: int) -> TransferRecord:
-        with self.sessions() as session:
-            return get_transfer(session, transfer_id)
-
-    def replicas(
-        self,
-        where: ReplicaFilter = ReplicaFilter(),
-        page: PageRequest = PageRequest(),
-    ) -> Page[ReplicaRecord]:
-        with self.sessions() as session:
-            return list_replicas(session, where, page)
-
-    def events(
-        self,
-        where: EventFilter = EventFilter(),
-        page: PageRequest = PageRequest(),
-    ) -> Page[EventRecord]:
-        with self.sessions() as session:
-            return list_events(session, where, page)
-
-    def files(
-        self,
-        filter_text: str = "",
-        page: PageRequest = PageRequest(),
-        *,
-        order_by: str = "name",
-    ) -> Page[FileInfo]:
-        with self.reads.connect() as conn:
-            return list_files(conn, filter_text, page, order_by=order_by)
-
-    def file(self, did: DID) -> FileInfo | None:
-        with self.sessions() as session:
-            return find_file(session, did)
-
-    # -- aggregates (``dpps.bdms.stats``) --------------------------------------------------
-
-    def rules_by_state(self, *, policy: str | None = None) -> dict[str, int]:
-        with self.sessions() as session:
-            return stats.rules_by_state(session, policy=policy)
-
-    def stored(self, *, live_files_only: bool = False) -> list[stats.SiteLevelVolume]:
-        with self.sessions() as session:
-            return stats.stored_by_site_and_level(session, live_files_only=live_files_only)
-
-    def files_by_offsite_sites(self, lfn_prefix: str) -> Counter[int]:
-        with self.sessions() as session:
-            return stats.files_by_offsite_sites(session, lfn_prefix)

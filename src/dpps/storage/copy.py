@@ -43,7 +43,8 @@ from dpps.storage.checksums import (
     compare,
 )
 from dpps.storage.checksums import copy_with_checksums as _stream_copy
-from dpps.storage.rse import CopyInterrupted, StorageElement, fsync_dir
+from dpps.storage.posix import fsync_dir
+from dpps.storage.rse import CopyInterrupted, StorageElement
 from dpps.storage.xrootd import XRootDStorageElement
 
 KERNEL_CHUNK = 8 * 1024 * 1024

@@ -43,6 +43,7 @@ from dpps.storage.checksums import (
     compare,
     copy_with_checksums,
 )
+from dpps.storage.posix import fsync_dir, identity, is_within, link_no_replace, mkdirs_below
 
 PathArg = str | os.PathLike[str]
 
@@ -156,7 +157,7 @@ class StorageElement:
         cannot climb out). Any symbolic link among them, dangling or not, and any doubt
         about the root send the path through ``realpath``, which follows every link."""
         real_root = self._resolved_root()
-        if self._root_id is not None and _identity(self.root) == self._root_id:
+        if self._root_id is not None and identity(self.root) == self._root_id:
             path = self.root.rstrip("/")
             for part in parts:
                 path = f"{path}/{part}"
@@ -169,7 +170,7 @@ class StorageElement:
             else:
                 return
         real = os.path.realpath(full)
-        if not _is_within(real, real_root):
+        if not is_within(real, real_root):
             raise PermissionDenied(
                 f"RSE {self.name}: path {'/'.join(parts)!r} resolves to {real}, outside the "
                 f"RSE root {real_root} (symbolic link?)"
@@ -181,9 +182,9 @@ class StorageElement:
         if self._real_root is not None:
             return self._real_root
         real = os.path.realpath(self.root)
-        identity = _identity(real)
-        if identity is not None and os.path.isdir(real):
-            self._real_root, self._root_id = real, identity
+        found = identity(real)
+        if found is not None and os.path.isdir(real):
+            self._real_root, self._root_id = real, found
         return real
 
     def relative_path_of(self, local_path: PathArg) -> str | None:
@@ -193,7 +194,7 @@ class StorageElement:
             return None
         real_root = self._resolved_root()
         real = os.path.realpath(os.fspath(local_path))
-        if real == real_root or not _is_within(real, real_root):
+        if real == real_root or not is_within(real, real_root):
             return None
         rel = Path(os.path.relpath(real, real_root)).as_posix()
         try:
@@ -245,7 +246,7 @@ class StorageElement:
             try:
                 # One level at a time below the root (never makedirs from the top): a root
                 # unmounted meanwhile makes this fail instead of being created again.
-                _mkdirs_below(self.root, parent)
+                mkdirs_below(self.root, parent)
             except FileNotFoundError:
                 self.require_root(f"write {rel}")  # Unavailable when the root went away
                 raise
@@ -440,9 +441,9 @@ class StorageElement:
             with self._errors("publish", str(dest)):
                 if overwrite:
                     os.replace(temp, dest)
-                    _fsync_dir(str(dest.parent))
+                    fsync_dir(str(dest.parent))
                 else:
-                    _link_no_replace(str(temp), str(dest))
+                    link_no_replace(str(temp), str(dest))
         except BaseException:
             with suppress(FileNotFoundError):
                 os.unlink(temp)
@@ -455,7 +456,7 @@ class StorageElement:
         """``sync_dir=False``: the caller fsyncs the directory itself (once for many files)."""
         if self.is_local:
             # same inode: what was verified is what is published
-            _link_no_replace(temp, final, sync_dir=sync_dir)
+            link_no_replace(temp, final, sync_dir=sync_dir)
             return
         if self.fs.exists(final):  # object stores have no atomic no-replace rename
             raise Conflict(f"RSE {self.name}: {rel} already exists; files are immutable")
@@ -504,33 +505,6 @@ class StorageElement:
 _TRANSPORT_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3", "requests"})
 
 
-def _is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of what ``path`` leads to, None when nothing is there."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _mkdirs_below(root: str, directory: str) -> None:
-    """Create ``directory`` and the missing directories between it and ``root``, which must
-    exist already (FileNotFoundError otherwise)."""
-    rel = os.path.relpath(directory, root)
-    path = root
-    for part in rel.split(os.sep):
-        path = os.path.join(path, part)
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            if not os.path.isdir(path):
-                raise
-
-
 def _reason(exc: OSError) -> str:
     if exc.strerror:
         return f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
@@ -572,36 +546,3 @@ def _open_local_source(path: PathArg) -> Iterator[BinaryIO]:
         raise PermissionDenied(f"cannot read local file {os.fspath(path)}") from None
     with stream:
         yield cast(BinaryIO, stream)
-
-
-def _link_no_replace(temp: str, final: str, *, sync_dir: bool = True) -> None:
-    """Publish ``temp`` as ``final`` atomically, failing if ``final`` appeared meanwhile."""
-    try:
-        os.link(temp, final)
-    except FileExistsError:
-        raise Conflict(f"{final} already exists; files are immutable") from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-        # No hard links on this filesystem: a plain rename, with a (racy) existence check.
-        if os.path.lexists(final):
-            raise Conflict(f"{final} already exists; files are immutable") from None
-        os.rename(temp, final)
-    else:
-        os.unlink(temp)
-    if sync_dir:
-        _fsync_dir(os.path.dirname(final))
-
-
-def fsync_dir(directory: str) -> None:
-    """Make a directory's entries (files published into it) durable."""
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

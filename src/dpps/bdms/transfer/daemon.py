@@ -27,7 +27,8 @@ from dpps.core.config import Config
 from dpps.core.daemon import Daemon, DaemonContext
 from dpps.core.errors import DppsError
 from dpps.storage.copy import SourceCorrupt, copy_replica
-from dpps.storage.rse import CopyInterrupted, StorageElement, fsync_dir
+from dpps.storage.posix import fsync_dir
+from dpps.storage.rse import CopyInterrupted, StorageElement
 
 log = logging.getLogger("dpps.transfer")
 
