@@ -191,3 +191,21 @@ def test_the_comparison_prints_both_sensitivities_with_errors(
     assert comparison["sensitivity"]["irf"] is None
     print_sensitivity(comparison)
     assert "sensitivity from the IRFs: not available" in capsys.readouterr().out
+
+
+def test_a_one_block_night_reads_its_one_quality_report(tmp_path: Path) -> None:
+    """``dpps night --blocks 1`` failed at the report: one archived quality report was fetched
+    as the directory's name instead of into it (``get`` of one file names the target file)."""
+    import json
+
+    from dpps.bdms.archive import Archive
+    from dpps.scenarios.night.report import quality_verdicts
+
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"passed": False, "checks": [{"metric": "m", "status": "fail"}]}))
+    meta = {"data_level": "QUAL", "category": "B", "obs_id": 1}
+    with Archive.init(tmp_path / "ws") as archive:
+        lfn = "/ctao/qual/obs1_quality_report.json"
+        assert not archive.ingest([report], "CTAO-N", lfn=lfn, meta=meta).failed
+        verdicts = quality_verdicts(archive, "B", tmp_path / "night" / "quality")
+    assert verdicts == {1: {"passed": False, "failed_checks": ["m"], "did": f"ctao:{lfn}"}}

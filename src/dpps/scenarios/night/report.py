@@ -77,6 +77,7 @@ def quality_verdicts(
     ]
     if not reports:
         return {}
+    dest.mkdir(parents=True, exist_ok=True)  # one report is fetched into it, not as it
     got = archive.get([f.did for f in reports], dest, overwrite=True)
     if got.failed:
         raise IntegrityFailure(f"quality reports not retrieved: {got.failed[0].error}")
