@@ -21,10 +21,9 @@ from dpps.bdms import stats
 from dpps.bdms.listings import TransferFilter
 from dpps.core.clock import utcnow
 from dpps.core.errors import NotFound
-from dpps.core.states import TransferState
 from dpps.oms.dashboard.common import ctx, error_page, html, login_redirect, viewer
 from dpps.oms.dashboard.rses import daemons_of, transfers_of
-from dpps.oms.dashboard.traffic import link_name
+from dpps.oms.dashboard.traffic import traffic
 
 router = APIRouter()
 
@@ -63,6 +62,7 @@ def site_page(request: Request, name: str) -> Response:
         return error_page(who, NotFound(f"no data center {name[:64]!r}"))
     names = {r.name for r in rses}
     until = utcnow()
+    since = until - LINK_WINDOW
     with archive.sessions() as s:
         states: dict[str, dict[str, int]] = defaultdict(dict)
         for rse, st, n, _b in stats.replicas_by_rse_state(s):
@@ -71,7 +71,7 @@ def site_page(request: Request, name: str) -> Response:
         beats = stats.heartbeat_ages(s)
         links = [
             v
-            for v in stats.transfers_by_link(s, until - LINK_WINDOW, until, "day")
+            for v in stats.transfers_by_link(s, since, until, "day")
             if name in (v.source, v.dest)
         ]
     failures, in_flight = transfers_of(archive, TransferFilter(site=name))
@@ -86,22 +86,17 @@ def site_page(request: Request, name: str) -> Response:
         files=sum(r.files for r in rses),
         bytes=sum(r.bytes for r in rses),
         daemons=daemons_of(names, beats, own="this site's process"),
-        links=link_totals(links),
+        links=link_totals(links, stats.buckets(since, until, "day")),
         failures=failures,
         in_flight=in_flight,
     )
 
 
-def link_totals(rows: list[stats.LinkVolume]) -> list[dict[str, Any]]:
-    """Per link: files and bytes done, failures; the busiest link first."""
-    totals: dict[str, dict[str, Any]] = {}
-    for v in rows:
-        t = totals.setdefault(
-            link_name(v), {"link": link_name(v), "files": 0, "bytes": 0, "failed": 0}
-        )
-        if v.state == TransferState.DONE.value:
-            t["files"] += v.files
-            t["bytes"] += v.bytes
-        else:
-            t["failed"] += v.files
-    return sorted(totals.values(), key=lambda t: (-t["bytes"], -t["failed"], t["link"]))
+def link_totals(rows: list[stats.LinkVolume], days: list[str]) -> list[dict[str, Any]]:
+    """Per link: files and bytes done, failures (the traffic page's totals); the busiest
+    link first."""
+    totals = traffic(rows, days)["totals"]
+    return sorted(
+        ({"link": link, **t} for link, t in totals.items()),
+        key=lambda t: (-t["bytes"], -t["failed"], t["link"]),
+    )
